@@ -1,0 +1,34 @@
+# `make run` and `make test` each build .venv from nothing on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench screenshot clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/deepvis $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/ruff check app tests benchmarks scripts
+	$(BIN)/lint-imports
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check app tests benchmarks scripts
+	$(BIN)/lint-imports
+
+bench: $(STAMP)
+	$(BIN)/deepvis bench $(ARGS)
+
+screenshot: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/deepvis --screenshot docs/screenshot.png --frames 30 $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
