@@ -1,0 +1,150 @@
+"""`settings.toml` → frozen dataclasses. Unknown keys and bad values are errors naming the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A settings file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    # "auto": camera 0 when one opens, else the bundled sample video.
+    # Otherwise "camera:N", or a path to a video, an image or a folder of images.
+    default: str = "auto"
+    camera_width: int = 640
+    camera_height: int = 480
+    camera_fps: int = 30
+    mirror: bool = True  # mirror camera frames, as people expect of a webcam
+    reconnect_interval_s: float = 1.0
+    video_loop: bool = True
+    max_image_pixels: int = 80_000_000  # refuse bigger images instead of exhausting memory
+    max_frame_side: int = 1280  # larger frames are downscaled once, on capture
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    default: str = "efficientnet_lite0"
+    device: str = "auto"  # auto | cpu | cuda | mps
+    allow_download: bool = True  # torchvision weights on first use, where a network exists
+    download_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    layer: str = ""  # "" = the model's default layer (a middle one)
+    unit: int = 0
+    normalization: str = "per_channel"  # per_channel | per_layer
+    colormap: str = "viridis"
+    overlay_opacity: float = 0.55
+    top_k: int = 5
+
+
+@dataclass(frozen=True)
+class GuiSettings:
+    refresh_ms: int = 15
+    width: int = 1560
+    height: int = 940
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    frames: int = 120
+    warmup: int = 10
+    size: int = 224
+    threads: int = 0  # 0 = torch's default
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: SourceSettings = field(default_factory=SourceSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    view: ViewSettings = field(default_factory=ViewSettings)
+    gui: GuiSettings = field(default_factory=GuiSettings)
+    bench: BenchSettings = field(default_factory=BenchSettings)
+
+
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("model", "device"): ("auto", "cpu", "cuda", "mps"),
+    ("view", "normalization"): ("per_channel", "per_layer"),
+    ("view", "colormap"): ("viridis", "inferno", "magma", "gray", "jet", "coolwarm"),
+}
+_POSITIVE = {
+    ("source", "camera_width"), ("source", "camera_height"), ("source", "camera_fps"),
+    ("source", "max_image_pixels"), ("source", "max_frame_side"), ("gui", "refresh_ms"),
+    ("gui", "width"), ("gui", "height"), ("bench", "frames"), ("bench", "size"),
+    ("view", "top_k"), ("model", "download_timeout_s"), ("source", "reconnect_interval_s"),
+}
+
+
+def _check_value(where: str, section: str, key: str, value: Any, expected: type) -> Any:
+    name = f"{where}: [{section}].{key}"
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if (expected is int and isinstance(value, bool)) or not isinstance(value, expected):
+        raise SettingsError(f"{name} must be {expected.__name__}, got {value!r}")
+    choices = _CHOICES.get((section, key))
+    if choices and value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    if (section, key) in _POSITIVE and value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value!r}")
+    if key in ("unit", "warmup", "threads") and value < 0:
+        raise SettingsError(f"{name} must not be negative, got {value!r}")
+    if key == "overlay_opacity" and not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{name} must be between 0 and 1, got {value!r}")
+    return value
+
+
+def settings_from_dict(data: dict[str, Any], where: str = "settings") -> Settings:
+    """Validate a parsed TOML document against the defaults."""
+    sections = {f.name: f for f in dataclasses.fields(Settings)}
+    built: dict[str, Any] = {}
+    for section, values in data.items():
+        if section not in sections:
+            raise SettingsError(f"{where}: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise SettingsError(f"{where}: [{section}] must be a table")
+        cls = typing.get_type_hints(Settings)[section]
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in hints:
+                raise SettingsError(f"{where}: unknown key [{section}].{key}")
+            expected = hints[key]
+            if isinstance(expected, types.UnionType):  # pragma: no cover - no optional keys yet
+                expected = typing.get_args(expected)[0]
+            kwargs[key] = _check_value(where, section, key, value, expected)
+        built[section] = cls(**kwargs)
+    return Settings(**built)
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Read `path` (None: built-in defaults). Raises SettingsError with a one-line reason."""
+    if path is None:
+        return Settings()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"settings file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read settings file {p}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{p}: not valid TOML: {exc}") from None
+    return settings_from_dict(data, where=str(p))
+
+
+def with_overrides(settings: Settings, section: str, **changes: Any) -> Settings:
+    """A copy of `settings` with keys of one section replaced (command-line flags)."""
+    current = getattr(settings, section)
+    return dataclasses.replace(settings, **{section: dataclasses.replace(current, **changes)})

@@ -1,0 +1,131 @@
+"""Forward hooks that record every layer producing a feature map, without copying.
+
+Outputs are kept by reference: copying every layer each frame would cost as much memory
+traffic as the forward pass itself. A reference is only wrong when something later
+writes into that tensor in place (an in-place ReLU, ResNet's `out += identity`). Such
+writes bump the tensor's version counter, so after a pass we know exactly which layers
+were overwritten; those layers are cloned from then on, and the pass that found them
+is run once more so no frame ever shows overwritten values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import torch
+from torch import nn
+
+from app.core.messages import LayerInfo
+
+
+def repeat_name(name: str, call: int) -> str:
+    """Name of the `call`-th output (0-based) of a module run several times in one pass."""
+    return name if call == 0 else f"{name}:{call}"
+
+
+class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
+    """Records (N, C, H, W) outputs of the named modules of `model` during a forward pass.
+
+    Use as a context manager (hooks always come off) and call `run(x)` per pass;
+    `activations` then maps layer names to tensors on the model's device. A module used
+    twice in one pass is recorded as `name` and `name:1`.
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str] | None = None) -> None:
+        self.model = model
+        wanted = set(layers) if layers is not None else None
+        self._modules = [
+            (name, m) for name, m in model.named_modules()
+            if name and (wanted is None or name in wanted)
+        ]
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._versions: dict[str, int] = {}
+        self._calls: dict[str, int] = {}
+        self.clone_layers: set[str] = set()  # learned: outputs that get overwritten in place
+        self.activations: dict[str, torch.Tensor] = {}
+        self.kinds: dict[str, str] = {}
+
+    def __enter__(self) -> ActivationRecorder:
+        try:
+            for name, module in self._modules:
+                self._handles.append(module.register_forward_hook(self._hook_for(name)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _hook_for(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+        kind = None
+
+        def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+            nonlocal kind
+            if not isinstance(output, torch.Tensor) or output.dim() != 4:
+                return
+            call = self._calls.get(name, 0)
+            self._calls[name] = call + 1
+            key = repeat_name(name, call)
+            if key in self.clone_layers:
+                output = output.clone()
+            elif not torch.is_inference_mode_enabled():
+                self._versions[key] = output._version
+            self.activations[key] = output
+            if kind is None:
+                kind = type(module).__name__
+            self.kinds[key] = kind
+
+        return hook
+
+    def run(self, x: torch.Tensor, forward: Callable[[torch.Tensor], Any] | None = None) -> Any:
+        """One forward pass with recording; returns the model's output.
+
+        Runs under `torch.no_grad()` by default callers; inference mode hides version
+        counters, so overwritten layers are then cloned only if already known.
+        """
+        fwd = forward or self.model
+        out = self._pass(fwd, x)
+        overwritten = {k for k, v in self._versions.items() if self.activations[k]._version != v}
+        if overwritten:
+            self.clone_layers |= overwritten
+            out = self._pass(fwd, x)
+        return out
+
+    def _pass(self, fwd: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:
+        self.activations = {}
+        self._versions = {}
+        self._calls = {}
+        return fwd(x)
+
+    def layer_infos(self) -> tuple[LayerInfo, ...]:
+        """Recorded layers in call order, with (C, H, W) shapes."""
+        return tuple(
+            LayerInfo(name, tuple(t.shape[1:]), self.kinds[name])
+            for name, t in self.activations.items()
+        )
+
+
+def discover_layers(
+    model: nn.Module, size: int, device: torch.device
+) -> tuple[tuple[LayerInfo, ...], set[str]]:
+    """Recordable layers of `model` for a size×size input, and those that need cloning."""
+    x = torch.zeros(1, 3, size, size, device=device)
+    with torch.no_grad(), ActivationRecorder(model) as rec:
+        rec.run(x)
+        return rec.layer_infos(), set(rec.clone_layers)
+
+
+def default_layer(layers: tuple[LayerInfo, ...]) -> str:
+    """A middle block of the network: where units are neither edges nor classes."""
+    if not layers:
+        raise ValueError("the model has no layer with a (C, H, W) output")
+    shallow = [info for info in layers if info.name.count(".") <= 1] or list(layers)
+    return shallow[int(len(shallow) * 0.45)].name
