@@ -1,0 +1,216 @@
+"""The inference worker: newest frame in → hooked forward → one small Result out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from app.core.messages import Frame, Normalization, Prediction, Result, ViewState
+from app.core.slot import LatestSlot
+from app.core.tiling import GridGeometry, grid_geometry
+from app.engine.models import LoadedModel
+from app.engine.preprocess import frame_to_tensor, prepare_batch
+from app.engine.recorder import ActivationRecorder, default_layer, discover_layers
+from app.engine.tiling import normalize_on_device, tile_on_device
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one frame produced, before it is wrapped with timing into a Result."""
+
+    crop: tuple[int, int, int, int]
+    layer: str
+    geometry: GridGeometry
+    mosaic: np.ndarray
+    unit: int
+    unit_map: np.ndarray
+    unit_max: np.ndarray
+    unit_mean: np.ndarray
+    predictions: tuple[Prediction, ...]
+
+
+class FrameProcessor:
+    """Runs one model on frames with every layer hooked; owns the recorder's hooks.
+
+    Synchronous, so the live worker, the benchmark and tests share exactly one code path.
+    """
+
+    def __init__(self, loaded: LoadedModel, top_k: int = 5) -> None:
+        self.loaded = loaded
+        self.top_k = top_k
+        layers, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+        self.layers = layers
+        self.by_name = {info.name: info for info in layers}
+        self.default_layer = default_layer(layers)
+        self.recorder = ActivationRecorder(loaded.module).__enter__()
+        self.recorder.clone_layers |= clone
+        self._geometries: dict[str, GridGeometry] = {}
+
+    def close(self) -> None:
+        self.recorder.remove()
+
+    def geometry(self, layer: str) -> GridGeometry:
+        g = self._geometries.get(layer)
+        if g is None:
+            c, h, w = self.by_name[layer].shape
+            g = grid_geometry(c, h, w, pad=1, aspect=1.25)
+            self._geometries[layer] = g
+        return g
+
+    def resolve(self, view: ViewState) -> tuple[str, int]:
+        layer = view.layer if view.layer in self.by_name else self.default_layer
+        channels = self.by_name[layer].shape[0]
+        return layer, min(max(view.unit, 0), channels - 1)
+
+    @torch.no_grad()
+    def process(self, image: np.ndarray, view: ViewState) -> Snapshot:
+        lm = self.loaded
+        img = frame_to_tensor(image, lm.device)
+        x = prepare_batch([img], lm.preprocess)
+        logits = self.recorder.run(x)
+        layer, unit = self.resolve(view)
+        acts = self.recorder.activations[layer][0]
+        g = self.geometry(layer)
+        per_channel = view.normalization == Normalization.PER_CHANNEL
+        mosaic = tile_on_device(normalize_on_device(acts, per_channel), g)
+        flat = acts.flatten(1).float()
+        probs = torch.softmax(logits[0].float(), 0)
+        top_p, top_i = probs.topk(min(self.top_k, probs.numel()))
+        # one round of small copies: the mosaic (uint8), one map and a few vectors
+        mosaic_np = mosaic.cpu().numpy()
+        unit_map = acts[unit].float().cpu().numpy()
+        stats = torch.stack([flat.amax(1), flat.mean(1)]).cpu().numpy()
+        names = lm.class_names
+        preds = tuple(
+            Prediction(int(i), names[int(i)] if int(i) < len(names) else str(int(i)), float(p))
+            for p, i in zip(top_p.cpu().tolist(), top_i.cpu().tolist(), strict=True)
+        )
+        h, w = image.shape[:2]
+        return Snapshot(
+            lm.preprocess.crop_box(h, w), layer, g, mosaic_np, unit, unit_map,
+            stats[0], stats[1], preds,
+        )
+
+
+class RateMeter:
+    """Events per second over a sliding window of recent events."""
+
+    def __init__(self, window_s: float = 1.5) -> None:
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+
+    def tick(self, now: float) -> float:
+        self._times.append(now)
+        while len(self._times) > 2 and now - self._times[0] > self.window_s:
+            self._times.popleft()
+        if len(self._times) < 2:
+            return 0.0
+        return (len(self._times) - 1) / max(now - self._times[0], 1e-9)
+
+
+class InferenceWorker(threading.Thread):
+    """Takes the newest frame, processes it, publishes the newest Result. Never queues.
+
+    A view change or a new model re-renders the last frame, so a frozen or still image
+    follows the user's clicks without new frames arriving.
+    """
+
+    def __init__(
+        self,
+        frames: LatestSlot[Frame],
+        results: LatestSlot[Result],
+        on_error: Callable[[str], None],
+        top_k: int = 5,
+    ) -> None:
+        super().__init__(name="inference-worker", daemon=True)
+        self.frames = frames
+        self.results = results
+        self.on_error = on_error
+        self.top_k = top_k
+        self._halt = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._view = ViewState()
+        self._pending_model: FrameProcessor | None = None
+        self._processor: FrameProcessor | None = None
+        self._dirty = False
+        self._seq = 0
+        self._rate = RateMeter()
+        self.processed = 0
+
+    # -- called from other threads -------------------------------------------------
+    def set_view(self, view: ViewState) -> None:
+        with self._lock:
+            self._view = view
+            self._dirty = True
+        self._wake.set()
+
+    def set_model(self, processor: FrameProcessor) -> None:
+        """Switch to a processor built (hooks and all) on another thread."""
+        with self._lock:
+            self._pending_model = processor
+            self._dirty = True
+        self._wake.set()
+
+    def poke(self) -> None:
+        """Called by whoever fills the frame slot, so the worker wakes at once."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._wake.set()
+
+    # -- the worker thread ----------------------------------------------------------
+    def run(self) -> None:
+        last: Frame | None = None
+        try:
+            while not self._halt.is_set():
+                self._wake.wait(0.05)
+                self._wake.clear()
+                with self._lock:
+                    view, dirty, pending = self._view, self._dirty, self._pending_model
+                    self._dirty, self._pending_model = False, None
+                if pending is not None:
+                    if self._processor is not None:
+                        self._processor.close()
+                    self._processor = pending
+                frame = None if view.frozen and last is not None else self.frames.take()
+                if frame is None:
+                    if not dirty or last is None:
+                        continue
+                    frame = last
+                last = frame
+                if self._processor is not None:
+                    self._process(frame, view)
+        finally:
+            if self._processor is not None:
+                self._processor.close()
+
+    def _process(self, frame: Frame, view: ViewState) -> None:
+        proc = self._processor
+        assert proc is not None
+        t0 = time.perf_counter()
+        try:
+            snap = proc.process(frame.image, view)
+        except Exception as exc:  # a bad frame or model must not kill the live view
+            self.on_error(f"inference failed: {type(exc).__name__}: {exc}".splitlines()[0])
+            return
+        now = time.perf_counter()
+        self._seq += 1
+        self.processed += 1
+        fps = self._rate.tick(now)
+        lm = proc.loaded
+        self.results.put(Result(
+            seq=self._seq, frame=frame, crop=snap.crop, layer=snap.layer,
+            geometry=snap.geometry, mosaic=snap.mosaic, unit=snap.unit,
+            unit_map=snap.unit_map, unit_max=snap.unit_max, unit_mean=snap.unit_mean,
+            predictions=snap.predictions, latency_ms=(now - frame.timestamp) * 1e3,
+            compute_ms=(now - t0) * 1e3, fps=fps, dropped_frames=self.frames.dropped,
+            device=str(lm.device), model=lm.name, frozen=view.frozen,
+        ))

@@ -1,0 +1,181 @@
+"""The live backend: capture thread → inference worker, driven by the GUI.
+
+It composes app.capture and app.engine and implements app.core.backend.LiveBackend;
+it never imports Qt. Slow steps (opening a camera, loading a model) run on one loader
+thread so every call from the GUI returns at once.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from app.capture.sources import SourceError, open_source
+from app.capture.thread import CaptureThread
+from app.core.backend import Event
+from app.core.messages import (
+    Frame,
+    ModelChoice,
+    ModelReady,
+    Notice,
+    NoticeLevel,
+    Result,
+    SourceReady,
+    ViewState,
+)
+from app.core.settings import Settings
+from app.core.slot import LatestSlot
+from app.engine.models import ModelError, load_model, model_choices
+from app.engine.worker import FrameProcessor, InferenceWorker
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def sample_video() -> Path:
+    """The bundled sample video, shown when there is no camera."""
+    found = sorted(ASSETS.glob("sample.*"))
+    if not found:
+        raise FileNotFoundError(f"no bundled sample video in {ASSETS}")
+    return found[0]
+
+
+class LiveSession:
+    """Owns the capture thread, the inference worker and the loader thread."""
+
+    def __init__(self, settings: Settings, device: torch.device) -> None:
+        self.settings = settings
+        self.device = device
+        self.frames: LatestSlot[Frame] = LatestSlot()
+        self.results: LatestSlot[Result] = LatestSlot()
+        self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self.worker = InferenceWorker(
+            self.frames, self.results, on_error=self._error, top_k=settings.view.top_k
+        )
+        self.frames.listener = self.worker.poke
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepvis-loader")
+        self._capture: CaptureThread | None = None
+        self._capture_lock = threading.Lock()
+        self._mirror = settings.source.mirror
+        self._stopped = False
+        self.model_name: str | None = None
+        self.worker.start()
+
+    # -- LiveBackend ------------------------------------------------------------------
+    def poll_result(self) -> Result | None:
+        return self.results.take()
+
+    def poll_events(self) -> list[Event]:
+        out: list[Event] = []
+        while True:
+            try:
+                out.append(self._events.get_nowait())
+            except queue.Empty:
+                return out
+
+    def set_view(self, view: ViewState) -> None:
+        self.worker.set_view(view)
+
+    def open_source(self, spec: str) -> None:
+        self._submit(self._open_source, spec)
+
+    def step_source(self, delta: int) -> None:
+        with self._capture_lock:
+            if self._capture is not None:
+                self._capture.step(delta)
+
+    def set_mirror(self, mirror: bool) -> None:
+        self._mirror = mirror
+        with self._capture_lock:
+            if self._capture is not None:
+                self._capture.set_mirror(mirror)
+
+    def load_model(self, spec: str) -> None:
+        self._submit(self._load_model, spec)
+
+    def model_choices(self) -> list[ModelChoice]:
+        return model_choices()
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._loader.shutdown(wait=True, cancel_futures=True)
+        with self._capture_lock:
+            capture, self._capture = self._capture, None
+        if capture is not None:
+            capture.stop()
+            capture.join()
+        self.worker.stop()
+        self.worker.join()
+        self.frames.close()
+
+    # -- loader thread ----------------------------------------------------------------
+    def _submit(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        if not self._stopped:
+            self._loader.submit(self._guarded, fn, *args)
+
+    def _guarded(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        try:
+            fn(*args)
+        except Exception as exc:  # the loader must survive anything a user points it at
+            self._error(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+    def _load_model(self, spec: str) -> None:
+        self._notice(f"loading model {spec}…")
+        try:
+            loaded = load_model(spec, self.device, self.settings.model)
+        except ModelError as exc:
+            self._error(str(exc))
+            return
+        processor = FrameProcessor(loaded, self.settings.view.top_k)
+        self.model_name = loaded.name
+        self.worker.set_model(processor)
+        self._events.put(ModelReady(
+            loaded.name, processor.layers, processor.default_layer, str(loaded.device),
+            loaded.num_classes,
+        ))
+        self._notice(f"model {loaded.name} ready on {loaded.device}")
+
+    def _open_source(self, spec: str) -> None:
+        src = self.settings.source
+        if spec == "auto":
+            try:
+                source = open_source("camera:0", src)
+            except SourceError:
+                video = sample_video()
+                self._notice("no camera found: showing the bundled sample video",
+                             NoticeLevel.WARNING)
+                source = open_source(str(video), src)
+        else:
+            try:
+                source = open_source(spec, src)
+            except SourceError as exc:
+                self._error(str(exc))
+                return
+        capture = CaptureThread(source, self.frames, src, on_notice=self._capture_notice)
+        capture.set_mirror(self._mirror)
+        with self._capture_lock:
+            old, self._capture = self._capture, capture
+            if self._stopped:
+                old, capture = capture, None
+        if old is not None:
+            old.stop()
+            old.join()
+        if capture is None:
+            return
+        capture.start()
+        self._events.put(SourceReady(source.label, source.kind, source.count, source.position))
+
+    # -- events -----------------------------------------------------------------------
+    def _notice(self, text: str, level: NoticeLevel = NoticeLevel.INFO) -> None:
+        self._events.put(Notice(text, level))
+
+    def _error(self, text: str) -> None:
+        self._events.put(Notice(text, NoticeLevel.ERROR))
+
+    def _capture_notice(self, text: str, level: str) -> None:
+        self._events.put(Notice(text, NoticeLevel(level)))

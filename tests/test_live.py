@@ -1,0 +1,180 @@
+"""The live pipeline on the real bundled model: processor, worker thread, session."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from app.core.messages import (
+    Frame, ModelReady, Normalization, Notice, NoticeLevel, SourceReady, ViewState,
+)
+from app.core.settings import Settings
+from app.core.slot import LatestSlot
+from app.engine.models import load_model
+from app.engine.worker import FrameProcessor, InferenceWorker
+from tests.photos import CAT_CLASSES, COFFEE_CLASSES, chelsea, coffee, write_jpeg
+
+pytestmark = pytest.mark.slow
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def processor():
+    proc = FrameProcessor(load_model("efficientnet_lite0", CPU, Settings().model))
+    yield proc
+    proc.close()
+
+
+def test_processor_classifies_real_photos(processor):
+    cat = processor.process(chelsea(), ViewState())
+    assert cat.predictions[0].index in CAT_CLASSES
+    assert len(cat.predictions) == 5
+    assert sum(p.probability for p in cat.predictions) <= 1.0 + 1e-6
+    cup = processor.process(coffee(), ViewState())
+    assert cup.predictions[0].index in COFFEE_CLASSES
+
+
+def test_processor_snapshot_matches_the_recorded_layer(processor):
+    layer = "_blocks.3._depthwise_conv"
+    snap = processor.process(chelsea(), ViewState(layer=layer, unit=7))
+    acts = processor.recorder.activations[layer][0]
+    c, h, w = acts.shape
+    assert snap.layer == layer and snap.unit == 7
+    assert (snap.geometry.channels, snap.geometry.tile_h, snap.geometry.tile_w) == (c, h, w)
+    assert snap.mosaic.shape == (snap.geometry.height, snap.geometry.width)
+    assert snap.mosaic.dtype == np.uint8
+    np.testing.assert_allclose(snap.unit_map, acts[7].numpy())
+    np.testing.assert_allclose(snap.unit_max, acts.flatten(1).amax(1).numpy(), rtol=1e-6)
+    # the selected unit's tile holds its own map, scaled to 0..255
+    y, x = snap.geometry.tile_origin(7)
+    tile = snap.mosaic[y : y + h, x : x + w]
+    if snap.unit_map.max() > snap.unit_map.min():
+        assert tile.max() == 255 and tile.min() == 0
+        assert np.unravel_index(tile.argmax(), tile.shape) == np.unravel_index(
+            snap.unit_map.argmax(), snap.unit_map.shape)
+    # the crop box is the central square the model sees
+    hh, ww = chelsea().shape[:2]
+    x0, y0, cw, ch = snap.crop
+    assert cw == ch == round(min(hh, ww) * processor.loaded.preprocess.crop_fraction)
+    assert abs((x0 + cw / 2) - ww / 2) <= 1
+
+
+def test_processor_per_layer_normalization_and_unknown_layer(processor):
+    snap = processor.process(chelsea(), ViewState(layer="nope", unit=10_000,
+                                                  normalization=Normalization.PER_LAYER))
+    assert snap.layer == processor.default_layer
+    assert snap.unit == processor.by_name[snap.layer].shape[0] - 1
+    assert snap.mosaic.max() == 255
+
+
+def test_every_layer_is_recorded_each_frame(processor):
+    processor.process(coffee(), ViewState())
+    recorded = set(processor.recorder.activations)
+    assert {info.name for info in processor.layers} == recorded
+    assert len(recorded) > 100
+    assert all(t.device.type == "cpu" for t in processor.recorder.activations.values())
+
+
+def test_worker_thread_latest_wins_and_rerenders_on_view_change(processor):
+    frames: LatestSlot[Frame] = LatestSlot()
+    results = LatestSlot()
+    errors: list[str] = []
+    worker = InferenceWorker(frames, results, on_error=errors.append)
+    frames.listener = worker.poke
+    worker.set_model(processor)
+    worker.start()
+    try:
+        for i in range(4):  # no consumer yet: older frames are dropped, never queued
+            frames.put(Frame(chelsea(), i, time.perf_counter(), "test"))
+        r = results.wait_take(30.0)
+        assert r is not None and r.predictions[0].index in CAT_CLASSES
+        assert r.dropped_frames >= 1
+        assert r.latency_ms >= r.compute_ms > 0
+        # a view change re-renders the last frame without a new one
+        worker.set_view(ViewState(layer="_blocks.1", unit=3))
+        deadline = time.monotonic() + 30
+        r2 = None
+        while time.monotonic() < deadline:
+            r2 = results.wait_take(1.0)
+            if r2 is not None and r2.layer == "_blocks.1":
+                break
+        assert r2 is not None and r2.layer == "_blocks.1" and r2.unit == 3
+        assert r2.frame.index == 3  # the newest frame
+    finally:
+        worker.stop()
+        worker.join(10)
+    assert not worker.is_alive()
+    assert not errors
+    # the worker leaves the processor's hooks to its owner; this fixture closes it
+
+
+def _wait_for(backend, predicate, timeout=60.0):
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen.extend(backend.poll_events())
+        if predicate(seen):
+            return seen
+        time.sleep(0.02)
+    raise AssertionError(f"timed out; events: {seen}")
+
+
+def test_session_end_to_end_on_an_image_and_bad_inputs(tmp_path):
+    from app.live_session import LiveSession
+
+    cat = write_jpeg(tmp_path / "cat.jpg", chelsea())
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    session = LiveSession(Settings(), CPU)
+    try:
+        session.load_model("efficientnet_lite0")
+        session.open_source(str(cat))
+        events = _wait_for(session, lambda ev: any(isinstance(e, SourceReady) for e in ev)
+                           and any(isinstance(e, ModelReady) for e in ev))
+        ready = next(e for e in events if isinstance(e, ModelReady))
+        assert ready.num_classes == 1000 and ready.default_layer
+        deadline = time.monotonic() + 60
+        result = None
+        while result is None and time.monotonic() < deadline:
+            result = session.poll_result()
+            time.sleep(0.02)
+        assert result is not None and result.predictions[0].index in CAT_CLASSES
+        assert result.frame.source.endswith("cat.jpg")
+        # bad inputs: one error notice each, and the session keeps running
+        session.open_source(str(bad))
+        session.load_model("no_such_model")
+        events = _wait_for(session, lambda ev: sum(
+            isinstance(e, Notice) and e.level == NoticeLevel.ERROR for e in ev) >= 2)
+        errors = [e.text for e in events if isinstance(e, Notice) and e.level == "error"]
+        assert any("broken.jpg" in t for t in errors)
+        assert any("no_such_model" in t for t in errors)
+        assert all("\n" not in t for t in errors)
+        session.set_view(ViewState(layer="_blocks.2", unit=1))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            r = session.poll_result()
+            if r is not None and r.layer == "_blocks.2":
+                break
+            time.sleep(0.02)
+        assert r is not None and r.layer == "_blocks.2"
+    finally:
+        session.stop()
+    assert not session.worker.is_alive()
+
+
+def test_session_auto_source_without_camera_falls_back_to_the_sample_video():
+    from app.live_session import LiveSession
+
+    session = LiveSession(Settings(), CPU)
+    try:
+        session.open_source("auto")
+        events = _wait_for(session, lambda ev: any(isinstance(e, SourceReady) for e in ev))
+    finally:
+        session.stop()
+    ready = next(e for e in events if isinstance(e, SourceReady))
+    assert ready.kind in ("camera", "video")
+    if ready.kind == "video":  # this machine has no camera: say so
+        assert any(isinstance(e, Notice) and "no camera" in e.text for e in events)
