@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from app.core.messages import (
-    Frame, ModelReady, Normalization, Notice, NoticeLevel, SourceReady, ViewState,
+    Frame,
+    ModelReady,
+    Normalization,
+    Notice,
+    NoticeLevel,
+    SourceReady,
+    ViewState,
 )
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
@@ -57,7 +63,7 @@ def test_processor_snapshot_matches_the_recorded_layer(processor):
             snap.unit_map.argmax(), snap.unit_map.shape)
     # the crop box is the central square the model sees
     hh, ww = chelsea().shape[:2]
-    x0, y0, cw, ch = snap.crop
+    x0, _, cw, ch = snap.crop
     assert cw == ch == round(min(hh, ww) * processor.loaded.preprocess.crop_fraction)
     assert abs((x0 + cw / 2) - ww / 2) <= 1
 
