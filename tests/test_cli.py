@@ -1,0 +1,103 @@
+"""The command-line contract of DESIGN.md: outputs, --json, exit status 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+from tests.photos import CAT_CLASSES, COFFEE_CLASSES, chelsea, coffee, write_jpeg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    return write_jpeg(d / "cat.jpg", chelsea()), write_jpeg(d / "coffee.jpg", coffee())
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_predict_json_on_real_photos(capsys, photos):
+    cat, cup = photos
+    code, out, err = _run(capsys, "predict", str(cat), str(cup), "--json", "--device", "cpu")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["model"] == "efficientnet_lite0" and doc["device"] == "cpu"
+    first = [r["top"][0]["index"] for r in doc["results"]]
+    assert first[0] in CAT_CLASSES and first[1] in COFFEE_CLASSES
+    assert len(doc["results"][0]["top"]) == 5
+    assert doc["results"][1]["top"][0]["label"] == "espresso"
+
+
+@pytest.mark.slow
+def test_predict_text_and_layers_json(capsys, photos):
+    code, out, _ = _run(capsys, "predict", str(photos[1]))
+    assert code == 0 and "espresso" in out
+    code, out, _ = _run(capsys, "layers", "--json")
+    doc = json.loads(out)
+    shapes = {layer["name"]: layer["shape"] for layer in doc["layers"]}
+    assert shapes["_conv_stem"] == [32, 112, 112]
+    assert shapes["_conv_head"] == [1280, 7, 7]
+    assert doc["default_layer"] in shapes
+
+
+def test_models_lists_the_bundled_model_as_offline(capsys):
+    code, out, _ = _run(capsys, "models", "--json")
+    assert code == 0
+    doc = {m["name"]: m for m in json.loads(out)}
+    assert doc["efficientnet_lite0"]["offline"] is True
+    assert {"resnet18", "googlenet", "vgg16", "alexnet", "mobilenet_v3_large"} <= set(doc)
+    assert not any(name.startswith("vit_") for name in doc)
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["predict", "/no/such.jpg"], "image not found"),
+    (["predict", "x.jpg", "--model", "nonsense_net"], "image not found"),
+    (["layers", "--model", "nonsense_net"], "unknown model 'nonsense_net'"),
+    (["layers", "--device", "tpu"], "invalid choice"),
+    (["--source", "/no/such/video.mp4"], "source not found"),
+    (["--screenshot", "x.png", "--frames", "0"], "--frames must be positive"),
+    (["--settings", "/no/such.toml"], "settings file not found"),
+    (["--unit", "-3"], "--unit must not be negative"),
+    (["--bogus"], "unrecognized arguments"),
+])
+def test_bad_arguments_exit_2_with_one_line(capsys, argv, fragment):
+    with pytest.raises(SystemExit) as exc:
+        code = main(argv)
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert fragment in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_corrupt_image_and_wrong_checkpoint_exit_2(capsys, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not really")
+    code, _, err = _run(capsys, "predict", str(bad))
+    assert code == 2 and "bad.jpg" in err and err.count("\n") == 1
+    ckpt = tmp_path / "weights.pth"
+    ckpt.write_bytes(b"garbage, not a checkpoint")
+    code, _, err = _run(capsys, "layers", "--model", f"resnet18:{ckpt}")
+    assert code == 2 and "weights.pth" in err and err.count("\n") == 1
+
+
+def test_python_m_app_reports_errors_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "layers", "--model", str(tmp_path / "missing.pt")],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("deepvis: error:") and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1

@@ -1,0 +1,122 @@
+"""Model loading: torchvision names offline, user checkpoints, and refusals."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+from torchvision.models import googlenet, resnet18
+
+from app.core.settings import ModelSettings
+from app.engine import models
+from app.engine.models import ModelError, check_model_spec, load_model
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch):
+    """An empty torch hub cache and no network: a download fails as it would offline."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(url, dst, *a, **k):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return tmp_path / "hub"
+
+
+def test_torchvision_model_offline_gives_one_clear_line(empty_hub):
+    with pytest.raises(ModelError) as err:
+        load_model("resnet18", CPU, ModelSettings())
+    text = str(err.value)
+    assert "resnet18" in text and "cannot download" in text and "\n" not in text
+    assert not list(empty_hub.rglob("*.part"))  # nothing half-written left behind
+
+
+def test_downloads_off_in_settings(empty_hub):
+    with pytest.raises(ModelError, match="downloads are off"):
+        load_model("vgg16", CPU, ModelSettings(allow_download=False))
+
+
+def test_torchvision_model_loads_from_the_cache(empty_hub):
+    # a cached file stands in for the first download (random weights: mechanics only)
+    url = models.get_model_weights("resnet18").DEFAULT.url
+    path = empty_hub / "checkpoints" / url.rsplit("/", 1)[1]
+    path.parent.mkdir(parents=True)
+    torch.save(resnet18(weights=None).state_dict(), path)
+    loaded = load_model("resnet18", CPU, ModelSettings())
+    assert loaded.num_classes == 1000 and loaded.class_names[281] == "tabby"
+    assert loaded.preprocess.size == 224 and loaded.preprocess.crop_fraction == 224 / 256
+    assert not loaded.module.training
+    assert next(c for c in models.model_choices() if c.name == "resnet18").offline
+
+
+def test_state_dict_checkpoint_with_named_architecture(tmp_path):
+    net = resnet18(weights=None, num_classes=10)
+    path = tmp_path / "mine.pth"
+    torch.save({"state_dict": net.state_dict(), "epoch": 3}, path)
+    loaded = load_model(f"resnet18:{path}", CPU, ModelSettings())
+    assert loaded.num_classes == 10 and loaded.class_names[3] == "class 3"
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(loaded.module(x), net.eval()(x))
+
+
+def test_state_dict_for_the_wrong_architecture_is_refused(tmp_path):
+    path = tmp_path / "g.pth"
+    torch.save(googlenet(weights=None, aux_logits=False, init_weights=False).state_dict(), path)
+    with pytest.raises(ModelError, match="does not fit resnet18"):
+        load_model(f"resnet18:{path}", CPU, ModelSettings())
+
+
+def test_torchscript_checkpoint(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 7)).eval()
+    path = tmp_path / "net.pt"
+    torch.jit.script(net).save(str(path))
+    loaded = load_model(str(path), CPU, ModelSettings())
+    assert loaded.num_classes == 7 and loaded.name == "net.pt"
+
+
+def test_bare_state_dict_asks_for_its_architecture(tmp_path):
+    path = tmp_path / "sd.pth"
+    torch.save(resnet18(weights=None).state_dict(), path)
+    with pytest.raises(ModelError, match="name its architecture"):
+        load_model(str(path), CPU, ModelSettings())
+
+
+class Pickled(torch.nn.Module):
+    def forward(self, x):
+        return x
+
+
+def test_pickled_whole_model_is_never_unpickled(tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save(Pickled(), path)  # a full pickle: loading it could run arbitrary code
+    with pytest.raises(ModelError, match="refused"):
+        load_model(str(path), CPU, ModelSettings())
+
+
+def test_check_model_spec(tmp_path):
+    check_model_spec("efficientnet_lite0")
+    check_model_spec("googlenet")
+    with pytest.raises(ModelError, match="unknown model"):
+        check_model_spec("resnet18:/no/such/file.pth")
+    with pytest.raises(ModelError, match="unknown model"):
+        check_model_spec("not_a_model")
+
+
+@pytest.mark.parametrize("arch", ["googlenet", "mobilenet_v3_large", "vgg11", "alexnet"])
+def test_non_sequential_torchvision_nets_record_their_layers(arch):
+    from torchvision.models import get_model
+
+    from app.engine.recorder import default_layer, discover_layers
+
+    kwargs = {"aux_logits": False, "init_weights": False} if arch == "googlenet" else {}
+    net = get_model(arch, weights=None, **kwargs).eval()  # random weights: mechanics only
+    layers, _ = discover_layers(net, 96 if arch != "alexnet" else 128, CPU)
+    assert len(layers) > 10
+    assert all(len(i.shape) == 3 for i in layers)
+    assert default_layer(layers) in {i.name for i in layers}
