@@ -25,8 +25,7 @@ def launch_window(
     device = pick_device(settings.model.device)
     check_model_spec(settings.model.default)
     session = LiveSession(settings, device)
-    session.load_model(settings.model.default)
-    session.open_source(source)
+    # run_window asks the session for the model and source once the window is up
     return run_window(
         session, settings,
         screenshot=str(screenshot) if screenshot else None, frames=frames,

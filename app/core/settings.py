@@ -57,7 +57,7 @@ class GuiSettings:
 
 @dataclass(frozen=True)
 class BenchSettings:
-    frames: int = 120
+    frames: int = 40
     warmup: int = 10
     size: int = 224
     threads: int = 0  # 0 = torch's default

@@ -1,0 +1,149 @@
+"""The activation grid: every channel of the selected layer as one colormapped ImageItem."""
+
+from __future__ import annotations
+
+import numpy as np
+from PyQt6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QBrush, QColor, QPainterPath, QPen
+from PyQt6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsPathItem,
+    QGraphicsRectItem,
+    QHBoxLayout,
+    QLabel,
+    QWidget,
+)
+from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
+
+from app.core.tiling import GridGeometry
+from app.gui import theme
+from app.gui.image_pane import ImageView, Panel, make_image_item
+
+
+class ActivationGrid(Panel):
+    """Shows the mosaic, outlines the selected unit, reports hovered and clicked units."""
+
+    unit_hovered = pyqtSignal(object)  # int | None
+    unit_clicked = pyqtSignal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Activations", parent)
+        self.pane = ImageView("Loading model…")
+        self.image = make_image_item()
+        self.pane.view.addItem(self.image)
+        # Child of the image so its coordinates are mosaic pixels, whatever the zoom.
+        self.highlight = QGraphicsRectItem(self.image)
+        pen = QPen(QColor(theme.ACCENT))
+        pen.setWidthF(2.0)
+        pen.setCosmetic(True)  # stays 2 screen px wide on a 7×7 tile and on a 112×112 one
+        self.highlight.setPen(pen)
+        self.highlight.setZValue(10)
+        self.highlight.hide()
+        # The padding between tiles is 0 in the mosaic, the same colour as a silent unit;
+        # painting it (and the unused cells of the last row) in the background colour keeps
+        # tiles apart. Rebuilt only when the geometry changes.
+        self.gutters = QGraphicsPathItem(self.image)
+        self.gutters.setPen(QPen(Qt.PenStyle.NoPen))
+        self.gutters.setBrush(QBrush(QColor(theme.BACKGROUND)))
+        self.gutters.setZValue(5)
+        # filling ~70 rects through the view transform costs ~2 ms a paint; cached, it is a blit
+        self.gutters.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.layout_.addWidget(self.pane, 1)
+
+        footer = QHBoxLayout()
+        footer.setContentsMargins(0, 0, 0, 0)
+        self.hover_label = QLabel("")
+        self.hover_label.setObjectName("paneInfo")
+        self.hover_label.setMinimumWidth(260)
+        hint = QLabel("click a tile to select it · arrows move · h for keys")
+        hint.setObjectName("paneInfo")
+        hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        footer.addWidget(self.hover_label, 1)
+        footer.addWidget(hint)
+        self.layout_.addLayout(footer)
+
+        self.geometry: GridGeometry | None = None
+        self._hovered: int | None = None
+        scene = self.pane.graphics.scene()
+        scene.sigMouseMoved.connect(self._on_mouse_moved)
+        scene.sigMouseClicked.connect(self._on_mouse_clicked)
+        self.pane.graphics.viewport().installEventFilter(self)  # to clear hover on leave
+
+    def set_lut(self, lut: np.ndarray) -> None:
+        self.image.setLookupTable(lut)
+
+    def set_mosaic(self, mosaic: np.ndarray, geometry: GridGeometry) -> None:
+        """Show a (height, width) uint8 mosaic; re-fit the view only when the layout changes."""
+        self.image.setImage(mosaic, autoLevels=False, levels=(0, 255))
+        if not self.pane.showing_graphics:
+            self.pane.show_graphics()  # before any autoRange: a hidden view has no size
+        if geometry != self.geometry:
+            self.geometry = geometry
+            self.gutters.setPath(gutter_path(geometry))
+            self.pane.view.autoRange(padding=0.01)
+
+    def set_selected(self, unit: int | None) -> None:
+        """Outline `unit`'s tile; None (or a unit the shown layer lacks) hides the outline."""
+        g = self.geometry
+        if g is None or unit is None or not 0 <= unit < g.channels:
+            self.highlight.hide()
+            return
+        y, x = g.tile_origin(unit)
+        # half a pixel outside the tile, so the outline sits on the padding, not the data
+        self.highlight.setRect(QRectF(x - 0.5, y - 0.5, g.tile_w + 1.0, g.tile_h + 1.0))
+        self.highlight.show()
+
+    @property
+    def hovered_unit(self) -> int | None:
+        return self._hovered
+
+    def unit_at_scene(self, scene_pos: QPointF) -> int | None:
+        """The unit under a scene position, or None off the tiles."""
+        if self.geometry is None or self.image.image is None:
+            return None
+        p = self.image.mapFromScene(scene_pos)
+        return self.geometry.unit_at(p.y(), p.x())
+
+    def scene_pos_of_unit(self, unit: int) -> QPointF:
+        """Scene position of the centre of `unit`'s tile (tests and keyboard hover use it)."""
+        assert self.geometry is not None
+        y, x = self.geometry.tile_origin(unit)
+        centre = QPointF(x + self.geometry.tile_w / 2, y + self.geometry.tile_h / 2)
+        return self.image.mapToScene(centre)
+
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
+        if event is not None and event.type() == QEvent.Type.Leave and self._hovered is not None:
+            self._hovered = None
+            self.unit_hovered.emit(None)
+        return False
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        unit = self.unit_at_scene(scene_pos)
+        if unit != self._hovered:
+            self._hovered = unit
+            self.unit_hovered.emit(unit)
+
+    def _on_mouse_clicked(self, event: MouseClickEvent) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        unit = self.unit_at_scene(event.scenePos())
+        if unit is not None:
+            event.accept()
+            self.unit_clicked.emit(unit)
+
+
+def gutter_path(g: GridGeometry) -> QPainterPath:
+    """The mosaic's padding strips and empty trailing cells, in mosaic pixels."""
+    path = QPainterPath()
+    path.setFillRule(Qt.FillRule.WindingFill)
+    if g.pad > 0:
+        for r in range(1, g.rows):
+            path.addRect(QRectF(0, r * (g.tile_h + g.pad) - g.pad, g.width, g.pad))
+        for c in range(1, g.cols):
+            path.addRect(QRectF(c * (g.tile_w + g.pad) - g.pad, 0, g.pad, g.height))
+    empty = g.rows * g.cols - g.channels
+    if empty:
+        y, x = g.tile_origin(g.channels - 1)
+        left = x + g.tile_w
+        path.addRect(QRectF(left, y, g.width - left, g.height - y))
+    return path

@@ -1,0 +1,84 @@
+"""The keys card drawn over the window; the window builds its rows from its own actions."""
+
+from __future__ import annotations
+
+import html
+
+from PyQt6.QtCore import QEvent, QObject, Qt
+from PyQt6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent
+from PyQt6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
+
+from app.gui import theme
+
+
+class HelpOverlay(QWidget):
+    """A dimmed layer over `parent` with a card listing (keys, what they do); click closes."""
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, False)
+        self.card = QFrame(self)
+        self.card.setObjectName("helpCard")
+        self.card.setStyleSheet(
+            f"QFrame#helpCard {{ background: {theme.PANEL}; border: 1px solid {theme.BORDER};"
+            " border-radius: 10px; }"
+        )
+        layout = QVBoxLayout(self.card)
+        layout.setContentsMargins(24, 18, 24, 18)
+        self.text = QLabel()
+        self.text.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.text)
+        parent.installEventFilter(self)  # follow the parent's size
+        self.hide()
+
+    def set_rows(self, title: str, rows: list[tuple[str, str]]) -> None:
+        cells = "".join(
+            f"<tr><td style='padding:3px 18px 3px 0; color:{theme.ACCENT};'>"
+            f"<b>{html.escape(keys)}</b></td><td style='padding:3px 0;'>"
+            f"{html.escape(what)}</td></tr>"
+            for keys, what in rows
+        )
+        self.text.setText(
+            f"<div style='font-size:16px; font-weight:600; margin-bottom:8px;'>"
+            f"{html.escape(title)}</div><table>{cells}</table>"
+            f"<div style='color:{theme.TEXT_DIM}; margin-top:10px;'>"
+            "h or Esc closes this card</div>"
+        )
+        self.card.adjustSize()
+        self._update_geometry()
+
+    def rows_text(self) -> str:
+        return self.text.text()
+
+    def toggle(self) -> None:
+        self.setVisible(not self.isVisible())
+
+    def setVisible(self, visible: bool) -> None:
+        if visible:
+            self._update_geometry()
+            self.raise_()
+        super().setVisible(visible)
+
+    def _update_geometry(self) -> None:
+        parent = self.parentWidget()
+        if parent is None:
+            return
+        self.setGeometry(parent.rect())
+        self.card.adjustSize()
+        self.card.move(
+            max(0, (self.width() - self.card.width()) // 2),
+            max(0, (self.height() - self.card.height()) // 2),
+        )
+
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
+        is_resize = event is not None and event.type() == QEvent.Type.Resize
+        if watched is self.parentWidget() and is_resize:
+            self._update_geometry()
+        return False
+
+    def paintEvent(self, event: QPaintEvent | None) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor(0, 0, 0, 150))
+
+    def mousePressEvent(self, event: QMouseEvent | None) -> None:
+        self.hide()

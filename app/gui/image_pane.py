@@ -1,0 +1,64 @@
+"""A titled panel holding one pyqtgraph view, with a text placeholder until data arrives."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import QFrame, QLabel, QStackedWidget, QVBoxLayout, QWidget
+
+from app.gui import theme
+
+
+def make_image_item() -> pg.ImageItem:
+    """An ImageItem that reads arrays as (rows, cols), like numpy and the tiling code."""
+    return pg.ImageItem(axisOrder="row-major")
+
+
+class Panel(QFrame):
+    """A rounded dark frame with a title row; subclasses add their content below it."""
+
+    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("panel")
+        self.title = QLabel(title)
+        self.title.setObjectName("paneTitle")
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.setContentsMargins(6, 4, 6, 6)
+        self.layout_.setSpacing(4)
+        self.layout_.addWidget(self.title)
+
+
+class ImageView(QStackedWidget):
+    """A locked-aspect, non-interactive ViewBox behind a placeholder label.
+
+    Not pyqtgraph's ImageView: that one rescans levels and re-ranges on every frame.
+    """
+
+    def __init__(self, placeholder: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.placeholder = QLabel(placeholder)
+        self.placeholder.setObjectName("placeholder")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.graphics = pg.GraphicsView(background=theme.BACKGROUND)
+        # keys belong to the window's shortcuts, never to a graphics view
+        self.graphics.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        # QGraphicsView accepts drops by default; files dropped on a pane go to the window
+        self.graphics.setAcceptDrops(False)
+        self.view = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.view.setMouseEnabled(False, False)
+        self.view.setDefaultPadding(0.01)
+        self.graphics.setCentralItem(self.view)
+        self.addWidget(self.placeholder)
+        self.addWidget(self.graphics)
+
+    def set_placeholder(self, text: str) -> None:
+        self.placeholder.setText(text)
+
+    def show_graphics(self, visible: bool = True) -> None:
+        self.setCurrentIndex(1 if visible else 0)
+
+    @property
+    def showing_graphics(self) -> bool:
+        return self.currentIndex() == 1

@@ -1,0 +1,68 @@
+"""The input pane: the frame, the crop the model saw, and the selected unit's map over it."""
+
+from __future__ import annotations
+
+import numpy as np
+from PyQt6.QtCore import QRectF, Qt
+from PyQt6.QtGui import QColor, QPen
+from PyQt6.QtWidgets import QGraphicsRectItem, QWidget
+
+from app.gui import theme
+from app.gui.image_pane import ImageView, Panel, make_image_item
+
+
+class InputView(Panel):
+    """Frame (RGB uint8) with the crop box outlined and a heat-map overlay stretched over it."""
+
+    def __init__(self, opacity: float, parent: QWidget | None = None) -> None:
+        super().__init__("Input", parent)
+        self.pane = ImageView("Waiting for frames…")
+        self.frame_item = make_image_item()
+        self.overlay_item = make_image_item()
+        self.overlay_item.setOpacity(opacity)
+        self.overlay_item.setZValue(5)
+        self.crop_item = QGraphicsRectItem()
+        pen = QPen(QColor(theme.ACCENT))
+        pen.setWidthF(1.5)
+        pen.setCosmetic(True)
+        pen.setStyle(Qt.PenStyle.DashLine)
+        self.crop_item.setPen(pen)
+        self.crop_item.setZValue(10)
+        self.pane.view.addItem(self.frame_item)
+        self.pane.view.addItem(self.overlay_item)
+        self.pane.view.addItem(self.crop_item)
+        self.layout_.addWidget(self.pane, 1)
+        self._frame_shape: tuple[int, ...] | None = None
+        self._overlay_key: tuple[tuple[int, ...], tuple[int, int, int, int]] | None = None
+        self.overlay_enabled = True
+
+    def set_lut(self, lut: np.ndarray) -> None:
+        self.overlay_item.setLookupTable(lut)
+
+    def set_overlay_enabled(self, enabled: bool) -> None:
+        self.overlay_enabled = enabled
+        self.overlay_item.setVisible(enabled and self.overlay_item.image is not None)
+
+    def set_frame(self, image: np.ndarray, crop: tuple[int, int, int, int]) -> None:
+        """Show an (H, W, 3) uint8 frame; `crop` is (x, y, w, h) in frame pixels."""
+        self.frame_item.setImage(image, autoLevels=False, levels=(0, 255))
+        if not self.pane.showing_graphics:
+            self.pane.show_graphics()  # before any autoRange: a hidden view has no size
+        if image.shape != self._frame_shape:
+            self._frame_shape = image.shape
+            self.pane.view.autoRange(padding=0.01)
+        x, y, w, h = crop
+        self.crop_item.setRect(QRectF(x, y, w, h))
+
+    def set_overlay(self, heat: np.ndarray, crop: tuple[int, int, int, int]) -> None:
+        """Stretch a (h, w) uint8 heat map over the crop box."""
+        self.overlay_item.setImage(heat, autoLevels=False, levels=(0, 255))
+        key = (heat.shape, tuple(crop))
+        # setRect scales by the image's size, so redo it only when size or crop changed
+        if key != self._overlay_key:
+            self._overlay_key = key  # type: ignore[assignment]
+            self.overlay_item.setRect(QRectF(*crop))
+        self.overlay_item.setVisible(self.overlay_enabled)
+
+    def set_opacity(self, opacity: float) -> None:
+        self.overlay_item.setOpacity(opacity)
