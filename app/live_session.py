@@ -138,7 +138,6 @@ class LiveSession:
             loaded.name, processor.layers, processor.default_layer, str(loaded.device),
             loaded.num_classes,
         ))
-        self._notice(f"model {loaded.name} ready on {loaded.device}")
 
     def _open_source(self, spec: str) -> None:
         src = self.settings.source

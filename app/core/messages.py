@@ -36,6 +36,7 @@ class ViewState:
     unit: int = 0
     normalization: Normalization = Normalization.PER_CHANNEL
     frozen: bool = False
+    grid_aspect: float = 1.0  # width / height of the grid pane, so the mosaic fills it
 
 
 @dataclass(frozen=True)

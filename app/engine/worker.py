@@ -50,17 +50,18 @@ class FrameProcessor:
         self.default_layer = default_layer(layers)
         self.recorder = ActivationRecorder(loaded.module).__enter__()
         self.recorder.clone_layers |= clone
-        self._geometries: dict[str, GridGeometry] = {}
+        self._geometries: dict[tuple[str, float], GridGeometry] = {}
 
     def close(self) -> None:
         self.recorder.remove()
 
-    def geometry(self, layer: str) -> GridGeometry:
-        g = self._geometries.get(layer)
+    def geometry(self, layer: str, aspect: float = 1.0) -> GridGeometry:
+        key = (layer, round(min(max(aspect, 0.2), 5.0), 1))
+        g = self._geometries.get(key)
         if g is None:
             c, h, w = self.by_name[layer].shape
-            g = grid_geometry(c, h, w, pad=1, aspect=1.25)
-            self._geometries[layer] = g
+            g = grid_geometry(c, h, w, pad=1, aspect=key[1])
+            self._geometries[key] = g
         return g
 
     def resolve(self, view: ViewState) -> tuple[str, int]:
@@ -76,7 +77,7 @@ class FrameProcessor:
         logits = self.recorder.run(x)
         layer, unit = self.resolve(view)
         acts = self.recorder.activations[layer][0]
-        g = self.geometry(layer)
+        g = self.geometry(layer, view.grid_aspect)
         per_channel = view.normalization == Normalization.PER_CHANNEL
         mosaic = tile_on_device(normalize_on_device(acts, per_channel), g)
         flat = acts.flatten(1).float()

@@ -25,6 +25,7 @@ class ActivationGrid(Panel):
 
     unit_hovered = pyqtSignal(object)  # int | None
     unit_clicked = pyqtSignal(int)
+    aspect_changed = pyqtSignal(float)  # the pane's shape changed enough to re-tile
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Activations", parent)
@@ -68,6 +69,20 @@ class ActivationGrid(Panel):
         scene.sigMouseMoved.connect(self._on_mouse_moved)
         scene.sigMouseClicked.connect(self._on_mouse_clicked)
         self.pane.graphics.viewport().installEventFilter(self)  # to clear hover on leave
+        self._aspect = 1.0
+
+    def aspect(self) -> float:
+        """Width / height of the pane, in steps of 0.1: the engine lays tiles out to fill it."""
+        return self._aspect
+
+    def resizeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
+        super().resizeEvent(event)
+        size = self.pane.size()
+        if size.height() > 0 and size.width() > 0:
+            aspect = round(min(max(size.width() / size.height(), 0.2), 5.0), 1)
+            if aspect != self._aspect:
+                self._aspect = aspect
+                self.aspect_changed.emit(aspect)
 
     def set_lut(self, lut: np.ndarray) -> None:
         self.image.setLookupTable(lut)

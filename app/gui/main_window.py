@@ -178,6 +178,7 @@ class MainWindow(QMainWindow):
         self.grid = ActivationGrid()
         self.grid.unit_hovered.connect(self._on_unit_hovered)
         self.grid.unit_clicked.connect(self._on_unit_clicked)
+        self.grid.aspect_changed.connect(self._on_grid_aspect_changed)
 
         right = QSplitter(Qt.Orientation.Vertical)
         right.setHandleWidth(8)
@@ -387,7 +388,7 @@ class MainWindow(QMainWindow):
         """What the window asks the backend to show."""
         return ViewState(
             layer=self.layer, unit=self.unit, normalization=self.normalization,
-            frozen=self.frozen,
+            frozen=self.frozen, grid_aspect=self.grid.aspect(),
         )
 
     def show_result(self, result: Result) -> None:
@@ -527,6 +528,10 @@ class MainWindow(QMainWindow):
             # an exception escaping a Qt slot aborts PyQt6; a bad frame must not end the app
             log.exception("error while showing a result")
             self.show_notice(Notice(f"display error: {exc}", NoticeLevel.ERROR))
+
+    def _on_grid_aspect_changed(self, _aspect: float) -> None:
+        if self.layer is not None:  # before a model is ready there is nothing to re-tile
+            self._send_view()
 
     def _send_view(self) -> None:
         self.backend.set_view(self.view_state())
