@@ -7,6 +7,7 @@ and a bad argument is reported before anything slow starts.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -56,6 +57,24 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "model", None):
         settings = with_overrides(settings, "model", default=args.model)
     return settings
+
+
+def add_common(p: argparse.ArgumentParser, source: bool = False) -> None:
+    """--model, --device, --settings (and --source): shared by every command."""
+    _add_common(p, source)
+
+
+def load_for(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """(LoadedModel, Settings) for a command's --model/--device/--settings."""
+    return _load(args)
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    return _settings(args)
+
+
+def print_json(doc: Any) -> None:
+    _print_json(doc)
 
 
 def _add_common(p: argparse.ArgumentParser, source: bool = False) -> None:
@@ -175,8 +194,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# Analyses live in app/commands/<name>.py, each with add_arguments(parser) and run(args);
+# run() does the heavy imports, so building the parser stays cheap.
+ANALYSES = {
+    "scan": "top-activating dataset patches for every unit of some layers",
+    "render": "preferred images of units by regularized gradient ascent",
+    "ablate": "accuracy vs. units deleted, and class selectivity, on a labeled folder",
+}
+
+
+def _analysis(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module(f"app.commands.{name}")
+        return int(module.run(args))
+
+    return run
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "models": cmd_models, "layers": cmd_layers, "predict": cmd_predict, "bench": cmd_bench,
+    **{name: _analysis(name) for name in ANALYSES},
 }
 
 
@@ -207,6 +244,10 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     p.add_argument("--size", type=int, help="input size (default: the model's)")
     p.add_argument("--no-gui", action="store_true", help="skip the GUI update measurement")
     p.add_argument("--json", action="store_true")
+    for name, text in ANALYSES.items():
+        p = cmds.add_parser(name, help=text, description=text)
+        module = importlib.import_module(f"app.commands.{name}")
+        module.add_arguments(p)
     return live, sub
 
 

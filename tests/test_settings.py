@@ -20,7 +20,9 @@ def test_shipped_settings_file_lists_every_default():
         values = getattr(defaults, section.name)
         for f in dataclasses.fields(values):
             assert f.name in data[section.name], f"settings.toml lacks [{section.name}].{f.name}"
-            assert data[section.name][f.name] == getattr(values, f.name)
+            value = data[section.name][f.name]
+            value = tuple(value) if isinstance(value, list) else value
+            assert value == getattr(values, f.name)
     assert load_settings(ROOT / "settings.toml") == defaults
 
 
@@ -40,6 +42,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("[source]\ncamera_fps = true\n", "[source].camera_fps must be int"),
     ("[gui]\nrefresh_ms = 0\n", "[gui].refresh_ms must be positive"),
     ("[view]\noverlay_opacity = 1.5\n", "[view].overlay_opacity"),
+    ("[scan]\nlayers = 'conv1'\n", "[scan].layers must be a list of strings"),
     ("view = 3\n", "[view] must be a table"),
     ("[view\n", "not valid TOML"),
 ])

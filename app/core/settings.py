@@ -64,12 +64,44 @@ class BenchSettings:
 
 
 @dataclass(frozen=True)
+class CacheSettings:
+    dir: str = ""  # "" = the user's cache folder (platformdirs)
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    # layers scanned when --layers is not given; names missing from a model are skipped
+    layers: tuple[str, ...] = ("_blocks.4", "_blocks.8", "_blocks.11", "_blocks.15")
+    top_k: int = 9
+    batch_size: int = 32
+    workers: int = 2  # DataLoader processes decoding images
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    preset: str = "fast"
+    steps: int = 0  # 0 = the preset's own
+    size: int = 0  # 0 = the preset's own
+
+
+@dataclass(frozen=True)
+class AblateSettings:
+    seeds: int = 3  # random orders averaged for the random curve
+    points: int = 11  # fractions 0, 0.1, …, 1
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
 class Settings:
     source: SourceSettings = field(default_factory=SourceSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     view: ViewSettings = field(default_factory=ViewSettings)
     gui: GuiSettings = field(default_factory=GuiSettings)
     bench: BenchSettings = field(default_factory=BenchSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    scan: ScanSettings = field(default_factory=ScanSettings)
+    render: RenderSettings = field(default_factory=RenderSettings)
+    ablate: AblateSettings = field(default_factory=AblateSettings)
 
 
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -82,11 +114,17 @@ _POSITIVE = {
     ("source", "max_image_pixels"), ("source", "max_frame_side"), ("gui", "refresh_ms"),
     ("gui", "width"), ("gui", "height"), ("bench", "frames"), ("bench", "size"),
     ("view", "top_k"), ("model", "download_timeout_s"), ("source", "reconnect_interval_s"),
+    ("scan", "top_k"), ("scan", "batch_size"), ("ablate", "seeds"), ("ablate", "points"),
+    ("ablate", "batch_size"),
 }
 
 
-def _check_value(where: str, section: str, key: str, value: Any, expected: type) -> Any:
+def _check_value(where: str, section: str, key: str, value: Any, expected: Any) -> Any:
     name = f"{where}: [{section}].{key}"
+    if typing.get_origin(expected) is tuple:  # lists of strings, e.g. [scan].layers
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SettingsError(f"{name} must be a list of strings, got {value!r}")
+        return tuple(value)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if (expected is int and isinstance(value, bool)) or not isinstance(value, expected):
@@ -96,7 +134,7 @@ def _check_value(where: str, section: str, key: str, value: Any, expected: type)
         raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     if (section, key) in _POSITIVE and value <= 0:
         raise SettingsError(f"{name} must be positive, got {value!r}")
-    if key in ("unit", "warmup", "threads") and value < 0:
+    if key in ("unit", "warmup", "threads", "workers", "steps", "size") and value < 0:
         raise SettingsError(f"{name} must not be negative, got {value!r}")
     if key == "overlay_opacity" and not 0.0 <= value <= 1.0:
         raise SettingsError(f"{name} must be between 0 and 1, got {value!r}")

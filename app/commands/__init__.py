@@ -1,0 +1,1 @@
+"""Subcommands that run analyses: each module has add_arguments(parser) and run(args)."""

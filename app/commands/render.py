@@ -1,0 +1,15 @@
+"""`deepvis render`: placeholder until the analysis lands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.cli import CliError
+
+    raise CliError("render is not available yet")
