@@ -184,3 +184,14 @@ def test_session_auto_source_without_camera_falls_back_to_the_sample_video():
     assert ready.kind in ("camera", "video")
     if ready.kind == "video":  # this machine has no camera: say so
         assert any(isinstance(e, Notice) and "no camera" in e.text for e in events)
+
+
+def test_rate_meter_counts_a_window_and_falls_to_zero_when_still():
+    from app.engine.worker import RateMeter
+
+    meter = RateMeter(window_s=1.0)
+    rates = [meter.tick(t * 0.1) for t in range(11)]  # 10 per second for 1 s
+    assert rates[0] == 0.0
+    assert rates[-1] == pytest.approx(10.0)
+    assert meter.rate(1.05) == pytest.approx(10.0, rel=0.15)
+    assert meter.rate(5.0) == 0.0  # nothing new for longer than the window

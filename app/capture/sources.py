@@ -119,6 +119,9 @@ class CameraSource(Source):
 
     def open(self) -> None:
         self.close()
+        # a missing camera makes OpenCV print backend warnings to stderr; the app reports
+        # it in one line of its own, so keep OpenCV to real errors
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         cap = cv2.VideoCapture(self.index)
         if not cap.isOpened():
             cap.release()

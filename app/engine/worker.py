@@ -108,7 +108,11 @@ class RateMeter:
 
     def tick(self, now: float) -> float:
         self._times.append(now)
-        while len(self._times) > 2 and now - self._times[0] > self.window_s:
+        return self.rate(now)
+
+    def rate(self, now: float) -> float:
+        """The current rate; 0 once no event came within the window (a still image)."""
+        while self._times and now - self._times[0] > self.window_s:
             self._times.popleft()
         if len(self._times) < 2:
             return 0.0
@@ -170,6 +174,7 @@ class InferenceWorker(threading.Thread):
     # -- the worker thread ----------------------------------------------------------
     def run(self) -> None:
         last: Frame | None = None
+        last_seen: Frame | None = None  # the frame processed last, to tell re-renders apart
         try:
             while not self._halt.is_set():
                 self._wake.wait(0.05)
@@ -182,18 +187,20 @@ class InferenceWorker(threading.Thread):
                         self._processor.close()
                     self._processor = pending
                 frame = None if view.frozen and last is not None else self.frames.take()
+                origin = frame.timestamp if frame is not None else time.perf_counter()
                 if frame is None:
                     if not dirty or last is None:
                         continue
-                    frame = last
+                    frame = last  # a re-render: latency counts from the request, not capture
                 last = frame
                 if self._processor is not None:
-                    self._process(frame, view)
+                    self._process(frame, view, origin, fresh=frame is not last_seen)
+                    last_seen = frame
         finally:
             if self._processor is not None:
                 self._processor.close()
 
-    def _process(self, frame: Frame, view: ViewState) -> None:
+    def _process(self, frame: Frame, view: ViewState, origin: float, fresh: bool) -> None:
         proc = self._processor
         assert proc is not None
         t0 = time.perf_counter()
@@ -205,13 +212,14 @@ class InferenceWorker(threading.Thread):
         now = time.perf_counter()
         self._seq += 1
         self.processed += 1
-        fps = self._rate.tick(now)
+        # only new frames count towards the rate: re-renders of a still image are not frames
+        fps = self._rate.tick(now) if fresh else self._rate.rate(now)
         lm = proc.loaded
         self.results.put(Result(
             seq=self._seq, frame=frame, crop=snap.crop, layer=snap.layer,
             geometry=snap.geometry, mosaic=snap.mosaic, unit=snap.unit,
             unit_map=snap.unit_map, unit_max=snap.unit_max, unit_mean=snap.unit_mean,
-            predictions=snap.predictions, latency_ms=(now - frame.timestamp) * 1e3,
+            predictions=snap.predictions, latency_ms=(now - origin) * 1e3,
             compute_ms=(now - t0) * 1e3, fps=fps, dropped_frames=self.frames.dropped,
             device=str(lm.device), model=lm.name, frozen=view.frozen,
         ))

@@ -660,8 +660,10 @@ class MainWindow(QMainWindow):
         )
 
     def _update_status(self, result: Result) -> None:
+        # a still image is re-rendered only on request: a rate would read as "0 fps, broken"
+        rate = f"{result.fps:5.1f} fps" if result.fps > 0 else "still"
         self.stats_label.setText(
-            f"{result.fps:5.1f} fps   latency {result.latency_ms:4.0f} ms   "
+            f"{rate}   latency {result.latency_ms:4.0f} ms   "
             f"compute {result.compute_ms:4.0f} ms   dropped {result.dropped_frames}"
         )
         self.model_label.setText(f"{result.model} · {result.device}")
