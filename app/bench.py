@@ -60,7 +60,7 @@ def load_frames(spec: str | None, settings: Settings, limit: int = 48) -> list[n
     return frames
 
 
-def bare_fps(loaded: LoadedModel, x: torch.Tensor, n: int) -> float:
+def bare_fps(loaded: LoadedModel, xs: list[torch.Tensor], n: int) -> float:
     """`model(x)` frames/s, run on a thread of its own like the worker's.
 
     Each thread that calls into torch gets its own OpenMP team, and the team that ran
@@ -72,11 +72,11 @@ def bare_fps(loaded: LoadedModel, x: torch.Tensor, n: int) -> float:
 
     def loop() -> None:
         with torch.no_grad():
-            _sync(x.device)
+            _sync(loaded.device)
             t0 = time.perf_counter()
-            for _ in range(n):
-                loaded.module(x)
-            _sync(x.device)
+            for i in range(n):
+                loaded.module(xs[i % len(xs)])
+            _sync(loaded.device)
         out.append(n / (time.perf_counter() - t0))
 
     t = threading.Thread(target=loop, name="bench-bare")
@@ -158,9 +158,14 @@ def run_bench(settings: Settings, source: str | None = None, frames: int = 120,
         p = loaded.preprocess
         loaded.preprocess = Preprocess(size, p.crop_fraction, p.mean, p.std)
     images = load_frames(source, settings)
-    x = prepare_batch([frame_to_tensor(images[0], device)], loaded.preprocess)
+    # bare sees the same frames as the pipeline, already preprocessed: model(x) alone
+    xs = [prepare_batch([frame_to_tensor(im, device)], loaded.preprocess) for im in images]
 
     processor = FrameProcessor(loaded, settings.view.top_k)
+    # the GUI measurement shows the widest layer; build its result now, because the
+    # worker owns (and unhooks) the processor once it has run
+    widest = max(processor.layers, key=lambda info: info.shape[0])
+    gui_result = _one_result(processor, images[0], ViewState(layer=widest.name))
     frames_slot: LatestSlot[Frame] = LatestSlot()
     results: LatestSlot[Result] = LatestSlot()
     errors: list[str] = []
@@ -171,10 +176,10 @@ def run_bench(settings: Settings, source: str | None = None, frames: int = 120,
     worker.start()
     bare, pipe = [], []
     try:
-        bare_fps(loaded, x, settings.bench.warmup)
+        bare_fps(loaded, xs, settings.bench.warmup)
         pipeline_fps(worker, frames_slot, results, images, settings.bench.warmup)
         for _ in range(rounds):
-            bare.append(bare_fps(loaded, x, frames))
+            bare.append(bare_fps(loaded, xs, frames))
             pipe.append(pipeline_fps(worker, frames_slot, results, images, frames))
     finally:
         worker.stop()
@@ -200,12 +205,8 @@ def run_bench(settings: Settings, source: str | None = None, frames: int = 120,
         "pipeline_fps_rounds": [round(v, 2) for v in pipe],
     }
     if with_gui:
-        widest = max(processor.layers, key=lambda info: info.shape[0])
-        snap_view = ViewState(layer=widest.name)
-        worker_result = _one_result(processor, images[0], snap_view)
         report["gui_layer"] = f"{widest.name} {'×'.join(map(str, widest.shape))}"
-        report["gui_update_ms"] = round(gui_update_ms(settings, worker_result), 3)
-    processor.close()
+        report["gui_update_ms"] = round(gui_update_ms(settings, gui_result), 3)
     return report
 
 

@@ -184,8 +184,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from app.bench import run_bench
 
     settings = _settings(args)
+    if args.rounds < 1 or (args.frames is not None and args.frames < 1):
+        raise CliError("--frames and --rounds must be positive")
     report = run_bench(settings, source=args.source, frames=args.frames or settings.bench.frames,
-                       size=args.size or settings.bench.size, with_gui=not args.no_gui)
+                       size=args.size or settings.bench.size, rounds=args.rounds,
+                       with_gui=not args.no_gui)
     if args.json:
         _print_json(report)
     else:
@@ -242,6 +245,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     _add_common(p, source=True)
     p.add_argument("--frames", type=int, help="frames per measurement round")
     p.add_argument("--size", type=int, help="input size (default: the model's)")
+    p.add_argument("--rounds", type=int, default=7, help="alternating bare/pipeline rounds")
     p.add_argument("--no-gui", action="store_true", help="skip the GUI update measurement")
     p.add_argument("--json", action="store_true")
     for name, text in ANALYSES.items():

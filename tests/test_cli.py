@@ -101,3 +101,16 @@ def test_python_m_app_reports_errors_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("deepvis: error:") and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_bench_json_reports_side_by_side_figures(capsys):
+    code, out, err = _run(capsys, "bench", "--json", "--frames", "3", "--rounds", "1",
+                          "--device", "cpu")
+    assert code == 0, err
+    doc = json.loads(out)
+    for key in ("bare_forward_fps", "pipeline_fps", "ratio", "gui_update_ms"):
+        assert doc[key] > 0, key
+    assert doc["ratio"] == pytest.approx(doc["pipeline_fps"] / doc["bare_forward_fps"], rel=0.01)
+    assert doc["gui_layer"].startswith("_conv_head 1280")
+    assert doc["hooked_layers"] > 100 and doc["input_size"] == 224

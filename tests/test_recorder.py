@@ -115,3 +115,14 @@ def test_a_module_in_a_container_is_recorded_with_its_dotted_name():
     with torch.no_grad(), ActivationRecorder(net) as rec:
         rec.run(torch.zeros(1, 3, 8, 8))
     assert list(rec.activations) == ["0.0", "0", "1"]
+
+
+def test_calls_outside_run_record_nothing():
+    net = TinyNet().eval()
+    with torch.no_grad(), ActivationRecorder(net) as rec:
+        rec.run(tiny_input())
+        kept = dict(rec.activations)
+        for _ in range(3):
+            net(tiny_input())  # e.g. a benchmark's bare forward while hooks are on
+        assert rec.activations.keys() == kept.keys()
+        assert all(rec.activations[k] is kept[k] for k in kept)

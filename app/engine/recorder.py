@@ -46,6 +46,9 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
         self.clone_layers: set[str] = set()  # learned: outputs that get overwritten in place
         self.activations: dict[str, torch.Tensor] = {}
         self.kinds: dict[str, str] = {}
+        # hooks record only inside run(): a caller that runs the model directly must not
+        # make them pile up outputs (and memory) pass after pass
+        self._active = False
 
     def __enter__(self) -> ActivationRecorder:
         try:
@@ -69,7 +72,7 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
 
         def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
             nonlocal kind
-            if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            if not self._active or not isinstance(output, torch.Tensor) or output.dim() != 4:
                 return
             call = self._calls.get(name, 0)
             self._calls[name] = call + 1
@@ -103,7 +106,11 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
         self.activations = {}
         self._versions = {}
         self._calls = {}
-        return fwd(x)
+        self._active = True
+        try:
+            return fwd(x)
+        finally:
+            self._active = False
 
     def layer_infos(self) -> tuple[LayerInfo, ...]:
         """Recorded layers in call order, with (C, H, W) shapes."""
