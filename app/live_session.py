@@ -19,6 +19,7 @@ from app.capture.thread import CaptureThread
 from app.core.backend import Event
 from app.core.messages import (
     Frame,
+    JobKind,
     ModelChoice,
     ModelReady,
     Notice,
@@ -98,6 +99,25 @@ class LiveSession:
 
     def model_choices(self) -> list[ModelChoice]:
         return model_choices()
+
+    # -- analyses (wired to the engine in the following changes) -----------------------
+    def request_unit(self, layer: str, unit: int) -> None:
+        pass
+
+    def start_scan(self, folder: str, layer: str) -> None:
+        self._notice("scanning from the window is not wired yet: use `deepvis scan`",
+                     NoticeLevel.WARNING)
+
+    def start_render_layer(self, layer: str) -> None:
+        self._notice("rendering from the window is not wired yet: use `deepvis render`",
+                     NoticeLevel.WARNING)
+
+    def start_ablation(self, folder: str, layer: str) -> None:
+        self._notice("ablation curves from the window are not wired yet: use `deepvis ablate`",
+                     NoticeLevel.WARNING)
+
+    def cancel_job(self, kind: JobKind) -> None:
+        pass
 
     def stop(self) -> None:
         if self._stopped:

@@ -8,9 +8,25 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from app.core.messages import ModelChoice, ModelReady, Notice, Result, SourceReady, ViewState
+from app.core.messages import (
+    AblationCurves,
+    JobFinished,
+    JobKind,
+    JobProgress,
+    ModelChoice,
+    ModelReady,
+    Notice,
+    PreferredImage,
+    Result,
+    SourceReady,
+    UnitPatches,
+    ViewState,
+)
 
-Event = Notice | ModelReady | SourceReady
+Event = (
+    Notice | ModelReady | SourceReady | JobProgress | JobFinished | UnitPatches
+    | PreferredImage | AblationCurves
+)
 
 
 class LiveBackend(Protocol):
@@ -41,6 +57,28 @@ class LiveBackend(Protocol):
         ...
 
     def model_choices(self) -> list[ModelChoice]: ...
+
+    def request_unit(self, layer: str, unit: int) -> None:
+        """The user selected a unit: answer with `UnitPatches` and `PreferredImage` events.
+
+        The preferred image comes from the cache at once, or a render starts in the
+        background (replacing one still running for another unit) and sends previews.
+        """
+        ...
+
+    def start_scan(self, folder: str, layer: str) -> None:
+        """Scan a folder of images for the top patches of every unit of `layer`."""
+        ...
+
+    def start_render_layer(self, layer: str) -> None:
+        """Render (and cache) the preferred image of every unit of `layer`."""
+        ...
+
+    def start_ablation(self, folder: str, layer: str) -> None:
+        """Ablation curves and class selectivity of `layer` on a (labeled) folder."""
+        ...
+
+    def cancel_job(self, kind: JobKind) -> None: ...
 
     def stop(self) -> None:
         """Stop every thread and release the camera; returns when they have ended."""

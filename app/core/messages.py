@@ -28,6 +28,20 @@ class Normalization(StrEnum):
     PER_LAYER = "per_layer"
 
 
+class AttributionMode(StrEnum):
+    """Which backward rule maps the selected unit to input pixels (`b` cycles them)."""
+
+    OFF = "off"
+    GRADIENT = "gradient"
+    DECONVNET = "deconvnet"
+    GUIDED = "guided"
+
+
+class AblationMode(StrEnum):
+    ZERO = "zero"  # the unit's output becomes 0
+    MEAN = "mean"  # the unit's output becomes its running mean (a gentler deletion)
+
+
 @dataclass(frozen=True)
 class ViewState:
     """What the user is looking at; the GUI sends a new one on every change."""
@@ -37,6 +51,12 @@ class ViewState:
     normalization: Normalization = Normalization.PER_CHANNEL
     frozen: bool = False
     grid_aspect: float = 1.0  # width / height of the grid pane, so the mosaic fills it
+    attribution: AttributionMode = AttributionMode.OFF
+    # a position (y, x) in the unit's map to attribute; None: the unit's maximum
+    attribution_at: tuple[int, int] | None = None
+    # deleted units: ((layer, (unit, ...)), ...); predictions then come from the ablated net
+    ablated: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    ablation_mode: AblationMode = AblationMode.ZERO
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,85 @@ class Result:
     device: str
     model: str
     frozen: bool = False
+    # (crop h, crop w) uint8 saliency of the selected unit over the region the model saw
+    attribution: np.ndarray | None = None
+    attribution_mode: AttributionMode = AttributionMode.OFF
+    attribution_ms: float = 0.0  # its cost on the worker this frame
+    # with units ablated, `predictions` come from the ablated net and these from the intact
+    intact_predictions: tuple[Prediction, ...] | None = None
+    # the frames seen this session that excite the selected unit most, best first
+    live_top: tuple[Patch, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Patch:
+    """An image region that excites a unit: a crop around its strongest response."""
+
+    image: np.ndarray  # (h, w, 3) uint8 RGB crop
+    value: float  # the unit's activation there
+    source: str  # image path (dataset) or "frame N" (live)
+    box: tuple[int, int, int, int]  # (y0, x0, y1, x1) of the crop in the source's pixels
+
+
+class JobKind(StrEnum):
+    """Background analyses; at most one of each kind runs at a time."""
+
+    SCAN = "scan"  # top-k dataset patches for every unit of a layer
+    RENDER = "render"  # the selected unit's preferred image
+    RENDER_LAYER = "render_layer"  # preferred images of a whole layer
+    ABLATE = "ablate"  # ablation curves and class selectivity of a layer
+
+
+@dataclass(frozen=True, eq=False)
+class JobProgress:
+    kind: JobKind
+    done: int
+    total: int
+    text: str  # e.g. "1,240 / 5,000 images · 85 img/s · ETA 44 s"
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    kind: JobKind
+    ok: bool  # False: failed or cancelled; `text` says which
+    text: str
+
+
+@dataclass(frozen=True, eq=False)
+class UnitPatches:
+    """Dataset top-k of a unit, from a cached scan; empty with a note when there is none."""
+
+    layer: str
+    unit: int
+    patches: tuple[Patch, ...]
+    note: str = ""  # e.g. how to make a scan of this layer
+
+
+@dataclass(frozen=True, eq=False)
+class PreferredImage:
+    """A unit's preferred image: a preview while it renders, then the final one."""
+
+    layer: str
+    unit: int
+    image: np.ndarray  # (H, W, 3) uint8
+    activation: float  # the unit's response to this image
+    step: int
+    total: int
+    done: bool
+    best_dataset_activation: float | None = None  # from a scan, when one exists
+
+
+@dataclass(frozen=True, eq=False)
+class AblationCurves:
+    """Accuracy vs. fraction of a layer's units deleted, and each unit's class selectivity."""
+
+    layer: str
+    fractions: np.ndarray  # (P,) 0..1
+    # order name ("random", "selective first", "selective last") → (mean (P,), spread (P,))
+    curves: dict[str, tuple[np.ndarray, np.ndarray]]
+    selectivity: np.ndarray  # (C,) class-selectivity index per unit
+    metric: str  # "accuracy" (labeled folders) or "agreement with the intact top-1"
+    images: int
 
 
 class NoticeLevel(StrEnum):
