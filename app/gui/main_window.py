@@ -93,6 +93,7 @@ class MainWindow(QMainWindow):
     """The live view. `show_result` is the single entry for displaying a result."""
 
     result_shown = pyqtSignal(int)  # how many results have been shown so far
+    closed = pyqtSignal()  # the window was closed (its backend is stopped by then)
 
     def __init__(
         self,
@@ -795,3 +796,4 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent | None) -> None:
         self.shutdown()
         super().closeEvent(event)
+        self.closed.emit()

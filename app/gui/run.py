@@ -7,7 +7,7 @@ import sys
 import threading
 from typing import Any
 
-from PyQt6.QtCore import QTimer
+from PyQt6.QtCore import QEventLoop, QTimer
 from PyQt6.QtWidgets import QApplication
 
 from app.core.backend import LiveBackend
@@ -36,6 +36,7 @@ def run_window(
     saved, 1 when it could not be. `backend.stop()` is called exactly once on the way out.
     """
     app = QApplication.instance()
+    owns_app = app is None
     if app is None:
         app = QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
@@ -47,6 +48,16 @@ def run_window(
         backend.open_source(initial_source)
 
     outcome = {"code": 0, "saved": False}
+    # Inside an application that is already running (embedding, tests) the window gets an
+    # event loop of its own: app.exit() would set Qt's per-thread quit flag, and every
+    # QEventLoop started afterwards in this process would return at once.
+    loop = None if owns_app else QEventLoop()
+
+    def finish(code: int) -> None:
+        if loop is not None:
+            loop.exit(code)
+        else:
+            app.exit(code)
 
     def save_and_quit() -> None:
         if outcome["saved"]:
@@ -58,7 +69,7 @@ def run_window(
             print(f"deepvis: {exc}", file=sys.stderr)
             outcome["code"] = 1
         window.close()
-        app.exit(int(outcome["code"]))
+        finish(int(outcome["code"]))
 
     def on_result_shown(count: int) -> None:
         if count >= frames:
