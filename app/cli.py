@@ -160,10 +160,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path in args.images:
         if not Path(path).is_file():
             raise CliError(f"image not found: {path}")
+    if args.top_k < 1:
+        raise CliError("--top-k must be positive")
     loaded, settings = _load(args)
     from app.engine.predict import predict_images
 
     images = [read_image(p, settings.source.max_image_pixels) for p in args.images]
+    if args.ablate:
+        from app.commands.ablate import predict_ablated_command
+
+        return predict_ablated_command(args, loaded, images)
     results = predict_images(loaded, images, top_k=args.top_k)
     if args.json:
         _print_json({
@@ -240,6 +246,11 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     _add_common(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--ablate", action="append", metavar="LAYER:UNITS",
+                   help="delete units of a layer, e.g. _blocks.8:0-15 (repeatable); shows the "
+                   "intact and the ablated top-k side by side")
+    p.add_argument("--ablate-mode", choices=("zero", "mean"), default="zero",
+                   help="replace deleted units by 0 or by their mean over the given images")
     p.add_argument("--json", action="store_true")
     p = cmds.add_parser("bench", help="live pipeline against bare model(x), side by side")
     _add_common(p, source=True)
