@@ -3,6 +3,10 @@
 The activations are random non-negative mixtures of colour and edge maps of the photo, so
 tiles look like a CNN's (edges, colour blobs, mostly dark) and each unit's map is exact and
 known: `activations(layer)[unit]`.
+
+The analyses are faked the same way: attribution maps derived from the photo, dataset
+patches cropped from real photos written to a folder (`write_photos`), preferred images,
+job progress and ablation curves are plain numpy, and every call is recorded.
 """
 
 from __future__ import annotations
@@ -15,16 +19,24 @@ import numpy as np
 
 from app.core.backend import Event
 from app.core.messages import (
+    AblationCurves,
+    AttributionMode,
     Frame,
+    JobFinished,
+    JobKind,
+    JobProgress,
     LayerInfo,
     ModelChoice,
     ModelReady,
     Normalization,
     Notice,
     NoticeLevel,
+    Patch,
     Prediction,
+    PreferredImage,
     Result,
     SourceReady,
+    UnitPatches,
     ViewState,
 )
 from app.core.tiling import GridGeometry, grid_geometry, normalize_channels, tile_channels
@@ -46,6 +58,22 @@ PREDICTIONS = (
     Prediction(287, "lynx, catamount", 0.031),
     Prediction(283, "Persian cat", 0.012),
 )
+# what the ablated net says once units are deleted: the cat is less sure, a fox creeps in
+ABLATED_PREDICTIONS = (
+    Prediction(281, "tabby, tabby cat", 0.331),
+    Prediction(285, "Egyptian cat", 0.298),
+    Prediction(277, "red fox, Vulpes vulpes", 0.142),
+    Prediction(282, "tiger cat", 0.090),
+    Prediction(356, "weasel", 0.024),
+)
+PHOTO_NAMES = (
+    "chelsea", "coffee", "astronaut", "rocket", "camera", "retina", "brick",
+    "hubble_deep_field", "immunohistochemistry",
+)
+NO_SCAN_NOTE = (
+    "No scan of {layer} yet. Scan a folder of images to find the patches that excite each "
+    "unit most (or run `deepvis scan FOLDER --layers {layer}`)."
+)
 
 
 @cache
@@ -56,6 +84,132 @@ def photo() -> np.ndarray:
     image = np.ascontiguousarray(data.chelsea(), dtype=np.uint8)
     image.setflags(write=False)
     return image
+
+
+def skimage_photo(name: str) -> np.ndarray:
+    """(h, w, 3) uint8 RGB of one of scikit-image's bundled photos."""
+    from skimage import data
+
+    image = getattr(data, name)()
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    return np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+
+
+def write_photos(folder: Path, names: tuple[str, ...] = PHOTO_NAMES) -> list[Path]:
+    """Write real photos as PNG files (with QImage: no OpenCV in GUI tests)."""
+    from PyQt6.QtGui import QImage
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        rgb = skimage_photo(name)
+        h, w = rgb.shape[:2]
+        image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+        path = folder / f"{name}.png"
+        assert image.save(str(path)), path
+        paths.append(path)
+    return paths
+
+
+def dataset_patches(paths: list[Path], layer: str, unit: int, k: int = 9) -> tuple[Patch, ...]:
+    """A plausible dataset top-k for a unit: square crops of the photos, values descending."""
+    rng = np.random.default_rng(zlib.crc32(f"{layer}:{unit}".encode()))
+    patches = []
+    value = float(rng.uniform(8.0, 14.0))
+    for path in paths[:k]:
+        rgb = skimage_photo(path.stem)
+        h, w = rgb.shape[:2]
+        side = max(16, min(h, w) // 3)
+        y0 = int(rng.integers(0, h - side + 1))
+        x0 = int(rng.integers(0, w - side + 1))
+        box = (y0, x0, y0 + side, x0 + side)
+        crop = np.ascontiguousarray(rgb[y0 : y0 + side, x0 : x0 + side])
+        patches.append(Patch(crop, round(value, 3), str(path), box))
+        value *= float(rng.uniform(0.85, 0.97))
+    return tuple(patches)
+
+
+def preferred_image(layer: str, unit: int, step: int, total: int, size: int = 96) -> np.ndarray:
+    """A colourful periodic pattern that sharpens as `step` approaches `total`."""
+    rng = np.random.default_rng(zlib.crc32(f"{layer}/{unit}".encode()))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    freq = rng.uniform(2.0, 7.0, size=(3, 2))
+    phase = rng.uniform(0, 2 * np.pi, size=3)
+    waves = np.stack(
+        [np.sin(2 * np.pi * (freq[c, 0] * yy + freq[c, 1] * xx) + phase[c]) for c in range(3)],
+        axis=2,
+    )
+    sharp = min(max(step / max(total, 1), 0.05), 1.0)
+    noise = rng.normal(size=waves.shape).astype(np.float32)
+    image = sharp * waves + (1.0 - sharp) * noise
+    return np.clip(127.5 + 120.0 * image, 0, 255).astype(np.uint8)
+
+
+def _upsample(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    ys = (np.arange(h) * a.shape[0] // h).clip(0, a.shape[0] - 1)
+    xs = (np.arange(w) * a.shape[1] // w).clip(0, a.shape[1] - 1)
+    return a[ys][:, xs]
+
+
+@cache
+def attribution_map(
+    layer: str, unit: int, mode: AttributionMode, at: tuple[int, int] | None
+) -> np.ndarray:
+    """(crop h, crop w) uint8 saliency: photo edges weighted by where the unit (or `at`) is."""
+    x, y, side, _ = centre_crop(photo().shape)
+    gray = photo()[y : y + side, x : x + side].astype(np.float32).mean(axis=2)
+    dy, dx = np.gradient(gray)
+    edges = np.hypot(dx, dy)
+    unit_map = activations(layer)[unit]
+    if at is not None:
+        focus = np.zeros_like(unit_map)
+        ay, ax = at
+        focus[max(ay - 1, 0) : ay + 2, max(ax - 1, 0) : ax + 2] = 1.0
+        unit_map = focus
+    weight = _upsample(unit_map, side, side)
+    power = {AttributionMode.GRADIENT: 0.5, AttributionMode.DECONVNET: 1.0}.get(mode, 2.0)
+    saliency = edges**power * weight
+    # like the engine: scaled to a high percentile so a few hot pixels do not hide the rest
+    saliency = np.clip(saliency / max(float(np.percentile(saliency, 99.5)), 1e-6), 0.0, 1.0)
+    out = np.round(255.0 * saliency).astype(np.uint8)
+    out.setflags(write=False)
+    return out
+
+
+@cache
+def live_top(layer: str, unit: int, k: int = 9) -> tuple[Patch, ...]:
+    """Crops of "frames" around the unit's strongest cells, best first (one tuple per unit)."""
+    x0, y0, side, _ = centre_crop(photo().shape)
+    m = activations(layer)[unit]
+    order = np.argsort(m.ravel())[::-1][:k]
+    scale = side / m.shape[0]
+    half = max(int(side / 6), 8)
+    patches = []
+    for i, flat in enumerate(order):
+        r, c = divmod(int(flat), m.shape[1])
+        cy, cx = y0 + int((r + 0.5) * scale), x0 + int((c + 0.5) * scale)
+        box = (max(cy - half, 0), max(cx - half, 0), cy + half, cx + half)
+        crop = np.ascontiguousarray(photo()[box[0] : box[2], box[1] : box[3]])
+        patches.append(Patch(crop, float(m.ravel()[flat]), f"frame {100 + 7 * i}", box))
+    return tuple(patches)
+
+
+def ablation_curves(layer: str, points: int = 11) -> AblationCurves:
+    """Curves shaped like Morcos et al.'s: selective-first falls slower than random."""
+    c = next(i for i in LAYERS if i.name == layer).channels
+    f = np.linspace(0.0, 1.0, points)
+    random = 0.74 * (1.0 - f**1.6)
+    rng = np.random.default_rng(zlib.crc32(layer.encode()))
+    curves = {
+        "random": (random, 0.03 + 0.04 * np.sin(np.pi * f)),
+        "selective first": (0.74 * (1.0 - f**2.2), np.zeros(points)),
+        "selective last": (0.74 * (1.0 - f**1.2), np.zeros(points)),
+    }
+    selectivity = rng.beta(2.0, 5.0, size=c).astype(np.float32)
+    return AblationCurves(layer, f, curves, selectivity, "accuracy", 500)
 
 
 def centre_crop(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -107,8 +261,10 @@ def make_result(
     frozen: bool = False,
     seq: int = 0,
     aspect: float = 1.0,
+    view: ViewState | None = None,
+    with_live_top: bool = True,
 ) -> Result:
-    """A complete `Result` for `layer` as the engine would send it."""
+    """A complete `Result` for `layer` as the engine would send it (analyses from `view`)."""
     acts = activations(layer)
     c, h, w = acts.shape
     unit = min(max(unit, 0), c - 1)
@@ -116,6 +272,14 @@ def make_result(
     per_channel = normalization == Normalization.PER_CHANNEL
     mosaic = tile_channels(normalize_channels(acts, per_channel), geometry)
     frame = Frame(image=photo(), index=0, timestamp=float(seq), source="chelsea.png")
+    view = view or ViewState(layer=layer, unit=unit)
+    attribution = None
+    if view.attribution != AttributionMode.OFF:
+        at = view.attribution_at
+        if at is not None and not (0 <= at[0] < h and 0 <= at[1] < w):
+            at = None
+        attribution = attribution_map(layer, unit, view.attribution, at)
+    ablated = any(units for _, units in view.ablated)
     return Result(
         seq=seq,
         frame=frame,
@@ -127,7 +291,7 @@ def make_result(
         unit_map=np.array(acts[unit]),
         unit_max=acts.max(axis=(1, 2)),
         unit_mean=acts.mean(axis=(1, 2)),
-        predictions=PREDICTIONS,
+        predictions=ABLATED_PREDICTIONS if ablated else PREDICTIONS,
         latency_ms=38.4,
         compute_ms=21.7,
         fps=29.6,
@@ -135,13 +299,24 @@ def make_result(
         device="cpu",
         model="efficientnet_lite0",
         frozen=frozen,
+        attribution=attribution,
+        attribution_mode=view.attribution,
+        attribution_ms=18.0 if attribution is not None else 0.0,
+        intact_predictions=PREDICTIONS if ablated else None,
+        live_top=live_top(layer, unit) if with_live_top else (),
     )
 
 
 class FakeBackend:
     """Implements `LiveBackend`; queues a ModelReady and a SourceReady at start."""
 
-    def __init__(self, ready: bool = True, live: bool = True) -> None:
+    def __init__(
+        self,
+        ready: bool = True,
+        live: bool = True,
+        photos: list[Path] | None = None,
+        render_steps: tuple[int, ...] = (),
+    ) -> None:
         self.calls: list[tuple[str, object]] = []
         self.views: list[ViewState] = []
         self.stop_calls = 0
@@ -152,6 +327,10 @@ class FakeBackend:
         self._model_ready = False
         self._dirty = True
         self._folder_position = 0
+        # request_unit answers with patches from these photos (None: "no scan" note), and
+        # with preferred-image events at these steps of 64 (64: the final one)
+        self.photos = photos
+        self.render_steps = render_steps
         if ready:
             self._events.append(self.model_ready())
             self._events.append(SourceReady("chelsea.png", "image", 1, 0))
@@ -175,7 +354,8 @@ class FakeBackend:
         self.results_made += 1
         v = self._view
         return make_result(
-            v.layer or DEFAULT_LAYER, v.unit, v.normalization, v.frozen, self.results_made
+            v.layer or DEFAULT_LAYER, v.unit, v.normalization, v.frozen, self.results_made,
+            view=v,
         )
 
     def poll_events(self) -> list[Event]:
@@ -219,6 +399,40 @@ class FakeBackend:
             ModelChoice("resnet18", "torchvision ResNet-18, ImageNet weights", False),
             ModelChoice("googlenet", "torchvision GoogLeNet (Inception v1)", False),
         ]
+
+    def request_unit(self, layer: str, unit: int) -> None:
+        self.calls.append(("request_unit", (layer, unit)))
+        if self.photos is None:
+            self._events.append(UnitPatches(layer, unit, (), NO_SCAN_NOTE.format(layer=layer)))
+        else:
+            self._events.append(UnitPatches(layer, unit, dataset_patches(self.photos, layer, unit)))
+        for step in self.render_steps:
+            self._events.append(self.preferred(layer, unit, step))
+
+    @staticmethod
+    def preferred(layer: str, unit: int, step: int, total: int = 64) -> PreferredImage:
+        act = 4.0 + 14.0 * step / total
+        return PreferredImage(
+            layer, unit, preferred_image(layer, unit, step, total), round(act, 2), step, total,
+            step >= total, 11.6,
+        )
+
+    def start_scan(self, folder: str, layer: str) -> None:
+        self.calls.append(("start_scan", (folder, layer)))
+        self._events.append(JobProgress(JobKind.SCAN, 0, 500, "0 / 500 images"))
+
+    def start_render_layer(self, layer: str) -> None:
+        self.calls.append(("start_render_layer", layer))
+        c = next(i for i in LAYERS if i.name == layer).channels
+        self._events.append(JobProgress(JobKind.RENDER_LAYER, 0, c, f"0 / {c} units"))
+
+    def start_ablation(self, folder: str, layer: str) -> None:
+        self.calls.append(("start_ablation", (folder, layer)))
+        self._events.append(JobProgress(JobKind.ABLATE, 0, 500, "0 / 500 images"))
+
+    def cancel_job(self, kind: JobKind) -> None:
+        self.calls.append(("cancel_job", kind))
+        self._events.append(JobFinished(kind, False, "cancelled"))
 
     def stop(self) -> None:
         self.calls.append(("stop", None))

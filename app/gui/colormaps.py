@@ -50,3 +50,20 @@ def overlay_table(name: str) -> np.ndarray:
     rgba[:, 3] = np.round(255.0 * ramp**1.5).astype(np.uint8)
     rgba.setflags(write=False)
     return rgba
+
+
+@cache
+def saliency_table(name: str = "inferno") -> np.ndarray:
+    """(256, 4) uint8 RGBA for attribution maps over a photo.
+
+    Saliency is sparse (thin edges, a few hot pixels), so it gets ink sooner than a unit's
+    map: fully opaque from 20 % of its range, and the dark bottom of the colormap is skipped.
+    """
+    rgba = np.empty((256, 4), dtype=np.uint8)
+    colors = lookup_table(name)
+    rgba[:, :3] = colors[np.linspace(64, 255, 256).astype(np.intp)]
+    ramp = np.clip(np.linspace(0.0, 1.0, 256) / 0.2, 0.0, 1.0)
+    rgba[:, 3] = np.round(255.0 * ramp**0.8).astype(np.uint8)
+    rgba[0, 3] = 0
+    rgba.setflags(write=False)
+    return rgba

@@ -49,6 +49,16 @@ class ActivationGrid(Panel):
         self.gutters.setZValue(5)
         # filling ~70 rects through the view transform costs ~2 ms a paint; cached, it is a blit
         self.gutters.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        # deleted (ablated) units: a red cross over each tile, rebuilt only when the set or
+        # the geometry changes
+        self.ablation_marks = QGraphicsPathItem(self.image)
+        marks_pen = QPen(QColor(theme.ERROR))
+        marks_pen.setWidthF(2.0)
+        marks_pen.setCosmetic(True)
+        self.ablation_marks.setPen(marks_pen)
+        self.ablation_marks.setZValue(8)
+        self._ablated: tuple[int, ...] = ()
+        self._marks_key: tuple[GridGeometry | None, tuple[int, ...]] = (None, ())
         self.layout_.addWidget(self.pane, 1)
 
         footer = QHBoxLayout()
@@ -96,6 +106,37 @@ class ActivationGrid(Panel):
             self.geometry = geometry
             self.gutters.setPath(gutter_path(geometry))
             self.pane.view.autoRange(padding=0.01)
+            self._update_ablation_marks()
+
+    def set_ablated(self, units: tuple[int, ...]) -> None:
+        """Mark these units of the shown layer as deleted (a red cross over each tile)."""
+        self._ablated = tuple(sorted(units))
+        self._update_ablation_marks()
+
+    @property
+    def marked_units(self) -> tuple[int, ...]:
+        """The units crossed out on screen."""
+        g = self._marks_key[0]
+        return () if g is None else tuple(u for u in self._marks_key[1] if 0 <= u < g.channels)
+
+    def _update_ablation_marks(self) -> None:
+        key = (self.geometry, self._ablated)
+        if key == self._marks_key:
+            return
+        self._marks_key = key
+        g = self.geometry
+        path = QPainterPath()
+        if g is not None:
+            for unit in self._ablated:
+                if not 0 <= unit < g.channels:
+                    continue
+                y, x = g.tile_origin(unit)
+                path.addRect(QRectF(x, y, g.tile_w, g.tile_h))
+                path.moveTo(x, y)
+                path.lineTo(x + g.tile_w, y + g.tile_h)
+                path.moveTo(x + g.tile_w, y)
+                path.lineTo(x, y + g.tile_h)
+        self.ablation_marks.setPath(path)
 
     def set_selected(self, unit: int | None) -> None:
         """Outline `unit`'s tile; None (or a unit the shown layer lacks) hides the outline."""

@@ -1,4 +1,7 @@
-"""The input pane: the frame, the crop the model saw, and the selected unit's map over it."""
+"""The input pane: the frame, the crop the model saw, and the selected unit's map over it.
+
+With attribution on, the saliency map replaces the unit's map over the crop box.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from PyQt6.QtGui import QColor, QPen
 from PyQt6.QtWidgets import QGraphicsRectItem, QWidget
 
 from app.gui import theme
+from app.gui.colormaps import saliency_table
 from app.gui.image_pane import ImageView, Panel, make_image_item
 
 
@@ -21,6 +25,11 @@ class InputView(Panel):
         self.overlay_item = make_image_item()
         self.overlay_item.setOpacity(opacity)
         self.overlay_item.setZValue(5)
+        self.attribution_item = make_image_item()
+        self.attribution_item.setOpacity(min(1.0, opacity + 0.35))  # sparse: needs more ink
+        self.attribution_item.setZValue(6)
+        self.attribution_item.setLookupTable(saliency_table("inferno"))
+        self.attribution_item.hide()
         self.crop_item = QGraphicsRectItem()
         pen = QPen(QColor(theme.ACCENT))
         pen.setWidthF(1.5)
@@ -30,18 +39,24 @@ class InputView(Panel):
         self.crop_item.setZValue(10)
         self.pane.view.addItem(self.frame_item)
         self.pane.view.addItem(self.overlay_item)
+        self.pane.view.addItem(self.attribution_item)
         self.pane.view.addItem(self.crop_item)
         self.layout_.addWidget(self.pane, 1)
         self._frame_shape: tuple[int, ...] | None = None
         self._overlay_key: tuple[tuple[int, ...], tuple[int, int, int, int]] | None = None
+        self._attribution_key: tuple[tuple[int, ...], tuple[int, int, int, int]] | None = None
         self.overlay_enabled = True
+        self.showing_attribution = False
 
     def set_lut(self, lut: np.ndarray) -> None:
         self.overlay_item.setLookupTable(lut)
 
     def set_overlay_enabled(self, enabled: bool) -> None:
         self.overlay_enabled = enabled
-        self.overlay_item.setVisible(enabled and self.overlay_item.image is not None)
+        self.overlay_item.setVisible(
+            enabled and not self.showing_attribution and self.overlay_item.image is not None
+        )
+        self.attribution_item.setVisible(enabled and self.showing_attribution)
 
     def set_frame(self, image: np.ndarray, crop: tuple[int, int, int, int]) -> None:
         """Show an (H, W, 3) uint8 frame; `crop` is (x, y, w, h) in frame pixels."""
@@ -62,7 +77,30 @@ class InputView(Panel):
         if key != self._overlay_key:
             self._overlay_key = key  # type: ignore[assignment]
             self.overlay_item.setRect(QRectF(*crop))
-        self.overlay_item.setVisible(self.overlay_enabled)
+        self.overlay_item.setVisible(self.overlay_enabled and not self.showing_attribution)
+
+    def set_attribution(
+        self, saliency: np.ndarray | None, crop: tuple[int, int, int, int]
+    ) -> None:
+        """Stretch an (h, w) uint8 saliency map over the crop box in place of the unit's map;
+        None goes back to the unit's map."""
+        if saliency is None:
+            if self.showing_attribution:
+                self.showing_attribution = False
+                self.attribution_item.hide()
+                self.overlay_item.setVisible(
+                    self.overlay_enabled and self.overlay_item.image is not None
+                )
+            return
+        self.attribution_item.setImage(saliency, autoLevels=False, levels=(0, 255))
+        key = (saliency.shape, tuple(crop))
+        if key != self._attribution_key:
+            self._attribution_key = key  # type: ignore[assignment]
+            self.attribution_item.setRect(QRectF(*crop))
+        if not self.showing_attribution:
+            self.showing_attribution = True
+            self.overlay_item.hide()
+            self.attribution_item.setVisible(self.overlay_enabled)
 
     def set_opacity(self, opacity: float) -> None:
         self.overlay_item.setOpacity(opacity)

@@ -2,6 +2,10 @@
 
 Nothing here computes more than slicing small arrays: the backend's threads do the work and
 the window only ever polls, so it stays responsive while a model loads or a source fails.
+
+Layout: input, predictions and messages on the left; the activation grid (and the ablation
+plots, a second tab) in the middle; layers and the selected unit's tabs (Unit, Top patches,
+Preferred, Attribution) on the right; background jobs in the status bar.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from PyQt6.QtGui import (
 )
 from PyQt6.QtWidgets import (
     QFileDialog,
+    QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -31,30 +36,45 @@ from PyQt6.QtWidgets import (
     QMenu,
     QPlainTextEdit,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from app.core.backend import Event, LiveBackend
 from app.core.messages import (
+    AblationCurves,
+    AblationMode,
+    AttributionMode,
+    JobFinished,
+    JobKind,
+    JobProgress,
     LayerInfo,
     ModelReady,
     Normalization,
     Notice,
     NoticeLevel,
+    Patch,
+    PreferredImage,
     Result,
     SourceReady,
+    UnitPatches,
     ViewState,
 )
 from app.core.settings import Settings
 from app.core.tiling import GridGeometry, normalize_channels
 from app.gui import theme
+from app.gui.ablation_view import AblationPane
+from app.gui.attribution_view import MODE_TEXT, AttributionPane, attribution_status
 from app.gui.colormaps import COLORMAP_NAMES, lookup_table, overlay_table
 from app.gui.grid_view import ActivationGrid
 from app.gui.help_overlay import HelpOverlay
 from app.gui.image_pane import Panel
 from app.gui.input_view import InputView
+from app.gui.jobs_view import JOB_NAMES, JobWidget
+from app.gui.patches_view import PatchDialog, TopPatchesPane
 from app.gui.predictions_view import PredictionsView
+from app.gui.preferred_view import PreferredPane
 from app.gui.snapshot import save_widget_png
 from app.gui.unit_pane import UnitPane
 
@@ -70,6 +90,12 @@ NOTICE_COLORS = {
     NoticeLevel.WARNING: theme.WARNING,
     NoticeLevel.ERROR: theme.ERROR,
 }
+ATTRIBUTION_CYCLE = (
+    AttributionMode.OFF, AttributionMode.GRADIENT, AttributionMode.DECONVNET,
+    AttributionMode.GUIDED,
+)
+# the right column's tabs, in order; the Unit tab is the unit pane's own first tab
+UNIT_TAB, PATCHES_TAB, PREFERRED_TAB, ATTRIBUTION_TAB = range(4)
 _KEY_NAMES = {
     "Right": "→", "Left": "←", "Up": "↑", "Down": "↓", "PgDown": "PgDn", "PgUp": "PgUp",
     "Esc": "Esc",
@@ -123,6 +149,12 @@ class MainWindow(QMainWindow):
         self._last_status = 0.0
         self._shown_key: tuple[str, int, bool] | None = None
         self._frame_shape: tuple[int, ...] | None = None
+        self.attribution = AttributionMode.OFF
+        self.attribution_at: tuple[int, int] | None = None
+        self.ablated: dict[str, set[int]] = {}  # layer → deleted units
+        self.ablation_mode = AblationMode.ZERO
+        self.jobs: dict[JobKind, JobWidget] = {}
+        self._requested: tuple[str, int] | None = None  # last request_unit sent
 
         self.setWindowTitle("DeepVis Live")
         self.setObjectName("mainWindow")
@@ -180,6 +212,14 @@ class MainWindow(QMainWindow):
         self.grid.unit_hovered.connect(self._on_unit_hovered)
         self.grid.unit_clicked.connect(self._on_unit_clicked)
         self.grid.aspect_changed.connect(self._on_grid_aspect_changed)
+        self.ablation_pane = AblationPane()
+        self.ablation_pane.run_requested.connect(self._on_ablation_folder)
+        self.ablation_pane.cancel_requested.connect(lambda: self.cancel_job(JobKind.ABLATE))
+        self.center_tabs = QTabWidget()
+        self.center_tabs.setDocumentMode(True)
+        self.center_tabs.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.center_tabs.addTab(self.grid, "Activations")
+        self.center_tabs.addTab(self.ablation_pane, "Ablation")
 
         right = QSplitter(Qt.Orientation.Vertical)
         right.setHandleWidth(8)
@@ -194,11 +234,32 @@ class MainWindow(QMainWindow):
         self.layer_list.addItem(self._layer_placeholder)
         layers_panel.layout_.addWidget(self.layer_list)
         self.unit_pane = UnitPane()
+        self.unit_pane.position_clicked.connect(self._on_unit_position_clicked)
+        self.unit_pane.delete_clicked.connect(self.toggle_ablation)
+        self.unit_pane.restore_requested.connect(self._on_restore_requested)
+        self.unit_pane.restore_all_requested.connect(self.restore_all)
+        self.unit_pane.ablation_mode_changed.connect(self.set_ablation_mode)
+        self.patches_view = TopPatchesPane()
+        self.patches_view.scan_requested.connect(self._on_scan_folder)
+        self.patches_view.patch_clicked.connect(self._on_patch_clicked)
+        self.preferred_view = PreferredPane()
+        self.preferred_view.cancel_render.connect(lambda: self.cancel_job(JobKind.RENDER))
+        self.preferred_view.render_layer_requested.connect(self.start_render_layer)
+        self.preferred_view.cancel_render_layer.connect(
+            lambda: self.cancel_job(JobKind.RENDER_LAYER)
+        )
+        self.attribution_view = AttributionPane()
+        tabs = self.unit_pane.tabs
+        tabs.addTab(self.patches_view, "Top patches")
+        tabs.addTab(self.preferred_view, "Preferred")
+        tabs.addTab(self.attribution_view, "Attribution")
+        tabs.currentChanged.connect(self._on_unit_tab_changed)
+        self.patch_dialog = PatchDialog(self)
         right.addWidget(layers_panel)
         right.addWidget(self.unit_pane)
 
         splitter.addWidget(left)
-        splitter.addWidget(self.grid)
+        splitter.addWidget(self.center_tabs)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
@@ -208,7 +269,7 @@ class MainWindow(QMainWindow):
         left_h = self.settings.gui.height
         self._predictions_h = predictions_panel.sizeHint().height()
         left.setSizes([left_h - self._predictions_h - 120, self._predictions_h, 120])
-        right.setSizes([left_h // 2, left_h // 2])
+        right.setSizes([left_h * 3 // 10, left_h * 7 // 10])
         self.setCentralWidget(central)
         self.help_overlay = HelpOverlay(central)
 
@@ -227,8 +288,19 @@ class MainWindow(QMainWindow):
             " border-radius: 3px; padding: 0px 6px;"
         )
         self.frozen_label.hide()
+        self.attribution_label = QLabel("")
+        self.attribution_label.setToolTip("Attribution mode of the selected unit and its cost "
+                                          "on the inference worker (b cycles the modes)")
+        self.attribution_label.hide()
+        self.jobs_box = QWidget()
+        self.jobs_layout = QHBoxLayout(self.jobs_box)
+        self.jobs_layout.setContentsMargins(0, 0, 0, 0)
+        self.jobs_layout.setSpacing(8)
         bar.addWidget(self.notice_label, 1)
-        for label in (self.frozen_label, self.stats_label, self.model_label, self.source_status):
+        for label in (
+            self.jobs_box, self.frozen_label, self.attribution_label, self.stats_label,
+            self.model_label, self.source_status,
+        ):
             bar.addPermanentWidget(label)
         self._notice_timer = QTimer(self)
         self._notice_timer.setSingleShot(True)
@@ -363,6 +435,8 @@ class MainWindow(QMainWindow):
             ),
         ]
 
+        self._build_analysis_menu()
+
         help_menu = bar.addMenu("&Help")
         assert help_menu is not None
         self.help_action = self._add_action(help_menu, "Keys", self.toggle_help, ("H",))
@@ -374,14 +448,73 @@ class MainWindow(QMainWindow):
         self.addAction(self.escape_action)
 
         rows = [(_keys_text(a), a.text()) for a in self.nav_actions]
+        rows += [(_keys_text(a), a.text()) for a in self.analysis_key_actions]
         rows.append((_keys_text(self.help_action), "Show / hide this help"))
-        rows.append(("Esc", "Close this help"))
+        rows.append(("Esc", "Close this help; else attribute the unit's maximum again"))
         rows += [(_keys_text(a), a.text().rstrip("…")) for a in self.file_actions[:2]]
         rows.append((_keys_text(self.save_action), "Save a screenshot of the window"))
         rows.append((_keys_text(self.quit_action), "Quit"))
         rows.append(("click", "Select the unit under the mouse"))
+        rows.append(("click map", "In the Unit tab: attribute that position (again: its max)"))
         rows.append(("drop", "Drop an image, video or folder on the window to open it"))
         self.help_overlay.set_rows("Keys", rows)
+
+    def _build_analysis_menu(self) -> None:
+        bar = self.menuBar()
+        assert bar is not None
+        menu = bar.addMenu("&Analysis")
+        assert menu is not None
+        self.attribution_cycle_action = self._add_action(
+            menu, "Cycle attribution mode", self.cycle_attribution, ("B",)
+        )
+        attribution_menu = menu.addMenu("Attribution")
+        assert attribution_menu is not None
+        group = QActionGroup(self)
+        self.attribution_actions: dict[AttributionMode, QAction] = {}
+        for mode in ATTRIBUTION_CYCLE:
+            action = QAction(MODE_TEXT[mode].capitalize(), self, checkable=True)
+            action.setActionGroup(group)
+            action.setChecked(mode == self.attribution)
+            action.triggered.connect(lambda _c=False, m=mode: self.set_attribution(m))
+            attribution_menu.addAction(action)
+            self.attribution_actions[mode] = action
+        menu.addSeparator()
+        self.delete_action = self._add_action(
+            menu, "Delete / restore selected unit", self.toggle_ablation, ("D",)
+        )
+        self.restore_all_action = self._add_action(
+            menu, "Restore all deleted units", self.restore_all
+        )
+        mode_menu = menu.addMenu("Deleted units output")
+        assert mode_menu is not None
+        mode_group = QActionGroup(self)
+        self.ablation_mode_actions: dict[AblationMode, QAction] = {}
+        for mode, text in ((AblationMode.ZERO, "Zero"), (AblationMode.MEAN, "Running mean")):
+            action = QAction(text, self, checkable=True)
+            action.setActionGroup(mode_group)
+            action.setChecked(mode == self.ablation_mode)
+            action.triggered.connect(lambda _c=False, m=mode: self.set_ablation_mode(m))
+            mode_menu.addAction(action)
+            self.ablation_mode_actions[mode] = action
+        menu.addSeparator()
+        self.scan_action = self._add_action(
+            menu, "Scan folder for top patches…", self._on_scan_folder
+        )
+        self.render_layer_action = self._add_action(
+            menu, "Render preferred images of this layer", self.start_render_layer
+        )
+        self.ablation_action = self._add_action(
+            menu, "Ablation curves on a folder…", self._on_ablation_folder
+        )
+        menu.addSeparator()
+        self.cancel_actions: dict[JobKind, QAction] = {}
+        for kind in (JobKind.SCAN, JobKind.RENDER_LAYER, JobKind.ABLATE, JobKind.RENDER):
+            action = self._add_action(
+                menu, f"Cancel {JOB_NAMES[kind]}", lambda k=kind: self.cancel_job(k)
+            )
+            action.setEnabled(False)
+            self.cancel_actions[kind] = action
+        self.analysis_key_actions = [self.attribution_cycle_action, self.delete_action]
 
     # ------------------------------------------------------------------ public API
 
@@ -390,6 +523,14 @@ class MainWindow(QMainWindow):
         return ViewState(
             layer=self.layer, unit=self.unit, normalization=self.normalization,
             frozen=self.frozen, grid_aspect=self.grid.aspect(),
+            attribution=self.attribution, attribution_at=self.attribution_at,
+            ablated=self.ablated_state(), ablation_mode=self.ablation_mode,
+        )
+
+    def ablated_state(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """The deleted units as the view sends them, layers and units sorted."""
+        return tuple(
+            (layer, tuple(sorted(units))) for layer, units in sorted(self.ablated.items()) if units
         )
 
     def show_result(self, result: Result) -> None:
@@ -404,8 +545,15 @@ class MainWindow(QMainWindow):
         unit = self.unit if same_layer else result.unit
         heat = self._unit_heat(result, unit)
         self.input_view.set_overlay(heat, result.crop)
-        self.unit_pane.set_map(heat)
-        self.predictions.set_predictions(result.predictions)
+        tab = self.unit_pane.tabs.currentIndex()
+        if tab == UNIT_TAB:
+            self.unit_pane.set_map(heat)
+        attribution = result.attribution if self.attribution != AttributionMode.OFF else None
+        self.input_view.set_attribution(attribution, result.crop)
+        if attribution is not None and tab == ATTRIBUTION_TAB:
+            self.attribution_view.set_map(attribution)
+        self.predictions.set_predictions(result.predictions, result.intact_predictions)
+        self.patches_view.set_live(result.live_top)  # O(1) unless the patches changed
 
         key = (result.layer, unit, result.frozen)
         now = time.monotonic()
@@ -413,6 +561,7 @@ class MainWindow(QMainWindow):
             # the outline and titles only move when the selection does; numbers throttled
             if key[:2] != (self._shown_key or ("", -1))[:2]:
                 self.grid.set_selected(unit if same_layer else None)
+                self.grid.set_ablated(tuple(self.ablated.get(result.layer, ())))
                 self.unit_pane.set_title(result.layer, unit)
             self._update_grid_title(result)
             self._shown_key = key
@@ -420,6 +569,7 @@ class MainWindow(QMainWindow):
             self._update_status(result)
             self._update_unit_values(result, unit)
             self._update_hover_label()
+            self._update_attribution_status(result)
         self.results_shown += 1
         self.result_shown.emit(self.results_shown)
 
@@ -431,6 +581,16 @@ class MainWindow(QMainWindow):
             self._on_model_ready(event)
         elif isinstance(event, SourceReady):
             self._on_source_ready(event)
+        elif isinstance(event, UnitPatches):
+            self._on_unit_patches(event)
+        elif isinstance(event, PreferredImage):
+            self._on_preferred_image(event)
+        elif isinstance(event, JobProgress):
+            self._on_job_progress(event)
+        elif isinstance(event, JobFinished):
+            self._on_job_finished(event)
+        elif isinstance(event, AblationCurves):
+            self.ablation_pane.set_curves(event)
 
     def show_notice(self, notice: Notice) -> None:
         """Put a message in the status bar for a few seconds and in the log."""
@@ -500,6 +660,103 @@ class MainWindow(QMainWindow):
     def set_overlay_enabled(self, enabled: bool) -> None:
         self.overlay_action.setChecked(enabled)
 
+    def set_attribution(self, mode: AttributionMode) -> None:
+        """Attribute the selected unit to the input with `mode` (OFF: stop computing it)."""
+        self.attribution_actions[mode].setChecked(True)
+        if mode == self.attribution:
+            return
+        self.attribution = mode
+        self._send_view()
+        if mode == AttributionMode.OFF:
+            self.attribution_label.hide()
+            self.input_view.set_attribution(None, (0, 0, 0, 0))
+            self.attribution_view.set_off(
+                "Attribution is off · press b to cycle gradient → deconvnet → guided backprop"
+            )
+        else:
+            self.attribution_view.pane.set_placeholder(f"Computing {MODE_TEXT[mode]}…")
+            self.attribution_label.setText(f"{MODE_TEXT[mode]} …")
+            self.attribution_label.show()
+        self.show_notice(Notice(f"attribution: {MODE_TEXT[mode]}"))
+
+    def cycle_attribution(self) -> None:
+        """`b`: off → gradient → deconvnet → guided → off."""
+        i = ATTRIBUTION_CYCLE.index(self.attribution)
+        self.set_attribution(ATTRIBUTION_CYCLE[(i + 1) % len(ATTRIBUTION_CYCLE)])
+
+    def set_attribution_at(self, position: tuple[int, int] | None) -> None:
+        """Attribute this (y, x) of the unit's map; None: its maximum."""
+        if position == self.attribution_at:
+            return
+        self.attribution_at = position
+        self.unit_pane.set_position(position)
+        self._send_view()
+        if self.last_result is not None:
+            self._update_unit_values(self.last_result, self.unit)
+
+    def is_ablated(self, layer: str | None, unit: int) -> bool:
+        return layer is not None and unit in self.ablated.get(layer, ())
+
+    def toggle_ablation(self) -> None:
+        """`d`: delete the selected unit from the live network, or restore it."""
+        if self.layer is None:
+            return
+        units = self.ablated.setdefault(self.layer, set())
+        if self.unit in units:
+            units.discard(self.unit)
+            text = f"restored {self.layer}:{self.unit}"
+        else:
+            units.add(self.unit)
+            text = f"deleted {self.layer}:{self.unit} ({self.ablation_mode.value})"
+        self._ablation_changed()
+        self.show_notice(Notice(text))
+
+    def restore_units(self, units: list[tuple[str, int]]) -> None:
+        for layer, unit in units:
+            self.ablated.get(layer, set()).discard(unit)
+        self._ablation_changed()
+
+    def restore_all(self) -> None:
+        if any(self.ablated.values()):
+            self.ablated.clear()
+            self._ablation_changed()
+            self.show_notice(Notice("restored all deleted units"))
+
+    def set_ablation_mode(self, mode: AblationMode) -> None:
+        """What a deleted unit outputs: zero, or its running mean."""
+        self.ablation_mode_actions[mode].setChecked(True)
+        self.unit_pane.set_ablation_mode(mode)
+        if mode != self.ablation_mode:
+            self.ablation_mode = mode
+            self._send_view()
+
+    def start_scan(self, folder: str) -> None:
+        """Scan `folder` for the top patches of every unit of the current layer."""
+        if self.layer is None:
+            self.show_notice(Notice("no model loaded yet", NoticeLevel.WARNING))
+            return
+        self.backend.start_scan(folder, self.layer)
+        self.show_notice(Notice(f"scanning {folder} for {self.layer}…"))
+
+    def start_render_layer(self) -> None:
+        """Render (and cache) the preferred image of every unit of the current layer."""
+        if self.layer is None:
+            return
+        self.backend.start_render_layer(self.layer)
+        self.show_notice(Notice(f"rendering every unit of {self.layer}…"))
+
+    def start_ablation(self, folder: str) -> None:
+        """Ablation curves and class selectivity of the current layer on `folder`."""
+        if self.layer is None:
+            self.show_notice(Notice("no model loaded yet", NoticeLevel.WARNING))
+            return
+        self.backend.start_ablation(folder, self.layer)
+        self.center_tabs.setCurrentWidget(self.ablation_pane)
+        self.show_notice(Notice(f"ablation curves of {self.layer} on {folder}…"))
+
+    def cancel_job(self, kind: JobKind) -> None:
+        self.backend.cancel_job(kind)
+
     def toggle_help(self) -> None:
         self.help_overlay.toggle()
 
@@ -535,7 +792,79 @@ class MainWindow(QMainWindow):
             self._send_view()
 
     def _send_view(self) -> None:
+        selection = (self.layer, self.unit) if self.layer is not None else None
+        changed = selection is not None and selection != self._requested
+        if changed:
+            # a position in the old unit's map means nothing in the new one
+            self.attribution_at = None
+            self.unit_pane.set_position(None)
         self.backend.set_view(self.view_state())
+        if changed:
+            self._request_unit()
+
+    def _request_unit(self) -> None:
+        """Ask for the selected unit's patches and preferred image; clear the stale ones."""
+        if self.layer is None:
+            return
+        self._requested = (self.layer, self.unit)
+        self.patches_view.set_loading(self.layer, self.unit)
+        self.preferred_view.set_waiting(self.layer, self.unit)
+        self.ablation_pane.set_unit(self.layer, self.unit)
+        self._update_ablation_display()
+        self.backend.request_unit(self.layer, self.unit)
+
+    def _ablation_changed(self) -> None:
+        self.ablated = {layer: units for layer, units in self.ablated.items() if units}
+        self._send_view()
+        self._update_ablation_display()
+
+    def _update_ablation_display(self) -> None:
+        rows = [(layer, unit) for layer, units in self.ablated_state() for unit in units]
+        self.unit_pane.set_deleted(rows, self.is_ablated(self.layer, self.unit))
+        shown = self.last_result.layer if self.last_result is not None else self.layer
+        self.grid.set_ablated(tuple(self.ablated.get(shown or "", ())))
+        self.restore_all_action.setEnabled(bool(rows))
+
+    def _on_unit_patches(self, event: UnitPatches) -> None:
+        if (event.layer, event.unit) == (self.layer, self.unit):  # else: a stale answer
+            self.patches_view.set_dataset(event.patches, event.note)
+
+    def _on_preferred_image(self, event: PreferredImage) -> None:
+        if (event.layer, event.unit) == (self.layer, self.unit):
+            self.preferred_view.show_image(event)
+
+    def _on_job_progress(self, event: JobProgress) -> None:
+        self.cancel_actions[event.kind].setEnabled(True)
+        if event.kind == JobKind.RENDER:
+            return  # the Preferred tab shows its steps; one per click would crowd the bar
+        widget = self.jobs.get(event.kind)
+        if widget is None:
+            widget = JobWidget(event.kind)
+            widget.cancel_requested.connect(self.cancel_job)
+            self.jobs_layout.addWidget(widget)
+            self.jobs[event.kind] = widget
+        widget.set_progress(event)
+        if event.kind == JobKind.RENDER_LAYER:
+            self.preferred_view.set_layer_job(event)
+        elif event.kind == JobKind.ABLATE:
+            self.ablation_pane.set_job(event)
+
+    def _on_job_finished(self, event: JobFinished) -> None:
+        self.cancel_actions[event.kind].setEnabled(False)
+        widget = self.jobs.pop(event.kind, None)
+        if widget is not None:
+            self.jobs_layout.removeWidget(widget)
+            widget.deleteLater()
+        if event.kind == JobKind.RENDER_LAYER:
+            self.preferred_view.set_layer_job(None)
+        elif event.kind == JobKind.ABLATE:
+            self.ablation_pane.set_job(None)
+        elif event.kind == JobKind.RENDER:
+            self.preferred_view.set_render_running(False)
+        level = NoticeLevel.INFO if event.ok else NoticeLevel.WARNING
+        self.show_notice(Notice(f"{JOB_NAMES[event.kind]}: {event.text}", level))
+        if event.ok and event.kind in (JobKind.SCAN, JobKind.RENDER_LAYER):
+            self._request_unit()  # the new cache has this unit's patches / image now
 
     def _open_source(self, spec: str) -> None:
         self.show_notice(Notice(f"opening {spec}…"))
@@ -577,6 +906,9 @@ class MainWindow(QMainWindow):
             self.layer_list.addItem(item)
         self.layer_list.blockSignals(False)
         self.layer = None  # so the row change below counts as a change and sends the view
+        # units deleted from the old model mean nothing in the new one; ask for patches anew
+        self.ablated.clear()
+        self._requested = None
         if wanted is not None:
             self.layer_list.setCurrentRow(names.index(wanted))
             self.layer_list.scrollToItem(self.layer_list.currentItem())
@@ -651,7 +983,29 @@ class MainWindow(QMainWindow):
             m = result.unit_map
             r, c = np.unravel_index(int(np.argmax(m)), m.shape)
             text += f"   min {float(m.min()):.2f}   peak at ({r}, {c})"
+            if self.attribution_at is not None:
+                y, x = self.attribution_at
+                if 0 <= y < m.shape[0] and 0 <= x < m.shape[1]:
+                    text += f"   attributing ({y}, {x}) = {float(m[y, x]):.2f}"
         self.unit_pane.set_values(text)
+
+    def _update_attribution_status(self, result: Result) -> None:
+        if self.attribution == AttributionMode.OFF:
+            self.attribution_label.hide()
+            return
+        if result.attribution is None or result.attribution_mode == AttributionMode.OFF:
+            self.attribution_label.setText(f"{MODE_TEXT[self.attribution]} …")
+        else:
+            text = attribution_status(result.attribution_mode, result.attribution_ms)
+            self.attribution_label.setText(text)
+            where = "max" if self.attribution_at is None else f"({self.attribution_at[0]}, "
+            if self.attribution_at is not None:
+                where += f"{self.attribution_at[1]})"
+            self.attribution_view.info.setText(
+                f"{text} · {result.layer} · unit {result.unit} at {where}"
+                " · click the unit map to pick a position"
+            )
+        self.attribution_label.show()
 
     def _update_grid_title(self, result: Result) -> None:
         g = result.geometry
@@ -732,7 +1086,50 @@ class MainWindow(QMainWindow):
         self.backend.set_mirror(mirror)
 
     def _on_escape(self) -> None:
-        self.help_overlay.hide()
+        if self.help_overlay.isVisible():
+            self.help_overlay.hide()
+        else:
+            self.set_attribution_at(None)
+
+    def _on_unit_tab_changed(self, index: int) -> None:
+        # hidden tabs are not fed per frame: bring the one just shown up to date at once
+        r = self.last_result
+        if r is None:
+            return
+        if index == UNIT_TAB and self._shown_geometry() is not None:
+            self.unit_pane.set_map(self._unit_heat(r, self.unit))
+        elif index == ATTRIBUTION_TAB and r.attribution is not None and (
+            self.attribution != AttributionMode.OFF
+        ):
+            self.attribution_view.set_map(r.attribution)
+
+    def _on_unit_position_clicked(self, y: int, x: int) -> None:
+        if self.attribution_at == (y, x):
+            self.set_attribution_at(None)
+            return
+        if self.attribution == AttributionMode.OFF:
+            self.set_attribution(AttributionMode.GRADIENT)  # a click asks for attribution
+        self.set_attribution_at((y, x))
+
+    def _on_restore_requested(self, units: object) -> None:
+        assert isinstance(units, list)
+        self.restore_units(units)
+
+    def _on_scan_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of images to scan")
+        if folder:
+            self.start_scan(folder)
+
+    def _on_ablation_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Folder of images (class subfolders give accuracy)"
+        )
+        if folder:
+            self.start_ablation(folder)
+
+    def _on_patch_clicked(self, patch: object) -> None:
+        assert isinstance(patch, Patch)
+        self.patch_dialog.show_patch(patch)
 
     def _on_notice_expired(self) -> None:
         self.notice_label.setText("")

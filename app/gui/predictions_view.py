@@ -1,4 +1,7 @@
-"""Top-5 predictions as horizontal bars, painted in one pass (no per-row widgets to relayout)."""
+"""Top-5 predictions as horizontal bars, painted in one pass (no per-row widgets to relayout).
+
+With units deleted, two columns: the intact network's top-5 and the ablated one's.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,14 @@ from app.gui import theme
 
 _ROW_H = 26
 _ROWS = 5
+_HEADER_H = 16  # two-column mode: a caption row; the bars shrink so the height stays put
+_TWO_ROW_H = (_ROW_H * _ROWS - _HEADER_H) // _ROWS
+INTACT_TITLE = "intact"
+ABLATED_TITLE = "ablated"
+
+
+def _rows(predictions: tuple[Prediction, ...]) -> list[tuple[str, str]]:
+    return [(p.label, f"{100.0 * p.probability:.1f}%") for p in predictions]
 
 
 class PredictionsView(QWidget):
@@ -19,6 +30,7 @@ class PredictionsView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._predictions: tuple[Prediction, ...] = ()
+        self._intact: tuple[Prediction, ...] | None = None
         self._placeholder = "Waiting for frames…"
         self.setMinimumHeight(_ROW_H * _ROWS + 4)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -26,18 +38,34 @@ class PredictionsView(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(300, _ROW_H * _ROWS + 4)
 
-    def set_predictions(self, predictions: tuple[Prediction, ...]) -> None:
-        if predictions != self._predictions:
+    def set_predictions(
+        self,
+        predictions: tuple[Prediction, ...],
+        intact: tuple[Prediction, ...] | None = None,
+    ) -> None:
+        """`intact` given (units deleted): `predictions` are the ablated net's, shown beside."""
+        if predictions != self._predictions or intact != self._intact:
             self._predictions = predictions
+            self._intact = intact
             self.update()
 
     def set_placeholder(self, text: str) -> None:
         self._placeholder = text
         self.update()
 
+    @property
+    def two_columns(self) -> bool:
+        return self._intact is not None
+
     def rows(self) -> list[tuple[str, str]]:
-        """(label, percent text) per shown row, as painted."""
-        return [(p.label, f"{100.0 * p.probability:.1f}%") for p in self._predictions]
+        """(label, percent text) per shown row of the main (ablated, when two) column."""
+        return _rows(self._predictions)
+
+    def columns(self) -> dict[str, list[tuple[str, str]]]:
+        """Column title → its rows, as painted: one column "", or "intact" and "ablated"."""
+        if self._intact is None:
+            return {"": _rows(self._predictions)}
+        return {INTACT_TITLE: _rows(self._intact), ABLATED_TITLE: _rows(self._predictions)}
 
     def paintEvent(self, event: QPaintEvent | None) -> None:
         painter = QPainter(self)
@@ -50,17 +78,52 @@ class PredictionsView(QWidget):
             painter.setPen(QColor(theme.TEXT_DIM))
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._placeholder)
             return
-        pct_w = 56
-        bar_w = w - pct_w - 4
-        for i, (label, pct) in enumerate(self.rows()):
-            top = 2 + i * _ROW_H
-            track = QRectF(0, top + 2, bar_w, _ROW_H - 4)
+        if self._intact is None:
+            self._paint_column(painter, self._predictions, 0.0, w, 2.0, _ROW_H, None)
+            return
+        gap = 10.0
+        half = (w - gap) / 2
+        intact_top = {p.index for p in self._intact[:1]}
+        small = QFont(font)
+        small.setPointSizeF(font.pointSizeF() - 1.0)
+        for x, title, preds in (
+            (0.0, INTACT_TITLE, self._intact),
+            (half + gap, ABLATED_TITLE, self._predictions),
+        ):
+            painter.setFont(small)
+            painter.setPen(QColor(theme.ERROR if title == ABLATED_TITLE else theme.TEXT_DIM))
+            painter.drawText(
+                QRectF(x + 2, 0, half, _HEADER_H), Qt.AlignmentFlag.AlignVCenter, title
+            )
+            painter.setFont(font)
+            # the ablated column's top-1 turns red when deleting units changed the answer
+            changed = title == ABLATED_TITLE and {p.index for p in preds[:1]} != intact_top
+            self._paint_column(
+                painter, preds, x, half, float(_HEADER_H), _TWO_ROW_H,
+                theme.ERROR if changed else None,
+            )
+
+    @staticmethod
+    def _paint_column(
+        painter: QPainter,
+        predictions: tuple[Prediction, ...],
+        left: float,
+        width: float,
+        top0: float,
+        row_h: int,
+        top_color: str | None,
+    ) -> None:
+        pct_w = 50.0
+        bar_w = width - pct_w - 4
+        for i, (label, pct) in enumerate(_rows(predictions)):
+            top = top0 + i * row_h
+            track = QRectF(left, top + 2, bar_w, row_h - 4)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(theme.PANEL_LIGHT))
             painter.drawRoundedRect(track, 4, 4)
-            prob = min(max(self._predictions[i].probability, 0.0), 1.0)
+            prob = min(max(predictions[i].probability, 0.0), 1.0)
             fill = QRectF(track.left(), track.top(), max(track.width() * prob, 3.0), track.height())
-            color = QColor(theme.ACCENT if i == 0 else "#4f7cac")
+            color = QColor((top_color or theme.ACCENT) if i == 0 else "#4f7cac")
             painter.setBrush(color)
             painter.drawRoundedRect(fill, 4, 4)
             # the label sits on the bar; elide so a long class name never runs into the percent
@@ -72,7 +135,7 @@ class PredictionsView(QWidget):
             painter.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter, elided)
             painter.setPen(QColor(theme.TEXT))
             painter.drawText(
-                QRectF(bar_w + 4, top, pct_w, _ROW_H),
+                QRectF(left + bar_w + 4, top, pct_w, row_h),
                 Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
                 pct,
             )

@@ -1,27 +1,133 @@
-"""The selected unit, enlarged: its map colormapped with nearest-neighbour pixels."""
+"""The selected unit: a panel of tabs whose first, "Unit", is its enlarged map.
+
+The map is colormapped with nearest-neighbour pixels; clicking a cell picks the position to
+attribute. Below it, live ablation: delete the unit, the list of deleted units, restore.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from PyQt6.QtWidgets import QLabel, QWidget
+from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QPen
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QGraphicsRectItem,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 
+from app.core.messages import AblationMode
 from app.gui.image_pane import ImageView, Panel, make_image_item
+
+ABLATION_MODE_TEXT = {
+    AblationMode.ZERO: "zero",
+    AblationMode.MEAN: "mean (running)",
+}
+
+
+def ablated_row_text(layer: str, unit: int) -> str:
+    return f"{layer}:{unit}"
 
 
 class UnitPane(Panel):
-    """Title "layer · unit N", the map, and its raw values."""
+    """Title "layer · unit N" over tabs; the "Unit" tab holds the map, values and ablation."""
+
+    position_clicked = pyqtSignal(int, int)  # (y, x) in the unit's map
+    delete_clicked = pyqtSignal()
+    restore_requested = pyqtSignal(object)  # list[tuple[str, int]]
+    restore_all_requested = pyqtSignal()
+    ablation_mode_changed = pyqtSignal(object)  # AblationMode
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Selected unit", parent)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.layout_.addWidget(self.tabs, 1)
+
+        unit_tab = QWidget()
+        layout = QVBoxLayout(unit_tab)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.setSpacing(4)
         self.pane = ImageView("Loading model…")
         self.image = make_image_item()  # QPainter scales it without smoothing: crisp pixels
         self.pane.view.addItem(self.image)
+        # the attributed position: one map cell outlined, in map pixels whatever the zoom
+        self.position_marker = QGraphicsRectItem(self.image)
+        pen = QPen(QColor("#ffffff"))
+        pen.setWidthF(2.0)
+        pen.setCosmetic(True)
+        self.position_marker.setPen(pen)
+        self.position_marker.setZValue(10)
+        self.position_marker.hide()
         self.values = QLabel(" ")
         self.values.setObjectName("paneInfo")
         self.values.setWordWrap(True)
-        self.layout_.addWidget(self.pane, 1)
-        self.layout_.addWidget(self.values)
+        layout.addWidget(self.pane, 1)
+        layout.addWidget(self.values)
+        layout.addWidget(self._build_ablation_box())
+        self.tabs.addTab(unit_tab, "Unit")
         self._shape: tuple[int, ...] | None = None
+        self.pane.graphics.scene().sigMouseClicked.connect(self._on_map_clicked)
+
+    def _build_ablation_box(self) -> QWidget:
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 2, 0, 0)
+        layout.setSpacing(3)
+        row = QHBoxLayout()
+        self.delete_button = QPushButton("Delete unit  (d)")
+        self.delete_button.setToolTip("Delete this unit from the network, live: predictions "
+                                      "then show the intact and the ablated net side by side")
+        self.delete_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.delete_button.clicked.connect(self.delete_clicked)
+        self.mode_combo = QComboBox()
+        self.mode_combo.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.mode_combo.setToolTip("What a deleted unit outputs: 0, or its running mean")
+        self.mode_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.mode_combo.setMinimumContentsLength(8)
+        for mode, text in ABLATION_MODE_TEXT.items():
+            self.mode_combo.addItem(f"replace by {text}", mode)
+        self.mode_combo.currentIndexChanged.connect(self._on_mode_index_changed)
+        row.addWidget(self.delete_button)
+        row.addWidget(self.mode_combo, 1)
+        layout.addLayout(row)
+
+        self.deleted_label = QLabel("No units deleted · d deletes the selected one")
+        self.deleted_label.setObjectName("paneInfo")
+        layout.addWidget(self.deleted_label)
+        list_row = QHBoxLayout()
+        self.deleted_list = QListWidget()
+        self.deleted_list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
+        self.deleted_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.deleted_list.setMaximumHeight(76)
+        buttons = QVBoxLayout()
+        self.restore_button = QPushButton("Restore")
+        self.restore_button.setToolTip("Restore the units selected in the list")
+        self.restore_all_button = QPushButton("Restore all")
+        for button in (self.restore_button, self.restore_all_button):
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        self.restore_button.clicked.connect(self._on_restore_clicked)
+        self.restore_all_button.clicked.connect(self.restore_all_requested)
+        list_row.addWidget(self.deleted_list, 1)
+        list_row.addLayout(buttons)
+        self.deleted_box = QWidget()
+        self.deleted_box.setLayout(list_row)
+        list_row.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.deleted_box)
+        self.deleted_box.hide()
+        return box
 
     def set_lut(self, lut: np.ndarray) -> None:
         self.image.setLookupTable(lut)
@@ -41,3 +147,57 @@ class UnitPane(Panel):
 
     def set_values(self, text: str) -> None:
         self.values.setText(text)
+
+    def set_position(self, position: tuple[int, int] | None) -> None:
+        """Outline the map cell being attributed; None hides the outline."""
+        if position is None:
+            self.position_marker.hide()
+            return
+        y, x = position
+        self.position_marker.setRect(QRectF(x, y, 1.0, 1.0))
+        self.position_marker.show()
+
+    def scene_pos_of_cell(self, y: int, x: int) -> QPointF:
+        """Scene position of the centre of map cell (y, x) (tests click with it)."""
+        return self.image.mapToScene(QPointF(x + 0.5, y + 0.5))
+
+    def set_deleted(self, rows: list[tuple[str, int]], current_deleted: bool) -> None:
+        """The deleted units, as layer:unit rows; `current_deleted`: the selected one is."""
+        self.deleted_list.clear()
+        for layer, unit in rows:
+            item = QListWidgetItem(ablated_row_text(layer, unit))
+            item.setData(Qt.ItemDataRole.UserRole, (layer, unit))
+            self.deleted_list.addItem(item)
+        self.deleted_box.setVisible(bool(rows))
+        self.deleted_label.setText(
+            f"Deleted units ({len(rows)}):" if rows
+            else "No units deleted · d deletes the selected one"
+        )
+        self.delete_button.setText("Restore unit  (d)" if current_deleted else "Delete unit  (d)")
+
+    def set_ablation_mode(self, mode: AblationMode) -> None:
+        index = self.mode_combo.findData(mode)
+        if index >= 0 and index != self.mode_combo.currentIndex():
+            self.mode_combo.setCurrentIndex(index)
+
+    def deleted_rows(self) -> list[str]:
+        return [self.deleted_list.item(i).text() for i in range(self.deleted_list.count())]
+
+    def _on_restore_clicked(self) -> None:
+        chosen = [item.data(Qt.ItemDataRole.UserRole) for item in self.deleted_list.selectedItems()]
+        if not chosen and self.deleted_list.count() == 1:
+            chosen = [self.deleted_list.item(0).data(Qt.ItemDataRole.UserRole)]
+        if chosen:
+            self.restore_requested.emit(chosen)
+
+    def _on_mode_index_changed(self, index: int) -> None:
+        self.ablation_mode_changed.emit(self.mode_combo.itemData(index))
+
+    def _on_map_clicked(self, event: MouseClickEvent) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or self._shape is None:
+            return
+        p = self.image.mapFromScene(event.scenePos())
+        y, x = int(np.floor(p.y())), int(np.floor(p.x()))
+        if 0 <= y < self._shape[0] and 0 <= x < self._shape[1]:
+            event.accept()
+            self.position_clicked.emit(y, x)

@@ -1,0 +1,188 @@
+"""Ablation curves (accuracy vs. fraction of units deleted) and the class-selectivity histogram.
+
+Redrawn only when new curves arrive; a unit change just moves the histogram's marker.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
+
+from app.core.messages import AblationCurves, JobProgress
+from app.gui import theme
+from app.gui.image_pane import Panel
+from app.gui.preferred_view import cancel_button, compact_progress_bar
+
+ORDER_COLORS = {
+    "random": "#8fa8c8",
+    "selective first": theme.ACCENT,
+    "selective last": "#5ec8a0",
+}
+_FALLBACK_COLORS = ("#c77dff", "#ff6b6b", "#6bc5ff")
+HISTOGRAM_BINS = 30
+
+
+def _plot(x_label: str, y_label: str) -> pg.PlotWidget:
+    plot = pg.PlotWidget(background=theme.BACKGROUND)
+    plot.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    plot.setMenuEnabled(False)
+    plot.setMouseEnabled(False, False)
+    plot.hideButtons()
+    plot.showGrid(x=True, y=True, alpha=0.15)
+    item = plot.getPlotItem()
+    assert item is not None
+    for side in ("left", "bottom"):
+        axis = item.getAxis(side)
+        axis.setPen(pg.mkPen(theme.BORDER))
+        axis.setTextPen(pg.mkPen(theme.TEXT_DIM))
+        axis.enableAutoSIPrefix(False)  # "0.35", never "350 (x0.001)"
+    plot.setLabel("bottom", x_label, color=theme.TEXT_DIM)
+    plot.setLabel("left", y_label, color=theme.TEXT_DIM)
+    return plot
+
+
+class AblationPane(Panel):
+    """Header, run/cancel row, and the two plots (a placeholder until curves exist)."""
+
+    run_requested = pyqtSignal()
+    cancel_requested = pyqtSignal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Ablation", parent)
+        row = QHBoxLayout()
+        self.info = QLabel("No ablation curves yet.")
+        self.info.setObjectName("paneInfo")
+        self.info.setMinimumWidth(40)  # long layer names must not widen the window
+        self.run_button = QPushButton("Ablation curves on a folder…")
+        self.run_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.run_button.clicked.connect(self.run_requested)
+        self.progress = compact_progress_bar()
+        self.progress.setFormat("%v / %m images")
+        self.progress.setMaximumWidth(260)
+        self.cancel = cancel_button("Stop the ablation analysis")
+        self.cancel.clicked.connect(self.cancel_requested)
+        row.addWidget(self.info, 1)
+        row.addWidget(self.progress)
+        row.addWidget(self.cancel)
+        row.addWidget(self.run_button)
+        self.layout_.addLayout(row)
+
+        self.stack = QStackedWidget()
+        self.placeholder = QLabel(
+            "Delete a layer's units in three orders — random, most class-selective first,\n"
+            "least selective first — and see how accuracy falls (Morcos et al. 2018).\n\n"
+            "Analysis → Ablation curves on a folder… runs it on a folder of images\n"
+            "(ImageNet-style class subfolders give accuracy; any folder gives agreement)."
+        )
+        self.placeholder.setObjectName("placeholder")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        plots = QWidget()
+        plots_layout = QVBoxLayout(plots)
+        plots_layout.setContentsMargins(0, 0, 0, 0)
+        self.curves_plot = _plot("units deleted (%)", "accuracy")
+        self.curves_plot.setYRange(0.0, 1.0)
+        self.legend = self.curves_plot.addLegend(offset=(-10, 10), labelTextColor=theme.TEXT)
+        self.legend.setBrush(pg.mkBrush(theme.PANEL + "d0"))
+        self.hist_plot = _plot("class selectivity index", "units")
+        plots_layout.addWidget(self.curves_plot, 3)
+        plots_layout.addWidget(self.hist_plot, 2)
+        self.stack.addWidget(self.placeholder)
+        self.stack.addWidget(plots)
+        self.layout_.addWidget(self.stack, 1)
+
+        self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(theme.ERROR, width=2))
+        self.marker_label = pg.TextItem("", color=theme.ERROR, anchor=(0, 0))
+        self.hist_plot.addItem(self.marker, ignoreBounds=True)
+        self.hist_plot.addItem(self.marker_label, ignoreBounds=True)
+        self.curves: AblationCurves | None = None
+        self.lines: dict[str, pg.PlotDataItem] = {}
+        self.bands: dict[str, pg.FillBetweenItem] = {}
+        self.histogram: pg.PlotDataItem | None = None
+        self.set_job(None)
+        self.set_unit(None, 0)
+
+    def set_job(self, progress: JobProgress | None) -> None:
+        running = progress is not None
+        self.progress.setVisible(running)
+        self.cancel.setVisible(running)
+        self.run_button.setEnabled(not running)
+        if progress is not None:
+            self.progress.setRange(0, max(progress.total, 1))
+            self.progress.setValue(progress.done)
+            self.progress.setToolTip(progress.text)
+
+    def set_curves(self, curves: AblationCurves) -> None:
+        """Draw the curves (mean line and spread band per order) and the histogram."""
+        self.curves = curves
+        plot = self.curves_plot
+        for item in [*self.lines.values(), *self.bands.values()]:
+            plot.removeItem(item)
+        self.legend.clear()
+        self.lines.clear()
+        self.bands.clear()
+        x = 100.0 * np.asarray(curves.fractions, dtype=np.float64)
+        for i, (name, (mean, spread)) in enumerate(curves.curves.items()):
+            color = ORDER_COLORS.get(name, _FALLBACK_COLORS[i % len(_FALLBACK_COLORS)])
+            mean = np.asarray(mean, dtype=np.float64)
+            spread = np.asarray(spread, dtype=np.float64)
+            if np.any(spread > 0):
+                upper = pg.PlotCurveItem(x, mean + spread, pen=pg.mkPen(None))
+                lower = pg.PlotCurveItem(x, mean - spread, pen=pg.mkPen(None))
+                band = pg.FillBetweenItem(upper, lower, brush=pg.mkBrush(color + "40"))
+                plot.addItem(band)
+                self.bands[name] = band
+            line = plot.plot(
+                x, mean, pen=pg.mkPen(color, width=2), name=name,
+                symbol="o", symbolSize=5, symbolBrush=color, symbolPen=None,
+            )
+            self.lines[name] = line
+        plot.setLabel("left", curves.metric, color=theme.TEXT_DIM)
+        plot.setXRange(0.0, 100.0, padding=0.02)
+        plot.setYRange(0.0, 1.0, padding=0.02)
+
+        sel = np.asarray(curves.selectivity, dtype=np.float64)
+        finite = sel[np.isfinite(sel)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if hi - lo < 1e-6:
+            lo, hi = lo - 0.05, hi + 0.05
+        counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS, range=(lo, hi))
+        if self.histogram is not None:
+            self.hist_plot.removeItem(self.histogram)
+        self.histogram = self.hist_plot.plot(
+            edges, counts, stepMode="center", fillLevel=0,
+            pen=pg.mkPen("#8fa8c8"), brush=pg.mkBrush("#4f7cac"),
+        )
+        self.hist_plot.setXRange(lo, hi, padding=0.03)
+        self.hist_plot.setYRange(0, max(int(counts.max()), 1) * 1.15, padding=0)
+        self.info.setText(
+            f"{curves.layer} · {sel.size} units · {curves.images:,} images · {curves.metric}"
+        )
+        self.stack.setCurrentIndex(1)
+        self._update_marker()
+
+    def set_unit(self, layer: str | None, unit: int) -> None:
+        """Mark `unit` on the histogram when the curves belong to its layer."""
+        self._layer = layer
+        self._unit = unit
+        self._update_marker()
+
+    def marker_value(self) -> float | None:
+        """The selected unit's selectivity as marked, or None when not marked."""
+        return float(self.marker.value()) if self.marker.isVisible() else None
+
+    def _update_marker(self) -> None:
+        c = self.curves
+        if c is None or c.layer != self._layer or not 0 <= self._unit < len(c.selectivity):
+            self.marker.hide()
+            self.marker_label.hide()
+            return
+        value = float(c.selectivity[self._unit])
+        self.marker.setValue(value)
+        self.marker.show()
+        self.marker_label.setText(f"unit {self._unit}: {value:.3f}")
+        y_top = self.hist_plot.getViewBox().viewRange()[1][1]
+        self.marker_label.setPos(value, y_top)
+        self.marker_label.show()

@@ -1,0 +1,312 @@
+"""Top-activating patches of the selected unit: the dataset's top 9 and this session's frames.
+
+Crops become pixmaps lazily, on first paint, so a hidden tab costs nothing per frame; the
+live grid is refreshed only when the patches themselves change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PyQt6.QtCore import QRectF, QSize, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
+from PyQt6.QtWidgets import (
+    QDialog,
+    QGridLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.messages import Patch
+from app.gui import theme
+from app.gui.qimages import rgb_to_qimage
+
+GRID_SIDE = 3  # the toolbox's 3×3: nine patches read at a glance
+_CAPTION_H = 16
+
+
+def patches_key(patches: tuple[Patch, ...]) -> tuple[tuple[str, float, tuple[int, ...]], ...]:
+    """What identifies a set of patches for display: the same key, the same picture."""
+    return tuple((p.source, float(p.value), tuple(p.box)) for p in patches)
+
+
+def _aspect_fit(size: QSize, w: int, h: int) -> QRectF:
+    """The largest rect of aspect w:h centred in `size`."""
+    scale = min(size.width() / max(w, 1), size.height() / max(h, 1))
+    dw, dh = w * scale, h * scale
+    return QRectF((size.width() - dw) / 2, (size.height() - dh) / 2, dw, dh)
+
+
+class PatchTile(QWidget):
+    """One crop, aspect-fit, with its activation value underneath; clickable."""
+
+    clicked = pyqtSignal(object)  # Patch
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.patch: Patch | None = None
+        self._pixmap: QPixmap | None = None
+        self._hover = False
+        self.setMinimumSize(48, 48 + _CAPTION_H)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMouseTracking(True)
+
+    def set_patch(self, patch: Patch | None) -> None:
+        self.patch = patch
+        self._pixmap = None  # rebuilt on the next paint, only if the tile is visible
+        self.setCursor(
+            Qt.CursorShape.PointingHandCursor if patch is not None else Qt.CursorShape.ArrowCursor
+        )
+        self.setToolTip(self.caption_tooltip())
+        self.update()
+
+    def caption(self) -> str:
+        return "" if self.patch is None else f"{self.patch.value:.2f}"
+
+    def caption_tooltip(self) -> str:
+        p = self.patch
+        if p is None:
+            return ""
+        y0, x0, y1, x1 = p.box
+        return f"{p.source}\nactivation {p.value:.3f}\nbox y {y0}–{y1}, x {x0}–{x1}"
+
+    def pixmap(self) -> QPixmap | None:
+        if self._pixmap is None and self.patch is not None:
+            self._pixmap = QPixmap.fromImage(rgb_to_qimage(self.patch.image))
+        return self._pixmap
+
+    def paintEvent(self, event: QPaintEvent | None) -> None:
+        painter = QPainter(self)
+        area = QSize(self.width(), self.height() - _CAPTION_H)
+        painter.fillRect(0, 0, area.width(), area.height(), QColor(theme.BACKGROUND))
+        pixmap = self.pixmap()
+        if pixmap is None:
+            return
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        target = _aspect_fit(area, pixmap.width(), pixmap.height())
+        painter.drawPixmap(target, pixmap, QRectF(pixmap.rect()))
+        if self._hover:
+            pen = QPen(QColor(theme.ACCENT))
+            pen.setWidthF(2.0)
+            painter.setPen(pen)
+            painter.drawRect(target.adjusted(1, 1, -1, -1))
+        font = QFont(self.font())
+        font.setPointSizeF(max(font.pointSizeF() - 1.0, 8.0))
+        painter.setFont(font)
+        painter.setPen(QColor(theme.TEXT))
+        painter.drawText(
+            QRectF(0, area.height(), self.width(), _CAPTION_H),
+            Qt.AlignmentFlag.AlignCenter,
+            self.caption(),
+        )
+
+    def enterEvent(self, event: object) -> None:  # type: ignore[override]
+        self._hover = self.patch is not None
+        self.update()
+
+    def leaveEvent(self, event: object) -> None:  # type: ignore[override]
+        self._hover = False
+        self.update()
+
+    def mouseReleaseEvent(self, event: QMouseEvent | None) -> None:
+        if event is not None and event.button() == Qt.MouseButton.LeftButton and self.patch:
+            self.clicked.emit(self.patch)
+
+
+class PatchGrid(QWidget):
+    """3×3 PatchTiles, filled row by row."""
+
+    patch_clicked = pyqtSignal(object)  # Patch
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QGridLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        self.tiles: list[PatchTile] = []
+        for i in range(GRID_SIDE * GRID_SIDE):
+            tile = PatchTile()
+            tile.clicked.connect(self.patch_clicked)
+            layout.addWidget(tile, *divmod(i, GRID_SIDE))
+            self.tiles.append(tile)
+
+    def set_patches(self, patches: tuple[Patch, ...]) -> None:
+        for i, tile in enumerate(self.tiles):
+            tile.set_patch(patches[i] if i < len(patches) else None)
+
+    def captions(self) -> list[str]:
+        """The values as shown, one per filled tile."""
+        return [t.caption() for t in self.tiles if t.patch is not None]
+
+
+class _PatchPage(QStackedWidget):
+    """A patch grid, or a message (with an optional button) when there are no patches."""
+
+    def __init__(self, button_text: str | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.grid = PatchGrid()
+        empty = QWidget()
+        layout = QVBoxLayout(empty)
+        layout.addStretch(1)
+        self.note = QLabel("")
+        self.note.setObjectName("placeholder")
+        self.note.setWordWrap(True)
+        self.note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.note)
+        self.button: QPushButton | None = None
+        if button_text:
+            self.button = QPushButton(button_text)
+            self.button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addStretch(2)
+        self.addWidget(self.grid)
+        self.addWidget(empty)
+        self.show_note("")
+
+    def show_note(self, text: str, button: bool = False) -> None:
+        self.grid.set_patches(())
+        self.note.setText(text)
+        if self.button is not None:
+            self.button.setVisible(button)
+        self.setCurrentIndex(1)
+
+    def show_patches(self, patches: tuple[Patch, ...]) -> None:
+        self.grid.set_patches(patches)
+        self.setCurrentIndex(0)
+
+    @property
+    def showing_patches(self) -> bool:
+        return self.currentIndex() == 0
+
+
+class TopPatchesPane(QWidget):
+    """Two sub-tabs: "Dataset" (a scan's top 9) and "Live" (this session's top frames)."""
+
+    scan_requested = pyqtSignal()
+    patch_clicked = pyqtSignal(object)  # Patch
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.setSpacing(4)
+        self.info = QLabel(" ")
+        self.info.setObjectName("paneInfo")
+        self.info.setWordWrap(True)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.dataset = _PatchPage("Scan a folder…")
+        self.live = _PatchPage()
+        self.tabs.addTab(self.dataset, "Dataset")
+        self.tabs.addTab(self.live, "Live")
+        layout.addWidget(self.tabs, 1)
+        layout.addWidget(self.info)
+        assert self.dataset.button is not None
+        self.dataset.button.clicked.connect(self.scan_requested)
+        self.dataset.grid.patch_clicked.connect(self.patch_clicked)
+        self.live.grid.patch_clicked.connect(self.patch_clicked)
+        self._live_key: tuple[tuple[str, float, tuple[int, ...]], ...] | None = None
+        self._live_seen: tuple[Patch, ...] | None = None
+        self.dataset.show_note("Select a unit to see its top patches.")
+        self.live.show_note("Frames that excite the selected unit appear here as they stream.")
+
+    def set_loading(self, layer: str, unit: int) -> None:
+        """A new unit was selected: drop the old unit's patches until its own arrive."""
+        self.dataset.show_note(f"Looking up {layer} · unit {unit}…")
+        self.info.setText(" ")
+
+    def set_dataset(self, patches: tuple[Patch, ...], note: str) -> None:
+        if patches:
+            self.dataset.show_patches(patches)
+            best = max(p.value for p in patches)
+            self.info.setText(f"top {len(patches)} of the scanned dataset · best {best:.2f}"
+                              " · click a crop for the whole image")
+        else:
+            self.dataset.show_note(note or "No scan of this layer yet.", button=True)
+            self.info.setText(" ")
+
+    def set_live(self, patches: tuple[Patch, ...]) -> bool:
+        """Show this session's top frames; True when the grid changed (cheap when it did not)."""
+        if patches is self._live_seen:
+            return False
+        self._live_seen = patches
+        key = patches_key(patches)
+        if key == self._live_key:
+            return False
+        self._live_key = key
+        if patches:
+            self.live.show_patches(patches)
+        else:
+            self.live.show_note("No frame has excited this unit yet.")
+        return True
+
+
+class _ImageCanvas(QWidget):
+    """Paints one pixmap aspect-fit (smooth): the full image with its box drawn on it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.pixmap: QPixmap | None = None
+        self.setMinimumSize(320, 240)
+
+    def paintEvent(self, event: QPaintEvent | None) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor(theme.BACKGROUND))
+        if self.pixmap is None:
+            return
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        target = _aspect_fit(self.size(), self.pixmap.width(), self.pixmap.height())
+        painter.drawPixmap(target, self.pixmap, QRectF(self.pixmap.rect()))
+
+
+class PatchDialog(QDialog):
+    """The whole image a patch came from, its box outlined; non-modal, reused between clicks."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Patch source")
+        self.setModal(False)
+        self.resize(760, 600)
+        layout = QVBoxLayout(self)
+        self.canvas = _ImageCanvas()
+        self.caption = QLabel("")
+        self.caption.setWordWrap(True)
+        self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.caption)
+        self.image: QImage | None = None  # as shown, box included (tests read its pixels)
+
+    def show_patch(self, patch: Patch) -> None:
+        """Load the source image with QImage (jpg/png decoded by Qt), draw the box, show."""
+        y0, x0, y1, x1 = patch.box
+        image = QImage(patch.source) if Path(patch.source).is_file() else QImage()
+        if image.isNull():
+            # a live frame is gone, or the file moved since the scan: the crop is all we have
+            image = rgb_to_qimage(patch.image)
+            where = "the crop (the whole image is not on disk)"
+        else:
+            image = image.convertToFormat(QImage.Format.Format_RGB32)
+            painter = QPainter(image)
+            pen = QPen(QColor(theme.ACCENT))
+            pen.setWidthF(max(2.0, min(image.width(), image.height()) / 150))
+            painter.setPen(pen)
+            painter.drawRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+            painter.end()
+            where = f"{image.width()}×{image.height()}"
+        self.image = image
+        self.canvas.pixmap = QPixmap.fromImage(image)
+        self.canvas.update()
+        self.setWindowTitle(f"Patch source — {Path(patch.source).name or patch.source}")
+        self.caption.setText(
+            f"{patch.source}  ·  {where}  ·  activation {patch.value:.3f}  ·  "
+            f"box y {y0}–{y1}, x {x0}–{x1}"
+        )
+        self.show()
+        self.raise_()
