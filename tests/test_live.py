@@ -195,3 +195,34 @@ def test_rate_meter_counts_a_window_and_falls_to_zero_when_still():
     assert rates[-1] == pytest.approx(10.0)
     assert meter.rate(1.05) == pytest.approx(10.0, rel=0.15)
     assert meter.rate(5.0) == 0.0  # nothing new for longer than the window
+
+
+def test_processor_attribution_and_live_ablation_on_a_real_photo(processor):
+    from app.core.messages import AttributionMode
+
+    layer = "_blocks.8"
+    base = processor.process(chelsea(), ViewState(layer=layer, unit=3))
+    assert base.attribution is None and base.intact_predictions is None
+    # attribution of the unit: a saliency over the model's input, not blank
+    for mode in (AttributionMode.GRADIENT, AttributionMode.GUIDED):
+        snap = processor.process(chelsea(), ViewState(layer=layer, unit=3, attribution=mode))
+        size = processor.loaded.preprocess.size
+        assert snap.attribution is not None and snap.attribution.shape == (size, size)
+        assert snap.attribution.dtype == np.uint8 and snap.attribution.max() == 255
+        assert snap.attribution_ms > 0
+    # delete the layer's strongest units on this image: the top-1 probability drops
+    strongest = tuple(int(u) for u in np.argsort(base.unit_max)[::-1][:40])
+    ablated = processor.process(chelsea(), ViewState(layer=layer, unit=3,
+                                                     ablated=((layer, strongest),)))
+    assert ablated.intact_predictions is not None
+    assert [p.index for p in ablated.intact_predictions] == [p.index for p in base.predictions]
+    top = base.predictions[0]
+    after = {p.index: p.probability for p in ablated.predictions}
+    assert after.get(top.index, 0.0) < top.probability - 0.1
+    # the grid shows the ablated layer: deleted units are flat zero
+    assert ablated.unit_max[list(strongest)].max() == 0.0
+    # restoring gives the intact network back exactly
+    restored = processor.process(chelsea(), ViewState(layer=layer, unit=3))
+    assert restored.intact_predictions is None
+    assert [(p.index, round(p.probability, 6)) for p in restored.predictions] == \
+        [(p.index, round(p.probability, 6)) for p in base.predictions]

@@ -11,9 +11,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from app.core.messages import Frame, Normalization, Prediction, Result, ViewState
+from app.core.messages import (
+    AttributionMode,
+    Frame,
+    Normalization,
+    Prediction,
+    Result,
+    ViewState,
+)
 from app.core.slot import LatestSlot
 from app.core.tiling import GridGeometry, grid_geometry
+from app.engine.ablation import Ablation
+from app.engine.attribution import Attributor, saliency_to_uint8
 from app.engine.models import LoadedModel
 from app.engine.preprocess import frame_to_tensor, prepare_batch
 from app.engine.recorder import ActivationRecorder, default_layer, discover_layers
@@ -33,6 +42,9 @@ class Snapshot:
     unit_max: np.ndarray
     unit_mean: np.ndarray
     predictions: tuple[Prediction, ...]
+    intact_predictions: tuple[Prediction, ...] | None = None
+    attribution: np.ndarray | None = None  # (S, S) uint8 over the model's input
+    attribution_ms: float = 0.0
 
 
 class FrameProcessor:
@@ -51,8 +63,15 @@ class FrameProcessor:
         self.recorder = ActivationRecorder(loaded.module).__enter__()
         self.recorder.clone_layers |= clone
         self._geometries: dict[tuple[str, float], GridGeometry] = {}
+        # deletion hooks run before the recorder's, so the grid shows what the rest of the
+        # network receives; with nothing deleted they cost one dictionary lookup
+        self.ablation = Ablation(loaded.module).__enter__()
+        self._ablated: tuple[tuple[str, tuple[int, ...]], ...] = ()
+        self._attributor: Attributor | None = None
+        self.attribution_error: str | None = None  # why attribution is unavailable, once
 
     def close(self) -> None:
+        self.ablation.remove_hooks()
         self.recorder.remove()
 
     def geometry(self, layer: str, aspect: float = 1.0) -> GridGeometry:
@@ -69,33 +88,77 @@ class FrameProcessor:
         channels = self.by_name[layer].shape[0]
         return layer, min(max(view.unit, 0), channels - 1)
 
+    def _sync_ablation(self, view: ViewState, layer: str) -> None:
+        mode = view.ablation_mode.value
+        if mode != self.ablation.mode:
+            self.ablation.remove_hooks()
+            self.ablation = Ablation(self.loaded.module, mode=mode).__enter__()
+            self._ablated = ()
+        if view.ablated != self._ablated:
+            self.ablation.clear()
+            for name, units in view.ablated:
+                if name in self.by_name:
+                    limit = self.by_name[name].shape[0]
+                    self.ablation.set(name, [u for u in units if 0 <= u < limit])
+            self._ablated = view.ablated
+        if mode == "mean":
+            self.ablation.watch(layer)  # gather its means before a unit of it is deleted
+
+    def _attribute(self, x: torch.Tensor, view: ViewState, layer: str,
+                   unit: int) -> tuple[np.ndarray | None, float]:
+        if view.attribution == AttributionMode.OFF or self.attribution_error:
+            return None, 0.0
+        t0 = time.perf_counter()
+        try:
+            if self._attributor is None:
+                self._attributor = Attributor(self.loaded.module)
+            self._attributor.mode = view.attribution.value
+            h, w = self.by_name[layer].shape[1:]
+            at = view.attribution_at
+            pos = None if at is None else (min(max(at[0], 0), h - 1), min(max(at[1], 0), w - 1))
+            with torch.enable_grad():
+                saliency = self._attributor.attribute(x, layer, unit, pos)
+        except Exception as exc:  # e.g. a TorchScript model: say so once, keep running
+            self.attribution_error = f"attribution unavailable: {exc}".splitlines()[0]
+            return None, 0.0
+        return saliency_to_uint8(saliency), (time.perf_counter() - t0) * 1e3
+
+    def _top(self, logits: torch.Tensor) -> tuple[Prediction, ...]:
+        probs = torch.softmax(logits[0].float(), 0)
+        top_p, top_i = probs.topk(min(self.top_k, probs.numel()))
+        names = self.loaded.class_names
+        return tuple(
+            Prediction(int(i), names[int(i)] if int(i) < len(names) else str(int(i)), float(p))
+            for p, i in zip(top_p.cpu().tolist(), top_i.cpu().tolist(), strict=True)
+        )
+
     @torch.no_grad()
     def process(self, image: np.ndarray, view: ViewState) -> Snapshot:
         lm = self.loaded
         img = frame_to_tensor(image, lm.device)
         x = prepare_batch([img], lm.preprocess)
-        logits = self.recorder.run(x)
         layer, unit = self.resolve(view)
+        self._sync_ablation(view, layer)
+        intact = None
+        if view.ablated:
+            with self.ablation.paused():
+                intact = self._top(self.recorder.run(x))
+        logits = self.recorder.run(x)
         acts = self.recorder.activations[layer][0]
         g = self.geometry(layer, view.grid_aspect)
         per_channel = view.normalization == Normalization.PER_CHANNEL
         mosaic = tile_on_device(normalize_on_device(acts, per_channel), g)
         flat = acts.flatten(1).float()
-        probs = torch.softmax(logits[0].float(), 0)
-        top_p, top_i = probs.topk(min(self.top_k, probs.numel()))
         # one round of small copies: the mosaic (uint8), one map and a few vectors
         mosaic_np = mosaic.cpu().numpy()
         unit_map = acts[unit].float().cpu().numpy()
         stats = torch.stack([flat.amax(1), flat.mean(1)]).cpu().numpy()
-        names = lm.class_names
-        preds = tuple(
-            Prediction(int(i), names[int(i)] if int(i) < len(names) else str(int(i)), float(p))
-            for p, i in zip(top_p.cpu().tolist(), top_i.cpu().tolist(), strict=True)
-        )
+        preds = self._top(logits)
+        attribution, attribution_ms = self._attribute(x, view, layer, unit)
         h, w = image.shape[:2]
         return Snapshot(
             lm.preprocess.crop_box(h, w), layer, g, mosaic_np, unit, unit_map,
-            stats[0], stats[1], preds,
+            stats[0], stats[1], preds, intact, attribution, attribution_ms,
         )
 
 
@@ -147,6 +210,7 @@ class InferenceWorker(threading.Thread):
         self._dirty = False
         self._seq = 0
         self._rate = RateMeter()
+        self._reported: str | None = None  # the last processor problem told to the user
         self.processed = 0
 
     # -- called from other threads -------------------------------------------------
@@ -222,4 +286,11 @@ class InferenceWorker(threading.Thread):
             predictions=snap.predictions, latency_ms=(now - origin) * 1e3,
             compute_ms=(now - t0) * 1e3, fps=fps, dropped_frames=self.frames.dropped,
             device=str(lm.device), model=lm.name, frozen=view.frozen,
+            attribution=snap.attribution,
+            attribution_mode=view.attribution if snap.attribution is not None
+            else AttributionMode.OFF,
+            attribution_ms=snap.attribution_ms, intact_predictions=snap.intact_predictions,
         ))
+        if proc.attribution_error and proc.attribution_error != self._reported:
+            self._reported = proc.attribution_error
+            self.on_error(proc.attribution_error)
