@@ -75,13 +75,17 @@ class ScanSettings:
     top_k: int = 9
     batch_size: int = 32
     workers: int = 2  # DataLoader processes decoding images
+    crop_size: int = 96  # side of the stored receptive-field crops, pixels
+    checkpoint_every: int = 20  # batches between resumable checkpoints
 
 
 @dataclass(frozen=True)
 class RenderSettings:
-    preset: str = "fast"
+    preset: str = "fast"  # fast | lucid | yosinski2015 (app/engine/featurevis/presets.py)
     steps: int = 0  # 0 = the preset's own
     size: int = 0  # 0 = the preset's own
+    seed: int = 0
+    batch_size: int = 16  # units optimized together (whole-layer renders go in such chunks)
 
 
 @dataclass(frozen=True)

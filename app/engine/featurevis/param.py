@@ -1,0 +1,155 @@
+"""Image parametrizations: what gradient ascent actually optimizes.
+
+A parametrization owns the tensors being optimized and maps them to an RGB image in [0, 1],
+shape (N, 3, H, W). Two are offered:
+
+- `PixelImage`: the pixels themselves, stored centered on mid-gray, as in Yosinski et al.
+  2015. Its regularizers (decay, blur, clipping) act directly on `pixels` between steps.
+- `FourierImage`: Lucid's parametrization (Olah et al. 2017). The image is the inverse real
+  FFT of a spectrum scaled by 1/f, so every frequency starts with the same effective learning
+  rate and high-frequency noise no longer dominates; colors go through the square root of the
+  ImageNet color covariance ("decorrelated" space) and a sigmoid keeps them valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+# Square root of ImageNet's RGB covariance (U·sqrt(S) of its SVD), as published with Lucid.
+# Columns are the principal color directions: luminance, then red-blue, then green-magenta.
+COLOR_CORRELATION_SVD_SQRT = torch.tensor([
+    [0.26, 0.09, 0.02],
+    [0.27, 0.00, -0.05],
+    [0.27, -0.09, 0.03],
+])
+_MAX_COLUMN_NORM = float(COLOR_CORRELATION_SVD_SQRT.norm(dim=0).max())
+COLOR_CORRELATION = COLOR_CORRELATION_SVD_SQRT / _MAX_COLUMN_NORM
+
+# Lucid's constant: dividing the inverse FFT by 4 keeps the sigmoid out of saturation early.
+FFT_MAGIC = 4.0
+
+
+def decorrelate_colors(x: torch.Tensor) -> torch.Tensor:
+    """Decorrelated color space → RGB (still unbounded). (N, 3, H, W) → (N, 3, H, W)."""
+    m = COLOR_CORRELATION.to(x.device, x.dtype)
+    return torch.einsum("ij,njhw->nihw", m, x)
+
+
+def correlate_colors(rgb: torch.Tensor) -> torch.Tensor:
+    """Inverse of `decorrelate_colors`. (N, 3, H, W) → (N, 3, H, W)."""
+    m_inv = torch.linalg.inv(COLOR_CORRELATION.double()).to(rgb.device, rgb.dtype)
+    return torch.einsum("ij,njhw->nihw", m_inv, rgb)
+
+
+def rfft2d_freqs(height: int, width: int) -> torch.Tensor:
+    """Frequency magnitude (cycles per pixel) of each rfft2 coefficient. → (H, W // 2 + 1)."""
+    fy = torch.fft.fftfreq(height)[:, None]
+    fx = torch.fft.rfftfreq(width)[None, :]
+    return torch.sqrt(fx * fx + fy * fy)
+
+
+def spectrum_scale(height: int, width: int, decay_power: float = 1.0) -> torch.Tensor:
+    """Lucid's 1/f scale of each coefficient, capped at the lowest frequency. → (H, W//2+1)."""
+    freqs = rfft2d_freqs(height, width)
+    return 1.0 / torch.clamp(freqs, min=1.0 / max(height, width)) ** decay_power
+
+
+def spectrum_to_image(spectrum: torch.Tensor, scale: torch.Tensor, height: int,
+                      width: int) -> torch.Tensor:
+    """Scaled real/imag spectrum (N, C, H, W//2+1, 2) → unbounded image (N, C, H, W)."""
+    coeffs = torch.view_as_complex(spectrum.contiguous()) * scale
+    return torch.fft.irfft2(coeffs, s=(height, width), norm="ortho") / FFT_MAGIC
+
+
+def image_to_spectrum(image: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Inverse of `spectrum_to_image`. (N, C, H, W) → (N, C, H, W//2+1, 2)."""
+    coeffs = torch.fft.rfft2(image * FFT_MAGIC, norm="ortho") / scale
+    return torch.view_as_real(coeffs).contiguous()
+
+
+def _randn(rngs: Sequence[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
+    """Standard normal noise, image i drawn from rngs[i] (on the CPU). → (N, *shape)."""
+    return torch.stack([torch.randn(shape, generator=g) for g in rngs])
+
+
+class PixelImage:
+    """Plain pixels, centered: image = clamp(pixels + 0.5, 0, 1). `pixels` is (N, 3, H, W)."""
+
+    kind = "pixel"
+
+    def __init__(self, rngs: Sequence[torch.Generator], height: int, width: int,
+                 device: torch.device, sd: float = 0.01) -> None:
+        init = _randn(rngs, (3, height, width)) * sd
+        self.pixels = init.to(device).requires_grad_(True)
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [self.pixels]
+
+    def __call__(self) -> torch.Tensor:
+        # Values outside [0, 1] are projected back between steps (see `project`), so this
+        # clamp only guards the forward; it rarely cuts gradients.
+        return (self.pixels + 0.5).clamp(0.0, 1.0)
+
+    @torch.no_grad()
+    def project(self) -> None:
+        """Keep pixels inside the valid range (Yosinski's optimizer clips after each step)."""
+        self.pixels.clamp_(-0.5, 0.5)
+
+
+class FourierImage:
+    """Lucid's 1/f-scaled Fourier parametrization with (optionally) decorrelated color."""
+
+    kind = "fourier"
+
+    def __init__(self, rngs: Sequence[torch.Generator], height: int, width: int,
+                 device: torch.device, sd: float = 0.01, decorrelate: bool = True,
+                 decay_power: float = 1.0) -> None:
+        self.height, self.width, self.decorrelate = height, width, decorrelate
+        self.scale = spectrum_scale(height, width, decay_power).to(device)
+        init = _randn(rngs, (3, height, width // 2 + 1, 2)) * sd
+        self.spectrum = init.to(device).requires_grad_(True)
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [self.spectrum]
+
+    def raw(self) -> torch.Tensor:
+        """The unbounded image before color decorrelation and sigmoid. (N, 3, H, W)."""
+        return spectrum_to_image(self.spectrum, self.scale, self.height, self.width)
+
+    def __call__(self) -> torch.Tensor:
+        x = self.raw()
+        if self.decorrelate:
+            x = decorrelate_colors(x)
+        return torch.sigmoid(x)
+
+    def project(self) -> None:
+        """Nothing to project: the sigmoid keeps every image valid."""
+
+
+def make_param(kind: str, rngs: Sequence[torch.Generator], height: int, width: int,
+               device: torch.device, decorrelate: bool = True) -> PixelImage | FourierImage:
+    """A parametrization by name, "pixel" or "fourier", for one image per generator."""
+    if kind == "pixel":
+        return PixelImage(rngs, height, width, device)
+    if kind == "fourier":
+        return FourierImage(rngs, height, width, device, decorrelate=decorrelate)
+    raise ValueError(f"unknown parametrization {kind!r}: use pixel or fourier")
+
+
+def logit(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(1e-4, 1 - 1e-4)
+    return torch.log(p) - torch.log1p(-p)
+
+
+def fourier_from_image(image: torch.Tensor, decorrelate: bool = True,
+                       decay_power: float = 1.0) -> torch.Tensor:
+    """The spectrum whose `FourierImage` is `image` ((N, 3, H, W) in (0, 1)), e.g. to warm-start."""
+    _, _, h, w = image.shape
+    x = logit(image)
+    if decorrelate:
+        x = correlate_colors(x)
+    return image_to_spectrum(x, spectrum_scale(h, w, decay_power).to(image.device))

@@ -1,0 +1,110 @@
+"""A private copy of a model whose forward pass stops at one layer.
+
+Gradient ascent on a unit of a middle layer needs nothing above that layer; running it anyway
+costs (in EfficientNet-Lite0) as much again as the layers below. `TruncatedModel` stores the
+target module's output in a forward hook and raises a private exception to leave the forward
+at once, which works for any network, sequential or not. It runs on a deep copy whose
+parameters do not require gradients and whose copied hooks are dropped, so the live model, its
+recorder hooks and its `requires_grad` flags are never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class LayerNotReached(RuntimeError):
+    """The forward pass ended without running the target layer (or not often enough)."""
+
+
+class _Stop(Exception):  # a control-flow signal, not an error
+    """Raised from the target's hook to end the forward pass early."""
+
+
+_HOOK_DICTS = (
+    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+    "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
+    "_backward_pre_hooks", "_state_dict_hooks", "_load_state_dict_pre_hooks",
+)
+
+
+def private_copy(model: nn.Module, device: torch.device) -> nn.Module:
+    """Deep copy in eval mode on `device`, frozen, without the original's hooks.
+
+    `copy.deepcopy` would copy hook dicts with their functions by reference: a recorder's hook
+    left on the copy would write the copy's activations into the live recorder's dict, and a
+    hook object holding a non-leaf tensor (lucent's) makes deepcopy fail outright. So each hook
+    dict is pre-seeded in deepcopy's memo with an empty one; the original is never modified
+    (the live worker may be running it at this very moment).
+    """
+    memo: dict[int, Any] = {}
+    for m in model.modules():
+        for attr in _HOOK_DICTS:
+            hooks = getattr(m, attr, None)
+            if isinstance(hooks, dict):
+                memo[id(hooks)] = type(hooks)()
+    clone = copy.deepcopy(model, memo)
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone.eval().to(device)
+
+
+def split_layer_name(layer: str) -> tuple[str, int]:
+    """`"name"` → ("name", 0); `"name:2"` → ("name", 2), the recorder's name of a third call."""
+    name, sep, call = layer.rpartition(":")
+    if sep and call.isdigit():
+        return name, int(call)
+    return layer, 0
+
+
+class TruncatedModel:
+    """`tm(x)` returns the output of `layer` for input `x`; nothing above it runs.
+
+    `layer` is a dotted name from `named_modules()` ("" = the whole model); a module run several
+    times per pass is addressed as the recorder names it, `name:k` for its k-th call (0-based).
+    """
+
+    def __init__(self, model: nn.Module, layer: str, device: torch.device,
+                 copy_model: bool = True) -> None:
+        self.device = device
+        self.model = private_copy(model, device) if copy_model else model
+        self.layer = layer
+        name, self._call = split_layer_name(layer)
+        modules = dict(self.model.named_modules())
+        if name not in modules:
+            raise KeyError(f"no layer named {name!r} in the model")
+        self._target = modules[name]
+        self._calls = 0
+        self._out: torch.Tensor | None = None
+
+    def _hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        call = self._calls
+        self._calls += 1
+        if call == self._call:
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(f"layer {self.layer!r} does not output a tensor")
+            self._out = output
+            raise _Stop
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layer == "":
+            return self.model(x)
+        self._calls, self._out = 0, None
+        handle = self._target.register_forward_hook(self._hook)
+        try:
+            self.model(x)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        out, self._out = self._out, None
+        if out is None:
+            raise LayerNotReached(
+                f"layer {self.layer!r} did not run in the forward pass "
+                "(TorchScript models run their submodules without hooks)"
+            )
+        return out

@@ -1,0 +1,163 @@
+"""Preferred images: our renderer against lucent's `render_vis`, side by side in one run.
+
+Same model (the bundled EfficientNet-Lite0, with its own input normalization given to both),
+same unit, same number of steps, same image size. Reports seconds per unit and the activation
+each final image reaches, measured the same way for both (clean image, no transforms; at the
+image's own size, and also upsampled to 224 as lucent's `render_vis` shows it to the net).
+
+lucent is never a dependency of the app. Install it into a throwaway folder:
+
+    .venv/bin/python -m pip install --no-deps --target /tmp/lucent_pkgs \
+        torch-lucent kornia kornia-rs tqdm decorator
+    .venv/bin/python benchmarks/bench_render_vs_lucent.py --lucent-path /tmp/lucent_pkgs
+
+The shims lucent needs today (IPython only for notebook display; kornia ≥ 0.7 moved
+`get_rotation_matrix2d` and `warp_affine` under `kornia.geometry.transform`) live below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.engine.featurevis import get_preset, render_units  # noqa: E402
+from app.engine.featurevis.render import Renderer  # noqa: E402
+from app.engine.models import load_bundled  # noqa: E402
+
+
+def import_lucent(path: str | None):  # type: ignore[no-untyped-def]
+    """lucent's optvis modules, with the shims today's packages need."""
+    if path:
+        sys.path.insert(0, path)
+    if "IPython" not in sys.modules:  # lucent.misc.io.showing imports it for notebooks only
+        ipython = types.ModuleType("IPython")
+        display = types.ModuleType("IPython.display")
+        display.display = lambda *a, **k: None  # type: ignore[attr-defined]
+        display.HTML = lambda *a, **k: None  # type: ignore[attr-defined]
+        ipython.display = display  # type: ignore[attr-defined]
+        sys.modules["IPython"], sys.modules["IPython.display"] = ipython, display
+    import kornia
+    from kornia.geometry import transform as kgt
+
+    for name in ("get_rotation_matrix2d", "warp_affine"):
+        if not hasattr(kornia, name):
+            setattr(kornia, name, getattr(kgt, name))
+    from lucent.optvis import param, render, transform
+
+    return param, render, transform
+
+
+def lucent_unit(model, layer: str, unit: int, steps: int, size: int, mean, std,
+                lucent) -> tuple[np.ndarray, float]:  # type: ignore[no-untyped-def]
+    """lucent's default recipe (Fourier + decorrelated, standard transforms, Adam 0.05)."""
+    param, render, transform = lucent
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    transforms = [*transform.standard_transforms, lambda x: (x - m) / s]
+    started = time.perf_counter()
+    images = render.render_vis(
+        model, f"{layer.replace('.', '_')}:{unit}", param_f=lambda: param.image(size),
+        transforms=transforms, thresholds=(steps,), preprocess=False, progress=False,
+        show_image=False,
+    )
+    elapsed = time.perf_counter() - started
+    img = np.clip(images[-1][0] * 255 + 0.5, 0, 255).astype(np.uint8)
+    return img, elapsed
+
+
+def measure(renderer: Renderer, images: np.ndarray, units: list[int]) -> tuple[list, list]:
+    """Channel mean of each unit on its image: as is, and upsampled to 224 (lucent's view)."""
+    native = renderer.measure(images, units)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    up = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=True)
+    at224 = renderer.measure(up, units)
+    return [round(float(v), 3) for v in native], [round(float(v), 3) for v in at224]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lucent-path", help="folder lucent was installed into with --target")
+    ap.add_argument("--layer", default="_blocks.8")
+    ap.add_argument("--units", default="0,1")
+    ap.add_argument("--steps", type=int, default=128)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--preset", default="fast", help="our preset (its steps/size are replaced)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lucent = import_lucent(args.lucent_path)
+    units = [int(u) for u in args.units.split(",")]
+    device = torch.device("cpu")  # lucent picks its device at import; CPU keeps both equal
+    loaded = load_bundled(device)
+    pre = loaded.preprocess
+    renderer = Renderer(loaded, args.layer, device)
+    # lucent leaves its hooks on the model it is given: give it a copy of its own
+    theirs_model = copy.deepcopy(loaded.module)
+    preset = get_preset(args.preset).with_overrides(args.steps, args.size)
+
+    # warm up both (first-call allocations), then alternate so load changes hit both alike
+    list(render_units(loaded, args.layer, units[:1], preset.with_overrides(steps=2)))
+    lucent_unit(theirs_model, args.layer, units[0], 2, args.size, pre.mean, pre.std, lucent)
+
+    ours_single, theirs = [], []
+    lucent_images, our_images = [], []
+    for u in units:
+        torch.manual_seed(u)
+        np.random.seed(u)
+        img, t = lucent_unit(theirs_model, args.layer, u, args.steps, args.size, pre.mean,
+                             pre.std, lucent)
+        lucent_images.append(img)
+        theirs.append(t)
+        started = time.perf_counter()
+        final = list(render_units(loaded, args.layer, [u], preset, seed=u))[-1]
+        ours_single.append(time.perf_counter() - started)
+        our_images.append(final.images[0])
+    started = time.perf_counter()
+    batched = list(render_units(loaded, args.layer, units, preset, seed=0))[-1]
+    ours_batched = (time.perf_counter() - started) / len(units)
+
+    ours_native, ours_224 = measure(renderer, np.stack(our_images), units)
+    batch_native, _ = measure(renderer, batched.images, units)
+    lucent_native, lucent_224 = measure(renderer, np.stack(lucent_images), units)
+    report = {
+        "model": loaded.name, "layer": args.layer, "units": units, "steps": args.steps,
+        "size": args.size, "our_preset": preset.name, "threads": torch.get_num_threads(),
+        "device": "cpu",
+        "seconds_per_unit": {
+            "lucent": round(float(np.mean(theirs)), 3),
+            "ours_one_unit_per_call": round(float(np.mean(ours_single)), 3),
+            "ours_batched": round(ours_batched, 3),
+        },
+        "speedup_vs_lucent": {
+            "one_unit_per_call": round(float(np.mean(theirs) / np.mean(ours_single)), 2),
+            "batched": round(float(np.mean(theirs) / ours_batched), 2),
+        },
+        "activation_at_image_size": {"lucent": lucent_native, "ours": ours_native,
+                                     "ours_batched": batch_native},
+        "activation_upsampled_to_224": {"lucent": lucent_224, "ours": ours_224},
+    }
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    else:
+        for key, value in report.items():
+            print(f"{key:28s} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
