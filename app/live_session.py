@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from app import jobs
 from app.capture.sources import SourceError, open_source
 from app.capture.thread import CaptureThread
 from app.core.backend import Event
@@ -30,7 +31,7 @@ from app.core.messages import (
 )
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
-from app.engine.models import ModelError, load_model, model_choices
+from app.engine.models import LoadedModel, ModelError, load_model, model_choices
 from app.engine.worker import FrameProcessor, InferenceWorker
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -63,6 +64,9 @@ class LiveSession:
         self._mirror = settings.source.mirror
         self._stopped = False
         self.model_name: str | None = None
+        self._loaded: LoadedModel | None = None
+        self._channels: dict[str, int] = {}
+        self._jobs = jobs.Jobs(self._events.put)
         self.worker.start()
 
     # -- LiveBackend ------------------------------------------------------------------
@@ -100,30 +104,48 @@ class LiveSession:
     def model_choices(self) -> list[ModelChoice]:
         return model_choices()
 
-    # -- analyses (wired to the engine in the following changes) -----------------------
+    # -- analyses: background jobs on private copies of the model ----------------------
     def request_unit(self, layer: str, unit: int) -> None:
-        pass
+        loaded = self._loaded
+        if loaded is None:
+            return
+        self._jobs.start(JobKind.RENDER, jobs.render_unit_job(
+            self.settings, loaded, layer, unit, self._events.put))
 
     def start_scan(self, folder: str, layer: str) -> None:
-        self._notice("scanning from the window is not wired yet: use `deepvis scan`",
-                     NoticeLevel.WARNING)
+        if self._ready_for(folder):
+            self._jobs.start(JobKind.SCAN, jobs.scan_job(
+                self.settings, self._loaded, folder, layer, self._events.put))
 
     def start_render_layer(self, layer: str) -> None:
-        self._notice("rendering from the window is not wired yet: use `deepvis render`",
-                     NoticeLevel.WARNING)
+        loaded = self._loaded
+        if loaded is not None and layer in self._channels:
+            self._jobs.start(JobKind.RENDER_LAYER, jobs.render_layer_job(
+                self.settings, loaded, layer, self._channels[layer], self._events.put))
 
     def start_ablation(self, folder: str, layer: str) -> None:
-        self._notice("ablation curves from the window are not wired yet: use `deepvis ablate`",
-                     NoticeLevel.WARNING)
+        if self._ready_for(folder):
+            self._jobs.start(JobKind.ABLATE, jobs.ablation_job(
+                self.settings, self._loaded, folder, layer, self._events.put))
 
     def cancel_job(self, kind: JobKind) -> None:
-        pass
+        self._jobs.cancel(kind)
+
+    def _ready_for(self, folder: str) -> bool:
+        if self._loaded is None:
+            self._error("no model loaded yet")
+            return False
+        if not jobs.folder_exists(folder):
+            self._error(f"folder not found: {folder}")
+            return False
+        return True
 
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
         self._loader.shutdown(wait=True, cancel_futures=True)
+        self._jobs.stop()
         with self._capture_lock:
             capture, self._capture = self._capture, None
         if capture is not None:
@@ -152,7 +174,11 @@ class LiveSession:
             self._error(str(exc))
             return
         processor = FrameProcessor(loaded, self.settings.view.top_k)
+        for kind in JobKind:  # results for the old model would be wrong now
+            self._jobs.cancel(kind)
         self.model_name = loaded.name
+        self._loaded = loaded
+        self._channels = {info.name: info.shape[0] for info in processor.layers}
         self.worker.set_model(processor)
         self._events.put(ModelReady(
             loaded.name, processor.layers, processor.default_layer, str(loaded.device),

@@ -85,6 +85,8 @@ def test_every_layer_is_recorded_each_frame(processor):
 
 
 def test_worker_thread_latest_wins_and_rerenders_on_view_change(processor):
+    # the worker owns (and unhooks on stop) the processor it is given: give it its own
+    processor = FrameProcessor(processor.loaded)
     frames: LatestSlot[Frame] = LatestSlot()
     results = LatestSlot()
     errors: list[str] = []
@@ -114,7 +116,7 @@ def test_worker_thread_latest_wins_and_rerenders_on_view_change(processor):
         worker.join(10)
     assert not worker.is_alive()
     assert not errors
-    # the worker leaves the processor's hooks to its owner; this fixture closes it
+    assert not processor.recorder._handles  # the worker took its hooks off on the way out
 
 
 def _wait_for(backend, predicate, timeout=60.0):
@@ -226,3 +228,22 @@ def test_processor_attribution_and_live_ablation_on_a_real_photo(processor):
     assert restored.intact_predictions is None
     assert [(p.index, round(p.probability, 6)) for p in restored.predictions] == \
         [(p.index, round(p.probability, 6)) for p in base.predictions]
+
+
+def test_live_top_k_follows_fresh_frames_only(processor):
+    layer, unit = "_blocks.4", 2
+    view = ViewState(layer=layer, unit=unit)
+    first = processor.process(chelsea(), view, frame_id=1000)
+    assert 1 <= len(first.live_top) <= 9
+    assert first.live_top[0].source == "frame 1000"
+    assert first.live_top[0].image.dtype == np.uint8 and first.live_top[0].image.shape[2] == 3
+    # a re-render of the same frame adds nothing and hands the GUI the very same tuple
+    again = processor.process(chelsea(), view)
+    assert again.live_top is first.live_top
+    second = processor.process(coffee(), view, frame_id=1001)
+    values = [p.value for p in second.live_top]
+    assert values == sorted(values, reverse=True)
+    assert {p.source for p in second.live_top} <= {"frame 1000", "frame 1001"}
+    # the best value is the unit's max on the better of the two frames
+    best = max(first.unit_max[unit], second.unit_max[unit])
+    assert values[0] == pytest.approx(float(best), rel=1e-5)

@@ -476,22 +476,38 @@ def find_dataset(root: str | Path, class_names: Sequence[str]) -> Dataset:
 
 def image_batches(loaded: LoadedModel, dataset: Dataset, batch_size: int,
                   max_pixels: int = 80_000_000) -> Batches:
-    """Batches of preprocessed images (decoded by two threads) with their labels."""
-    from app.capture.images import read_image
+    """Batches of preprocessed images (decoded by two threads) with their labels.
 
-    def load(path: Path) -> torch.Tensor:
-        return frame_to_tensor(read_image(path, max_pixels), loaded.device)
+    Unreadable files are skipped, never fatal; their paths collect in `batches.skipped`
+    (each file once, however often the batches are replayed).
+    """
+    from app.capture.images import ImageError, read_image
+
+    skipped: dict[str, str] = {}
+
+    def load(path: Path) -> torch.Tensor | None:
+        try:
+            return frame_to_tensor(read_image(path, max_pixels), loaded.device)
+        except ImageError as exc:
+            skipped[str(path)] = str(exc)
+            return None
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         with ThreadPoolExecutor(2) as pool:
             for start in range(0, len(dataset.paths), batch_size):
                 chunk = dataset.paths[start : start + batch_size]
-                x = prepare_batch(list(pool.map(load, chunk)), loaded.preprocess)
+                images = list(pool.map(load, chunk))
+                keep = [i for i, img in enumerate(images) if img is not None]
+                if not keep:
+                    continue
+                x = prepare_batch([images[i] for i in keep], loaded.preprocess)
                 y = None
                 if dataset.labels is not None:
-                    y = torch.tensor(dataset.labels[start : start + batch_size])
+                    labels = dataset.labels[start : start + batch_size]
+                    y = torch.tensor([labels[i] for i in keep])
                 yield x, y
 
+    batches.skipped = skipped  # type: ignore[attr-defined]
     return batches
 
 

@@ -15,6 +15,7 @@ from app.core.messages import (
     AttributionMode,
     Frame,
     Normalization,
+    Patch,
     Prediction,
     Result,
     ViewState,
@@ -23,6 +24,7 @@ from app.core.slot import LatestSlot
 from app.core.tiling import GridGeometry, grid_geometry
 from app.engine.ablation import Ablation
 from app.engine.attribution import Attributor, saliency_to_uint8
+from app.engine.live_topk import LiveTopK
 from app.engine.models import LoadedModel
 from app.engine.preprocess import frame_to_tensor, prepare_batch
 from app.engine.recorder import ActivationRecorder, default_layer, discover_layers
@@ -45,6 +47,7 @@ class Snapshot:
     intact_predictions: tuple[Prediction, ...] | None = None
     attribution: np.ndarray | None = None  # (S, S) uint8 over the model's input
     attribution_ms: float = 0.0
+    live_top: tuple[Patch, ...] = ()
 
 
 class FrameProcessor:
@@ -53,7 +56,7 @@ class FrameProcessor:
     Synchronous, so the live worker, the benchmark and tests share exactly one code path.
     """
 
-    def __init__(self, loaded: LoadedModel, top_k: int = 5) -> None:
+    def __init__(self, loaded: LoadedModel, top_k: int = 5, top_k_frames: int = 9) -> None:
         self.loaded = loaded
         self.top_k = top_k
         layers, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
@@ -69,6 +72,12 @@ class FrameProcessor:
         self._ablated: tuple[tuple[str, tuple[int, ...]], ...] = ()
         self._attributor: Attributor | None = None
         self.attribution_error: str | None = None  # why attribution is unavailable, once
+        # this session's best frames per unit of the selected layer, kept on the device
+        self.live_topk = LiveTopK(k=top_k_frames)
+        self._live_layer: str | None = None
+        self._live_key: tuple[str, int, int] | None = None  # (layer, unit, change count)
+        self._live_changes = 0
+        self._live_top: tuple[Patch, ...] = ()
 
     def close(self) -> None:
         self.ablation.remove_hooks()
@@ -132,8 +141,32 @@ class FrameProcessor:
             for p, i in zip(top_p.cpu().tolist(), top_i.cpu().tolist(), strict=True)
         )
 
+    def _update_live_top(self, acts: torch.Tensor, layer: str, unit: int,
+                         frame_id: int | None, image: np.ndarray,
+                         crop: tuple[int, int, int, int]) -> tuple[Patch, ...]:
+        if layer != self._live_layer:
+            self.live_topk.reset()
+            self._live_layer = layer
+            self._live_changes += 1
+        if frame_id is not None:
+            from app.engine.receptive_field import receptive_field
+
+            rf = receptive_field(self.loaded.module, layer, self.loaded.preprocess.size)
+            if self.live_topk.update(acts, frame_id, image, crop, rf):
+                self._live_changes += 1
+        key = (layer, unit, self._live_changes)
+        if key != self._live_key:  # the same tuple while nothing changed: the GUI skips it
+            self._live_key = key
+            self._live_top = tuple(
+                Patch(e.thumbnail, e.value, f"frame {e.frame_id}", e.box)
+                for e in self.live_topk.top(unit)
+            )
+        return self._live_top
+
     @torch.no_grad()
-    def process(self, image: np.ndarray, view: ViewState) -> Snapshot:
+    def process(self, image: np.ndarray, view: ViewState,
+                frame_id: int | None = None) -> Snapshot:
+        """One frame through the hooked net. `frame_id` None: a re-render of a seen frame."""
         lm = self.loaded
         img = frame_to_tensor(image, lm.device)
         x = prepare_batch([img], lm.preprocess)
@@ -156,9 +189,11 @@ class FrameProcessor:
         preds = self._top(logits)
         attribution, attribution_ms = self._attribute(x, view, layer, unit)
         h, w = image.shape[:2]
+        crop = lm.preprocess.crop_box(h, w)
+        live_top = self._update_live_top(acts, layer, unit, frame_id, image, crop)
         return Snapshot(
-            lm.preprocess.crop_box(h, w), layer, g, mosaic_np, unit, unit_map,
-            stats[0], stats[1], preds, intact, attribution, attribution_ms,
+            crop, layer, g, mosaic_np, unit, unit_map,
+            stats[0], stats[1], preds, intact, attribution, attribution_ms, live_top,
         )
 
 
@@ -211,6 +246,7 @@ class InferenceWorker(threading.Thread):
         self._seq = 0
         self._rate = RateMeter()
         self._reported: str | None = None  # the last processor problem told to the user
+        self._frame_ids = 0  # grows with every new frame (live top-k needs growing ids)
         self.processed = 0
 
     # -- called from other threads -------------------------------------------------
@@ -269,7 +305,8 @@ class InferenceWorker(threading.Thread):
         assert proc is not None
         t0 = time.perf_counter()
         try:
-            snap = proc.process(frame.image, view)
+            self._frame_ids += fresh
+            snap = proc.process(frame.image, view, self._frame_ids if fresh else None)
         except Exception as exc:  # a bad frame or model must not kill the live view
             self.on_error(f"inference failed: {type(exc).__name__}: {exc}".splitlines()[0])
             return
@@ -290,6 +327,7 @@ class InferenceWorker(threading.Thread):
             attribution_mode=view.attribution if snap.attribution is not None
             else AttributionMode.OFF,
             attribution_ms=snap.attribution_ms, intact_predictions=snap.intact_predictions,
+            live_top=snap.live_top,
         ))
         if proc.attribution_error and proc.attribution_error != self._reported:
             self._reported = proc.attribution_error

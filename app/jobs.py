@@ -1,0 +1,223 @@
+"""Background analyses for the live window: scans, renders, ablation curves.
+
+Each job runs on a thread of its own with a cancel Event, on a private hook-free copy of
+the model (the live worker keeps running the original), and reports through events:
+JobProgress while it runs, JobFinished at the end, and its results (UnitPatches,
+PreferredImage, AblationCurves). A new job of a kind replaces the one still running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from app.core.messages import (
+    AblationCurves,
+    JobFinished,
+    JobKind,
+    JobProgress,
+    Patch,
+    PreferredImage,
+    UnitPatches,
+)
+from app.core.settings import Settings
+from app.core.topk import load_scan
+from app.engine.cache import cache_root, model_key
+from app.engine.featurevis.truncate import private_copy
+from app.engine.models import LoadedModel
+
+Emit = Callable[[object], None]
+
+
+def private_model(loaded: LoadedModel) -> LoadedModel:
+    """The same model for a job: a copy without the live recorder's or ablation's hooks."""
+    return dataclasses.replace(loaded, module=private_copy(loaded.module, loaded.device))
+
+
+def unit_patches(settings: Settings, loaded: LoadedModel, layer: str,
+                 unit: int) -> tuple[UnitPatches, float | None]:
+    """The dataset top-k of a unit from a cached scan, and its best value (None: no scan)."""
+    scan = load_scan(cache_root(settings.cache.dir), model_key(loaded), layer)
+    if scan is None:
+        note = (f"No scan of {layer} yet. Analysis → Scan folder for top patches…, or "
+                f"`deepvis scan FOLDER --layers {layer}`.")
+        return UnitPatches(layer, unit, (), note), None
+    entries = scan.top(unit)
+    crops = scan.unit_crops(unit)
+    patches = tuple(
+        Patch(np.ascontiguousarray(crops[i]), float(e.value), str(e.path), tuple(e.box))
+        for i, e in enumerate(entries)
+    )
+    best = float(entries[0].value) if entries else None
+    return UnitPatches(layer, unit, patches), best
+
+
+class Jobs:
+    """At most one running job per kind; `stop()` cancels and joins them all."""
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self._lock = threading.Lock()
+        self._running: dict[JobKind, tuple[threading.Thread, threading.Event]] = {}
+
+    def start(self, kind: JobKind, work: Callable[[threading.Event], str]) -> None:
+        """Run `work(cancel)` on a new thread; it returns the one-line outcome."""
+        self.cancel(kind)
+        cancel = threading.Event()
+
+        def run() -> None:
+            try:
+                text = work(cancel)
+                ok = not cancel.is_set()
+                self._emit(JobFinished(kind, ok, text if ok else f"{kind.value} cancelled"))
+            except Exception as exc:  # a job's failure is the user's news, not a crash
+                if cancel.is_set():
+                    self._emit(JobFinished(kind, False, f"{kind.value} cancelled"))
+                else:
+                    msg = f"{kind.value} failed: {type(exc).__name__}: {exc}"
+                    self._emit(JobFinished(kind, False, msg.splitlines()[0]))
+
+        thread = threading.Thread(target=run, name=f"deepvis-job-{kind.value}", daemon=True)
+        with self._lock:
+            self._running[kind] = (thread, cancel)
+        thread.start()
+
+    def cancel(self, kind: JobKind) -> None:
+        with self._lock:
+            entry = self._running.pop(kind, None)
+        if entry is not None:
+            entry[1].set()  # the thread notices within one step and ends by itself
+
+    def stop(self) -> None:
+        with self._lock:
+            entries = list(self._running.values())
+            self._running.clear()
+        for _thread, cancel in entries:
+            cancel.set()
+        for thread, _cancel in entries:
+            thread.join()
+
+
+def render_unit_job(settings: Settings, loaded: LoadedModel, layer: str, unit: int,
+                    emit: Emit) -> Callable[[threading.Event], str]:
+    """Patches at once, then the preferred image: from the cache, or rendered with previews."""
+    from app.engine.featurevis.render import render_units
+
+    def work(cancel: threading.Event) -> str:
+        patches, best = unit_patches(settings, loaded, layer, unit)
+        emit(patches)
+        r = settings.render
+        root = cache_root(settings.cache.dir)
+        model = private_model(loaded)
+        for p in render_units(model, layer, [unit], preset=r.preset, steps=r.steps or None,
+                              size=r.size or None, seed=r.seed, cancel=cancel,
+                              cache_root=root):
+            if cancel.is_set():
+                break
+            emit(PreferredImage(layer, unit, p.images[0], float(p.activations[0]), p.step,
+                                p.total, p.final, best))
+        return f"preferred image of {layer} unit {unit} ready"
+
+    return work
+
+
+def render_layer_job(settings: Settings, loaded: LoadedModel, layer: str, channels: int,
+                     emit: Emit) -> Callable[[threading.Event], str]:
+    from app.engine.featurevis.render import render_units
+
+    def work(cancel: threading.Event) -> str:
+        r = settings.render
+        done = 0
+        model = private_model(loaded)
+        emit(JobProgress(JobKind.RENDER_LAYER, 0, channels, f"rendering {layer}…"))
+        for p in render_units(model, layer, range(channels), preset=r.preset,
+                              steps=r.steps or None, size=r.size or None, seed=r.seed,
+                              cancel=cancel, cache_root=cache_root(settings.cache.dir),
+                              batch_size=r.batch_size):
+            if p.final:
+                done += len(p.units)
+                emit(JobProgress(JobKind.RENDER_LAYER, done, channels,
+                                 f"{done} / {channels} units of {layer}"))
+        return f"preferred images of all {channels} units of {layer} cached"
+
+    return work
+
+
+def scan_job(settings: Settings, loaded: LoadedModel, folder: str, layer: str,
+             emit: Emit) -> Callable[[threading.Event], str]:
+    from app.engine.scan import run_scan
+
+    def work(cancel: threading.Event) -> str:
+        s = settings.scan
+
+        def progress(p) -> None:  # type: ignore[no-untyped-def]
+            emit(JobProgress(JobKind.SCAN, p.done, max(p.total, 1), p.line()))
+
+        # forkserver: forking a process that runs Qt and torch threads is not safe
+        report = run_scan(private_model(loaded), folder, [layer], top_k=s.top_k,
+                          batch_size=s.batch_size, workers=s.workers,
+                          cache_dir=settings.cache.dir, crop_size=s.crop_size,
+                          progress=progress, cancel=cancel, mp_context="forkserver")
+        skipped = len(report.skipped)
+        extra = f", {skipped} unreadable files skipped" if skipped else ""
+        return f"scan of {layer} done: {report.scanned} images{extra}"
+
+    return work
+
+
+def ablation_job(settings: Settings, loaded: LoadedModel, folder: str, layer: str,
+                 emit: Emit) -> Callable[[threading.Event], str]:
+    from app.engine.ablation_curves import (
+        ablation_curves,
+        cache_file,
+        find_dataset,
+        image_batches,
+        load_cached,
+        save_cached,
+    )
+
+    def work(cancel: threading.Event) -> str:
+        a = settings.ablate
+        model = private_model(loaded)
+        dataset = find_dataset(folder, model.class_names)
+        path = cache_file(model, dataset, layer, a.seeds, a.points, settings.cache.dir)
+        doc = load_cached(path)
+        if doc is None:
+            def progress(stage: str, done: int, total: int) -> None:
+                emit(JobProgress(JobKind.ABLATE, done, max(total, 1),
+                                 f"{stage}: {done} / {total}"))
+
+            result = ablation_curves(
+                model.module,
+                image_batches(model, dataset, a.batch_size, settings.source.max_image_pixels),
+                layer, total=len(dataset.paths), seeds=a.seeds, points=a.points,
+                progress=progress, should_stop=cancel.is_set,
+            )
+            doc = result.to_json()
+            save_cached(path, doc)
+        emit(curves_from_json(doc))
+        return f"ablation curves of {layer} on {doc['images']} images ready"
+
+    return work
+
+
+def curves_from_json(doc: dict) -> AblationCurves:
+    c = doc["curves"]
+    curves = {
+        "random": (np.asarray(c["random"]["mean"]), np.asarray(c["random"]["std"])),
+        "selective first": (np.asarray(c["selectivity_high_to_low"]),
+                            np.zeros(len(c["selectivity_high_to_low"]))),
+        "selective last": (np.asarray(c["selectivity_low_to_high"]),
+                           np.zeros(len(c["selectivity_low_to_high"]))),
+    }
+    return AblationCurves(doc["layer"], np.asarray(doc["fractions"]), curves,
+                          np.asarray(doc["selectivity"]["index"]), doc["accuracy_means"],
+                          int(doc["images"]))
+
+
+def folder_exists(folder: str) -> bool:
+    return Path(folder).expanduser().is_dir()

@@ -1,0 +1,113 @@
+"""The live session's background jobs on the real bundled model and real photos."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from app.core.messages import (
+    AblationCurves,
+    JobFinished,
+    JobKind,
+    JobProgress,
+    ModelReady,
+    PreferredImage,
+    UnitPatches,
+)
+from app.core.settings import Settings
+from app.live_session import LiveSession
+from tests.photos import chelsea, coffee, write_jpeg
+
+pytestmark = pytest.mark.slow
+
+
+def _settings(tmp_path) -> Settings:
+    s = Settings()
+    return dataclasses.replace(
+        s,
+        cache=dataclasses.replace(s.cache, dir=str(tmp_path / "cache")),
+        scan=dataclasses.replace(s.scan, workers=0, batch_size=4, top_k=3),
+        render=dataclasses.replace(s.render, steps=6, size=64),
+        ablate=dataclasses.replace(s.ablate, seeds=1, points=3, batch_size=4),
+    )
+
+
+def _collect(session, until, timeout=180.0):
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen.extend(session.poll_events())
+        session.poll_result()
+        if until(seen):
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; events: {[type(e).__name__ for e in seen]}")
+
+
+def _finished(kind):
+    return lambda ev: any(isinstance(e, JobFinished) and e.kind == kind for e in ev)
+
+
+def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "tabby").mkdir(parents=True)
+    (photos / "espresso").mkdir()
+    write_jpeg(photos / "tabby" / "cat.jpg", chelsea())
+    write_jpeg(photos / "tabby" / "cat_flipped.jpg", chelsea()[:, ::-1].copy())
+    write_jpeg(photos / "espresso" / "cup.jpg", coffee())
+    (photos / "espresso" / "broken.jpg").write_bytes(b"\xff\xd8\xff nope")
+    layer = "_blocks.4"
+    session = LiveSession(_settings(tmp_path), torch.device("cpu"))
+    try:
+        session.load_model("efficientnet_lite0")
+        _collect(session, lambda ev: any(isinstance(e, ModelReady) for e in ev))
+
+        # no scan yet: the pane says how to make one; the preferred image renders
+        session.request_unit(layer, 5)
+        ev = _collect(session, _finished(JobKind.RENDER))
+        patches = next(e for e in ev if isinstance(e, UnitPatches))
+        assert patches.patches == () and "deepvis scan" in patches.note
+        images = [e for e in ev if isinstance(e, PreferredImage)]
+        assert images and images[-1].done and images[-1].unit == 5
+        assert images[-1].image.dtype == np.uint8 and images[-1].image.shape[2] == 3
+
+        # scan the folder from the session; then the unit has patches from it
+        session.start_scan(str(photos), layer)
+        ev = _collect(session, _finished(JobKind.SCAN))
+        done = next(e for e in ev if isinstance(e, JobFinished))
+        assert done.ok, done.text
+        assert "1 unreadable" in done.text
+        assert any(isinstance(e, JobProgress) for e in ev)
+        session.request_unit(layer, 5)
+        ev = _collect(session, _finished(JobKind.RENDER))
+        patches = next(e for e in ev if isinstance(e, UnitPatches))
+        assert len(patches.patches) == 3
+        values = [p.value for p in patches.patches]
+        assert values == sorted(values, reverse=True)
+        assert all(p.source.endswith(".jpg") and "broken" not in p.source
+                   for p in patches.patches)
+        final = [e for e in ev if isinstance(e, PreferredImage)][-1]
+        assert final.best_dataset_activation == pytest.approx(values[0])
+
+        # ablation curves on the labeled folder
+        session.start_ablation(str(photos), layer)
+        ev = _collect(session, lambda ev: any(isinstance(e, AblationCurves) for e in ev)
+                      or _finished(JobKind.ABLATE)(ev))
+        curves = next((e for e in ev if isinstance(e, AblationCurves)), None)
+        assert curves is not None, [e for e in ev if isinstance(e, JobFinished)]
+        assert curves.layer == layer and curves.selectivity.shape == (40,)
+        assert curves.fractions[0] == 0.0 and curves.fractions[-1] == 1.0
+        assert set(curves.curves) == {"random", "selective first", "selective last"}
+
+        # a whole-layer render can be cancelled
+        session.start_render_layer(layer)
+        session.cancel_job(JobKind.RENDER_LAYER)
+        ev = _collect(session, _finished(JobKind.RENDER_LAYER))
+        end = next(e for e in ev if isinstance(e, JobFinished) and e.kind == "render_layer")
+        assert not end.ok and "cancelled" in end.text
+    finally:
+        session.stop()
