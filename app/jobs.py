@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,18 +64,23 @@ class Jobs:
         self._emit = emit
         self._lock = threading.Lock()
         self._running: dict[JobKind, tuple[threading.Thread, threading.Event]] = {}
+        self._superseded: weakref.WeakSet[threading.Event] = weakref.WeakSet()
 
     def start(self, kind: JobKind, work: Callable[[threading.Event], str]) -> None:
         """Run `work(cancel)` on a new thread; it returns the one-line outcome."""
-        self.cancel(kind)
+        self.cancel(kind, quiet=True)
         cancel = threading.Event()
 
         def run() -> None:
             try:
                 text = work(cancel)
+                if cancel in self._superseded:  # replaced by a newer job: not news
+                    return
                 ok = not cancel.is_set()
                 self._emit(JobFinished(kind, ok, text if ok else f"{kind.value} cancelled"))
             except Exception as exc:  # a job's failure is the user's news, not a crash
+                if cancel in self._superseded:
+                    return
                 if cancel.is_set():
                     self._emit(JobFinished(kind, False, f"{kind.value} cancelled"))
                 else:
@@ -86,10 +92,13 @@ class Jobs:
             self._running[kind] = (thread, cancel)
         thread.start()
 
-    def cancel(self, kind: JobKind) -> None:
+    def cancel(self, kind: JobKind, quiet: bool = False) -> None:
+        """Stop the running job of `kind`; `quiet`: it was replaced, so it reports nothing."""
         with self._lock:
             entry = self._running.pop(kind, None)
         if entry is not None:
+            if quiet:
+                self._superseded.add(entry[1])
             entry[1].set()  # the thread notices within one step and ends by itself
 
     def stop(self) -> None:

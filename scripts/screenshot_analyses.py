@@ -1,0 +1,95 @@
+"""Drive the real window through the analyses and save screenshots for docs/.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot_analyses.py [OUT_DIR]
+
+Scans the bundled sample photos, selects a unit, turns on guided backprop, deletes two
+units, computes ablation curves, and grabs the window twice (unit tabs, ablation tab).
+The cache goes to a temporary folder, so nothing of the user's is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PyQt6.QtTest import QTest
+from PyQt6.QtWidgets import QApplication
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.core.messages import AttributionMode, JobKind, PreferredImage  # noqa: E402
+from app.core.settings import Settings, load_settings  # noqa: E402
+from app.gui.main_window import MainWindow  # noqa: E402
+from app.gui.theme import apply_dark_theme  # noqa: E402
+from app.live_session import LiveSession  # noqa: E402
+
+LAYER, UNIT = "_blocks.4", 12
+
+
+def wait_for(predicate, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the window did not get there in time")
+        QTest.qWait(50)
+
+
+def main() -> int:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs"
+    base = load_settings(ROOT / "settings.toml")
+    cache = tempfile.mkdtemp(prefix="deepvis-shots-")
+    settings: Settings = dataclasses.replace(
+        base, cache=dataclasses.replace(base.cache, dir=cache),
+        scan=dataclasses.replace(base.scan, workers=0))
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    apply_dark_theme(app)
+    session = LiveSession(settings, torch.device("cpu"))
+    window = MainWindow(session, settings, initial_layer=LAYER, initial_unit=UNIT)
+    window.show()
+    try:
+        session.load_model("efficientnet_lite0")
+        session.open_source(str(ROOT / "assets" / "samples" / "chelsea.jpg"))
+        wait_for(lambda: window.last_result is not None and window.last_result.layer == LAYER)
+        finished = []
+        original = window.handle_event
+
+        def spy(event):  # type: ignore[no-untyped-def]
+            if getattr(event, "kind", None) in tuple(JobKind) and hasattr(event, "ok"):
+                finished.append(event.kind)
+            if isinstance(event, PreferredImage) and event.done and event.unit == UNIT:
+                finished.append("preferred")
+            original(event)
+
+        window.handle_event = spy  # type: ignore[method-assign]
+        session.start_scan(str(ROOT / "assets" / "samples"), LAYER)
+        wait_for(lambda: JobKind.SCAN in finished)
+        window.select_unit(UNIT)
+        window.set_attribution(AttributionMode.GUIDED)
+        window.toggle_ablation()  # delete the selected unit...
+        window.select_unit(UNIT + 1)
+        window.toggle_ablation()  # ...and its neighbour
+        window.select_unit(UNIT)
+        wait_for(lambda: "preferred" in finished and window.last_result.unit == UNIT
+                 and window.last_result.attribution is not None)
+        window.unit_pane.tabs.setCurrentIndex(1)  # Top patches
+        QTest.qWait(500)
+        window.save_screenshot(out / "analyses.png")
+        session.start_ablation(str(ROOT / "assets" / "samples"), LAYER)
+        wait_for(lambda: JobKind.ABLATE in finished, timeout=600)
+        window.unit_pane.tabs.setCurrentIndex(2)  # Preferred
+        window.center_tabs.setCurrentWidget(window.ablation_pane)
+        QTest.qWait(500)
+        window.save_screenshot(out / "ablation.png")
+    finally:
+        window.close()
+    print(f"wrote {out / 'analyses.png'} and {out / 'ablation.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
