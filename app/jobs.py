@@ -8,7 +8,9 @@ PreferredImage, AblationCurves). A new job of a kind replaces the one still runn
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from app.engine.featurevis.truncate import private_copy
 from app.engine.models import LoadedModel
 
 Emit = Callable[[object], None]
+JOB_NICENESS = 10
 
 
 def private_model(loaded: LoadedModel) -> LoadedModel:
@@ -72,6 +75,7 @@ class Jobs:
         cancel = threading.Event()
 
         def run() -> None:
+            _lower_priority()
             try:
                 text = work(cancel)
                 if cancel in self._superseded:  # replaced by a newer job: not news
@@ -109,6 +113,14 @@ class Jobs:
             cancel.set()
         for thread, _cancel in entries:
             thread.join()
+
+
+def _lower_priority() -> None:
+    """Let the live view win the CPU: nice this job thread (and the OpenMP threads torch
+    starts from it, which inherit it) where the OS allows per-thread priorities."""
+    # not Linux, or not permitted: the job runs at normal priority
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOB_NICENESS)
 
 
 def render_unit_job(settings: Settings, loaded: LoadedModel, layer: str, unit: int,
