@@ -126,3 +126,11 @@ def test_calls_outside_run_record_nothing():
             net(tiny_input())  # e.g. a benchmark's bare forward while hooks are on
         assert rec.activations.keys() == kept.keys()
         assert all(rec.activations[k] is kept[k] for k in kept)
+
+
+def test_split_layer_name_inverts_repeat_name():
+    from app.engine.recorder import repeat_name, split_layer_name
+
+    for name, call in (("layer1.0.relu", 0), ("layer1.0.relu", 1), ("_blocks.4", 3)):
+        assert split_layer_name(repeat_name(name, call)) == (name, call)
+    assert split_layer_name("odd:name") == ("odd:name", 0)  # not a call number: a name

@@ -74,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from app.engine.cache import cache_root, model_key
     from app.engine.featurevis import get_preset, render_units
     from app.engine.featurevis.render_cache import encode_png
-    from app.engine.featurevis.truncate import split_layer_name
-    from app.engine.recorder import discover_layers
+    from app.engine.recorder import discover_layers, split_layer_name
 
     layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
     shapes = {info.name: info.shape for info in layers}

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from app.core.units import UnitSpecError, parse_units
-from app.engine.attribution import split_layer_name
+from app.engine.recorder import split_layer_name
 
 ABLATION_MODES: tuple[str, ...] = ("zero", "mean")
 

@@ -34,10 +34,10 @@ from torch import nn
 from app.core.atomic import atomic_write_json
 from app.core.selectivity import class_selectivity, deletion_counts, deletion_orders
 from app.engine.ablation import Ablation, AblationError
-from app.engine.attribution import split_layer_name
 from app.engine.cache import CACHE_FORMAT, cache_root, model_key
 from app.engine.models import LoadedModel
 from app.engine.preprocess import frame_to_tensor, prepare_batch
+from app.engine.recorder import split_layer_name
 
 ABLATE_FORMAT = 1  # bump when the cached document's layout changes
 

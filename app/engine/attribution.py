@@ -36,6 +36,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from app.engine.models import LoadedModel
+from app.engine.recorder import split_layer_name
 
 MODES: tuple[str, ...] = ("gradient", "deconvnet", "guided")
 
@@ -174,12 +175,6 @@ def _strip_hooks(model: nn.Module) -> None:
                 d.clear()
 
 
-def split_layer_name(layer: str) -> tuple[str, int]:
-    """`name` → (name, 0); `name:k` → (name, k): the k-th call of a module used repeatedly."""
-    name, sep, call = layer.rpartition(":")
-    if sep and call.isdigit():
-        return name, int(call)
-    return layer, 0
 
 
 class Attributor:

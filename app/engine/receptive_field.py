@@ -47,6 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from app.engine.recorder import split_layer_name
+
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), half-open: rows y0..y1-1, cols x0..x1-1
 
 
@@ -253,14 +255,9 @@ class _Stop(Exception):
     pass
 
 
-def _split_layer(layer: str) -> tuple[str, int]:
-    name, _, call = layer.partition(":")
-    return name, int(call) if call else 0
-
-
 def _probe_outputs(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
     """Forward `x` through `model` until `layer` (recorder naming) and return its output."""
-    name, wanted = _split_layer(layer)
+    name, wanted = split_layer_name(layer)
     modules = dict(model.named_modules())
     if name not in modules:
         raise KeyError(f"no layer named {layer!r}")

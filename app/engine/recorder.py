@@ -25,6 +25,14 @@ def repeat_name(name: str, call: int) -> str:
     return name if call == 0 else f"{name}:{call}"
 
 
+def split_layer_name(layer: str) -> tuple[str, int]:
+    """The inverse of `repeat_name`: `name` → (name, 0); `name:k` → (name, k)."""
+    name, sep, call = layer.rpartition(":")
+    if sep and call.isdigit():
+        return name, int(call)
+    return layer, 0
+
+
 class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
     """Records (N, C, H, W) outputs of the named modules of `model` during a forward pass.
 

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from app.engine.recorder import split_layer_name
+
 
 class LayerNotReached(RuntimeError):
     """The forward pass ended without running the target layer (or not often enough)."""
@@ -51,14 +53,6 @@ def private_copy(model: nn.Module, device: torch.device) -> nn.Module:
     for p in clone.parameters():
         p.requires_grad_(False)
     return clone.eval().to(device)
-
-
-def split_layer_name(layer: str) -> tuple[str, int]:
-    """`"name"` → ("name", 0); `"name:2"` → ("name", 2), the recorder's name of a third call."""
-    name, sep, call = layer.rpartition(":")
-    if sep and call.isdigit():
-        return name, int(call)
-    return layer, 0
 
 
 class TruncatedModel:
