@@ -68,6 +68,8 @@ class Jobs:
         self._lock = threading.Lock()
         self._running: dict[JobKind, tuple[threading.Thread, threading.Event]] = {}
         self._superseded: weakref.WeakSet[threading.Event] = weakref.WeakSet()
+        # every thread started, cancelled ones too: they may still be winding down
+        self._threads: list[threading.Thread] = []
 
     def start(self, kind: JobKind, work: Callable[[threading.Event], str]) -> None:
         """Run `work(cancel)` on a new thread; it returns the one-line outcome."""
@@ -94,6 +96,8 @@ class Jobs:
         thread = threading.Thread(target=run, name=f"deepvis-job-{kind.value}", daemon=True)
         with self._lock:
             self._running[kind] = (thread, cancel)
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
         thread.start()
 
     def cancel(self, kind: JobKind, quiet: bool = False) -> None:
@@ -106,12 +110,14 @@ class Jobs:
             entry[1].set()  # the thread notices within one step and ends by itself
 
     def stop(self) -> None:
+        """Cancel every job and wait for all their threads, cancelled ones included."""
         with self._lock:
             entries = list(self._running.values())
             self._running.clear()
+            threads = list(self._threads)
         for _thread, cancel in entries:
             cancel.set()
-        for thread, _cancel in entries:
+        for thread in threads:
             thread.join()
 
 
@@ -192,36 +198,25 @@ def scan_job(settings: Settings, loaded: LoadedModel, folder: str, layer: str,
 
 def ablation_job(settings: Settings, loaded: LoadedModel, folder: str, layer: str,
                  emit: Emit) -> Callable[[threading.Event], str]:
-    from app.engine.ablation_curves import (
-        ablation_curves,
-        cache_file,
-        find_dataset,
-        image_batches,
-        load_cached,
-        save_cached,
-    )
+    from app.engine.ablation_curves import curves_document, find_dataset
 
     def work(cancel: threading.Event) -> str:
         a = settings.ablate
         model = private_model(loaded)
-        dataset = find_dataset(folder, model.class_names)
-        path = cache_file(model, dataset, layer, a.seeds, a.points, settings.cache.dir)
-        doc = load_cached(path)
-        if doc is None:
-            def progress(stage: str, done: int, total: int) -> None:
-                emit(JobProgress(JobKind.ABLATE, done, max(total, 1),
-                                 f"{stage}: {done} / {total}"))
 
-            result = ablation_curves(
-                model.module,
-                image_batches(model, dataset, a.batch_size, settings.source.max_image_pixels),
-                layer, total=len(dataset.paths), seeds=a.seeds, points=a.points,
-                progress=progress, should_stop=cancel.is_set,
-            )
-            doc = result.to_json()
-            save_cached(path, doc)
+        def progress(stage: str, done: int, total: int) -> None:
+            emit(JobProgress(JobKind.ABLATE, done, max(total, 1), f"{stage}: {done} / {total}"))
+
+        doc = curves_document(
+            model, find_dataset(folder, model.class_names), folder, layer, seeds=a.seeds,
+            points=a.points, batch_size=a.batch_size,
+            max_pixels=settings.source.max_image_pixels, cache_dir=settings.cache.dir,
+            progress=progress, should_stop=cancel.is_set,
+        )
         emit(curves_from_json(doc))
-        return f"ablation curves of {layer} on {doc['images']} images ready"
+        skipped = len(doc.get("skipped", []))
+        extra = f", {skipped} unreadable files skipped" if skipped else ""
+        return f"ablation curves of {layer} on {doc['images']} images ready{extra}"
 
     return work
 
