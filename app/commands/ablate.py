@@ -67,12 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     from app.engine.ablation import AblationError
     from app.engine.ablation_curves import (
-        ablation_curves,
-        cache_file,
+        curves_document,
         find_dataset,
-        image_batches,
-        load_cached,
-        save_cached,
     )
     from app.engine.recorder import discover_layers
 
@@ -85,31 +81,24 @@ def run(args: argparse.Namespace) -> int:
         dataset = find_dataset(args.dataset, loaded.class_names)
     except AblationError as exc:
         raise CliError(str(exc)) from None
-    path = cache_file(loaded, dataset, args.layer, seeds, points, settings.cache.dir)
-    doc = None if args.no_cache else load_cached(path)
-    if doc is not None and args.method in ("auto", doc.get("method")):
-        doc["cached"] = True
-        print(f"ablate: cached result {path}", file=sys.stderr)
+    bar = _Bar()
+    try:
+        doc = curves_document(
+            loaded, dataset, str(args.dataset), args.layer, seeds=seeds, points=points,
+            batch_size=batch, max_pixels=settings.source.max_image_pixels,
+            cache_dir=settings.cache.dir, method=args.method, use_cache=not args.no_cache,
+            progress=bar,
+        )
+    except AblationError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        bar.close()
+    if doc["cached"]:
+        print(f"ablate: cached result {doc['cache_file']}", file=sys.stderr)
     else:
-        bar = _Bar()
-        try:
-            result = ablation_curves(
-                loaded.module,
-                image_batches(loaded, dataset, batch, settings.source.max_image_pixels),
-                args.layer, total=len(dataset.paths), seeds=seeds, points=points,
-                method=args.method, progress=bar,
-            )
-        except AblationError as exc:
-            raise CliError(str(exc)) from None
-        finally:
-            bar.close()
-        print(f"ablate: {result.note}", file=sys.stderr)
-        doc = result.to_json()
-        doc.update(model=loaded.name, device=str(loaded.device), dataset=str(args.dataset),
-                   class_folders=dataset.folders)
-        save_cached(path, doc)
-        doc["cached"] = False
-    doc["cache_file"] = str(path)
+        print(f"ablate: {doc['method_note']}", file=sys.stderr)
+    for path in doc.get("skipped", []):
+        print(f"ablate: skipped unreadable {path}", file=sys.stderr)
     if args.json:
         print_json(doc)
         return 0

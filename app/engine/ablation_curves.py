@@ -539,3 +539,31 @@ def load_cached(path: Path) -> dict[str, Any] | None:
 
 def save_cached(path: Path, doc: dict[str, Any]) -> None:
     atomic_write_json(path, doc)
+
+
+def curves_document(
+    loaded: LoadedModel, dataset: Dataset, folder: str, layer: str, *, seeds: int, points: int,
+    batch_size: int, max_pixels: int, cache_dir: str = "", method: str = "auto",
+    use_cache: bool = True, progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """The curves of `layer` on `dataset` as a JSON document: from the cache when an equal
+    analysis is stored there (`cached`: True), else computed and stored atomically."""
+    path = cache_file(loaded, dataset, layer, seeds, points, cache_dir)
+    doc = load_cached(path) if use_cache else None
+    if doc is not None and method in ("auto", doc.get("method")):
+        doc["cached"] = True
+    else:
+        batches = image_batches(loaded, dataset, batch_size, max_pixels)
+        result = ablation_curves(
+            loaded.module, batches, layer, total=len(dataset.paths), seeds=seeds,
+            points=points, method=method, progress=progress, should_stop=should_stop,
+        )
+        doc = result.to_json()
+        doc.update(model=loaded.name, device=str(loaded.device), dataset=folder,
+                   class_folders=dataset.folders,
+                   skipped=sorted(batches.skipped))  # type: ignore[attr-defined]
+        save_cached(path, doc)
+        doc["cached"] = False
+    doc["cache_file"] = str(path)
+    return doc
