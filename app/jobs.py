@@ -13,7 +13,7 @@ import dataclasses
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from app.core.messages import (
 from app.core.settings import Settings
 from app.core.topk import load_scan
 from app.engine.cache import cache_root, model_key
+from app.engine.featurevis.render import RenderProgress, render_units
 from app.engine.featurevis.truncate import private_copy
 from app.engine.models import LoadedModel
 
@@ -129,20 +130,24 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOB_NICENESS)
 
 
+def _renders(settings: Settings, loaded: LoadedModel, layer: str, units: Sequence[int],
+             cancel: threading.Event) -> Iterator[RenderProgress]:
+    """Preferred images of `units` with the settings' preset, cached; on a private copy."""
+    r = settings.render
+    return render_units(private_model(loaded), layer, units, preset=r.preset,
+                        steps=r.steps or None, size=r.size or None, seed=r.seed,
+                        cancel=cancel, cache_root=cache_root(settings.cache.dir),
+                        batch_size=r.batch_size)
+
+
 def render_unit_job(settings: Settings, loaded: LoadedModel, layer: str, unit: int,
                     emit: Emit) -> Callable[[threading.Event], str]:
     """Patches at once, then the preferred image: from the cache, or rendered with previews."""
-    from app.engine.featurevis.render import render_units
 
     def work(cancel: threading.Event) -> str:
         patches, best = unit_patches(settings, loaded, layer, unit)
         emit(patches)
-        r = settings.render
-        root = cache_root(settings.cache.dir)
-        model = private_model(loaded)
-        for p in render_units(model, layer, [unit], preset=r.preset, steps=r.steps or None,
-                              size=r.size or None, seed=r.seed, cancel=cancel,
-                              cache_root=root):
+        for p in _renders(settings, loaded, layer, [unit], cancel):
             if cancel.is_set():
                 break
             emit(PreferredImage(layer, unit, p.images[0], float(p.activations[0]), p.step,
@@ -154,17 +159,10 @@ def render_unit_job(settings: Settings, loaded: LoadedModel, layer: str, unit: i
 
 def render_layer_job(settings: Settings, loaded: LoadedModel, layer: str, channels: int,
                      emit: Emit) -> Callable[[threading.Event], str]:
-    from app.engine.featurevis.render import render_units
-
     def work(cancel: threading.Event) -> str:
-        r = settings.render
         done = 0
-        model = private_model(loaded)
         emit(JobProgress(JobKind.RENDER_LAYER, 0, channels, f"rendering {layer}…"))
-        for p in render_units(model, layer, range(channels), preset=r.preset,
-                              steps=r.steps or None, size=r.size or None, seed=r.seed,
-                              cancel=cancel, cache_root=cache_root(settings.cache.dir),
-                              batch_size=r.batch_size):
+        for p in _renders(settings, loaded, layer, range(channels), cancel):
             if p.final:
                 done += len(p.units)
                 emit(JobProgress(JobKind.RENDER_LAYER, done, channels,

@@ -27,6 +27,7 @@ from app.engine.attribution import Attributor, saliency_to_uint8
 from app.engine.live_topk import LiveTopK
 from app.engine.models import LoadedModel
 from app.engine.preprocess import frame_to_tensor, prepare_batch
+from app.engine.receptive_field import receptive_field
 from app.engine.recorder import ActivationRecorder, default_layer, discover_layers
 from app.engine.tiling import normalize_on_device, tile_on_device
 
@@ -149,8 +150,6 @@ class FrameProcessor:
             self._live_layer = layer
             self._live_changes += 1
         if frame_id is not None:
-            from app.engine.receptive_field import receptive_field
-
             rf = receptive_field(self.loaded.module, layer, self.loaded.preprocess.size)
             if self.live_topk.update(acts, frame_id, image, crop, rf):
                 self._live_changes += 1
