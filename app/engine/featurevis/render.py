@@ -84,7 +84,7 @@ class Renderer:
                  cache_root: Path | None = None) -> None:
         self.device = torch.device(device) if device is not None else loaded.device
         self.layer = layer
-        self.truncated = TruncatedModel(loaded.module, layer, self.device)
+        self.truncated = TruncatedModel(loaded.module, layer, self.device, fast=True)
         pre = loaded.preprocess
         self._mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1)

@@ -1,0 +1,113 @@
+"""Folding eval-mode batch norms into convolutions on a private copy (gradient ascent's model)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from app.engine.featurevis.truncate import TruncatedModel
+from app.engine.fold_bn import find_pairs, fold_batchnorms
+
+CPU = torch.device("cpu")
+
+
+def _run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x)
+
+
+def _randomize_bn_stats(net: nn.Module) -> nn.Module:
+    """Batch norms whose fold is not the identity: random running stats and affine params."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g))
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.randn(n, generator=g))
+                m.bias.copy_(torch.randn(n, generator=g))
+    return net.eval()
+
+
+class Chain(nn.Module):
+    """conv→bn→relu6, a biased depthwise conv→bn, then a conv with no norm after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+                                  nn.ReLU6())
+        self.dw = nn.Conv2d(8, 8, 3, stride=2, groups=8, bias=True)
+        self.bn = nn.BatchNorm2d(8)
+        self.out = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.bn(self.dw(self.stem(x))))
+
+
+class Skip(Chain):
+    """The depthwise conv's raw output also feeds a skip: folding it would change the sum."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dw(self.stem(x))
+        return self.out(self.bn(y) + y)
+
+
+def test_fold_keeps_outputs_and_removes_every_batch_norm():
+    net = _randomize_bn_stats(Chain())
+    x = torch.randn(2, 3, 17, 17)
+    with torch.no_grad():
+        before = net(x)
+    assert fold_batchnorms(net, x, _run) == 2
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    assert isinstance(net.stem[1], nn.Identity) and isinstance(net.bn, nn.Identity)
+    assert net.stem[0].bias is not None and not net.stem[0].bias.requires_grad
+    with torch.no_grad():
+        after = net(x)
+    assert torch.allclose(after, before, atol=1e-5, rtol=1e-5)
+    # input gradients, what gradient ascent uses, agree too
+    net2 = _randomize_bn_stats(Chain())
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    net2(xa).square().sum().backward()
+    net(xb).square().sum().backward()
+    assert torch.allclose(xa.grad, xb.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_fold_is_undone_when_a_conv_output_is_used_elsewhere():
+    net = _randomize_bn_stats(Skip())
+    x = torch.randn(1, 3, 17, 17)
+    with torch.no_grad():
+        before = net(x)
+    assert len(find_pairs(net, x, _run)) == 2  # the hooks cannot see the skip ...
+    assert fold_batchnorms(net, x, _run) == 0  # ... the numeric check can, and undoes all
+    assert isinstance(net.bn, nn.BatchNorm2d) and isinstance(net.stem[1], nn.BatchNorm2d)
+    assert net.dw.bias is not None and net.stem[0].bias is None
+    with torch.no_grad():
+        assert torch.equal(net(x), before)
+
+
+def test_kept_modules_and_training_mode_are_left_alone():
+    net = _randomize_bn_stats(Chain())
+    x = torch.randn(1, 3, 9, 9)
+    assert fold_batchnorms(net, x, _run, keep=[net.dw]) == 1  # the target conv keeps its output
+    assert isinstance(net.bn, nn.BatchNorm2d)
+    train = Chain().train()
+    assert fold_batchnorms(train, x, _run) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer", ["_blocks.8", "_blocks.8._project_conv", "_blocks.3._bn1"])
+def test_fast_truncated_copy_of_the_bundled_model_gives_the_same_layer(layer):
+    from app.engine.models import load_bundled
+
+    loaded = load_bundled(CPU)
+    x = torch.rand(2, 3, 160, 160, generator=torch.Generator().manual_seed(0))
+    plain = TruncatedModel(loaded.module, layer, CPU)
+    fast = TruncatedModel(loaded.module, layer, CPU, fast=True)
+    with torch.no_grad():
+        want, got = plain(x), fast(x)  # the first call folds
+    assert fast.folded >= 8 and fast.channels_last
+    assert torch.allclose(got, want, atol=1e-4 * float(want.abs().max()))
+    # the live model is untouched: still every batch norm it had
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in loaded.module.modules()) == 49
