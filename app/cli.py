@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from app.core.malloc_tuning import keep_freed_memory
 from app.core.settings import Settings, SettingsError, load_settings, with_overrides
 from app.core.units import UnitSpecError
 
@@ -272,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     is_sub = bool(args_list) and args_list[0] in COMMANDS
     args = (sub if is_sub else live).parse_args(args_list)
     handler = COMMANDS[args.command] if is_sub else cmd_live
+    # before torch allocates anything: every forward/backward reuses freed buffers from then on
+    keep_freed_memory()
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.capture.images import read_image  # noqa: E402
+from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
 from app.core.messages import ViewState  # noqa: E402
 from app.engine.attribution import MODES, Attributor, saliency_to_uint8  # noqa: E402
 from app.engine.device import pick_device  # noqa: E402
@@ -54,6 +55,7 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    keep_freed_memory()  # as `deepvis` does at start
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
 from app.engine.featurevis import get_preset, render_units  # noqa: E402
 from app.engine.featurevis.render import Renderer  # noqa: E402
 from app.engine.models import load_bundled  # noqa: E402
@@ -97,6 +98,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    # as `deepvis` does at start; one process, so lucent's allocations get it too
+    keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     lucent = import_lucent(args.lucent_path)
