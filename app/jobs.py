@@ -132,9 +132,13 @@ def _lower_priority() -> None:
 
 def _renders(settings: Settings, loaded: LoadedModel, layer: str, units: Sequence[int],
              cancel: threading.Event) -> Iterator[RenderProgress]:
-    """Preferred images of `units` with the settings' preset, cached; on a private copy."""
+    """Preferred images of `units` with the settings' preset, cached.
+
+    No `private_model` here: the renderer makes its own private copy (and then folds and
+    re-lays it out for speed, which only a copy may do); a second copy would only cost time.
+    """
     r = settings.render
-    return render_units(private_model(loaded), layer, units, preset=r.preset,
+    return render_units(loaded, layer, units, preset=r.preset,
                         steps=r.steps or None, size=r.size or None, seed=r.seed,
                         cancel=cancel, cache_root=cache_root(settings.cache.dir),
                         batch_size=r.batch_size)
