@@ -10,12 +10,37 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    """The process umask. Linux reports it in /proc; elsewhere the only way to read it is to
+    set it and set it back, which is briefly wrong for other threads creating files."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call `write(f)` on a temp file in `path`'s folder, fsync it, rename it over `path`."""
+    """Call `write(f)` on a temp file in `path`'s folder, fsync it, rename it over `path`.
+
+    The result gets the permissions a plain `open(path, "w")` would give (the file's own if it
+    existed, else 0o666 less the umask): mkstemp's private 0o600 would leave exported images
+    unreadable to anyone else.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        if hasattr(os, "fchmod"):  # POSIX; Windows files have no such bits to fix
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
