@@ -71,6 +71,7 @@ def test_models_lists_the_bundled_model_as_offline(capsys):
     (["--settings", "/no/such.toml"], "settings file not found"),
     (["--unit", "-3"], "--unit must not be negative"),
     (["--bogus"], "unrecognized arguments"),
+    (["render", "--layer", "_blocks.4", "--units", "1", "--sheet", "s.jpg"], "written as a .png"),
 ])
 def test_bad_arguments_exit_2_with_one_line(capsys, argv, fragment):
     with pytest.raises(SystemExit) as exc:

@@ -485,18 +485,27 @@ def test_preferred_images_beat_the_best_real_photo(bundled):
 
 @pytest.mark.slow
 def test_render_command_writes_pngs_and_json(tmp_path, capsys):
+    from app.capture.images import read_image
     from app.cli import main
 
     settings = tmp_path / "s.toml"
     settings.write_text(f"[cache]\ndir = '{tmp_path / 'cache'}'\n")
     argv = ["render", "--layer", "_blocks.4", "--units", "1,3", "--steps", "4", "--size", "32",
-            "--out", str(tmp_path / "out"), "--settings", str(settings), "--json"]
+            "--out", str(tmp_path / "out"), "--settings", str(settings), "--json",
+            "--sheet", str(tmp_path / "sheet.png")]
     assert main(argv) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [u["unit"] for u in doc["units"]] == [1, 3] and doc["preset"] == "fast"
+    sheet = read_image(tmp_path / "sheet.png", 10_000_000)
     for row in doc["units"]:
-        assert (tmp_path / "out" / f"_blocks.4_unit{row['unit']:04d}.png").is_file()
+        unit_png = read_image(tmp_path / "out" / f"_blocks.4_unit{row['unit']:04d}.png",
+                              10_000_000)
+        assert unit_png.shape == (32, 32, 3)
         assert row["activation"] > 0 and "best_dataset_activation" in row
+        # the sheet holds each unit's image as written
+        found = any(np.array_equal(sheet[y : y + 32, x : x + 32], unit_png)
+                    for y in range(sheet.shape[0] - 31) for x in range(0, sheet.shape[1] - 31))
+        assert found, row["unit"]
     assert main(argv) == 0  # second time from the cache
     assert all(u["cached"] for u in json.loads(capsys.readouterr().out)["units"])
     assert main(["render", "--layer", "_blocks.4", "--units", "0-99",

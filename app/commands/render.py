@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed (default: settings)")
     p.add_argument("--batch", type=int, help="units optimized together (default: settings)")
     p.add_argument("--out", type=Path, default=Path("renders"), help="folder for the PNGs")
+    p.add_argument("--sheet", type=Path, metavar="PNG",
+                   help="also write all units in one labelled grid image (a contact sheet)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--json", action="store_true")
 
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"{flag} must be positive")
     if args.size is not None and args.size < 16:
         raise CliError("--size must be at least 16 pixels")
+    if args.sheet is not None and args.sheet.suffix.lower() != ".png":
+        raise CliError(f"--sheet {args.sheet}: the contact sheet is written as a .png")
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out} exists and is not a folder")
     parse_units(args.units)  # a bad spec fails before the model loads
@@ -122,13 +126,24 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"unit": u, "activation": round(activation, 6), "file": str(path),
                      "cached": was_cached, "activation_max": maxima.get(u),
                      "best_dataset_activation": None if best is None else best.get(u)})
+    if args.sheet is not None:
+        import numpy as np
+
+        from app.commands.contact_sheet import contact_sheet
+
+        sheet = contact_sheet(
+            np.stack([finals[u][0] for u in units]),
+            [f"{u}: {finals[u][1]:.1f}" for u in units],
+            title=f"{loaded.name} {args.layer} - {preset.name}, {preset.steps} steps, "
+                  f"{preset.size} px (unit: activation)")
+        atomic_write_bytes(args.sheet, encode_png(sheet))
     if args.json:
         print_json({
             "model": loaded.name, "layer": args.layer, "preset": preset.name,
             "objective": args.objective, "steps": preset.steps, "size": preset.size,
             "seed": seed, "device": str(loaded.device),
             "seconds": round(elapsed, 3), "seconds_per_unit": round(elapsed / len(units), 3),
-            "units": rows,
+            "units": rows, "sheet": None if args.sheet is None else str(args.sheet),
         })
         return 0
     for row in rows:
