@@ -259,6 +259,7 @@ def test_clicking_a_crop_opens_the_whole_image_with_its_box(qtbot, photos) -> No
     qtbot.mouseClick(tile, Qt.MouseButton.LeftButton, pos=tile.rect().center())
     dialog = w.patch_dialog
     qtbot.waitUntil(dialog.isVisible)
+    qtbot.waitUntil(lambda: not dialog.loading)  # decoded on a pool thread
     source = skimage_photo(patch.source.rsplit("/", 1)[-1].removesuffix(".png"))
     shown = qimage_to_rgb(dialog.image)
     assert shown.shape == source.shape  # the whole image, not the crop
@@ -401,3 +402,76 @@ def test_overlay_position_helpers_are_consistent(window: MainWindow) -> None:
     p = window.unit_pane.image.mapFromScene(window.unit_pane.scene_pos_of_cell(4, 6))
     assert (int(p.y()), int(p.x())) == (4, 6)
     assert isinstance(window.unit_pane.scene_pos_of_cell(0, 0), QPointF)
+
+
+def test_patch_source_is_decoded_off_the_gui_thread_and_stale_ones_dropped(qtbot, tmp_path,
+                                                                            monkeypatch):
+    import threading
+
+    from app.gui import patches_view
+    from app.gui.patches_view import PatchDialog
+    from app.gui.qimages import rgb_to_qimage
+
+    threads: list[int] = []
+    real = patches_view.load_source_image
+
+    def spy(path, box):
+        threads.append(threading.get_ident())  # not current_thread(): no dummy Thread left
+        return real(path, box)
+
+    monkeypatch.setattr(patches_view, "load_source_image", spy)
+    photo_a, photo_b = skimage_photo("astronaut"), skimage_photo("coffee")
+    import cv2
+
+    for name, img in (("a.png", photo_a), ("b.png", photo_b)):
+        cv2.imwrite(str(tmp_path / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    dialog = PatchDialog()
+    qtbot.addWidget(dialog)
+    a = Patch(photo_a[:10, :10].copy(), 1.0, str(tmp_path / "a.png"), (0, 0, 10, 10))
+    b = Patch(photo_b[:10, :10].copy(), 2.0, str(tmp_path / "b.png"), (0, 0, 10, 10))
+    dialog.show_patch(a)
+    assert dialog.loading and dialog.image.width() == 10  # the crop, at once
+    dialog.show_patch(b)  # a newer click before a's decode is shown
+    qtbot.waitUntil(lambda: not dialog.loading)
+    assert dialog.wait_idle()
+    qtbot.wait(20)  # a's late result, if any, has been delivered and must have been dropped
+    assert (dialog.image.height(), dialog.image.width()) == photo_b.shape[:2]
+    assert "activation 2.000" in dialog.caption.text()
+    # a's decode arriving now (a slow disk) must not replace b
+    dialog._loaded.done.emit(dialog._request - 1, rgb_to_qimage(photo_a), "late")
+    qtbot.wait(20)
+    assert (dialog.image.height(), dialog.image.width()) == photo_b.shape[:2]
+    assert threads and threading.main_thread().ident not in threads
+
+
+def test_load_source_image_applies_exif_orientation_and_bounds_huge_images(tmp_path):
+    from PIL import Image
+
+    from app.capture.images import read_image
+    from app.gui.patches_view import MAX_SOURCE_SIDE, load_source_image
+
+    # a phone photo stored landscape with "rotate 90° to show" in its EXIF (orientation 6)
+    stored = skimage_photo("coffee")  # 400×600
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif.tobytes())
+    scanned = read_image(tmp_path / "phone.jpg")  # what the scan computed its boxes on
+    assert scanned.shape[:2] == (600, 400)
+    image, where = load_source_image(str(tmp_path / "phone.jpg"), (10, 20, 50, 60))
+    assert (image.height(), image.width()) == scanned.shape[:2] and where == "400×600"
+
+    wide = np.zeros((64, MAX_SOURCE_SIDE * 2, 3), np.uint8)
+    wide[:, MAX_SOURCE_SIDE:] = 255  # right half white: the box's position is checkable
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    image, where = load_source_image(str(tmp_path / "wide.png"), (0, 0, 64, 64))
+    assert image.width() == MAX_SOURCE_SIDE and image.height() == 32
+    assert where == f"{MAX_SOURCE_SIDE * 2}×64, shown at {MAX_SOURCE_SIDE}×32"
+    shown = qimage_to_rgb(image)
+    assert shown[:, : MAX_SOURCE_SIDE // 2 - 2].max() > 0  # the (scaled) box on the black half
+    assert shown[5:-5, 40:MAX_SOURCE_SIDE // 2 - 2].max() == 0  # nothing drawn beyond it
+
+    missing, why = load_source_image(str(tmp_path / "gone.jpg"), (0, 0, 1, 1))
+    assert missing.isNull() and why == "not on disk"
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    bad, why = load_source_image(str(tmp_path / "bad.jpg"), (0, 0, 1, 1))
+    assert bad.isNull() and why

@@ -772,6 +772,7 @@ class MainWindow(QMainWindow):
         self.timer.stop()
         self._notice_timer.stop()
         self.backend.stop()
+        self.patch_dialog.wait_idle()  # a source image being decoded: at most one, bounded
 
     # ------------------------------------------------------------------ backend traffic
 
