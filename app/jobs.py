@@ -31,8 +31,8 @@ from app.core.settings import Settings
 from app.core.topk import load_scan
 from app.engine.cache import cache_root, model_key
 from app.engine.featurevis.render import RenderProgress, render_units
-from app.engine.featurevis.truncate import private_copy
 from app.engine.models import LoadedModel
+from app.engine.truncate import private_copy
 
 Emit = Callable[[object], None]
 JOB_NICENESS = 10

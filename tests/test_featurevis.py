@@ -20,10 +20,10 @@ from app.engine.featurevis import regularizers as reg
 from app.engine.featurevis import transforms as tf
 from app.engine.featurevis.presets import PRESETS, Preset, PresetError, get_preset
 from app.engine.featurevis.render import Renderer, cached_unit, image_seed, render_units
-from app.engine.featurevis.truncate import LayerNotReached, TruncatedModel
 from app.engine.models import LoadedModel
 from app.engine.preprocess import Preprocess
 from app.engine.recorder import ActivationRecorder
+from app.engine.truncate import LayerNotReached, TruncatedModel
 
 CPU = torch.device("cpu")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from app.engine.featurevis.truncate import TruncatedModel
 from app.engine.fold_bn import find_pairs, fold_batchnorms
+from app.engine.truncate import TruncatedModel
 
 CPU = torch.device("cpu")
 

@@ -23,7 +23,6 @@ once forward (with autograd) and once backward.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 
 from app.engine.models import LoadedModel
 from app.engine.recorder import split_layer_name
+from app.engine.truncate import LayerNotReached, forward_to, private_copy
 
 MODES: tuple[str, ...] = ("gradient", "deconvnet", "guided")
 
@@ -150,10 +150,6 @@ class _FunctionalRectifiers(TorchFunctionMode):
 
 # -- the attributor ------------------------------------------------------------------------
 
-class _Stop(Exception):  # control flow, not an error
-    """Raised by the target layer's hook: nothing above it is needed."""
-
-
 @dataclass(frozen=True)
 class Attribution:
     """One attribution of a unit to the input pixels (input = the model's crop)."""
@@ -162,19 +158,6 @@ class Attribution:
     signal: np.ndarray  # (3, H, W) float32, the back-propagated signal at the input
     position: tuple[int, ...]  # (y, x) in the layer's map that was attributed; () if 2-D
     value: float  # the unit's activation there
-
-
-def _strip_hooks(model: nn.Module) -> None:
-    # deepcopy copies hook dicts, and the hook closures still point at the live recorder
-    for m in model.modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
-                     "_backward_pre_hooks", "_forward_hooks_with_kwargs",
-                     "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called"):
-            d = getattr(m, attr, None)
-            if d is not None:
-                d.clear()
-
-
 
 
 class Attributor:
@@ -213,10 +196,7 @@ class Attributor:
         true gradient, exactly as autograd's own ReLU/ReLU6 backward does.
         """
         if self._model is None:
-            model = copy.deepcopy(self._source).eval()
-            _strip_hooks(model)
-            for p in model.parameters():
-                p.requires_grad_(False)
+            model = private_copy(self._source, x.device)
             swap_rectifiers(model, self._mode)
             self._rectifiers = [m for m in model.modules() if isinstance(m, RectifierWithRule)]
             self._model = model
@@ -246,34 +226,8 @@ class Attributor:
         """(3, H, W) back-propagated signal on x's device, the position used and its value."""
         if x.dim() != 4 or x.shape[0] != 1:
             raise AttributionError(f"expected a (1, 3, H, W) input, got {tuple(x.shape)}")
-        name, call = split_layer_name(layer)
         with torch.inference_mode(False), torch.enable_grad():
             model = self._private_model(x)
-            try:
-                target = model.get_submodule(name)
-            except AttributeError:
-                raise AttributionError(f"no layer named {name!r} in the model") from None
-            kept: list[torch.Tensor] = []
-
-            def stop(_m: nn.Module, _i: Any, output: Any) -> None:
-                kept.append(output)
-                if len(kept) > call:
-                    raise _Stop
-
-            def truncated(inp: torch.Tensor, mode: TorchFunctionMode | None) -> None:
-                kept.clear()
-                handle = target.register_forward_hook(stop)
-                try:
-                    if mode is None:
-                        model(inp)
-                    else:
-                        with mode:
-                            model(inp)
-                except _Stop:
-                    pass
-                finally:
-                    handle.remove()
-
             inp = x.detach().clone().requires_grad_(True)
             # Functional F.relu calls need a function mode (all torch calls then go through
             # Python, ~15 % slower). The first pass to a target runs with it and counts them;
@@ -282,12 +236,16 @@ class Attributor:
             functional = None
             if self._mode != "gradient" and self._functional.get(layer, True):
                 functional = _FunctionalRectifiers(self._mode)
-            truncated(inp, functional)
+            try:
+                out = forward_to(model, layer, inp, functional)
+            except KeyError:
+                raise AttributionError(
+                    f"no layer named {split_layer_name(layer)[0]!r} in the model") from None
+            except (LayerNotReached, TypeError):
+                raise AttributionError(
+                    f"layer {layer!r} was not run by the forward pass") from None
             if functional is not None:
                 self._functional[layer] = functional.calls > 0
-            if len(kept) <= call:
-                raise AttributionError(f"layer {layer!r} was not run by the forward pass")
-            out = kept[call]
             if not isinstance(out, torch.Tensor) or out.dim() not in (2, 4):
                 raise AttributionError(f"layer {layer!r} has no (N, C[, H, W]) output")
             if not 0 <= unit < out.shape[1]:

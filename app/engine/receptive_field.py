@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from app.engine.recorder import split_layer_name
+from app.engine.truncate import LayerNotReached, forward_to
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), half-open: rows y0..y1-1, cols x0..x1-1
 
@@ -251,39 +251,6 @@ def _positive_parameters(model: nn.Module) -> None:
                 b.fill_(1.0)
 
 
-class _Stop(Exception):
-    pass
-
-
-def _probe_outputs(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
-    """Forward `x` through `model` until `layer` (recorder naming) and return its output."""
-    name, wanted = split_layer_name(layer)
-    modules = dict(model.named_modules())
-    if name not in modules:
-        raise KeyError(f"no layer named {layer!r}")
-    seen = {"calls": 0}
-    caught: list[torch.Tensor] = []
-
-    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
-        if not isinstance(out, torch.Tensor) or out.dim() != 4:
-            return  # counted like ActivationRecorder counts `name:1`
-        if seen["calls"] == wanted:
-            caught.append(out)
-            raise _Stop
-        seen["calls"] += 1
-
-    handle = modules[name].register_forward_hook(hook)
-    try:
-        model(x)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    if not caught:
-        raise ValueError(f"layer {layer!r} produced no (N, C, H, W) output")
-    return caught[0]
-
-
 def measure_receptive_field(model: nn.Module, layer: str, input_size: int,
                             lin: nn.Module | None = None) -> ReceptiveField:
     """Measure row and column intervals of `layer` for a size×size input (uncached).
@@ -302,10 +269,13 @@ def measure_receptive_field(model: nn.Module, layer: str, input_size: int,
 
 def _measure(lin: nn.Module, layer: str, size: int, mode: _Support | None) -> ReceptiveField:
     def forward(x: torch.Tensor) -> torch.Tensor:
-        if mode is None:
-            return _probe_outputs(lin, layer, x)
-        with mode:
-            return _probe_outputs(lin, layer, x)
+        try:
+            out = forward_to(lin, layer, x, mode)
+        except (LayerNotReached, TypeError):
+            out = None
+        if out is None or out.dim() != 4:
+            raise ValueError(f"layer {layer!r} produced no (N, C, H, W) output")
+        return out
 
     with torch.no_grad():
         h, w = forward(torch.ones(1, 3, size, size)).shape[-2:]

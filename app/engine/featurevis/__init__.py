@@ -6,7 +6,6 @@ Small composable parts (as in lucent, our own code):
 - `transforms`: random pad/jitter/scale/rotate applied before each forward,
 - `regularizers`: Yosinski's step operators (L2 decay, blur, clipping) and penalties (TV),
 - `objectives`: channel mean, neuron, class logit, diversity, combined with + - *,
-- `truncate`: a private model copy whose forward stops at the target layer,
 - `presets`: named recipes ("yosinski2015", "lucid", "fast"),
 - `render`: the loop, as a cancellable generator with previews (`render_units`),
 - `render_cache`: finished images on disk.

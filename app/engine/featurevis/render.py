@@ -31,8 +31,8 @@ from app.engine.featurevis.param import make_param
 from app.engine.featurevis.presets import Preset, get_preset
 from app.engine.featurevis.render_cache import RenderKey, cached_render, store_render
 from app.engine.featurevis.transforms import standard_transforms
-from app.engine.featurevis.truncate import TruncatedModel
 from app.engine.models import LoadedModel
+from app.engine.truncate import TruncatedModel
 
 OBJECTIVES = ("channel", "neuron", "max")
 

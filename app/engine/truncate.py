@@ -1,20 +1,23 @@
-"""A private copy of a model whose forward pass stops at one layer.
+"""Forward passes that stop at one layer, on private copies of the live model.
 
-Gradient ascent on a unit of a middle layer needs nothing above that layer; running it anyway
-costs (in EfficientNet-Lite0) as much again as the layers below. `TruncatedModel` stores the
-target module's output in a forward hook and raises a private exception to leave the forward
-at once, which works for any network, sequential or not. It runs on a deep copy whose
-parameters do not require gradients and whose copied hooks are dropped, so the live model, its
-recorder hooks and its `requires_grad` flags are never touched.
+Gradient ascent, attribution and receptive-field probes on a unit of a middle layer need
+nothing above that layer; running it anyway costs (in EfficientNet-Lite0) as much again as
+the layers below. `forward_to` keeps the target module's output in a forward hook and raises
+a private exception to leave the forward at once, which works for any network, sequential or
+not. `private_copy` gives the deep copy such work runs on: parameters frozen, the live
+model's hooks not copied, so the live model, its recorder hooks and its `requires_grad` flags
+are never touched. `TruncatedModel` puts the two together for repeated calls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from app.engine.fold_bn import fold_batchnorms
 from app.engine.recorder import split_layer_name
@@ -56,6 +59,48 @@ def private_copy(model: nn.Module, device: torch.device) -> nn.Module:
     return clone.eval().to(device)
 
 
+def forward_to(model: nn.Module, layer: str, x: torch.Tensor,
+               mode: TorchFunctionMode | None = None) -> torch.Tensor:
+    """`layer`'s output for `model(x)`; the forward ends there, nothing above it runs.
+
+    `layer` is a dotted module name; `name:k` is its k-th call in the pass (0-based, as the
+    recorder names repeated calls). `mode`, if given, is active during the forward. Raises
+    KeyError for an unknown module, LayerNotReached if the pass never got there, TypeError
+    if the layer does not output a tensor.
+    """
+    name, wanted = split_layer_name(layer)
+    try:
+        target = model.get_submodule(name)
+    except AttributeError:
+        raise KeyError(f"no layer named {name!r} in the model") from None
+    calls = 0
+    caught: list[torch.Tensor] = []
+
+    def hook(_m: nn.Module, _inputs: Any, output: Any) -> None:
+        nonlocal calls
+        if calls == wanted:
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(f"layer {layer!r} does not output a tensor")
+            caught.append(output)
+            raise _Stop
+        calls += 1
+
+    handle = target.register_forward_hook(hook)
+    try:
+        with mode if mode is not None else contextlib.nullcontext():
+            model(x)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    if not caught:
+        raise LayerNotReached(
+            f"layer {layer!r} did not run in the forward pass "
+            "(TorchScript models run their submodules without hooks)"
+        )
+    return caught[0]
+
+
 class TruncatedModel:
     """`tm(x)` returns the output of `layer` for input `x`; nothing above it runs.
 
@@ -73,13 +118,11 @@ class TruncatedModel:
         self.device = device
         self.model = private_copy(model, device) if copy_model else model
         self.layer = layer
-        name, self._call = split_layer_name(layer)
-        modules = dict(self.model.named_modules())
-        if name not in modules:
-            raise KeyError(f"no layer named {name!r} in the model")
-        self._target = modules[name]
-        self._calls = 0
-        self._out: torch.Tensor | None = None
+        name, _call = split_layer_name(layer)
+        try:
+            self._target = self.model.get_submodule(name)
+        except AttributeError:
+            raise KeyError(f"no layer named {name!r} in the model") from None
         self.channels_last = False
         self.folded = 0
         # applied on the first call, with that call's input as the fold's check: a render
@@ -100,15 +143,6 @@ class TruncatedModel:
             self.model.to(memory_format=torch.channels_last)
             self.channels_last = True
 
-    def _hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
-        call = self._calls
-        self._calls += 1
-        if call == self._call:
-            if not isinstance(output, torch.Tensor):
-                raise TypeError(f"layer {self.layer!r} does not output a tensor")
-            self._out = output
-            raise _Stop
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._speed_up_pending:
             self._speed_up_pending = False
@@ -117,18 +151,4 @@ class TruncatedModel:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.layer == "":
             return self.model(x)
-        self._calls, self._out = 0, None
-        handle = self._target.register_forward_hook(self._hook)
-        try:
-            self.model(x)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        out, self._out = self._out, None
-        if out is None:
-            raise LayerNotReached(
-                f"layer {self.layer!r} did not run in the forward pass "
-                "(TorchScript models run their submodules without hooks)"
-            )
-        return out
+        return forward_to(self.model, self.layer, x)
