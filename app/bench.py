@@ -148,6 +148,21 @@ def gui_update_ms(settings: Settings, result: Result, calls: int = 200) -> float
     return statistics.median(times)
 
 
+def start_live_worker(processor: FrameProcessor) -> tuple[
+        InferenceWorker, LatestSlot[Frame], LatestSlot[Result], list[str]]:
+    """The live pipeline as the app wires it, started on the default layer:
+    (worker, frame slot to feed, result slot to take from, errors it reported)."""
+    frames_slot: LatestSlot[Frame] = LatestSlot()
+    results: LatestSlot[Result] = LatestSlot()
+    errors: list[str] = []
+    worker = InferenceWorker(frames_slot, results, on_error=errors.append)
+    frames_slot.listener = worker.poke
+    worker.set_model(processor)
+    worker.set_view(ViewState(layer=processor.default_layer))
+    worker.start()
+    return worker, frames_slot, results, errors
+
+
 def run_bench(settings: Settings, source: str | None = None, frames: int = 120,
               size: int | None = None, rounds: int = 7, with_gui: bool = True) -> dict[str, Any]:
     if settings.bench.threads:
@@ -166,14 +181,7 @@ def run_bench(settings: Settings, source: str | None = None, frames: int = 120,
     # worker owns (and unhooks) the processor once it has run
     widest = max(processor.layers, key=lambda info: info.shape[0])
     gui_result = _one_result(processor, images[0], ViewState(layer=widest.name))
-    frames_slot: LatestSlot[Frame] = LatestSlot()
-    results: LatestSlot[Result] = LatestSlot()
-    errors: list[str] = []
-    worker = InferenceWorker(frames_slot, results, on_error=errors.append)
-    frames_slot.listener = worker.poke
-    worker.set_model(processor)
-    worker.set_view(ViewState(layer=processor.default_layer))
-    worker.start()
+    worker, frames_slot, results, errors = start_live_worker(processor)
     bare, pipe = [], []
     try:
         bare_fps(loaded, xs, settings.bench.warmup)

@@ -29,13 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from app.bench import load_frames, pipeline_fps  # noqa: E402
+from app.bench import load_frames, pipeline_fps, start_live_worker  # noqa: E402
 from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
-from app.core.messages import Frame, JobProgress, Result, ViewState  # noqa: E402
+from app.core.messages import JobKind, JobProgress  # noqa: E402
 from app.core.settings import load_settings, with_overrides  # noqa: E402
-from app.core.slot import LatestSlot  # noqa: E402
 from app.engine.models import load_model  # noqa: E402
-from app.engine.worker import FrameProcessor, InferenceWorker  # noqa: E402
+from app.engine.worker import FrameProcessor  # noqa: E402
 from app.jobs import Jobs, render_layer_job  # noqa: E402
 
 
@@ -51,8 +50,6 @@ def render_in_background(settings, loaded, layer: str, channels: int, niced: boo
     started = time.perf_counter()
     if niced:
         jobs = Jobs(lambda _m: None)
-        from app.core.messages import JobKind
-
         jobs.start(JobKind.RENDER_LAYER, work)
 
         def stop() -> float:
@@ -97,14 +94,7 @@ def main() -> int:
     images = load_frames(None, settings)
     processor = FrameProcessor(loaded, settings.view.top_k)
     channels = next(i.shape[0] for i in processor.layers if i.name == args.layer)
-    frames_slot: LatestSlot[Frame] = LatestSlot()
-    results: LatestSlot[Result] = LatestSlot()
-    errors: list[str] = []
-    worker = InferenceWorker(frames_slot, results, on_error=errors.append)
-    frames_slot.listener = worker.poke
-    worker.set_model(processor)
-    worker.set_view(ViewState(layer=processor.default_layer))
-    worker.start()
+    worker, frames_slot, results, errors = start_live_worker(processor)
     live: dict[str, list[float]] = {"alone": [], "render niced": [], "render normal": []}
     render: dict[str, list[float]] = {"render niced": [], "render normal": []}
     try:
