@@ -3,7 +3,8 @@
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot_analyses.py [OUT_DIR]
 
 Scans the bundled sample photos, selects a unit, turns on guided backprop, deletes two
-units, computes ablation curves, and grabs the window twice (unit tabs, ablation tab).
+units, opens a top patch's source image, computes ablation curves, and grabs the window
+twice (unit tabs, ablation tab) and the patch dialog once.
 The cache goes to a temporary folder, so nothing of the user's is touched.
 """
 
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from PyQt6.QtCore import Qt
 from PyQt6.QtTest import QTest
 from PyQt6.QtWidgets import QApplication
 
@@ -79,6 +81,14 @@ def main() -> int:
         window.unit_pane.tabs.setCurrentIndex(1)  # Top patches
         QTest.qWait(500)
         window.save_screenshot(out / "analyses.png")
+        # a dataset patch clicked: its whole source image, box drawn, decoded off-thread
+        tile = window.patches_view.dataset.grid.tiles[0]
+        QTest.mouseClick(tile, Qt.MouseButton.LeftButton, pos=tile.rect().center())
+        dialog = window.patch_dialog
+        wait_for(lambda: dialog.isVisible() and not dialog.loading)
+        QTest.qWait(300)
+        dialog.grab().save(str(out / "patch_source.png"))
+        dialog.hide()
         session.start_ablation(str(ROOT / "assets" / "samples"), LAYER)
         wait_for(lambda: JobKind.ABLATE in finished, timeout=600)
         window.unit_pane.tabs.setCurrentIndex(2)  # Preferred
@@ -87,7 +97,7 @@ def main() -> int:
         window.save_screenshot(out / "ablation.png")
     finally:
         window.close()
-    print(f"wrote {out / 'analyses.png'} and {out / 'ablation.png'}")
+    print(f"wrote {out / 'analyses.png'}, {out / 'patch_source.png'} and {out / 'ablation.png'}")
     return 0
 
 

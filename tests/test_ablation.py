@@ -321,6 +321,48 @@ def test_untraceable_models_fall_back_to_the_naive_loop():
     assert runner.method == "naive" and "naive loop" in note
 
 
+def test_tracing_a_cut_leaves_other_threads_models_running():
+    """torch.fx patches nn.Module.__call__ for every thread while it traces; the live worker
+    runs the live model meanwhile and must neither fail nor be traced."""
+    import threading
+
+    tracing, live_ran = threading.Event(), threading.Event()
+
+    class Pausing(nn.Module):  # traced through (it contains the cut), so its code runs
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            tracing.set()
+            live_ran.wait(5.0)
+            return self.inner(x)
+
+    class Wrapped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = Pausing()
+            self.head = nn.Conv2d(4, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.block(x))
+
+    cuts: list[object] = []
+    tracer = threading.Thread(target=lambda: cuts.append(cut_at(Wrapped().eval(), "block.inner.0")))
+    tracer.start()
+    try:
+        assert tracing.wait(5.0)
+        live = TinyNet().eval()  # the "live model", on this thread, mid-trace
+        with torch.no_grad():
+            out = live(tiny_input())
+    finally:
+        live_ran.set()
+        tracer.join()
+    with torch.no_grad():
+        assert torch.equal(out, TinyNet().eval()(tiny_input()))
+    assert len(cuts) == 1 and cuts[0].live  # the trace itself still worked
+
+
 def test_class_folders_match_names_and_indices(tmp_path):
     names = ("tench", "tiger cat", "crane", "crane", "Egyptian cat")
     assert match_class("Tiger_Cat", names) == 1 and match_class("tiger-cat", names) == 1

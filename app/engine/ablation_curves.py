@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -59,11 +60,33 @@ class _CutTracer(fx.Tracer):
 
     Leaves are called as they are, so their code never has to be traceable (e.g. padding
     computed from the input's shape): the graph is as coarse as the cut allows.
+
+    While it traces, torch.fx swaps `nn.Module.__call__` and `__getattr__` for *every*
+    thread. The live worker runs the live model at that very moment, and its module calls
+    reached this tracer, which refused modules outside the traced copy ("NameError: module is
+    not installed as a submodule": a failed frame each time ablation curves started). Calls
+    from any other thread are passed straight through.
     """
 
     def __init__(self, ancestors: set[str]) -> None:
         super().__init__()
         self.ancestors = ancestors
+        self._thread = threading.get_ident()
+
+    def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+        self._thread = threading.get_ident()
+        return super().trace(root, concrete_args)
+
+    def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+        if threading.get_ident() != self._thread:
+            return forward(*args, **kwargs)  # another thread's model, running for real
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        if threading.get_ident() != self._thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return module_qualified_name not in self.ancestors
