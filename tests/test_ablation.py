@@ -22,6 +22,7 @@ from app.core.selectivity import (
 from app.engine.ablation import (
     Ablation,
     AblationError,
+    ForkError,
     RunningChannelMeans,
     parse_ablation,
     parse_ablations,
@@ -107,6 +108,58 @@ def test_mean_ablation_uses_the_running_means_of_intact_outputs():
     fixed = {"relu": torch.tensor([7.0, 8.0, 9.0])}
     with Ablation(net, {"relu": [0]}, mode="mean", means=fixed):
         assert net(ones(1.0)).tolist() == [[7.0 + 3.0, 2.0 + 3.0]]
+
+
+@torch.no_grad()
+def test_a_forked_pass_gives_intact_and_ablated_logits_at_once():
+    net = Known().eval()
+    with Ablation(net, {"relu": [2]}) as abl:
+        with abl.forked():
+            both = net(ones())
+        assert both.tolist() == [[4.0, 5.0], [1.0, 2.0]]  # [intact; unit 2 deleted]
+        assert net(ones()).tolist() == [[1.0, 2.0]]  # outside `forked`: one ablated row
+        abl.set("relu", [])
+        with abl.forked():
+            assert net(ones()).tolist() == [[4.0, 5.0]]  # nothing deleted: no fork
+
+
+@torch.no_grad()
+def test_forked_mean_ablation_keeps_intact_statistics_above_the_fork():
+    class Two(nn.Module):  # relu1 deleted first; relu2's means must see intact rows only
+        def __init__(self) -> None:
+            super().__init__()
+            self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu2(self.relu1(x) * 2)
+
+    net = Two().eval()
+    x = torch.tensor([1.0, 2.0]).view(1, 2, 1, 1)
+    means = RunningChannelMeans()
+    with Ablation(net, {"relu1": [0]}, mode="mean", means=means) as abl:
+        abl.watch("relu2")
+        means.update("relu1", torch.tensor([5.0, 0.0]).view(1, 2, 1, 1))
+        with abl.forked():
+            both = net(x)
+        assert both.flatten(1).tolist() == [[2.0, 4.0], [(1.0 + 5.0) / 2 * 2, 4.0]]
+        assert means.mean("relu2").tolist() == [2.0, 4.0]  # from the intact row alone
+
+
+@torch.no_grad()
+def test_a_deletion_on_a_branch_the_fork_does_not_reach_is_refused():
+    class Branches(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.ReLU(), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.a(x) + self.b(x)  # b runs on the un-forked batch
+
+    net = Branches().eval()
+    x = torch.ones(1, 2, 1, 1)
+    abl = Ablation(net, {"a": [0], "b": [1]})
+    with abl, abl.forked(), pytest.raises(ForkError, match="b"):
+        net(x)
 
 
 def test_running_means_with_momentum_follow_the_scene():

@@ -247,3 +247,34 @@ def test_live_top_k_follows_fresh_frames_only(processor):
     # the best value is the unit's max on the better of the two frames
     best = max(first.unit_max[unit], second.unit_max[unit])
     assert values[0] == pytest.approx(float(best), rel=1e-5)
+
+
+def test_live_ablation_in_one_forked_pass_equals_two_passes(processor):
+    """The worker gets intact and ablated predictions from one pass with the batch doubled
+    at the deleted layer; the result must be what two separate passes give."""
+    base = processor.process(chelsea(), ViewState(layer="_blocks.4", unit=0))
+    deleted = (("_blocks.4", (0, 3, 7, 12)), ("_blocks.8", (5, 9)))
+    above = ViewState(layer="_blocks.11", unit=2, ablated=deleted)  # shown: above the fork
+
+    def run(two_passes: bool):
+        processor._fork_failed = deleted if two_passes else None
+        calls = []
+        original = processor.recorder.run
+        processor.recorder.run = lambda x, *a: calls.append(x.shape[0]) or original(x, *a)
+        try:
+            return processor.process(chelsea(), above), calls
+        finally:
+            processor.recorder.run = original
+
+    forked, forked_calls = run(two_passes=False)
+    twice, twice_calls = run(two_passes=True)
+    assert len(forked_calls) == 1 and len(twice_calls) == 2
+    probs = lambda preds: [(p.index, round(p.probability, 4)) for p in preds]  # noqa: E731
+    assert probs(forked.predictions) == probs(twice.predictions)
+    assert probs(forked.intact_predictions) == probs(twice.intact_predictions)
+    assert probs(forked.intact_predictions) == probs(base.predictions)
+    assert probs(forked.predictions) != probs(base.predictions)  # the deletions matter
+    # the grid above the fork shows the ablated network's activations, not the intact ones
+    np.testing.assert_allclose(forked.unit_max, twice.unit_max, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(forked.unit_map, twice.unit_map, rtol=1e-4, atol=1e-4)
+    processor.process(chelsea(), ViewState(layer="_blocks.4", unit=0))  # restore for others

@@ -97,6 +97,10 @@ class RunningChannelMeans:
                 d.pop(layer, None)
 
 
+class ForkError(RuntimeError):
+    """A forked pass met an ablated layer outside the doubled batch (a parallel branch)."""
+
+
 class Ablation(AbstractContextManager["Ablation"]):
     """Replaces channels of layers' outputs during every forward of `model` while entered.
 
@@ -107,6 +111,10 @@ class Ablation(AbstractContextManager["Ablation"]):
 
     The hooks run before any other forward hook on the layer, so an ActivationRecorder sees
     (and the live grid shows) the ablated output: what the rest of the network receives.
+
+    `forked()` gives the intact and the ablated network in one pass: the first layer with
+    deleted units doubles the batch, [intact; ablated], and everything above runs once on
+    both. Batch 2 costs the CPU ~1.1 passes where a second pass costs 2.
     """
 
     def __init__(
@@ -130,6 +138,8 @@ class Ablation(AbstractContextManager["Ablation"]):
         self._root_handle: torch.utils.hooks.RemovableHandle | None = None
         self._entered = False
         self.enabled = True  # False: hooks pass outputs through (see `paused`)
+        self._forking = False
+        self._fork_n: int | None = None  # this pass's batch size before it was doubled
         for layer, u in (units or {}).items():
             self._units[layer] = tuple(sorted(set(int(i) for i in u)))
             self._module(layer)  # unknown names fail here, not on the first frame
@@ -176,6 +186,19 @@ class Ablation(AbstractContextManager["Ablation"]):
         finally:
             self.enabled = was
 
+    @contextmanager
+    def forked(self) -> Iterator[None]:
+        """Passes inside return (2N, ...) for an (N, ...) input once an ablated layer ran:
+        rows [:N] the intact network's, [N:] the ablated one's. Rows stay (N, ...) if no unit
+        was deleted on the way (the intact and ablated outputs are the same then). Raises
+        ForkError (or the model's own shape error) where a branch that never saw the
+        doubled batch is ablated or merged with it: run two passes for such a model."""
+        was, self._forking = self._forking, True
+        try:
+            yield
+        finally:
+            self._forking = was
+
     # -- hooks --------------------------------------------------------------------------
     def __enter__(self) -> Ablation:
         try:
@@ -213,6 +236,7 @@ class Ablation(AbstractContextManager["Ablation"]):
 
     def _new_pass(self, *_: Any) -> None:
         self._calls.clear()
+        self._fork_n = None
 
     def _hook(self, layer: str) -> None:
         name, _ = split_layer_name(layer)
@@ -230,11 +254,21 @@ class Ablation(AbstractContextManager["Ablation"]):
             key = name if call == 0 else f"{name}:{call}"
             if key not in self._units:
                 return None
+            n = self._fork_n
+            doubled = n is not None and output.shape[0] == 2 * n
             if self.mode == "mean" and isinstance(self.means, RunningChannelMeans):
-                self.means.update(key, output)  # before ablation: intact statistics
+                # before ablation, from the intact rows only: intact statistics
+                self.means.update(key, output[:n] if doubled else output)
             if not self._units[key]:
                 return None
-            return self.apply(key, output)
+            if not self._forking:
+                return self.apply(key, output)
+            if n is None:  # the first deletion of this pass: fork here
+                self._fork_n = output.shape[0]
+                return torch.cat([output, self.apply(key, output)])
+            if not doubled:
+                raise ForkError(f"{key} runs on a branch the forked batch does not reach")
+            return torch.cat([output[:n], self.apply(key, output[n:])])
 
         return hook
 

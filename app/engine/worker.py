@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -22,7 +23,7 @@ from app.core.messages import (
 )
 from app.core.slot import LatestSlot
 from app.core.tiling import GridGeometry, grid_geometry
-from app.engine.ablation import Ablation
+from app.engine.ablation import Ablation, ForkError
 from app.engine.attribution import Attributor, saliency_to_uint8
 from app.engine.live_topk import LiveTopK
 from app.engine.models import LoadedModel
@@ -30,6 +31,8 @@ from app.engine.preprocess import frame_to_tensor, prepare_batch
 from app.engine.receptive_field import receptive_field
 from app.engine.recorder import ActivationRecorder, default_layer, discover_layers
 from app.engine.tiling import normalize_on_device, tile_on_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class FrameProcessor:
         # network receives; with nothing deleted they cost one dictionary lookup
         self.ablation = Ablation(loaded.module).__enter__()
         self._ablated: tuple[tuple[str, tuple[int, ...]], ...] = ()
+        # the deletions a forked pass failed on (a parallel branch): two passes for those
+        self._fork_failed: tuple[tuple[str, tuple[int, ...]], ...] | None = None
         self._attributor: Attributor | None = None
         self.attribution_error: str | None = None  # why attribution is unavailable, once
         # this session's best frames per unit of the selected layer, kept on the device
@@ -92,6 +97,24 @@ class FrameProcessor:
             g = grid_geometry(c, h, w, pad=1, aspect=key[1])
             self._geometries[key] = g
         return g
+
+    def _intact_and_ablated(self, x: torch.Tensor, view: ViewState,
+                            ) -> tuple[torch.Tensor, tuple[Prediction, ...]]:
+        """The ablated logits (1, classes) and the intact network's top-k, in one forked pass
+        (~1.1 forwards) where the model allows it, else in two."""
+        if self._fork_failed != view.ablated:
+            try:
+                with self.ablation.forked():
+                    both = self.recorder.run(x)
+                return both[-1:], self._top(both[:1])
+            except (ForkError, RuntimeError) as exc:
+                # a deleted unit on a branch the doubled batch does not reach, or a merge of
+                # such a branch with it: correct results need two passes for these deletions
+                log.info("live ablation in two passes for %s: %s", view.ablated, exc)
+                self._fork_failed = view.ablated
+        with self.ablation.paused():
+            intact = self._top(self.recorder.run(x))
+        return self.recorder.run(x), intact
 
     def resolve(self, view: ViewState) -> tuple[str, int]:
         layer = view.layer if view.layer in self.by_name else self.default_layer
@@ -173,10 +196,11 @@ class FrameProcessor:
         self._sync_ablation(view, layer)
         intact = None
         if view.ablated:
-            with self.ablation.paused():
-                intact = self._top(self.recorder.run(x))
-        logits = self.recorder.run(x)
-        acts = self.recorder.activations[layer][0]
+            logits, intact = self._intact_and_ablated(x, view)
+        else:
+            logits = self.recorder.run(x)
+        # layers above a forked deletion hold [intact; ablated]: show what the net receives
+        acts = self.recorder.activations[layer][-1]
         g = self.geometry(layer, view.grid_aspect)
         per_channel = view.normalization == Normalization.PER_CHANNEL
         mosaic = tile_on_device(normalize_on_device(acts, per_channel), g)
