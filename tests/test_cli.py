@@ -72,6 +72,7 @@ def test_models_lists_the_bundled_model_as_offline(capsys):
     (["--unit", "-3"], "--unit must not be negative"),
     (["--bogus"], "unrecognized arguments"),
     (["render", "--layer", "_blocks.4", "--units", "1", "--sheet", "s.jpg"], "written as a .png"),
+    (["render", "--layer", "_blocks.4", "--units", "1", "--size", "5000"], "between 16 and 1024"),
 ])
 def test_bad_arguments_exit_2_with_one_line(capsys, argv, fragment):
     with pytest.raises(SystemExit) as exc:

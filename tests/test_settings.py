@@ -43,6 +43,9 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("[gui]\nrefresh_ms = 0\n", "[gui].refresh_ms must be positive"),
     ("[view]\noverlay_opacity = 1.5\n", "[view].overlay_opacity"),
     ("[scan]\nlayers = 'conv1'\n", "[scan].layers must be a list of strings"),
+    ("[render]\npreset = 'deepdream'\n", "[render].preset must be one of fast, lucid"),
+    ("[render]\nbatch_size = 0\n", "[render].batch_size must be positive"),
+    ("[render]\nsize = 4096\n", "[render].size must be at most 1024"),
     ("view = 3\n", "[view] must be a table"),
     ("[view\n", "not valid TOML"),
 ])
@@ -67,3 +70,10 @@ def test_missing_file_and_overrides(tmp_path):
     assert s.model.device == "cpu" and Settings().model.device == "auto"
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.model.device = "cuda"  # type: ignore[misc]
+
+
+def test_render_preset_choices_are_the_engines_presets():
+    from app.core.settings import RENDER_PRESETS
+    from app.engine.featurevis.presets import PRESETS
+
+    assert tuple(PRESETS) == RENDER_PRESETS

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import add_common
+from app.core.settings import MAX_RENDER_SIZE, RENDER_PRESETS
 
-PRESET_NAMES = ("fast", "lucid", "yosinski2015")  # app.engine.featurevis.presets.PRESETS
+PRESET_NAMES = RENDER_PRESETS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--steps", args.steps), ("--size", args.size), ("--batch", args.batch)):
         if value is not None and value <= 0:
             raise CliError(f"{flag} must be positive")
-    if args.size is not None and args.size < 16:
-        raise CliError("--size must be at least 16 pixels")
+    if args.size is not None and not 16 <= args.size <= MAX_RENDER_SIZE:
+        raise CliError(f"--size must be between 16 and {MAX_RENDER_SIZE} pixels")
     if args.sheet is not None and args.sheet.suffix.lower() != ".png":
         raise CliError(f"--sheet {args.sheet}: the contact sheet is written as a .png")
     if args.out.exists() and not args.out.is_dir():

@@ -108,18 +108,22 @@ class Settings:
     ablate: AblateSettings = field(default_factory=AblateSettings)
 
 
+# the names of app/engine/featurevis/presets.py PRESETS (a test keeps them equal)
+RENDER_PRESETS = ("fast", "lucid", "yosinski2015")
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("model", "device"): ("auto", "cpu", "cuda", "mps"),
     ("view", "normalization"): ("per_channel", "per_layer"),
     ("view", "colormap"): ("viridis", "inferno", "magma", "gray", "jet", "coolwarm"),
+    ("render", "preset"): RENDER_PRESETS,
 }
+MAX_RENDER_SIZE = 1024  # px per side: a batch of 16 larger images outgrows a laptop's memory
 _POSITIVE = {
     ("source", "camera_width"), ("source", "camera_height"), ("source", "camera_fps"),
     ("source", "max_image_pixels"), ("source", "max_frame_side"), ("gui", "refresh_ms"),
     ("gui", "width"), ("gui", "height"), ("bench", "frames"), ("bench", "size"),
     ("view", "top_k"), ("model", "download_timeout_s"), ("source", "reconnect_interval_s"),
     ("scan", "top_k"), ("scan", "batch_size"), ("ablate", "seeds"), ("ablate", "points"),
-    ("ablate", "batch_size"),
+    ("ablate", "batch_size"), ("render", "batch_size"),
 }
 
 
@@ -140,6 +144,8 @@ def _check_value(where: str, section: str, key: str, value: Any, expected: Any) 
         raise SettingsError(f"{name} must be positive, got {value!r}")
     if key in ("unit", "warmup", "threads", "workers", "steps", "size") and value < 0:
         raise SettingsError(f"{name} must not be negative, got {value!r}")
+    if (section, key) == ("render", "size") and value > MAX_RENDER_SIZE:
+        raise SettingsError(f"{name} must be at most {MAX_RENDER_SIZE} pixels, got {value!r}")
     if key == "overlay_opacity" and not 0.0 <= value <= 1.0:
         raise SettingsError(f"{name} must be between 0 and 1, got {value!r}")
     return value
