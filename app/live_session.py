@@ -34,7 +34,8 @@ from app.core.slot import LatestSlot
 from app.engine.models import LoadedModel, ModelError, load_model, model_choices
 from app.engine.worker import FrameProcessor, InferenceWorker
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# inside the package, so a wheel install has it too (pyproject package-data)
+ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def sample_video() -> Path:

@@ -167,11 +167,13 @@ def main() -> None:
         photo = np.ascontiguousarray(shot.load())
         photos.append(photo)
         write_jpeg(samples / f"{shot.name}.jpg", photo)
-    video = args.out / "sample.mp4"
+    # the video ships inside the package (a wheel install plays it when there is no camera)
+    video = args.out.parent / "app" / "assets" / "sample.mp4"
+    video.parent.mkdir(parents=True, exist_ok=True)
     frames = write_video(video, photos)
     check_video(video, frames)
     for p in sorted([*samples.glob("*.jpg"), video]):
-        print(f"{p.relative_to(args.out)}  {p.stat().st_size / 1024:.0f} KiB")
+        print(f"{p}  {p.stat().st_size / 1024:.0f} KiB")
 
 
 if __name__ == "__main__":

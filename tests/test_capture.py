@@ -33,7 +33,7 @@ from app.core.slot import LatestSlot
 
 ASSETS = Path(__file__).parents[1] / "assets"
 SAMPLES = sorted((ASSETS / "samples").glob("*.jpg"))
-VIDEO = ASSETS / "sample.mp4"
+VIDEO = ASSETS.parent / "app" / "assets" / "sample.mp4"
 
 
 def write(path: Path, image: np.ndarray) -> Path:

@@ -188,6 +188,23 @@ def test_session_auto_source_without_camera_falls_back_to_the_sample_video():
         assert any(isinstance(e, Notice) and "no camera" in e.text for e in events)
 
 
+def test_the_sample_video_ships_inside_the_package():
+    """Without a camera the app plays the sample video: it must be in the wheel too, not
+    only in a source checkout (package data under app/, listed in pyproject.toml)."""
+    import tomllib
+    from pathlib import Path
+
+    import app
+    from app.live_session import sample_video
+
+    video = sample_video()
+    package = Path(app.__file__).resolve().parent
+    assert video.is_file() and video.is_relative_to(package)
+    pyproject = tomllib.loads((package.parent / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["app"]
+    assert video.relative_to(package).as_posix() in shipped
+
+
 def test_rate_meter_counts_a_window_and_falls_to_zero_when_still():
     from app.engine.worker import RateMeter
 

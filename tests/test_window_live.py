@@ -96,7 +96,7 @@ def test_screenshot_flag_runs_the_real_window_and_exits(tmp_path):
     out = tmp_path / "shot.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     proc = subprocess.run(
-        [sys.executable, "-m", "app", "--source", str(ROOT / "assets" / "sample.mp4"),
+        [sys.executable, "-m", "app", "--source", str(ROOT / "app" / "assets" / "sample.mp4"),
          "--layer", "_blocks.4", "--unit", "3", "--screenshot", str(out), "--frames", "5",
          "--device", "cpu"],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=180,
