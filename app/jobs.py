@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from app.core.messages import (
@@ -24,13 +25,15 @@ from app.core.messages import (
     JobKind,
     JobProgress,
     Patch,
+    PreferredGrid,
     PreferredImage,
     UnitPatches,
 )
 from app.core.settings import Settings
+from app.core.tiling import grid_geometry
 from app.core.topk import load_scan
 from app.engine.cache import cache_root, model_key
-from app.engine.featurevis.render import RenderProgress, render_units
+from app.engine.featurevis.render import RenderProgress, cached_unit, render_units
 from app.engine.models import LoadedModel
 from app.engine.truncate import private_copy
 
@@ -172,6 +175,39 @@ def render_layer_job(settings: Settings, loaded: LoadedModel, layer: str, channe
                 emit(JobProgress(JobKind.RENDER_LAYER, done, channels,
                                  f"{done} / {channels} units of {layer}"))
         return f"preferred images of all {channels} units of {layer} cached"
+
+    return work
+
+
+PREFERRED_TILE = 64  # px per unit in the grid of preferred images (1,280 units: 2.3k px)
+UNRENDERED = 40  # grey level of a unit with no preferred image yet
+
+
+def preferred_grid_job(settings: Settings, loaded: LoadedModel, layer: str, channels: int,
+                       aspect: float, emit: Emit) -> Callable[[threading.Event], str]:
+    """The layer's cached preferred images as one mosaic (`PreferredGrid`); renders nothing."""
+
+    def work(cancel: threading.Event) -> str:
+        r = settings.render
+        root = cache_root(settings.cache.dir)
+        g = grid_geometry(channels, PREFERRED_TILE, PREFERRED_TILE, pad=2, aspect=aspect)
+        mosaic = np.zeros((g.height, g.width, 3), np.uint8)
+        rendered = []
+        for unit in range(channels):
+            if cancel.is_set():
+                return "cancelled"
+            y, x = g.tile_origin(unit)
+            tile = mosaic[y : y + PREFERRED_TILE, x : x + PREFERRED_TILE]
+            hit = cached_unit(loaded, root, layer, unit, r.preset, r.steps or None,
+                              r.size or None, r.seed)
+            if hit is None:
+                tile[:] = UNRENDERED
+                continue
+            tile[:] = cv2.resize(hit[0], (PREFERRED_TILE, PREFERRED_TILE),
+                                 interpolation=cv2.INTER_AREA)
+            rendered.append(unit)
+        emit(PreferredGrid(layer, mosaic, g, tuple(rendered)))
+        return f"{len(rendered)} of {channels} preferred images of {layer}"
 
     return work
 

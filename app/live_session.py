@@ -124,6 +124,12 @@ class LiveSession:
             self._jobs.start(JobKind.RENDER_LAYER, jobs.render_layer_job(
                 self.settings, loaded, layer, self._channels[layer], self._events.put))
 
+    def request_preferred_grid(self, layer: str, aspect: float) -> None:
+        loaded = self._loaded
+        if loaded is not None and layer in self._channels:
+            self._jobs.start(JobKind.PREFERRED_GRID, jobs.preferred_grid_job(
+                self.settings, loaded, layer, self._channels[layer], aspect, self._events.put))
+
     def start_ablation(self, folder: str, layer: str) -> None:
         if self._ready_for(folder):
             self._jobs.start(JobKind.ABLATE, jobs.ablation_job(

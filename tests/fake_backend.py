@@ -33,6 +33,7 @@ from app.core.messages import (
     NoticeLevel,
     Patch,
     Prediction,
+    PreferredGrid,
     PreferredImage,
     Result,
     SourceReady,
@@ -425,6 +426,21 @@ class FakeBackend:
         self.calls.append(("start_render_layer", layer))
         c = next(i for i in LAYERS if i.name == layer).channels
         self._events.append(JobProgress(JobKind.RENDER_LAYER, 0, c, f"0 / {c} units"))
+
+    def request_preferred_grid(self, layer: str, aspect: float) -> None:
+        self.calls.append(("request_preferred_grid", (layer, aspect)))
+        self._events.append(self.preferred_grid(layer, aspect))
+
+    @staticmethod
+    def preferred_grid(layer: str, aspect: float = 1.0, tile: int = 16) -> PreferredGrid:
+        """Even units have an image (a flat colour from the unit), odd ones not yet."""
+        c = next(i for i in LAYERS if i.name == layer).channels
+        g = grid_geometry(c, tile, tile, pad=2, aspect=aspect)
+        image = np.zeros((g.height, g.width, 3), np.uint8)
+        for u in range(c):
+            y, x = g.tile_origin(u)
+            image[y : y + tile, x : x + tile] = (u * 7 % 256, 200, 40) if u % 2 == 0 else 40
+        return PreferredGrid(layer, image, g, tuple(range(0, c, 2)))
 
     def start_ablation(self, folder: str, layer: str) -> None:
         self.calls.append(("start_ablation", (folder, layer)))

@@ -511,3 +511,35 @@ def test_render_command_writes_pngs_and_json(tmp_path, capsys):
     assert main(["render", "--layer", "_blocks.4", "--units", "0-99",
                  "--settings", str(settings)]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_preferred_grid_job_lays_out_the_cached_images(tmp_path):
+    import cv2
+
+    from app.core.messages import PreferredGrid
+    from app.core.settings import CacheSettings, RenderSettings, Settings
+    from app.engine.cache import cache_root
+    from app.jobs import PREFERRED_TILE, UNRENDERED, preferred_grid_job
+
+    settings = Settings(cache=CacheSettings(dir=str(tmp_path)),
+                        render=RenderSettings(preset="fast", steps=4, size=32))
+    loaded = loaded_of(Conv(), 16)
+    root = cache_root(settings.cache.dir)
+    final = list(render_units(loaded, "b", [0, 2], "fast", steps=4, size=32,
+                              cache_root=root))[-1]  # units 1 and 3 never rendered
+    events: list = []
+    text = preferred_grid_job(settings, loaded, "b", 4, 1.0, events.append)(threading.Event())
+    (grid,) = events
+    assert isinstance(grid, PreferredGrid) and grid.layer == "b" and grid.rendered == (0, 2)
+    assert text == "2 of 4 preferred images of b"
+    g = grid.geometry
+    assert (g.channels, g.tile_h, g.tile_w) == (4, PREFERRED_TILE, PREFERRED_TILE)
+    for i, unit in enumerate((0, 2)):
+        y, x = g.tile_origin(unit)
+        want = cv2.resize(final.images[i], (PREFERRED_TILE, PREFERRED_TILE),
+                          interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(grid.image[y : y + PREFERRED_TILE, x : x + PREFERRED_TILE],
+                                      want)
+    for unit in (1, 3):
+        y, x = g.tile_origin(unit)
+        assert (grid.image[y : y + PREFERRED_TILE, x : x + PREFERRED_TILE] == UNRENDERED).all()

@@ -475,3 +475,54 @@ def test_load_source_image_applies_exif_orientation_and_bounds_huge_images(tmp_p
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     bad, why = load_source_image(str(tmp_path / "bad.jpg"), (0, 0, 1, 1))
     assert bad.isNull() and why
+
+
+# ---------------------------------------------------------------- preferred images in the grid
+
+
+def test_g_shows_the_layers_preferred_images_in_the_grid_and_back(window: MainWindow, backend,
+                                                                   qtbot) -> None:
+    live_mosaic = window.last_result.mosaic
+    press(qtbot, window, Qt.Key.Key_G)
+    assert backend.called("request_preferred_grid")[0][0] == DEFAULT_LAYER
+    expected = FakeBackend.preferred_grid(DEFAULT_LAYER, window.grid.aspect())
+    qtbot.waitUntil(lambda: window.grid.image.image is not None
+                    and window.grid.image.image.ndim == 3)
+    np.testing.assert_array_equal(window.grid.image.image, expected.image)
+    assert "preferred images of 120 of 240 units" in window.grid.title.text()
+    # live results keep coming but the grid keeps the preferred images
+    shown = window.results_shown
+    window.select_unit(3)
+    qtbot.waitUntil(lambda: window.results_shown > shown + 1)
+    np.testing.assert_array_equal(window.grid.image.image, expected.image)
+    # clicks map through the preferred images' own layout
+    viewport = window.grid.pane.graphics.viewport()
+    pos = window.grid.pane.graphics.mapFromScene(window.grid.scene_pos_of_unit(42))
+    qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.waitUntil(lambda: window.unit == 42)
+    assert window.grid.geometry == expected.geometry and window.grid.highlight.isVisible()
+    # a finished render of this layer refreshes it
+    asked = len(backend.called("request_preferred_grid"))
+    backend.emit(FakeBackend.preferred(DEFAULT_LAYER, 42, 64))
+    qtbot.waitUntil(lambda: len(backend.called("request_preferred_grid")) > asked)
+    # G again: the activations are back, with their own layout
+    press(qtbot, window, Qt.Key.Key_G)
+    qtbot.waitUntil(lambda: window.grid.image.image.ndim == 2)
+    assert window.grid.image.image.shape == live_mosaic.shape
+    assert window.grid.geometry == window.last_result.geometry
+    assert "channels of" in window.grid.title.text()
+
+
+def test_preferred_grid_follows_the_layer_and_ignores_stale_answers(window: MainWindow,
+                                                                   backend, qtbot) -> None:
+    press(qtbot, window, Qt.Key.Key_G)
+    qtbot.waitUntil(lambda: window.grid.image.image.ndim == 3)
+    window.select_layer("_blocks.10._project_conv")
+    qtbot.waitUntil(lambda: ("_blocks.10._project_conv", window.grid.aspect())
+                    in backend.called("request_preferred_grid"))
+    expected = FakeBackend.preferred_grid("_blocks.10._project_conv", window.grid.aspect())
+    qtbot.waitUntil(lambda: window.grid.geometry == expected.geometry)
+    # an answer for the old layer arriving late is not shown
+    backend.emit(FakeBackend.preferred_grid(DEFAULT_LAYER, window.grid.aspect()))
+    qtbot.wait(80)
+    assert window.grid.geometry == expected.geometry

@@ -15,6 +15,7 @@ from app.core.messages import (
     JobKind,
     JobProgress,
     ModelReady,
+    PreferredGrid,
     PreferredImage,
     UnitPatches,
 )
@@ -92,6 +93,14 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
                    for p in patches.patches)
         final = [e for e in ev if isinstance(e, PreferredImage)][-1]
         assert final.best_dataset_activation == pytest.approx(values[0])
+
+        # the layer's preferred images as a grid: unit 5 (rendered above) and no other
+        session.request_preferred_grid(layer, 1.5)
+        ev = _collect(session, lambda ev: any(isinstance(e, PreferredGrid) for e in ev))
+        grid = next(e for e in ev if isinstance(e, PreferredGrid))
+        assert grid.layer == layer and grid.rendered == (5,) and grid.geometry.channels == 40
+        y, x = grid.geometry.tile_origin(5)
+        assert grid.image[y : y + 64, x : x + 64].std() > 5  # an image, not the blank fill
 
         # ablation curves on the labeled folder
         session.start_ablation(str(photos), layer)

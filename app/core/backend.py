@@ -16,6 +16,7 @@ from app.core.messages import (
     ModelChoice,
     ModelReady,
     Notice,
+    PreferredGrid,
     PreferredImage,
     Result,
     SourceReady,
@@ -25,7 +26,7 @@ from app.core.messages import (
 
 Event = (
     Notice | ModelReady | SourceReady | JobProgress | JobFinished | UnitPatches
-    | PreferredImage | AblationCurves
+    | PreferredImage | PreferredGrid | AblationCurves
 )
 
 
@@ -72,6 +73,11 @@ class LiveBackend(Protocol):
 
     def start_render_layer(self, layer: str) -> None:
         """Render (and cache) the preferred image of every unit of `layer`."""
+        ...
+
+    def request_preferred_grid(self, layer: str, aspect: float) -> None:
+        """Answer with a `PreferredGrid` of `layer`'s cached preferred images, tiles laid out
+        to fill a pane of width/height `aspect` (nothing is rendered for it)."""
         ...
 
     def start_ablation(self, folder: str, layer: str) -> None:

@@ -131,6 +131,7 @@ class JobKind(StrEnum):
     RENDER = "render"  # the selected unit's preferred image
     RENDER_LAYER = "render_layer"  # preferred images of a whole layer
     ABLATE = "ablate"  # ablation curves and class selectivity of a layer
+    PREFERRED_GRID = "preferred_grid"  # a layer's cached preferred images, laid out as a grid
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,6 +171,16 @@ class PreferredImage:
     total: int
     done: bool
     best_dataset_activation: float | None = None  # from a scan, when one exists
+
+
+@dataclass(frozen=True, eq=False)
+class PreferredGrid:
+    """A layer's preferred images in one mosaic, each unit's at its tile in `geometry`."""
+
+    layer: str
+    image: np.ndarray  # (H, W, 3) uint8; units not rendered yet are a dark tile
+    geometry: GridGeometry
+    rendered: tuple[int, ...]  # the units that have an image
 
 
 @dataclass(frozen=True, eq=False)

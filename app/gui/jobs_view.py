@@ -13,6 +13,7 @@ JOB_NAMES = {
     JobKind.RENDER: "render",
     JobKind.RENDER_LAYER: "render layer",
     JobKind.ABLATE: "ablation",
+    JobKind.PREFERRED_GRID: "preferred images grid",
 }
 
 

@@ -55,6 +55,7 @@ from app.core.messages import (
     Notice,
     NoticeLevel,
     Patch,
+    PreferredGrid,
     PreferredImage,
     Result,
     SourceReady,
@@ -255,6 +256,9 @@ class MainWindow(QMainWindow):
         tabs.addTab(self.attribution_view, "Attribution")
         tabs.currentChanged.connect(self._on_unit_tab_changed)
         self.patch_dialog = PatchDialog(self)
+        self._preferred_grid: PreferredGrid | None = None  # shown in the grid while G is on
+        self._preferred_grid_pending: str | None = None  # layer of the request in flight
+        self._render_layer_name = ""  # the layer "render whole layer" is working on
         right.addWidget(layers_panel)
         right.addWidget(self.unit_pane)
 
@@ -406,6 +410,10 @@ class MainWindow(QMainWindow):
         self.overlay_action.setChecked(True)
         self.overlay_action.toggled.connect(self._on_overlay_toggled)
         view_menu.addAction(self.overlay_action)
+        self.preferred_grid_action = self._add_action(
+            view_menu, "Preferred images in the grid", self._on_preferred_grid_toggled, ("G",),
+            checkable=True,
+        )
         self.mirror_action = QAction("Mirror camera", self, checkable=True)
         self.mirror_action.setChecked(self.settings.source.mirror)
         self.mirror_action.toggled.connect(self._on_mirror_toggled)
@@ -449,6 +457,8 @@ class MainWindow(QMainWindow):
 
         rows = [(_keys_text(a), a.text()) for a in self.nav_actions]
         rows += [(_keys_text(a), a.text()) for a in self.analysis_key_actions]
+        rows.append((_keys_text(self.preferred_grid_action),
+                     "Grid shows each unit's preferred image / its activations"))
         rows.append((_keys_text(self.help_action), "Show / hide this help"))
         rows.append(("Esc", "Close this help; else attribute the unit's maximum again"))
         rows += [(_keys_text(a), a.text().rstrip("…")) for a in self.file_actions[:2]]
@@ -536,7 +546,10 @@ class MainWindow(QMainWindow):
     def show_result(self, result: Result) -> None:
         """Display one result: one setImage per pane, text at most every STATUS_INTERVAL_S."""
         self.last_result = result
-        self.grid.set_mosaic(result.mosaic, result.geometry)
+        if not self.preferred_grid_action.isChecked():
+            self.grid.set_mosaic(result.mosaic, result.geometry)
+        elif self._preferred_grid is None or self._preferred_grid.layer != result.layer:
+            self._request_preferred_grid(result.layer)
         self.input_view.set_frame(result.frame.image, result.crop)
         if result.frame.image.shape != self._frame_shape:
             self._frame_shape = result.frame.image.shape
@@ -585,6 +598,8 @@ class MainWindow(QMainWindow):
             self._on_unit_patches(event)
         elif isinstance(event, PreferredImage):
             self._on_preferred_image(event)
+        elif isinstance(event, PreferredGrid):
+            self._on_preferred_grid(event)
         elif isinstance(event, JobProgress):
             self._on_job_progress(event)
         elif isinstance(event, JobFinished):
@@ -743,6 +758,7 @@ class MainWindow(QMainWindow):
         if self.layer is None:
             return
         self.backend.start_render_layer(self.layer)
+        self._render_layer_name = self.layer
         self.show_notice(Notice(f"rendering every unit of {self.layer}…"))
 
     def start_ablation(self, folder: str) -> None:
@@ -833,12 +849,61 @@ class MainWindow(QMainWindow):
     def _on_preferred_image(self, event: PreferredImage) -> None:
         if (event.layer, event.unit) == (self.layer, self.unit):
             self.preferred_view.show_image(event)
+        if event.done:
+            self._preferred_images_changed(event.layer)
+
+    # ------------------------------------------------------------------ preferred grid
+    def _on_preferred_grid_toggled(self) -> None:
+        """G: the grid shows each unit's preferred image (from the cache) instead of its map."""
+        self._preferred_grid = None
+        if self.preferred_grid_action.isChecked():
+            layer = self.last_result.layer if self.last_result is not None else self.layer
+            if layer:
+                self._request_preferred_grid(layer)
+        elif self.last_result is not None:
+            self.grid.set_mosaic(self.last_result.mosaic, self.last_result.geometry)
+            self._refresh_grid_marks()
+            self._update_grid_title(self.last_result)
+
+    def _request_preferred_grid(self, layer: str) -> None:
+        if self._preferred_grid_pending == layer:
+            return  # one request per layer in flight; the answer re-arms it
+        self._preferred_grid_pending = layer
+        self.backend.request_preferred_grid(layer, self.grid.aspect())
+
+    def _on_preferred_grid(self, event: PreferredGrid) -> None:
+        if self._preferred_grid_pending == event.layer:
+            self._preferred_grid_pending = None
+        shown = self.last_result.layer if self.last_result is not None else self.layer
+        if not self.preferred_grid_action.isChecked() or event.layer != shown:
+            return  # switched off, or another layer is shown by now
+        self._preferred_grid = event
+        self.grid.set_mosaic(event.image, event.geometry)
+        self._refresh_grid_marks()
+        if self.last_result is not None:
+            self._update_grid_title(self.last_result)
+
+    def _refresh_grid_marks(self) -> None:
+        """Selection outline and deletion crosses for the geometry now shown."""
+        shown = self.last_result.layer if self.last_result is not None else self.layer
+        self.grid.set_selected(self.unit if shown == self.layer else None)
+        self.grid.set_ablated(tuple(self.ablated.get(shown or "", ())))
+
+    def _preferred_images_changed(self, layer: str) -> None:
+        """New preferred images of `layer` are cached: refresh the grid if it shows them."""
+        if self.preferred_grid_action.isChecked() and self._preferred_grid is not None \
+                and self._preferred_grid.layer == layer:
+            self._request_preferred_grid(layer)
 
     def _on_job_progress(self, event: JobProgress) -> None:
+        if event.kind == JobKind.PREFERRED_GRID:
+            return
         self.cancel_actions[event.kind].setEnabled(True)
         if event.kind == JobKind.RENDER:
             return  # the Preferred tab shows its steps; one per click would crowd the bar
         widget = self.jobs.get(event.kind)
+        if event.kind == JobKind.RENDER_LAYER and event.done:
+            self._preferred_images_changed(self._render_layer_name)  # a batch is cached
         if widget is None:
             widget = JobWidget(event.kind)
             widget.cancel_requested.connect(self.cancel_job)
@@ -851,6 +916,12 @@ class MainWindow(QMainWindow):
             self.ablation_pane.set_job(event)
 
     def _on_job_finished(self, event: JobFinished) -> None:
+        if event.kind == JobKind.PREFERRED_GRID:
+            self._preferred_grid_pending = None
+            if not event.ok:
+                self.show_notice(Notice(f"{JOB_NAMES[event.kind]}: {event.text}",
+                                        NoticeLevel.WARNING))
+            return  # quick and quiet: the grid itself is the news
         self.cancel_actions[event.kind].setEnabled(False)
         widget = self.jobs.pop(event.kind, None)
         if widget is not None:
@@ -1009,6 +1080,15 @@ class MainWindow(QMainWindow):
         self.attribution_label.show()
 
     def _update_grid_title(self, result: Result) -> None:
+        shown = self._preferred_grid
+        if self.preferred_grid_action.isChecked() and shown is not None:
+            channels = shown.geometry.channels
+            self.grid.title.setText(
+                f"{shown.layer} · preferred images of {len(shown.rendered)} of {channels} "
+                "units · G: activations"
+                + ("" if len(shown.rendered) == channels else " · Preferred tab: render layer")
+            )
+            return
         g = result.geometry
         norm = "per-channel" if self.normalization == Normalization.PER_CHANNEL else "per-layer"
         self.grid.title.setText(
