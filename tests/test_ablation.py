@@ -191,6 +191,28 @@ def test_the_recorder_sees_the_ablated_output_and_reused_modules_are_addressed_b
     assert torch.equal(net(x), intact)
 
 
+@torch.no_grad()
+def test_repeat_calls_are_counted_over_feature_maps_only_as_the_recorder_does():
+    class SharedAct(nn.Module):  # one ReLU on a map, a vector, then a map again
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.c1, self.c2 = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.act(self.c1(x))
+            gate = self.act(y.mean((2, 3))) + 1.0
+            return self.act(self.c2(y) * gate[:, :, None, None])
+
+    net = SharedAct().eval()
+    x = torch.randn(1, 3, 9, 9)
+    with Ablation(net, {"act:1": [0, 1, 2, 3]}), ActivationRecorder(net) as rec:
+        rec.run(x)
+        assert float(rec.activations["act:1"].abs().max()) == 0.0  # the second map, all gone
+        assert float(rec.activations["act"].abs().max()) > 0.0
+
+
 def test_ablation_specs_parse_and_name_their_mistakes():
     assert parse_ablation("_blocks.8:0-15") == ("_blocks.8", "0-15")
     assert parse_ablation("layer1.0.relu:1:3") == ("layer1.0.relu:1", "3")
@@ -540,3 +562,13 @@ def test_ablate_cli_json_on_a_labeled_folder_and_its_cache(capsys, tmp_path):
     code, _, err = _cli(capsys, "ablate", str(data), "--layer", "nope", "--settings",
                         str(settings))
     assert code == 2 and "no recordable layer" in err
+
+
+def test_fork_is_only_used_where_samples_of_a_batch_stay_apart():
+    from app.engine.ablation import fork_safe
+
+    assert fork_safe(Known().eval())
+    assert not fork_safe(Known().train())
+    mixing = nn.Sequential(nn.Conv2d(1, 3, 1), nn.BatchNorm2d(3, track_running_stats=False))
+    assert not fork_safe(mixing.eval())  # normalizes over the batch even in eval mode
+    assert fork_safe(nn.Sequential(nn.Conv2d(1, 3, 1), nn.BatchNorm2d(3)).eval())

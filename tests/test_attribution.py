@@ -211,6 +211,13 @@ def test_bad_requests_say_what_is_wrong():
         att.mode = "lrp"
     assert [next_mode(m) for m in MODES] == ["deconvnet", "guided", "gradient"]
 
+    class Faulty(Hand):  # the model's own KeyError is the model's error, not "no layer"
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise KeyError("missing")
+
+    with pytest.raises(KeyError, match="missing"):
+        Attributor(Faulty(nn.ReLU()).eval()).attribute(X, "conv2", 0)
+
 
 def test_saliency_maps_onto_the_frame_crop():
     sal = np.zeros((4, 4), np.float32)

@@ -271,6 +271,30 @@ def test_private_copy_survives_foreign_hooks_holding_graph_tensors():
     assert keeper.features is before and len(net.b._forward_hooks) == 1
 
 
+def test_repeat_calls_are_counted_as_the_recorder_names_them():
+    from app.engine.truncate import forward_to
+
+    class SharedAct(nn.Module):  # one ReLU on a 4-D map, then a vector, then a map again
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.c1, self.c2 = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.act(self.c1(x))
+            gate = self.act(y.mean((2, 3)))  # 2-D: the recorder does not count it
+            return self.act(self.c2(y) * gate[:, :, None, None])
+
+    net = SharedAct().eval()
+    x = torch.randn(1, 3, 9, 9)
+    with torch.no_grad(), ActivationRecorder(net) as rec:
+        rec.run(x)
+        assert [k for k in rec.activations if k.startswith("act")] == ["act", "act:1"]
+        for name in ("act", "act:1"):
+            assert torch.equal(forward_to(net, name, x), rec.activations[name])
+
+
 def test_truncated_repeat_call_of_shared_module():
     net = TinyNet().eval()
     x = tiny_input()

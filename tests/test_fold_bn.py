@@ -111,3 +111,83 @@ def test_fast_truncated_copy_of_the_bundled_model_gives_the_same_layer(layer):
     assert torch.allclose(got, want, atol=1e-4 * float(want.abs().max()))
     # the live model is untouched: still every batch norm it had
     assert sum(isinstance(m, nn.BatchNorm2d) for m in loaded.module.modules()) == 49
+
+
+class SkipAfterNorm(nn.Module):
+    """relu(bn(y) + y): folding bn into the conv changes the skip's y as well."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return torch.relu(self.bn(y) + y)
+
+
+def test_the_check_is_not_fooled_by_an_example_where_everything_is_zero():
+    net = SkipAfterNorm().eval()
+    with torch.no_grad():
+        net.bn.weight.fill_(2.0)  # bn(y) = 2y: the fold would make the skip 2y too
+        net.conv.weight.mul_(3.0)
+        net.conv.bias.fill_(-2.0)  # on an all-zero input every output is cut to zero
+    zeros = torch.zeros(1, 3, 8, 8)
+    with torch.no_grad():
+        assert float(net(zeros).abs().max()) == 0.0
+    assert fold_batchnorms(net, zeros, _run) == 0  # the noise input exposes the skip
+    assert isinstance(net.bn, nn.BatchNorm2d)
+
+
+def test_a_check_that_raises_undoes_the_fold_and_the_fast_copy_still_works():
+    class ReadsItsNorm(Chain):  # NAM-style attention reads the batch norm's weights
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            w = self.bn.weight.abs() / self.bn.weight.abs().sum()
+            return self.out(self.bn(self.dw(self.stem(x))) * w.view(1, -1, 1, 1))
+
+    net = _randomize_bn_stats(ReadsItsNorm())
+    x = torch.randn(1, 3, 9, 9)
+    with torch.no_grad():
+        want = net(x)
+    with pytest.raises(AttributeError):
+        fold_batchnorms(net, x, _run)
+    assert isinstance(net.bn, nn.BatchNorm2d) and net.dw.bias is not None
+    with torch.no_grad():
+        assert torch.equal(net(x), want)  # exactly the model it was
+    fast = TruncatedModel(net, "out", CPU, fast=True)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), want, atol=1e-5) and fast.folded == 0
+
+
+def test_subclasses_of_batch_norm_are_left_alone_and_the_rest_still_folds():
+    class NormAct(nn.BatchNorm2d):  # timm-style: the norm and an activation in one module
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(super().forward(x))
+
+    net = Chain()
+    net.bn = NormAct(8)
+    net = _randomize_bn_stats(net)
+    x = torch.randn(1, 3, 9, 9)
+    assert fold_batchnorms(net, x, _run) == 1  # the stem's plain batch norm
+    assert type(net.bn) is NormAct and isinstance(net.stem[1], nn.Identity)
+
+
+def test_fast_copy_of_a_model_that_views_its_maps_keeps_the_default_layout():
+    class Flattens(nn.Module):  # x.view(n, -1) on a feature map: no channels-last for it
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Linear(4 * 6 * 6, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return self.fc(y.view(y.size(0), -1))
+
+    net = Flattens().eval()
+    x = torch.randn(2, 3, 8, 8)
+    fast = TruncatedModel(net, "fc", CPU, fast=True)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), net(x), atol=1e-6)
+    assert not fast.channels_last

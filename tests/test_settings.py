@@ -45,7 +45,8 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("[scan]\nlayers = 'conv1'\n", "[scan].layers must be a list of strings"),
     ("[render]\npreset = 'deepdream'\n", "[render].preset must be one of fast, lucid"),
     ("[render]\nbatch_size = 0\n", "[render].batch_size must be positive"),
-    ("[render]\nsize = 4096\n", "[render].size must be at most 1024"),
+    ("[render]\nsize = 4096\n", "[render].size must be 0 (the preset's) or 16 to 1024"),
+    ("[render]\nsize = 8\n", "[render].size must be 0 (the preset's) or 16 to 1024"),
     ("view = 3\n", "[view] must be a table"),
     ("[view\n", "not valid TOML"),
 ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -34,13 +35,15 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode = target.stat().st_mode & 0o7777
+        mode = target.stat().st_mode & 0o777  # never carry setuid/setgid over
     except OSError:
         mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         if hasattr(os, "fchmod"):  # POSIX; Windows files have no such bits to fix
-            os.fchmod(fd, mode)
+            # best effort: a file system without modes (vfat, some mounts) refuses it
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -144,8 +144,9 @@ def _check_value(where: str, section: str, key: str, value: Any, expected: Any) 
         raise SettingsError(f"{name} must be positive, got {value!r}")
     if key in ("unit", "warmup", "threads", "workers", "steps", "size") and value < 0:
         raise SettingsError(f"{name} must not be negative, got {value!r}")
-    if (section, key) == ("render", "size") and value > MAX_RENDER_SIZE:
-        raise SettingsError(f"{name} must be at most {MAX_RENDER_SIZE} pixels, got {value!r}")
+    if (section, key) == ("render", "size") and not (value == 0 or 16 <= value <= MAX_RENDER_SIZE):
+        raise SettingsError(
+            f"{name} must be 0 (the preset's) or 16 to {MAX_RENDER_SIZE} pixels, got {value!r}")
     if key == "overlay_opacity" and not 0.0 <= value <= 1.0:
         raise SettingsError(f"{name} must be between 0 and 1, got {value!r}")
     return value

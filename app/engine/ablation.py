@@ -97,6 +97,17 @@ class RunningChannelMeans:
                 d.pop(layer, None)
 
 
+def fork_safe(model: nn.Module) -> bool:
+    """Whether a forked pass is exact for `model`: no layer may mix the samples of a batch
+    (the intact and ablated rows would see each other), as batch norm does in training mode
+    or without running statistics."""
+    return not model.training and not any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and (m.training or not m.track_running_stats)
+        for m in model.modules()
+    )
+
+
 class ForkError(RuntimeError):
     """A forked pass met an ablated layer outside the doubled batch (a parallel branch)."""
 
@@ -247,7 +258,9 @@ class Ablation(AbstractContextManager["Ablation"]):
 
     def _hook_for(self, name: str) -> Any:
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
-            if not self.enabled or not isinstance(output, torch.Tensor):
+            # only 4-D outputs are counted and touched, as the recorder names them (`act:1`
+            # is the second feature map through `act`, whatever vectors it saw between)
+            if not self.enabled or not isinstance(output, torch.Tensor) or output.dim() != 4:
                 return None
             call = self._calls.get(name, 0)
             self._calls[name] = call + 1

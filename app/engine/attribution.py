@@ -36,7 +36,13 @@ from torch.overrides import TorchFunctionMode
 
 from app.engine.models import LoadedModel
 from app.engine.recorder import split_layer_name
-from app.engine.truncate import LayerNotReached, forward_to, private_copy
+from app.engine.truncate import (
+    LayerNotReached,
+    NotATensor,
+    UnknownLayer,
+    forward_to,
+    private_copy,
+)
 
 MODES: tuple[str, ...] = ("gradient", "deconvnet", "guided")
 
@@ -238,12 +244,14 @@ class Attributor:
                 functional = _FunctionalRectifiers(self._mode)
             try:
                 out = forward_to(model, layer, inp, functional)
-            except KeyError:
+            except UnknownLayer:
                 raise AttributionError(
                     f"no layer named {split_layer_name(layer)[0]!r} in the model") from None
-            except (LayerNotReached, TypeError):
+            except LayerNotReached:
                 raise AttributionError(
                     f"layer {layer!r} was not run by the forward pass") from None
+            except NotATensor:
+                raise AttributionError(f"layer {layer!r} has no (N, C[, H, W]) output") from None
             if functional is not None:
                 self._functional[layer] = functional.calls > 0
             if not isinstance(out, torch.Tensor) or out.dim() not in (2, 4):

@@ -32,8 +32,17 @@ class _Pair:
 
 
 def _foldable_bn(m: nn.Module) -> bool:
-    return (isinstance(m, nn.BatchNorm2d) and not m.training
+    # the exact class: a subclass (timm's BatchNormAct2d, say) may do more than the affine map
+    return (type(m) is nn.BatchNorm2d and not m.training
             and m.running_mean is not None and m.running_var is not None)
+
+
+def _foldable_conv(m: nn.Module) -> bool:
+    # nn.Conv2d itself, or a subclass known to only pad before it (EfficientNet-Lite's TF
+    # "SAME" conv); others (weight-standardized convs, say) would undo the scaled weights
+    from app.engine.efficientnet_lite import Conv2dSame
+
+    return type(m) in (nn.Conv2d, Conv2dSame) and m.padding_mode == "zeros"
 
 
 def find_pairs(model: nn.Module, example: torch.Tensor,
@@ -63,7 +72,7 @@ def find_pairs(model: nn.Module, example: torch.Tensor,
 
     handles = []
     for m in model.modules():
-        if isinstance(m, nn.Conv2d) and m.padding_mode == "zeros":
+        if _foldable_conv(m):
             handles.append(m.register_forward_hook(on_conv))
         elif _foldable_bn(m):
             handles.append(m.register_forward_hook(on_bn))
@@ -122,21 +131,39 @@ def fold_batchnorms(model: nn.Module, example: torch.Tensor,
                     keep: Collection[nn.Module] = (), rtol: float = 1e-4) -> int:
     """Fold every eval-mode batch norm that directly follows a convolution, in place.
 
-    `run(model, example)` is the output the fold must preserve (e.g. a truncated forward to
-    the layer being visualized). If any element of it moves by more than `rtol` of the
-    output's largest magnitude, every fold is undone. → the number of batch norms folded.
+    `run(model, x)` is the output the fold must preserve (e.g. a truncated forward to the
+    layer being visualized). It is compared before and after on `example` and on random
+    normal noise of its shape (one input alone can pass by luck: a map that is all zero
+    there); if any element moves by more than `rtol` of the output's largest magnitude, or
+    the check itself fails, every fold is undone. → the number of batch norms folded.
     """
     pairs = find_pairs(model, example, run, keep)
     if not pairs:
         return 0
+    noise = torch.randn(example.shape, generator=torch.Generator().manual_seed(0))
+    inputs = [example, noise.to(example.device, example.dtype)]
     with torch.no_grad():
-        before = run(model, example).detach().clone()
+        before = [run(model, x).detach().clone() for x in inputs]
     saved = [(pair, *_fold(pair)) for pair in pairs]
-    with torch.no_grad():
-        after = run(model, example)
-    tolerance = rtol * float(before.abs().max().clamp_min(1e-6))
-    if after.shape == before.shape and float((after - before).abs().max()) <= tolerance:
+    try:
+        with torch.no_grad():
+            after = [run(model, x) for x in inputs]
+        ok = all(_close(a, b, rtol) for a, b in zip(after, before, strict=True))
+    except BaseException:
+        ok = False
+        _undo(saved)
+        raise
+    if ok:
         return len(pairs)
+    _undo(saved)
+    return 0
+
+
+def _close(after: torch.Tensor, before: torch.Tensor, rtol: float) -> bool:
+    tolerance = rtol * float(before.abs().max().clamp_min(1e-6))
+    return after.shape == before.shape and float((after - before).abs().max()) <= tolerance
+
+
+def _undo(saved: list[tuple[_Pair, torch.Tensor, torch.Tensor | None]]) -> None:
     for pair, old_w, old_b in reversed(saved):
         _unfold(pair, old_w, old_b)
-    return 0

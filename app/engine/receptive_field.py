@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from app.engine.truncate import LayerNotReached, forward_to
+from app.engine.truncate import LayerNotReached, NotATensor, forward_to
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), half-open: rows y0..y1-1, cols x0..x1-1
 
@@ -271,7 +271,7 @@ def _measure(lin: nn.Module, layer: str, size: int, mode: _Support | None) -> Re
     def forward(x: torch.Tensor) -> torch.Tensor:
         try:
             out = forward_to(lin, layer, x, mode)
-        except (LayerNotReached, TypeError):
+        except (LayerNotReached, NotATensor):
             out = None
         if out is None or out.dim() != 4:
             raise ValueError(f"layer {layer!r} produced no (N, C, H, W) output")

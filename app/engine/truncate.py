@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 from typing import Any
 
 import torch
@@ -22,9 +23,20 @@ from torch.overrides import TorchFunctionMode
 from app.engine.fold_bn import fold_batchnorms
 from app.engine.recorder import split_layer_name
 
+log = logging.getLogger(__name__)
+
 
 class LayerNotReached(RuntimeError):
     """The forward pass ended without running the target layer (or not often enough)."""
+
+
+class UnknownLayer(KeyError):
+    """No module of that name in the model (a KeyError of our own, so that a KeyError
+    raised by the model's own code is never mistaken for it)."""
+
+
+class NotATensor(TypeError):
+    """The target layer's output is not a tensor (a tuple, say)."""
 
 
 class _Stop(Exception):  # a control-flow signal, not an error
@@ -63,27 +75,30 @@ def forward_to(model: nn.Module, layer: str, x: torch.Tensor,
                mode: TorchFunctionMode | None = None) -> torch.Tensor:
     """`layer`'s output for `model(x)`; the forward ends there, nothing above it runs.
 
-    `layer` is a dotted module name; `name:k` is its k-th call in the pass (0-based, as the
-    recorder names repeated calls). `mode`, if given, is active during the forward. Raises
-    KeyError for an unknown module, LayerNotReached if the pass never got there, TypeError
-    if the layer does not output a tensor.
+    `layer` is a dotted module name; `name:k` is its k-th call with a 4-D output in the pass
+    (0-based), exactly as the recorder names repeated calls. A module with no 4-D output
+    (a classifier's `fc`) is addressed by its name alone: its first tensor output, found
+    without stopping early. `mode`, if given, is active during the forward. Raises
+    UnknownLayer, LayerNotReached, or NotATensor; errors of the model's own pass through.
     """
     name, wanted = split_layer_name(layer)
     try:
         target = model.get_submodule(name)
     except AttributeError:
-        raise KeyError(f"no layer named {name!r} in the model") from None
-    calls = 0
+        raise UnknownLayer(f"no layer named {name!r} in the model") from None
+    maps = 0  # 4-D outputs seen: what `name:k` counts
     caught: list[torch.Tensor] = []
+    other: list[Any] = []  # the first non-4-D output, for modules that have no 4-D one
 
     def hook(_m: nn.Module, _inputs: Any, output: Any) -> None:
-        nonlocal calls
-        if calls == wanted:
-            if not isinstance(output, torch.Tensor):
-                raise TypeError(f"layer {layer!r} does not output a tensor")
-            caught.append(output)
-            raise _Stop
-        calls += 1
+        nonlocal maps
+        if isinstance(output, torch.Tensor) and output.dim() == 4:
+            if maps == wanted:
+                caught.append(output)
+                raise _Stop
+            maps += 1
+        elif not other:
+            other.append(output)
 
     handle = target.register_forward_hook(hook)
     try:
@@ -93,12 +108,16 @@ def forward_to(model: nn.Module, layer: str, x: torch.Tensor,
         pass
     finally:
         handle.remove()
-    if not caught:
-        raise LayerNotReached(
-            f"layer {layer!r} did not run in the forward pass "
-            "(TorchScript models run their submodules without hooks)"
-        )
-    return caught[0]
+    if caught:
+        return caught[0]
+    if wanted == 0 and other:
+        if not isinstance(other[0], torch.Tensor):
+            raise NotATensor(f"layer {layer!r} does not output a tensor")
+        return other[0]
+    raise LayerNotReached(
+        f"layer {layer!r} did not run in the forward pass "
+        "(TorchScript models run their submodules without hooks)"
+    )
 
 
 class TruncatedModel:
@@ -122,7 +141,7 @@ class TruncatedModel:
         try:
             self._target = self.model.get_submodule(name)
         except AttributeError:
-            raise KeyError(f"no layer named {name!r} in the model") from None
+            raise UnknownLayer(f"no layer named {name!r} in the model") from None
         self.channels_last = False
         self.folded = 0
         # applied on the first call, with that call's input as the fold's check: a render
@@ -130,18 +149,31 @@ class TruncatedModel:
         self._speed_up_pending = fast and copy_model
 
     def _speed_up(self, example: torch.Tensor) -> None:
-        if any(isinstance(m, nn.BatchNorm2d) for m in self.model.modules()):
+        if any(type(m) is nn.BatchNorm2d for m in self.model.modules()):
             try:
                 self.folded = fold_batchnorms(self.model, example, lambda _m, x: self(x),
                                               keep=[self._target])
-            except (RuntimeError, LayerNotReached):
-                # folding is only an optimization: if the trial forward fails, run unfolded
-                # and let the real error, if any, surface from the real forward
+            except Exception:
+                # folding is only an optimization (and undoes itself when its check fails):
+                # render unfolded, and let a real error surface from the real forward
+                log.debug("batch norms not folded for %s", self.layer, exc_info=True)
                 self.folded = 0
-        # channels-last pays on the CPU (oneDNN) as measured; CUDA is left as it is
+        # channels-last pays on the CPU (oneDNN) as measured; CUDA is left as it is. A model
+        # that `.view`s its feature maps cannot take it: check, and go back if it fails.
         if self.device.type == "cpu":
-            self.model.to(memory_format=torch.channels_last)
-            self.channels_last = True
+            with torch.no_grad():
+                try:
+                    before = self(example)
+                    self.model.to(memory_format=torch.channels_last)
+                    self.channels_last = True
+                    after = self(example)
+                    ok = after.shape == before.shape and torch.allclose(
+                        after, before, rtol=1e-4, atol=1e-5 * float(before.abs().max()))
+                except Exception:
+                    ok = False
+            if not ok:
+                self.model.to(memory_format=torch.contiguous_format)
+                self.channels_last = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._speed_up_pending:

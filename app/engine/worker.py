@@ -23,7 +23,7 @@ from app.core.messages import (
 )
 from app.core.slot import LatestSlot
 from app.core.tiling import GridGeometry, grid_geometry
-from app.engine.ablation import Ablation, ForkError
+from app.engine.ablation import Ablation, ForkError, fork_safe
 from app.engine.attribution import Attributor, saliency_to_uint8
 from app.engine.live_topk import LiveTopK
 from app.engine.models import LoadedModel
@@ -76,6 +76,7 @@ class FrameProcessor:
         self._ablated: tuple[tuple[str, tuple[int, ...]], ...] = ()
         # the deletions a forked pass failed on (a parallel branch): two passes for those
         self._fork_failed: tuple[tuple[str, tuple[int, ...]], ...] | None = None
+        self._fork_safe = fork_safe(loaded.module)
         self._attributor: Attributor | None = None
         self.attribution_error: str | None = None  # why attribution is unavailable, once
         # this session's best frames per unit of the selected layer, kept on the device
@@ -102,7 +103,7 @@ class FrameProcessor:
                             ) -> tuple[torch.Tensor, tuple[Prediction, ...]]:
         """The ablated logits (1, classes) and the intact network's top-k, in one forked pass
         (~1.1 forwards) where the model allows it, else in two."""
-        if self._fork_failed != view.ablated:
+        if self._fork_safe and self._fork_failed != view.ablated:
             try:
                 with self.ablation.forked():
                     both = self.recorder.run(x)

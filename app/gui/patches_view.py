@@ -368,6 +368,7 @@ class PatchDialog(QDialog):
         self.setWindowTitle(f"Patch source — {Path(patch.source).name or patch.source}")
         self.show()
         self.raise_()
+        self._pool.clear()  # decodes queued for older clicks would only be dropped
         self._pool.start(_LoadSource(self._request, patch, self._loaded))
 
     def _on_loaded(self, request: int, image: QImage, where: str) -> None:
