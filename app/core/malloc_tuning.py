@@ -9,7 +9,8 @@ as `fill_`/`copy_`/`constant_pad_nd` costing several times their arithmetic. Wit
 32 MiB kept on the heap and up to 256 MiB of free heap kept mapped, a 224-px render step of
 EfficientNet-Lite0 went from ≈20 ms to ≈15 ms on the 2-vCPU dev box (docs/benchmarks.md).
 
-The cost is resident memory: up to `trim_threshold` of freed memory stays mapped. Environment
+The cost is resident memory: up to `trim_threshold` of freed memory stays mapped, per malloc
+arena (glibc gives threads arenas of their own: the worker's and each job's). Environment
 settings a user made (`MALLOC_*_`, `GLIBC_TUNABLES`) win: nothing is changed then. On systems
 without glibc's `mallopt` (macOS, Windows) this does nothing.
 """
