@@ -295,3 +295,43 @@ def test_live_ablation_in_one_forked_pass_equals_two_passes(processor):
     np.testing.assert_allclose(forked.unit_max, twice.unit_max, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(forked.unit_map, twice.unit_map, rtol=1e-4, atol=1e-4)
     processor.process(chelsea(), ViewState(layer="_blocks.4", unit=0))  # restore for others
+
+
+def test_a_fork_that_fails_falls_back_to_two_passes_counting_the_frame_once():
+    """Deleting units on two parallel branches cannot fork (the second branch never sees the
+    doubled batch): the worker must give the two-pass result, and mean mode's running
+    statistics must take this frame in once, not once per attempt."""
+    from torch import nn
+
+    from app.core.messages import AblationMode
+    from app.engine.models import LoadedModel
+    from app.engine.preprocess import Preprocess
+    from app.engine.worker import FrameProcessor
+
+    class Branches(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.stem = nn.Conv2d(3, 4, 3, padding=1)
+            self.a, self.b = nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(4, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.stem(x)
+            return self.fc(self.pool(self.a(y) + self.b(y)).flatten(1))
+
+    loaded = LoadedModel("branches", Branches().eval(),
+                         Preprocess(16, 1.0, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+                         tuple(f"c{i}" for i in range(5)), CPU)
+    p = FrameProcessor(loaded)
+    image = chelsea()
+    view = ViewState(layer="a", unit=0, ablated=(("a", (0,)), ("b", (1,))),
+                     ablation_mode=AblationMode.MEAN)
+    p.process(image, ViewState(layer="a", unit=0, ablation_mode=AblationMode.MEAN))
+    snap = p.process(image, view)
+    assert p._fork_failed == view.ablated  # the fork was tried and refused
+    # "a" was watched on the first frame too; each frame counts once (not once per attempt)
+    assert p.ablation.means.count("a") == 2 and p.ablation.means.count("b") == 1
+    intact = p.process(image, ViewState(layer="a", unit=0, ablation_mode=AblationMode.MEAN))
+    assert [q.index for q in snap.intact_predictions] == [q.index for q in intact.predictions]

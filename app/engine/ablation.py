@@ -89,6 +89,15 @@ class RunningChannelMeans:
             return None
         return self._sums[layer] / self._counts[layer]
 
+    def snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        """The state, for `restore` (a pass that failed half-way must not count twice)."""
+        return dict(self._sums), dict(self._counts)
+
+    def restore(self, state: tuple[dict[str, torch.Tensor], dict[str, int]]) -> None:
+        # updates replace the tensors instead of changing them in place: a shallow copy is
+        # a snapshot
+        self._sums, self._counts = dict(state[0]), dict(state[1])
+
     def reset(self, layer: str | None = None) -> None:
         for d in (self._sums, self._counts):
             if layer is None:

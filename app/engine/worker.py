@@ -23,7 +23,7 @@ from app.core.messages import (
 )
 from app.core.slot import LatestSlot
 from app.core.tiling import GridGeometry, grid_geometry
-from app.engine.ablation import Ablation, ForkError, fork_safe
+from app.engine.ablation import Ablation, ForkError, RunningChannelMeans, fork_safe
 from app.engine.attribution import Attributor, saliency_to_uint8
 from app.engine.live_topk import LiveTopK
 from app.engine.models import LoadedModel
@@ -104,11 +104,17 @@ class FrameProcessor:
         """The ablated logits (1, classes) and the intact network's top-k, in one forked pass
         (~1.1 forwards) where the model allows it, else in two."""
         if self._fork_safe and self._fork_failed != view.ablated:
+            means = self.ablation.means
+            state = means.snapshot() if isinstance(means, RunningChannelMeans) else None
             try:
                 with self.ablation.forked():
                     both = self.recorder.run(x)
                 return both[-1:], self._top(both[:1])
             except (ForkError, RuntimeError) as exc:
+                if state is not None:
+                    means.restore(state)  # type: ignore[union-attr]  # the frame counts once
+                if "out of memory" in str(exc):
+                    raise  # a real failure, not a model the fork cannot handle
                 # a deleted unit on a branch the doubled batch does not reach, or a merge of
                 # such a branch with it: correct results need two passes for these deletions
                 log.info("live ablation in two passes for %s: %s", view.ablated, exc)
