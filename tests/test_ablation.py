@@ -38,7 +38,7 @@ from app.engine.ablation_curves import (
     match_class,
 )
 from app.engine.recorder import ActivationRecorder
-from tests.tiny_nets import TinyNet, tiny_input
+from tests.tiny_nets import SharedAct, TinyNet, tiny_input
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "assets" / "samples"
@@ -193,18 +193,6 @@ def test_the_recorder_sees_the_ablated_output_and_reused_modules_are_addressed_b
 
 @torch.no_grad()
 def test_repeat_calls_are_counted_over_feature_maps_only_as_the_recorder_does():
-    class SharedAct(nn.Module):  # one ReLU on a map, a vector, then a map again
-        def __init__(self) -> None:
-            super().__init__()
-            torch.manual_seed(0)
-            self.c1, self.c2 = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)
-            self.act = nn.ReLU()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.act(self.c1(x))
-            gate = self.act(y.mean((2, 3))) + 1.0
-            return self.act(self.c2(y) * gate[:, :, None, None])
-
     net = SharedAct().eval()
     x = torch.randn(1, 3, 9, 9)
     with Ablation(net, {"act:1": [0, 1, 2, 3]}), ActivationRecorder(net) as rec:

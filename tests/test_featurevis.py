@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from tiny_nets import TinyNet, tiny_input
+from tiny_nets import SharedAct, TinyNet, tiny_input
 from torch import nn
 
 from app.engine.featurevis import objectives as obj
@@ -273,18 +273,6 @@ def test_private_copy_survives_foreign_hooks_holding_graph_tensors():
 
 def test_repeat_calls_are_counted_as_the_recorder_names_them():
     from app.engine.truncate import forward_to
-
-    class SharedAct(nn.Module):  # one ReLU on a 4-D map, then a vector, then a map again
-        def __init__(self) -> None:
-            super().__init__()
-            torch.manual_seed(0)
-            self.c1, self.c2 = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)
-            self.act = nn.ReLU()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.act(self.c1(x))
-            gate = self.act(y.mean((2, 3)))  # 2-D: the recorder does not count it
-            return self.act(self.c2(y) * gate[:, :, None, None])
 
     net = SharedAct().eval()
     x = torch.randn(1, 3, 9, 9)

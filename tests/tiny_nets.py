@@ -37,3 +37,19 @@ class TinyNet(nn.Module):
 def tiny_input() -> torch.Tensor:
     """A 1×1×3×3 image whose 2×2 window sums are 1+2+4+5=12, 16, 24, 28 (no negatives)."""
     return torch.arange(1.0, 10.0).view(1, 1, 3, 3)
+
+
+class SharedAct(nn.Module):
+    """One ReLU applied to a feature map, a vector, then a map again: the recorder names the
+    maps `act` and `act:1` and does not count the vector."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1, self.c2 = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.c1(x))
+        gate = self.act(y.mean((2, 3))) + 1.0
+        return self.act(self.c2(y) * gate[:, :, None, None])
