@@ -232,7 +232,12 @@ def test_saliency_maps_onto_the_frame_crop():
 
 
 @pytest.mark.slow
-def test_bundled_model_gradient_mode_equals_autograd_and_guided_is_sharper():
+@pytest.mark.parametrize("layer", [
+    "_blocks.10",  # a block's output
+    "_blocks.10._project_conv",  # a conv whose batch norm the fast copy folds in
+    "_blocks.10._bn2",  # that batch norm (an Identity in the fast copy)
+])
+def test_bundled_model_gradient_mode_equals_autograd_and_guided_is_sharper(layer):
     from app.engine.device import pick_device
     from app.engine.models import load_bundled
     from app.engine.preprocess import frame_to_tensor, prepare_batch
@@ -240,9 +245,10 @@ def test_bundled_model_gradient_mode_equals_autograd_and_guided_is_sharper():
 
     loaded = load_bundled(pick_device("cpu"))
     x = prepare_batch([frame_to_tensor(chelsea(), loaded.device)], loaded.preprocess)
-    att = Attributor(loaded, "gradient")
-    layer, unit = "_blocks.10", 5
+    att = Attributor(loaded, "gradient")  # fast: batch norms folded, channels-last
+    unit = 5
     got = att.attribute_full(x, layer, unit)
+    assert len(att._unfold) > 30  # the fast copy really is folded
     kept = {}
     h = loaded.module.get_submodule(layer).register_forward_hook(
         lambda _m, _i, o: kept.setdefault("o", o))
@@ -251,8 +257,13 @@ def test_bundled_model_gradient_mode_equals_autograd_and_guided_is_sharper():
         loaded.module(xi)
     finally:
         h.remove()
-    (ref,) = torch.autograd.grad(kept["o"][0, unit][got.position], xi)
-    np.testing.assert_allclose(got.signal, ref[0].numpy(), rtol=1e-4, atol=1e-6)
+    target = kept["o"][0, unit][got.position]
+    (ref,) = torch.autograd.grad(target, xi)
+    # folding changes float rounding; where a ReLU6 input sits on its 0 or 6 threshold the
+    # gate can flip, so a few dozen of 150k pixels move by ~1e-4 of the map's maximum
+    np.testing.assert_allclose(got.signal, ref[0].numpy(), rtol=1e-3,
+                               atol=3e-4 * float(ref.abs().max()))
+    assert got.value == pytest.approx(float(target.detach()), rel=1e-4, abs=1e-4)
     att.mode = "guided"
     guided = att.attribute(x, layer, unit)
     # guided backprop's map is concentrated where the unit looks: most of the image is ~0

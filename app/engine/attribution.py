@@ -42,6 +42,7 @@ from app.engine.truncate import (
     UnknownLayer,
     forward_to,
     private_copy,
+    speed_up_copy,
 )
 
 MODES: tuple[str, ...] = ("gradient", "deconvnet", "guided")
@@ -172,9 +173,14 @@ class Attributor:
     Build once per model and call `attribute` per frame; `mode` may be changed between
     calls. The first call deep-copies the module (one model's worth of memory). Not
     thread-safe: use it from the thread that owns it (the inference worker).
+
+    `fast` (default) tunes that copy as the renderer's is tuned: batch norms folded into
+    their convolutions, channels-last on the CPU. Results are the same up to float rounding:
+    a target conv whose batch norm was folded in is mapped back to its own output.
     """
 
-    def __init__(self, model: LoadedModel | nn.Module, mode: str = "gradient") -> None:
+    def __init__(self, model: LoadedModel | nn.Module, mode: str = "gradient",
+                 fast: bool = True) -> None:
         module = model.module if isinstance(model, LoadedModel) else model
         if isinstance(module, torch.jit.ScriptModule):
             raise AttributionError("attribution needs a Python nn.Module; TorchScript models "
@@ -183,6 +189,8 @@ class Attributor:
         self._model: nn.Module | None = None
         self._functional: dict[str, bool] = {}  # per target: F.relu & co. called below it
         self._rectifiers: list[RectifierWithRule] = []
+        self._fast = fast
+        self._unfold: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
         self.mode = mode
 
     @property
@@ -205,6 +213,11 @@ class Attributor:
             model = private_copy(self._source, x.device)
             swap_rectifiers(model, self._mode)
             self._rectifiers = [m for m in model.modules() if isinstance(m, RectifierWithRule)]
+            if self._fast:
+                # batch norms folded (their convs then output bn(z): `input_signal` maps a
+                # folded conv target back to z) and channels-last on the CPU, both checked
+                speed_up_copy(model, x.detach().clone(), lambda m, t: m(t), x.device,
+                              folded=self._unfold)
             self._model = model
         for m in self._rectifiers:
             m.rule = self._mode
@@ -260,6 +273,9 @@ class Attributor:
                 raise AttributionError(
                     f"unit {unit} out of range: {layer} has {out.shape[1]} units")
             fmap = out[0, unit]
+            folded = self._unfold.get(model.get_submodule(split_layer_name(layer)[0]))
+            if folded is not None:  # a conv whose batch norm was folded in: z = (out - b) / a
+                fmap = (fmap - folded[1][unit]) / folded[0][unit]
             if out.dim() == 2:
                 pos: tuple[int, ...] = ()
                 objective = fmap

@@ -86,11 +86,24 @@ def find_pairs(model: nn.Module, example: torch.Tensor,
     pairs = []
     for conv, bn in found:
         if (calls[id(conv)] != 1 or calls[id(bn)] != 1 or id(conv) in keep_ids or id(bn) in keep_ids
-                or conv.out_channels != bn.num_features or id(bn) not in parents):
+                or conv.out_channels != bn.num_features or id(bn) not in parents
+                or bool((bn_affine(bn)[0] == 0).any())):  # a zero scale loses the conv's output
             continue
         parent, attr = parents[id(bn)]
         pairs.append(_Pair(conv, bn, parent, attr))
     return pairs
+
+
+@torch.no_grad()
+def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift), (C,) each: eval-mode `bn(z)` is `z · scale + shift` per channel."""
+    scale = bn.running_var.add(bn.eps).rsqrt()  # type: ignore[union-attr]
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale  # type: ignore[operator]
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return scale.detach().clone(), shift.detach().clone()
 
 
 @torch.no_grad()
@@ -100,12 +113,7 @@ def _fold(pair: _Pair) -> tuple[torch.Tensor, torch.Tensor | None]:
     conv, bn = pair.conv, pair.bn
     old_w = conv.weight.detach().clone()
     old_b = conv.bias.detach().clone() if conv.bias is not None else None
-    scale = bn.running_var.add(bn.eps).rsqrt()  # type: ignore[union-attr]
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale  # type: ignore[operator]
-    if bn.bias is not None:
-        shift = shift + bn.bias
+    scale, shift = bn_affine(bn)
     bias = old_b * scale + shift if old_b is not None else shift
     conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
     if conv.bias is None:
@@ -128,7 +136,9 @@ def _unfold(pair: _Pair, old_w: torch.Tensor, old_b: torch.Tensor | None) -> Non
 
 def fold_batchnorms(model: nn.Module, example: torch.Tensor,
                     run: Callable[[nn.Module, torch.Tensor], torch.Tensor],
-                    keep: Collection[nn.Module] = (), rtol: float = 1e-4) -> int:
+                    keep: Collection[nn.Module] = (), rtol: float = 1e-4,
+                    folded: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                    ) -> int:
     """Fold every eval-mode batch norm that directly follows a convolution, in place.
 
     `run(model, x)` is the output the fold must preserve (e.g. a truncated forward to the
@@ -136,6 +146,9 @@ def fold_batchnorms(model: nn.Module, example: torch.Tensor,
     normal noise of its shape (one input alone can pass by luck: a map that is all zero
     there); if any element moves by more than `rtol` of the output's largest magnitude, or
     the check itself fails, every fold is undone. → the number of batch norms folded.
+
+    `folded`, if given, receives conv → (scale, shift) of each fold: the conv now outputs
+    `z · scale + shift`, so its own output `z` is `(out - shift) / scale` (never 0).
     """
     pairs = find_pairs(model, example, run, keep)
     if not pairs:
@@ -154,6 +167,8 @@ def fold_batchnorms(model: nn.Module, example: torch.Tensor,
         _undo(saved)
         raise
     if ok:
+        if folded is not None:
+            folded.update({pair.conv: bn_affine(pair.bn) for pair in pairs})
         return len(pairs)
     _undo(saved)
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+from collections.abc import Callable, Collection
 from typing import Any
 
 import torch
@@ -120,6 +121,42 @@ def forward_to(model: nn.Module, layer: str, x: torch.Tensor,
     )
 
 
+def speed_up_copy(model: nn.Module, example: torch.Tensor,
+                  run: Callable[[nn.Module, torch.Tensor], torch.Tensor], device: torch.device,
+                  keep: Collection[nn.Module] = (),
+                  folded: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                  ) -> tuple[int, bool]:
+    """Tune a private copy for many forward+backward passes; → (batch norms folded,
+    channels-last). Both are checked on `run(model, example)` and undone if it changes.
+
+    Batch norms are folded into their convolutions (see `fold_batchnorms`, which fills
+    `folded`); on the CPU the copy is laid out channels-last (oneDNN's fast path; a model
+    that `.view`s its feature maps cannot take it). CUDA keeps its layout: not measured.
+    """
+    n = 0
+    if any(type(m) is nn.BatchNorm2d for m in model.modules()):
+        try:
+            n = fold_batchnorms(model, example, run, keep=keep, folded=folded)
+        except Exception:
+            # only an optimization, and undone by itself when its check fails: run unfolded,
+            # and let a real error, if any, surface from the real forward
+            log.debug("batch norms not folded", exc_info=True)
+    channels_last = False
+    if device.type == "cpu":
+        with torch.no_grad():
+            try:
+                before = run(model, example)
+                model.to(memory_format=torch.channels_last)
+                after = run(model, example)
+                channels_last = after.shape == before.shape and torch.allclose(
+                    after, before, rtol=1e-4, atol=1e-5 * float(before.abs().max()))
+            except Exception:
+                channels_last = False
+        if not channels_last:
+            model.to(memory_format=torch.contiguous_format)
+    return n, channels_last
+
+
 class TruncatedModel:
     """`tm(x)` returns the output of `layer` for input `x`; nothing above it runs.
 
@@ -149,31 +186,8 @@ class TruncatedModel:
         self._speed_up_pending = fast and copy_model
 
     def _speed_up(self, example: torch.Tensor) -> None:
-        if any(type(m) is nn.BatchNorm2d for m in self.model.modules()):
-            try:
-                self.folded = fold_batchnorms(self.model, example, lambda _m, x: self(x),
-                                              keep=[self._target])
-            except Exception:
-                # folding is only an optimization (and undoes itself when its check fails):
-                # render unfolded, and let a real error surface from the real forward
-                log.debug("batch norms not folded for %s", self.layer, exc_info=True)
-                self.folded = 0
-        # channels-last pays on the CPU (oneDNN) as measured; CUDA is left as it is. A model
-        # that `.view`s its feature maps cannot take it: check, and go back if it fails.
-        if self.device.type == "cpu":
-            with torch.no_grad():
-                try:
-                    before = self(example)
-                    self.model.to(memory_format=torch.channels_last)
-                    self.channels_last = True
-                    after = self(example)
-                    ok = after.shape == before.shape and torch.allclose(
-                        after, before, rtol=1e-4, atol=1e-5 * float(before.abs().max()))
-                except Exception:
-                    ok = False
-            if not ok:
-                self.model.to(memory_format=torch.contiguous_format)
-                self.channels_last = False
+        self.folded, self.channels_last = speed_up_copy(
+            self.model, example, lambda _m, x: self(x), self.device, keep=[self._target])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._speed_up_pending:
