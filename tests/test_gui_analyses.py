@@ -501,9 +501,12 @@ def test_g_shows_the_layers_preferred_images_in_the_grid_and_back(window: MainWi
     qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=pos)
     qtbot.waitUntil(lambda: window.unit == 42)
     assert window.grid.geometry == expected.geometry and window.grid.highlight.isVisible()
-    # a finished render of this layer refreshes it
+    # a finished render of a unit not shown yet refreshes it; one already shown does not
     asked = len(backend.called("request_preferred_grid"))
-    backend.emit(FakeBackend.preferred(DEFAULT_LAYER, 42, 64))
+    backend.emit(FakeBackend.preferred(DEFAULT_LAYER, 42, 64))  # even: already in the grid
+    qtbot.wait(80)
+    assert len(backend.called("request_preferred_grid")) == asked
+    backend.emit(FakeBackend.preferred(DEFAULT_LAYER, 43, 64))
     qtbot.waitUntil(lambda: len(backend.called("request_preferred_grid")) > asked)
     # G again: the activations are back, with their own layout
     press(qtbot, window, Qt.Key.Key_G)
@@ -526,3 +529,18 @@ def test_preferred_grid_follows_the_layer_and_ignores_stale_answers(window: Main
     backend.emit(FakeBackend.preferred_grid(DEFAULT_LAYER, window.grid.aspect()))
     qtbot.wait(80)
     assert window.grid.geometry == expected.geometry
+
+
+def test_preferred_grid_follows_a_layer_render_every_few_seconds_and_at_its_end(
+        window: MainWindow, backend, qtbot) -> None:
+    press(qtbot, window, Qt.Key.Key_G)
+    qtbot.waitUntil(lambda: window.grid.image.image.ndim == 3)
+    window.start_render_layer()
+    asked = len(backend.called("request_preferred_grid"))
+    for done in (16, 32, 48):  # three batches within a second: at most one rebuild
+        backend.emit(JobProgress(JobKind.RENDER_LAYER, done, 240, f"{done} / 240 units"))
+        qtbot.wait(80)  # each answered before the next batch ends
+    assert len(backend.called("request_preferred_grid")) - asked <= 1
+    asked = len(backend.called("request_preferred_grid"))
+    backend.emit(JobFinished(JobKind.RENDER_LAYER, True, "all 240 cached"))
+    qtbot.waitUntil(lambda: len(backend.called("request_preferred_grid")) > asked)

@@ -85,6 +85,7 @@ IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.tif *.tiff);;All files
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt *.bin);;All files (*)"
 STATUS_INTERVAL_S = 0.25  # numbers that change every frame are unreadable faster than this
+GRID_REFRESH_S = 3.0  # the preferred-images grid follows a whole-layer render this often
 NOTICE_SECONDS = {NoticeLevel.INFO: 4.0, NoticeLevel.WARNING: 8.0, NoticeLevel.ERROR: 10.0}
 NOTICE_COLORS = {
     NoticeLevel.INFO: theme.TEXT,
@@ -259,6 +260,7 @@ class MainWindow(QMainWindow):
         self._preferred_grid: PreferredGrid | None = None  # shown in the grid while G is on
         self._preferred_grid_pending: str | None = None  # layer of the request in flight
         self._render_layer_name = ""  # the layer "render whole layer" is working on
+        self._preferred_grid_asked = 0.0  # monotonic time of the last refresh request
         right.addWidget(layers_panel)
         right.addWidget(self.unit_pane)
 
@@ -850,7 +852,7 @@ class MainWindow(QMainWindow):
         if (event.layer, event.unit) == (self.layer, self.unit):
             self.preferred_view.show_image(event)
         if event.done:
-            self._preferred_images_changed(event.layer)
+            self._preferred_images_changed(event.layer, event.unit)
 
     # ------------------------------------------------------------------ preferred grid
     def _on_preferred_grid_toggled(self) -> None:
@@ -889,11 +891,24 @@ class MainWindow(QMainWindow):
         self.grid.set_selected(self.unit if shown == self.layer else None)
         self.grid.set_ablated(tuple(self.ablated.get(shown or "", ())))
 
-    def _preferred_images_changed(self, layer: str) -> None:
-        """New preferred images of `layer` are cached: refresh the grid if it shows them."""
-        if self.preferred_grid_action.isChecked() and self._preferred_grid is not None \
-                and self._preferred_grid.layer == layer:
-            self._request_preferred_grid(layer)
+    def _preferred_images_changed(self, layer: str, unit: int | None = None,
+                                  force: bool = False) -> None:
+        """New preferred images of `layer` are cached: refresh the grid if it shows them.
+
+        Rebuilding reads every cached image of the layer, so a unit already shown changes
+        nothing, and during a whole-layer render the grid follows at most every few seconds
+        (`force`: the render is over, show the final state).
+        """
+        shown = self._preferred_grid
+        if not self.preferred_grid_action.isChecked() or shown is None or shown.layer != layer:
+            return
+        if unit is not None and unit in shown.rendered:
+            return
+        now = time.monotonic()
+        if not force and unit is None and now - self._preferred_grid_asked < GRID_REFRESH_S:
+            return
+        self._preferred_grid_asked = now
+        self._request_preferred_grid(layer)
 
     def _on_job_progress(self, event: JobProgress) -> None:
         if event.kind == JobKind.PREFERRED_GRID:
@@ -929,6 +944,7 @@ class MainWindow(QMainWindow):
             widget.deleteLater()
         if event.kind == JobKind.RENDER_LAYER:
             self.preferred_view.set_layer_job(None)
+            self._preferred_images_changed(self._render_layer_name, force=True)
         elif event.kind == JobKind.ABLATE:
             self.ablation_pane.set_job(None)
         elif event.kind == JobKind.RENDER:
