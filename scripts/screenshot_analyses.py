@@ -3,8 +3,9 @@
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot_analyses.py [OUT_DIR]
 
 Scans the bundled sample photos, selects a unit, turns on guided backprop, deletes two
-units, opens a top patch's source image, computes ablation curves, and grabs the window
-twice (unit tabs, ablation tab) and the patch dialog once.
+units, opens a top patch's source image, computes ablation curves, renders the whole layer
+and shows its preferred images in the grid (G); grabs the window three times (unit tabs,
+ablation tab, preferred grid) and the patch dialog once.
 The cache goes to a temporary folder, so nothing of the user's is touched.
 """
 
@@ -95,9 +96,19 @@ def main() -> int:
         window.center_tabs.setCurrentWidget(window.ablation_pane)
         QTest.qWait(500)
         window.save_screenshot(out / "ablation.png")
+        # every unit of the layer rendered, then G: the grid shows the preferred images
+        window.restore_all_action.trigger()
+        window.center_tabs.setCurrentIndex(0)
+        window.start_render_layer()
+        wait_for(lambda: JobKind.RENDER_LAYER in finished, timeout=600)
+        window.preferred_grid_action.setChecked(True)
+        wait_for(lambda: "40 of 40" in window.grid.title.text())
+        QTest.qWait(500)
+        window.save_screenshot(out / "preferred_grid.png")
     finally:
         window.close()
-    print(f"wrote {out / 'analyses.png'}, {out / 'patch_source.png'} and {out / 'ablation.png'}")
+    names = ("analyses.png", "patch_source.png", "ablation.png", "preferred_grid.png")
+    print("wrote " + ", ".join(str(out / n) for n in names))
     return 0
 
 
