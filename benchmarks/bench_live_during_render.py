@@ -16,7 +16,6 @@ delivers 30 frames/s; the live view keeps its rate if it stays above the source'
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from report import print_report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 from app.bench import load_frames, pipeline_fps, start_live_worker  # noqa: E402
 from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
@@ -123,12 +123,7 @@ def main() -> int:
         "live_fps_rounds": {k: [round(x, 2) for x in v] for k, v in live.items()},
         "render_units_per_s": {k: round(statistics.median(v), 2) for k, v in render.items()},
     }
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        print()
-    else:
-        for key, value in report.items():
-            print(f"{key:20s} {value}")
+    print_report(report, args.json)
     return 0
 
 

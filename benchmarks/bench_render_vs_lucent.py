@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 import types
@@ -31,6 +30,8 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from report import print_report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
 from app.engine.featurevis import get_preset, render_units  # noqa: E402
@@ -153,12 +154,7 @@ def main() -> int:
                                      "ours_batched": batch_native},
         "activation_upsampled_to_224": {"lucent": lucent_224, "ours": ours_224},
     }
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        print()
-    else:
-        for key, value in report.items():
-            print(f"{key:28s} {value}")
+    print_report(report, args.json)
     return 0
 
 

@@ -42,6 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import print_report  # noqa: E402  (benchmarks/report.py, beside this script)
+
 
 def make_dataset(folder: Path, n: int, seed: int = 0, max_side: int = 640) -> Path:
     """n JPEGs: random crops (50–100 % of the side), flips and sizes of the sample photos."""
@@ -245,11 +247,7 @@ def main() -> int:
                       ratio_of_medians=round(float(np.median(scan) / np.median(bare)), 3))
         if not args.no_memory:
             report["memory"] = memory_growth(tmp, args.memory_images, args)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        for key, value in report.items():
-            print(f"{key:22s} {value}")
+    print_report(report, args.json)
     ok = report["ratio"] >= 0.8 and (args.no_memory or report["memory"]["scan_peak_growth"] < 0.1)
     return 0 if ok else 1
 
