@@ -26,11 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.capture.images import read_image  # noqa: E402
+from app.core.jobs import run_job  # noqa: E402
 from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
-from app.engine.ablation_curves import ablation_curves  # noqa: E402
-from app.engine.device import pick_device  # noqa: E402
-from app.engine.models import load_bundled  # noqa: E402
-from app.engine.preprocess import frame_to_tensor, prepare_batch  # noqa: E402
+from app.engine.analyses.ablation.curves import ablation_curves  # noqa: E402
+from app.engine.runtime.device import pick_device  # noqa: E402
+from app.engine.runtime.models import load_bundled  # noqa: E402
+from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch  # noqa: E402
 
 
 def photos() -> list[np.ndarray]:
@@ -93,8 +94,8 @@ def main() -> int:
         results = {}
         for method in ("naive", "cut", "naive", "cut"):  # alternate: noise hits both
             t0 = time.perf_counter()
-            res = ablation_curves(loaded.module, batches, layer, total=len(batch),
-                                  seeds=args.seeds, points=args.points, method=method)
+            res = run_job(ablation_curves(loaded.module, batches, layer, total=len(batch),
+                                          seeds=args.seeds, points=args.points, method=method))
             timing.setdefault(method, []).append(time.perf_counter() - t0)
             results[method] = res
         cut, naive = results["cut"], results["naive"]

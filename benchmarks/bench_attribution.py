@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 from app.capture.images import read_image  # noqa: E402
 from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
 from app.core.messages import ViewState  # noqa: E402
-from app.engine.attribution import MODES, Attributor, saliency_to_uint8  # noqa: E402
-from app.engine.device import pick_device  # noqa: E402
-from app.engine.models import load_bundled  # noqa: E402
-from app.engine.preprocess import frame_to_tensor, prepare_batch  # noqa: E402
-from app.engine.worker import FrameProcessor  # noqa: E402
+from app.engine.analyses.attribution.attributor import MODES, Attributor, saliency_to_uint8  # noqa: E402
+from app.engine.live.worker import FrameProcessor  # noqa: E402
+from app.engine.runtime.device import pick_device  # noqa: E402
+from app.engine.runtime.models import load_bundled  # noqa: E402
+from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch  # noqa: E402
 
 
 def _per_frame(fn, frames, n) -> float:  # type: ignore[no-untyped-def]

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 from app.capture.images import read_image  # noqa: E402
 from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
 from app.core.messages import ViewState  # noqa: E402
-from app.engine.models import load_bundled  # noqa: E402
-from app.engine.worker import FrameProcessor  # noqa: E402
+from app.engine.live.worker import FrameProcessor  # noqa: E402
+from app.engine.runtime.models import load_bundled  # noqa: E402
 
 
 def main() -> int:

@@ -4,7 +4,7 @@ The live pipeline of `deepvis bench` (bundled model, every layer hooked, sample 
 a fresh frame always ready) is timed in alternating rounds:
 
 - alone;
-- while "Render whole layer" runs as the GUI runs it (`app.jobs`: its own thread, niced);
+- while "Render whole layer" runs as the GUI runs it (`app.session.jobs`: its own thread, niced);
 - while the same render runs at normal priority (what the nice buys).
 
 Reports live results/s and the render's units/s in each round, medians over rounds. A camera
@@ -16,6 +16,7 @@ delivers 30 frames/s; the live view keeps its rate if it stays above the source'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -29,13 +30,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from report import print_report  # noqa: E402  (benchmarks/report.py, beside this script)
 
-from app.bench import load_frames, pipeline_fps, start_live_worker  # noqa: E402
+from app.core.jobs import Cancelled, run_job  # noqa: E402
 from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
 from app.core.messages import JobKind, JobProgress  # noqa: E402
 from app.core.settings import load_settings, with_overrides  # noqa: E402
-from app.engine.models import load_model  # noqa: E402
-from app.engine.worker import FrameProcessor  # noqa: E402
-from app.jobs import Jobs, render_layer_job  # noqa: E402
+from app.engine.live.worker import FrameProcessor  # noqa: E402
+from app.engine.runtime.models import load_model  # noqa: E402
+from app.session.bench import load_frames, pipeline_fps, start_live_worker  # noqa: E402
+from app.session.jobs import Jobs, render_layer_job  # noqa: E402
 
 
 def render_in_background(settings, loaded, layer: str, channels: int, niced: bool):  # type: ignore[no-untyped-def]
@@ -46,10 +48,10 @@ def render_in_background(settings, loaded, layer: str, channels: int, niced: boo
         if isinstance(message, JobProgress):
             done.append((time.perf_counter(), message.done))
 
-    work = render_layer_job(settings, loaded, layer, channels, emit)
+    work = render_layer_job(settings, loaded, layer, channels)
     started = time.perf_counter()
     if niced:
-        jobs = Jobs(lambda _m: None)
+        jobs = Jobs(emit)
         jobs.start(JobKind.RENDER_LAYER, work)
 
         def stop() -> float:
@@ -57,7 +59,13 @@ def render_in_background(settings, loaded, layer: str, channels: int, niced: boo
             return _rate(done, started)
     else:
         cancel = threading.Event()
-        thread = threading.Thread(target=work, args=(cancel,), name="render-normal-priority")
+
+        def run() -> None:
+            with contextlib.suppress(Cancelled):
+                run_job(work, lambda p: emit(JobProgress(JobKind.RENDER_LAYER, p.done,
+                                                         p.total, p.line())), cancel)
+
+        thread = threading.Thread(target=run, name="render-normal-priority")
         thread.start()
 
         def stop() -> float:

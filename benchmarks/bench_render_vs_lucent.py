@@ -33,10 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 from report import print_report  # noqa: E402  (benchmarks/report.py, beside this script)
 
+from app.core.jobs import run_job  # noqa: E402
 from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
-from app.engine.featurevis import get_preset, render_units  # noqa: E402
-from app.engine.featurevis.render import Renderer  # noqa: E402
-from app.engine.models import load_bundled  # noqa: E402
+from app.engine.analyses.featurevis import get_preset, render_units  # noqa: E402
+from app.engine.analyses.featurevis.render import Renderer  # noqa: E402
+from app.engine.runtime.models import load_bundled  # noqa: E402
 
 
 def import_lucent(path: str | None):  # type: ignore[no-untyped-def]
@@ -114,7 +115,7 @@ def main() -> int:
     preset = get_preset(args.preset).with_overrides(args.steps, args.size)
 
     # warm up both (first-call allocations), then alternate so load changes hit both alike
-    list(render_units(loaded, args.layer, units[:1], preset.with_overrides(steps=2)))
+    run_job(render_units(loaded, args.layer, units[:1], preset.with_overrides(steps=2)))
     lucent_unit(theirs_model, args.layer, units[0], 2, args.size, pre.mean, pre.std, lucent)
 
     ours_single, theirs = [], []
@@ -127,11 +128,11 @@ def main() -> int:
         lucent_images.append(img)
         theirs.append(t)
         started = time.perf_counter()
-        final = list(render_units(loaded, args.layer, [u], preset, seed=u))[-1]
+        final = run_job(render_units(loaded, args.layer, [u], preset, seed=u))
         ours_single.append(time.perf_counter() - started)
         our_images.append(final.images[0])
     started = time.perf_counter()
-    batched = list(render_units(loaded, args.layer, units, preset, seed=0))[-1]
+    batched = run_job(render_units(loaded, args.layer, units, preset, seed=0))
     ours_batched = (time.perf_counter() - started) / len(units)
 
     ours_native, ours_224 = measure(renderer, np.stack(our_images), units)

@@ -6,11 +6,11 @@
 
 Throughput: the same decoded-image stream (DataLoader workers, `read_image`, the live
 view's `prepare_batch`), the same model and batch size, measured in alternating rounds in
-one run: bare `model(x)` against `run_scan` end to end (hooks, on-device top-k merge,
+one run: bare `model(x)` against the `scan` job end to end (hooks, on-device top-k merge,
 checkpoints, the crops pass and the atomic writes included); `ratio` is best-of-rounds
 scan / best-of-rounds bare (rounds alternate). Bar: ratio ≥ 0.8.
 
-Memory: `run_scan` over M and over 10×M images, each in a fresh child process; peak RSS of
+Memory: the scan over M and over 10×M images, each in a fresh child process; peak RSS of
 the scanning process (DataLoader workers are separate processes of constant size) and
 tracemalloc's peak of Python allocations during the scan. RSS is sampled while the scan
 runs (the lifetime high-water mark is usually set by loading the model). Bar: growth of the
@@ -71,7 +71,7 @@ def _load(model: str):  # type: ignore[no-untyped-def]
     import torch
 
     from app.core.settings import Settings
-    from app.engine.models import load_model
+    from app.engine.runtime.models import load_model
 
     torch.manual_seed(0)
     return load_model(model, torch.device("cpu"), Settings().model)
@@ -79,7 +79,7 @@ def _load(model: str):  # type: ignore[no-untyped-def]
 
 def _layers(loaded, spec: list[str] | None) -> list[str]:  # type: ignore[no-untyped-def]
     from app.core.settings import Settings
-    from app.engine.scan import default_layers
+    from app.engine.analyses.patches.dataset_scan import default_layers
 
     return spec or default_layers(loaded, Settings().scan.layers)
 
@@ -88,7 +88,7 @@ def bare_inference(loaded, files: list[str], batch_size: int, workers: int) -> f
     """Images/s of model(x) on the scan's own decoded, preprocessed stream."""
     import torch
 
-    from app.engine.scan import _collate, _Frames, _loader
+    from app.engine.analyses.patches.dataset_scan import _collate, _Frames, _loader
 
     ds = _Frames(files, range(len(files)), 80_000_000, 1280, loaded.preprocess)
     n = 0
@@ -103,11 +103,12 @@ def bare_inference(loaded, files: list[str], batch_size: int, workers: int) -> f
 
 def scan_once(loaded, data: Path, layers: list[str], batch_size: int, workers: int,  # type: ignore[no-untyped-def]
               out: Path) -> tuple[float, float]:
-    from app.engine.scan import run_scan
+    from app.core.jobs import run_job
+    from app.engine.analyses.patches import scan
 
     start = time.perf_counter()
-    report = run_scan(loaded, data, layers, batch_size=batch_size, workers=workers, out=out,
-                      resume=False)
+    report = run_job(scan(loaded, data, layers, batch_size=batch_size, workers=workers, out=out,
+                          resume=False))
     seconds = time.perf_counter() - start
     return report.scanned / seconds, seconds
 
@@ -119,7 +120,7 @@ def child_memory(data: str, model: str, layers: list[str] | None, batch_size: in
 
     loaded = _load(model)
     chosen = _layers(loaded, layers)
-    from app.engine.receptive_field import receptive_field
+    from app.engine.runtime.receptive_field import receptive_field
 
     for layer in chosen:  # warm: receptive fields and one forward, before the baseline
         receptive_field(loaded.module, layer, loaded.preprocess.size)
@@ -222,7 +223,7 @@ def main() -> int:
 
     import torch
 
-    from app.engine.scan import list_images
+    from app.core.files import list_images
 
     loaded = _load(args.model)
     layers = _layers(loaded, args.layers)

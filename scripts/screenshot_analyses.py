@@ -29,7 +29,7 @@ from app.core.messages import AttributionMode, JobKind, PreferredImage  # noqa: 
 from app.core.settings import Settings, load_settings  # noqa: E402
 from app.gui.main_window import MainWindow  # noqa: E402
 from app.gui.theme import apply_dark_theme  # noqa: E402
-from app.live_session import LiveSession  # noqa: E402
+from app.session.live import LiveSession  # noqa: E402
 
 LAYER, UNIT = "_blocks.4", 12
 

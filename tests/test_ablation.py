@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from app.cli import main
+from app.core.jobs import run_job
 from app.core.selectivity import (
     class_means,
     class_selectivity,
@@ -19,15 +20,8 @@ from app.core.selectivity import (
     deletion_orders,
     selectivity_index,
 )
-from app.engine.ablation import (
-    Ablation,
-    AblationError,
-    ForkError,
-    RunningChannelMeans,
-    parse_ablation,
-    parse_ablations,
-)
-from app.engine.ablation_curves import (
+from app.engine.analyses.ablation.curves import (
+    CurveResult,
     Dataset,
     _CutRunner,
     _NaiveRunner,
@@ -37,7 +31,15 @@ from app.engine.ablation_curves import (
     make_runner,
     match_class,
 )
-from app.engine.recorder import ActivationRecorder
+from app.engine.analyses.ablation.deletion import (
+    Ablation,
+    AblationError,
+    ForkError,
+    RunningChannelMeans,
+    parse_ablation,
+    parse_ablations,
+)
+from app.engine.runtime.recorder import ActivationRecorder
 from tests.tiny_nets import SharedAct, TinyNet, tiny_input
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -340,9 +342,9 @@ def test_curves_fast_path_equals_naive_and_endpoints_hold():
     net = Deep().eval()
     batches, xs, ys = _batches()
     for layer in ("act", "act2"):
-        fast = ablation_curves(net, batches, layer, total=24, seeds=3, points=5)
-        slow = ablation_curves(net, batches, layer, total=24, seeds=3, points=5,
-                               method="naive")
+        fast = run_job(ablation_curves(net, batches, layer, total=24, seeds=3, points=5))
+        slow = run_job(ablation_curves(net, batches, layer, total=24, seeds=3, points=5,
+                                       method="naive"))
         assert fast.method == "cut" and slow.method == "naive"
         assert fast.curves == slow.curves and fast.selectivity == slow.selectivity
         with torch.no_grad():
@@ -361,13 +363,15 @@ def test_curves_fast_path_equals_naive_and_endpoints_hold():
     assert len(doc["curves"]["random"]["seeds"]) == 3 and len(doc["selectivity"]["index"]) == 8
     assert doc["levels_per_image"] == 3 * 3 + 3 * 2 + 2  # shared 0 % and 100 % levels
     assert json.loads(json.dumps(doc)) == doc
+    # what the cache stores reads back to the same result
+    assert CurveResult.from_json(json.loads(json.dumps(doc))).to_json() == doc
 
 
 def test_without_labels_accuracy_is_agreement_with_the_intact_network():
     torch.manual_seed(2)
     net = Deep().eval()
     batches, *_ = _batches(labeled=False)
-    res = ablation_curves(net, batches, "act", total=24, seeds=1, points=3)
+    res = run_job(ablation_curves(net, batches, "act", total=24, seeds=1, points=3))
     assert not res.labeled and res.intact_accuracy == 1.0
     assert all(c[0] == 1.0 for c in res.curves.values())
     assert res.to_json()["labels"] == "intact_top1"
@@ -452,8 +456,8 @@ def test_class_folders_match_names_and_indices(tmp_path):
 
 @pytest.fixture(scope="module")
 def bundled():
-    from app.engine.device import pick_device
-    from app.engine.models import load_bundled
+    from app.engine.runtime.device import pick_device
+    from app.engine.runtime.models import load_bundled
 
     return load_bundled(pick_device("cpu"))
 
@@ -468,8 +472,8 @@ def _photos() -> list[np.ndarray]:
 
 @pytest.mark.slow
 def test_deleting_an_images_top_units_changes_its_top5(bundled):
-    from app.engine.predict import predict_ablated
-    from app.engine.preprocess import frame_to_tensor, prepare_batch
+    from app.engine.analyses.ablation.predict import predict_ablated
+    from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
 
     layer = "_blocks.15"
     for image in _photos():
@@ -553,7 +557,7 @@ def test_ablate_cli_json_on_a_labeled_folder_and_its_cache(capsys, tmp_path):
 
 
 def test_fork_is_only_used_where_samples_of_a_batch_stay_apart():
-    from app.engine.ablation import fork_safe
+    from app.engine.analyses.ablation.deletion import fork_safe
 
     assert fork_safe(Known().eval())
     assert not fork_safe(Known().train())

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.engine.attribution import (
+from app.engine.analyses.attribution.attributor import (
     MODES,
     AttributionError,
     Attributor,
@@ -238,9 +238,9 @@ def test_saliency_maps_onto_the_frame_crop():
     "_blocks.10._bn2",  # that batch norm (an Identity in the fast copy)
 ])
 def test_bundled_model_gradient_mode_equals_autograd_and_guided_is_sharper(layer):
-    from app.engine.device import pick_device
-    from app.engine.models import load_bundled
-    from app.engine.preprocess import frame_to_tensor, prepare_batch
+    from app.engine.runtime.device import pick_device
+    from app.engine.runtime.models import load_bundled
+    from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
     from tests.photos import chelsea
 
     loaded = load_bundled(pick_device("cpu"))

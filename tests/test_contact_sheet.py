@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.commands.contact_sheet import BACKGROUND, GAP, LABEL_HEIGHT, contact_sheet
+from app.engine.analyses.featurevis.contact_sheet import (
+    BACKGROUND,
+    GAP,
+    LABEL_HEIGHT,
+    contact_sheet,
+)
 
 
 def test_tiles_in_row_major_order_with_labels_under_them():

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.engine.efficientnet_lite import (
+from app.engine.runtime.efficientnet_lite import (
     PREPROCESS,
     Conv2dSame,
     EfficientNetLite0,

@@ -14,16 +14,17 @@ import torch
 from tiny_nets import SharedAct, TinyNet, tiny_input
 from torch import nn
 
-from app.engine.featurevis import objectives as obj
-from app.engine.featurevis import param as prm
-from app.engine.featurevis import regularizers as reg
-from app.engine.featurevis import transforms as tf
-from app.engine.featurevis.presets import PRESETS, Preset, PresetError, get_preset
-from app.engine.featurevis.render import Renderer, cached_unit, image_seed, render_units
-from app.engine.models import LoadedModel
-from app.engine.preprocess import Preprocess
-from app.engine.recorder import ActivationRecorder
-from app.engine.truncate import LayerNotReached, TruncatedModel
+from app.core.jobs import Cancelled, run_job
+from app.engine.analyses.featurevis import objectives as obj
+from app.engine.analyses.featurevis import param as prm
+from app.engine.analyses.featurevis import regularizers as reg
+from app.engine.analyses.featurevis import transforms as tf
+from app.engine.analyses.featurevis.presets import PRESETS, Preset, PresetError, get_preset
+from app.engine.analyses.featurevis.render import Renderer, cached_unit, image_seed, render_units
+from app.engine.runtime.models import LoadedModel
+from app.engine.runtime.preprocess import Preprocess
+from app.engine.runtime.recorder import ActivationRecorder
+from app.engine.runtime.truncate import LayerNotReached, TruncatedModel
 
 CPU = torch.device("cpu")
 
@@ -272,7 +273,7 @@ def test_private_copy_survives_foreign_hooks_holding_graph_tensors():
 
 
 def test_repeat_calls_are_counted_as_the_recorder_names_them():
-    from app.engine.truncate import forward_to
+    from app.engine.runtime.truncate import forward_to
 
     net = SharedAct().eval()
     x = torch.randn(1, 3, 9, 9)
@@ -315,6 +316,11 @@ class Linear(nn.Module):
         return self.unit(self.below(x)).flatten(1)
 
 
+def with_images(progress):
+    """The previews and finals of a render: the steps in between carry no images."""
+    return [p for p in progress if p.images is not None]
+
+
 def tiny_preset(**changes: object) -> Preset:
     base = Preset(name="test", description="", param="pixel", decorrelate=False,
                   optimizer="sgd", lr=0.001, steps=300, size=8, transforms=0.0,
@@ -326,7 +332,7 @@ def test_l2_decayed_ascent_on_a_linear_unit_ends_along_its_weights():
     net = Linear()
     r = Renderer(loaded_of(net, 8), "unit", CPU)
     preset = tiny_preset(l2_decay=0.1)
-    *previews, final = r.render([0, 1], preset, seed=0)
+    *previews, final = with_images(r.render([0, 1], preset, seed=0))
     w = net.unit.weight.detach()
     d = torch.from_numpy(final.images).permute(0, 3, 1, 2).float() / 255 - 0.5
     for k in range(2):
@@ -363,7 +369,7 @@ def test_every_preset_raises_the_objective_in_expectation(name):
     net = Conv()
     preset = get_preset(name).with_overrides(steps=39, size=20)
     preset = dataclasses.replace(preset, preview_every=3)
-    progress = list(render_units(loaded_of(net, 20), "b", [0, 1, 2], preset, seed=0))
+    progress = with_images(render_units(loaded_of(net, 20), "b", [0, 1, 2], preset, seed=0))
     values = np.stack([p.activations for p in progress[:-1]]).mean(1)  # (previews,)
     windows = values.reshape(3, 4).mean(1)  # means over thirds of the run
     assert windows[0] < windows[1] < windows[2]
@@ -391,11 +397,17 @@ def test_cancel_stops_within_one_step():
     preset = dataclasses.replace(get_preset("fast").with_overrides(steps=50, size=16),
                                  preview_every=5)
     Counting.calls = 0
-    gen = render_units(loaded, "b", [0, 1], preset, cancel=cancel)
-    first = next(gen)
-    assert first.step == 5 and not first.final
-    cancel.set()
-    assert list(gen) == []  # no more previews, no final
+    seen: list = []
+
+    def cancel_at_the_first_preview(p) -> None:
+        seen.append(p)
+        if p.images is not None:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        run_job(render_units(loaded, "b", [0, 1], preset), cancel_at_the_first_preview, cancel)
+    assert [p.step for p in seen] == [1, 2, 3, 4, 5]  # no more steps, no final
+    assert not any(p.final for p in seen)
     assert Counting.calls == 0  # truncated: `above` never ran
 
     # set from another thread mid-run: at most the step in flight finishes
@@ -412,7 +424,9 @@ def test_cancel_stops_within_one_step():
     net = Conv()
     net.b.append(Slow())
     cancel.clear()
-    out = list(render_units(loaded_of(net, 16), "b", [0], preset, cancel=cancel))
+    out: list = []
+    with pytest.raises(Cancelled):
+        run_job(render_units(loaded_of(net, 16), "b", [0], preset), out.append, cancel)
     assert len(steps_run) <= 8 and not any(p.final for p in out)
 
 
@@ -457,7 +471,7 @@ def test_unknown_preset_and_objective():
 
 @pytest.fixture(scope="module")
 def bundled():
-    from app.engine.models import load_bundled
+    from app.engine.runtime.models import load_bundled
 
     return load_bundled(CPU)
 
@@ -468,7 +482,7 @@ def real_photos(pre: Preprocess) -> torch.Tensor:
     from skimage import data
 
     from app.capture.images import read_image
-    from app.engine.preprocess import frame_to_tensor, prepare_batch
+    from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
 
     images = [read_image(p, 80_000_000) for p in sorted((ASSETS / "samples").glob("*.jpg"))]
     for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
@@ -530,8 +544,8 @@ def test_preferred_grid_job_lays_out_the_cached_images(tmp_path):
 
     from app.core.messages import PreferredGrid
     from app.core.settings import CacheSettings, RenderSettings, Settings
-    from app.engine.cache import cache_root
-    from app.jobs import PREFERRED_TILE, UNRENDERED, preferred_grid_job
+    from app.engine.runtime.cache import cache_root
+    from app.session.jobs import PREFERRED_TILE, UNRENDERED, preferred_grid_job
 
     settings = Settings(cache=CacheSettings(dir=str(tmp_path)),
                         render=RenderSettings(preset="fast", steps=4, size=32))
@@ -540,7 +554,7 @@ def test_preferred_grid_job_lays_out_the_cached_images(tmp_path):
     final = list(render_units(loaded, "b", [0, 2], "fast", steps=4, size=32,
                               cache_root=root))[-1]  # units 1 and 3 never rendered
     events: list = []
-    text = preferred_grid_job(settings, loaded, "b", 4, 1.0, events.append)(threading.Event())
+    text = run_job(preferred_grid_job(settings, loaded, "b", 4, 1.0, events.append))
     (grid,) = events
     assert isinstance(grid, PreferredGrid) and grid.layer == "b" and grid.rendered == (0, 2)
     assert text == "2 of 4 preferred images of b"

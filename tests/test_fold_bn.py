@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from app.engine.fold_bn import find_pairs, fold_batchnorms
-from app.engine.truncate import TruncatedModel
+from app.engine.runtime.fold_bn import find_pairs, fold_batchnorms
+from app.engine.runtime.truncate import TruncatedModel
 
 CPU = torch.device("cpu")
 
@@ -99,7 +99,7 @@ def test_kept_modules_and_training_mode_are_left_alone():
 @pytest.mark.slow
 @pytest.mark.parametrize("layer", ["_blocks.8", "_blocks.8._project_conv", "_blocks.3._bn1"])
 def test_fast_truncated_copy_of_the_bundled_model_gives_the_same_layer(layer):
-    from app.engine.models import load_bundled
+    from app.engine.runtime.models import load_bundled
 
     loaded = load_bundled(CPU)
     x = torch.rand(2, 3, 160, 160, generator=torch.Generator().manual_seed(0))

@@ -19,8 +19,8 @@ from app.core.messages import (
 )
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
-from app.engine.models import load_model
-from app.engine.worker import FrameProcessor, InferenceWorker
+from app.engine.live.worker import FrameProcessor, InferenceWorker
+from app.engine.runtime.models import load_model
 from tests.photos import CAT_CLASSES, COFFEE_CLASSES, chelsea, coffee, write_jpeg
 
 pytestmark = pytest.mark.slow
@@ -131,7 +131,7 @@ def _wait_for(backend, predicate, timeout=60.0):
 
 
 def test_session_end_to_end_on_an_image_and_bad_inputs(tmp_path):
-    from app.live_session import LiveSession
+    from app.session.live import LiveSession
 
     cat = write_jpeg(tmp_path / "cat.jpg", chelsea())
     bad = tmp_path / "broken.jpg"
@@ -174,7 +174,7 @@ def test_session_end_to_end_on_an_image_and_bad_inputs(tmp_path):
 
 
 def test_session_auto_source_without_camera_falls_back_to_the_sample_video():
-    from app.live_session import LiveSession
+    from app.session.live import LiveSession
 
     session = LiveSession(Settings(), CPU)
     try:
@@ -195,7 +195,7 @@ def test_the_sample_video_ships_inside_the_package():
     from pathlib import Path
 
     import app
-    from app.live_session import sample_video
+    from app.session.live import sample_video
 
     video = sample_video()
     package = Path(app.__file__).resolve().parent
@@ -206,7 +206,7 @@ def test_the_sample_video_ships_inside_the_package():
 
 
 def test_rate_meter_counts_a_window_and_falls_to_zero_when_still():
-    from app.engine.worker import RateMeter
+    from app.engine.live.worker import RateMeter
 
     meter = RateMeter(window_s=1.0)
     rates = [meter.tick(t * 0.1) for t in range(11)]  # 10 per second for 1 s
@@ -304,9 +304,9 @@ def test_a_fork_that_fails_falls_back_to_two_passes_counting_the_frame_once():
     from torch import nn
 
     from app.core.messages import AblationMode
-    from app.engine.models import LoadedModel
-    from app.engine.preprocess import Preprocess
-    from app.engine.worker import FrameProcessor
+    from app.engine.live.worker import FrameProcessor
+    from app.engine.runtime.models import LoadedModel
+    from app.engine.runtime.preprocess import Preprocess
 
     class Branches(nn.Module):
         def __init__(self) -> None:

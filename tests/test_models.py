@@ -9,8 +9,8 @@ import torch
 from torchvision.models import googlenet, resnet18
 
 from app.core.settings import ModelSettings
-from app.engine import models
-from app.engine.models import ModelError, check_model_spec, load_model
+from app.engine.runtime import models
+from app.engine.runtime.models import ModelError, check_model_spec, load_model
 
 CPU = torch.device("cpu")
 
@@ -112,7 +112,7 @@ def test_check_model_spec(tmp_path):
 def test_non_sequential_torchvision_nets_record_their_layers(arch):
     from torchvision.models import get_model
 
-    from app.engine.recorder import default_layer, discover_layers
+    from app.engine.runtime.recorder import default_layer, discover_layers
 
     kwargs = {"aux_logits": False, "init_weights": False} if arch == "googlenet" else {}
     net = get_model(arch, weights=None, **kwargs).eval()  # random weights: mechanics only

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.engine.receptive_field import (
-    frame_box,
+from app.core.boxes import to_frame_box
+from app.engine.runtime.receptive_field import (
     measure_receptive_field,
     receptive_field,
     receptive_field_box,
@@ -142,7 +142,7 @@ def test_googlenet_ceil_mode_pools_and_branches():
 
 
 def test_bundled_efficientnet_same_padding_is_asymmetric_and_size_dependent():
-    from app.engine.efficientnet_lite import EfficientNetLite0
+    from app.engine.runtime.efficientnet_lite import EfficientNetLite0
 
     net = EfficientNetLite0().eval()
     rf = receptive_field(net, "_conv_stem", 224)
@@ -163,5 +163,8 @@ def test_bundled_efficientnet_same_padding_is_asymmetric_and_size_dependent():
 
 def test_frame_box_maps_model_pixels_to_the_frame():
     crop = (110, 30, 420, 420)  # Preprocess(224, 0.875).crop_box(480, 640)
-    assert frame_box((0, 0, 224, 224), crop, 224, (480, 640)) == (30, 110, 450, 530)
-    assert frame_box((10, 20, 30, 40), crop, 224) == (48, 147, 87, 185)
+    assert to_frame_box((0, 0, 224, 224), crop, 224, (480, 640)) == (30, 110, 450, 530)
+    assert to_frame_box((10, 20, 30, 40), crop, 224, (480, 640)) == (48, 147, 87, 185)
+    # outside the frame: clipped, and never empty (a crop of it must have a pixel)
+    assert to_frame_box((-50, -50, 0, 0), crop, 224, (480, 640)) == (0, 16, 30, 110)
+    assert to_frame_box((300, 300, 400, 400), crop, 224, (480, 640)) == (479, 639, 480, 640)

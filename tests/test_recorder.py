@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from app.core.tiling import grid_geometry, normalize_channels, tile_channels
-from app.engine.recorder import ActivationRecorder, default_layer, discover_layers
-from app.engine.tiling import normalize_on_device, tile_on_device
+from app.engine.runtime.recorder import ActivationRecorder, default_layer, discover_layers
+from app.engine.runtime.tiling import normalize_on_device, tile_on_device
 from tests.tiny_nets import TinyNet, tiny_input
 
 WINDOW_SUMS = torch.tensor([[12.0, 16.0], [24.0, 28.0]])
@@ -129,7 +129,7 @@ def test_calls_outside_run_record_nothing():
 
 
 def test_split_layer_name_inverts_repeat_name():
-    from app.engine.recorder import repeat_name, split_layer_name
+    from app.engine.runtime.recorder import repeat_name, split_layer_name
 
     for name, call in (("layer1.0.relu", 0), ("layer1.0.relu", 1), ("_blocks.4", 3)):
         assert split_layer_name(repeat_name(name, call)) == (name, call)

@@ -13,18 +13,19 @@ import torch
 from torch import nn
 
 from app.capture.images import read_image
-from app.core.topk import EMPTY, load_scan, load_scan_folder, merge_candidates
-from app.engine.models import LoadedModel
-from app.engine.preprocess import Preprocess, prepare_batch
-from app.engine.scan import (
-    ScanCancelled,
-    ScanError,
-    TopKTracker,
-    image_box,
-    letterbox,
-    list_images,
-    run_scan,
-)
+from app.core.files import list_images
+from app.core.jobs import Cancelled, run_job
+from app.core.scan_results import EMPTY, load_scan, load_scan_folder, merge_candidates
+from app.engine.analyses.patches import ScanError, scan
+from app.engine.analyses.patches.dataset_scan import TopKTracker, image_box, letterbox
+from app.engine.runtime.models import LoadedModel
+from app.engine.runtime.preprocess import Preprocess, prepare_batch
+
+
+def run_scan(loaded, dataset, layers, progress=None, cancel=None, **kw):
+    """The scan job driven to its report, as the CLI and the GUI drive it."""
+    return run_job(scan(loaded, dataset, layers, **kw), progress, cancel)
+
 
 PRE = Preprocess(size=32, crop_fraction=1.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 LAYERS = ["pool", "conv2"]
@@ -155,7 +156,7 @@ def test_scan_top_k_equals_brute_force(dataset, tmp_path):
 
 
 def test_receptive_field_of_tiny_net_by_hand():
-    from app.engine.receptive_field import receptive_field
+    from app.engine.runtime.receptive_field import receptive_field
 
     rf = receptive_field(ScanNet(), "conv2", 32)
     # conv2 (k3, dilation 2, pad 2) at m reads pool cells m-2, m, m+2 that exist; pool cell j
@@ -225,7 +226,7 @@ def test_interrupted_scan_resumes_to_the_identical_result(dataset, tmp_path):
         if p.done >= 8:
             cancel.set()
 
-    with pytest.raises(ScanCancelled):
+    with pytest.raises(Cancelled):
         _scan(loaded, dataset, tmp_path / "cancelled", checkpoint_every=50,
               progress=stop_after_two, cancel=cancel)
     report = _scan(loaded, dataset, tmp_path / "cancelled")
@@ -237,7 +238,7 @@ def test_interrupted_scan_resumes_to_the_identical_result(dataset, tmp_path):
 
 def test_shards_merge_into_the_whole_scan(dataset, tmp_path):
     from app.cli import main
-    from app.engine.scan import merge_scans
+    from app.engine.analyses.patches.dataset_scan import merge_scans
 
     loaded = tiny_loaded()
     _scan(loaded, dataset, tmp_path / "whole", batch_size=5)
@@ -283,7 +284,7 @@ def test_fewer_images_than_k_leave_empty_slots(tmp_path):
 
 
 def test_default_cache_location_and_load_scan(tmp_path):
-    from app.engine.cache import model_key
+    from app.engine.runtime.cache import model_key
 
     loaded = tiny_loaded()
     make_images(tmp_path / "d", 5)
@@ -306,9 +307,11 @@ def test_bad_requests_raise_scan_error(tmp_path):
 
 def test_cli_json_document_and_errors(monkeypatch, capsys, tmp_path):
     import app.cli as cli
+    import app.cli.scan as scan_command
 
     make_images(tmp_path / "d", 6)
-    monkeypatch.setattr(cli, "load_for", lambda args: (tiny_loaded(), cli.settings_for(args)))
+    monkeypatch.setattr(scan_command, "load_for",
+                        lambda args: (tiny_loaded(), scan_command.settings_for(args)))
     argv = ["scan", str(tmp_path / "d"), "--layers", "conv2", "pool", "--top-k", "2",
             "--batch-size", "4", "--workers", "0", "--out", str(tmp_path / "out"), "--json"]
     assert cli.main(argv) == 0
@@ -345,8 +348,8 @@ def test_bundled_model_on_real_photos(tmp_path):
     from photos import ASSETS, write_jpeg
     from skimage import data as skdata
 
-    from app.engine.models import load_bundled
-    from app.engine.recorder import ActivationRecorder
+    from app.engine.runtime.models import load_bundled
+    from app.engine.runtime.recorder import ActivationRecorder
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -379,8 +382,8 @@ def test_bundled_model_on_real_photos(tmp_path):
 
 
 def test_live_top_k_matches_brute_force_and_cuts_patches():
-    from app.engine.live_topk import LiveTopK
-    from app.engine.receptive_field import receptive_field
+    from app.engine.live.live_topk import LiveTopK
+    from app.engine.runtime.receptive_field import receptive_field
 
     net = ScanNet().eval()
     rf = receptive_field(net, "conv2", 32)

@@ -20,7 +20,7 @@ from app.core.messages import (
     UnitPatches,
 )
 from app.core.settings import Settings
-from app.live_session import LiveSession
+from app.session.live import LiveSession
 from tests.photos import chelsea, coffee, write_jpeg
 
 pytestmark = pytest.mark.slow

@@ -75,6 +75,6 @@ def test_missing_file_and_overrides(tmp_path):
 
 def test_render_preset_choices_are_the_engines_presets():
     from app.core.settings import RENDER_PRESETS
-    from app.engine.featurevis.presets import PRESETS
+    from app.engine.analyses.featurevis.presets import PRESETS
 
     assert sorted(PRESETS) == sorted(RENDER_PRESETS)

@@ -17,7 +17,7 @@ from PyQt6.QtGui import QImage
 from app.core.messages import NoticeLevel
 from app.core.settings import GuiSettings, Settings
 from app.gui.main_window import MainWindow
-from app.live_session import LiveSession
+from app.session.live import LiveSession
 from tests.photos import CAT_CLASSES, chelsea, coffee, write_jpeg
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-)
+from app.core.files import IMAGE_EXTENSIONS, is_image_path
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageError", "is_image_path", "read_image"]
+
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -23,11 +24,6 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 class ImageError(ValueError):
     """An image file that cannot be shown; the one-line message names the file."""
-
-
-def is_image_path(path: str | Path) -> bool:
-    """True when the file name ends in one of `IMAGE_EXTENSIONS` (case-insensitive)."""
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def read_image(path: str | Path, max_pixels: int = 80_000_000) -> np.ndarray:

@@ -1,0 +1,66 @@
+"""Command line: `deepvis` opens the live window; subcommands do the rest without a GUI.
+
+One module per command, each with NAME, HELP, `add_arguments(parser)` and `run(args)`,
+registered in `COMMANDS` below by plain imports (so the import contracts see them). Heavy
+imports (torch, Qt) happen inside `run`, so `deepvis --help` is instant and a bad argument
+is reported before anything slow starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from app.cli import ablate, bench, layers, live, models, predict, render, scan
+from app.cli.common import EXIT_USAGE, GLOBAL_FLAGS, Parser, user_errors
+from app.core.malloc_tuning import keep_freed_memory
+
+SUBCOMMANDS: tuple[ModuleType, ...] = (models, layers, predict, bench, scan, render, ablate)
+COMMANDS: dict[str, ModuleType] = {m.NAME: m for m in SUBCOMMANDS}
+
+
+def build_parsers() -> tuple[Parser, Parser]:
+    """(the live window's parser, the subcommands' parser)."""
+    window = Parser(prog="deepvis", description="Live deep visualization of convolutional "
+                    "networks. Subcommands: " + ", ".join(COMMANDS)
+                    + " (deepvis SUBCOMMAND --help).")
+    live.add_arguments(window)
+    sub = Parser(prog="deepvis")
+    cmds = sub.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for module in SUBCOMMANDS:
+        p = cmds.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+    return window, sub
+
+
+def _subcommand_first(args: list[str]) -> list[str]:
+    """`--settings F layers …` → `layers --settings F …`: global flags may come first."""
+    i = 0
+    while i < len(args):
+        flag = args[i].split("=", 1)[0]
+        if args[i] in COMMANDS:
+            return [args[i], *args[:i], *args[i + 1:]]
+        if flag not in GLOBAL_FLAGS:
+            return args
+        i += 1 if "=" in args[i] else 2
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = _subcommand_first(list(sys.argv[1:] if argv is None else argv))
+    window, sub = build_parsers()
+    is_sub = bool(args_list) and args_list[0] in COMMANDS
+    args = (sub if is_sub else window).parse_args(args_list)
+    command = COMMANDS[args.command] if is_sub else live
+    # before torch allocates anything: every forward/backward reuses freed buffers from then on
+    keep_freed_memory()
+    try:
+        return int(command.run(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if isinstance(exc, user_errors()):
+            print(f"deepvis: error: {exc}".splitlines()[0], file=sys.stderr)
+            return EXIT_USAGE
+        raise

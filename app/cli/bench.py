@@ -1,0 +1,39 @@
+"""`deepvis bench`: the live pipeline against bare `model(x)`, side by side in one run."""
+
+from __future__ import annotations
+
+import argparse
+
+from app.cli.common import CliError, add_common, print_json, settings_for
+
+NAME = "bench"
+HELP = "live pipeline against bare model(x), side by side"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common(p, source=True)
+    p.add_argument("--frames", type=int, help="frames per measurement round")
+    p.add_argument("--size", type=int, help="input size (default: the model's)")
+    p.add_argument("--rounds", type=int, default=7, help="alternating bare/pipeline rounds")
+    p.add_argument("--no-gui", action="store_true", help="skip the GUI update measurement")
+    p.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    if args.rounds < 1 or (args.frames is not None and args.frames < 1):
+        raise CliError("--frames and --rounds must be positive")
+    from app.session.bench import run_bench
+
+    gui_timer = None
+    if not args.no_gui:
+        from app.gui.bench_timing import gui_update_ms as gui_timer
+    report = run_bench(settings, source=args.source, frames=args.frames or settings.bench.frames,
+                       size=args.size or settings.bench.size, rounds=args.rounds,
+                       gui_timer=gui_timer)
+    if args.json:
+        print_json(report)
+    else:
+        for key, value in report.items():
+            print(f"{key:24s} {value}")
+    return 0

@@ -1,0 +1,88 @@
+"""`deepvis predict`: top classes of images, optionally with units deleted."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from app.cli.common import CliError, add_common, load_for, print_json
+
+NAME = "predict"
+HELP = "top classes for images"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--ablate", action="append", metavar="LAYER:UNITS",
+                   help="delete units of a layer, e.g. _blocks.8:0-15 (repeatable); shows the "
+                   "intact and the ablated top-k side by side")
+    p.add_argument("--ablate-mode", choices=("zero", "mean"), default="zero",
+                   help="replace deleted units by 0 or by their mean over the given images")
+    p.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.capture.images import read_image
+
+    for path in args.images:
+        if not Path(path).is_file():
+            raise CliError(f"image not found: {path}")
+    if args.top_k < 1:
+        raise CliError("--top-k must be positive")
+    loaded, settings = load_for(args)
+    images = [read_image(p, settings.source.max_image_pixels) for p in args.images]
+    if args.ablate:
+        return _predict_ablated(args, loaded, images)
+    from app.engine.runtime.predict import predict_images
+
+    results = predict_images(loaded, images, top_k=args.top_k)
+    if args.json:
+        print_json({
+            "model": loaded.name, "device": str(loaded.device),
+            "results": [{"image": str(p), "top": _rows(preds)}
+                        for p, preds in zip(args.images, results, strict=True)],
+        })
+        return 0
+    for path, preds in zip(args.images, results, strict=True):
+        print(path)
+        for pr in preds:
+            print(f"  {pr.probability * 100:6.2f}%  {pr.label} ({pr.index})")
+    return 0
+
+
+def _rows(preds: Any) -> list[dict[str, Any]]:
+    return [{"index": pr.index, "label": pr.label, "probability": round(pr.probability, 6)}
+            for pr in preds]
+
+
+def _predict_ablated(args: argparse.Namespace, loaded: Any, images: list[Any]) -> int:
+    """--ablate: intact and ablated top-k side by side."""
+    from app.engine.analyses.ablation import AblationError, parse_ablations, predict_ablated
+    from app.engine.runtime.recorder import discover_layers
+
+    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    try:
+        units = parse_ablations(args.ablate, {i.name: i.channels for i in layers})
+    except AblationError as exc:
+        raise CliError(str(exc)) from None
+    results = predict_ablated(loaded, images, units, top_k=args.top_k, mode=args.ablate_mode)
+    if args.json:
+        print_json({
+            "model": loaded.name, "device": str(loaded.device),
+            "ablate": dict(units.items()), "ablate_mode": args.ablate_mode,
+            "results": [{"image": str(p), "top": _rows(r.intact), "ablated_top": _rows(r.ablated),
+                         "intact_top1_probability_after": round(r.intact_top1_after, 6)}
+                        for p, r in zip(args.images, results, strict=True)],
+        })
+        return 0
+    spec = "; ".join(f"{layer}: {len(u)} units" for layer, u in units.items())
+    for path, r in zip(args.images, results, strict=True):
+        print(f"{path}   (ablated {spec}, {args.ablate_mode})")
+        print(f"  {'intact':<38s} ablated")
+        for a, b in zip(r.intact, r.ablated, strict=True):
+            left = f"{a.probability * 100:6.2f}%  {a.label} ({a.index})"
+            print(f"  {left:<38s} {b.probability * 100:6.2f}%  {b.label} ({b.index})")
+    return 0

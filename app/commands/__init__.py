@@ -1,1 +1,0 @@
-"""Subcommands that run analyses: each module has add_arguments(parser) and run(args)."""

@@ -1,0 +1,18 @@
+"""Deleting units: live `Ablation`, `layer_curves` on a folder (a job), `predict_ablated`."""
+
+from app.engine.analyses.ablation.curves import CurveResult, find_dataset, layer_curves
+from app.engine.analyses.ablation.deletion import (
+    Ablation,
+    AblationError,
+    ForkError,
+    RunningChannelMeans,
+    fork_safe,
+    parse_ablations,
+)
+from app.engine.analyses.ablation.predict import AblatedPrediction, predict_ablated
+
+__all__ = [
+    "AblatedPrediction", "Ablation", "AblationError", "CurveResult", "ForkError",
+    "RunningChannelMeans", "find_dataset", "fork_safe", "layer_curves", "parse_ablations",
+    "predict_ablated",
+]

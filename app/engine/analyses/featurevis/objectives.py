@@ -1,0 +1,142 @@
+"""Objectives to maximize: a value per image of the batch, built from the target layer.
+
+An `Objective` wraps `fn(acts, image) -> (N,)`, where `acts` is the target layer's output for
+the transformed batch ((N, C, H, W) for feature maps, (N, K) for logits) and `image` the
+untransformed batch in [0, 1]. Objectives combine with `+`, `-` and scalar `*`, as in lucent:
+`channel(units) - 0.05 * tv()`. Per-image values let one batch optimize one unit per image:
+the gradient of the sum reaches each image only through its own term (eval-mode nets mix
+nothing across the batch), except for `diversity`, which compares images on purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from app.engine.analyses.featurevis.regularizers import l2_norm, total_variation
+
+ObjectiveFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Objective:
+    """A per-image score to maximize; supports `a + b`, `a - b`, `k * a`, `-a`."""
+
+    def __init__(self, fn: ObjectiveFn, name: str) -> None:
+        self.fn = fn
+        self.name = name
+
+    def __call__(self, acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.fn(acts, image)
+
+    def __repr__(self) -> str:
+        return f"Objective({self.name})"
+
+    def __add__(self, other: Objective | float) -> Objective:
+        if isinstance(other, int | float):
+            return Objective(lambda a, i: self(a, i) + other, f"{self.name} + {other}")
+        return Objective(lambda a, i: self(a, i) + other(a, i), f"{self.name} + {other.name}")
+
+    __radd__ = __add__  # sum([...]) starts from 0
+
+    def __neg__(self) -> Objective:
+        return Objective(lambda a, i: -self(a, i), f"-{self.name}")
+
+    def __sub__(self, other: Objective | float) -> Objective:
+        return self + (-other)
+
+    def __mul__(self, k: float) -> Objective:
+        if not isinstance(k, int | float):
+            return NotImplemented
+        return Objective(lambda a, i: k * self(a, i), f"{k}*{self.name}")
+
+    __rmul__ = __mul__
+
+
+def _per_image(units: int | Sequence[int], n: int, device: torch.device) -> torch.Tensor:
+    if isinstance(units, int):
+        return torch.full((n,), units, dtype=torch.long, device=device)
+    idx = torch.as_tensor(list(units), dtype=torch.long, device=device)
+    if idx.numel() != n:
+        raise ValueError(f"{idx.numel()} units for a batch of {n} images")
+    return idx
+
+
+def _pick(acts: torch.Tensor, units: int | Sequence[int]) -> torch.Tensor:
+    """acts[i, units[i]] for each image i: (N, C, ...) → (N, ...)."""
+    idx = _per_image(units, acts.shape[0], acts.device)
+    return acts[torch.arange(acts.shape[0], device=acts.device), idx]
+
+
+def channel(units: int | Sequence[int]) -> Objective:
+    """Mean of a channel's map (one unit for all images, or one per image)."""
+
+    def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        picked = _pick(acts, units)
+        return picked.flatten(1).mean(1) if picked.dim() > 1 else picked
+
+    return Objective(fn, f"channel({units})")
+
+
+def channel_max(units: int | Sequence[int]) -> Objective:
+    """Maximum of a channel's map: how a dataset scan ranks images (per-image maxima)."""
+
+    def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        picked = _pick(acts, units)
+        return picked.flatten(1).amax(1) if picked.dim() > 1 else picked
+
+    return Objective(fn, f"channel_max({units})")
+
+
+def neuron(units: int | Sequence[int], y: int | None = None, x: int | None = None) -> Objective:
+    """A channel's value at one position (default: the center of the map)."""
+
+    def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        picked = _pick(acts, units)
+        if picked.dim() == 1:
+            return picked
+        h, w = picked.shape[-2:]
+        return picked[:, h // 2 if y is None else y, w // 2 if x is None else x]
+
+    return Objective(fn, f"neuron({units}, {y}, {x})")
+
+
+def class_logit(classes: int | Sequence[int]) -> Objective:
+    """The pre-softmax score of a class; the target layer must output (N, K)."""
+
+    def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        if acts.dim() != 2:
+            raise ValueError("class_logit needs a layer with (N, classes) output")
+        return _pick(acts, classes)
+
+    return Objective(fn, f"class_logit({classes})")
+
+
+def diversity() -> Objective:
+    """Minus each image's mean cosine similarity to the others' Gram matrices (Lucid).
+
+    Use it with a batch of the *same* unit to get several different images of it.
+    """
+
+    def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        n = acts.shape[0]
+        if n < 2 or acts.dim() != 4:
+            return acts.new_zeros(n)
+        flat = acts.flatten(2)
+        gram = torch.bmm(flat, flat.transpose(1, 2)).flatten(1)
+        gram = torch.nn.functional.normalize(gram, dim=1)
+        sim = gram @ gram.T
+        others = sim.sum(1) - sim.diagonal()
+        return -others / (n - 1)
+
+    return Objective(fn, "diversity()")
+
+
+def tv() -> Objective:
+    """Total variation of the image (subtract it: `... - w * tv()`)."""
+    return Objective(lambda acts, image: total_variation(image), "tv()")
+
+
+def l2() -> Objective:
+    """Distance of the image from mid-gray (subtract it to keep images calm)."""
+    return Objective(lambda acts, image: l2_norm(image), "l2()")

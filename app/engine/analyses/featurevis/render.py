@@ -1,0 +1,274 @@
+"""Preferred images of units: regularized gradient ascent, with previews and a cache.
+
+The entry point is `render_units`, a job (`app.core.jobs`) meant to run on a background
+thread:
+
+    result = run_job(render_units(loaded, "_blocks.8", [3], "fast",
+                                  cache_root=cache_root(settings.cache.dir)),
+                     on_progress=show, cancel=event)   # show(p): p.images is a preview or None
+
+It yields a `RenderProgress` every optimization step (so a cancel lands within one step),
+with images every `preset.preview_every` steps, and one with `final=True` per batch of units
+holding the finished images and their activations (measured on the clean image, without
+transforms). It returns a `RenderResult` with every unit's image. A cancelled render caches
+nothing. Units already in the cache are not rendered again; `cached_render` reads one
+without starting anything. `Renderer` keeps the private model copy between calls (the GUI can
+hold one per layer and skip the copy on each click).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.core.jobs import Job, Progress
+from app.engine.analyses.featurevis import objectives as obj
+from app.engine.analyses.featurevis import regularizers as reg
+from app.engine.analyses.featurevis.param import make_param
+from app.engine.analyses.featurevis.presets import Preset, get_preset
+from app.engine.analyses.featurevis.render_cache import RenderKey, cached_render, store_render
+from app.engine.analyses.featurevis.transforms import standard_transforms
+from app.engine.runtime.cache import model_key
+from app.engine.runtime.models import LoadedModel
+from app.engine.runtime.truncate import TruncatedModel
+
+OBJECTIVES = ("channel", "neuron", "max")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderProgress(Progress):
+    """One step of a render, over every unit of `units` (`done`/`total` count steps over
+    all batches of the call).
+
+    images: (N, H, W, 3) uint8 RGB and activations: (N,) float32, the objective's value
+    (during the run: on the transformed image of this step; when `final`: on the clean
+    image) — on preview steps and final ones only, else None.
+    """
+
+    units: tuple[int, ...]
+    images: np.ndarray | None = None
+    activations: np.ndarray | None = None
+    final: bool = False
+    cached: tuple[bool, ...] = field(default=())  # per unit: served from the cache
+
+    @property
+    def step(self) -> int:
+        return self.done
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """Every rendered unit's finished image (H, W, 3) uint8, activation and cache hit."""
+
+    layer: str
+    preset: Preset
+    units: tuple[int, ...]
+    images: np.ndarray  # (N, H, W, 3) in the order of `units`
+    activations: np.ndarray  # (N,) float32, on the clean images
+    cached: tuple[bool, ...]
+
+
+def image_seed(seed: int, unit: int, repeat: int = 0) -> int:
+    """The generator seed of one image: a unit's image depends on (seed, unit) only."""
+    return (seed * 0x9E3779B1 + unit * 0x85EBCA77 + repeat * 0xC2B2AE3D + 1) % (1 << 62)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [0, 1] → (N, H, W, 3) uint8 on the CPU."""
+    x = images.detach().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def unit_objective(kind: str, units: Sequence[int]) -> obj.Objective:
+    """The named per-unit objective: "channel" (map mean), "neuron" (map center), "max"."""
+    if kind == "channel":
+        return obj.channel(list(units))
+    if kind == "neuron":
+        return obj.neuron(list(units))
+    if kind == "max":
+        return obj.channel_max(list(units))
+    raise ValueError(f"unknown objective {kind!r}: use {', '.join(OBJECTIVES)}")
+
+
+class Renderer:
+    """Gradient ascent on units of one layer of a private, truncated copy of a model."""
+
+    def __init__(self, loaded: LoadedModel, layer: str, device: torch.device | None = None,
+                 cache_root: Path | None = None) -> None:
+        self.device = torch.device(device) if device is not None else loaded.device
+        self.layer = layer
+        self.truncated = TruncatedModel(loaded.module, layer, self.device, fast=True)
+        pre = loaded.preprocess
+        self._mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1)
+        self.cache_root = Path(cache_root) if cache_root is not None else None
+        self.model_key = model_key(loaded) if cache_root is not None else ""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Target layer's output for (N, 3, H, W) images in [0, 1] (the model's normalization)."""
+        return self.truncated((images - self._mean) / self._std)
+
+    @torch.no_grad()
+    def measure(self, images: np.ndarray | torch.Tensor, units: Sequence[int],
+                objective: str = "channel") -> np.ndarray:
+        """The objective's value for each image as it is: (N, H, W, 3) uint8 or (N, 3, H, W)."""
+        if isinstance(images, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+        else:
+            x = images
+        x = x.to(self.device)
+        values = unit_objective(objective, units)(self.forward(x), x)
+        return values.float().cpu().numpy()
+
+    def key(self, preset: Preset, seed: int, objective: str) -> RenderKey:
+        return RenderKey(self.model_key, self.layer, preset.name, preset.steps, preset.size,
+                         seed, objective)
+
+    def render(self, units: Sequence[int], preset: Preset | str = "fast", steps: int | None = None,
+               size: int | None = None, seed: int = 0, objective: str = "channel",
+               step_offset: int = 0, total: int | None = None) -> Iterator[RenderProgress]:
+        """Optimize one image per unit, all in one batch; see the module docstring."""
+        p = (get_preset(preset) if isinstance(preset, str) else preset).with_overrides(steps, size)
+        unit_objective(objective, [])  # reject a bad name before any work
+        units = tuple(int(u) for u in units)
+        total = p.steps if total is None else total
+        n = len(units)
+        images = np.zeros((n, p.size, p.size, 3), np.uint8)
+        acts = np.zeros(n, np.float32)
+        cached = [False] * n
+        key = self.key(p, seed, objective)
+        if self.cache_root is not None:
+            for i, u in enumerate(units):
+                hit = cached_render(self.cache_root, key, u)
+                if hit is not None and hit[0].shape == images.shape[1:]:
+                    images[i], acts[i], cached[i] = hit[0], hit[1], True
+        todo = [i for i in range(n) if not cached[i]]
+        if todo:
+            for step, imgs, values in self._ascend([units[i] for i in todo], p, seed, objective):
+                preview = imgs is not None and step < p.steps
+                if imgs is not None:
+                    images[todo], acts[todo] = imgs, values
+                if step < p.steps:
+                    yield RenderProgress(done=step_offset + step, total=total, units=units,
+                                         images=images.copy() if preview else None,
+                                         activations=acts.copy() if preview else None,
+                                         cached=tuple(cached))
+            todo_units = [units[i] for i in todo]
+            acts[todo] = self.measure(images[todo], todo_units, objective)
+            if self.cache_root is not None:
+                for i in todo:
+                    store_render(self.cache_root, key, units[i], images[i], float(acts[i]))
+        yield RenderProgress(done=step_offset + p.steps, total=total, units=units,
+                             images=images, activations=acts, final=True, cached=tuple(cached))
+
+    def _ascend(self, units: list[int], p: Preset, seed: int, objective: str
+                ) -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]]:
+        """(step, images uint8, activations) after every step: arrays every `preview_every`
+        steps and at the end, else None (the yield is where a cancel lands)."""
+        repeats: dict[int, int] = {}
+        rngs = []
+        for u in units:
+            rngs.append(torch.Generator().manual_seed(image_seed(seed, u, repeats.get(u, 0))))
+            repeats[u] = repeats.get(u, 0) + 1
+        param = make_param(p.param, rngs, p.size, p.size, self.device, p.decorrelate)
+        goal = unit_objective(objective, units)
+        if p.tv_weight:
+            goal = goal - p.tv_weight * obj.tv()
+        transform = standard_transforms(p.transforms)
+        step_ops: list[reg.StepOp] = []
+        if p.param == "pixel":
+            if p.l2_decay:
+                step_ops.append(reg.l2_decay(p.l2_decay))
+            if p.blur_every:
+                step_ops.append(reg.blur_every(p.blur_every, p.blur_sigma))
+            if p.clip_norm_pct:
+                step_ops.append(reg.clip_small_norm(p.clip_norm_pct))
+            if p.clip_contrib_pct:
+                step_ops.append(reg.clip_small_contribution(p.clip_contrib_pct))
+        adam = torch.optim.Adam(param.params, lr=p.lr) if p.optimizer == "adam" else None
+        with torch.enable_grad():
+            for step in range(1, p.steps + 1):
+                image = param()
+                score = goal(self.forward(transform(image, rngs)), image)
+                for t in param.params:
+                    t.grad = None
+                (-score.sum()).backward()
+                with torch.no_grad():
+                    if adam is not None:
+                        adam.step()
+                    else:
+                        _scaled_ascent(param.params, p.lr)
+                    param.project()
+                    if step_ops:
+                        x = param.params[0]
+                        ascent = -x.grad  # type: ignore[operator]
+                        for op in step_ops:
+                            op(step, x, ascent)
+                if step % p.preview_every == 0 or step == p.steps:
+                    with torch.no_grad():
+                        yield step, to_uint8(param()), score.detach().float().cpu().numpy()
+                else:
+                    yield step, None, None
+
+
+def _scaled_ascent(params: list[torch.Tensor], lr: float) -> None:
+    """x ← x + lr · g / mean|g| per image: plain ascent whose step size is in pixel units.
+
+    Raw gradients differ by orders of magnitude between units and layers; scaling each
+    image's gradient by its mean magnitude makes one learning rate fit them all.
+    """
+    for t in params:
+        g = -t.grad  # type: ignore[operator]
+        norm = g.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, *([1] * (g.dim() - 1)))
+        t.add_(g / norm, alpha=lr)
+
+
+def render_units(loaded: LoadedModel, layer: str, units: Sequence[int],
+                 preset: Preset | str = "fast", steps: int | None = None,
+                 size: int | None = None, seed: int = 0, device: torch.device | None = None,
+                 *, cache_root: Path | None = None, objective: str = "channel",
+                 batch_size: int = 16) -> Job[RenderProgress, RenderResult]:
+    """Preferred images of `units` of `layer`, `batch_size` units per batch (a job).
+
+    Yields a progress per step and one `final` progress per batch (its `units` say which).
+    `steps`/`size` of None or 0 keep the preset's. `cache_root` (e.g.
+    `app.engine.runtime.cache.cache_root(settings.cache.dir)`) serves and stores finished
+    images.
+    """
+    p = (get_preset(preset) if isinstance(preset, str) else preset).with_overrides(steps, size)
+    if batch_size <= 0:
+        raise ValueError("batch_size must be positive")
+    units = [int(u) for u in units]
+    chunks = [units[i : i + batch_size] for i in range(0, len(units), batch_size)]
+    renderer = Renderer(loaded, layer, device, cache_root)
+    images: list[np.ndarray] = []
+    activations: list[np.ndarray] = []
+    cached: list[bool] = []
+    for c, chunk in enumerate(chunks):
+        for progress in renderer.render(chunk, p, seed=seed, objective=objective,
+                                        step_offset=c * p.steps, total=len(chunks) * p.steps):
+            if progress.final:  # one per chunk, its units in order
+                assert progress.images is not None and progress.activations is not None
+                images.append(progress.images)
+                activations.append(progress.activations)
+                cached += progress.cached
+            yield progress
+    return RenderResult(
+        layer, p, tuple(units),
+        np.concatenate(images) if images else np.zeros((0, p.size, p.size, 3), np.uint8),
+        np.concatenate(activations) if activations else np.zeros(0, np.float32),
+        tuple(cached))
+
+
+def cached_unit(loaded: LoadedModel, root: Path, layer: str, unit: int,
+                preset: Preset | str = "fast", steps: int | None = None,
+                size: int | None = None, seed: int = 0,
+                objective: str = "channel") -> tuple[np.ndarray, float] | None:
+    """(image (H, W, 3) uint8, activation) if this unit's render is cached, else None."""
+    p = (get_preset(preset) if isinstance(preset, str) else preset).with_overrides(steps, size)
+    key = RenderKey(model_key(loaded), layer, p.name, p.steps, p.size, seed, objective)
+    return cached_render(root, key, unit)

@@ -1,0 +1,77 @@
+"""Finished preferred images on disk, so a unit rendered once shows at once the next time.
+
+Layout: `<cache root>/<model key>/render/<layer>/<preset>-<objective>-s<steps>-px<size>-seed<seed>/`
+holding `unit00012.png` (the image) and `unit00012.json` (its activation). The model key names
+the weights and the preprocessing, so another checkpoint never sees these files. Both files are
+written atomically, the JSON last: an entry counts only once its JSON exists.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from app.core.atomic import atomic_write_bytes, atomic_write_json
+from app.core.files import safe_filename
+
+RENDER_CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RenderKey:
+    """Everything a cached image depends on, besides the unit."""
+
+    model_key: str  # app.engine.runtime.cache.model_key(loaded)
+    layer: str
+    preset: str
+    steps: int
+    size: int
+    seed: int
+    objective: str = "channel"
+
+    def folder(self, root: Path) -> Path:
+        run = (f"{safe_filename(self.preset)}-{safe_filename(self.objective)}"
+               f"-s{self.steps}-px{self.size}-seed{self.seed}")
+        return Path(root) / self.model_key / "render" / safe_filename(self.layer) / run
+
+
+def _paths(root: Path, key: RenderKey, unit: int) -> tuple[Path, Path]:
+    folder = key.folder(root)
+    return folder / f"unit{unit:05d}.png", folder / f"unit{unit:05d}.json"
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 RGB → PNG bytes."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - cv2 encodes any uint8 RGB image
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def store_render(root: Path, key: RenderKey, unit: int, image: np.ndarray,
+                 activation: float) -> Path:
+    """Write a finished image (H, W, 3) uint8 and its activation; returns the PNG's path."""
+    png, meta = _paths(root, key, unit)
+    atomic_write_bytes(png, encode_png(image))
+    atomic_write_json(meta, {"format": RENDER_CACHE_FORMAT, "unit": unit,
+                             "activation": float(activation)})
+    return png
+
+
+def cached_render(root: Path, key: RenderKey, unit: int) -> tuple[np.ndarray, float] | None:
+    """(image (H, W, 3) uint8 RGB, activation) of a finished render, or None."""
+    png, meta = _paths(root, key, unit)
+    try:
+        doc = json.loads(meta.read_text(encoding="utf-8"))
+        if doc.get("format") != RENDER_CACHE_FORMAT:
+            return None
+        bgr = cv2.imread(str(png), cv2.IMREAD_COLOR)
+    except (OSError, ValueError):
+        return None
+    if bgr is None:
+        return None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), float(doc["activation"])

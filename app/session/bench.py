@@ -1,0 +1,203 @@
+"""`deepvis bench`: the live pipeline against bare `model(x)`, side by side in one run.
+
+Rounds alternate bare and pipeline so machine noise hits both alike; medians are
+reported. The pipeline is the real one: frames go through the latest-wins slot to the
+real InferenceWorker thread (every layer hooked, grid tiled, results copied to the CPU)
+and a consumer takes results as the GUI would.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.capture.sources import open_source
+from app.core.messages import Frame, Result, ViewState
+from app.core.settings import Settings
+from app.core.slot import LatestSlot
+from app.engine.live.worker import FrameProcessor, InferenceWorker
+from app.engine.runtime.device import pick_device
+from app.engine.runtime.models import LoadedModel, load_model
+from app.engine.runtime.preprocess import Preprocess, frame_to_tensor, prepare_batch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def load_frames(spec: str | None, settings: Settings, limit: int = 48) -> list[np.ndarray]:
+    """Up to `limit` decoded RGB frames of `spec` (default: the bundled sample video)."""
+    from app.session.live import sample_video
+
+    source = open_source(spec or str(sample_video()), settings.source)
+    frames: list[np.ndarray] = []
+    try:
+        misses = 0
+        while len(frames) < limit and misses < 200:
+            img = source.read()
+            if img is None:
+                if not source.is_live:
+                    if source.count > 1 and len(frames) < source.count:
+                        source.step(1)
+                        continue
+                    break
+                misses += 1
+                time.sleep(0.005)
+                continue
+            frames.append(img)
+    finally:
+        source.close()
+    if not frames:
+        raise RuntimeError(f"no frames from {spec}")
+    return frames
+
+
+def bare_fps(loaded: LoadedModel, xs: list[torch.Tensor], n: int) -> float:
+    """`model(x)` frames/s, run on a thread of its own like the worker's.
+
+    Each thread that calls into torch gets its own OpenMP team, and the team that ran
+    last keeps spinning for a while; timing bare on the main thread and the pipeline on
+    the worker thread would hand one side that penalty. Both sides run off the main
+    thread and alternate, so each pays the same switch.
+    """
+    out: list[float] = []
+
+    def loop() -> None:
+        with torch.no_grad():
+            _sync(loaded.device)
+            t0 = time.perf_counter()
+            for i in range(n):
+                loaded.module(xs[i % len(xs)])
+            _sync(loaded.device)
+        out.append(n / (time.perf_counter() - t0))
+
+    t = threading.Thread(target=loop, name="bench-bare")
+    t.start()
+    t.join()
+    return out[0]
+
+
+def pipeline_fps(worker: InferenceWorker, frames_slot: LatestSlot[Frame],
+                 results: LatestSlot[Result], images: list[np.ndarray], n: int) -> float:
+    """Results per second with a source that always has a fresh frame ready."""
+    stop = threading.Event()
+
+    def feed() -> None:
+        i = 0
+        while not stop.is_set():
+            if frames_slot.peek() is None:  # like a camera: a new frame whenever taken
+                frames_slot.put(Frame(images[i % len(images)], i, time.perf_counter(), "bench"))
+                i += 1
+            else:
+                stop.wait(0.0005)
+
+    feeder = threading.Thread(target=feed, name="bench-feeder", daemon=True)
+    got = 0
+    feeder.start()
+    try:
+        while results.wait_take(5.0) is None:  # the first result starts the clock
+            pass
+        t0 = time.perf_counter()
+        while got < n:
+            if results.wait_take(5.0) is not None:
+                got += 1
+        return got / (time.perf_counter() - t0)
+    finally:
+        stop.set()
+        feeder.join()
+
+
+def start_live_worker(processor: FrameProcessor) -> tuple[
+        InferenceWorker, LatestSlot[Frame], LatestSlot[Result], list[str]]:
+    """The live pipeline as the app wires it, started on the default layer:
+    (worker, frame slot to feed, result slot to take from, errors it reported)."""
+    frames_slot: LatestSlot[Frame] = LatestSlot()
+    results: LatestSlot[Result] = LatestSlot()
+    errors: list[str] = []
+    worker = InferenceWorker(frames_slot, results, on_error=errors.append)
+    frames_slot.listener = worker.poke
+    worker.set_model(processor)
+    worker.set_view(ViewState(layer=processor.default_layer))
+    worker.start()
+    return worker, frames_slot, results, errors
+
+
+GuiTimer = Callable[[Settings, Result], float]  # ms the GUI thread takes to show a result
+
+
+def run_bench(settings: Settings, source: str | None = None, frames: int = 120,
+              size: int | None = None, rounds: int = 7,
+              gui_timer: GuiTimer | None = None) -> dict[str, Any]:
+    """Bare `model(x)` and the live pipeline in alternating rounds; `gui_timer` (the GUI's
+    own measurement, passed in: the session never imports Qt) times the window too."""
+    if settings.bench.threads:
+        torch.set_num_threads(settings.bench.threads)
+    device = pick_device(settings.model.device)
+    loaded = load_model(settings.model.default, device, settings.model)
+    if size and size != loaded.preprocess.size:
+        p = loaded.preprocess
+        loaded.preprocess = Preprocess(size, p.crop_fraction, p.mean, p.std)
+    images = load_frames(source, settings)
+    # bare sees the same frames as the pipeline, already preprocessed: model(x) alone
+    xs = [prepare_batch([frame_to_tensor(im, device)], loaded.preprocess) for im in images]
+
+    processor = FrameProcessor(loaded, settings.view.top_k)
+    # the GUI measurement shows the widest layer; build its result now, because the
+    # worker owns (and unhooks) the processor once it has run
+    widest = max(processor.layers, key=lambda info: info.shape[0])
+    gui_result = _one_result(processor, images[0], ViewState(layer=widest.name))
+    worker, frames_slot, results, errors = start_live_worker(processor)
+    bare, pipe = [], []
+    try:
+        bare_fps(loaded, xs, settings.bench.warmup)
+        pipeline_fps(worker, frames_slot, results, images, settings.bench.warmup)
+        for _ in range(rounds):
+            bare.append(bare_fps(loaded, xs, frames))
+            pipe.append(pipeline_fps(worker, frames_slot, results, images, frames))
+    finally:
+        worker.stop()
+        worker.join()
+    if errors:
+        raise RuntimeError(errors[0])
+    report: dict[str, Any] = {
+        "model": loaded.name,
+        "device": str(device),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpu_threads": torch.get_num_threads(),
+        "input_size": loaded.preprocess.size,
+        "frame_shape": list(images[0].shape),
+        "hooked_layers": len(processor.layers),
+        "cloned_layers": len(processor.recorder.clone_layers),
+        "layer": processor.default_layer,
+        "frames_per_round": frames,
+        "rounds": rounds,
+        "bare_forward_fps": round(statistics.median(bare), 2),
+        "pipeline_fps": round(statistics.median(pipe), 2),
+        "ratio": round(statistics.median(pipe) / statistics.median(bare), 3),
+        "bare_fps_rounds": [round(v, 2) for v in bare],
+        "pipeline_fps_rounds": [round(v, 2) for v in pipe],
+    }
+    if gui_timer is not None:
+        report["gui_layer"] = f"{widest.name} {'×'.join(map(str, widest.shape))}"
+        report["gui_update_ms"] = round(gui_timer(settings, gui_result), 3)
+    return report
+
+
+def _one_result(processor: FrameProcessor, image: np.ndarray, view: ViewState) -> Result:
+    snap = processor.process(image, view)
+    frame = Frame(image, 0, time.perf_counter(), "bench")
+    return Result(
+        seq=1, frame=frame, crop=snap.crop, layer=snap.layer, geometry=snap.geometry,
+        mosaic=snap.mosaic, unit=snap.unit, unit_map=snap.unit_map, unit_max=snap.unit_max,
+        unit_mean=snap.unit_mean, predictions=snap.predictions, latency_ms=0.0,
+        compute_ms=0.0, fps=0.0, dropped_frames=0, device=str(processor.loaded.device),
+        model=processor.loaded.name,
+    )

@@ -1,0 +1,267 @@
+"""Background analyses for the live window: scans, renders, ablation curves.
+
+Each job is the analysis' own job (`app.core.jobs`: a generator yielding progress) wrapped
+in a generator that posts its results as events (UnitPatches, PreferredImage,
+AblationCurves) and returns the one-line outcome. `Jobs` runs each on a thread of its own,
+on a private hook-free copy of the model (the live worker keeps running the original), and
+posts JobProgress while it runs and JobFinished at the end. A new job of a kind replaces
+the one still running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from app.core.jobs import Cancelled, Job, Progress, run_job
+from app.core.messages import (
+    AblationCurves,
+    JobFinished,
+    JobKind,
+    JobProgress,
+    Patch,
+    PreferredGrid,
+    PreferredImage,
+    UnitPatches,
+)
+from app.core.scan_results import load_scan
+from app.core.settings import Settings
+from app.core.tiling import grid_geometry
+from app.engine.analyses.ablation import CurveResult, find_dataset, layer_curves
+from app.engine.analyses.featurevis import RenderProgress, RenderResult, cached_unit, render_units
+from app.engine.analyses.patches import scan
+from app.engine.runtime.cache import cache_root, model_key
+from app.engine.runtime.models import LoadedModel
+from app.engine.runtime.truncate import private_copy
+
+Emit = Callable[[object], None]
+JOB_NICENESS = 10
+PROGRESS_S = 0.1  # a job's progress reaches the GUI at most this often
+
+
+def private_model(loaded: LoadedModel) -> LoadedModel:
+    """The same model for a job: a copy without the live recorder's or ablation's hooks."""
+    return dataclasses.replace(loaded, module=private_copy(loaded.module, loaded.device))
+
+
+def unit_patches(settings: Settings, loaded: LoadedModel, layer: str,
+                 unit: int) -> tuple[UnitPatches, float | None]:
+    """The dataset top-k of a unit from a cached scan, and its best value (None: no scan)."""
+    scan = load_scan(cache_root(settings.cache.dir), model_key(loaded), layer)
+    if scan is None:
+        note = (f"No scan of {layer} yet. Analysis → Scan folder for top patches…, or "
+                f"`deepvis scan FOLDER --layers {layer}`.")
+        return UnitPatches(layer, unit, (), note), None
+    entries = scan.top(unit)
+    crops = scan.unit_crops(unit)
+    patches = tuple(
+        Patch(np.ascontiguousarray(crops[i]), float(e.value), str(e.path), tuple(e.box))
+        for i, e in enumerate(entries)
+    )
+    best = float(entries[0].value) if entries else None
+    return UnitPatches(layer, unit, patches), best
+
+
+class Jobs:
+    """At most one running job per kind; `stop()` cancels and joins them all.
+
+    A job is a generator (`app.core.jobs`) that yields `Progress` and returns its one-line
+    outcome; each runs on a thread of its own, driven by `run_job`, its progress posted as
+    `JobProgress` (only when it changed, at most every `PROGRESS_S` unless it finished) and
+    its end as `JobFinished`.
+    """
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self._lock = threading.Lock()
+        self._running: dict[JobKind, tuple[threading.Thread, threading.Event]] = {}
+        self._superseded: weakref.WeakSet[threading.Event] = weakref.WeakSet()
+        # every thread started, cancelled ones too: they may still be winding down
+        self._threads: list[threading.Thread] = []
+
+    def start(self, kind: JobKind, job: Job[Progress, str]) -> None:
+        """Run `job` on a new thread, replacing the running job of `kind`."""
+        self.cancel(kind, quiet=True)
+        cancel = threading.Event()
+        thread = threading.Thread(target=self._run, args=(kind, job, cancel),
+                                  name=f"deepvis-job-{kind.value}", daemon=True)
+        with self._lock:
+            self._running[kind] = (thread, cancel)
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()
+
+    def _run(self, kind: JobKind, job: Job[Progress, str], cancel: threading.Event) -> None:
+        _lower_priority()
+        try:
+            text = run_job(job, _ProgressPoster(kind, self._emit), cancel)
+            outcome = JobFinished(kind, True, text)
+        except Cancelled:
+            outcome = JobFinished(kind, False, f"{kind.value} cancelled")
+        except Exception as exc:  # a job's failure is the user's news, not a crash
+            msg = f"{kind.value} failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            outcome = JobFinished(kind, False, f"{kind.value} cancelled" if cancel.is_set()
+                                  else msg)
+        if cancel not in self._superseded:  # a job replaced by a newer one is not news
+            self._emit(outcome)
+
+    def cancel(self, kind: JobKind, quiet: bool = False) -> None:
+        """Stop the running job of `kind`; `quiet`: it was replaced, so it reports nothing."""
+        with self._lock:
+            entry = self._running.pop(kind, None)
+        if entry is not None:
+            if quiet:
+                self._superseded.add(entry[1])
+            entry[1].set()  # the thread notices within one step and ends by itself
+
+    def stop(self) -> None:
+        """Cancel every job and wait for all their threads, cancelled ones included."""
+        with self._lock:
+            entries = list(self._running.values())
+            self._running.clear()
+            threads = list(self._threads)
+        for _thread, cancel in entries:
+            cancel.set()
+        for thread in threads:
+            thread.join()
+
+
+class _ProgressPoster:
+    """Posts a job's steps as `JobProgress`: only changes, and at most every `PROGRESS_S`
+    unless the step finishes a stage (a render yields a step every few milliseconds)."""
+
+    def __init__(self, kind: JobKind, emit: Emit) -> None:
+        self.kind, self.emit = kind, emit
+        self.last: tuple[int, int, str] | None = None
+        self.last_s = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        key, now = (p.done, p.total, p.line()), time.monotonic()
+        if key != self.last and (p.finished or now - self.last_s >= PROGRESS_S):
+            self.last, self.last_s = key, now
+            self.emit(JobProgress(self.kind, p.done, max(p.total, 1), p.line()))
+
+
+def _lower_priority() -> None:
+    """Let the live view win the CPU: nice this job thread (and the OpenMP threads torch
+    starts from it, which inherit it) where the OS allows per-thread priorities."""
+    # not Linux, or not permitted: the job runs at normal priority
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOB_NICENESS)
+
+
+def _renders(settings: Settings, loaded: LoadedModel, layer: str,
+             units: Sequence[int]) -> Job[RenderProgress, RenderResult]:
+    """Preferred images of `units` with the settings' preset, cached.
+
+    No `private_model` here: the renderer makes its own private copy (and then folds and
+    re-lays it out for speed, which only a copy may do); a second copy would only cost time.
+    """
+    r = settings.render
+    return render_units(loaded, layer, units, preset=r.preset,
+                        steps=r.steps or None, size=r.size or None, seed=r.seed,
+                        cache_root=cache_root(settings.cache.dir), batch_size=r.batch_size)
+
+
+def render_unit_job(settings: Settings, loaded: LoadedModel, layer: str, unit: int,
+                    emit: Emit) -> Job[Progress, str]:
+    """Patches at once, then the preferred image: from the cache, or rendered with previews."""
+    patches, best = unit_patches(settings, loaded, layer, unit)
+    emit(patches)
+    rendering = Progress(0, 1, f"rendering {layer} unit {unit}")  # the tab shows the steps
+    for p in _renders(settings, loaded, layer, [unit]):
+        if p.images is not None and p.activations is not None:
+            emit(PreferredImage(layer, unit, p.images[0], float(p.activations[0]), p.step,
+                                p.total, p.final, best))
+        yield rendering
+    return f"preferred image of {layer} unit {unit} ready"
+
+
+def render_layer_job(settings: Settings, loaded: LoadedModel, layer: str,
+                     channels: int) -> Job[Progress, str]:
+    """Every unit of `layer`, progress counted in finished units."""
+    done = 0
+    yield Progress(0, channels, f"rendering {layer}…")
+    for p in _renders(settings, loaded, layer, range(channels)):
+        done += len(p.units) if p.final else 0
+        yield Progress(done, channels, f"{done} / {channels} units of {layer}")
+    return f"preferred images of all {channels} units of {layer} cached"
+
+
+PREFERRED_TILE = 64  # px per unit in the grid of preferred images (1,280 units: 2.3k px)
+UNRENDERED = 40  # grey level of a unit with no preferred image yet
+
+
+def preferred_grid_job(settings: Settings, loaded: LoadedModel, layer: str, channels: int,
+                       aspect: float, emit: Emit) -> Job[Progress, str]:
+    """The layer's cached preferred images as one mosaic (`PreferredGrid`); renders nothing."""
+    r = settings.render
+    root = cache_root(settings.cache.dir)
+    g = grid_geometry(channels, PREFERRED_TILE, PREFERRED_TILE, pad=2, aspect=aspect)
+    mosaic = np.zeros((g.height, g.width, 3), np.uint8)
+    rendered = []
+    for unit in range(channels):
+        yield Progress(unit, channels, f"preferred images of {layer}")
+        y, x = g.tile_origin(unit)
+        tile = mosaic[y : y + PREFERRED_TILE, x : x + PREFERRED_TILE]
+        hit = cached_unit(loaded, root, layer, unit, r.preset, r.steps or None,
+                          r.size or None, r.seed)
+        if hit is None:
+            tile[:] = UNRENDERED
+            continue
+        tile[:] = cv2.resize(hit[0], (PREFERRED_TILE, PREFERRED_TILE),
+                             interpolation=cv2.INTER_AREA)
+        rendered.append(unit)
+    emit(PreferredGrid(layer, mosaic, g, tuple(rendered)))
+    return f"{len(rendered)} of {channels} preferred images of {layer}"
+
+
+def scan_job(settings: Settings, loaded: LoadedModel, folder: str,
+             layer: str) -> Job[Progress, str]:
+    """The top patches of every unit of `layer` in `folder`, into the cache."""
+    s = settings.scan
+    # forkserver: forking a process that runs Qt and torch threads is not safe
+    report = yield from scan(private_model(loaded), folder, [layer], top_k=s.top_k,
+                             batch_size=s.batch_size, workers=s.workers,
+                             cache_dir=settings.cache.dir, crop_size=s.crop_size,
+                             mp_context="forkserver")
+    skipped = len(report.skipped)
+    extra = f", {skipped} unreadable files skipped" if skipped else ""
+    return f"scan of {layer} done: {report.scanned} images{extra}"
+
+
+def ablation_job(settings: Settings, loaded: LoadedModel, folder: str, layer: str,
+                 emit: Emit) -> Job[Progress, str]:
+    """Ablation curves and class selectivity of `layer` on `folder` (`AblationCurves`)."""
+    a = settings.ablate
+    model = private_model(loaded)
+    result = yield from layer_curves(
+        model, find_dataset(folder, model.class_names), folder, layer, seeds=a.seeds,
+        points=a.points, batch_size=a.batch_size,
+        max_pixels=settings.source.max_image_pixels, cache_dir=settings.cache.dir)
+    emit(curves_message(result))
+    skipped = len(result.skipped)
+    extra = f", {skipped} unreadable files skipped" if skipped else ""
+    return f"ablation curves of {layer} on {result.images} images ready{extra}"
+
+
+def curves_message(result: CurveResult) -> AblationCurves:
+    """The message the Ablation tab plots, from the analysis' result."""
+    rnd = result.random_curves()
+    high, low = (np.asarray(result.curves[k]) for k in
+                 ("selectivity_high_to_low", "selectivity_low_to_high"))
+    curves = {
+        "random": (rnd.mean(0), rnd.std(0)),
+        "selective first": (high, np.zeros(len(high))),
+        "selective last": (low, np.zeros(len(low))),
+    }
+    return AblationCurves(result.layer, np.asarray(result.fractions), curves,
+                          np.asarray(result.selectivity), result.accuracy_means, result.images)

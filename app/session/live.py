@@ -1,0 +1,235 @@
+"""The live backend: capture thread → inference worker, driven by the GUI.
+
+It composes app.capture and app.engine and implements app.core.backend.LiveBackend;
+it never imports Qt. Slow steps (opening a camera, loading a model) run on one loader
+thread so every call from the GUI returns at once.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from app.capture.sources import SourceError, open_source
+from app.capture.thread import CaptureThread
+from app.core.backend import Event
+from app.core.messages import (
+    Frame,
+    JobKind,
+    ModelChoice,
+    ModelReady,
+    Notice,
+    NoticeLevel,
+    Result,
+    SourceReady,
+    ViewState,
+)
+from app.core.settings import Settings
+from app.core.slot import LatestSlot
+from app.engine.live import FrameProcessor, InferenceWorker
+from app.engine.runtime.models import LoadedModel, ModelError, load_model, model_choices
+from app.session import jobs
+
+# inside the package, so a wheel install has it too (pyproject package-data)
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def sample_video() -> Path:
+    """The bundled sample video, shown when there is no camera."""
+    found = sorted(ASSETS.glob("sample.*"))
+    if not found:
+        raise FileNotFoundError(f"no bundled sample video in {ASSETS}")
+    return found[0]
+
+
+class LiveSession:
+    """Owns the capture thread, the inference worker and the loader thread."""
+
+    def __init__(self, settings: Settings, device: torch.device) -> None:
+        self.settings = settings
+        self.device = device
+        self.frames: LatestSlot[Frame] = LatestSlot()
+        self.results: LatestSlot[Result] = LatestSlot()
+        self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self.worker = InferenceWorker(
+            self.frames, self.results, on_error=self._error, top_k=settings.view.top_k
+        )
+        self.frames.listener = self.worker.poke
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepvis-loader")
+        self._capture: CaptureThread | None = None
+        self._capture_lock = threading.Lock()
+        self._mirror = settings.source.mirror
+        self._stopped = False
+        self.model_name: str | None = None
+        self._loaded: LoadedModel | None = None
+        self._channels: dict[str, int] = {}
+        self._jobs = jobs.Jobs(self._events.put)
+        self.worker.start()
+
+    # -- LiveBackend ------------------------------------------------------------------
+    def poll_result(self) -> Result | None:
+        return self.results.take()
+
+    def poll_events(self) -> list[Event]:
+        out: list[Event] = []
+        while True:
+            try:
+                out.append(self._events.get_nowait())
+            except queue.Empty:
+                return out
+
+    def set_view(self, view: ViewState) -> None:
+        self.worker.set_view(view)
+
+    def open_source(self, spec: str) -> None:
+        self._submit(self._open_source, spec)
+
+    def step_source(self, delta: int) -> None:
+        with self._capture_lock:
+            if self._capture is not None:
+                self._capture.step(delta)
+
+    def set_mirror(self, mirror: bool) -> None:
+        self._mirror = mirror
+        with self._capture_lock:
+            if self._capture is not None:
+                self._capture.set_mirror(mirror)
+
+    def load_model(self, spec: str) -> None:
+        self._submit(self._load_model, spec)
+
+    def model_choices(self) -> list[ModelChoice]:
+        return model_choices()
+
+    # -- analyses: background jobs on private copies of the model ----------------------
+    def request_unit(self, layer: str, unit: int) -> None:
+        loaded = self._loaded
+        if loaded is None:
+            return
+        self._jobs.start(JobKind.RENDER, jobs.render_unit_job(
+            self.settings, loaded, layer, unit, self._events.put))
+
+    def start_scan(self, folder: str, layer: str) -> None:
+        loaded = self._ready_for(folder)
+        if loaded is not None:
+            self._jobs.start(JobKind.SCAN, jobs.scan_job(self.settings, loaded, folder, layer))
+
+    def start_render_layer(self, layer: str) -> None:
+        loaded = self._loaded
+        if loaded is not None and layer in self._channels:
+            self._jobs.start(JobKind.RENDER_LAYER, jobs.render_layer_job(
+                self.settings, loaded, layer, self._channels[layer]))
+
+    def request_preferred_grid(self, layer: str, aspect: float) -> None:
+        loaded = self._loaded
+        if loaded is not None and layer in self._channels:
+            self._jobs.start(JobKind.PREFERRED_GRID, jobs.preferred_grid_job(
+                self.settings, loaded, layer, self._channels[layer], aspect, self._events.put))
+
+    def start_ablation(self, folder: str, layer: str) -> None:
+        loaded = self._ready_for(folder)
+        if loaded is not None:
+            self._jobs.start(JobKind.ABLATE, jobs.ablation_job(
+                self.settings, loaded, folder, layer, self._events.put))
+
+    def cancel_job(self, kind: JobKind) -> None:
+        self._jobs.cancel(kind)
+
+    def _ready_for(self, folder: str) -> LoadedModel | None:
+        """The model to analyse `folder` with, or None (and the reason posted)."""
+        if self._loaded is None:
+            self._error("no model loaded yet")
+            return None
+        if not Path(folder).expanduser().is_dir():
+            self._error(f"folder not found: {folder}")
+            return None
+        return self._loaded
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._loader.shutdown(wait=True, cancel_futures=True)
+        self._jobs.stop()
+        with self._capture_lock:
+            capture, self._capture = self._capture, None
+        if capture is not None:
+            capture.stop()
+            capture.join()
+        self.worker.stop()
+        self.worker.join()
+        self.frames.close()
+
+    # -- loader thread ----------------------------------------------------------------
+    def _submit(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        if not self._stopped:
+            self._loader.submit(self._guarded, fn, *args)
+
+    def _guarded(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        try:
+            fn(*args)
+        except Exception as exc:  # the loader must survive anything a user points it at
+            self._error(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+    def _load_model(self, spec: str) -> None:
+        self._notice(f"loading model {spec}…")
+        try:
+            loaded = load_model(spec, self.device, self.settings.model)
+        except ModelError as exc:
+            self._error(str(exc))
+            return
+        processor = FrameProcessor(loaded, self.settings.view.top_k)
+        for kind in JobKind:  # results for the old model would be wrong now
+            self._jobs.cancel(kind)
+        self.model_name = loaded.name
+        self._loaded = loaded
+        self._channels = {info.name: info.shape[0] for info in processor.layers}
+        self.worker.set_model(processor)
+        self._events.put(ModelReady(
+            loaded.name, processor.layers, processor.default_layer, str(loaded.device),
+            loaded.num_classes,
+        ))
+
+    def _open_source(self, spec: str) -> None:
+        src = self.settings.source
+        if spec == "auto":
+            try:
+                source = open_source("camera:0", src)
+            except SourceError:
+                video = sample_video()
+                self._notice("no camera found: showing the bundled sample video",
+                             NoticeLevel.WARNING)
+                source = open_source(str(video), src)
+        else:
+            try:
+                source = open_source(spec, src)
+            except SourceError as exc:
+                self._error(str(exc))
+                return
+        capture = CaptureThread(source, self.frames, src, on_notice=self._capture_notice)
+        capture.set_mirror(self._mirror)
+        with self._capture_lock:
+            old, self._capture = self._capture, capture
+            if self._stopped:
+                old, capture = capture, None
+        if old is not None:
+            old.stop()
+            old.join()
+        if capture is None:
+            return
+        capture.start()
+        self._events.put(SourceReady(source.label, source.kind, source.count, source.position))
+
+    # -- events -----------------------------------------------------------------------
+    def _notice(self, text: str, level: NoticeLevel = NoticeLevel.INFO) -> None:
+        self._events.put(Notice(text, level))
+
+    def _error(self, text: str) -> None:
+        self._events.put(Notice(text, NoticeLevel.ERROR))
+
+    def _capture_notice(self, text: str, level: str) -> None:
+        self._events.put(Notice(text, NoticeLevel(level)))
