@@ -25,18 +25,18 @@ DRESS_CLASSES = {652, 834, 906}  # military uniform, suit, Windsor tie
 
 def _preprocess(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, size, size): shorter side to size/crop_fraction, crop."""
-    size = PREPROCESS["size"]
+    size = PREPROCESS.size
     x = torch.from_numpy(np.array(image[..., :3], dtype=np.float32) / 255.0)
     x = x.permute(2, 0, 1)[None]
     h, w = x.shape[-2:]
-    scale = round(size / PREPROCESS["crop_fraction"]) / min(h, w)
+    scale = round(size / PREPROCESS.crop_fraction) / min(h, w)
     x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear",
                       antialias=True, align_corners=False)
     h, w = x.shape[-2:]
     top, left = (h - size) // 2, (w - size) // 2
     x = x[..., top:top + size, left:left + size].clamp(0.0, 1.0)
-    mean = torch.tensor(PREPROCESS["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(PREPROCESS["std"]).view(1, 3, 1, 1)
+    mean = torch.tensor(PREPROCESS.mean).view(1, 3, 1, 1)
+    std = torch.tensor(PREPROCESS.std).view(1, 3, 1, 1)
     return (x - mean) / std
 
 

@@ -214,12 +214,10 @@ class VideoSource(Source):
             raise SourceError(f"{self.label} is not open")
         if self._ended:
             return None
-        if self._pending is not None:
-            frame, self._pending = self._pending, None
-        else:
-            frame = self._next_frame()
-            if frame is None:
-                return None
+        frame = self._pending if self._pending is not None else self._next_frame()
+        self._pending = None
+        if frame is None:
+            return None
         self._advance_clock()
         return frame
 

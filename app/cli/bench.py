@@ -23,11 +23,10 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_for(args)
     if args.rounds < 1 or (args.frames is not None and args.frames < 1):
         raise CliError("--frames and --rounds must be positive")
+    from app.gui.bench_timing import gui_update_ms
     from app.session.bench import run_bench
 
-    gui_timer = None
-    if not args.no_gui:
-        from app.gui.bench_timing import gui_update_ms as gui_timer
+    gui_timer = None if args.no_gui else gui_update_ms
     report = run_bench(settings, source=args.source, frames=args.frames or settings.bench.frames,
                        size=args.size or settings.bench.size, rounds=args.rounds,
                        gui_timer=gui_timer)

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 
 def _umask() -> int:
     """The process umask. Linux reports it in /proc; elsewhere the only way to read it is to
@@ -55,8 +57,19 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     return target
 
 
+def atomic_write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    """`arrays` as an uncompressed .npz at `path`, atomically."""
+    def write(f: IO[bytes]) -> None:
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as allow_pickle
+
+    return atomic_write(path, write)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    return atomic_write(path, lambda f: f.write(data))
+    def write(f: IO[bytes]) -> None:
+        f.write(data)
+
+    return atomic_write(path, write)
 
 
 def atomic_write_json(path: str | Path, doc: Any) -> Path:

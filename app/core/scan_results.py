@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core.atomic import atomic_write, atomic_write_json
+from app.core.atomic import atomic_write_json, atomic_write_npz
 from app.core.files import safe_filename
 
 SCAN_FORMAT = 1  # bump when the files below change layout
@@ -157,8 +157,7 @@ def save_scan_result(folder: str | Path, meta: dict[str, Any], paths: Sequence[s
     # Rank order of the stored arrays must be the canonical one; paths sorted for merges.
     doc = dict(meta, format=SCAN_FORMAT, token=token, paths=list(paths), complete=True)
     (folder / "result.json").unlink(missing_ok=True)  # invalid while the arrays change
-    atomic_write(folder / "topk.npz",
-                 lambda f: np.savez(f, token=np.array(token), **arrays))
+    atomic_write_npz(folder / "topk.npz", {"token": np.array(token), **arrays})
     write_crops(folder / "crops.npy")
     atomic_write_json(folder / "result.json", doc)
     return folder

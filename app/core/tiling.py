@@ -106,6 +106,6 @@ def tile_channels(maps: np.ndarray, geometry: GridGeometry, fill: int = 0) -> np
         raise ValueError(f"maps {maps.shape} do not match geometry {g}")
     cells = np.full((g.rows * g.cols, h + g.pad, w + g.pad), fill, dtype=maps.dtype)
     cells[:c, :h, :w] = maps
-    mosaic = cells.reshape(g.rows, g.cols, h + g.pad, w + g.pad).transpose(0, 2, 1, 3)
-    mosaic = mosaic.reshape(g.rows * (h + g.pad), g.cols * (w + g.pad))
+    grid = cells.reshape(g.rows, g.cols, h + g.pad, w + g.pad).transpose(0, 2, 1, 3)
+    mosaic = grid.reshape(g.rows * (h + g.pad), g.cols * (w + g.pad))
     return np.ascontiguousarray(mosaic[: g.height, : g.width])

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
+from app.core.backend import Event
 from app.core.jobs import Cancelled, Job, Progress, run_job
 from app.core.messages import (
     AblationCurves,
@@ -42,7 +43,7 @@ from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.truncate import private_copy
 
-Emit = Callable[[object], None]
+Emit = Callable[[Event], None]
 JOB_NICENESS = 10
 PROGRESS_S = 0.1  # a job's progress reaches the GUI at most this often
 
@@ -63,7 +64,7 @@ def unit_patches(settings: Settings, loaded: LoadedModel, layer: str,
     entries = scan.top(unit)
     crops = scan.unit_crops(unit)
     patches = tuple(
-        Patch(np.ascontiguousarray(crops[i]), float(e.value), str(e.path), tuple(e.box))
+        Patch(np.ascontiguousarray(crops[i]), float(e.value), str(e.path), e.box)
         for i, e in enumerate(entries)
     )
     best = float(entries[0].value) if entries else None

@@ -213,13 +213,15 @@ class LiveSession:
         capture = CaptureThread(source, self.frames, src, on_notice=self._capture_notice)
         capture.set_mirror(self._mirror)
         with self._capture_lock:
-            old, self._capture = self._capture, capture
-            if self._stopped:
-                old, capture = capture, None
+            stopped = self._stopped
+            if stopped:  # stop() ran meanwhile: this capture must never start
+                old: CaptureThread | None = capture
+            else:
+                old, self._capture = self._capture, capture
         if old is not None:
             old.stop()
             old.join()
-        if capture is None:
+        if stopped:
             return
         capture.start()
         self._events.put(SourceReady(source.label, source.kind, source.count, source.position))

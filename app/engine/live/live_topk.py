@@ -122,5 +122,10 @@ class LiveTopK:
         boxes = self.boxes[unit].cpu().numpy()
         thumbs = self.thumbs[unit, order].permute(0, 2, 3, 1).cpu().numpy()
         return [LiveEntry(rank, int(ids[i]), float(vals[i]), int(locs[i] // w),
-                          int(locs[i] % w), tuple(int(v) for v in boxes[i]), thumbs[rank])
+                          int(locs[i] % w), _box(boxes[i]), thumbs[rank])
                 for rank, i in enumerate(order)]
+
+
+def _box(values: np.ndarray) -> tuple[int, int, int, int]:
+    y0, x0, y1, x1 = (int(v) for v in values)
+    return y0, x0, y1, x1

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from app.engine.runtime.preprocess import Preprocess
+
 # The three conversion choices below (input scaling, BN eps, "SAME" padding) were picked on
 # real photos: 8 skimage/matplotlib photos at 12 crops each, and the BN layers' input statistics
 # on them against the stored running mean/var. TF-style everything wins on both: P(correct
@@ -26,7 +28,7 @@ from torch import nn
 # over the BN layers. ImageNet mean/std inputs are ~2.2x larger, and the stem BN's input
 # variance then misses its running_var by ~3.7x (TF scaling: ~1.5x).
 # Inputs are RGB in [0, 1]; this mean/std is TF Lite's (x*255 - 127) / 128.
-PREPROCESS = dict(
+PREPROCESS = Preprocess(
     size=224,
     crop_fraction=0.875,
     mean=(127.0 / 255.0,) * 3,

@@ -112,7 +112,7 @@ def load_bundled(device: torch.device) -> LoadedModel:
 
     path = bundled_weights()
     model = build_efficientnet_lite0(path)
-    return _finish(model, BUNDLED, Preprocess(**PREPROCESS), _class_names(1000), device, path)
+    return _finish(model, BUNDLED, PREPROCESS, _class_names(1000), device, path)
 
 
 def _download(url: str, dest: Path, timeout: float, name: str) -> None:

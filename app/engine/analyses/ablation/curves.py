@@ -392,7 +392,7 @@ def ablation_curves(
     t0 = time.perf_counter()
     runner: Any = None
     note = ""
-    kept: list[tuple[Any, torch.Tensor]] | None = []
+    kept: list[tuple[Any, int]] | None = []
     kept_bytes = 0
     acts: list[np.ndarray] = []
     intact: list[torch.Tensor] = []
@@ -568,7 +568,8 @@ class ImageBatches:
                 keep = [i for i, img in enumerate(images) if img is not None]
                 if not keep:
                     continue
-                x = prepare_batch([images[i] for i in keep], self.loaded.preprocess)
+                x = prepare_batch([img for img in images if img is not None],
+                                  self.loaded.preprocess)
                 y = None
                 if labels is not None:
                     chunk = labels[start : start + step]

@@ -44,7 +44,8 @@ def predict_ablated(
     with Ablation(model, {layer: () for layer in units}, mode="mean", means=means):
         for x in xs:
             intact.append(model(x)[0].float())
-    fixed = {layer: means.mean(layer) for layer in units} if mode == "mean" else None
+    fixed = ({layer: m for layer in units if (m := means.mean(layer)) is not None}
+             if mode == "mean" else None)
     out: list[AblatedPrediction] = []
     names = loaded.class_names
     with Ablation(model, units, mode=mode, means=fixed):

@@ -62,7 +62,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from app.capture.images import ImageError, read_image
-from app.core.atomic import atomic_write, atomic_write_json
+from app.core.atomic import atomic_write_json, atomic_write_npz
 from app.core.boxes import rescale_crop, to_frame_box
 from app.core.files import files_fingerprint, list_images
 from app.core.jobs import Job, Progress, clock
@@ -270,7 +270,7 @@ def _save_checkpoint(path: Path, done_batches: int, trackers: dict[str, TopKTrac
     arrays = {f"{i}.{name}": a for i, t in enumerate(trackers.values())
               for name, a in t.state().items()}
     token = os.urandom(8).hex()
-    atomic_write(path / "state.npz", lambda f: np.savez(f, token=np.array(token), **arrays))
+    atomic_write_npz(path / "state.npz", {"token": np.array(token), **arrays})
     atomic_write_json(path / "state.json", {
         "done_batches": done_batches, "layers": list(trackers), "skipped": skipped,
         "elapsed": elapsed, "token": token})
@@ -380,12 +380,13 @@ def scan(
     folder = Path(out) if out is not None else scan_dir(cache_root(cache_dir), model_key(loaded))
     rfs = {layer: receptive_field(loaded.module, layer, pre.size) for layer in layers}
     digest = files_fingerprint(files)
-    dataset_doc = {"root": Path(os.path.abspath(root)).as_posix(), "digest": digest,
-                   "files": len(files), "shard": f"{index}/{count}"}
+    root_name = Path(os.path.abspath(root)).as_posix()
+    dataset_doc = {"root": root_name, "digest": digest, "files": len(files),
+                   "shard": f"{index}/{count}"}
 
     cached = _cached_report(folder, layers, dataset_doc, top_k, crop_size, loaded)
     if resume and cached is not None:
-        return ScanReport(folder, cached[0], dataset_doc["root"], len(files), cached[1],
+        return ScanReport(folder, cached[0], root_name, len(files), cached[1],
                           tuple(cached[2]), time.perf_counter() - started, 0.0, 0, True, rfs)
 
     device = loaded.device
@@ -455,7 +456,7 @@ def scan(
                              "skipped": sorted(skipped)})
     _remove_tree(ckpt)
     seconds = time.perf_counter() - started
-    return ScanReport(folder, layer_dirs, dataset_doc["root"], len(files), scanned,
+    return ScanReport(folder, layer_dirs, root_name, len(files), scanned,
                       tuple(sorted(skipped)), seconds, scanned_now / max(seconds, 1e-9),
                       resumed_from, False, rfs)
 
@@ -587,7 +588,10 @@ def _finish(folder: Path, states: dict[str, dict[str, np.ndarray]], files: Seque
             layer_meta = dict(meta, layer=layer, units=c, map_shape=list(shapes[layer][1:]),
                               rf={"size": list(rf.size), "stride": list(rf.stride)})
             staged = staging / f"{layer_dirname(layer)}.npy"
-            tmp_crops.pop(layer).flush()  # the last reference: the map closes
+            mapped = tmp_crops.pop(layer)
+            assert isinstance(mapped, np.memmap)
+            mapped.flush()  # the last reference: the map closes
+            del mapped
 
             def write_crops(path: Path, staged: Path = staged) -> None:
                 with open(staged, "rb+") as f:
