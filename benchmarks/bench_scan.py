@@ -88,13 +88,13 @@ def bare_inference(loaded, files: list[str], batch_size: int, workers: int) -> f
     """Images/s of model(x) on the scan's own decoded, preprocessed stream."""
     import torch
 
-    from app.engine.analyses.patches.dataset_scan import _collate, _Frames, _loader
+    from app.engine.analyses.patches.pipeline import Frames, collate, make_loader
 
-    ds = _Frames(files, range(len(files)), 80_000_000, 1280, loaded.preprocess)
+    ds = Frames(files, range(len(files)), 80_000_000, 1280, loaded.preprocess)
     n = 0
     start = time.perf_counter()
     with torch.no_grad():
-        for batch in _loader(ds, batch_size, workers, _collate):
+        for batch in make_loader(ds, batch_size, workers, collate):
             if batch["images"]:
                 loaded.module(torch.stack(batch["images"]))
                 n += len(batch["images"])

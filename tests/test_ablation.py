@@ -20,17 +20,9 @@ from app.core.selectivity import (
     deletion_orders,
     selectivity_index,
 )
-from app.engine.analyses.ablation.curves import (
-    CurveResult,
-    Dataset,
-    _CutRunner,
-    _NaiveRunner,
-    ablation_curves,
-    cut_at,
-    find_dataset,
-    make_runner,
-    match_class,
-)
+from app.engine.analyses.ablation.curves import CurveResult, ablation_curves
+from app.engine.analyses.ablation.cut import CutRunner, NaiveRunner, cut_at, make_runner
+from app.engine.analyses.ablation.datasets import Dataset, find_dataset, match_class
 from app.engine.analyses.ablation.deletion import (
     Ablation,
     AblationError,
@@ -303,7 +295,7 @@ def test_the_cut_reproduces_the_network_and_each_level_of_the_naive_loop_exactly
     _, xs, _ = _batches()
     cut = cut_at(net, "act")
     assert set(cut.live) == {"act", "relu"}  # the skip crosses the cut
-    fast, naive = _CutRunner(cut), _NaiveRunner(net, "act")
+    fast, naive = CutRunner(cut), NaiveRunner(net, "act")
     _, _, intact = fast.intact(xs)  # learns that `skip.add_(…)` writes into a kept value
     assert fast.clone, "the in-place write into the kept skip must be detected"
     assert torch.equal(intact, net(xs))
@@ -328,7 +320,7 @@ def test_levels_never_see_a_kept_layer_output_that_the_suffix_wrote_into():
             return self.fc(self.pool(h).flatten(1))
 
     net = Doubler().eval()
-    fast = _CutRunner(cut_at(net, "conv"))
+    fast = CutRunner(cut_at(net, "conv"))
     state, _, intact = fast.intact(ones())
     assert intact.tolist() == [[8.0, 10.0]]
     nothing = torch.zeros(1, 3, 1, 1, dtype=torch.bool)

@@ -17,7 +17,8 @@ from app.core.files import list_images
 from app.core.jobs import Cancelled, run_job
 from app.core.scan_results import EMPTY, load_scan, load_scan_folder, merge_candidates
 from app.engine.analyses.patches import ScanError, scan
-from app.engine.analyses.patches.dataset_scan import TopKTracker, image_box, letterbox
+from app.engine.analyses.patches.crops import image_box, letterbox
+from app.engine.analyses.patches.dataset_scan import TopKTracker
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.preprocess import Preprocess, prepare_batch
 

@@ -1,6 +1,7 @@
 """Deleting units: live `Ablation`, `layer_curves` on a folder (a job), `predict_ablated`."""
 
-from app.engine.analyses.ablation.curves import CurveResult, find_dataset, layer_curves
+from app.engine.analyses.ablation.curves import CurveResult, layer_curves
+from app.engine.analyses.ablation.datasets import find_dataset
 from app.engine.analyses.ablation.deletion import (
     Ablation,
     AblationError,

@@ -51,60 +51,42 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from app.capture.images import ImageError, read_image
 from app.core.atomic import atomic_write_json, atomic_write_npz
-from app.core.boxes import rescale_crop, to_frame_box
 from app.core.files import files_fingerprint, list_images
-from app.core.jobs import Job, Progress, clock
+from app.core.jobs import Job
 from app.core.scan_results import (
-    EMPTY,
-    ScanResult,
     layer_dirname,
-    load_scan,
     load_scan_folder,
     merge_results,
-    save_scan_result,
     scan_dir,
+)
+from app.engine.analyses.patches.crops import cut_crops, remove_tree
+from app.engine.analyses.patches.pipeline import (
+    NO_ID,
+    Frames,
+    Meter,
+    ScanProgress,
+    collate,
+    make_loader,
 )
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
 from app.engine.runtime.models import LoadedModel
-from app.engine.runtime.preprocess import Preprocess, prepare_batch
+from app.engine.runtime.preprocess import prepare_batch
 from app.engine.runtime.receptive_field import ReceptiveField, receptive_field
 from app.engine.runtime.recorder import ActivationRecorder, discover_layers
 
 __all__ = [
-    "ScanError", "ScanProgress", "ScanReport", "ScanResult", "TopKTracker",
-    "default_layers", "list_images", "load_scan", "merge_scans", "scan",
+    "ScanError", "ScanProgress", "ScanReport", "TopKTracker", "default_layers", "merge_scans",
+    "scan",
 ]
-
-_NO_ID = 1 << 62  # id of an empty slot: after every real file in path order
-
-
-@dataclass(frozen=True, kw_only=True)
-class ScanProgress(Progress):
-    """Progress of a running scan, one per batch (`stage`: "scan", then "crops")."""
-
-    stage: str  # "scan" (the pass over the dataset) or "crops" (cutting the winners)
-    skipped: int
-    images_per_s: float
-    eta_s: float
-
-    def line(self) -> str:
-        """`scan  1234/5000  52.1 img/s  ETA 1:12  (3 skipped)` for a text progress bar."""
-        eta = "--:--" if not math.isfinite(self.eta_s) else clock(self.eta_s)
-        text = (f"{self.stage:5s} {self.done}/{self.total}  {self.images_per_s:.1f} img/s  "
-                f"ETA {eta}")
-        return text + (f"  ({self.skipped} skipped)" if self.skipped else "")
 
 
 class ScanError(ValueError):
@@ -128,62 +110,6 @@ class ScanReport:
     rf: dict[str, ReceptiveField] = field(default_factory=dict, repr=False)
 
 
-# -- the dataset ---------------------------------------------------------------------------------
-
-
-def downscaled_size(h: int, w: int, max_side: int) -> tuple[int, int]:
-    """(h, w) after `app.capture.images.downscale_to(image, max_side)` (same arithmetic)."""
-    longest = max(h, w)
-    if max_side <= 0 or longest <= max_side:
-        return h, w
-    scale = max_side / longest
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-class _Frames(Dataset):
-    """File i → (i, model input or uint8 frame, error): never raises on a bad file."""
-
-    def __init__(self, paths: Sequence[str], ids: Sequence[int], max_pixels: int,
-                 max_side: int, pre: Preprocess | None) -> None:
-        self.paths, self.ids = list(paths), list(ids)
-        self.max_pixels, self.max_side, self.pre = max_pixels, max_side, pre
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
-        try:
-            image = read_image(self.paths[i], self.max_pixels)
-        except ImageError as exc:
-            return self.ids[i], None, str(exc)
-        except Exception as exc:  # a decoder crash must not end the scan either
-            return self.ids[i], None, f"{self.paths[i]}: {type(exc).__name__}: {exc}"
-        h, w = downscaled_size(image.shape[0], image.shape[1], self.max_side)
-        if (h, w) != image.shape[:2]:
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        if self.pre is not None:
-            t = prepare_batch([t], self.pre)[0]
-        return self.ids[i], t, ""
-
-
-def _collate(items: list[tuple[int, torch.Tensor | None, str]]) -> dict[str, Any]:
-    ok = [(i, t) for i, t, _ in items if t is not None]
-    return {
-        "ids": torch.tensor([i for i, _ in ok], dtype=torch.int64),
-        "images": [t for _, t in ok],
-        "failed": [(i, err) for i, t, err in items if t is None],
-    }
-
-
-def _loader(ds: Dataset, batch_size: int | None, workers: int, collate: Callable,
-            mp_context: str | None = None) -> DataLoader:
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      collate_fn=collate, prefetch_factor=2 if workers else None,
-                      persistent_workers=False,
-                      multiprocessing_context=mp_context if workers else None)
-
-
 # -- top-k on the device -----------------------------------------------------------------------
 
 
@@ -197,7 +123,7 @@ class TopKTracker:
     def __init__(self, channels: int, k: int, device: torch.device) -> None:
         self.k = k
         self.values = torch.full((channels, k), -math.inf, device=device)
-        self.ids = torch.full((channels, k), _NO_ID, dtype=torch.int64, device=device)
+        self.ids = torch.full((channels, k), NO_ID, dtype=torch.int64, device=device)
         self.locs = torch.zeros((channels, k), dtype=torch.int64, device=device)
 
     def merged(self, acts: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -289,67 +215,6 @@ def _load_checkpoint(path: Path, trackers: dict[str, TopKTracker]) -> tuple[int,
     return int(doc["done_batches"]), [tuple(s) for s in doc["skipped"]], float(doc["elapsed"])
 
 
-# -- crops ---------------------------------------------------------------------------------------
-
-
-def image_box(model_box: Sequence[int], orig_hw: tuple[int, int], frame_hw: tuple[int, int],
-              pre: Preprocess) -> tuple[int, int, int, int]:
-    """A box in model-input pixels → (y0, x0, y1, x1) in the image file's own pixels.
-
-    The model saw `pre.crop_box` of the frame (the file downscaled to `frame_hw`) resized
-    to `pre.size`; the box is mapped back through both and rounded outwards.
-    """
-    crop = rescale_crop(pre.crop_box(*frame_hw), frame_hw, orig_hw)
-    return to_frame_box(model_box, crop, pre.size, orig_hw)
-
-
-def letterbox(region: np.ndarray, size: int) -> np.ndarray:
-    """(h, w, 3) uint8 → (size, size, 3): scaled to fit, centred, black bars."""
-    out = np.zeros((size, size, 3), np.uint8)
-    h, w = region.shape[:2]
-    if h == 0 or w == 0:
-        return out
-    scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    small = cv2.resize(np.ascontiguousarray(region), (nw, nh), interpolation=interp)
-    y, x = (size - nh) // 2, (size - nw) // 2
-    out[y:y + nh, x:x + nw] = small
-    return out
-
-
-class _CropJobs(Dataset):
-    """File → the boxes and crops of every top-k slot that points at it."""
-
-    def __init__(self, jobs: list[tuple[str, np.ndarray, np.ndarray]], pre: Preprocess,
-                 size: int, max_pixels: int, max_side: int) -> None:
-        self.jobs, self.pre, self.size = jobs, pre, size
-        self.max_pixels, self.max_side = max_pixels, max_side
-
-    def __len__(self) -> int:
-        return len(self.jobs)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        path, slots, model_boxes = self.jobs[i]
-        boxes = np.full((len(slots), 4), -1, np.int32)
-        crops = np.zeros((len(slots), self.size, self.size, 3), np.uint8)
-        try:
-            image = read_image(path, self.max_pixels)
-        except Exception:  # gone or changed since the scan: empty crop, box -1
-            return slots, boxes, crops
-        hw = image.shape[:2]
-        frame_hw = downscaled_size(hw[0], hw[1], self.max_side)
-        for j, mb in enumerate(model_boxes):
-            b = image_box(mb, hw, frame_hw, self.pre)
-            boxes[j] = b
-            crops[j] = letterbox(image[b[0]:b[2], b[1]:b[3]], self.size)
-        return slots, boxes, crops
-
-
-def _identity(item: Any) -> Any:
-    return item
-
-
 # -- the scan ------------------------------------------------------------------------------------
 
 
@@ -402,16 +267,16 @@ def scan(
     resumed_from = min(start, len(files))
 
     in_workers = device.type == "cpu"  # on a GPU, resizing belongs on the GPU, as live
-    ds = _Frames(files[start:], range(start, len(files)), max_pixels, max_side,
+    ds = Frames(files[start:], range(start, len(files)), max_pixels, max_side,
                  pre if in_workers else None)
-    meter = _Meter(len(files), resumed_from)
+    meter = Meter(len(files), resumed_from)
     model = loaded.module
     last_saved = done_batches
     scanned_now = 0
     with torch.no_grad(), ActivationRecorder(model, layers) as rec:
         rec.clone_layers |= clone & set(layers)
         forward, unhook = _truncated_forward(model, rec, layers)
-        it = iter(_loader(ds, batch_size, workers, _collate, mp_context))
+        it = iter(make_loader(ds, batch_size, workers, collate, mp_context))
         try:
             for batch in it:
                 if batch["images"]:
@@ -447,14 +312,14 @@ def scan(
 
     states = {n: t.state() for n, t in trackers.items()}
     scanned = len(files) - len(skipped)
-    layer_dirs = yield from _finish(folder, states, files, pre, rfs, shapes, crop_size,
+    layer_dirs = yield from cut_crops(folder, states, files, pre, rfs, shapes, crop_size,
                                     workers, max_pixels, max_side, mp_context, meta={
                              "model": loaded.name, "model_key": model_key(loaded),
                              "cache_format": CACHE_FORMAT, "top_k": top_k,
                              "input_size": pre.size, "crop_size": crop_size,
                              "datasets": [dataset_doc], "files_scanned": scanned,
                              "skipped": sorted(skipped)})
-    _remove_tree(ckpt)
+    remove_tree(ckpt)
     seconds = time.perf_counter() - started
     return ScanReport(folder, layer_dirs, root_name, len(files), scanned,
                       tuple(sorted(skipped)), seconds, scanned_now / max(seconds, 1e-9),
@@ -490,129 +355,6 @@ def _cached_report(folder: Path, layers: Sequence[str], dataset_doc: dict, top_k
         dirs[layer] = r.folder
         scanned, skipped = r.meta["files_scanned"], [tuple(s) for s in r.meta["skipped"]]
     return dirs, scanned, skipped
-
-
-class _Meter:
-    def __init__(self, total: int, done: int) -> None:
-        self.total, self.done, self.start_done = total, done, done
-        self.t0 = time.perf_counter()
-
-    def update(self, stage: str, n: int, skipped: int) -> ScanProgress:
-        self.done += n
-        dt = time.perf_counter() - self.t0
-        rate = (self.done - self.start_done) / dt if dt > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else math.inf
-        return ScanProgress(done=self.done, total=self.total, stage=stage, skipped=skipped,
-                            images_per_s=rate, eta_s=eta)
-
-
-def _finish(folder: Path, states: dict[str, dict[str, np.ndarray]], files: Sequence[str],
-            pre: Preprocess, rfs: dict[str, ReceptiveField], shapes: dict[str, tuple[int, ...]],
-            crop_size: int, workers: int, max_pixels: int, max_side: int,
-            mp_context: str | None, meta: dict[str, Any]
-            ) -> Generator[ScanProgress, None, dict[str, Path]]:
-    """Cut the crops of every top-k slot (one decode per file) and write each layer."""
-    layers = list(states)
-    per_layer: dict[str, dict[str, np.ndarray]] = {}
-    slot_file, slot_id, slot_box = [], [], []
-    offset = 0
-    for layer in layers:
-        st = states[layer]
-        w = shapes[layer][2]
-        ids, locs = st["ids"], st["locs"]
-        filled = ids != _NO_ID
-        y, x = (locs // w).astype(np.int32), (locs % w).astype(np.int32)
-        model_box = rfs[layer].boxes(y, x).astype(np.int32)
-        per_layer[layer] = {"values": st["values"].astype(np.float32), "ids": ids, "y": y,
-                            "x": x, "model_box": model_box, "filled": filled}
-        flat = np.flatnonzero(filled)
-        slot_file.append(ids.reshape(-1)[flat])
-        slot_id.append(offset + flat)
-        slot_box.append(model_box.reshape(-1, 4)[flat])
-        offset += ids.size
-    all_file = np.concatenate(slot_file)
-    all_slot = np.concatenate(slot_id)
-    all_box = np.concatenate(slot_box)
-    order = np.argsort(all_file, kind="stable")
-    uniq, starts = np.unique(all_file[order], return_index=True)
-    bounds = [*list(starts[1:]), len(order)]
-    jobs = [(files[int(f)], all_slot[order[s:e]], all_box[order[s:e]])
-            for f, s, e in zip(uniq, starts, bounds, strict=True)]
-
-    boxes = np.full((offset, 4), -1, np.int32)
-    tmp_crops: dict[str, np.ndarray] = {}
-    staging = folder / f".staging-{os.getpid()}-{os.urandom(4).hex()}"  # one per running scan
-    staging.mkdir(parents=True, exist_ok=True)
-    bases, offset = {}, 0
-    for layer in layers:
-        bases[layer] = offset
-        offset += per_layer[layer]["ids"].size
-    try:
-        for layer in layers:
-            c, k = per_layer[layer]["ids"].shape
-            tmp_crops[layer] = np.lib.format.open_memmap(
-                staging / f"{layer_dirname(layer)}.npy", mode="w+", dtype=np.uint8,
-                shape=(c, k, crop_size, crop_size, 3))
-        meter = _Meter(len(jobs), 0)
-        # a few files decode faster here than worker processes start
-        loader = _loader(_CropJobs(jobs, pre, crop_size, max_pixels, max_side), None,
-                         workers if len(jobs) > 16 * max(workers, 1) else 0, _identity,
-                         mp_context)
-        for slots, got_boxes, crops in loader:
-            boxes[slots] = got_boxes
-            for layer in layers:
-                base = bases[layer]
-                mm = tmp_crops[layer]
-                inside = (slots >= base) & (slots < base + mm.shape[0] * mm.shape[1])
-                if inside.any():
-                    local = slots[inside] - base
-                    mm.reshape(-1, crop_size, crop_size, 3)[local] = crops[inside]
-            yield meter.update("crops", 1, 0)
-        out_dirs = {}
-        for layer in layers:
-            pl = per_layer[layer]
-            c, k = pl["ids"].shape
-            base = bases[layer]
-            used = np.unique(pl["ids"][pl["filled"]])
-            file_idx = np.full((c, k), EMPTY, np.int32)
-            file_idx[pl["filled"]] = np.searchsorted(used, pl["ids"][pl["filled"]])
-            arrays = {
-                "values": np.where(pl["filled"], pl["values"], -np.inf).astype(np.float32),
-                "file_index": file_idx, "y": np.where(pl["filled"], pl["y"], 0).astype(np.int32),
-                "x": np.where(pl["filled"], pl["x"], 0).astype(np.int32),
-                "box": boxes[base:base + c * k].reshape(c, k, 4),
-                "model_box": np.where(pl["filled"][..., None], pl["model_box"], 0)
-                .astype(np.int32),
-            }
-            rf = rfs[layer]
-            layer_meta = dict(meta, layer=layer, units=c, map_shape=list(shapes[layer][1:]),
-                              rf={"size": list(rf.size), "stride": list(rf.stride)})
-            staged = staging / f"{layer_dirname(layer)}.npy"
-            mapped = tmp_crops.pop(layer)
-            assert isinstance(mapped, np.memmap)
-            mapped.flush()  # the last reference: the map closes
-            del mapped
-
-            def write_crops(path: Path, staged: Path = staged) -> None:
-                with open(staged, "rb+") as f:
-                    os.fsync(f.fileno())
-                os.replace(staged, path)  # same file system: atomic, no second copy
-
-            out_dirs[layer] = save_scan_result(folder / layer_dirname(layer), layer_meta,
-                                               [files[int(f)] for f in used], arrays,
-                                               write_crops)
-        return out_dirs
-    finally:
-        tmp_crops.clear()
-        _remove_tree(staging)
-
-
-def _remove_tree(path: Path) -> None:
-    if not path.exists():
-        return
-    for p in sorted(path.rglob("*"), key=lambda q: len(q.parts), reverse=True):
-        p.rmdir() if p.is_dir() else p.unlink(missing_ok=True)
-    path.rmdir()
 
 
 def merge_scans(inputs: Iterable[str | Path], out: str | Path) -> list[Path]:
