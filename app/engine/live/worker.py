@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from app.core.messages import (
+    AblationMode,
     AttributionMode,
     Frame,
     Normalization,
@@ -135,7 +136,7 @@ class FrameProcessor:
         return layer, min(max(view.unit, 0), channels - 1)
 
     def _sync_ablation(self, view: ViewState, layer: str) -> None:
-        mode = view.ablation_mode.value
+        mode = view.ablation_mode
         if mode != self.ablation.mode:
             self.ablation.remove_hooks()
             self.ablation = Ablation(self.loaded.module, mode=mode).__enter__()
@@ -147,7 +148,7 @@ class FrameProcessor:
                     limit = self.by_name[name].shape[0]
                     self.ablation.set(name, [u for u in units if 0 <= u < limit])
             self._ablated = view.ablated
-        if mode == "mean":
+        if mode == AblationMode.MEAN:
             self.ablation.watch(layer)  # gather its means before a unit of it is deleted
 
     def _attribute(self, x: torch.Tensor, view: ViewState, layer: str,
@@ -158,7 +159,7 @@ class FrameProcessor:
         try:
             if self._attributor is None:
                 self._attributor = Attributor(self.loaded.module)
-            self._attributor.mode = view.attribution.value
+            self._attributor.mode = view.attribution
             h, w = self.by_name[layer].shape[1:]
             at = view.attribution_at
             pos = None if at is None else (min(max(at[0], 0), h - 1), min(max(at[1], 0), w - 1))

@@ -17,10 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from app.core.messages import AblationMode
 from app.core.units import UnitSpecError, parse_units
 from app.engine.runtime.recorder import split_layer_name
-
-ABLATION_MODES: tuple[str, ...] = ("zero", "mean")
 
 
 class AblationError(ValueError):
@@ -141,12 +140,13 @@ class Ablation(AbstractContextManager["Ablation"]):
         self,
         model: nn.Module,
         units: Mapping[str, Iterable[int]] | None = None,
-        mode: str = "zero",
+        mode: AblationMode | str = AblationMode.ZERO,
         means: RunningChannelMeans | Mapping[str, torch.Tensor] | None = None,
     ) -> None:
-        if mode not in ABLATION_MODES:
+        if mode not in tuple(AblationMode):
             raise AblationError(f"unknown ablation mode {mode!r}: use zero or mean")
-        if mode == "mean" and means is None:
+        mode = AblationMode(mode)
+        if mode == AblationMode.MEAN and means is None:
             means = RunningChannelMeans()
         self.model = model
         self.mode = mode
@@ -278,7 +278,7 @@ class Ablation(AbstractContextManager["Ablation"]):
                 return None
             n = self._fork_n
             doubled = n is not None and output.shape[0] == 2 * n
-            if self.mode == "mean" and isinstance(self.means, RunningChannelMeans):
+            if self.mode == AblationMode.MEAN and isinstance(self.means, RunningChannelMeans):
                 # before ablation, from the intact rows only: intact statistics
                 self.means.update(key, output[:n] if doubled else output)
             if not self._units[key]:
@@ -300,7 +300,7 @@ class Ablation(AbstractContextManager["Ablation"]):
         if units and units[-1] >= output.shape[1]:
             raise AblationError(f"unit {units[-1]} out of range: {layer} has "
                                 f"{output.shape[1]} units")
-        if self.mode == "zero":
+        if self.mode == AblationMode.ZERO:
             fill = output.new_zeros(())
         else:
             means = self.means

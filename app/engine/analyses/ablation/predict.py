@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from app.core.messages import Prediction
+from app.core.messages import AblationMode, Prediction
 from app.engine.analyses.ablation.deletion import Ablation, RunningChannelMeans
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.predict import top_predictions
@@ -29,7 +29,7 @@ def predict_ablated(
     images: list[np.ndarray],
     units: dict[str, list[int]],
     top_k: int = 5,
-    mode: str = "zero",
+    mode: AblationMode | str = AblationMode.ZERO,
 ) -> list[AblatedPrediction]:
     """Intact and ablated top-k per (H, W, 3) uint8 image; `units` maps layers to channels.
 
@@ -41,11 +41,11 @@ def predict_ablated(
     intact = []
     means = RunningChannelMeans()
     # one pass with the layers watched: intact outputs, and their means for mean mode
-    with Ablation(model, {layer: () for layer in units}, mode="mean", means=means):
+    with Ablation(model, {layer: () for layer in units}, mode=AblationMode.MEAN, means=means):
         for x in xs:
             intact.append(model(x)[0].float())
     fixed = ({layer: m for layer in units if (m := means.mean(layer)) is not None}
-             if mode == "mean" else None)
+             if mode == AblationMode.MEAN else None)
     out: list[AblatedPrediction] = []
     names = loaded.class_names
     with Ablation(model, units, mode=mode, means=fixed):

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from app.core.messages import AttributionMode
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import split_layer_name
 from app.engine.runtime.truncate import (
@@ -45,16 +46,13 @@ from app.engine.runtime.truncate import (
     speed_up_copy,
 )
 
-MODES: tuple[str, ...] = ("gradient", "deconvnet", "guided")
+# the rules that attribute (OFF only means "compute nothing", and is the live view's)
+MODES: tuple[AttributionMode, ...] = (
+    AttributionMode.GRADIENT, AttributionMode.DECONVNET, AttributionMode.GUIDED)
 
 
 class AttributionError(ValueError):
     """A layer, unit, position or model attribution cannot work with; one line for the user."""
-
-
-def next_mode(mode: str) -> str:
-    """The mode after `mode` in `MODES` (the `b` key cycles through them)."""
-    return MODES[(MODES.index(mode) + 1) % len(MODES)]
 
 
 # -- the rectifier with a per-mode backward ------------------------------------------------
@@ -179,7 +177,8 @@ class Attributor:
     a target conv whose batch norm was folded in is mapped back to its own output.
     """
 
-    def __init__(self, model: LoadedModel | nn.Module, mode: str = "gradient",
+    def __init__(self, model: LoadedModel | nn.Module,
+                 mode: AttributionMode | str = AttributionMode.GRADIENT,
                  fast: bool = True) -> None:
         module = model.module if isinstance(model, LoadedModel) else model
         if isinstance(module, torch.jit.ScriptModule):
@@ -194,14 +193,14 @@ class Attributor:
         self.mode = mode
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> AttributionMode:
         return self._mode
 
     @mode.setter
-    def mode(self, mode: str) -> None:
+    def mode(self, mode: AttributionMode | str) -> None:
         if mode not in MODES:
             raise AttributionError(f"unknown attribution mode {mode!r}: use {', '.join(MODES)}")
-        self._mode = mode
+        self._mode = AttributionMode(mode)
 
     def _private_model(self, x: torch.Tensor) -> nn.Module:
         """The private copy, built on first use; its rectifiers follow the current mode.
