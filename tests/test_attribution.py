@@ -23,8 +23,6 @@ from app.engine.analyses.attribution.attributor import (
     MODES,
     AttributionError,
     Attributor,
-    saliency_in_frame,
-    saliency_to_uint8,
 )
 from tests.tiny_nets import TinyNet, tiny_input
 
@@ -215,18 +213,6 @@ def test_bad_requests_say_what_is_wrong():
 
     with pytest.raises(KeyError, match="missing"):
         Attributor(Faulty(nn.ReLU()).eval()).attribute(X, "conv2", 0)
-
-
-def test_saliency_maps_onto_the_frame_crop():
-    sal = np.zeros((4, 4), np.float32)
-    sal[:2, :2] = 1.0
-    frame = saliency_in_frame(sal, (2, 0, 8, 8), (8, 12))
-    assert frame.shape == (8, 12)
-    assert frame[:, :2].max() == 0 and frame[:, 10:].max() == 0  # outside the crop
-    assert frame[1, 3] == pytest.approx(1.0) and frame[6, 8] == pytest.approx(0.0)
-    u8 = saliency_to_uint8(np.array([[0.0, 1.0], [2.0, 4.0]]), percentile=100)
-    assert u8.dtype == np.uint8 and u8.max() == 255 and u8[0, 0] == 0
-    assert saliency_to_uint8(np.zeros((2, 2))).max() == 0
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ from app.core.boxes import to_frame_box
 from app.engine.runtime.receptive_field import (
     measure_receptive_field,
     receptive_field,
-    receptive_field_box,
 )
 
 
@@ -101,7 +100,6 @@ def test_cache_and_box_function():
     net = build(STACKS[0]).eval()
     first = receptive_field(net, "4", 32)
     assert receptive_field(net, "4", 32) is first
-    assert receptive_field_box(net, "4", 2, 3, 32) == first.box(2, 3)
     y, x = torch.tensor([0, 2]).numpy(), torch.tensor([3, 1]).numpy()
     assert first.boxes(y, x).tolist() == [list(first.box(0, 3)), list(first.box(2, 1))]
 

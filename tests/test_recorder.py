@@ -6,9 +6,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.core.tiling import grid_geometry, normalize_channels, tile_channels
+from app.core.tiling import grid_geometry, normalize_channels
 from app.engine.runtime.recorder import ActivationRecorder, default_layer, discover_layers
 from app.engine.runtime.tiling import normalize_on_device, tile_on_device
+from tests.tiling_reference import tile_channels
 from tests.tiny_nets import TinyNet, tiny_input
 
 WINDOW_SUMS = torch.tensor([[12.0, 16.0], [24.0, 28.0]])

@@ -49,12 +49,6 @@ class GridGeometry:
         unit = r * self.cols + c
         return unit if unit < self.channels else None
 
-    def position_in_tile(self, y: float, x: float) -> tuple[int, int] | None:
-        """(row, col) inside the feature map under mosaic pixel (y, x), or None."""
-        if self.unit_at(y, x) is None:
-            return None
-        return int(y) % (self.tile_h + self.pad), int(x) % (self.tile_w + self.pad)
-
     def neighbour(self, unit: int, drow: int, dcol: int) -> int:
         """The unit `drow` rows and `dcol` columns away, clamped to the grid."""
         r, c = divmod(unit, self.cols)
@@ -96,16 +90,3 @@ def normalize_channels(acts: np.ndarray, per_channel: bool = True) -> np.ndarray
         lo, hi = a.min(), a.max()
     span = np.where(hi - lo > 0, hi - lo, 1.0)
     return np.clip((a - lo) / span * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def tile_channels(maps: np.ndarray, geometry: GridGeometry, fill: int = 0) -> np.ndarray:
-    """Lay (C, H, W) uint8 maps into one (height, width) mosaic, row-major by unit."""
-    c, h, w = maps.shape
-    g = geometry
-    if (c, h, w) != (g.channels, g.tile_h, g.tile_w):
-        raise ValueError(f"maps {maps.shape} do not match geometry {g}")
-    cells = np.full((g.rows * g.cols, h + g.pad, w + g.pad), fill, dtype=maps.dtype)
-    cells[:c, :h, :w] = maps
-    grid = cells.reshape(g.rows, g.cols, h + g.pad, w + g.pad).transpose(0, 2, 1, 3)
-    mosaic = grid.reshape(g.rows * (h + g.pad), g.cols * (w + g.pad))
-    return np.ascontiguousarray(mosaic[: g.height, : g.width])

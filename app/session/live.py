@@ -64,7 +64,6 @@ class LiveSession:
         self._capture_lock = threading.Lock()
         self._mirror = settings.source.mirror
         self._stopped = False
-        self.model_name: str | None = None
         self._loaded: LoadedModel | None = None
         self._channels: dict[str, int] = {}
         self._jobs = jobs.Jobs(self._events.put)
@@ -185,7 +184,6 @@ class LiveSession:
         processor = FrameProcessor(loaded, self.settings.view.top_k)
         for kind in JobKind:  # results for the old model would be wrong now
             self._jobs.cancel(kind)
-        self.model_name = loaded.name
         self._loaded = loaded
         self._channels = {info.name: info.shape[0] for info in processor.layers}
         self.worker.set_model(processor)

@@ -332,8 +332,3 @@ def receptive_field(model: nn.Module, layer: str, input_size: int) -> ReceptiveF
         rf = measure_receptive_field(model, layer, int(input_size), lin)
         entry[key] = rf
         return rf
-
-
-def receptive_field_box(model: nn.Module, layer: str, y: int, x: int, input_size: int) -> Box:
-    """(y0, x0, y1, x1), half-open, of position (y, x) of `layer` in model-input pixels."""
-    return receptive_field(model, layer, input_size).box(y, x)

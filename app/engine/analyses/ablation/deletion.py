@@ -323,13 +323,3 @@ class Ablation(AbstractContextManager["Ablation"]):
             mask = m.view(1, -1, *([1] * (output.dim() - 2))).to(output.device)
             self._masks[key] = mask
         return mask
-
-
-def channel_mask(channels: int, units: Iterable[int], ndim: int = 4,
-                 device: torch.device | None = None) -> torch.Tensor:
-    """(1, C, 1, 1) bool mask, True at `units` (for torch.where ablation outside hooks)."""
-    m = torch.zeros(channels, dtype=torch.bool)
-    idx = list(units)
-    if idx:
-        m[idx] = True
-    return m.view(1, -1, *([1] * (ndim - 2))).to(device or "cpu")

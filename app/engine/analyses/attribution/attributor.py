@@ -308,19 +308,3 @@ def saliency_to_uint8(saliency: np.ndarray, percentile: float = 99.5) -> np.ndar
     if not np.isfinite(top) or top <= 0:
         return np.zeros(s.shape, np.uint8)
     return np.clip(s * (255.0 / top), 0, 255).astype(np.uint8)
-
-
-def saliency_in_frame(saliency: np.ndarray, crop: tuple[int, int, int, int],
-                      frame_hw: tuple[int, int]) -> np.ndarray:
-    """Map a (S, S) saliency of the model's input onto the whole (H, W) frame.
-
-    `crop` is `Preprocess.crop_box(H, W)` = (x, y, w, h): the region the model saw, resized
-    to S×S. Outside the crop the map is 0. Returns (H, W) float32 for an overlay.
-    """
-    x0, y0, cw, ch = crop
-    h, w = frame_hw
-    t = torch.from_numpy(np.ascontiguousarray(saliency, dtype=np.float32))[None, None]
-    resized = F.interpolate(t, size=(ch, cw), mode="bilinear", align_corners=False)[0, 0]
-    out = np.zeros((h, w), np.float32)
-    out[y0 : y0 + ch, x0 : x0 + cw] = resized.numpy()[: h - y0, : w - x0]
-    return out

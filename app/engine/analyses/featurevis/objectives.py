@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from app.engine.analyses.featurevis.regularizers import l2_norm, total_variation
+from app.engine.analyses.featurevis.regularizers import total_variation
 
 ObjectiveFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -135,8 +135,3 @@ def diversity() -> Objective:
 def tv() -> Objective:
     """Total variation of the image (subtract it: `... - w * tv()`)."""
     return Objective(lambda acts, image: total_variation(image), "tv()")
-
-
-def l2() -> Objective:
-    """Distance of the image from mid-gray (subtract it to keep images calm)."""
-    return Objective(lambda acts, image: l2_norm(image), "l2()")

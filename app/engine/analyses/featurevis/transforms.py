@@ -94,26 +94,9 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor | float) -> torch.Tensor:
     return affine(x, 1.0, degrees)
 
 
-def random_scale(factors: Sequence[float]) -> Transform:
-    """Zoom each image by a factor drawn from `factors` (same size)."""
-
-    def apply(x: torch.Tensor, rngs: Rngs) -> torch.Tensor:
-        return affine(x, _choices(factors, rngs), 0.0)
-
-    return apply
-
-
-def random_rotate(angles: Sequence[float]) -> Transform:
-    """Rotate each image by an angle (degrees) drawn from `angles`."""
-
-    def apply(x: torch.Tensor, rngs: Rngs) -> torch.Tensor:
-        return affine(x, 1.0, _choices(angles, rngs))
-
-    return apply
-
-
 def random_affine(factors: Sequence[float], angles: Sequence[float]) -> Transform:
-    """`random_scale` and `random_rotate` in one resampling (one blur instead of two)."""
+    """Zoom by a factor from `factors` and rotate by an angle (degrees) from `angles`, per
+    image, in one resampling (one blur instead of two)."""
 
     def apply(x: torch.Tensor, rngs: Rngs) -> torch.Tensor:
         return affine(x, _choices(factors, rngs), _choices(angles, rngs))
