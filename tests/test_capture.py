@@ -7,7 +7,6 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -30,6 +29,7 @@ from app.capture import (
 from app.core.messages import Frame
 from app.core.settings import SourceSettings
 from app.core.slot import LatestSlot
+from tests.waiting import wait_until
 
 ASSETS = Path(__file__).parents[1] / "assets"
 SAMPLES = sorted((ASSETS / "samples").glob("*.jpg"))
@@ -43,13 +43,7 @@ def write(path: Path, image: np.ndarray) -> Path:
     return path
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
+
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -390,18 +384,18 @@ def test_still_image_is_put_once_until_stepped() -> None:
     source = ImageSource(SAMPLES[0])
     thread, slot, _ = start(source)
     try:
-        assert wait_for(lambda: slot.peek() is not None)
+        assert wait_until(lambda: slot.peek() is not None)
         time.sleep(0.3)
         assert slot.take() is not None and slot.dropped == 0
         time.sleep(0.2)
         assert slot.take() is None and thread.frames_read == 1
         thread.step(1)  # a single image "steps" to itself
-        assert wait_for(lambda: slot.peek() is not None)
+        assert wait_until(lambda: slot.peek() is not None)
         frame = slot.take()
         assert frame is not None and frame.source == SAMPLES[0].name
         assert thread.frames_read == 2
         thread.resend()
-        assert wait_for(lambda: slot.take() is not None)
+        assert wait_until(lambda: slot.take() is not None)
         time.sleep(0.1)
         assert thread.frames_read == 3 and slot.dropped == 0
     finally:
@@ -412,12 +406,12 @@ def test_still_image_is_put_once_until_stepped() -> None:
 def test_folder_step_through_the_thread(tmp_path: Path) -> None:
     thread, slot, notices = start(FolderSource(make_folder(tmp_path)))
     try:
-        assert wait_for(lambda: slot.peek() is not None)
+        assert wait_until(lambda: slot.peek() is not None)
         assert slot.take().index == 0  # type: ignore[union-attr]
         thread.step(1)
         thread.step(1)  # two quick steps may land as one: either way we end on img10
-        assert wait_for(lambda: thread.position == 2)
-        assert wait_for(lambda: slot.peek() is not None)
+        assert wait_until(lambda: thread.position == 2)
+        assert wait_until(lambda: slot.peek() is not None)
         frame = slot.take()
         assert frame is not None and frame.index == 2 and frame.source == "img10.png"
         assert any("img3.jpg" in text and level == "warning" for text, level in notices)
@@ -429,12 +423,12 @@ def test_camera_frames_are_mirrored_and_downscaled() -> None:
     camera = FakeCamera()
     thread, slot, _ = start(camera, mirror=True, max_frame_side=3)
     try:
-        assert wait_for(lambda: slot.peek() is not None)
+        assert wait_until(lambda: slot.peek() is not None)
         frame = slot.take()
         assert frame is not None and frame.image.shape == (2, 3, 3)
         assert frame.image[:, -1].min() > 100  # the white column is now on the right
         thread.set_mirror(False)
-        assert wait_for(lambda: (f := slot.take()) is not None and f.image[:, 0].min() > 100)
+        assert wait_until(lambda: (f := slot.take()) is not None and f.image[:, 0].min() > 100)
     finally:
         assert thread.stop()
 
@@ -443,14 +437,14 @@ def test_camera_lost_then_reconnected() -> None:
     camera = FakeCamera(fail_after=5, failed_opens=2)
     thread, slot, notices = start(camera, reconnect_interval_s=0.02)
     try:
-        assert wait_for(lambda: ("camera 0 reconnected", "info") in notices)
+        assert wait_until(lambda: ("camera 0 reconnected", "info") in notices)
         assert notices[0] == ("camera 0 lost — retrying", "warning")
         assert [text for text, _ in notices].count("camera 0 lost — retrying") == 1
         assert camera.open_calls == 1 + 3  # first open, two failures, success
         assert thread.reconnects == 1
         slot.take()
-        assert wait_for(lambda: slot.peek() is not None)  # frames flow again
-        assert wait_for(lambda: thread.frames_read > 10)
+        assert wait_until(lambda: slot.peek() is not None)  # frames flow again
+        assert wait_until(lambda: thread.frames_read > 10)
     finally:
         assert thread.stop()
 
@@ -458,7 +452,7 @@ def test_camera_lost_then_reconnected() -> None:
 def test_stop_is_prompt_and_always_closes() -> None:
     camera = FakeCamera()
     thread, slot, _ = start(camera)
-    assert wait_for(lambda: slot.peek() is not None)
+    assert wait_until(lambda: slot.peek() is not None)
     began = time.perf_counter()
     assert thread.stop(timeout=2.0)
     assert time.perf_counter() - began < 0.5
@@ -469,7 +463,7 @@ def test_stop_is_prompt_and_always_closes() -> None:
 def test_stop_while_reconnecting() -> None:
     camera = FakeCamera(fail_after=1, failed_opens=10**6)
     thread, _, notices = start(camera, reconnect_interval_s=0.05)
-    assert wait_for(lambda: bool(notices))
+    assert wait_until(lambda: bool(notices))
     time.sleep(0.1)
     began = time.perf_counter()
     assert thread.stop()
@@ -480,7 +474,7 @@ def test_stop_while_reconnecting() -> None:
 def test_stop_while_idle_on_a_still_source() -> None:
     source = ImageSource(SAMPLES[0])
     thread, slot, _ = start(source)
-    assert wait_for(lambda: slot.peek() is not None)
+    assert wait_until(lambda: slot.peek() is not None)
     time.sleep(0.05)
     began = time.perf_counter()
     assert thread.stop()

@@ -22,6 +22,7 @@ from app.core.slot import LatestSlot
 from app.engine.live.worker import FrameProcessor, InferenceWorker
 from app.engine.runtime.models import load_model
 from tests.photos import CAT_CLASSES, COFFEE_CLASSES, chelsea, coffee, write_jpeg
+from tests.waiting import collect_events, next_result
 
 pytestmark = pytest.mark.slow
 CPU = torch.device("cpu")
@@ -119,17 +120,6 @@ def test_worker_thread_latest_wins_and_rerenders_on_view_change(processor):
     assert not processor.recorder._handles  # the worker took its hooks off on the way out
 
 
-def _wait_for(backend, predicate, timeout=60.0):
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen.extend(backend.poll_events())
-        if predicate(seen):
-            return seen
-        time.sleep(0.02)
-    raise AssertionError(f"timed out; events: {seen}")
-
-
 def test_session_end_to_end_on_an_image_and_bad_inputs(tmp_path):
     from app.session.live import LiveSession
 
@@ -140,34 +130,25 @@ def test_session_end_to_end_on_an_image_and_bad_inputs(tmp_path):
     try:
         session.load_model("efficientnet_lite0")
         session.open_source(str(cat))
-        events = _wait_for(session, lambda ev: any(isinstance(e, SourceReady) for e in ev)
-                           and any(isinstance(e, ModelReady) for e in ev))
+        events = collect_events(session, lambda ev: any(isinstance(e, SourceReady) for e in ev)
+                                and any(isinstance(e, ModelReady) for e in ev))
         ready = next(e for e in events if isinstance(e, ModelReady))
         assert ready.num_classes == 1000 and ready.default_layer
-        deadline = time.monotonic() + 60
-        result = None
-        while result is None and time.monotonic() < deadline:
-            result = session.poll_result()
-            time.sleep(0.02)
-        assert result is not None and result.predictions[0].index in CAT_CLASSES
+        result = next_result(session)
+        assert result.predictions[0].index in CAT_CLASSES
         assert result.frame.source.endswith("cat.jpg")
         # bad inputs: one error notice each, and the session keeps running
         session.open_source(str(bad))
         session.load_model("no_such_model")
-        events = _wait_for(session, lambda ev: sum(
+        events = collect_events(session, lambda ev: sum(
             isinstance(e, Notice) and e.level == NoticeLevel.ERROR for e in ev) >= 2)
         errors = [e.text for e in events if isinstance(e, Notice) and e.level == "error"]
         assert any("broken.jpg" in t for t in errors)
         assert any("no_such_model" in t for t in errors)
         assert all("\n" not in t for t in errors)
         session.set_view(ViewState(layer="_blocks.2", unit=1))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            r = session.poll_result()
-            if r is not None and r.layer == "_blocks.2":
-                break
-            time.sleep(0.02)
-        assert r is not None and r.layer == "_blocks.2"
+        r = next_result(session, lambda r: r.layer == "_blocks.2", timeout=30)
+        assert r.layer == "_blocks.2"
     finally:
         session.stop()
     assert not session.worker.is_alive()
@@ -179,7 +160,7 @@ def test_session_auto_source_without_camera_falls_back_to_the_sample_video():
     session = LiveSession(Settings(), CPU)
     try:
         session.open_source("auto")
-        events = _wait_for(session, lambda ev: any(isinstance(e, SourceReady) for e in ev))
+        events = collect_events(session, lambda ev: any(isinstance(e, SourceReady) for e in ev))
     finally:
         session.stop()
     ready = next(e for e in events if isinstance(e, SourceReady))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from app.core.messages import (
 from app.core.settings import Settings
 from app.session.live import LiveSession
 from tests.photos import chelsea, coffee, write_jpeg
+from tests.waiting import collect_events
 
 pytestmark = pytest.mark.slow
 
@@ -38,15 +38,7 @@ def _settings(tmp_path) -> Settings:
 
 
 def _collect(session, until, timeout=180.0):
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen.extend(session.poll_events())
-        session.poll_result()
-        if until(seen):
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"timed out; events: {[type(e).__name__ for e in seen]}")
+    return collect_events(session, until, timeout)
 
 
 def _finished(kind):
