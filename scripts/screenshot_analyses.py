@@ -29,6 +29,7 @@ from app.core.messages import AttributionMode, JobKind, PreferredImage  # noqa: 
 from app.core.settings import Settings, load_settings  # noqa: E402
 from app.gui.main_window import MainWindow  # noqa: E402
 from app.gui.theme import apply_dark_theme  # noqa: E402
+from app.gui.unit_pane import UnitTab  # noqa: E402
 from app.session.live import LiveSession  # noqa: E402
 
 LAYER, UNIT = "_blocks.4", 12
@@ -71,38 +72,39 @@ def main() -> int:
         window.handle_event = spy  # type: ignore[method-assign]
         session.start_scan(str(ROOT / "assets" / "samples"), LAYER)
         wait_for(lambda: JobKind.SCAN in finished)
-        window.select_unit(UNIT)
-        window.set_attribution(AttributionMode.GUIDED)
+        model = window.view_model
+        model.select_unit(UNIT)
+        model.set_attribution(AttributionMode.GUIDED)
         window.toggle_ablation()  # delete the selected unit...
-        window.select_unit(UNIT + 1)
+        model.select_unit(UNIT + 1)
         window.toggle_ablation()  # ...and its neighbour
-        window.select_unit(UNIT)
+        model.select_unit(UNIT)
         wait_for(lambda: "preferred" in finished and window.last_result.unit == UNIT
                  and window.last_result.attribution is not None)
-        window.unit_pane.tabs.setCurrentIndex(1)  # Top patches
+        window.panes.unit.show_tab(UnitTab.PATCHES)
         QTest.qWait(500)
         window.save_screenshot(out / "analyses.png")
         # a dataset patch clicked: its whole source image, box drawn, decoded off-thread
-        tile = window.patches_view.dataset.grid.tiles[0]
+        tile = window.panes.patches.dataset.grid.tiles[0]
         QTest.mouseClick(tile, Qt.MouseButton.LeftButton, pos=tile.rect().center())
-        dialog = window.patch_dialog
+        dialog = window.panes.patch_dialog
         wait_for(lambda: dialog.isVisible() and not dialog.loading)
         QTest.qWait(300)
         dialog.grab().save(str(out / "patch_source.png"))
         dialog.hide()
         session.start_ablation(str(ROOT / "assets" / "samples"), LAYER)
         wait_for(lambda: JobKind.ABLATE in finished, timeout=600)
-        window.unit_pane.tabs.setCurrentIndex(2)  # Preferred
-        window.center_tabs.setCurrentWidget(window.ablation_pane)
+        window.panes.unit.show_tab(UnitTab.PREFERRED)
+        window.panes.show_ablation()
         QTest.qWait(500)
         window.save_screenshot(out / "ablation.png")
         # every unit of the layer rendered, then G: the grid shows the preferred images
-        window.restore_all_action.trigger()
-        window.center_tabs.setCurrentIndex(0)
+        window.action_set["restore_all"].trigger()
+        window.panes.show_activations()
         window.start_render_layer()
         wait_for(lambda: JobKind.RENDER_LAYER in finished, timeout=600)
-        window.preferred_grid_action.setChecked(True)
-        wait_for(lambda: "40 of 40" in window.grid.title.text())
+        window.action_set["preferred_grid"].setChecked(True)
+        wait_for(lambda: "40 of 40" in window.panes.grid.title_text())
         QTest.qWait(500)
         window.save_screenshot(out / "preferred_grid.png")
     finally:

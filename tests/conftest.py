@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import threading
 import time
 
@@ -21,3 +23,24 @@ def no_leftover_threads():
         thread.join(max(deadline - time.monotonic(), 0.0))  # a stopping thread gets 3 s
     extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     assert not extra, f"threads left running: {[t.name for t in extra]}"
+
+
+@pytest.fixture(autouse=True)
+def no_dead_windows_left(request: pytest.FixtureRequest):
+    """Free what earlier tests' windows left before this test builds its own.
+
+    A deleted window's Python side lives on until PyQt's slot proxies (deleted later, by the
+    event loop) drop its lambdas and the collector breaks its cycles. Until then its
+    wrappers of Qt-created objects stay registered, and a new object at a freed address is
+    handed one of them: a new window built in that gap crashes inside pyqtgraph.
+    """
+    if "qtbot" in request.fixturenames and "PyQt6.QtWidgets" in sys.modules:
+        from PyQt6.QtCore import QEvent
+        from PyQt6.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        if app is not None:
+            for _ in range(3):  # a deletion can post the next one (the proxies)
+                app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+            gc.collect()
+    yield

@@ -7,14 +7,15 @@ import dataclasses
 import numpy as np
 import pytest
 from fake_backend import DEFAULT_LAYER, LAYERS, FakeBackend, activations, make_result, photo
-from PyQt6.QtCore import QEvent, QMimeData, QPoint, QPointF, Qt, QUrl
-from PyQt6.QtGui import QDragEnterEvent, QDropEvent, QImage
-from PyQt6.QtWidgets import QApplication
+from gui_driver import WindowDriver
+from PyQt6.QtCore import Qt
+from PyQt6.QtGui import QImage
+from PyQt6.QtWidgets import QFileDialog
 
 from app.core.messages import ModelReady, Normalization, Notice, NoticeLevel
 from app.core.settings import GuiSettings, Settings
 from app.core.tiling import normalize_channels
-from app.gui.main_window import MainWindow
+from app.gui.actions import ACTIONS, Action, help_rows, keys_text
 from app.gui.run import run_window
 
 pytest.importorskip("pytestqt")
@@ -22,284 +23,281 @@ pytest.importorskip("pytestqt")
 DEFAULT_ROW = [i.name for i in LAYERS].index(DEFAULT_LAYER)
 
 
-def make_window(qtbot, backend: FakeBackend | None = None, **kwargs) -> MainWindow:
-    backend = backend or FakeBackend()
-    window = MainWindow(backend, Settings(gui=GuiSettings(width=1400, height=900)), **kwargs)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    window.activateWindow()
-    return window
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend()
 
 
 @pytest.fixture
-def window(qtbot) -> MainWindow:
-    w = make_window(qtbot)
-    qtbot.waitUntil(lambda: w.results_shown >= 1)
-    return w
+def ui(qtbot, backend: FakeBackend) -> WindowDriver:
+    driver = WindowDriver.open(qtbot, backend)
+    driver.wait_for_results()
+    return driver
 
 
-def backend_of(w: MainWindow) -> FakeBackend:
-    assert isinstance(w.backend, FakeBackend)
-    return w.backend
-
-
-def viewport_pos_of_unit(w: MainWindow, unit: int) -> QPoint:
-    """Where on the grid's viewport the centre of `unit`'s tile is drawn."""
-    return w.grid.pane.graphics.mapFromScene(w.grid.scene_pos_of_unit(unit))
-
-
-def click_unit(qtbot, w: MainWindow, unit: int) -> None:
-    viewport = w.grid.pane.graphics.viewport()
-    qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=viewport_pos_of_unit(w, unit))
-
-
-def press(qtbot, w: MainWindow, key: Qt.Key) -> None:
-    """A key press while the layer list has focus, as after clicking a layer."""
-    w.layer_list.setFocus()
-    qtbot.keyClick(w.layer_list, key)
-
-
-def test_shows_mosaic_frame_and_predictions(window: MainWindow) -> None:
-    r = window.last_result
-    assert r is not None and r.layer == DEFAULT_LAYER
+def test_shows_mosaic_frame_and_predictions(ui: WindowDriver) -> None:
+    r = ui.last_result()
+    assert r.layer == DEFAULT_LAYER
     expected = make_result(DEFAULT_LAYER, 0)
-    assert np.shares_memory(window.grid.image.image, r.mosaic)  # no copy on the GUI thread
-    np.testing.assert_array_equal(window.grid.image.image, expected.mosaic)
-    np.testing.assert_array_equal(window.input_view.frame_item.image, photo())
-    assert window.predictions.rows()[0] == ("Egyptian cat", "61.2%")
-    assert len(window.predictions.rows()) == 5
-    assert window.grid.title.text().startswith(f"{DEFAULT_LAYER} · 240 channels of 28×28")
+    assert np.shares_memory(ui.grid_image(), r.mosaic)  # no copy on the GUI thread
+    np.testing.assert_array_equal(ui.grid_image(), expected.mosaic)
+    np.testing.assert_array_equal(ui.input_frame(), photo())
+    assert ui.prediction_rows()[0] == ("Egyptian cat", "61.2%")
+    assert len(ui.prediction_rows()) == 5
+    assert ui.grid_title().startswith(f"{DEFAULT_LAYER} · 240 channels of 28×28")
     # the overlay is stretched over the crop box the model saw
     x, y, side, _ = r.crop
-    rect = window.input_view.overlay_item.mapRectToParent(
-        window.input_view.overlay_item.boundingRect()
-    )
-    assert (rect.x(), rect.y(), rect.width(), rect.height()) == pytest.approx((x, y, side, side))
+    assert ui.overlay_rect() == pytest.approx((x, y, side, side))
 
 
-def test_model_ready_fills_layer_list_and_sends_default_view(window: MainWindow) -> None:
-    texts = [window.layer_list.item(i).text() for i in range(window.layer_list.count())]
+def test_model_ready_fills_layer_list_and_sends_default_view(ui: WindowDriver,
+                                                             backend: FakeBackend) -> None:
+    texts = ui.layer_rows()
     assert texts[0] == "_conv_stem  32×112×112"
     assert texts[DEFAULT_ROW] == "_blocks.5._depthwise_conv  240×28×28"
     assert len(texts) == len(LAYERS)
-    assert window.layer_list.currentRow() == DEFAULT_ROW
-    first = backend_of(window).views[0]
+    assert ui.current_layer_row() == DEFAULT_ROW
+    first = backend.views[0]
     assert (first.layer, first.unit, first.frozen) == (DEFAULT_LAYER, 0, False)
 
 
 def test_initial_layer_and_unit_are_used(qtbot) -> None:
-    w = make_window(qtbot, initial_layer="_conv_head", initial_unit=5)
-    qtbot.waitUntil(lambda: w.results_shown >= 1)
-    assert backend_of(w).views[0].layer == "_conv_head"
-    assert backend_of(w).views[0].unit == 5
-    assert w.layer_list.currentItem().text() == "_conv_head  1280×7×7"
+    backend = FakeBackend()
+    ui = WindowDriver.open(qtbot, backend, initial_layer="_conv_head", initial_unit=5)
+    ui.wait_for_results()
+    assert backend.views[0].layer == "_conv_head"
+    assert backend.views[0].unit == 5
+    assert ui.current_layer_text() == "_conv_head  1280×7×7"
 
 
 def test_unknown_initial_layer_falls_back_to_default_with_warning(qtbot) -> None:
-    w = make_window(qtbot, initial_layer="no.such.layer")
-    qtbot.waitUntil(lambda: bool(backend_of(w).views))
-    assert backend_of(w).views[0].layer == DEFAULT_LAYER
-    assert any("no.such.layer" in n.text for _, n in w.notices)
+    backend = FakeBackend()
+    ui = WindowDriver.open(qtbot, backend, initial_layer="no.such.layer")
+    ui.wait_until(lambda: bool(backend.views))
+    assert backend.views[0].layer == DEFAULT_LAYER
+    assert any("no.such.layer" in n.text for n in ui.notices())
 
 
 def test_placeholders_before_model_and_frames(qtbot) -> None:
     backend = FakeBackend(ready=False)
-    w = make_window(qtbot, backend)
-    qtbot.wait(50)
-    assert not w.grid.pane.showing_graphics
-    assert w.grid.pane.placeholder.text() == "Loading model…"
-    assert w.input_view.pane.placeholder.text() == "Waiting for frames…"
+    ui = WindowDriver.open(qtbot, backend)
+    ui.wait_refreshes(3)
+    assert ui.grid_placeholder() == "Loading model…"  # and no image shown
+    assert ui.input_placeholder() == "Waiting for frames…"
     backend.emit(FakeBackend.model_ready())
-    qtbot.waitUntil(lambda: w.grid.pane.showing_graphics)
-    assert w.layer_list.count() == len(LAYERS)
+    ui.wait_until(lambda: ui.grid_placeholder() is None)
+    assert len(ui.layer_rows()) == len(LAYERS)
 
 
-def test_clicking_a_layer_row_sends_that_layer(window: MainWindow, qtbot) -> None:
-    row = 1  # _blocks.1._project_conv
-    item = window.layer_list.item(row)
-    rect = window.layer_list.visualItemRect(item)
-    qtbot.mouseClick(window.layer_list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-    assert backend_of(window).views[-1].layer == "_blocks.1._project_conv"
-    qtbot.waitUntil(lambda: window.last_result.layer == "_blocks.1._project_conv")
-    assert window.grid.image.image.shape == (
-        window.last_result.geometry.height, window.last_result.geometry.width
-    )
+def test_clicking_a_layer_row_sends_that_layer(ui: WindowDriver, backend: FakeBackend) -> None:
+    ui.click_layer_row(1)  # _blocks.1._project_conv
+    assert backend.views[-1].layer == "_blocks.1._project_conv"
+    ui.wait_until(lambda: ui.last_result().layer == "_blocks.1._project_conv")
+    image = ui.grid_image()
+    assert image is not None
+    g = ui.last_result().geometry
+    assert image.shape == (g.height, g.width)
 
 
-def test_layer_change_keeps_unit_in_range_else_zero(window: MainWindow, qtbot) -> None:
-    window.select_unit(100)
-    assert window.select_layer("_blocks.15._depthwise_conv")  # 1152 channels: keep 100
-    assert backend_of(window).views[-1].unit == 100
-    assert window.select_layer("_blocks.1._project_conv")  # 24 channels: back to 0
-    view = backend_of(window).views[-1]
+def test_layer_change_keeps_unit_in_range_else_zero(ui: WindowDriver,
+                                                    backend: FakeBackend) -> None:
+    ui.select_unit(100)
+    assert ui.select_layer("_blocks.15._depthwise_conv")  # 1152 channels: keep 100
+    assert backend.views[-1].unit == 100
+    assert ui.select_layer("_blocks.1._project_conv")  # 24 channels: back to 0
+    view = backend.views[-1]
     assert (view.layer, view.unit) == ("_blocks.1._project_conv", 0)
 
 
-def test_clicking_a_tile_selects_unit_and_unit_pane_follows(window: MainWindow, qtbot) -> None:
-    click_unit(qtbot, window, 37)
-    assert backend_of(window).views[-1].unit == 37
-    assert window.unit == 37
-    g = window.last_result.geometry
+def test_clicking_a_tile_selects_unit_and_unit_pane_follows(ui: WindowDriver,
+                                                           backend: FakeBackend) -> None:
+    ui.click_unit(37)
+    assert backend.views[-1].unit == 37
+    assert ui.selected_unit() == 37
+    g = ui.last_result().geometry
     y, x = g.tile_origin(37)
-    box = window.grid.highlight.rect()
-    assert window.grid.highlight.isVisible()
-    assert (box.x(), box.y()) == (x - 0.5, y - 0.5)
-    qtbot.waitUntil(lambda: window.last_result.unit == 37)
-    qtbot.wait(40)
-    assert window.unit_pane.title.text() == f"{DEFAULT_LAYER} · unit 37"
+    box = ui.grid_outline()
+    assert box is not None  # the outline is shown
+    assert box[:2] == (x - 0.5, y - 0.5)
+    ui.wait_until(lambda: ui.last_result().unit == 37)
+    ui.wait_refreshes(1)
+    assert ui.unit_title() == f"{DEFAULT_LAYER} · unit 37"
     expected = normalize_channels(activations(DEFAULT_LAYER)[37][None])[0]
-    np.testing.assert_array_equal(window.unit_pane.image.image, expected)
-    np.testing.assert_array_equal(window.input_view.overlay_item.image, expected)
+    np.testing.assert_array_equal(ui.unit_map(), expected)
+    np.testing.assert_array_equal(ui.overlay_image(), expected)
     acts = activations(DEFAULT_LAYER)
-    assert window.unit_pane.values.text().startswith(
+    assert ui.unit_values().startswith(
         f"max {acts[37].max():.2f}   mean {acts[37].mean():.2f}"
     )
 
 
-def test_click_on_padding_or_outside_selects_nothing(window: MainWindow, qtbot) -> None:
-    sent = len(backend_of(window).views)
-    g = window.last_result.geometry
-    # the one-pixel gutter right of unit 0's tile
-    gutter = window.grid.image.mapToScene(QPointF(g.tile_w + 0.5, 3.0))
-    viewport = window.grid.pane.graphics.viewport()
-    qtbot.mouseClick(
-        viewport, Qt.MouseButton.LeftButton, pos=window.grid.pane.graphics.mapFromScene(gutter)
-    )
-    assert len(backend_of(window).views) == sent
-    assert window.unit == 0
+def test_click_on_padding_or_outside_selects_nothing(ui: WindowDriver,
+                                                     backend: FakeBackend) -> None:
+    sent = len(backend.views)
+    g = ui.last_result().geometry
+    ui.click_mosaic(3.0, g.tile_w + 0.5)  # the one-pixel gutter right of unit 0's tile
+    assert len(backend.views) == sent
+    assert ui.selected_unit() == 0
 
 
-def test_hover_shows_unit_max_and_mean(window: MainWindow, qtbot) -> None:
-    viewport = window.grid.pane.graphics.viewport()
-    qtbot.mouseMove(viewport, viewport_pos_of_unit(window, 12))
+def test_hover_shows_unit_max_and_mean(ui: WindowDriver) -> None:
+    ui.hover_unit(12)
     acts = activations(DEFAULT_LAYER)
     expected = f"unit 12   max {acts[12].max():.2f}   mean {acts[12].mean():.2f}"
-    qtbot.waitUntil(lambda: window.grid.hover_label.text() == expected)
-    assert window.grid.hovered_unit == 12
-    QApplication.sendEvent(viewport, QEvent(QEvent.Type.Leave))
-    assert window.grid.hover_label.text() == ""
+    ui.wait_until(lambda: ui.hover_text() == expected)
+    assert ui.hovered_unit() == 12
+    ui.leave_grid()
+    assert ui.hover_text() == ""
 
 
-def test_arrow_keys_move_by_one_and_by_a_row(window: MainWindow, qtbot) -> None:
-    cols = window.last_result.geometry.cols
-    press(qtbot, window, Qt.Key.Key_Right)
-    assert backend_of(window).views[-1].unit == 1
-    press(qtbot, window, Qt.Key.Key_Down)
-    assert backend_of(window).views[-1].unit == 1 + cols
-    press(qtbot, window, Qt.Key.Key_Left)
-    assert backend_of(window).views[-1].unit == cols
-    press(qtbot, window, Qt.Key.Key_Up)
-    assert backend_of(window).views[-1].unit == 0
-    press(qtbot, window, Qt.Key.Key_Left)  # clamped at 0: nothing new is sent
-    assert window.unit == 0
+def test_arrow_keys_move_by_one_and_by_a_row(ui: WindowDriver, backend: FakeBackend) -> None:
+    cols = ui.last_result().geometry.cols
+    ui.press(Qt.Key.Key_Right)
+    assert backend.views[-1].unit == 1
+    ui.press(Qt.Key.Key_Down)
+    assert backend.views[-1].unit == 1 + cols
+    ui.press(Qt.Key.Key_Left)
+    assert backend.views[-1].unit == cols
+    ui.press(Qt.Key.Key_Up)
+    assert backend.views[-1].unit == 0
+    ui.press(Qt.Key.Key_Left)  # clamped at 0: nothing new is sent
+    assert ui.selected_unit() == 0
     # the list kept its row: the arrows went to the units, not to the list
-    assert window.layer_list.currentRow() == DEFAULT_ROW
+    assert ui.current_layer_row() == DEFAULT_ROW
 
 
-def test_page_keys_and_u_o_change_layer(window: MainWindow, qtbot) -> None:
+def test_page_keys_and_u_o_change_layer(ui: WindowDriver, backend: FakeBackend) -> None:
     names = [i.name for i in LAYERS]
-    press(qtbot, window, Qt.Key.Key_PageDown)
-    assert backend_of(window).views[-1].layer == names[DEFAULT_ROW + 1]
-    press(qtbot, window, Qt.Key.Key_O)
-    assert backend_of(window).views[-1].layer == names[DEFAULT_ROW + 2]
-    press(qtbot, window, Qt.Key.Key_U)
-    press(qtbot, window, Qt.Key.Key_PageUp)
-    assert backend_of(window).views[-1].layer == names[DEFAULT_ROW]
-    assert window.layer_list.currentRow() == DEFAULT_ROW
+    ui.press(Qt.Key.Key_PageDown)
+    assert backend.views[-1].layer == names[DEFAULT_ROW + 1]
+    ui.press(Qt.Key.Key_O)
+    assert backend.views[-1].layer == names[DEFAULT_ROW + 2]
+    ui.press(Qt.Key.Key_U)
+    ui.press(Qt.Key.Key_PageUp)
+    assert backend.views[-1].layer == names[DEFAULT_ROW]
+    assert ui.current_layer_row() == DEFAULT_ROW
 
 
-def test_f_freezes_and_unfreezes(window: MainWindow, qtbot) -> None:
-    press(qtbot, window, Qt.Key.Key_F)
-    assert backend_of(window).views[-1].frozen is True
-    qtbot.waitUntil(lambda: window.last_result.frozen)
-    qtbot.waitUntil(lambda: window.frozen_label.isVisible())
-    assert window.frozen_label.text() == "FROZEN"
-    press(qtbot, window, Qt.Key.Key_F)
-    assert backend_of(window).views[-1].frozen is False
-    qtbot.waitUntil(lambda: not window.frozen_label.isVisible())
+def test_f_freezes_and_unfreezes(ui: WindowDriver, backend: FakeBackend) -> None:
+    ui.press(Qt.Key.Key_F)
+    assert backend.views[-1].frozen is True
+    ui.wait_until(lambda: ui.last_result().frozen)
+    ui.wait_until(lambda: ui.frozen_badge() is not None)
+    assert ui.frozen_badge() == "FROZEN"
+    ui.press(Qt.Key.Key_F)
+    assert backend.views[-1].frozen is False
+    ui.wait_until(lambda: ui.frozen_badge() is None)
 
 
-def test_h_toggles_help_and_escape_closes_it(window: MainWindow, qtbot) -> None:
-    assert not window.help_overlay.isVisible()
-    press(qtbot, window, Qt.Key.Key_H)
-    assert window.help_overlay.isVisible()
-    text = window.help_overlay.rows_text()
+def test_h_toggles_help_and_escape_closes_it(ui: WindowDriver) -> None:
+    assert not ui.help_visible()
+    ui.press(Qt.Key.Key_H)
+    assert ui.help_visible()
+    text = ui.help_text()
     for key, what in (("PgDn / O", "Next layer"), ("F", "Freeze frame"), ("N", "Next image")):
         assert key in text and what in text
-    press(qtbot, window, Qt.Key.Key_H)
-    assert not window.help_overlay.isVisible()
-    press(qtbot, window, Qt.Key.Key_H)
-    press(qtbot, window, Qt.Key.Key_Escape)
-    assert not window.help_overlay.isVisible()
+    ui.press(Qt.Key.Key_H)
+    assert not ui.help_visible()
+    ui.press(Qt.Key.Key_H)
+    ui.press(Qt.Key.Key_Escape)
+    assert not ui.help_visible()
 
 
-def test_n_and_p_step_the_folder(window: MainWindow, qtbot) -> None:
-    press(qtbot, window, Qt.Key.Key_N)
-    press(qtbot, window, Qt.Key.Key_P)
-    assert backend_of(window).called("step_source") == [1, -1]
+def test_help_rows_menus_and_shortcuts_come_from_one_table(ui: WindowDriver) -> None:
+    """Every action with keys is a help row, has exactly those shortcuts, and sits in its menu."""
+    rows = ui.help_rows()
+    actions = [row for row in ACTIONS if isinstance(row, Action)]
+    for action in actions:
+        assert ui.action_text(action.name) == action.text
+        assert ui.menu_path(action.name) == action.menu
+        assert ui.action_shortcuts(action.name) == list(action.keys)
+        if action.keys:
+            assert (keys_text(action.keys), action.help or action.text.rstrip("…")) in rows
+    # the model rows stand in the table's place for them, and add no help rows
+    assert rows == help_rows(ACTIONS)
+    assert ui.menu_path("model:resnet18") == "&Model"
+    assert rows[-3] == ("click", "Select the unit under the mouse")
 
 
-def test_notice_shows_in_status_bar_and_log(window: MainWindow, qtbot) -> None:
-    backend_of(window).emit(Notice("camera 0 lost, reconnecting", NoticeLevel.ERROR))
-    qtbot.waitUntil(lambda: window.notice_label.text() == "camera 0 lost, reconnecting")
-    assert "#ff6b6b" in window.notice_label.styleSheet()
-    assert "camera 0 lost, reconnecting" in window.log_view.toPlainText()
+def test_n_and_p_step_the_folder(ui: WindowDriver, backend: FakeBackend) -> None:
+    ui.press(Qt.Key.Key_N)
+    ui.press(Qt.Key.Key_P)
+    assert backend.called("step_source") == [1, -1]
 
 
-def test_menus_reach_the_backend(window: MainWindow, qtbot) -> None:
-    assert "(offline)" in window.model_actions["efficientnet_lite0"].text()
-    assert "(needs download)" in window.model_actions["resnet18"].text()
-    window.model_actions["resnet18"].trigger()
-    assert backend_of(window).called("load_model") == ["resnet18"]
-    qtbot.waitUntil(lambda: window.model_name == "resnet18")
-    window.normalization_actions[Normalization.PER_LAYER].trigger()
-    assert backend_of(window).views[-1].normalization == Normalization.PER_LAYER
-    window.mirror_action.toggle()
-    assert backend_of(window).called("set_mirror") == [not Settings().source.mirror]
-    window.colormap_actions["gray"].trigger()
-    assert window.colormap == "gray"
-    lut = window.grid.image.lut
+def test_notice_shows_in_status_bar_and_log(ui: WindowDriver, backend: FakeBackend) -> None:
+    backend.emit(Notice("camera 0 lost, reconnecting", NoticeLevel.ERROR))
+    ui.wait_until(lambda: ui.notice_text() == "camera 0 lost, reconnecting")
+    assert "#ff6b6b" in ui.notice_style()
+    assert "camera 0 lost, reconnecting" in ui.messages_text()
+
+
+def test_menus_reach_the_backend(ui: WindowDriver, backend: FakeBackend) -> None:
+    assert "(offline)" in ui.action_text("model:efficientnet_lite0")
+    assert "(needs download)" in ui.action_text("model:resnet18")
+    ui.trigger("model:resnet18")
+    assert backend.called("load_model") == ["resnet18"]
+    ui.wait_until(lambda: ui.window_title() == "DeepVis Live — resnet18")
+    ui.trigger(f"normalization:{Normalization.PER_LAYER}")
+    assert backend.views[-1].normalization == Normalization.PER_LAYER
+    ui.trigger("mirror")
+    assert backend.called("set_mirror") == [not Settings().source.mirror]
+    ui.trigger("colormap:gray")
+    assert ui.checked_in("colormap") == "colormap:gray"
+    lut = ui.grid_lut()
+    assert lut is not None
     assert tuple(lut[0]) == (0, 0, 0) and tuple(lut[255]) == (255, 255, 255)
 
 
-def test_model_ready_again_rebuilds_and_keeps_working(window: MainWindow, qtbot) -> None:
+def test_model_ready_again_rebuilds_and_keeps_working(ui: WindowDriver,
+                                                      backend: FakeBackend) -> None:
     smaller = dataclasses.replace(
         FakeBackend.model_ready("mini"), layers=LAYERS[:2], default_layer=LAYERS[1].name
     )
-    backend_of(window).emit(smaller)
-    qtbot.waitUntil(lambda: window.layer_list.count() == 2)
-    assert backend_of(window).views[-1].layer == LAYERS[1].name
+    backend.emit(smaller)
+    ui.wait_until(lambda: len(ui.layer_rows()) == 2)
+    assert backend.views[-1].layer == LAYERS[1].name
     assert isinstance(smaller, ModelReady)
 
 
-def test_drop_a_file_opens_it(window: MainWindow, tmp_path) -> None:
+def test_drop_a_file_opens_it(ui: WindowDriver, backend: FakeBackend, tmp_path) -> None:
     image = tmp_path / "dog.jpg"
     image.write_bytes(b"not really")
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(image))])
-    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
-    enter = QDragEnterEvent(QPoint(600, 400), *args)
-    QApplication.sendEvent(window, enter)
-    assert enter.isAccepted()
-    QApplication.sendEvent(window, QDropEvent(QPointF(600, 400), *args))
-    assert backend_of(window).called("open_source") == [str(image)]
+    assert ui.drop_file(image)  # the drag was accepted
+    assert backend.called("open_source") == [str(image)]
+
+
+def test_file_menu_opens_what_the_dialogs_return(ui: WindowDriver, backend: FakeBackend,
+                                                 monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: ("/v/clip.mp4", ""))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: "/data/photos")
+    ui.trigger("open_video")
+    ui.trigger("open_folder")
+    ui.trigger("camera:2")
+    assert backend.called("open_source") == ["/v/clip.mp4", "/data/photos", "camera:2"]
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: ("", ""))
+    ui.trigger("open_image")  # a cancelled dialog opens nothing
+    assert len(backend.called("open_source")) == 3
+    target = tmp_path / "menu.png"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    ui.trigger("save_screenshot")
+    assert target.is_file() and ui.notice_text() == f"saved {target}"
 
 
 def test_closing_stops_backend_once(qtbot) -> None:
     backend = FakeBackend()
-    w = make_window(qtbot, backend)
-    w.close()
-    w.close()
-    w.shutdown()
+    ui = WindowDriver.open(qtbot, backend)
+    ui.close()
+    ui.close()
+    ui.shutdown()
     assert backend.stop_calls == 1
-    assert not w.timer.isActive()
+    assert not ui.polling()
 
 
-def test_save_screenshot_is_atomic_png(window: MainWindow, tmp_path) -> None:
-    target = window.save_screenshot(tmp_path / "grab.png")
+def test_save_screenshot_is_atomic_png(ui: WindowDriver, tmp_path) -> None:
+    target = ui.save_screenshot(tmp_path / "grab.png")
     image = QImage(str(target))
-    assert (image.width(), image.height()) == (window.width(), window.height())
+    assert (image.width(), image.height()) == ui.window_size()
     assert [p.name for p in tmp_path.iterdir()] == ["grab.png"]
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gui_driver import WindowDriver
 from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QImage
 
 from app.core.messages import NoticeLevel
 from app.core.settings import GuiSettings, Settings
-from app.gui.main_window import MainWindow
 from app.session.live import LiveSession
 from tests.photos import CAT_CLASSES, chelsea, coffee, write_jpeg
 
@@ -32,62 +32,56 @@ def test_real_window_follows_the_user(qtbot, tmp_path):
     write_jpeg(folder / "b_coffee.jpg", coffee())
     (folder / "c_broken.jpg").write_bytes(b"\xff\xd8\xff broken")
     session = LiveSession(Settings(), torch.device("cpu"))
-    window = MainWindow(session, Settings(gui=GuiSettings(width=1400, height=900)))
-    qtbot.addWidget(window)
-    window.show()
+    ui = WindowDriver.open(qtbot, session, Settings(gui=GuiSettings(width=1400, height=900)))
     try:
         session.load_model("efficientnet_lite0")
         session.open_source(str(cat))
-        qtbot.waitUntil(lambda: window.last_result is not None, timeout=60_000)
-        r = window.last_result
+        ui.wait_for_results(1, timeout=60_000)
+        r = ui.last_result()
         assert r.predictions[0].index in CAT_CLASSES
-        assert window.layer_list.count() > 100
+        assert len(ui.layer_rows()) > 100
 
         # change layer from the list: the next results come from that layer
-        row = next(i for i in range(window.layer_list.count())
-                   if window.layer_list.item(i).text().startswith("_blocks.2 "))
-        window.layer_list.setCurrentRow(row)
-        qtbot.waitUntil(lambda: window.last_result.layer == "_blocks.2", timeout=30_000)
-        g = window.last_result.geometry
+        row = next(i for i, text in enumerate(ui.layer_rows()) if text.startswith("_blocks.2 "))
+        ui.click_layer_row(row)
+        ui.wait_until(lambda: ui.last_result().layer == "_blocks.2", timeout=30_000)
+        g = ui.last_result().geometry
         assert g.channels == 24
 
         # click a tile: the unit pane follows, and the engine sends that unit's map
-        viewport = window.grid.pane.graphics.viewport()
-        pos = window.grid.pane.graphics.mapFromScene(window.grid.scene_pos_of_unit(5))
-        qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=pos)
-        qtbot.waitUntil(lambda: window.last_result.unit == 5, timeout=30_000)
-        assert window.unit == 5
-        unit_map = window.last_result.unit_map
+        ui.click_unit(5)
+        ui.wait_until(lambda: ui.last_result().unit == 5, timeout=30_000)
+        assert ui.selected_unit() == 5
+        unit_map = ui.last_result().unit_map
         assert unit_map.shape == (g.tile_h, g.tile_w)
-        assert window.last_result.unit_max[5] == pytest.approx(float(unit_map.max()))
+        assert ui.last_result().unit_max[5] == pytest.approx(float(unit_map.max()))
 
         # keys: right arrow moves on, f freezes
-        window.layer_list.setFocus()
-        qtbot.keyClick(window.layer_list, Qt.Key.Key_Right)
-        qtbot.waitUntil(lambda: window.last_result.unit == 6, timeout=30_000)
-        qtbot.keyClick(window.layer_list, Qt.Key.Key_F)
-        qtbot.waitUntil(lambda: window.last_result.frozen, timeout=30_000)
-        qtbot.keyClick(window.layer_list, Qt.Key.Key_F)
+        ui.press(Qt.Key.Key_Right)
+        ui.wait_until(lambda: ui.last_result().unit == 6, timeout=30_000)
+        ui.press(Qt.Key.Key_F)
+        ui.wait_until(lambda: ui.last_result().frozen, timeout=30_000)
+        ui.press(Qt.Key.Key_F)
 
         # a folder with a broken file: n steps through, the broken file is reported
         session.open_source(str(folder))
-        qtbot.waitUntil(lambda: window.last_result.frame.source.startswith("a_cat"),
-                        timeout=30_000)
-        qtbot.keyClick(window.layer_list, Qt.Key.Key_N)
-        qtbot.waitUntil(lambda: window.last_result.frame.source.startswith("b_coffee"),
-                        timeout=30_000)
-        assert window.last_result.predictions[0].label == "espresso"
-        qtbot.keyClick(window.layer_list, Qt.Key.Key_N)  # skips the broken file, wraps
-        qtbot.waitUntil(lambda: any("c_broken.jpg" in n.text for _, n in window.notices),
-                        timeout=30_000)
+        ui.wait_until(lambda: ui.last_result().frame.source.startswith("a_cat"),
+                      timeout=30_000)
+        ui.press(Qt.Key.Key_N)
+        ui.wait_until(lambda: ui.last_result().frame.source.startswith("b_coffee"),
+                      timeout=30_000)
+        assert ui.last_result().predictions[0].label == "espresso"
+        ui.press(Qt.Key.Key_N)  # skips the broken file, wraps
+        ui.wait_until(lambda: any("c_broken.jpg" in n.text for n in ui.notices()),
+                      timeout=30_000)
 
         # a bad model: an error in the status bar, the old model keeps running
         session.load_model("resnet18:/no/such/file.pth")
-        qtbot.waitUntil(lambda: any(n.level == NoticeLevel.ERROR and "no/such" in n.text
-                                    for _, n in window.notices), timeout=30_000)
-        assert window.last_result.model == "efficientnet_lite0"
+        ui.wait_until(lambda: any(n.level == NoticeLevel.ERROR and "no/such" in n.text
+                                  for n in ui.notices()), timeout=30_000)
+        assert ui.last_result().model == "efficientnet_lite0"
     finally:
-        window.close()
+        ui.close()
     assert not session.worker.is_alive()
     assert not [t for t in threading.enumerate() if t.name.startswith(("capture", "deepvis"))]
 

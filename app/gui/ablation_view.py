@@ -169,6 +169,19 @@ class AblationPane(Panel):
         self._unit = unit
         self._update_marker()
 
+    def showing_curves(self) -> bool:
+        """False while the how-to text stands in for the plots."""
+        return self.stack.currentIndex() == 1
+
+    def metric_label(self) -> str:
+        """The curves' y axis label: the metric they plot."""
+        item = self.curves_plot.getPlotItem()
+        assert item is not None
+        return str(item.getAxis("left").labelText)
+
+    def marker_text(self) -> str:
+        return str(self.marker_label.toPlainText())
+
     def marker_value(self) -> float | None:
         """The selected unit's selectivity as marked, or None when not marked."""
         return float(self.marker.value()) if self.marker.isVisible() else None

@@ -16,6 +16,7 @@ MODE_TEXT = {
     AttributionMode.DECONVNET: "deconvnet",
     AttributionMode.GUIDED: "guided backprop",
 }
+OFF_TEXT = "Attribution is off · press b to cycle gradient → deconvnet → guided backprop"
 
 
 def attribution_status(mode: AttributionMode, ms: float) -> str:
@@ -31,16 +32,15 @@ class AttributionPane(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 4, 0, 0)
         layout.setSpacing(4)
-        self.pane = ImageView("Attribution is off · press b to cycle gradient → deconvnet → "
-                              "guided backprop")
+        self.pane = ImageView(OFF_TEXT)
         self.image = make_image_item()
         self.image.setLookupTable(lookup_table(ATTRIBUTION_COLORMAP))
         self.pane.view.addItem(self.image)
-        self.info = QLabel(" ")
-        self.info.setObjectName("paneInfo")
-        self.info.setWordWrap(True)
+        self._info = QLabel(" ")
+        self._info.setObjectName("paneInfo")
+        self._info.setWordWrap(True)
         layout.addWidget(self.pane, 1)
-        layout.addWidget(self.info)
+        layout.addWidget(self._info)
         self._shape: tuple[int, ...] | None = None
 
     def set_map(self, saliency: np.ndarray) -> None:
@@ -52,7 +52,27 @@ class AttributionPane(QWidget):
             self._shape = saliency.shape
             self.pane.view.autoRange(padding=0.02)
 
-    def set_off(self, text: str) -> None:
-        self.pane.set_placeholder(text)
+    def set_off(self) -> None:
+        self.pane.set_placeholder(OFF_TEXT)
         self.pane.show_graphics(False)
-        self.info.setText(" ")
+        self._info.setText(" ")
+
+    def set_computing(self, mode: AttributionMode) -> None:
+        """Attribution was just turned on: say so until the first map arrives."""
+        self.pane.set_placeholder(f"Computing {MODE_TEXT[mode]}…")
+
+    def show_status(
+        self, status: str, layer: str, unit: int, at: tuple[int, int] | None
+    ) -> None:
+        """What the map shows: `status` (mode and cost), the unit, the position attributed."""
+        where = "max" if at is None else f"({at[0]}, {at[1]})"
+        self._info.setText(
+            f"{status} · {layer} · unit {unit} at {where} · click the unit map to pick a position"
+        )
+
+    def info_text(self) -> str:
+        return self._info.text()
+
+    def shown_map(self) -> np.ndarray | None:
+        image: np.ndarray | None = self.image.image
+        return image

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import time
@@ -14,6 +15,7 @@ from app.core.settings import Settings
 def gui_update_ms(settings: Settings, result: Result, calls: int = 200) -> float:
     """Median GUI-thread cost of showing one result, painting included (offscreen)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PyQt6.QtCore import QEvent
     from PyQt6.QtWidgets import QApplication
 
     from app.gui.main_window import MainWindow
@@ -27,7 +29,8 @@ def gui_update_ms(settings: Settings, result: Result, calls: int = 200) -> float
             return lambda *a, **k: None
 
     app = QApplication.instance() or QApplication([])
-    window = MainWindow(_Idle(), settings)  # type: ignore[arg-type]  # duck-typed backend
+    # _Idle satisfies LiveBackend for mypy: its __getattr__ answers every method
+    window = MainWindow(_Idle(), settings)
     window.resize(settings.gui.width, settings.gui.height)
     window.show()
     app.processEvents()
@@ -38,5 +41,11 @@ def gui_update_ms(settings: Settings, result: Result, calls: int = 200) -> float
         app.processEvents()
         times.append((time.perf_counter() - t0) * 1e3)
     window.close()
-    app.processEvents()
+    # deleted here, not whenever the garbage collector reaches the window's reference
+    # cycles: a window torn down in the middle of another widget's construction crashes Qt
+    window.deleteLater()
+    for _ in range(3):  # the window, then PyQt's slot proxies that hold its lambdas
+        app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+    del window
+    gc.collect()
     return statistics.median(times)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from PyQt6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QBrush, QColor, QPainterPath, QPen
+from PyQt6.QtCore import QEvent, QObject, QPoint, QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QBrush, QColor, QPainterPath, QPen, QResizeEvent
 from PyQt6.QtWidgets import (
     QGraphicsItem,
     QGraphicsPathItem,
@@ -15,6 +15,7 @@ from PyQt6.QtWidgets import (
 )
 from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 
+from app.core.messages import Normalization, PreferredGrid
 from app.core.tiling import GridGeometry
 from app.gui import theme
 from app.gui.image_pane import ImageView, Panel, make_image_item
@@ -63,17 +64,18 @@ class ActivationGrid(Panel):
 
         footer = QHBoxLayout()
         footer.setContentsMargins(0, 0, 0, 0)
-        self.hover_label = QLabel("")
-        self.hover_label.setObjectName("paneInfo")
-        self.hover_label.setMinimumWidth(260)
+        self._hover_label = QLabel("")
+        self._hover_label.setObjectName("paneInfo")
+        self._hover_label.setMinimumWidth(260)
         hint = QLabel("click a tile to select it · arrows move · h for keys")
         hint.setObjectName("paneInfo")
         hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        footer.addWidget(self.hover_label, 1)
+        footer.addWidget(self._hover_label, 1)
         footer.addWidget(hint)
         self.layout_.addLayout(footer)
 
-        self.geometry: GridGeometry | None = None
+        # not `geometry`: that name is QWidget's own method
+        self._geometry: GridGeometry | None = None
         self._hovered: int | None = None
         scene = self.pane.graphics.scene()
         scene.sigMouseMoved.connect(self._on_mouse_moved)
@@ -85,7 +87,7 @@ class ActivationGrid(Panel):
         """Width / height of the pane, in steps of 0.1: the engine lays tiles out to fill it."""
         return self._aspect
 
-    def resizeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
+    def resizeEvent(self, event: QResizeEvent | None) -> None:
         super().resizeEvent(event)
         size = self.pane.size()
         if size.height() > 0 and size.width() > 0:
@@ -98,12 +100,12 @@ class ActivationGrid(Panel):
         self.image.setLookupTable(lut)
 
     def set_mosaic(self, mosaic: np.ndarray, geometry: GridGeometry) -> None:
-        """Show a (height, width) uint8 mosaic; re-fit the view only when the layout changes."""
+        """Show a (height, width) uint8 mosaic (or RGB); re-fit the view only on a new layout."""
         self.image.setImage(mosaic, autoLevels=False, levels=(0, 255))
         if not self.pane.showing_graphics:
             self.pane.show_graphics()  # before any autoRange: a hidden view has no size
-        if geometry != self.geometry:
-            self.geometry = geometry
+        if geometry != self._geometry:
+            self._geometry = geometry
             self.gutters.setPath(gutter_path(geometry))
             self.pane.view.autoRange(padding=0.01)
             self._update_ablation_marks()
@@ -120,11 +122,11 @@ class ActivationGrid(Panel):
         return () if g is None else tuple(u for u in self._marks_key[1] if 0 <= u < g.channels)
 
     def _update_ablation_marks(self) -> None:
-        key = (self.geometry, self._ablated)
+        key = (self._geometry, self._ablated)
         if key == self._marks_key:
             return
         self._marks_key = key
-        g = self.geometry
+        g = self._geometry
         path = QPainterPath()
         if g is not None:
             for unit in self._ablated:
@@ -140,7 +142,7 @@ class ActivationGrid(Panel):
 
     def set_selected(self, unit: int | None) -> None:
         """Outline `unit`'s tile; None (or a unit the shown layer lacks) hides the outline."""
-        g = self.geometry
+        g = self._geometry
         if g is None or unit is None or not 0 <= unit < g.channels:
             self.highlight.hide()
             return
@@ -149,23 +151,91 @@ class ActivationGrid(Panel):
         self.highlight.setRect(QRectF(x - 0.5, y - 0.5, g.tile_w + 1.0, g.tile_h + 1.0))
         self.highlight.show()
 
+    def highlighted_rect(self) -> tuple[float, float, float, float] | None:
+        """(x, y, w, h) of the selection outline in mosaic pixels; None while hidden."""
+        if not self.highlight.isVisible():
+            return None
+        r = self.highlight.rect()
+        return (r.x(), r.y(), r.width(), r.height())
+
+    def show_activation_title(
+        self, layer: str, geometry: GridGeometry, normalization: Normalization
+    ) -> None:
+        norm = "per-channel" if normalization == Normalization.PER_CHANNEL else "per-layer"
+        self.set_title(
+            f"{layer} · {geometry.channels} channels of {geometry.tile_h}×{geometry.tile_w}"
+            f" · {norm} scale"
+        )
+
+    def show_preferred_title(self, shown: PreferredGrid) -> None:
+        channels = shown.geometry.channels
+        complete = len(shown.rendered) == channels
+        self.set_title(
+            f"{shown.layer} · preferred images of {len(shown.rendered)} of {channels} "
+            "units · G: activations" + ("" if complete else " · Preferred tab: render layer")
+        )
+
+    def show_hover_values(self, unit: int, maximum: float, mean: float) -> None:
+        self._hover_label.setText(f"unit {unit}   max {maximum:.2f}   mean {mean:.2f}")
+
+    def clear_hover_values(self) -> None:
+        self._hover_label.setText("")
+
+    def hover_text(self) -> str:
+        return self._hover_label.text()
+
+    def set_placeholder(self, text: str) -> None:
+        self.pane.set_placeholder(text)
+
+    def placeholder_text(self) -> str:
+        return self.pane.placeholder_text()
+
+    def showing_image(self) -> bool:
+        """False while the placeholder text stands in for the mosaic."""
+        return self.pane.showing_graphics
+
+    def shown_image(self) -> np.ndarray | None:
+        """The array on screen, as handed to `set_mosaic` (not a copy)."""
+        image: np.ndarray | None = self.image.image
+        return image
+
+    def lut(self) -> np.ndarray | None:
+        table: np.ndarray | None = self.image.lut
+        return table
+
+    def shown_geometry(self) -> GridGeometry | None:
+        """The layout of what is on screen: the activations' or the preferred images'."""
+        return self._geometry
+
     @property
     def hovered_unit(self) -> int | None:
         return self._hovered
 
     def unit_at_scene(self, scene_pos: QPointF) -> int | None:
         """The unit under a scene position, or None off the tiles."""
-        if self.geometry is None or self.image.image is None:
+        if self._geometry is None or self.image.image is None:
             return None
         p = self.image.mapFromScene(scene_pos)
-        return self.geometry.unit_at(p.y(), p.x())
+        return self._geometry.unit_at(p.y(), p.x())
 
     def scene_pos_of_unit(self, unit: int) -> QPointF:
         """Scene position of the centre of `unit`'s tile (tests and keyboard hover use it)."""
-        assert self.geometry is not None
-        y, x = self.geometry.tile_origin(unit)
-        centre = QPointF(x + self.geometry.tile_w / 2, y + self.geometry.tile_h / 2)
+        assert self._geometry is not None
+        y, x = self._geometry.tile_origin(unit)
+        centre = QPointF(x + self._geometry.tile_w / 2, y + self._geometry.tile_h / 2)
         return self.image.mapToScene(centre)
+
+    def mouse_area(self) -> QWidget:
+        """The widget that receives clicks and hovers on the tiles."""
+        return self.pane.mouse_area()
+
+    def mosaic_position(self, y: float, x: float) -> QPoint:
+        """Where mosaic pixel (y, x) is drawn, in `mouse_area()` coordinates."""
+        return self.pane.viewport_pos(self.image.mapToScene(QPointF(x, y)))
+
+    def tile_position(self, unit: int) -> QPoint:
+        """Where the centre of `unit`'s tile is drawn, in `mouse_area()` coordinates."""
+        return self.pane.viewport_pos(self.scene_pos_of_unit(unit))
 
     def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
         if event is not None and event.type() == QEvent.Type.Leave and self._hovered is not None:

@@ -1,4 +1,4 @@
-"""The keys card drawn over the window; the window builds its rows from its own actions."""
+"""The keys card drawn over the window; its rows come from the action table (`actions.py`)."""
 
 from __future__ import annotations
 
@@ -28,10 +28,12 @@ class HelpOverlay(QWidget):
         self.text = QLabel()
         self.text.setTextFormat(Qt.TextFormat.RichText)
         layout.addWidget(self.text)
+        self._rows: list[tuple[str, str]] = []
         parent.installEventFilter(self)  # follow the parent's size
         self.hide()
 
     def set_rows(self, title: str, rows: list[tuple[str, str]]) -> None:
+        self._rows = list(rows)
         cells = "".join(
             f"<tr><td style='padding:3px 18px 3px 0; color:{theme.ACCENT};'>"
             f"<b>{html.escape(keys)}</b></td><td style='padding:3px 0;'>"
@@ -48,7 +50,12 @@ class HelpOverlay(QWidget):
         self._update_geometry()
 
     def rows_text(self) -> str:
+        """The card's rich text, as drawn."""
         return self.text.text()
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(keys, what they do), in the order shown."""
+        return list(self._rows)
 
     def toggle(self) -> None:
         self.setVisible(not self.isVisible())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import QPoint, QPointF, Qt
 from PyQt6.QtWidgets import QFrame, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from app.gui import theme
@@ -20,13 +20,24 @@ class Panel(QFrame):
     def __init__(self, title: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("panel")
-        self.title = QLabel(title)
-        self.title.setObjectName("paneTitle")
-        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        self._title = QLabel(title)
+        self._title.setObjectName("paneTitle")
+        self._title.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
         self.layout_ = QVBoxLayout(self)
         self.layout_.setContentsMargins(6, 4, 6, 6)
         self.layout_.setSpacing(4)
-        self.layout_.addWidget(self.title)
+        self.layout_.addWidget(self._title)
+
+    def set_title(self, text: str, tooltip: str = "") -> None:
+        self._title.setText(text)
+        self._title.setToolTip(tooltip)
+
+    def title_text(self) -> str:
+        return self._title.text()
+
+    def title_height(self) -> int:
+        """Height the title row asks for (layout code sizes the pane's content with it)."""
+        return self._title.sizeHint().height()
 
 
 class ImageView(QStackedWidget):
@@ -62,3 +73,16 @@ class ImageView(QStackedWidget):
     @property
     def showing_graphics(self) -> bool:
         return self.currentIndex() == 1
+
+    def placeholder_text(self) -> str:
+        return self.placeholder.text()
+
+    def mouse_area(self) -> QWidget:
+        """The widget that receives the view's mouse events (its viewport)."""
+        viewport = self.graphics.viewport()
+        assert viewport is not None  # a QGraphicsView always has one
+        return viewport
+
+    def viewport_pos(self, scene_pos: QPointF) -> QPoint:
+        """Where a scene position is drawn in `mouse_area()` coordinates."""
+        return self.graphics.mapFromScene(scene_pos)

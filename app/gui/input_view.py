@@ -6,6 +6,7 @@ With attribution on, the saliency map replaces the unit's map over the crop box.
 from __future__ import annotations
 
 import numpy as np
+import pyqtgraph as pg
 from PyQt6.QtCore import QRectF, Qt
 from PyQt6.QtGui import QColor, QPen
 from PyQt6.QtWidgets import QGraphicsRectItem, QWidget
@@ -43,8 +44,8 @@ class InputView(Panel):
         self.pane.view.addItem(self.crop_item)
         self.layout_.addWidget(self.pane, 1)
         self._frame_shape: tuple[int, ...] | None = None
-        self._overlay_key: tuple[tuple[int, ...], tuple[int, int, int, int]] | None = None
-        self._attribution_key: tuple[tuple[int, ...], tuple[int, int, int, int]] | None = None
+        self._overlay_key: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+        self._attribution_key: tuple[tuple[int, ...], tuple[int, ...]] | None = None
         self.overlay_enabled = True
         self.showing_attribution = False
 
@@ -75,7 +76,7 @@ class InputView(Panel):
         key = (heat.shape, tuple(crop))
         # setRect scales by the image's size, so redo it only when size or crop changed
         if key != self._overlay_key:
-            self._overlay_key = key  # type: ignore[assignment]
+            self._overlay_key = key
             self.overlay_item.setRect(QRectF(*crop))
         self.overlay_item.setVisible(self.overlay_enabled and not self.showing_attribution)
 
@@ -95,7 +96,7 @@ class InputView(Panel):
         self.attribution_item.setImage(saliency, autoLevels=False, levels=(0, 255))
         key = (saliency.shape, tuple(crop))
         if key != self._attribution_key:
-            self._attribution_key = key  # type: ignore[assignment]
+            self._attribution_key = key
             self.attribution_item.setRect(QRectF(*crop))
         if not self.showing_attribution:
             self.showing_attribution = True
@@ -104,3 +105,46 @@ class InputView(Panel):
 
     def set_opacity(self, opacity: float) -> None:
         self.overlay_item.setOpacity(opacity)
+
+    def set_source_label(self, label: str) -> None:
+        self.set_title(f"Input · {label}")
+
+    def placeholder_text(self) -> str:
+        """What the pane says until the first frame arrives."""
+        return self.pane.placeholder_text()
+
+    def chrome_height(self) -> int:
+        """Height of everything but the frame: the title row and the margins."""
+        return self.title_height() + 18
+
+    def frame_image(self) -> np.ndarray | None:
+        image: np.ndarray | None = self.frame_item.image
+        return image
+
+    def overlay_image(self) -> np.ndarray | None:
+        """The unit's map as last handed over (shown or not)."""
+        image: np.ndarray | None = self.overlay_item.image
+        return image
+
+    def overlay_visible(self) -> bool:
+        return self.overlay_item.isVisible()
+
+    def overlay_rect(self) -> tuple[float, float, float, float]:
+        """(x, y, w, h) the unit's map covers, in frame pixels."""
+        return _rect_in_frame(self.overlay_item)
+
+    def attribution_image(self) -> np.ndarray | None:
+        image: np.ndarray | None = self.attribution_item.image
+        return image
+
+    def attribution_visible(self) -> bool:
+        return self.attribution_item.isVisible()
+
+    def attribution_rect(self) -> tuple[float, float, float, float]:
+        """(x, y, w, h) the saliency map covers, in frame pixels."""
+        return _rect_in_frame(self.attribution_item)
+
+
+def _rect_in_frame(item: pg.ImageItem) -> tuple[float, float, float, float]:
+    r = item.mapRectToParent(item.boundingRect())
+    return (r.x(), r.y(), r.width(), r.height())

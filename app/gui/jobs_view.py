@@ -46,3 +46,7 @@ class JobWidget(QWidget):
             self.bar.setRange(0, 0)  # unknown total: Qt's busy indicator
         self.setToolTip(progress.text)
         self.bar.setToolTip(progress.text)
+
+    def progress(self) -> tuple[int, int]:
+        """(done, total) as the bar shows them; total 0: unknown."""
+        return self.bar.value(), self.bar.maximum()

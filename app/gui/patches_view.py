@@ -6,15 +6,11 @@ live grid is refreshed only when the patches themselves change.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from PyQt6.QtCore import QObject, QRectF, QRunnable, QSize, Qt, QThreadPool, pyqtSignal
+from PyQt6.QtCore import QEvent, QRectF, QSize, Qt, pyqtSignal
 from PyQt6.QtGui import (
     QColor,
+    QEnterEvent,
     QFont,
-    QImage,
-    QImageIOHandler,
-    QImageReader,
     QMouseEvent,
     QPainter,
     QPaintEvent,
@@ -22,7 +18,6 @@ from PyQt6.QtGui import (
     QPixmap,
 )
 from PyQt6.QtWidgets import (
-    QDialog,
     QGridLayout,
     QLabel,
     QPushButton,
@@ -46,7 +41,7 @@ def patches_key(patches: tuple[Patch, ...]) -> tuple[tuple[str, float, tuple[int
     return tuple((p.source, float(p.value), tuple(p.box)) for p in patches)
 
 
-def _aspect_fit(size: QSize, w: int, h: int) -> QRectF:
+def aspect_fit(size: QSize, w: int, h: int) -> QRectF:
     """The largest rect of aspect w:h centred in `size`."""
     scale = min(size.width() / max(w, 1), size.height() / max(h, 1))
     dw, dh = w * scale, h * scale
@@ -99,7 +94,7 @@ class PatchTile(QWidget):
         if pixmap is None:
             return
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        target = _aspect_fit(area, pixmap.width(), pixmap.height())
+        target = aspect_fit(area, pixmap.width(), pixmap.height())
         painter.drawPixmap(target, pixmap, QRectF(pixmap.rect()))
         if self._hover:
             pen = QPen(QColor(theme.ACCENT))
@@ -116,11 +111,11 @@ class PatchTile(QWidget):
             self.caption(),
         )
 
-    def enterEvent(self, event: object) -> None:  # type: ignore[override]
+    def enterEvent(self, event: QEnterEvent | None) -> None:
         self._hover = self.patch is not None
         self.update()
 
-    def leaveEvent(self, event: object) -> None:  # type: ignore[override]
+    def leaveEvent(self, event: QEvent | None) -> None:
         self._hover = False
         self.update()
 
@@ -155,7 +150,7 @@ class PatchGrid(QWidget):
         return [t.caption() for t in self.tiles if t.patch is not None]
 
 
-class _PatchPage(QStackedWidget):
+class PatchPage(QStackedWidget):
     """A patch grid, or a message (with an optional button) when there are no patches."""
 
     def __init__(self, button_text: str | None = None, parent: QWidget | None = None) -> None:
@@ -195,6 +190,13 @@ class _PatchPage(QStackedWidget):
     def showing_patches(self) -> bool:
         return self.currentIndex() == 0
 
+    def note_text(self) -> str:
+        return self.note.text()
+
+    def shown_patches(self) -> list[Patch]:
+        """The patches in the grid, in tile order."""
+        return [t.patch for t in self.grid.tiles if t.patch is not None]
+
 
 class TopPatchesPane(QWidget):
     """Two sub-tabs: "Dataset" (a scan's top 9) and "Live" (this session's top frames)."""
@@ -213,8 +215,8 @@ class TopPatchesPane(QWidget):
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.dataset = _PatchPage("Scan a folder…")
-        self.live = _PatchPage()
+        self.dataset = PatchPage("Scan a folder…")
+        self.live = PatchPage()
         self.tabs.addTab(self.dataset, "Dataset")
         self.tabs.addTab(self.live, "Live")
         layout.addWidget(self.tabs, 1)
@@ -243,6 +245,9 @@ class TopPatchesPane(QWidget):
             self.dataset.show_note(note or "No scan of this layer yet.", button=True)
             self.info.setText(" ")
 
+    def info_text(self) -> str:
+        return self.info.text()
+
     def set_live(self, patches: tuple[Patch, ...]) -> bool:
         """Show this session's top frames; True when the grid changed (cheap when it did not)."""
         if patches is self._live_seen:
@@ -257,143 +262,3 @@ class TopPatchesPane(QWidget):
         else:
             self.live.show_note("No frame has excited this unit yet.")
         return True
-
-
-class _ImageCanvas(QWidget):
-    """Paints one pixmap aspect-fit (smooth): the full image with its box drawn on it."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.pixmap: QPixmap | None = None
-        self.setMinimumSize(320, 240)
-
-    def paintEvent(self, event: QPaintEvent | None) -> None:
-        painter = QPainter(self)
-        painter.fillRect(self.rect(), QColor(theme.BACKGROUND))
-        if self.pixmap is None:
-            return
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        target = _aspect_fit(self.size(), self.pixmap.width(), self.pixmap.height())
-        painter.drawPixmap(target, self.pixmap, QRectF(self.pixmap.rect()))
-
-
-MAX_SOURCE_SIDE = 4096  # larger sources are decoded scaled down, the box scaled with them
-
-
-def load_source_image(path: str, box: tuple[int, int, int, int]) -> tuple[QImage, str]:
-    """Decode `path` and outline `box` on it; → (image, "W×H") or (null image, why not).
-
-    Safe off the GUI thread (QImage and QPainter on a QImage are; QPixmap is not). EXIF
-    orientation is applied, as OpenCV applied it when the scan computed `box`; a huge image
-    is decoded at most MAX_SOURCE_SIDE on its long side, which also bounds memory.
-    """
-    if not Path(path).is_file():
-        return QImage(), "not on disk"
-    reader = QImageReader(path)
-    reader.setAutoTransform(True)
-    raw = reader.size()  # from the header: nothing decoded yet
-    w, h = raw.width(), raw.height()
-    if reader.transformation() & QImageIOHandler.Transformation.TransformationRotate90:
-        w, h = h, w
-    scale = min(1.0, MAX_SOURCE_SIDE / max(w, h, 1)) if raw.isValid() else 1.0
-    if scale < 1.0:
-        reader.setScaledSize(QSize(max(1, round(raw.width() * scale)),
-                                   max(1, round(raw.height() * scale))))
-    image = reader.read()
-    if image.isNull():
-        return QImage(), reader.errorString() or "unreadable"
-    image = image.convertToFormat(QImage.Format.Format_RGB32)
-    y0, x0, y1, x1 = (v * scale for v in box)
-    painter = QPainter(image)
-    pen = QPen(QColor(theme.ACCENT))
-    pen.setWidthF(max(2.0, min(image.width(), image.height()) / 150))
-    painter.setPen(pen)
-    painter.drawRect(QRectF(x0, y0, x1 - x0, y1 - y0))
-    painter.end()
-    where = f"{w}×{h}" if scale == 1.0 else f"{w}×{h}, shown at {image.width()}×{image.height()}"
-    return image, where
-
-
-class _Loaded(QObject):
-    """Carries a decoded source back to the GUI thread (a queued signal: it lives there)."""
-
-    done = pyqtSignal(int, QImage, str)
-
-
-class _LoadSource(QRunnable):
-    def __init__(self, request: int, patch: Patch, loaded: _Loaded) -> None:
-        super().__init__()
-        self.request, self.patch, self.loaded = request, patch, loaded
-
-    def run(self) -> None:
-        image, where = load_source_image(self.patch.source, self.patch.box)
-        self.loaded.done.emit(self.request, image, where)
-
-
-class PatchDialog(QDialog):
-    """The whole image a patch came from, its box outlined; non-modal, reused between clicks.
-
-    The source is decoded on a pool thread (a large photo takes a visible moment to decode,
-    which the GUI thread must not spend); the crop is shown until it arrives, and a source
-    that arrives after a newer click is dropped.
-    """
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Patch source")
-        self.setModal(False)
-        self.resize(760, 600)
-        layout = QVBoxLayout(self)
-        self.canvas = _ImageCanvas()
-        self.caption = QLabel("")
-        self.caption.setWordWrap(True)
-        self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.canvas, 1)
-        layout.addWidget(self.caption)
-        self.image: QImage | None = None  # as shown, box included (tests read its pixels)
-        self.loading = False
-        self._request = 0
-        self._patch: Patch | None = None
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
-        self._loaded = _Loaded(self)
-        self._loaded.done.connect(self._on_loaded)
-
-    def show_patch(self, patch: Patch) -> None:
-        """Show the crop now and the whole source image, box drawn, once decoded."""
-        self._request += 1
-        self._patch = patch
-        self.loading = True
-        self._show(rgb_to_qimage(patch.image), "loading the whole image…")
-        self.setWindowTitle(f"Patch source — {Path(patch.source).name or patch.source}")
-        self.show()
-        self.raise_()
-        self._pool.clear()  # decodes queued for older clicks would only be dropped
-        self._pool.start(_LoadSource(self._request, patch, self._loaded))
-
-    def _on_loaded(self, request: int, image: QImage, where: str) -> None:
-        if request != self._request or self._patch is None:
-            return  # a newer click is being served
-        self.loading = False
-        if image.isNull():
-            # a live frame is gone, or the file moved since the scan: the crop is all we have
-            self._show(rgb_to_qimage(self._patch.image),
-                       f"the crop (the whole image: {where})")
-        else:
-            self._show(image, where)
-
-    def _show(self, image: QImage, where: str) -> None:
-        assert self._patch is not None
-        p = self._patch
-        y0, x0, y1, x1 = p.box
-        self.image = image
-        self.canvas.pixmap = QPixmap.fromImage(image)
-        self.canvas.update()
-        self.caption.setText(
-            f"{p.source}  ·  {where}  ·  activation {p.value:.3f}  ·  "
-            f"box y {y0}–{y1}, x {x0}–{x1}"
-        )
-
-    def wait_idle(self, msecs: int = 5000) -> bool:
-        """Wait for a decode in flight (shutdown and tests; never from a paint or click)."""
-        return self._pool.waitForDone(msecs)

@@ -11,6 +11,7 @@ from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from app.core.messages import Prediction
 from app.gui import theme
+from app.gui.image_pane import Panel
 
 _ROW_H = 26
 _ROWS = 5
@@ -139,3 +140,35 @@ class PredictionsView(QWidget):
                 Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
                 pct,
             )
+
+
+class PredictionsPane(Panel):
+    """"Top-5 predictions": the bars under a title; as tall as the bars, never taller."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Top-5 predictions", parent)
+        self._view = PredictionsView()
+        self.layout_.addWidget(self._view)
+        self.setSizePolicy(
+            self.sizePolicy().horizontalPolicy(), self._view.sizePolicy().verticalPolicy()
+        )
+
+    def set_predictions(
+        self,
+        predictions: tuple[Prediction, ...],
+        intact: tuple[Prediction, ...] | None = None,
+    ) -> None:
+        """`intact` given (units deleted): `predictions` are the ablated net's, shown beside."""
+        self._view.set_predictions(predictions, intact)
+
+    @property
+    def two_columns(self) -> bool:
+        return self._view.two_columns
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, percent text) per shown row of the main (ablated, when two) column."""
+        return self._view.rows()
+
+    def columns(self) -> dict[str, list[tuple[str, str]]]:
+        """Column title → its rows, as painted: one column "", or "intact" and "ablated"."""
+        return self._view.columns()

@@ -124,6 +124,25 @@ class PreferredPane(QWidget):
             self.set_render_running(True)
         self.values.setText(text)
 
+    def shown_image(self) -> np.ndarray | None:
+        image: np.ndarray | None = self.image.image
+        return image
+
+    def values_text(self) -> str:
+        return self.values.text()
+
+    def render_progress(self) -> tuple[int, int] | None:
+        """(step, total) of the unit's render while its progress row shows; else None."""
+        if not self.progress.isVisible():
+            return None
+        return self.progress.value(), self.progress.maximum()
+
+    def layer_job_progress(self) -> tuple[int, int] | None:
+        """(done, total) of "render whole layer" while it runs; else None."""
+        if not self.layer_progress.isVisible():
+            return None
+        return self.layer_progress.value(), self.layer_progress.maximum()
+
     def set_layer_job(self, progress: JobProgress | None) -> None:
         """Progress of "render whole layer"; None: not running."""
         running = progress is not None

@@ -12,8 +12,9 @@ def rgb_to_qimage(image: np.ndarray) -> QImage:
         image = np.repeat(image[..., None], 3, axis=2)
     data = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
     h, w = data.shape[:2]
-    # QImage only borrows the buffer: copy() detaches it before `data` goes away
-    return QImage(data.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    buffer = data.tobytes()  # what PyQt's QImage takes; small crops, so the copy is cheap
+    # QImage only borrows the buffer: copy() detaches it while `buffer` is still alive
+    return QImage(buffer, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
 def qimage_to_rgb(image: QImage) -> np.ndarray:
@@ -21,6 +22,7 @@ def qimage_to_rgb(image: QImage) -> np.ndarray:
     rgb = image.convertToFormat(QImage.Format.Format_RGB888)
     h, w, stride = rgb.height(), rgb.width(), rgb.bytesPerLine()
     ptr = rgb.constBits()
-    assert ptr is not None
-    ptr.setsize(h * stride)
-    return np.frombuffer(ptr, np.uint8).reshape(h, stride)[:, : 3 * w].reshape(h, w, 3).copy()
+    if ptr is None:  # a null image has no bits, and no pixels to copy
+        return np.zeros((h, w, 3), np.uint8)
+    rows = np.frombuffer(ptr.asstring(h * stride), np.uint8).reshape(h, stride)
+    return rows[:, : 3 * w].reshape(h, w, 3).copy()

@@ -2,12 +2,16 @@
 
 The map is colormapped with nearest-neighbour pixels; clicking a cell picks the position to
 attribute. Below it, live ablation: delete the unit, the list of deleted units, restore.
+The window adds the other tabs (`UnitTab`) with `add_tab`; panes it feeds per frame ask
+`current_tab()` so a hidden tab costs nothing.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import numpy as np
-from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtCore import QPoint, QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QPen
 from PyQt6.QtWidgets import (
     QComboBox,
@@ -32,6 +36,17 @@ ABLATION_MODE_TEXT = {
 }
 
 
+
+
+class UnitTab(StrEnum):
+    """The tabs of the unit pane, by title, in order."""
+
+    UNIT = "Unit"
+    PATCHES = "Top patches"
+    PREFERRED = "Preferred"
+    ATTRIBUTION = "Attribution"
+
+
 def ablated_row_text(layer: str, unit: int) -> str:
     return f"{layer}:{unit}"
 
@@ -44,13 +59,14 @@ class UnitPane(Panel):
     restore_requested = pyqtSignal(object)  # list[tuple[str, int]]
     restore_all_requested = pyqtSignal()
     ablation_mode_changed = pyqtSignal(object)  # AblationMode
+    tab_changed = pyqtSignal(str)  # the title (a UnitTab value) of the tab now shown
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Selected unit", parent)
-        self.tabs = QTabWidget()
-        self.tabs.setDocumentMode(True)
-        self.tabs.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.layout_.addWidget(self.tabs, 1)
+        self._tabs = QTabWidget()
+        self._tabs.setDocumentMode(True)
+        self._tabs.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.layout_.addWidget(self._tabs, 1)
 
         unit_tab = QWidget()
         layout = QVBoxLayout(unit_tab)
@@ -73,9 +89,10 @@ class UnitPane(Panel):
         layout.addWidget(self.pane, 1)
         layout.addWidget(self.values)
         layout.addWidget(self._build_ablation_box())
-        self.tabs.addTab(unit_tab, "Unit")
+        self._tabs.addTab(unit_tab, UnitTab.UNIT)
         self._shape: tuple[int, ...] | None = None
         self.pane.graphics.scene().sigMouseClicked.connect(self._on_map_clicked)
+        self._tabs.currentChanged.connect(self._on_tab_index_changed)
 
     def _build_ablation_box(self) -> QWidget:
         box = QWidget()
@@ -132,9 +149,27 @@ class UnitPane(Panel):
     def set_lut(self, lut: np.ndarray) -> None:
         self.image.setLookupTable(lut)
 
-    def set_title(self, layer: str, unit: int) -> None:
-        self.title.setText(f"{layer} · unit {unit}")
-        self.title.setToolTip(self.title.text())
+    def add_tab(self, widget: QWidget, tab: UnitTab) -> None:
+        self._tabs.addTab(widget, tab.value)
+
+    def current_tab(self) -> str:
+        """The title of the tab shown (compare with `UnitTab`)."""
+        return self._tabs.tabText(self._tabs.currentIndex())
+
+    def show_tab(self, tab: UnitTab) -> None:
+        for index in range(self._tabs.count()):
+            if self._tabs.tabText(index) == tab.value:
+                self._tabs.setCurrentIndex(index)
+                return
+        raise KeyError(tab)
+
+    def set_unit(self, layer: str, unit: int) -> None:
+        """The title: which unit the pane shows."""
+        text = f"{layer} · unit {unit}"
+        self.set_title(text, tooltip=text)
+
+    def set_placeholder(self, text: str) -> None:
+        self.pane.set_placeholder(text)
 
     def set_map(self, heat: np.ndarray) -> None:
         """Show an (h, w) uint8 map, re-fitting the view when its size changes."""
@@ -148,6 +183,13 @@ class UnitPane(Panel):
     def set_values(self, text: str) -> None:
         self.values.setText(text)
 
+    def values_text(self) -> str:
+        return self.values.text()
+
+    def shown_map(self) -> np.ndarray | None:
+        image: np.ndarray | None = self.image.image
+        return image
+
     def set_position(self, position: tuple[int, int] | None) -> None:
         """Outline the map cell being attributed; None hides the outline."""
         if position is None:
@@ -157,9 +199,29 @@ class UnitPane(Panel):
         self.position_marker.setRect(QRectF(x, y, 1.0, 1.0))
         self.position_marker.show()
 
+    def marked_position(self) -> tuple[int, int] | None:
+        """The (y, x) cell outlined as attributed; None while no cell is."""
+        if not self.position_marker.isVisible():
+            return None
+        r = self.position_marker.rect()
+        return (int(r.y()), int(r.x()))
+
     def scene_pos_of_cell(self, y: int, x: int) -> QPointF:
         """Scene position of the centre of map cell (y, x) (tests click with it)."""
         return self.image.mapToScene(QPointF(x + 0.5, y + 0.5))
+
+    def cell_at_scene(self, scene_pos: QPointF) -> tuple[int, int]:
+        """The (y, x) map cell under a scene position (it may lie outside the map)."""
+        p = self.image.mapFromScene(scene_pos)
+        return int(np.floor(p.y())), int(np.floor(p.x()))
+
+    def mouse_area(self) -> QWidget:
+        """The widget that receives clicks on the map."""
+        return self.pane.mouse_area()
+
+    def cell_position(self, y: int, x: int) -> QPoint:
+        """Where the centre of map cell (y, x) is drawn, in `mouse_area()` coordinates."""
+        return self.pane.viewport_pos(self.scene_pos_of_cell(y, x))
 
     def set_deleted(self, rows: list[tuple[str, int]], current_deleted: bool) -> None:
         """The deleted units, as layer:unit rows; `current_deleted`: the selected one is."""
@@ -180,15 +242,41 @@ class UnitPane(Panel):
         if index >= 0 and index != self.mode_combo.currentIndex():
             self.mode_combo.setCurrentIndex(index)
 
+    def ablation_mode(self) -> AblationMode:
+        mode = self.mode_combo.currentData()
+        assert isinstance(mode, AblationMode)
+        return mode
+
     def deleted_rows(self) -> list[str]:
-        return [self.deleted_list.item(i).text() for i in range(self.deleted_list.count())]
+        return [item.text() for item in self._deleted_items()]
+
+    def showing_deleted(self) -> bool:
+        """Whether the list of deleted units (with its restore buttons) is shown."""
+        return self.deleted_box.isVisible()
+
+    def delete_button_text(self) -> str:
+        return self.delete_button.text()
+
+    def select_deleted_row(self, row: int) -> None:
+        """Select one row of the deleted list, as a click would (Restore then restores it)."""
+        item = self.deleted_list.item(row)
+        if item is not None:
+            item.setSelected(True)
+
+    def _deleted_items(self) -> list[QListWidgetItem]:
+        items = (self.deleted_list.item(i) for i in range(self.deleted_list.count()))
+        return [item for item in items if item is not None]
 
     def _on_restore_clicked(self) -> None:
         chosen = [item.data(Qt.ItemDataRole.UserRole) for item in self.deleted_list.selectedItems()]
-        if not chosen and self.deleted_list.count() == 1:
-            chosen = [self.deleted_list.item(0).data(Qt.ItemDataRole.UserRole)]
+        items = self._deleted_items()
+        if not chosen and len(items) == 1:
+            chosen = [items[0].data(Qt.ItemDataRole.UserRole)]
         if chosen:
             self.restore_requested.emit(chosen)
+
+    def _on_tab_index_changed(self, index: int) -> None:
+        self.tab_changed.emit(self._tabs.tabText(index))
 
     def _on_mode_index_changed(self, index: int) -> None:
         self.ablation_mode_changed.emit(self.mode_combo.itemData(index))
@@ -196,8 +284,7 @@ class UnitPane(Panel):
     def _on_map_clicked(self, event: MouseClickEvent) -> None:
         if event.button() != Qt.MouseButton.LeftButton or self._shape is None:
             return
-        p = self.image.mapFromScene(event.scenePos())
-        y, x = int(np.floor(p.y())), int(np.floor(p.x()))
+        y, x = self.cell_at_scene(event.scenePos())
         if 0 <= y < self._shape[0] and 0 <= x < self._shape[1]:
             event.accept()
             self.position_clicked.emit(y, x)
