@@ -166,3 +166,26 @@ def test_frame_box_maps_model_pixels_to_the_frame():
     # outside the frame: clipped, and never empty (a crop of it must have a pixel)
     assert to_frame_box((-50, -50, 0, 0), crop, 224, (480, 640)) == (0, 16, 30, 110)
     assert to_frame_box((300, 300, 400, 400), crop, 224, (480, 640)) == (479, 639, 480, 640)
+
+
+def test_stride_when_every_box_is_clipped_by_the_border():
+    # four 3×3 stride-2 convs (padding 1): stride 16 and a 31-px field. On a 24-px input
+    # row 0 reaches input rows [-15, 15] and row 1 [1, 31] (by hand, layer by layer), so
+    # both boxes are cut by the border and the boxes alone cannot show the stride
+    net = build([("conv", 3, 2, 1, 1, False)] * 4).eval()
+    rf = receptive_field(net, "6", 24)
+    assert rf.map_shape == (2, 2) and rf.rows.tolist() == [[0, 16], [1, 24]]
+    assert rf.stride == (16.0, 16.0)  # not 24 / 2 = 12
+    # an unclipped input of the same net measures the same stride from its boxes
+    assert receptive_field(net, "6", 160).stride == (16.0, 16.0)
+
+
+@pytest.mark.slow
+def test_inception_v3_deep_layers_report_their_true_stride():
+    import torchvision
+
+    net = torchvision.models.inception_v3(weights=None, aux_logits=False,
+                                          init_weights=False).eval()
+    for layer, stride in (("Mixed_6c", 16.0), ("Mixed_7a", 32.0)):
+        rf = receptive_field(net, layer, 299)  # was 17.588 and 37.375 (299 / map size)
+        assert rf.size == (299, 299) and rf.stride == (stride, stride), layer

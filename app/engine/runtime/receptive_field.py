@@ -34,6 +34,7 @@ exact for conv/pool/BN/ReLU nets.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import threading
 import weakref
@@ -64,6 +65,9 @@ class ReceptiveField:
     input_size: int
     rows: np.ndarray
     cols: np.ndarray
+    # input pixels per output position, (y, x), measured from how the map grows with the
+    # input: the stride when every box of an axis is clipped by the border (deep layers)
+    grid_step: tuple[float, float] | None = None
 
     @property
     def map_shape(self) -> tuple[int, int]:
@@ -76,7 +80,11 @@ class ReceptiveField:
 
     @property
     def stride(self) -> tuple[float, float]:
-        return _step(self.rows, self.input_size), _step(self.cols, self.input_size)
+        measured = _step(self.rows, self.input_size), _step(self.cols, self.input_size)
+        if self.grid_step is None:
+            return measured[0] or self.input_size / len(self.rows), \
+                measured[1] or self.input_size / len(self.cols)
+        return measured[0] or self.grid_step[0], measured[1] or self.grid_step[1]
 
     def box(self, y: int, x: int) -> Box:
         """(y0, x0, y1, x1) of position (y, x), half-open, in model-input pixels."""
@@ -90,12 +98,13 @@ class ReceptiveField:
 
 
 def _step(intervals: np.ndarray, size: int) -> float:
-    """Most common step between neighbours' unclipped starts (or ends); else size / count."""
+    """Most common step between neighbours' unclipped starts (or ends); 0.0 when every
+    start and end is clipped by the border, so the intervals cannot tell."""
     starts, ends = intervals[:, 0], intervals[:, 1]
     steps = [b - a for a, b in itertools.pairwise(starts) if a > 0]
     steps += [b - a for a, b in itertools.pairwise(ends) if b < size]
     if not steps:
-        return size / len(intervals)
+        return 0.0
     values, counts = np.unique(np.asarray(steps), return_counts=True)
     return float(values[np.argmax(counts)])
 
@@ -274,7 +283,42 @@ def _measure(lin: nn.Module, layer: str, size: int, mode: _Support | None) -> Re
             if narrow == size:
                 raise
     assert rows is not None and cols is not None
-    return ReceptiveField(layer, size, rows, cols)
+    rf = ReceptiveField(layer, size, rows, cols)
+    if not (_step(rows, size) and _step(cols, size)):
+        with torch.no_grad():
+            rf = dataclasses.replace(rf, grid_step=_grid_step(forward, size, (h, w)))
+    return rf
+
+
+def _grid_step(forward: Any, size: int, shape: tuple[int, int]) -> tuple[float, float] | None:
+    """(y, x) input pixels per output position: how far the input must grow, past the
+    first size at which the map grows, for it to grow again. None if it never does (an
+    adaptive pool) within 4× the input."""
+
+    def map_shape(s: int) -> tuple[int, int]:
+        out = forward(torch.zeros(1, 3, s, s)).shape[-2:]
+        return int(out[0]), int(out[1])
+
+    def first_growth(start: int, base: tuple[int, int], axis: int) -> int | None:
+        """Smallest s > start at which the map is longer than `base` along `axis`."""
+        lo, hi = start, start + 1
+        while map_shape(hi)[axis] <= base[axis]:  # gallop out, then bisect back
+            lo, hi = hi, start + 2 * (hi - start)
+            if hi > 4 * size:
+                return None
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if map_shape(mid)[axis] <= base[axis] else (lo, mid)
+        return hi
+
+    steps = []
+    for axis in (0, 1):
+        s1 = first_growth(size, shape, axis)
+        s2 = None if s1 is None else first_growth(s1, map_shape(s1), axis)
+        if s1 is None or s2 is None:
+            return None
+        steps.append((s2 - s1) / (map_shape(s2)[axis] - map_shape(s1)[axis]))
+    return steps[0], steps[1]
 
 
 _NARROW = 32
