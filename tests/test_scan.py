@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -202,6 +203,24 @@ def test_tracker_merges_any_batch_grouping_with_stable_ties():
     chosen = merge_candidates(vals, keys, 4)
     assert keys[0, chosen[0, :3]].tolist() == [2, 4, 1] and chosen[0, 3] == 1
     assert merge_candidates(vals[:, :1], keys[:, :1], 3)[0].tolist() == [0, -1, -1]
+
+
+def test_a_killed_scans_staging_folder_is_removed_by_the_next_scan(dataset, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "scan"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = out / f".staging-{int(gone.stdout)}-0badc0de"  # a scan killed mid-crops
+    dead.mkdir(parents=True)
+    (dead / "conv2.npy").write_bytes(b"\0" * 4096)
+    running = out / f".staging-{os.getppid()}-feedbeef"  # a scan still running elsewhere
+    running.mkdir()
+    _scan(tiny_loaded(), dataset, out)
+    assert not dead.exists() and running.is_dir()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".staging")) == [
+        running.name]
 
 
 def test_interrupted_scan_resumes_to_the_identical_result(dataset, tmp_path):

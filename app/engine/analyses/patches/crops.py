@@ -125,7 +125,8 @@ def cut_crops(folder: Path, states: dict[str, dict[str, np.ndarray]], files: Seq
 
     boxes = np.full((offset, 4), -1, np.int32)
     tmp_crops: dict[str, np.ndarray] = {}
-    staging = folder / f".staging-{os.getpid()}-{os.urandom(4).hex()}"  # one per running scan
+    remove_abandoned_staging(folder)
+    staging = folder / f"{STAGING}{os.getpid()}-{os.urandom(4).hex()}"  # one per running scan
     staging.mkdir(parents=True, exist_ok=True)
     bases, offset = {}, 0
     for layer in layers:
@@ -189,6 +190,35 @@ def cut_crops(folder: Path, states: dict[str, dict[str, np.ndarray]], files: Seq
     finally:
         tmp_crops.clear()
         remove_tree(staging)
+
+
+STAGING = ".staging-"  # + PID-random: crops being cut by one running scan
+
+
+def remove_abandoned_staging(folder: Path) -> list[Path]:
+    """Remove the staging folders of scans that were killed (their process is gone).
+
+    A scan that is still running elsewhere keeps its own; returns what was removed.
+    """
+    removed = []
+    for path in folder.glob(f"{STAGING}*"):
+        pid = path.name[len(STAGING):].split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            remove_tree(path)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill(pid, 0) would send Ctrl+C
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or no way to tell: leave it alone
+    return True
 
 
 def remove_tree(path: Path) -> None:
