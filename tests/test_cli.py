@@ -116,3 +116,66 @@ def test_bench_json_reports_side_by_side_figures(capsys):
     assert doc["ratio"] == pytest.approx(doc["pipeline_fps"] / doc["bare_forward_fps"], rel=0.01)
     assert doc["gui_layer"].startswith("_conv_head 1280")
     assert doc["hooked_layers"] > 100 and doc["input_size"] == 224
+
+
+@pytest.mark.slow
+def test_predict_a_folder_predicts_every_image_in_it(capsys, photos):
+    folder = photos[0].parent
+    code, out, err = _run(capsys, "predict", str(folder), "--json", "--device", "cpu")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [Path(r["image"]).name for r in doc["results"]] == ["cat.jpg", "coffee.jpg"]
+    assert doc["results"][1]["top"][0]["label"] == "espresso"
+    code, _, err = _run(capsys, "predict", str(folder / "empty"))
+    assert code == 2 and "image not found" in err
+    (folder / "empty").mkdir()
+    code, _, err = _run(capsys, "predict", str(folder / "empty"))
+    assert code == 2 and "no images in" in err and err.count("\n") == 1
+
+
+def test_global_flags_work_before_the_subcommand(capsys, tmp_path):
+    settings = tmp_path / "s.toml"
+    settings.write_text("[model]\ndefault = \"nonsense_net\"\n")
+    code, _, err = _run(capsys, "--settings", str(settings), "layers")
+    assert code == 2 and "unknown model 'nonsense_net'" in err  # the file was read
+    code, out, _ = _run(capsys, "--device=cpu", "--settings", str(settings), "models", "--json")
+    assert code == 0 and json.loads(out)
+
+
+@pytest.mark.slow
+def test_a_unit_or_layer_the_model_lacks_exits_2_with_its_unit_count(capsys):
+    code, _, err = _run(capsys, "--unit", "9999", "--device", "cpu")
+    assert code == 2 and err.count("\n") == 1
+    assert "--unit 9999" in err and "units (0-" in err  # the layer and its real count
+    code, _, err = _run(capsys, "--layer", "_blocks.4", "--unit", "40", "--device", "cpu")
+    assert code == 2 and "_blocks.4 has 40 units (0-39)" in err
+    code, _, err = _run(capsys, "--layer", "no.such.layer", "--device", "cpu")
+    assert code == 2 and "--layer no.such.layer: no such layer" in err
+
+
+def test_a_state_dict_of_another_architecture_says_so_in_one_short_line(capsys, tmp_path):
+    import torch
+    import torchvision
+
+    ckpt = tmp_path / "mobilenet.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), ckpt)
+    code, _, err = _run(capsys, "layers", "--model", f"resnet18:{ckpt}")
+    assert code == 2 and err.count("\n") == 1 and len(err) < 400, err
+    assert "does not fit resnet18" in err and "missing (conv1.weight" in err
+    assert "unexpected (features.0.0.weight" in err and "more" in err
+
+
+@pytest.mark.slow
+def test_render_without_out_writes_under_the_cache_and_says_where(capsys, tmp_path,
+                                                                  monkeypatch):
+    settings = tmp_path / "s.toml"
+    settings.write_text(f"[cache]\ndir = \"{tmp_path / 'cache'}\"\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(capsys, "render", "--layer", "_blocks.2", "--units", "1",
+                          "--steps", "2", "--size", "32", "--settings", str(settings),
+                          "--device", "cpu", "--json")
+    assert code == 0, err
+    written = Path(json.loads(out)["units"][0]["file"])
+    assert written.is_file() and (tmp_path / "cache") in written.parents
+    assert not (tmp_path / "renders").exists()
+    assert f"PNGs in {written.parent}" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from app.cli.common import CliError, add_common, print_json, settings_for
+from app.cli.progress import TextProgress
 
 NAME = "bench"
 HELP = "live pipeline against bare model(x), side by side"
@@ -23,13 +24,18 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_for(args)
     if args.rounds < 1 or (args.frames is not None and args.frames < 1):
         raise CliError("--frames and --rounds must be positive")
+    from app.core.jobs import run_job
     from app.gui.bench_timing import gui_update_ms
-    from app.session.bench import run_bench
+    from app.session.bench import bench
 
-    gui_timer = None if args.no_gui else gui_update_ms
-    report = run_bench(settings, source=args.source, frames=args.frames or settings.bench.frames,
-                       size=args.size or settings.bench.size, rounds=args.rounds,
-                       gui_timer=gui_timer)
+    progress = TextProgress("bench")
+    try:
+        report = run_job(bench(settings, source=args.source,
+                               frames=args.frames or settings.bench.frames,
+                               size=args.size or settings.bench.size, rounds=args.rounds,
+                               gui_timer=None if args.no_gui else gui_update_ms), progress)
+    finally:
+        progress.close()
     if args.json:
         print_json(report)
     else:

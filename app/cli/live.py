@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.cli.common import CliError, add_common, settings_for
+from app.cli.common import CliError, add_common, load_for, settings_for
 
 NAME = ""  # the default command: what `deepvis [flags]` runs
 HELP = "the live window"
@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"source not found: {src}")
     if args.unit is not None and args.unit < 0:
         raise CliError("--unit must not be negative")
+    if args.unit is not None or args.layer:
+        _check_layer_and_unit(args, args.layer or settings.view.layer or None, args.unit)
     from app.desktop import launch_window
 
     return launch_window(
@@ -39,3 +41,17 @@ def run(args: argparse.Namespace) -> int:
         screenshot=args.screenshot,
         frames=args.frames,
     )
+
+
+def _check_layer_and_unit(args: argparse.Namespace, layer: str | None, unit: int | None) -> None:
+    """--layer and --unit against the model, before any window opens (a second or two)."""
+    from app.engine.runtime.recorder import default_layer, discover_layers
+
+    loaded, _ = load_for(args)
+    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    channels = {info.name: info.channels for info in layers}
+    if layer is not None and layer not in channels:
+        raise CliError(f"--layer {layer}: no such layer in {loaded.name} (see `deepvis layers`)")
+    name = layer or default_layer(layers)
+    if unit is not None and unit >= channels[name]:
+        raise CliError(f"--unit {unit}: {name} has {channels[name]} units (0-{channels[name] - 1})")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli.common import print_json
+from app.cli.common import add_common, print_json
 
 NAME = "models"
 HELP = "list models and whether each is usable offline"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common(p)  # unused here, but global flags are accepted by every command
     p.add_argument("--json", action="store_true")
 
 

@@ -14,7 +14,8 @@ HELP = "top classes for images"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common(p)
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files, or folders (every image in them, recursively)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--ablate", action="append", metavar="LAYER:UNITS",
                    help="delete units of a layer, e.g. _blocks.8:0-15 (repeatable); shows the "
@@ -27,9 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from app.capture.images import read_image
 
-    for path in args.images:
-        if not Path(path).is_file():
-            raise CliError(f"image not found: {path}")
+    args.images = _expand(args.images)
     if args.top_k < 1:
         raise CliError("--top-k must be positive")
     loaded, settings = load_for(args)
@@ -51,6 +50,25 @@ def run(args: argparse.Namespace) -> int:
         for pr in preds:
             print(f"  {pr.probability * 100:6.2f}%  {pr.label} ({pr.index})")
     return 0
+
+
+def _expand(paths: list[str]) -> list[str]:
+    """Files as given; a folder → its images (recursively, in path order)."""
+    from app.core.files import list_images
+
+    out: list[str] = []
+    for path in paths:
+        p = Path(path).expanduser()
+        if p.is_dir():
+            found = list_images(p)
+            if not found:
+                raise CliError(f"no images in {path}")
+            out += found
+        elif p.is_file():
+            out.append(path)
+        else:
+            raise CliError(f"image not found: {path}")
+    return out
 
 
 def _rows(preds: Any) -> list[dict[str, Any]]:

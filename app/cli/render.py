@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="maximize the channel's mean (default) or its center neuron")
     p.add_argument("--seed", type=int, help="random seed (default: settings)")
     p.add_argument("--batch", type=int, help="units optimized together (default: settings)")
-    p.add_argument("--out", type=Path, default=Path("renders"), help="folder for the PNGs")
+    p.add_argument("--out", type=Path,
+                   help="folder for the PNGs (default: the model's folder in the cache)")
     p.add_argument("--sheet", type=Path, metavar="PNG",
                    help="also write all units in one labelled grid image (a contact sheet)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--size must be between 16 and {MAX_RENDER_SIZE} pixels")
     if args.sheet is not None and args.sheet.suffix.lower() != ".png":
         raise CliError(f"--sheet {args.sheet}: the contact sheet is written as a .png")
-    if args.out.exists() and not args.out.is_dir():
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out} exists and is not a folder")
     parse_units(args.units)  # a bad spec fails before the model loads
     seed = settings.render.seed if args.seed is None else args.seed
@@ -117,10 +119,11 @@ def run(args: argparse.Namespace) -> int:
         values = renderer.measure(np.stack([finals[u][0] for u in units]), units, "max")
         maxima = {u: round(float(v), 6) for u, v in zip(units, values, strict=True)}
     safe_layer = safe_filename(args.layer)
+    out = args.out if args.out is not None else root / key / "render-png" / safe_layer
     rows: list[dict[str, Any]] = []
     for u in units:
         image, activation, was_cached = finals[u]
-        path = args.out / f"{safe_layer}_unit{u:04d}.png"
+        path = out / f"{safe_layer}_unit{u:04d}.png"
         atomic_write_bytes(path, encode_png(image))
         rows.append({"unit": u, "activation": round(activation, 6), "file": str(path),
                      "cached": was_cached, "activation_max": maxima.get(u),
@@ -136,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             title=f"{loaded.name} {args.layer} - {preset.name}, {preset.steps} steps, "
                   f"{preset.size} px (unit: activation)")
         atomic_write_bytes(args.sheet, encode_png(sheet))
+    print(f"render: {len(rows)} PNGs in {out}", file=sys.stderr)
     if args.json:
         print_json({
             "model": loaded.name, "layer": args.layer, "preset": preset.name,

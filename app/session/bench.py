@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from app.capture.sources import open_source
+from app.core.jobs import Job, Progress
 from app.core.messages import Frame, Result, ViewState
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
@@ -133,11 +134,14 @@ def start_live_worker(processor: FrameProcessor) -> tuple[
 GuiTimer = Callable[[Settings, Result], float]  # ms the GUI thread takes to show a result
 
 
-def run_bench(settings: Settings, source: str | None = None, frames: int = 120,
-              size: int | None = None, rounds: int = 7,
-              gui_timer: GuiTimer | None = None) -> dict[str, Any]:
-    """Bare `model(x)` and the live pipeline in alternating rounds; `gui_timer` (the GUI's
-    own measurement, passed in: the session never imports Qt) times the window too."""
+def bench(settings: Settings, source: str | None = None, frames: int = 120,
+          size: int | None = None, rounds: int = 7,
+          gui_timer: GuiTimer | None = None) -> Job[Progress, dict[str, Any]]:
+    """Bare `model(x)` and the live pipeline in alternating rounds (a job: one step per
+    measurement); `gui_timer` (the GUI's own measurement, passed in: the session never
+    imports Qt) times the window too. Returns the report `deepvis bench` prints."""
+    steps = 2 * rounds + 2 + (gui_timer is not None)
+    yield Progress(0, steps, "loading the model")
     if settings.bench.threads:
         torch.set_num_threads(settings.bench.threads)
     device = pick_device(settings.model.device)
@@ -157,10 +161,13 @@ def run_bench(settings: Settings, source: str | None = None, frames: int = 120,
     worker, frames_slot, results, errors = start_live_worker(processor)
     bare, pipe = [], []
     try:
+        yield Progress(1, steps, "warming up")
         bare_fps(loaded, xs, settings.bench.warmup)
         pipeline_fps(worker, frames_slot, results, images, settings.bench.warmup)
-        for _ in range(rounds):
+        for i in range(rounds):
+            yield Progress(2 + 2 * i, steps, f"round {i + 1}/{rounds}: bare model(x)")
             bare.append(bare_fps(loaded, xs, frames))
+            yield Progress(3 + 2 * i, steps, f"round {i + 1}/{rounds}: live pipeline")
             pipe.append(pipeline_fps(worker, frames_slot, results, images, frames))
     finally:
         worker.stop()
@@ -186,8 +193,10 @@ def run_bench(settings: Settings, source: str | None = None, frames: int = 120,
         "pipeline_fps_rounds": [round(v, 2) for v in pipe],
     }
     if gui_timer is not None:
+        yield Progress(steps - 1, steps, "GUI update of the widest layer")
         report["gui_layer"] = f"{widest.name} {'×'.join(map(str, widest.shape))}"
         report["gui_update_ms"] = round(gui_timer(settings, gui_result), 3)
+    yield Progress(steps, steps, "done")
     return report
 
 

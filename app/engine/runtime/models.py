@@ -6,6 +6,7 @@ import hashlib
 import os
 import socket
 import urllib.error
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,12 +159,45 @@ def load_torchvision(name: str, device: torch.device, settings: ModelSettings) -
 def _load_state(model: nn.Module, state: object, arch: str, path: Path) -> None:
     if not isinstance(state, dict):
         raise ModelError(f"{path} holds no state_dict for {arch}")
+    mismatch = state_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise ModelError(f"{path} does not fit {arch}: {mismatch}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise ModelError(f"{path} does not fit {arch}: {detail}") from None
+        raise ModelError(f"{path} does not fit {arch}: {_first_line(exc)}") from None
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], given: dict[str, object],
+                   shown: int = 3) -> str:
+    """How `given` differs from the model's own state_dict, in one short line ("" if not).
+
+    Counts, with the first few keys of each kind: a wrong architecture otherwise prints
+    every one of its hundreds of keys.
+    """
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    tensors = {k: v for k, v in given.items() if isinstance(v, torch.Tensor)}
+    reshaped = [k for k in expected
+                if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)]
+
+    def some(keys: list[str], describe: Callable[[str], str] = str) -> str:
+        more = f", … {len(keys) - shown} more" if len(keys) > shown else ""
+        return ", ".join(describe(k) for k in keys[:shown]) + more
+
+    def shapes(k: str) -> str:
+        here = "×".join(map(str, expected[k].shape))
+        there = "×".join(map(str, tensors[k].shape))
+        return f"{k} {there} in the file, {here} here"
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({some(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({some(unexpected)})")
+    if reshaped:
+        parts.append(f"{len(reshaped)} of another shape ({some(reshaped, shapes)})")
+    return "; ".join(parts)
 
 
 def _head_classes(state: dict, arch: str) -> int | None:
