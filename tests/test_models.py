@@ -70,14 +70,85 @@ def test_state_dict_for_the_wrong_architecture_is_refused(tmp_path):
         load_model(f"resnet18:{path}", CPU, ModelSettings())
 
 
-def test_torchscript_checkpoint(tmp_path):
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(),
-                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                              torch.nn.Linear(4, 7)).eval()
+def _small_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(),
+                               torch.nn.Conv2d(4, 6, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                               torch.nn.Linear(6, 7)).eval()
+
+
+def _export(net: torch.nn.Module, path, dynamic: bool = True):
+    from torch.export import Dim
+
+    shapes = ({0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO},) if dynamic else None
+    program = torch.export.export(net, (torch.zeros(2, 3, 224, 224),), dynamic_shapes=shapes)
+    torch.export.save(program, str(path))
+    return path
+
+
+def test_torchscript_is_refused_in_one_line_with_the_way_out(tmp_path):
     path = tmp_path / "net.pt"
-    torch.jit.script(net).save(str(path))
-    loaded = load_model(str(path), CPU, ModelSettings())
-    assert loaded.num_classes == 7 and loaded.name == "net.pt"
+    torch.jit.script(_small_net()).save(str(path))
+    with pytest.raises(ModelError) as exc:
+        load_model(str(path), CPU, ModelSettings())
+    text = str(exc.value)
+    assert "TorchScript" in text and "torch.export.save" in text and "ARCH:PATH" in text
+    assert "\n" not in text
+
+
+def test_a_torch_export_program_is_the_same_model_with_its_names_and_hooks(tmp_path):
+    from app.engine.runtime.recorder import ActivationRecorder, discover_layers
+
+    net = _small_net()
+    loaded = load_model(str(_export(net, tmp_path / "net.pt2")), CPU, ModelSettings())
+    assert loaded.num_classes == 7 and loaded.name == "net.pt2"
+    mine, _ = discover_layers(loaded.module, 224, CPU)
+    theirs, _ = discover_layers(net, 224, CPU)
+    assert [(i.name, i.shape) for i in mine] == [(i.name, i.shape) for i in theirs]
+    assert mine[0].kind == "exported conv2d"
+    x = torch.rand(3, 3, 96, 128)  # another batch and size than the export's example
+    with ActivationRecorder(loaded.module, ["2"]) as rec, torch.no_grad():
+        out = rec.run(x, loaded.module)
+        torch.testing.assert_close(rec.activations["2"], net[:3](x))
+    torch.testing.assert_close(out, net(x))
+
+
+class BatchInShape(torch.nn.Module):
+    """Reads its batch size from the input: exported statically, that size is baked in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3)
+        self.fc = torch.nn.Linear(6, 7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).mean((2, 3)).reshape(x.shape[0], -1))
+
+
+def test_a_program_exported_for_one_shape_says_how_to_export_it(tmp_path):
+    path = _export(BatchInShape().eval(), tmp_path / "static.pt2", dynamic=False)
+    with pytest.raises(ModelError, match=r"dynamic_shapes=.*Dim\.AUTO"):
+        load_model(str(path), CPU, ModelSettings())
+
+
+def test_a_program_with_a_pickled_payload_is_refused_unread(tmp_path):
+    import json
+    import zipfile
+
+    path = _export(_small_net(), tmp_path / "net.pt2")
+    tampered = tmp_path / "tampered.pt2"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("model_weights_config.json"):
+                doc = json.loads(data)
+                first = next(iter(doc["config"]))
+                doc["config"][first]["use_pickle"] = True  # would go to torch.load(pickle)
+                data = json.dumps(doc).encode()
+            dst.writestr(item, data)
+    with pytest.raises(ModelError, match="pickled object, which is refused"):
+        load_model(str(tampered), CPU, ModelSettings())
 
 
 def test_bare_state_dict_asks_for_its_architecture(tmp_path):

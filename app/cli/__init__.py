@@ -8,6 +8,7 @@ is reported before anything slow starts.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -59,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(command.run(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `deepvis layers | head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout for the exit flush
+        return 0
     except Exception as exc:
         if isinstance(exc, user_errors()):
             print(f"deepvis: error: {exc}".splitlines()[0], file=sys.stderr)

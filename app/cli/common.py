@@ -34,7 +34,8 @@ class Parser(argparse.ArgumentParser):
 
 def add_common(p: argparse.ArgumentParser, source: bool = False) -> None:
     """--model, --device, --settings (and --source): shared by every command."""
-    p.add_argument("--model", help="bundled name, torchvision name, ARCH:STATE_DICT or TorchScript")
+    p.add_argument("--model",
+                   help="bundled name, torchvision name, ARCH:STATE_DICT or a torch.export .pt2")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--settings", type=Path, help="settings.toml to use instead of the default")
     if source:

@@ -165,7 +165,7 @@ class FrameProcessor:
             pos = None if at is None else (min(max(at[0], 0), h - 1), min(max(at[1], 0), w - 1))
             with torch.enable_grad():
                 saliency = self._attributor.attribute(x, layer, unit, pos)
-        except Exception as exc:  # e.g. a TorchScript model: say so once, keep running
+        except Exception as exc:  # a model attribution cannot handle: say so once, go on
             self.attribution_error = f"attribution unavailable: {exc}".splitlines()[0]
             return None, 0.0
         return saliency_to_uint8(saliency), (time.perf_counter() - t0) * 1e3

@@ -18,6 +18,7 @@ from torchvision.models._meta import _IMAGENET_CATEGORIES
 
 from app.core.messages import ModelChoice
 from app.core.settings import ModelSettings
+from app.engine.runtime.exported import EXPORT_HINT, ExportError, archive_kind, load_exported
 from app.engine.runtime.preprocess import Preprocess
 
 BUNDLED = "efficientnet_lite0"
@@ -211,7 +212,7 @@ def _head_classes(state: dict, arch: str) -> int | None:
 
 
 def load_checkpoint(spec: str, device: torch.device) -> LoadedModel:
-    """`ARCH:PATH` (a state_dict for a torchvision architecture) or `PATH` (TorchScript)."""
+    """`ARCH:PATH` (a state_dict for a torchvision architecture) or `PATH` (a .pt2 program)."""
     arch, _, rest = spec.partition(":")
     if rest and arch in torchvision_names():
         path = Path(rest).expanduser()
@@ -236,30 +237,49 @@ def load_checkpoint(spec: str, device: torch.device) -> LoadedModel:
         raise ModelError(
             f"unknown model {spec!r}: not a model name (see `deepvis models`) nor a file"
         )
-    try:
-        model = torch.jit.load(str(path), map_location="cpu")
-    except Exception:
+    kind = archive_kind(path)
+    if kind == "export":
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:
-            raise ModelError(
-                f"{path} is neither TorchScript nor a state_dict (pickled whole models are "
-                "refused: they can run arbitrary code)"
-            ) from None
-        if isinstance(state, dict):
-            raise ModelError(
-                f"{path} is a state_dict: name its architecture, e.g. --model resnet18:{path}"
-            ) from None
-        raise ModelError(f"{path} holds no model") from None
-    n = _probe_classes(model, device)
-    return _finish(model, path.name, Preprocess(), _class_names(n), device, path)
+            model = load_exported(path)
+        except ExportError as exc:
+            raise ModelError(str(exc)) from None
+        n = _probe_classes(model, device, path)
+        return _finish(model, path.name, Preprocess(), _class_names(n), device, path)
+    if kind == "torchscript":
+        raise ModelError(
+            f"{path} is TorchScript, which cannot be hooked (and torch.jit is deprecated): "
+            f"save a torch.export program instead, {EXPORT_HINT}, or a state_dict for "
+            "--model ARCH:PATH"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise ModelError(
+            f"{path} is neither a torch.export program (.pt2) nor a state_dict (pickled "
+            "whole models are refused: they can run arbitrary code)"
+        ) from None
+    if isinstance(state, dict):
+        raise ModelError(
+            f"{path} is a state_dict: name its architecture, e.g. --model resnet18:{path}"
+        )
+    raise ModelError(f"{path} holds no model")
 
 
-def _probe_classes(model: nn.Module, device: torch.device) -> int:
-    with torch.no_grad():
-        out = model.to(device).eval()(torch.zeros(1, 3, 224, 224, device=device))
+def _probe_classes(model: nn.Module, device: torch.device, path: Path) -> int:
+    """The number of classes, from one forward; ModelError if the program cannot take a
+    batch of 2 at another size (it was exported for one input shape only)."""
+    try:
+        with torch.no_grad():
+            model = model.to(device).eval()
+            out = model(torch.zeros(1, 3, 224, 224, device=device))
+            model(torch.zeros(2, 3, 160, 160, device=device))  # renders, scans: other shapes
+    except Exception as exc:
+        raise ModelError(
+            f"{path} does not run on (2, 3, 160, 160) inputs ({_first_line(exc)}): export it "
+            f"with dynamic batch, height and width: {EXPORT_HINT}"
+        ) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise ModelError("the TorchScript model must return (N, classes) logits")
+        raise ModelError(f"{path} must return (N, classes) logits")
     return int(out.shape[1])
 
 

@@ -26,9 +26,8 @@ Constants never widen a field: adding, scaling or subtracting a scalar or a per-
 tensor (bias, input normalization, layer scale, a squeeze-excitation gate) keeps the
 support of the map operand, and a difference of two maps counts as their sum.
 
-Limits: TorchScript models cannot be intercepted function by function; their parameters
-are made positive (weights), zero (biases) or neutral (norm statistics) instead, which is
-exact for conv/pool/BN/ReLU nets.
+A torch.export program runs aten operators instead of `F.*` functions; those with the
+same arguments are mapped to the functions above (`_ATEN`), so programs measure the same.
 """
 
 from __future__ import annotations
@@ -132,6 +131,32 @@ _SCALES = {torch.mul, T.mul, T.mul_, T.__mul__, T.__rmul__, T.__imul__, torch.di
 _IN_PLACE_SUB = {T.sub_: T.add_, T.__isub__: T.__iadd__}
 
 
+def _aten_equivalents() -> dict[Any, Any]:
+    """A torch.export program's graph calls aten overloads, not F.*: each one that takes
+    the same leading arguments as a function above, mapped to it."""
+    aten = torch.ops.aten
+    same: dict[Any, Any] = {
+        aten.conv1d.default: F.conv1d, aten.conv2d.default: F.conv2d,
+        aten.conv3d.default: F.conv3d, aten.linear.default: F.linear,
+        aten.avg_pool2d.default: F.avg_pool2d,
+        aten.adaptive_avg_pool2d.default: F.adaptive_avg_pool2d,
+        aten.add.Tensor: torch.add, aten.add_.Tensor: T.add_, aten.sub.Tensor: torch.sub,
+        aten.sub_.Tensor: T.sub_, aten.mul.Tensor: torch.mul, aten.mul_.Tensor: T.mul_,
+        aten.div.Tensor: torch.div, aten.div_.Tensor: T.div_,
+    }
+    for name in ("relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu", "elu",
+                 "gelu", "silu", "silu_", "mish", "hardswish", "hardswish_", "hardsigmoid",
+                 "sigmoid", "tanh", "dropout", "batch_norm", "layer_norm", "group_norm",
+                 "instance_norm", "round"):
+        op = getattr(aten, name, None)
+        if op is not None:
+            same[op.default] = torch.relu  # any member of _IDENTITY_FUNCS: returns its input
+    return same
+
+
+_ATEN = _aten_equivalents()
+
+
 def _averaging(weight: torch.Tensor) -> torch.Tensor:
     """Same shape, every weight 1 / fan-in: positive, and activations stay near 1."""
     return torch.full(weight.shape, 1.0 / max(weight[0].numel(), 1), device=weight.device)
@@ -150,6 +175,7 @@ class _Support(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = dict(kwargs or {})
+        func = _ATEN.get(func, func)
         if func in _IDENTITY_FUNCS:
             return args[0] if args else kwargs.get("input")
         if func in _CONVS or func is F.linear:
@@ -215,31 +241,10 @@ def linearized_copy(model: nn.Module) -> nn.Module:
         module._forward_hooks.clear()
         module._forward_pre_hooks.clear()
         module._backward_hooks.clear()
-        if isinstance(clone, torch.jit.ScriptModule):
-            continue
         for child_name, child in list(module.named_children()):
             if (se and isinstance(child, se)) or "SqueezeExcit" in type(child).__name__:
                 setattr(module, child_name, nn.Identity())
-    if isinstance(clone, torch.jit.ScriptModule):
-        _positive_parameters(clone)
     return clone
-
-
-def _positive_parameters(model: nn.Module) -> None:
-    """TorchScript fallback: averaging weights, zero biases, identity normalizations."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() >= 2:
-                p.fill_(1.0 / max(p[0].numel(), 1))
-            elif name.endswith("bias"):
-                p.zero_()
-            else:
-                p.fill_(1.0)
-        for name, b in model.named_buffers():
-            if name.endswith("running_mean"):
-                b.zero_()
-            elif name.endswith("running_var"):
-                b.fill_(1.0)
 
 
 def measure_receptive_field(model: nn.Module, layer: str, input_size: int,
@@ -249,8 +254,6 @@ def measure_receptive_field(model: nn.Module, layer: str, input_size: int,
     `lin` is `linearized_copy(model)` when the caller keeps one.
     """
     lin = lin if lin is not None else linearized_copy(model)
-    if isinstance(lin, torch.jit.ScriptModule):
-        return _measure(lin, layer, input_size, None)
     try:
         return _measure(lin, layer, input_size, _Support(collapse=True))
     except (RuntimeError, ValueError, IndexError):

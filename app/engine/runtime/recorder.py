@@ -91,7 +91,7 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
                 self._versions[key] = output._version
             self.activations[key] = output
             if kind is None:
-                kind = type(module).__name__
+                kind = module_kind(module)
             self.kinds[key] = kind
 
         return hook
@@ -144,3 +144,16 @@ def default_layer(layers: tuple[LayerInfo, ...]) -> str:
         raise ValueError("the model has no layer with a (C, H, W) output")
     shallow = [info for info in layers if info.name.count(".") <= 1] or list(layers)
     return shallow[int(len(shallow) * 0.45)].name
+
+
+def module_kind(module: nn.Module) -> str:
+    """What a layer is, for lists: its class name, or for a submodule of a torch.export
+    program (an `InterpreterModule`, whatever it was) the operator its graph runs."""
+    graph = getattr(module, "graph", None)
+    if type(module).__name__ != "InterpreterModule" or graph is None:
+        return type(module).__name__
+    calls = [n for n in graph.nodes if n.op in ("call_function", "call_module")]
+    if len(calls) == 1 and calls[0].op == "call_function":  # a leaf: aten.conv2d.default
+        name = getattr(calls[0].target, "__name__", str(calls[0].target))
+        return f"exported {name.split('.')[0]}"
+    return "exported block"

@@ -115,10 +115,7 @@ def forward_to(model: nn.Module, layer: str, x: torch.Tensor,
         if not isinstance(other[0], torch.Tensor):
             raise NotATensor(f"layer {layer!r} does not output a tensor")
         return other[0]
-    raise LayerNotReached(
-        f"layer {layer!r} did not run in the forward pass "
-        "(TorchScript models run their submodules without hooks)"
-    )
+    raise LayerNotReached(f"layer {layer!r} did not run in the forward pass")
 
 
 def speed_up_copy(model: nn.Module, example: torch.Tensor,

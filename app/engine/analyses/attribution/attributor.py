@@ -115,9 +115,11 @@ def swap_rectifiers(model: nn.Module, rule: str) -> int:
     return swapped
 
 
+# the aten overloads are what a torch.export program's graph calls (no nn.ReLU modules)
 _FUNCTIONAL_RELU = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu,
-                    torch.Tensor.relu_}
-_FUNCTIONAL_CLAMP = {F.relu6, F.hardtanh, F.hardtanh_}
+                    torch.Tensor.relu_, torch.ops.aten.relu.default, torch.ops.aten.relu_.default}
+_FUNCTIONAL_CLAMP = {F.relu6, F.hardtanh, F.hardtanh_, torch.ops.aten.hardtanh.default,
+                     torch.ops.aten.hardtanh_.default}
 
 
 class _FunctionalRectifiers(TorchFunctionMode):
@@ -181,9 +183,6 @@ class Attributor:
                  mode: AttributionMode | str = AttributionMode.GRADIENT,
                  fast: bool = True) -> None:
         module = model.module if isinstance(model, LoadedModel) else model
-        if isinstance(module, torch.jit.ScriptModule):
-            raise AttributionError("attribution needs a Python nn.Module; TorchScript models "
-                                   "cannot be hooked or have their ReLUs swapped")
         self._source = module
         self._model: nn.Module | None = None
         self._functional: dict[str, bool] = {}  # per target: F.relu & co. called below it
