@@ -255,7 +255,7 @@ def test_live_ablation_in_one_forked_pass_equals_two_passes(processor):
     above = ViewState(layer="_blocks.11", unit=2, ablated=deleted)  # shown: above the fork
 
     def run(two_passes: bool):
-        processor._fork_failed = deleted if two_passes else None
+        processor.fork_ablation = not two_passes
         calls = []
         original = processor.recorder.run
         processor.recorder.run = lambda x, *a: calls.append(x.shape[0]) or original(x, *a)

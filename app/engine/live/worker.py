@@ -84,6 +84,7 @@ class FrameProcessor:
         # the deletions a forked pass failed on (a parallel branch): two passes for those
         self._fork_failed: tuple[tuple[str, tuple[int, ...]], ...] | None = None
         self._fork_safe = fork_safe(loaded.module)
+        self.fork_ablation = True  # False: always two passes (what a forked one must equal)
         self._attributor: Attributor | None = None
         self.attribution_error: str | None = None  # why attribution is unavailable, once
         # this session's best frames per unit of the selected layer, kept on the device
@@ -110,7 +111,7 @@ class FrameProcessor:
                             ) -> tuple[torch.Tensor, tuple[Prediction, ...]]:
         """The ablated logits (1, classes) and the intact network's top-k, in one forked pass
         (~1.1 forwards) where the model allows it, else in two."""
-        if self._fork_safe and self._fork_failed != view.ablated:
+        if self.fork_ablation and self._fork_safe and self._fork_failed != view.ablated:
             means = self.ablation.means
             state = means.snapshot() if isinstance(means, RunningChannelMeans) else None
             try:
@@ -118,8 +119,8 @@ class FrameProcessor:
                     both = self.recorder.run(x)
                 return both[-1:], self._top(both[:1])
             except (ForkError, RuntimeError) as exc:
-                if state is not None:
-                    means.restore(state)  # type: ignore[union-attr]  # the frame counts once
+                if state is not None and isinstance(means, RunningChannelMeans):
+                    means.restore(state)  # the frame counts once
                 if "out of memory" in str(exc):
                     raise  # a real failure, not a model the fork cannot handle
                 # a deleted unit on a branch the doubled batch does not reach, or a merge of

@@ -62,13 +62,14 @@ def find_pairs(model: nn.Module, example: torch.Tensor,
     def on_conv(module: nn.Module, inputs: Any, output: Any) -> None:
         calls[id(module)] = calls.get(id(module), 0) + 1
         if isinstance(output, torch.Tensor):  # the reference keeps the id from being reused
-            produced[id(output)] = (module, output)  # type: ignore[assignment]
+            assert isinstance(module, nn.Conv2d)  # hooked on convs only
+            produced[id(output)] = (module, output)
 
     def on_bn(module: nn.Module, inputs: Any, output: Any) -> None:
         calls[id(module)] = calls.get(id(module), 0) + 1
         source = produced.get(id(inputs[0])) if inputs else None
-        if source is not None and source[1] is inputs[0]:
-            found.append((source[0], module))  # type: ignore[arg-type]
+        if source is not None and source[1] is inputs[0] and isinstance(module, nn.BatchNorm2d):
+            found.append((source[0], module))
 
     handles = []
     for m in model.modules():
@@ -97,10 +98,13 @@ def find_pairs(model: nn.Module, example: torch.Tensor,
 @torch.no_grad()
 def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift), (C,) each: eval-mode `bn(z)` is `z · scale + shift` per channel."""
-    scale = bn.running_var.add(bn.eps).rsqrt()  # type: ignore[union-attr]
+    mean, var = bn.running_mean, bn.running_var
+    if mean is None or var is None:
+        raise ValueError("a batch norm without running statistics has no fixed affine form")
+    scale = var.add(bn.eps).rsqrt()
     if bn.weight is not None:
         scale = scale * bn.weight
-    shift = -bn.running_mean * scale  # type: ignore[operator]
+    shift = -mean * scale
     if bn.bias is not None:
         shift = shift + bn.bias
     return scale.detach().clone(), shift.detach().clone()
@@ -129,8 +133,8 @@ def _unfold(pair: _Pair, old_w: torch.Tensor, old_b: torch.Tensor | None) -> Non
     pair.conv.weight.copy_(old_w)
     if old_b is None:
         pair.conv.bias = None
-    else:
-        pair.conv.bias.copy_(old_b)  # type: ignore[union-attr]
+    elif pair.conv.bias is not None:
+        pair.conv.bias.copy_(old_b)
     setattr(pair.parent, pair.attr, pair.bn)
 
 

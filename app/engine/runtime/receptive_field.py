@@ -173,7 +173,8 @@ class _Support(TorchFunctionMode):
         super().__init__()
         self.collapse = collapse
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = dict(kwargs or {})
         func = _ATEN.get(func, func)
         if func in _IDENTITY_FUNCS:

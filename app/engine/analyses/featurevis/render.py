@@ -205,7 +205,8 @@ class Renderer:
                     param.project()
                     if step_ops:
                         x = param.params[0]
-                        ascent = -x.grad  # type: ignore[operator]
+                        assert x.grad is not None  # the backward above filled it
+                        ascent = -x.grad
                         for op in step_ops:
                             op(step, x, ascent)
                 if step % p.preview_every == 0 or step == p.steps:
@@ -222,7 +223,8 @@ def _scaled_ascent(params: list[torch.Tensor], lr: float) -> None:
     image's gradient by its mean magnitude makes one learning rate fit them all.
     """
     for t in params:
-        g = -t.grad  # type: ignore[operator]
+        assert t.grad is not None  # called right after a backward
+        g = -t.grad
         norm = g.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, *([1] * (g.dim() - 1)))
         t.add_(g / norm, alpha=lr)
 

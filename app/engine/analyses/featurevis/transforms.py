@@ -63,8 +63,9 @@ def jitter(d: int) -> Transform:
     def apply(x: torch.Tensor, rngs: Rngs) -> torch.Tensor:
         if d <= 0:
             return x
-        offsets = [tuple(int(v) for v in torch.randint(d + 1, (2,), generator=g)) for g in rngs]
-        return crop(x, offsets, d)  # type: ignore[arg-type]
+        offsets = [(int(oy), int(ox))
+                   for oy, ox in (torch.randint(d + 1, (2,), generator=g) for g in rngs)]
+        return crop(x, offsets, d)
 
     return apply
 
