@@ -22,9 +22,11 @@ def launch_window(
     """Open the live window on `source` with the settings' model; returns the exit code."""
     from app.engine.runtime.device import pick_device
     from app.engine.runtime.models import check_model_spec
+    from app.gui.qt_messages import route_qt_messages
     from app.gui.run import run_window
     from app.session.live import LiveSession
 
+    route_qt_messages()
     device = pick_device(settings.model.device)
     check_model_spec(settings.model.default)
     session = LiveSession(settings, device)

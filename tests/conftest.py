@@ -5,12 +5,16 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import tempfile
 import threading
 import time
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# the app's log file (warnings, Qt's messages) is not the user's while tests run
+os.environ.setdefault("DEEPVIS_LOG", os.path.join(tempfile.mkdtemp(prefix="deepvis-test-"),
+                                                  "deepvis.log"))
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from types import ModuleType
 
 from app.cli import ablate, bench, layers, live, models, predict, render, scan
 from app.cli.common import EXIT_USAGE, GLOBAL_FLAGS, Parser, user_errors
+from app.core.logs import route_to_log
 from app.core.malloc_tuning import keep_freed_memory
 
 SUBCOMMANDS: tuple[ModuleType, ...] = (models, layers, predict, bench, scan, render, ablate)
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS[args.command] if is_sub else live
     # before torch allocates anything: every forward/backward reuses freed buffers from then on
     keep_freed_memory()
+    route_to_log()  # warnings and Qt's chatter go to the log file, not the terminal
     try:
         return int(command.run(args))
     except KeyboardInterrupt:

@@ -1,0 +1,50 @@
+"""Diagnostics go to the log file, not the terminal: Python warnings and Qt's messages."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from app.core.logs import route_to_log
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_warnings_and_records_go_to_the_log_file_once(tmp_path, capsys):
+    path = tmp_path / "logs" / "deepvis.log"
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    try:
+        assert route_to_log(path) == path
+        assert route_to_log(tmp_path / "other.log") == path  # one handler, however often
+        warnings.warn("torch.jit is deprecated, a test says", FutureWarning, stacklevel=1)
+        logging.getLogger("app.test").info("a record for whoever debugs")
+        for handler in root.handlers:
+            handler.flush()
+        text = path.read_text(encoding="utf-8")
+        assert "torch.jit is deprecated, a test says" in text and "a record for" in text
+        assert "deprecated" not in capsys.readouterr().err
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        logging.captureWarnings(False)
+
+
+def test_qt_messages_reach_the_log_not_the_terminal(tmp_path):
+    log = tmp_path / "qt.log"
+    code = (
+        "import os; os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+        "from app.core.logs import route_to_log; route_to_log()\n"
+        "from app.gui.qt_messages import route_qt_messages; route_qt_messages()\n"
+        "from PyQt6.QtCore import qWarning; qWarning('a plugin grumbles')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={"DEEPVIS_LOG": str(log), "PATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "a plugin grumbles" not in proc.stderr
+    assert "WARNING qt: a plugin grumbles" in log.read_text(encoding="utf-8")
