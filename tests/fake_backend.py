@@ -27,6 +27,7 @@ from app.core.messages import (
     JobProgress,
     LayerInfo,
     ModelChoice,
+    ModelFailed,
     ModelReady,
     Normalization,
     Notice,
@@ -265,6 +266,8 @@ def make_result(
     aspect: float = 1.0,
     view: ViewState | None = None,
     with_live_top: bool = True,
+    source: str = "chelsea.png",
+    index: int = 0,
 ) -> Result:
     """A complete `Result` for `layer` as the engine would send it (analyses from `view`)."""
     acts = activations(layer)
@@ -273,7 +276,7 @@ def make_result(
     geometry: GridGeometry = grid_geometry(c, h, w, aspect=aspect)
     per_channel = normalization == Normalization.PER_CHANNEL
     mosaic = tile_channels(normalize_channels(acts, per_channel), geometry)
-    frame = Frame(image=photo(), index=0, timestamp=float(seq), source="chelsea.png")
+    frame = Frame(image=photo(), index=index, timestamp=float(seq), source=source)
     view = view or ViewState(layer=layer, unit=unit)
     attribution = None
     if view.attribution != AttributionMode.OFF:
@@ -329,6 +332,7 @@ class FakeBackend:
         self._model_ready = False
         self._dirty = True
         self._folder_position = 0
+        self._folder: list[str] = []  # file names of an open folder source
         # request_unit answers with patches from these photos (None: "no scan" note), and
         # with preferred-image events at these steps of 64 (64: the final one)
         self.photos = photos
@@ -355,9 +359,13 @@ class FakeBackend:
         self._dirty = False
         self.results_made += 1
         v = self._view
+        source, index = "chelsea.png", 0
+        if self._folder:
+            index = self._folder_position % len(self._folder)
+            source = self._folder[index]
         return make_result(
             v.layer or DEFAULT_LAYER, v.unit, v.normalization, v.frozen, self.results_made,
-            view=v,
+            view=v, source=source, index=index,
         )
 
     def poll_events(self) -> list[Event]:
@@ -378,12 +386,20 @@ class FakeBackend:
         if spec.startswith("camera:"):
             self._events.append(Notice(f"no camera at index {spec[7:]}", NoticeLevel.ERROR))
             return
-        kind = "folder" if path.is_dir() else "image"
-        self._events.append(SourceReady(path.name, kind, 3 if kind == "folder" else 1, 0))
+        if not path.is_dir():
+            self._folder = []
+            self._events.append(SourceReady(path.name, "image", 1, 0))
+            return
+        # like the real folder source: its label is the picture shown, frames name theirs
+        self._folder = sorted(p.name for p in path.iterdir()) or ["1.png", "2.png", "3.png"]
+        self._folder_position = 0
+        self._dirty = True
+        self._events.append(SourceReady(self._folder[0], "folder", len(self._folder), 0))
 
     def step_source(self, delta: int) -> None:
         self.calls.append(("step_source", delta))
         self._folder_position += delta
+        self._dirty = True
 
     def set_mirror(self, mirror: bool) -> None:
         self.calls.append(("set_mirror", mirror))
@@ -392,6 +408,7 @@ class FakeBackend:
         self.calls.append(("load_model", spec))
         if spec == "broken":
             self._events.append(Notice("cannot load model 'broken'", NoticeLevel.ERROR))
+            self._events.append(ModelFailed(spec, "cannot load model 'broken'"))
         else:
             self._events.append(self.model_ready(spec))
 
@@ -401,6 +418,9 @@ class FakeBackend:
             ModelChoice("resnet18", "torchvision ResNet-18, ImageNet weights", False),
             ModelChoice("googlenet", "torchvision GoogLeNet (Inception v1)", False),
         ]
+
+    def architectures(self) -> list[str]:
+        return ["alexnet", "resnet18", "resnet34", "resnet50", "vgg16"]
 
     def request_unit(self, layer: str, unit: int) -> None:
         self.calls.append(("request_unit", (layer, unit)))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PyQt6.QtCore import QEvent, QMimeData, QPoint, QPointF, Qt, QUrl
 from PyQt6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeySequence
-from PyQt6.QtWidgets import QApplication, QMenu, QWidget
+from PyQt6.QtWidgets import QAbstractScrollArea, QAbstractSlider, QApplication, QMenu, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.core.backend import LiveBackend
@@ -190,6 +190,42 @@ class WindowDriver:
     def click_cancel_render_layer(self) -> None:
         self._click(self._panes.preferred.layer_cancel)
 
+    def open_source(self, spec: str) -> None:
+        self.window.open_source(spec)
+
+    def show_result(self, result: Result) -> None:
+        """Hand the window a result directly, as its poll would."""
+        self.window.show_result(result)
+
+    def scroll_messages_up(self) -> None:
+        """Page up in the message log's scroll bar, as a user reading older lines would."""
+        log = self._panes.messages.mouse_area()
+        assert isinstance(log, QAbstractScrollArea)
+        bar = log.verticalScrollBar()
+        assert bar is not None
+        bar.triggerAction(QAbstractSlider.SliderAction.SliderPageStepSub)
+
+    def click_notice(self) -> None:
+        self._click(self.window.status.notice_label())
+
+    def architecture_dialog_visible(self) -> bool:
+        return self._panes.architecture_dialog.isVisible()
+
+    def architecture_choices(self) -> list[str]:
+        return self._panes.architecture_dialog.choices()
+
+    def architecture_choice(self) -> str | None:
+        return self._panes.architecture_dialog.choice()
+
+    def choose_architecture(self, name: str) -> None:
+        """Pick `name` in the architecture dialog and press Open."""
+        dialog = self._panes.architecture_dialog
+        assert dialog.choose(name), name
+        dialog.accept()
+
+    def cancel_architecture_dialog(self) -> None:
+        self._panes.architecture_dialog.reject()
+
     def click_job_cancel(self, kind: JobKind) -> None:
         widget = self.window.status.job_widget(kind)
         assert widget is not None, kind
@@ -284,6 +320,48 @@ class WindowDriver:
 
     def notice_text(self) -> str:
         return self.window.status.notice_text()
+
+    def notice_shown_text(self) -> str:
+        """The notice as drawn (elided to the room it has)."""
+        return self.window.status.notice_shown_text()
+
+    def notice_tooltip(self) -> str:
+        return self.window.status.notice_tooltip()
+
+    def messages_show_newest(self) -> bool:
+        return self._panes.messages.showing_newest()
+
+    def stats_text(self) -> str:
+        return self.window.status.stats_text()
+
+    def model_text(self) -> str:
+        return self.window.status.model_text()
+
+    def source_text(self) -> str:
+        return self.window.status.source_text()
+
+    def attribution_caption(self) -> str:
+        return self._panes.attribution.info_text()
+
+    def attribution_placeholder(self) -> str:
+        """What the Attribution tab says instead of a map ("" while it shows one)."""
+        return self._panes.attribution.placeholder_text()
+
+    def ablation_note(self) -> str:
+        return self._panes.ablation.note_text()
+
+    def pane_rects(self) -> dict[str, tuple[int, int, int, int]]:
+        """(x, y, w, h) of each pane's visible part, in window coordinates."""
+        out = {}
+        widgets = {**self._panes.pane_widgets(), "status": self.window.status}
+        for name, widget in widgets.items():
+            r = widget.visibleRegion().boundingRect()
+            top_left = widget.mapTo(self.window, r.topLeft())
+            out[name] = (top_left.x(), top_left.y(), r.width(), r.height())
+        return out
+
+    def unit_tabs_fit(self) -> bool:
+        return self._panes.unit.tabs_fit()
 
     def notice_style(self) -> str:
         return self.window.status.notice_style()

@@ -154,6 +154,36 @@ def test_session_end_to_end_on_an_image_and_bad_inputs(tmp_path):
     assert not session.worker.is_alive()
 
 
+def test_freezing_pauses_the_capture_so_no_frames_are_dropped():
+    """Frozen, the worker takes no frames: a capture reading on would count thousands of
+    frames as dropped. The session pauses it while frozen and resumes it after."""
+    from app.session.live import LiveSession, sample_video
+
+    session = LiveSession(Settings(), CPU)
+    try:
+        session.load_model("efficientnet_lite0")
+        session.open_source(str(sample_video()))
+        collect_events(session, lambda ev: any(isinstance(e, SourceReady) for e in ev)
+                       and any(isinstance(e, ModelReady) for e in ev))
+        next_result(session, lambda r: not r.frozen)
+        session.set_view(ViewState(frozen=True))
+        first = next_result(session, lambda r: r.frozen)
+        # re-render the frozen frame for about a second (25 video frames would be read)
+        t0, unit, last = time.monotonic(), 0, first
+        while time.monotonic() - t0 < 1.2:
+            unit = 1 - unit
+            session.set_view(ViewState(unit=unit, frozen=True))
+            last = next_result(session, lambda r, u=unit: r.frozen and r.unit == u)
+        assert last.dropped_frames - first.dropped_frames <= 1
+        assert last.frame is first.frame
+        session.set_view(ViewState(frozen=False))
+        fresh = next_result(session, lambda r: not r.frozen and r.frame is not first.frame,
+                            timeout=30)
+        assert fresh.fps >= 0
+    finally:
+        session.stop()
+
+
 def test_session_auto_source_without_camera_falls_back_to_the_sample_video():
     from app.session.live import LiveSession
 

@@ -17,6 +17,9 @@ def test_warnings_and_records_go_to_the_log_file_once(tmp_path, capsys):
     path = tmp_path / "logs" / "deepvis.log"
     root = logging.getLogger()
     handlers = list(root.handlers)
+    for handler in handlers:  # an earlier test's `deepvis` run installed the session's one
+        root.removeHandler(handler)
+    logging.captureWarnings(False)  # so route_to_log hooks warnings inside pytest's capture
     try:
         assert route_to_log(path) == path
         assert route_to_log(tmp_path / "other.log") == path  # one handler, however often
@@ -29,9 +32,10 @@ def test_warnings_and_records_go_to_the_log_file_once(tmp_path, capsys):
         assert "deprecated" not in capsys.readouterr().err
     finally:
         for handler in root.handlers[:]:
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
+            root.removeHandler(handler)
+            handler.close()
+        for handler in handlers:
+            root.addHandler(handler)
         logging.captureWarnings(False)
 
 

@@ -102,3 +102,25 @@ def test_screenshot_flag_runs_the_real_window_and_exits(tmp_path):
     ptr = image.convertToFormat(QImage.Format.Format_RGB888)
     arr = np.frombuffer(ptr.constBits().asstring(ptr.sizeInBytes()), np.uint8)
     assert len(np.unique(arr.reshape(-1, 3)[:: 97], axis=0)) > 200
+
+
+@pytest.mark.parametrize("kind", ["image", "folder"])
+def test_screenshot_of_a_still_source_ends_with_fewer_results_than_frames(tmp_path, kind):
+    """A still image gives one result (two with --layer): --frames 5 must not wait for more."""
+    if kind == "image":
+        source = write_jpeg(tmp_path / "cat.jpg", chelsea())
+    else:
+        source = tmp_path / "photos"
+        source.mkdir()
+        write_jpeg(source / "a_cat.jpg", chelsea())
+        write_jpeg(source / "b_coffee.jpg", coffee())
+    out = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    # the window's own fallback grabs after 120 s: a run that long is the bug
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "--source", str(source), "--layer", "_blocks.4",
+         "--screenshot", str(out), "--frames", "5", "--device", "cpu"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not QImage(str(out)).isNull()

@@ -14,6 +14,7 @@ from app.core.messages import (
     JobKind,
     JobProgress,
     ModelChoice,
+    ModelFailed,
     ModelReady,
     Notice,
     PreferredGrid,
@@ -25,7 +26,7 @@ from app.core.messages import (
 )
 
 Event = (
-    Notice | ModelReady | SourceReady | JobProgress | JobFinished | UnitPatches
+    Notice | ModelReady | ModelFailed | SourceReady | JobProgress | JobFinished | UnitPatches
     | PreferredImage | PreferredGrid | AblationCurves
 )
 
@@ -54,10 +55,15 @@ class LiveBackend(Protocol):
     def set_mirror(self, mirror: bool) -> None: ...
 
     def load_model(self, spec: str) -> None:
-        """Load a model in the background; `ModelReady` or an error `Notice` follows."""
+        """Load a model in the background; `ModelReady`, or an error `Notice` and
+        `ModelFailed`, follows."""
         ...
 
     def model_choices(self) -> list[ModelChoice]: ...
+
+    def architectures(self) -> list[str]:
+        """Architecture names a state_dict can be loaded into, as `ARCH:PATH`."""
+        ...
 
     def request_unit(self, layer: str, unit: int) -> None:
         """The user selected a unit: answer with `UnitPatches` and `PreferredImage` events.

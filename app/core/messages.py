@@ -194,6 +194,9 @@ class AblationCurves:
     selectivity: np.ndarray  # (C,) class-selectivity index per unit
     metric: str  # "accuracy" (labeled folders) or "agreement with the intact top-1"
     images: int
+    # units with a negative class mean (signed layers): their means were shifted to be
+    # >= 0 before the index, which Morcos et al.'s definition does not do
+    shifted_units: int = 0
 
 
 class NoticeLevel(StrEnum):
@@ -219,6 +222,14 @@ class ModelReady:
     default_layer: str
     device: str
     num_classes: int
+
+
+@dataclass(frozen=True)
+class ModelFailed:
+    """A model could not be loaded (its error `Notice` came just before); the old one runs on."""
+
+    spec: str
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,17 @@ def _plot(x_label: str, y_label: str) -> pg.PlotWidget:
     return plot
 
 
+def shifted_note(shifted: int, units: int) -> str:
+    """What the selectivity histogram is, when it is not quite Morcos et al.'s index."""
+    if shifted <= 0:
+        return ""
+    return (
+        f"Not exactly Morcos et al.'s class selectivity: {shifted} of {units} units have "
+        "negative class means (a signed layer), so each of their class means was shifted "
+        "by the smallest before the index (theirs assumes activations ≥ 0)."
+    )
+
+
 class AblationPane(Panel):
     """Header, run/cancel row, and the two plots (a placeholder until curves exist)."""
 
@@ -68,6 +79,12 @@ class AblationPane(Panel):
         row.addWidget(self.cancel)
         row.addWidget(self.run_button)
         self.layout_.addLayout(row)
+        self.note = QLabel("")
+        self.note.setObjectName("paneInfo")
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet(f"color: {theme.WARNING};")
+        self.note.hide()
+        self.layout_.addWidget(self.note)
 
         self.stack = QStackedWidget()
         self.placeholder = QLabel(
@@ -160,6 +177,8 @@ class AblationPane(Panel):
         self.info.setText(
             f"{curves.layer} · {sel.size} units · {curves.images:,} images · {curves.metric}"
         )
+        self.note.setText(shifted_note(curves.shifted_units, sel.size))
+        self.note.setVisible(curves.shifted_units > 0)
         self.stack.setCurrentIndex(1)
         self._update_marker()
 
@@ -178,6 +197,10 @@ class AblationPane(Panel):
         item = self.curves_plot.getPlotItem()
         assert item is not None
         return str(item.getAxis("left").labelText)
+
+    def note_text(self) -> str:
+        """The caveat under the header ("" when there is none)."""
+        return self.note.text() if not self.note.isHidden() else ""
 
     def marker_text(self) -> str:
         return str(self.marker_label.toPlainText())

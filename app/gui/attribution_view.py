@@ -43,9 +43,14 @@ class AttributionPane(QWidget):
         layout.addWidget(self._info)
         self._shape: tuple[int, ...] | None = None
 
-    def set_map(self, saliency: np.ndarray) -> None:
-        """Show an (h, w) uint8 saliency map."""
+    def set_map(self, saliency: np.ndarray, blank_reason: str | None = None) -> None:
+        """Show an (h, w) uint8 saliency map; with `blank_reason` (the map is all zero),
+        say why instead of showing a black square."""
         self.image.setImage(saliency, autoLevels=False, levels=(0, 255))
+        if blank_reason is not None:
+            self.pane.set_placeholder(blank_reason)
+            self.pane.show_graphics(False)
+            return
         if not self.pane.showing_graphics:
             self.pane.show_graphics()
         if saliency.shape != self._shape:
@@ -72,6 +77,10 @@ class AttributionPane(QWidget):
 
     def info_text(self) -> str:
         return self._info.text()
+
+    def placeholder_text(self) -> str:
+        """What the pane says instead of a map; "" while it shows one."""
+        return "" if self.pane.showing_graphics else self.pane.placeholder_text()
 
     def shown_map(self) -> np.ndarray | None:
         image: np.ndarray | None = self.image.image

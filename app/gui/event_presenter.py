@@ -16,6 +16,7 @@ from app.core.messages import (
     JobFinished,
     JobKind,
     JobProgress,
+    ModelFailed,
     ModelReady,
     Notice,
     NoticeLevel,
@@ -62,6 +63,7 @@ class EventPresenter:
         self._initial_layer = initial_layer
         self._initial_unit = initial_unit
         self.model_name = ""
+        self._model_label: str | None = None  # the status bar's model text before a load
 
     def handle(self, event: Event) -> None:
         """React to one backend event."""
@@ -69,8 +71,10 @@ class EventPresenter:
             self._notify(event)
         elif isinstance(event, ModelReady):
             self._on_model_ready(event)
+        elif isinstance(event, ModelFailed):
+            self._on_model_failed(event)
         elif isinstance(event, SourceReady):
-            self._on_source_ready(event)
+            self._results.set_source(event)
         elif isinstance(event, UnitPatches):
             self._on_unit_patches(event)
         elif isinstance(event, PreferredImage):
@@ -87,11 +91,24 @@ class EventPresenter:
     def load_model(self, spec: str, label: str) -> None:
         """A model was asked for: say so until it is ready."""
         self._notify(Notice(f"loading model {spec}…"))
+        if self._model_label is None:  # a second load before the first ended: keep the first
+            self._model_label = self._status.model_text()
         self._status.set_model_text(f"loading {label}")
         self._backend.load_model(spec)
 
+    def _on_model_failed(self, _event: ModelFailed) -> None:
+        """The error notice came just before; the status bar names the model still running."""
+        before, self._model_label = self._model_label, None
+        if self.model_name and before and not before.startswith("loading"):
+            self._status.set_model_text(before)
+        elif self.model_name:
+            self._status.set_model_text(self.model_name)
+        else:
+            self._status.set_model_text("no model (loading failed)")
+
     def _on_model_ready(self, event: ModelReady) -> None:
         self.model_name = event.name
+        self._model_label = None
         names = [info.name for info in event.layers]
         wanted = self._initial_layer
         if wanted and wanted not in names:
@@ -113,13 +130,6 @@ class EventPresenter:
         self._panes.unit.set_placeholder("Waiting for frames…")
         self._notify(Notice(f"{event.name} ready on {event.device}: {len(event.layers)} "
                             f"layers, {event.num_classes} classes"))
-
-    def _on_source_ready(self, event: SourceReady) -> None:
-        label = event.label
-        if event.kind == "folder" and event.count:
-            label = f"{label}  {event.position + 1}/{event.count}"
-        self._status.set_source(event.kind, label)
-        self._panes.input.set_source_label(label)
 
     def _on_unit_patches(self, event: UnitPatches) -> None:
         if (event.layer, event.unit) == (self._model.layer, self._model.unit):

@@ -2,16 +2,34 @@
 
 Qt's static dialogs (native where the platform has them) behind one function per question,
 so the window never spells a filter or a caption, and tests replace `QFileDialog`'s
-methods to answer them.
+methods to answer them. A state_dict holds weights but not the network they belong to:
+`ArchitectureDialog` asks for it, window-modal but without blocking the GUI thread, and
+answers with the `ARCH:PATH` spec the engine loads (it infers the number of classes).
 """
 
 from __future__ import annotations
 
-from PyQt6.QtWidgets import QFileDialog, QWidget
+import re
+from pathlib import Path
+
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.tif *.tiff);;All files (*)"
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
-CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt *.bin);;All files (*)"
+CHECKPOINT_FILTER = (
+    "Models (*.pt2 *.pt *.pth *.ckpt *.bin);;torch.export programs (*.pt2);;All files (*)"
+)
+PROGRAM_SUFFIX = ".pt2"  # a torch.export program carries its architecture: no question
 SCREENSHOT_FILTER = "PNG images (*.png)"
 
 
@@ -50,3 +68,99 @@ def ask_screenshot_path(parent: QWidget) -> str | None:
         parent, "Save screenshot", "deepvis.png", SCREENSHOT_FILTER
     )
     return path or None
+
+
+def is_program(path: str) -> bool:
+    """Whether `path` is a torch.export program (loads as is) rather than a state_dict."""
+    return Path(path).suffix.lower() == PROGRAM_SUFFIX
+
+
+def guess_architecture(path: str, names: list[str]) -> str | None:
+    """The architecture a checkpoint's file name starts with ("resnet18-f37072fd.pth")."""
+    stem = Path(path).name.lower()
+    found = [n for n in names if re.match(re.escape(n.lower()) + r"(?![a-z0-9])", stem)]
+    return max(found, key=len) if found else None
+
+
+class ArchitectureDialog(QDialog):
+    """"Which architecture are these weights for?": a filterable list of names.
+
+    `ask` opens it without blocking; accepting emits `chosen` with `ARCH:PATH`.
+    """
+
+    chosen = pyqtSignal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Architecture of the checkpoint")
+        self.setWindowModality(Qt.WindowModality.WindowModal)
+        self._path = ""
+        self._prompt = QLabel("")
+        self._prompt.setWordWrap(True)
+        self._filter = QLineEdit()
+        self._filter.setPlaceholderText("filter, e.g. resnet")
+        self._filter.textChanged.connect(self._on_filter)
+        self._list = QListWidget()
+        self._list.itemDoubleClicked.connect(self.accept)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        for widget in (self._prompt, self._filter, self._list, buttons):
+            layout.addWidget(widget)
+        self.resize(420, 460)
+
+    def ask(self, path: str, names: list[str]) -> None:
+        """Ask which of `names` the state_dict at `path` belongs to; returns at once."""
+        self._path = path
+        self._prompt.setText(
+            f"{Path(path).name} holds weights only (a state_dict). Which torchvision "
+            "architecture are they for? The number of classes is read from the weights."
+        )
+        self._filter.clear()
+        self._list.clear()
+        self._list.addItems(names)
+        self.choose(guess_architecture(path, names) or (names[0] if names else ""))
+        self.open()
+
+    def choices(self) -> list[str]:
+        """The names listed (filtered ones included)."""
+        items = (self._list.item(i) for i in range(self._list.count()))
+        return [item.text() for item in items if item is not None]
+
+    def choose(self, name: str) -> bool:
+        """Select `name`; False when it is not listed."""
+        items = self._list.findItems(name, Qt.MatchFlag.MatchExactly)
+        if not items:
+            return False
+        self._list.setCurrentItem(items[0])
+        return True
+
+    def choice(self) -> str | None:
+        item = self._list.currentItem()
+        return item.text() if item is not None and not item.isHidden() else None
+
+    def path(self) -> str:
+        return self._path
+
+    def accept(self) -> None:
+        name = self.choice()
+        if name is None:
+            return  # nothing chosen: keep asking
+        super().accept()
+        self.chosen.emit(f"{name}:{self._path}")
+
+    def _on_filter(self, text: str) -> None:
+        needle = text.strip().lower()
+        first = None
+        for i in range(self._list.count()):
+            item = self._list.item(i)
+            assert item is not None
+            item.setHidden(needle not in item.text().lower())
+            if first is None and not item.isHidden():
+                first = item
+        current = self._list.currentItem()
+        if first is not None and (current is None or current.isHidden()):
+            self._list.setCurrentItem(first)

@@ -67,7 +67,7 @@ class ActivationGrid(Panel):
         self._hover_label = QLabel("")
         self._hover_label.setObjectName("paneInfo")
         self._hover_label.setMinimumWidth(260)
-        hint = QLabel("click a tile to select it · arrows move · h for keys")
+        hint = QLabel("click a tile · arrows move · h for keys")
         hint.setObjectName("paneInfo")
         hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         footer.addWidget(self._hover_label, 1)

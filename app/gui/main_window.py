@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from PyQt6.QtCore import QTimer, pyqtSignal
-from PyQt6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PyQt6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication
 from PyQt6.QtWidgets import QMainWindow, QWidget
 
 from app.core.backend import Event, LiveBackend
@@ -42,7 +42,7 @@ from app.gui.result_presenter import ResultPresenter
 from app.gui.snapshot import save_widget_png
 from app.gui.status_bar import StatusBar
 from app.gui.view_model import ViewModel
-from app.gui.window_layout import WindowLayout
+from app.gui.window_layout import WindowLayout, start_size
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,14 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.setStyleSheet(theme.STYLE_SHEET)
         self.setAcceptDrops(True)
-        self.resize(settings.gui.width, settings.gui.height)
+        screen = QGuiApplication.primaryScreen()
+        free = screen.availableGeometry() if screen is not None else None
+        size = start_size((settings.gui.width, settings.gui.height),
+                          (free.width(), free.height()) if free is not None else None)
+        self.resize(*size)
 
         self.view_model = ViewModel(Normalization(settings.view.normalization), self)
-        self.panes = WindowLayout(settings, self)
+        self.panes = WindowLayout(settings, self, size)
         self.status = StatusBar(self)
         self.setStatusBar(self.status)
         self.preferred_grid = PreferredGridMode(backend, self.panes.grid, self)
@@ -153,6 +157,7 @@ class MainWindow(QMainWindow):
         p.preferred.cancel_render.connect(partial(self.cancel_job, JobKind.RENDER))
         p.preferred.render_layer_requested.connect(self.start_render_layer)
         p.preferred.cancel_render_layer.connect(partial(self.cancel_job, JobKind.RENDER_LAYER))
+        p.architecture_dialog.chosen.connect(self.load_model)
         self.status.cancel_requested.connect(self.cancel_job)
         self.preferred_grid.changed.connect(self.results.update_grid_marks)
         self.results.result_shown.connect(self.result_shown)
@@ -166,6 +171,10 @@ class MainWindow(QMainWindow):
     @property
     def results_shown(self) -> int:
         return self.results.results_shown
+
+    def source_is_still(self) -> bool:
+        """Whether the open source gives frames only when asked (an image, a folder)."""
+        return self.results.source_is_still()
 
     def show_result(self, result: Result) -> None:
         """Display one result (see `ResultPresenter.show_result`)."""
@@ -370,9 +379,20 @@ class MainWindow(QMainWindow):
             self.open_source(path)
 
     def _on_open_checkpoint(self) -> None:
+        """A .pt2 program loads as it is; a state_dict needs its architecture named first."""
         path = file_dialogs.ask_checkpoint(self)
-        if path:
+        if not path:
+            return
+        if file_dialogs.is_program(path):
             self.load_model(path)
+            return
+        try:
+            names = self.backend.architectures()
+        except Exception as exc:  # a broken registry must not take the window down
+            log.exception("architectures failed")
+            self.show_notice(Notice(f"cannot list architectures: {exc}", NoticeLevel.ERROR))
+            return
+        self.panes.architecture_dialog.ask(path, names)
 
     def _on_save_screenshot(self) -> None:
         path = file_dialogs.ask_screenshot_path(self)

@@ -24,7 +24,20 @@ class MessagesPane(Panel):
         self.layout_.addWidget(self._log)
 
     def append(self, line: str) -> None:
+        """Add a line and bring it into view (the newest message is the one that matters)."""
         self._log.appendPlainText(line)
+        bar = self._log.verticalScrollBar()
+        if bar is not None:
+            bar.setValue(bar.maximum())
+
+    def mouse_area(self) -> QWidget:
+        """The log widget itself, which takes the wheel and scrolling keys."""
+        return self._log
+
+    def showing_newest(self) -> bool:
+        """Whether the log is scrolled to its last line."""
+        bar = self._log.verticalScrollBar()
+        return bar is None or bar.value() == bar.maximum()
 
     def text(self) -> str:
         return self._log.toPlainText()

@@ -2,7 +2,9 @@
 
 Nothing here computes more than slicing small arrays. The selection shows at once, before
 the backend has caught up with it: the unit's map is then cut from the grid's tile.
-Hidden tabs are not fed per frame; the one just shown is brought up to date.
+Hidden tabs are not fed per frame; the one just shown is brought up to date. Throttled
+text is never left stale: when no result follows (a still or frozen image), the newest
+one's text is shown once the interval has passed.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from PyQt6.QtCore import QObject, pyqtSignal
+from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
-from app.core.messages import AttributionMode, Result
+from app.core.messages import AttributionMode, Frame, Result, SourceReady
 from app.core.tiling import normalize_channels
 from app.gui.attribution_view import MODE_TEXT, attribution_status
 from app.gui.preferred_grid import PreferredGridMode
@@ -22,6 +24,15 @@ from app.gui.view_model import ViewModel
 from app.gui.window_layout import WindowLayout
 
 STATUS_INTERVAL_S = 0.25  # numbers that change every frame are unreadable faster than this
+STILL_KINDS = ("image", "folder")  # sources that give a frame only when asked (open, n, p)
+SATURATED_TEXT = (
+    "No attribution: the unit is saturated at {where} (ReLU6 at 6), so its gradient is zero "
+    "by definition. Click another position on the unit map, or pick another unit."
+)
+ZERO_TEXT = (
+    "No attribution: no gradient flows back from the unit at {where} (zero everywhere). "
+    "Click another position on the unit map, or pick another unit."
+)
 
 
 def unit_heat(result: Result, unit: int) -> np.ndarray:
@@ -32,6 +43,19 @@ def unit_heat(result: Result, unit: int) -> np.ndarray:
     g = result.geometry
     y, x = g.tile_origin(unit)
     return np.ascontiguousarray(result.mosaic[y : y + g.tile_h, x : x + g.tile_w])
+
+
+def zero_attribution_reason(result: Result, at: tuple[int, int] | None) -> str | None:
+    """Why `result`'s attribution map is blank, or None when it is not (or there is none)."""
+    saliency = result.attribution
+    if saliency is None or saliency.any():
+        return None
+    m = result.unit_map
+    inside = at is not None and 0 <= at[0] < m.shape[0] and 0 <= at[1] < m.shape[1]
+    where = f"({at[0]}, {at[1]})" if at is not None and inside else "its maximum"
+    value = float(m[at] if at is not None and inside else m.max()) if m.size else None
+    # ReLU6's gradient is 0 at exactly 6: every backward rule then returns a zero map
+    return (SATURATED_TEXT if value == 6.0 else ZERO_TEXT).format(where=where)
 
 
 class ResultPresenter(QObject):
@@ -55,8 +79,31 @@ class ResultPresenter(QObject):
         self.last_result: Result | None = None
         self.results_shown = 0
         self._last_status = 0.0
-        self._shown_key: tuple[str, int, bool] | None = None  # (layer, unit, frozen) on screen
+        # (layer, unit, frozen, attribution mode) whose text is on screen
+        self._shown_key: tuple[str, int, bool, AttributionMode] | None = None
         self._frame_shape: tuple[int, ...] | None = None
+        self._source: SourceReady | None = None
+        self._source_frame: str | None = None  # the frame name the source label was made from
+        self._flush = QTimer(self)
+        self._flush.setSingleShot(True)
+        self._flush.timeout.connect(self._on_flush)
+
+    def set_source(self, event: SourceReady) -> None:
+        """A source opened: name it in the input title and the status bar."""
+        self._source = event
+        self._source_frame = None
+        label = event.label
+        if event.kind == "folder" and event.count:
+            label = f"{label}  {event.position + 1}/{event.count}"
+        self._show_source_label(event.kind, label)
+
+    def source_kind(self) -> str | None:
+        """"camera", "video", "image", "folder"; None before a source opened."""
+        return self._source.kind if self._source is not None else None
+
+    def source_is_still(self) -> bool:
+        """Whether the source gives frames only when asked (an image, a folder)."""
+        return self.source_kind() in STILL_KINDS
 
     def shown_layer(self) -> str | None:
         """The layer whose results are on screen (before any: the selected one)."""
@@ -85,27 +132,65 @@ class ResultPresenter(QObject):
         attribution = result.attribution if on else None
         p.input.set_attribution(attribution, result.crop)
         if attribution is not None and tab == UnitTab.ATTRIBUTION:
-            p.attribution.set_map(attribution)
+            blank = zero_attribution_reason(result, model.attribution_at)
+            p.attribution.set_map(attribution, blank)
         p.predictions.set_predictions(result.predictions, result.intact_predictions)
         p.patches.set_live(result.live_top)  # O(1) unless the patches changed
+        self._follow_source(result.frame)
 
-        key = (result.layer, unit, result.frozen)
+        # the caption must name the rule of the map on screen: a new mode is never throttled
+        key = (result.layer, unit, result.frozen, result.attribution_mode)
         now = time.monotonic()
         if key != self._shown_key or now - self._last_status >= STATUS_INTERVAL_S:
-            # the outline and titles only move when the selection does; numbers throttled
-            if key[:2] != (self._shown_key or ("", -1))[:2]:
-                p.grid.set_selected(unit if same_layer else None)
-                p.grid.set_ablated(model.ablated_units(result.layer))
-                p.unit.set_unit(result.layer, unit)
-            self._update_grid_title(result)
-            self._shown_key = key
-            self._last_status = now
-            self._status.show_stats(result)
-            self._update_unit_values(result, unit)
-            self.update_hover()
-            self._update_attribution_status(result)
+            self._update_texts(result, unit, key, now)
+        elif not self._flush.isActive():
+            wait = STATUS_INTERVAL_S - (now - self._last_status)
+            self._flush.start(max(1, int(wait * 1000) + 1))
         self.results_shown += 1
         self.result_shown.emit(self.results_shown)
+
+    def _update_texts(self, result: Result, unit: int,
+                      key: tuple[str, int, bool, AttributionMode], now: float) -> None:
+        """Titles, numbers and captions of `result` (throttled by the caller)."""
+        p, model = self._panes, self._model
+        self._flush.stop()
+        # the outline and titles only move when the selection does; numbers throttled
+        if key[:2] != (self._shown_key or ("", -1))[:2]:
+            p.grid.set_selected(unit if result.layer == model.layer or model.layer is None
+                                else None)
+            p.grid.set_ablated(model.ablated_units(result.layer))
+            p.unit.set_unit(result.layer, unit)
+        self._update_grid_title(result)
+        self._shown_key = key
+        self._last_status = now
+        self._status.show_stats(result)
+        self._update_unit_values(result, unit)
+        self.update_hover()
+        self._update_attribution_status(result)
+
+    def _on_flush(self) -> None:
+        """The throttle held back the newest result's text and nothing came after it."""
+        r, model = self.last_result, self._model
+        if r is None:
+            return
+        unit = model.unit if model.layer is None or r.layer == model.layer else r.unit
+        self._update_texts(r, unit, (r.layer, unit, r.frozen, r.attribution_mode),
+                           time.monotonic())
+
+    def _follow_source(self, frame: Frame) -> None:
+        """n/p in a folder: the labels name the picture on screen, not the first one."""
+        src = self._source
+        if src is None or src.kind != "folder" or frame.source == self._source_frame:
+            return
+        self._source_frame = frame.source
+        label = frame.source
+        if src.count:
+            label = f"{label}  {frame.index + 1}/{src.count}"
+        self._show_source_label(src.kind, label)
+
+    def _show_source_label(self, kind: str, label: str) -> None:
+        self._status.set_source(kind, label)
+        self._panes.input.set_source_label(label)
 
     def update_selection(self) -> None:
         """Outline, unit pane and overlay follow the selection before the backend answers."""
@@ -119,7 +204,7 @@ class ResultPresenter(QObject):
         p.input.set_overlay(heat, r.crop)
         p.unit.set_map(heat)
         self._update_unit_values(r, model.unit)
-        self._shown_key = (r.layer, model.unit, r.frozen)
+        self._shown_key = (r.layer, model.unit, r.frozen, r.attribution_mode)
 
     def update_hover(self) -> None:
         """The hovered unit's maximum and mean under the grid."""
@@ -166,7 +251,7 @@ class ResultPresenter(QObject):
         elif tab == UnitTab.ATTRIBUTION and r.attribution is not None and (
             model.attribution != AttributionMode.OFF
         ):
-            p.attribution.set_map(r.attribution)
+            p.attribution.set_map(r.attribution, zero_attribution_reason(r, model.attribution_at))
 
     def _update_unit_values(self, result: Result, unit: int) -> None:
         if not 0 <= unit < len(result.unit_max):

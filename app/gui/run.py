@@ -16,6 +16,9 @@ from app.gui.main_window import MainWindow
 from app.gui.theme import apply_dark_theme
 
 SCREENSHOT_TIMEOUT_S = 120.0
+# a still source (image, folder) gives a result per request, not per frame: once none has
+# come for this long, what is on screen is all it will give
+STILL_SETTLE_MS = 1000
 
 
 def run_window(
@@ -32,8 +35,9 @@ def run_window(
     """Show the window until it is closed and return the exit code.
 
     With `screenshot`, grab the window to that PNG once `frames` results have been shown
-    (or after `screenshot_timeout_s`, whatever is on screen then) and quit: 0 when it was
-    saved, 1 when it could not be. `backend.stop()` is called exactly once on the way out.
+    (a still image or folder: once its results stop coming, which may be fewer; or after
+    `screenshot_timeout_s`, whatever is on screen then) and quit: 0 when it was saved, 1
+    when it could not be. `backend.stop()` is called exactly once on the way out.
     """
     app = QApplication.instance()
     owns_app = app is None
@@ -71,10 +75,17 @@ def run_window(
         window.close()
         finish(int(outcome["code"]))
 
+    settle = QTimer(window)
+    settle.setSingleShot(True)
+    settle.setInterval(STILL_SETTLE_MS)
+    settle.timeout.connect(save_and_quit)
+
     def on_result_shown(count: int) -> None:
         if count >= frames:
             # let this result's repaint and any pending layout run before grabbing
             QTimer.singleShot(0, save_and_quit)
+        elif window.source_is_still():
+            settle.start()  # restarts: a re-render (layer, unit from the flags) may follow
 
     if screenshot:
         window.result_shown.connect(on_result_shown)

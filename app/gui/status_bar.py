@@ -1,7 +1,9 @@
 """The status bar: the latest notice, job progress, frozen and attribution badges, numbers.
 
-Notices stay a few seconds by level (an error longer than a hint); the last dozen, with
-their times, are the notice's tooltip. Each running job gets a compact bar with a cancel ×.
+Notices stay a few seconds by level; an error stays until the next notice or a click on it,
+since a fading error is an error missed. A notice too long for the bar is elided, never cut
+mid-word: the whole text and the last dozen notices, with their times, are its tooltip.
+Each running job gets a compact bar with a cancel ×.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 from collections import deque
 
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal
-from PyQt6.QtWidgets import QHBoxLayout, QLabel, QStatusBar, QWidget
+from PyQt6.QtGui import QMouseEvent, QResizeEvent
+from PyQt6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QStatusBar, QWidget
 
 from app.core.messages import JobKind, JobProgress, Notice, NoticeLevel, Result
 from app.gui import theme
 from app.gui.jobs_view import JobWidget
 
-NOTICE_SECONDS = {NoticeLevel.INFO: 4.0, NoticeLevel.WARNING: 8.0, NoticeLevel.ERROR: 10.0}
+# how long a notice stays; errors are not here: they stay until replaced or clicked away
+NOTICE_SECONDS = {NoticeLevel.INFO: 4.0, NoticeLevel.WARNING: 8.0}
 NOTICE_COLORS = {
     NoticeLevel.INFO: theme.TEXT,
     NoticeLevel.WARNING: theme.WARNING,
@@ -23,6 +27,38 @@ NOTICE_COLORS = {
 }
 HISTORY = 200  # notices kept for `notices()`
 TOOLTIP_NOTICES = 12
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that elides its text ("…") to its width; a click emits `clicked`."""
+
+    clicked = pyqtSignal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setMinimumWidth(60)  # never widens the window: it takes what the bar leaves
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event: QResizeEvent | None) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def mousePressEvent(self, event: QMouseEvent | None) -> None:
+        super().mousePressEvent(event)
+        self.clicked.emit()
+
+    def _elide(self) -> None:
+        width = max(self.contentsRect().width(), 1)
+        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, width))
 
 
 class StatusBar(QStatusBar):
@@ -33,8 +69,8 @@ class StatusBar(QStatusBar):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setSizeGripEnabled(False)
-        self._notice = QLabel("")
-        self._notice.setTextFormat(Qt.TextFormat.PlainText)
+        self._notice = ElidedLabel()
+        self._notice.clicked.connect(self._on_notice_expired)
         self._stats = QLabel("waiting for frames")
         self._model = QLabel("loading model")
         self._source = QLabel("")
@@ -67,21 +103,37 @@ class StatusBar(QStatusBar):
     # ------------------------------------------------------------------ notices
 
     def show_notice(self, stamp: str, notice: Notice) -> None:
-        """Show `notice` (given at time `stamp`) for a few seconds, by its level."""
+        """Show `notice` (given at time `stamp`): a few seconds by its level; an error
+        until the next notice or a click."""
         self._history.append((stamp, notice))
         color = NOTICE_COLORS.get(notice.level, theme.TEXT)
         weight = "600" if notice.level == NoticeLevel.ERROR else "400"
         self._notice.setStyleSheet(f"color: {color}; font-weight: {weight};")
-        self._notice.setText(notice.text)
+        self._notice.set_full_text(notice.text)
         self._notice.setToolTip(
             "\n".join(f"{t}  {n.level.value}: {n.text}"
                       for t, n in list(self._history)[-TOOLTIP_NOTICES:])
         )
-        self._notice_timer.start(int(NOTICE_SECONDS.get(notice.level, 4.0) * 1000))
+        seconds = NOTICE_SECONDS.get(notice.level)
+        if seconds is None or notice.level == NoticeLevel.ERROR:
+            self._notice_timer.stop()
+        else:
+            self._notice_timer.start(int(seconds * 1000))
 
     def notice_text(self) -> str:
-        """The notice on screen ("" once it expired)."""
+        """The notice on screen, whole ("" once it expired or was clicked away)."""
+        return self._notice.full_text()
+
+    def notice_shown_text(self) -> str:
+        """The notice as drawn: elided to the room the bar leaves it."""
         return self._notice.text()
+
+    def notice_tooltip(self) -> str:
+        return self._notice.toolTip()
+
+    def notice_label(self) -> QWidget:
+        """The notice's label (a click on it dismisses the notice)."""
+        return self._notice
 
     def notice_style(self) -> str:
         """The style sheet the notice on screen is drawn with (its level's colour, weight)."""
@@ -96,14 +148,19 @@ class StatusBar(QStatusBar):
         self._notice_timer.stop()
 
     def _on_notice_expired(self) -> None:
-        self._notice.setText("")
+        self._notice_timer.stop()
+        self._notice.set_full_text("")
 
     # ------------------------------------------------------------------ numbers and badges
 
     def show_stats(self, result: Result) -> None:
         """Rates, model and device of `result`; its frame's source until a source is named."""
-        # a still image is re-rendered only on request: a rate would read as "0 fps, broken"
-        rate = f"{result.fps:5.1f} fps" if result.fps > 0 else "still"
+        # a still image is re-rendered only on request: a rate would read as "0 fps, broken";
+        # frozen, the last rate measured before freezing would pass for the current one
+        if result.frozen:
+            rate = "frozen"
+        else:
+            rate = f"{result.fps:5.1f} fps" if result.fps > 0 else "still"
         self._stats.setText(
             f"{rate}   latency {result.latency_ms:4.0f} ms   "
             f"compute {result.compute_ms:4.0f} ms   dropped {result.dropped_frames}"

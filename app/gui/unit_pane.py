@@ -94,6 +94,18 @@ class UnitPane(Panel):
         self.pane.graphics.scene().sigMouseClicked.connect(self._on_map_clicked)
         self._tabs.currentChanged.connect(self._on_tab_index_changed)
 
+    def tabs_width(self) -> int:
+        """The width the tab titles need side by side, margins included."""
+        bar = self._tabs.tabBar()
+        assert bar is not None  # a QTabWidget always has one
+        return bar.sizeHint().width() + 12
+
+    def tabs_fit(self) -> bool:
+        """Whether every tab title is fully shown (no scroll arrows)."""
+        bar = self._tabs.tabBar()
+        assert bar is not None
+        return bar.count() == 0 or bar.tabRect(bar.count() - 1).right() < bar.width()
+
     def _build_ablation_box(self) -> QWidget:
         box = QWidget()
         layout = QVBoxLayout(box)

@@ -265,4 +265,5 @@ def curves_message(result: CurveResult) -> AblationCurves:
         "selective last": (low, np.zeros(len(low))),
     }
     return AblationCurves(result.layer, np.asarray(result.fractions), curves,
-                          np.asarray(result.selectivity), result.accuracy_means, result.images)
+                          np.asarray(result.selectivity), result.accuracy_means, result.images,
+                          shifted_units=result.selectivity_shifted)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,6 +23,7 @@ from app.core.messages import (
     Frame,
     JobKind,
     ModelChoice,
+    ModelFailed,
     ModelReady,
     Notice,
     NoticeLevel,
@@ -31,7 +34,13 @@ from app.core.messages import (
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
 from app.engine.live import FrameProcessor, InferenceWorker
-from app.engine.runtime.models import LoadedModel, ModelError, load_model, model_choices
+from app.engine.runtime.models import (
+    LoadedModel,
+    ModelError,
+    load_model,
+    model_choices,
+    torchvision_names,
+)
 from app.session import jobs
 
 # inside the package, so a wheel install has it too (pyproject package-data)
@@ -63,6 +72,7 @@ class LiveSession:
         self._capture: CaptureThread | None = None
         self._capture_lock = threading.Lock()
         self._mirror = settings.source.mirror
+        self._frozen = False
         self._stopped = False
         self._loaded: LoadedModel | None = None
         self._channels: dict[str, int] = {}
@@ -83,6 +93,12 @@ class LiveSession:
 
     def set_view(self, view: ViewState) -> None:
         self.worker.set_view(view)
+        with self._capture_lock:
+            if view.frozen != self._frozen:
+                # frozen, the worker takes no frames: reading on would count them as dropped
+                self._frozen = view.frozen
+                if self._capture is not None:
+                    self._capture.set_paused(view.frozen)
 
     def open_source(self, spec: str) -> None:
         self._submit(self._open_source, spec)
@@ -103,6 +119,9 @@ class LiveSession:
 
     def model_choices(self) -> list[ModelChoice]:
         return model_choices()
+
+    def architectures(self) -> list[str]:
+        return torchvision_names()
 
     # -- analyses: background jobs on private copies of the model ----------------------
     def request_unit(self, layer: str, unit: int) -> None:
@@ -164,11 +183,11 @@ class LiveSession:
         self.frames.close()
 
     # -- loader thread ----------------------------------------------------------------
-    def _submit(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
         if not self._stopped:
             self._loader.submit(self._guarded, fn, *args)
 
-    def _guarded(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
         try:
             fn(*args)
         except Exception as exc:  # the loader must survive anything a user points it at
@@ -178,8 +197,11 @@ class LiveSession:
         self._notice(f"loading model {spec}…")
         try:
             loaded = load_model(spec, self.device, self.settings.model)
-        except ModelError as exc:
-            self._error(str(exc))
+        except Exception as exc:  # any file a user points at: say why, keep the old model
+            reason = str(exc) if isinstance(exc, ModelError) else (
+                f"{type(exc).__name__}: {exc}".splitlines()[0])
+            self._error(reason)
+            self._events.put(ModelFailed(spec, reason))
             return
         processor = FrameProcessor(loaded, self.settings.view.top_k)
         for kind in JobKind:  # results for the old model would be wrong now
@@ -211,6 +233,7 @@ class LiveSession:
         capture = CaptureThread(source, self.frames, src, on_notice=self._capture_notice)
         capture.set_mirror(self._mirror)
         with self._capture_lock:
+            capture.set_paused(self._frozen)
             stopped = self._stopped
             if stopped:  # stop() ran meanwhile: this capture must never start
                 old: CaptureThread | None = capture
