@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench screenshot clean
+.PHONY: run test lint bench screenshot clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/deepvis $(ARGS)
 
-test: $(STAMP)
+# the catalogue's test opens its pages in a real headless Chromium (Debian's package)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		echo "make: no chromium, and not root with apt-get to install it:" \
+			"tests/test_catalog.py's browser checks will fail (apt-get install chromium)"; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/ruff check app tests benchmarks scripts
 	$(BIN)/lint-imports
 	$(BIN)/mypy
