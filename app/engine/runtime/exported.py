@@ -5,7 +5,7 @@
 Python model; every analysis then works unchanged. Two things need care:
 
 - Safety. A `.pt2` archive may carry pickled weights, constants or opaque objects, and
-  torch's loader falls back to `torch.load(weights_only=False)` for some payloads. We open
+  torch's loader retries some payloads with `weights_only=False`. We open
   the archive first and refuse any pickled payload, and force torch.load to weights_only
   for the process (`TORCH_FORCE_WEIGHTS_ONLY_LOAD`, which our own loads already are).
 - Copies. The graph's nodes keep fake tensors with symbolic shapes in their metadata, which
