@@ -240,6 +240,19 @@ class WindowDriver:
     def save_screenshot(self, path: Path) -> Path:
         return self.window.save_screenshot(path)
 
+    def export_pane(self, name: str, path: Path) -> Path:
+        return self.window.export_pane(name, path)
+
+    def pane_menu(self, name: str) -> list[str]:
+        """The texts of a pane's right-click menu."""
+        pane = self._panes.exportable(name)
+        assert pane.contextMenuPolicy() == Qt.ContextMenuPolicy.ActionsContextMenu
+        return [a.text() for a in pane.actions()]
+
+    def pane_size(self, name: str) -> tuple[int, int]:
+        pane = self._panes.exportable(name)
+        return pane.width(), pane.height()
+
     def _click(self, widget: QWidget, pos: QPoint | None = None) -> None:
         if pos is None:
             self.qtbot.mouseClick(widget, Qt.MouseButton.LeftButton)  # at its centre

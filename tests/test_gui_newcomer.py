@@ -253,3 +253,34 @@ def test_ablation_tab_says_when_class_means_were_shifted(qtbot) -> None:
     backend.emit(dataclasses.replace(curves, shifted_units=37))
     ui.wait_until(lambda: "37 of 240 units" in ui.ablation_note())
     assert "shifted" in ui.ablation_note()
+
+
+def test_every_pane_saves_as_png_from_the_file_menu_and_its_right_click(
+        qtbot, tmp_path, monkeypatch) -> None:
+    from PyQt6.QtGui import QImage
+
+    from app.gui.actions import EXPORTABLE_PANES
+
+    ui = WindowDriver.open(qtbot, FakeBackend())
+    ui.wait_for_results()
+    menu_target = tmp_path / "from_menu" / "grid.png"
+    menu_target.parent.mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(menu_target), ""))
+    ui.trigger("export:grid")
+    assert QImage(str(menu_target)).width() == ui.pane_size("grid")[0]
+    assert ui.notice_text() == f"saved {menu_target}"
+    menu_target.unlink()
+    menu_target.parent.rmdir()
+
+    for name, label in EXPORTABLE_PANES:
+        assert ui.menu_path(f"export:{name}") == "&File/Export pane as PNG", name
+        assert f"{label}…" in ui.pane_menu(name), name  # the same action on right-click
+        saved = ui.export_pane(name, tmp_path / f"{name}.png")
+        image = QImage(str(saved))
+        assert (image.width(), image.height()) == ui.pane_size(name), name
+        corner, middle = image.pixel(1, 1), image.pixel(image.width() // 2,
+                                                        image.height() // 2)
+        assert not image.isNull() and (corner != middle or name == "layers"), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{n}.png" for n, _ in EXPORTABLE_PANES)  # written atomically: no temp files left

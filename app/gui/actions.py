@@ -35,6 +35,11 @@ from app.gui.view_model import ATTRIBUTION_CYCLE
 
 MENUS = ("&File", "&Model", "&View", "&Navigate", "&Analysis", "&Help")
 CAMERAS = 4  # File → Open camera lists camera 0 to 3
+# the panes File → Export pane (and each pane's right-click menu) save: name, menu text
+EXPORTABLE_PANES = (
+    ("input", "Input"), ("predictions", "Predictions"), ("grid", "Activation grid"),
+    ("ablation", "Ablation curves"), ("unit", "Selected unit"), ("layers", "Layers"),
+)
 # how the help card spells keys Qt spells otherwise
 KEY_NAMES = {
     "Right": "→", "Left": "←", "Up": "↑", "Down": "↓", "PgDown": "PgDn", "PgUp": "PgUp",
@@ -151,6 +156,9 @@ ACTIONS: tuple[Row, ...] = (
     Separator("&File"),
     Action("save_screenshot", "Save screenshot…", "_on_save_screenshot", "&File", ("Ctrl+S",),
            help="Save a screenshot of the window"),
+    # also each pane's right-click menu (WindowLayout.add_export_actions)
+    *(Action(f"export:{name}", f"{label}…", "_on_export_pane", "&File/Export pane as PNG",
+             args=(name,)) for name, label in EXPORTABLE_PANES),
     Separator("&File"),
     Action("quit", "Quit", "close", "&File", ("Ctrl+Q",)),
 

@@ -64,9 +64,11 @@ def ask_ablation_folder(parent: QWidget) -> str | None:
 
 
 def ask_screenshot_path(parent: QWidget) -> str | None:
-    path, _ = QFileDialog.getSaveFileName(
-        parent, "Save screenshot", "deepvis.png", SCREENSHOT_FILTER
-    )
+    return ask_png_path(parent, "Save screenshot", "deepvis.png")
+
+
+def ask_png_path(parent: QWidget, caption: str, name: str) -> str | None:
+    path, _ = QFileDialog.getSaveFileName(parent, caption, name, SCREENSHOT_FILTER)
     return path or None
 
 

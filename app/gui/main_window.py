@@ -33,7 +33,14 @@ from app.core.messages import (
 )
 from app.core.settings import Settings
 from app.gui import file_dialogs, theme
-from app.gui.actions import ACTIONS, ActionSet, build_actions, help_rows, with_models
+from app.gui.actions import (
+    ACTIONS,
+    EXPORTABLE_PANES,
+    ActionSet,
+    build_actions,
+    help_rows,
+    with_models,
+)
 from app.gui.attribution_view import MODE_TEXT
 from app.gui.colormaps import lookup_table, overlay_table
 from app.gui.event_presenter import EventPresenter
@@ -123,6 +130,8 @@ class MainWindow(QMainWindow):
         assert bar is not None  # a QMainWindow makes its menu bar on first use
         actions = build_actions(self, bar, table, checked)
         self.panes.help.set_rows("Keys", help_rows(table))
+        self.panes.add_export_actions(
+            {name: actions[f"export:{name}"] for name, _ in EXPORTABLE_PANES})
         return actions
 
     def _connect_model(self) -> None:
@@ -257,6 +266,10 @@ class MainWindow(QMainWindow):
     def save_screenshot(self, path: str | Path) -> Path:
         """Grab the window to a PNG (atomically); raises OSError."""
         return save_widget_png(self, path)
+
+    def export_pane(self, name: str, path: str | Path) -> Path:
+        """One pane (actions.EXPORTABLE_PANES) as a PNG, atomically; raises OSError."""
+        return save_widget_png(self.panes.exportable(name), path)
 
     def is_polling(self) -> bool:
         """Whether the window still polls its backend (not after `shutdown`)."""
@@ -393,6 +406,17 @@ class MainWindow(QMainWindow):
             self.show_notice(Notice(f"cannot list architectures: {exc}", NoticeLevel.ERROR))
             return
         self.panes.architecture_dialog.ask(path, names)
+
+    def _on_export_pane(self, name: str) -> None:
+        path = file_dialogs.ask_png_path(self, f"Save the {name} pane", f"deepvis-{name}.png")
+        if not path:
+            return
+        try:
+            saved = self.export_pane(name, path)
+        except OSError as exc:
+            self.show_notice(Notice(str(exc), NoticeLevel.ERROR))
+        else:
+            self.show_notice(Notice(f"saved {saved}"))
 
     def _on_save_screenshot(self) -> None:
         path = file_dialogs.ask_screenshot_path(self)

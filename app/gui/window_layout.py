@@ -12,6 +12,7 @@ every pane visible and usable down to MIN_WINDOW (1280×720, a small laptop with
 from __future__ import annotations
 
 from PyQt6.QtCore import Qt
+from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import QMainWindow, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from app.core.settings import Settings
@@ -142,6 +143,21 @@ class WindowLayout:
             "input": self.input, "predictions": self.predictions, "messages": self.messages,
             "grid": self.grid, "layers": self.layers, "unit": self.unit,
         }
+
+    def exportable(self, name: str) -> QWidget:
+        """The pane File → Export pane saves under `name` (see actions.EXPORTABLE_PANES)."""
+        panes: dict[str, QWidget] = {
+            "input": self.input, "predictions": self.predictions, "grid": self.grid,
+            "ablation": self.ablation, "unit": self.unit, "layers": self.layers,
+        }
+        return panes[name]
+
+    def add_export_actions(self, actions: dict[str, QAction]) -> None:
+        """Right-click on a pane offers its 'save as PNG' action (the File menu's one)."""
+        for name, action in actions.items():
+            pane = self.exportable(name)
+            pane.addAction(action)
+            pane.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
 
     def show_ablation(self) -> None:
         self._center.setCurrentWidget(self.ablation)
