@@ -127,7 +127,10 @@ def test_site_layout_stable_paths_and_what_each_page_shows(site):
     images = [r for tag, r in refs.refs if tag == "img"]
     assert [f"1/preferred-{s}.png" for s in range(SEEDS)] == images[:SEEDS]
     n_patches = len(list_images(SAMPLES))  # 5 photos, top-9: every photo is a patch
-    assert images[SEEDS:] == [f"1/patch-{r}.png" for r in range(n_patches)]
+    assert images[SEEDS:SEEDS + n_patches] == [f"1/patch-{r}.png" for r in range(n_patches)]
+    # beside them, each patch's attribution ("the deconv of the top 9"), in the same order
+    assert images[SEEDS + n_patches:] == [f"1/patch-{r}-attribution.png"
+                                          for r in range(n_patches)]
     for name in ("grace_hopper.jpg", "coffee.jpg", "Selectivity index", "Preferred class",
                  "most-selective-first", "No concept labels", "<svg"):
         assert name in page, name
@@ -149,6 +152,14 @@ def test_site_layout_stable_paths_and_what_each_page_shows(site):
     shown = cv2.cvtColor(cv2.imread(str(folder / LAYER / "1" / "patch-0.png")),
                          cv2.COLOR_BGR2RGB)
     assert np.array_equal(shown, scan.unit_crops(1)[0])
+    # and the attributions are the ones cached with the scan, made by the catalogue
+    from app.session.patch_attributions import cached_patch_attributions
+
+    stored = cached_patch_attributions(scan, 1)
+    assert stored is not None and len(stored) == n_patches
+    shown = cv2.cvtColor(cv2.imread(str(folder / LAYER / "1" / "patch-0-attribution.png")),
+                         cv2.COLOR_BGR2RGB)
+    assert np.array_equal(shown, stored[0]) and (stored[0] != 128).any()
 
 
 @pytest.mark.slow

@@ -34,9 +34,9 @@ from app.session.catalog.cached import (
     cached_curves,
     cached_scan,
     concept_labels,
-    patch_attributions,
     unit_ablation,
 )
+from app.session.patch_attributions import PATCH_RULE, patch_attributions
 
 THUMB_PX = 96  # side of a unit's tile in its layer's grid
 PATCH_PX = 112  # side a top patch is shown at on its unit's page
@@ -221,6 +221,8 @@ class _Site:
                 f"{renders[0].preset.size} px; activation: the channel's mean",
                 note="" if len(preferred) > 1 else "one seed only (--seeds 1)")]
             sections.append(self._patches(folder, lr.layer, unit, scan))
+            if scan is not None and scan.top(unit):
+                sections.append(self._patch_attributions(folder, unit, scan))
             sections.append(self._ablation(lr.layer, unit, curves))
             sections.append(self._concept(lr.layer, unit, concepts))
             prev = lr.units[i - 1] if i > 0 else None
@@ -281,13 +283,25 @@ class _Site:
                 f"receptive field rows {y0}-{y1}, columns {x0}-{x1}"))
         roots = ", ".join(d.get("root", "?") for d in scan.meta.get("datasets", []))
         note = "" if pictures else "the scanned dataset had no images for this unit"
-        if patch_attributions(scan, unit) is None:
-            note = (note + "; " if note else "") + (
-                "attributions of the patches are not stored with scans yet")
         return pages.Section(
             title, tuple(pictures), PATCH_PX, note=note,
             subtitle=f"top {len(entries)} of {scan.meta.get('files_scanned', '?')} images "
             f"in {roots}; value: the unit's map maximum, crop: its receptive field")
+
+    def _patch_attributions(self, folder: str, unit: int, scan: ScanResult) -> pages.Section:
+        """The "deconv of the top 9": each patch's attribution, in the patches' order."""
+        images = patch_attributions(self.loaded, scan, unit)  # cached with the scan
+        pictures = []
+        for r, (image, entry) in enumerate(zip(images, scan.top(unit), strict=True)):
+            name = f"{unit}/patch-{r}-attribution.png"
+            self.write(f"{folder}/{name}", _png(image))
+            pictures.append(pages.Picture(
+                name, f"{entry.value:.3g}", f"{PATCH_RULE} of unit {unit} at map "
+                f"({entry.y}, {entry.x}) of {entry.path}"))
+        return pages.Section(
+            "Attributions of the top patches", tuple(pictures), PATCH_PX,
+            subtitle=f"{PATCH_RULE} from the unit's maximum in each patch: grey is no "
+            "signal, colour what raises the unit (the toolbox's deconv of the top 9)")
 
     def _curve_rows(self, c: CurveResult) -> tuple[tuple[str, str], ...]:
         rows = [("Measured on", f"{c.images} images of {c.dataset or '?'} "

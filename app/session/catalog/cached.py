@@ -59,12 +59,6 @@ def concept_labels(root: Path, key: str, layer: str) -> dict[int, str] | None:
     return None
 
 
-def patch_attributions(scan: ScanResult, unit: int) -> np.ndarray | None:
-    """HOOK for the attribution of each top patch ("the deconv of the top 9"): (n, S, S, 3)
-    uint8 beside `scan.unit_crops(unit)`, or None. Scans do not store them yet."""
-    return None
-
-
 @dataclass(frozen=True)
 class UnitAblation:
     """One unit in its layer's cached curves: selectivity, and where the

@@ -1,5 +1,10 @@
 """Attribution of a unit to the input pixels: gradient, deconvnet, guided backprop."""
 
-from app.engine.analyses.attribution.attributor import Attributor, saliency_to_uint8
+from app.engine.analyses.attribution.attributor import (
+    Attributor,
+    AttributionError,
+    saliency_to_uint8,
+    signal_to_rgb,
+)
 
-__all__ = ["Attributor", "saliency_to_uint8"]
+__all__ = ["AttributionError", "Attributor", "saliency_to_uint8", "signal_to_rgb"]

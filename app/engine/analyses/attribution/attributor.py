@@ -307,3 +307,18 @@ def saliency_to_uint8(saliency: np.ndarray, percentile: float = 99.5) -> np.ndar
     if not np.isfinite(top) or top <= 0:
         return np.zeros(s.shape, np.uint8)
     return np.clip(s * (255.0 / top), 0, 255).astype(np.uint8)
+
+
+def signal_to_rgb(signal: np.ndarray, percentile: float = 99.5) -> np.ndarray:
+    """(3, H, W) signed input signal → (H, W, 3) uint8: grey is zero, colour its sign.
+
+    How the toolbox drew a deconvolution: the signal itself as an image, centred on mid
+    grey and scaled so its `percentile`-th magnitude reaches black or white, which keeps
+    the edges and colours the unit looked for visible instead of only their strength.
+    """
+    s = np.asarray(signal, dtype=np.float32)
+    top = float(np.percentile(np.abs(s), percentile)) if s.size else 0.0
+    if not np.isfinite(top) or top <= 0:
+        return np.full((*s.shape[1:], 3), 128, np.uint8)
+    rgb = 128.0 + s.transpose(1, 2, 0) * (127.0 / top)
+    return np.clip(rgb, 0, 255).astype(np.uint8)

@@ -317,6 +317,7 @@ def scan(
                              "model": loaded.name, "model_key": model_key(loaded),
                              "cache_format": CACHE_FORMAT, "top_k": top_k,
                              "input_size": pre.size, "crop_size": crop_size,
+                             "max_side": max_side,
                              "datasets": [dataset_doc], "files_scanned": scanned,
                              "skipped": sorted(skipped)})
     remove_tree(ckpt)
