@@ -33,11 +33,14 @@ from app.core.messages import (
     Notice,
     NoticeLevel,
     Patch,
+    PatchAttributions,
     Prediction,
     PreferredGrid,
     PreferredImage,
+    PreferredVariant,
     Result,
     SourceReady,
+    UnitFacts,
     UnitPatches,
     ViewState,
 )
@@ -438,6 +441,21 @@ class FakeBackend:
             layer, unit, preferred_image(layer, unit, step, total), round(act, 2), step, total,
             step >= total, 11.6,
         )
+
+    def request_unit_card(self, layer: str, unit: int) -> None:
+        """Facts, one attribution per dataset patch (its crop inverted) and three variants."""
+        self.calls.append(("request_unit_card", (layer, unit)))
+        self._events.append(UnitFacts(
+            layer, unit, f"0.{unit % 10}4 (rank {unit + 1}), prefers tabby cat", "", None,
+            f"No dissection of {layer} cached"))
+        if self.photos is not None:
+            crops = dataset_patches(self.photos, layer, unit)
+            self._events.append(PatchAttributions(
+                layer, unit, tuple(255 - p.image for p in crops), "guided"))
+        for index in range(1, 4):
+            image = np.roll(preferred_image(layer, unit, 64, 64), 9 * index, axis=1)
+            self._events.append(PreferredVariant(layer, unit, index, index, image,
+                                                 10.0 + index, True))
 
     def start_scan(self, folder: str, layer: str) -> None:
         self.calls.append(("start_scan", (folder, layer)))

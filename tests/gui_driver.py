@@ -243,6 +243,16 @@ class WindowDriver:
     def export_pane(self, name: str, path: Path) -> Path:
         return self.window.export_pane(name, path)
 
+    def save_unit_report(self, path: Path) -> tuple[Path, Path]:
+        return self.window.save_unit_report(path)
+
+    def showing_card(self) -> bool:
+        return self._panes.showing_card()
+
+    def card(self) -> Any:
+        """The unit card (its read-only accessors: shown_map, facts_text, …)."""
+        return self._panes.card
+
     def pane_menu(self, name: str) -> list[str]:
         """The texts of a pane's right-click menu."""
         pane = self._panes.exportable(name)

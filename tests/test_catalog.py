@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from app.cli import main
+from app.core import html_pages as pages
 from app.core.files import list_images
-from app.session.catalog import pages
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "assets" / "samples"

@@ -14,8 +14,11 @@ from app.core.messages import (
     JobKind,
     JobProgress,
     ModelReady,
+    PatchAttributions,
     PreferredGrid,
     PreferredImage,
+    PreferredVariant,
+    UnitFacts,
     UnitPatches,
 )
 from app.core.settings import Settings
@@ -103,6 +106,31 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
         assert curves.layer == layer and curves.selectivity.shape == (40,)
         assert curves.fractions[0] == 0.0 and curves.fractions[-1] == 1.0
         assert set(curves.curves) == {"random", "selective first", "selective last"}
+
+        # the unit card: what the caches know, each top patch attributed, three more seeds
+        session.request_unit_card(layer, 5)
+        ev = _collect(session, _finished(JobKind.UNIT_CARD))
+        end = next(e for e in ev if isinstance(e, JobFinished))
+        assert end.ok, end.text
+        facts = next(e for e in ev if isinstance(e, UnitFacts))
+        assert facts.selectivity is not None and "rank" in facts.selectivity
+        index = float(curves.selectivity[5])
+        assert facts.selectivity.startswith(f"{index:.2f} ")
+        assert facts.concept is None and "deepvis dissect" in facts.concept_hint
+        attributed = next(e for e in ev if isinstance(e, PatchAttributions))
+        assert len(attributed.images) == 3 and attributed.rule == "guided"
+        assert attributed.images[0].shape == patches.patches[0].image.shape
+        assert all((image != 128).any() for image in attributed.images)
+        finals = [e for e in ev if isinstance(e, PreferredVariant) and e.done]
+        assert [(e.index, e.seed) for e in finals] == [(1, 1), (2, 2), (3, 3)]
+        assert not np.array_equal(finals[0].image, finals[1].image)  # seeds differ
+        # asked again: everything comes from the caches, the same pictures
+        session.request_unit_card(layer, 5)
+        again = _collect(session, _finished(JobKind.UNIT_CARD))
+        redo = next(e for e in again if isinstance(e, PatchAttributions))
+        for a, b in zip(redo.images, attributed.images, strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert [e.done for e in again if isinstance(e, PreferredVariant)] == [True] * 3
 
         # a whole-layer render can be cancelled
         session.start_render_layer(layer)

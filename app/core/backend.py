@@ -17,17 +17,21 @@ from app.core.messages import (
     ModelFailed,
     ModelReady,
     Notice,
+    PatchAttributions,
     PreferredGrid,
     PreferredImage,
+    PreferredVariant,
     Result,
     SourceReady,
+    UnitFacts,
     UnitPatches,
     ViewState,
 )
 
 Event = (
     Notice | ModelReady | ModelFailed | SourceReady | JobProgress | JobFinished | UnitPatches
-    | PreferredImage | PreferredGrid | AblationCurves
+    | PreferredImage | PreferredGrid | AblationCurves | PreferredVariant | PatchAttributions
+    | UnitFacts
 )
 
 
@@ -71,6 +75,11 @@ class LiveBackend(Protocol):
         The preferred image comes from the cache at once, or a render starts in the
         background (replacing one still running for another unit) and sends previews.
         """
+        ...
+
+    def request_unit_card(self, layer: str, unit: int) -> None:
+        """The unit card is shown for this unit: answer with `UnitFacts`, `PatchAttributions`
+        and `PreferredVariant` events (replacing the card job of another unit)."""
         ...
 
     def start_scan(self, folder: str, layer: str) -> None:

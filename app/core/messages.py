@@ -132,6 +132,7 @@ class JobKind(StrEnum):
     RENDER_LAYER = "render_layer"  # preferred images of a whole layer
     ABLATE = "ablate"  # ablation curves and class selectivity of a layer
     PREFERRED_GRID = "preferred_grid"  # a layer's cached preferred images, laid out as a grid
+    UNIT_CARD = "unit_card"  # the unit card's extras: patch attributions, more seeds
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,6 +172,43 @@ class PreferredImage:
     total: int
     done: bool
     best_dataset_activation: float | None = None  # from a scan, when one exists
+
+
+@dataclass(frozen=True, eq=False)
+class PreferredVariant:
+    """Another preferred image of a unit, from seed `seed`: place `index` of the unit card's
+    montage (place 0 is the `PreferredImage` itself). Previews, then the final one."""
+
+    layer: str
+    unit: int
+    index: int
+    seed: int
+    image: np.ndarray  # (H, W, 3) uint8
+    activation: float
+    done: bool
+
+
+@dataclass(frozen=True, eq=False)
+class PatchAttributions:
+    """The attribution of each of a unit's top patches, in its `UnitPatches` order."""
+
+    layer: str
+    unit: int
+    images: tuple[np.ndarray, ...]  # (S, S, 3) uint8, mid grey = no signal
+    rule: str  # e.g. "guided"
+
+
+@dataclass(frozen=True)
+class UnitFacts:
+    """What the caches know of a unit: class selectivity (from ablation curves) and its
+    concept label (from dissection); each None with a hint while nothing is cached."""
+
+    layer: str
+    unit: int
+    selectivity: str | None  # e.g. "0.62 (rank 3 of 112), prefers tabby cat"
+    selectivity_hint: str
+    concept: str | None  # e.g. "red (color), IoU 0.12"
+    concept_hint: str
 
 
 @dataclass(frozen=True, eq=False)

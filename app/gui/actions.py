@@ -39,6 +39,7 @@ CAMERAS = 4  # File → Open camera lists camera 0 to 3
 EXPORTABLE_PANES = (
     ("input", "Input"), ("predictions", "Predictions"), ("grid", "Activation grid"),
     ("ablation", "Ablation curves"), ("unit", "Selected unit"), ("layers", "Layers"),
+    ("card", "Unit card"),
 )
 # how the help card spells keys Qt spells otherwise
 KEY_NAMES = {
@@ -130,7 +131,8 @@ ACTIONS: tuple[Row, ...] = (
     Separator("&Analysis"),
     *(Action(f"cancel:{kind.value}", f"Cancel {JOB_NAMES[kind]}", "cancel_job", "&Analysis",
              args=(kind,), enabled=False)
-      for kind in (JobKind.SCAN, JobKind.RENDER_LAYER, JobKind.ABLATE, JobKind.RENDER)),
+      for kind in (JobKind.SCAN, JobKind.RENDER_LAYER, JobKind.ABLATE, JobKind.RENDER,
+                   JobKind.UNIT_CARD)),
 
     *_radio("normalization", "&View/Normalization", "view_model.set_normalization",
             ((Normalization.PER_CHANNEL, "Per channel"), (Normalization.PER_LAYER, "Per layer"))),
@@ -140,6 +142,8 @@ ACTIONS: tuple[Row, ...] = (
     Action("preferred_grid", "Preferred images in the grid", "_on_preferred_grid_toggled",
            "&View", ("G",), checkable=True,
            help="Grid shows each unit's preferred image / its activations"),
+    Action("unit_card", "Unit card", "toggle_unit_card", "&View", ("C",), checkable=True,
+           help="Show / hide the unit card: the selected unit at a glance"),
     Action("mirror", "Mirror camera", "_on_mirror_toggled", "&View", checkable=True),
 
     Action("help", "Keys", "toggle_help", "&Help", ("H",), help="Show / hide this help"),
@@ -159,6 +163,8 @@ ACTIONS: tuple[Row, ...] = (
     # also each pane's right-click menu (WindowLayout.add_export_actions)
     *(Action(f"export:{name}", f"{label}…", "_on_export_pane", "&File/Export pane as PNG",
              args=(name,)) for name, label in EXPORTABLE_PANES),
+    Action("save_unit_report", "Save unit report…", "_on_save_unit_report", "&File",
+           ("Ctrl+R",), help="Save the unit card as one PNG and one HTML page"),
     Separator("&File"),
     Action("quit", "Quit", "close", "&File", ("Ctrl+Q",)),
 

@@ -20,9 +20,12 @@ from app.core.messages import (
     ModelReady,
     Notice,
     NoticeLevel,
+    PatchAttributions,
     PreferredGrid,
     PreferredImage,
+    PreferredVariant,
     SourceReady,
+    UnitFacts,
     UnitPatches,
 )
 from app.gui.actions import ActionSet
@@ -79,6 +82,12 @@ class EventPresenter:
             self._on_unit_patches(event)
         elif isinstance(event, PreferredImage):
             self._on_preferred_image(event)
+        elif isinstance(event, PreferredVariant):
+            self._panes.card.on_preferred(event)
+        elif isinstance(event, PatchAttributions):
+            self._panes.card.on_patch_attributions(event)
+        elif isinstance(event, UnitFacts):
+            self._panes.card.on_facts(event)
         elif isinstance(event, PreferredGrid):
             self._preferred.on_grid(event, self._results.shown_layer())
         elif isinstance(event, JobProgress):
@@ -134,10 +143,12 @@ class EventPresenter:
     def _on_unit_patches(self, event: UnitPatches) -> None:
         if (event.layer, event.unit) == (self._model.layer, self._model.unit):
             self._panes.patches.set_dataset(event.patches, event.note)
+        self._panes.card.on_patches(event)  # it checks the unit itself
 
     def _on_preferred_image(self, event: PreferredImage) -> None:
         if (event.layer, event.unit) == (self._model.layer, self._model.unit):
             self._panes.preferred.show_image(event)
+        self._panes.card.on_preferred(event)
         if event.done:
             self._preferred.images_changed(event.layer, event.unit)
 
@@ -145,8 +156,8 @@ class EventPresenter:
         if event.kind == JobKind.PREFERRED_GRID:
             return
         self._actions[f"cancel:{event.kind.value}"].setEnabled(True)
-        if event.kind == JobKind.RENDER:
-            return  # the Preferred tab shows its steps; one per click would crowd the bar
+        if event.kind in (JobKind.RENDER, JobKind.UNIT_CARD):
+            return  # their panes show their steps; one per click would crowd the bar
         if event.kind == JobKind.RENDER_LAYER and event.done:
             self._preferred.on_render_batch()
         self._status.show_job(event)

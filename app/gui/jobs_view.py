@@ -14,6 +14,7 @@ JOB_NAMES = {
     JobKind.RENDER_LAYER: "render layer",
     JobKind.ABLATE: "ablation",
     JobKind.PREFERRED_GRID: "preferred images grid",
+    JobKind.UNIT_CARD: "unit card",
 }
 
 

@@ -48,6 +48,7 @@ from app.gui.preferred_grid import PreferredGridMode
 from app.gui.result_presenter import ResultPresenter
 from app.gui.snapshot import save_widget_png
 from app.gui.status_bar import StatusBar
+from app.gui.unit_report import save_unit_report
 from app.gui.view_model import ViewModel
 from app.gui.window_layout import WindowLayout, start_size
 
@@ -73,6 +74,7 @@ class MainWindow(QMainWindow):
         self.backend = backend
         self.settings = settings
         self._stopped = False
+        self._card_attribution = False  # the unit card turned attribution on, not the user
         self.setWindowTitle("DeepVis Live")
         self.setObjectName("mainWindow")
         self.setStyleSheet(theme.STYLE_SHEET)
@@ -161,6 +163,8 @@ class MainWindow(QMainWindow):
         p.unit.restore_all_requested.connect(self.restore_all)
         p.unit.ablation_mode_changed.connect(model.set_ablation_mode)
         p.unit.tab_changed.connect(self.results.update_tab)
+        p.centre_tab_changed.connect(self._on_centre_tab_changed)
+        p.card.patch_clicked.connect(self._on_patch_clicked)
         p.patches.scan_requested.connect(self._on_scan_folder)
         p.patches.patch_clicked.connect(self._on_patch_clicked)
         p.preferred.cancel_render.connect(partial(self.cancel_job, JobKind.RENDER))
@@ -212,6 +216,7 @@ class MainWindow(QMainWindow):
         lut = lookup_table(name)
         self.panes.grid.set_lut(lut)
         self.panes.unit.set_lut(lut)
+        self.panes.card.set_lut(lut)
         self.panes.input.set_lut(overlay_table(name))
 
     def toggle_ablation(self) -> None:
@@ -224,6 +229,13 @@ class MainWindow(QMainWindow):
         self.show_notice(Notice(
             f"deleted {name} ({model.ablation_mode.value})" if deleted else f"restored {name}"
         ))
+
+    def toggle_unit_card(self, on: bool) -> None:
+        """`c`: show the unit card in the centre column, or go back to the activations."""
+        if on and not self.panes.showing_card():
+            self.panes.show_card()
+        elif not on and self.panes.showing_card():
+            self.panes.show_activations()
 
     def restore_all(self) -> None:
         if self.view_model.restore_all():
@@ -271,6 +283,12 @@ class MainWindow(QMainWindow):
         """One pane (actions.EXPORTABLE_PANES) as a PNG, atomically; raises OSError."""
         return save_widget_png(self.panes.exportable(name), path)
 
+    def save_unit_report(self, path: str | Path) -> tuple[Path, Path]:
+        """The unit card as `path` (PNG) and the same name .html; raises OSError."""
+        model = self.view_model
+        return save_unit_report(self.panes.card, self.events.model_name or "model",
+                                model.channels(), path)
+
     def is_polling(self) -> bool:
         """Whether the window still polls its backend (not after `shutdown`)."""
         return self._timer.isActive()
@@ -306,8 +324,11 @@ class MainWindow(QMainWindow):
         p.patches.set_loading(layer, unit)
         p.preferred.set_waiting(layer, unit)
         p.ablation.set_unit(layer, unit)
+        p.card.set_unit(layer, unit)
         self._update_ablation_display()
         self.backend.request_unit(layer, unit)
+        if p.showing_card():
+            self.backend.request_unit_card(layer, unit)
 
     # ------------------------------------------------------------------ view model changes
 
@@ -323,6 +344,24 @@ class MainWindow(QMainWindow):
 
     def _on_normalization_changed(self, normalization: Normalization) -> None:
         self.action_set.set_checked(f"normalization:{normalization}")
+
+    def _on_centre_tab_changed(self, _index: int) -> None:
+        """The unit card shown: fill it (its extras, the live attribution); hidden: the
+        attribution it turned on goes off again, and its job stops."""
+        model, showing = self.view_model, self.panes.showing_card()
+        self.action_set.set_checked("unit_card", showing)
+        if showing:
+            if model.attribution == AttributionMode.OFF:
+                self._card_attribution = True  # the card's, not the user's
+                model.set_attribution(AttributionMode.GUIDED)
+            if model.layer is not None:
+                self.backend.request_unit_card(model.layer, model.unit)
+            self.results.update_card()
+        else:
+            self.backend.cancel_job(JobKind.UNIT_CARD)
+            if self._card_attribution and model.attribution == AttributionMode.GUIDED:
+                model.set_attribution(AttributionMode.OFF)
+            self._card_attribution = False
 
     def _on_attribution_changed(self, mode: AttributionMode) -> None:
         self.action_set.set_checked(f"attribution:{mode}")
@@ -417,6 +456,25 @@ class MainWindow(QMainWindow):
             self.show_notice(Notice(str(exc), NoticeLevel.ERROR))
         else:
             self.show_notice(Notice(f"saved {saved}"))
+
+    def _on_save_unit_report(self) -> None:
+        """Ctrl+R: the card is shown first (it is what is saved), then a name is asked."""
+        model = self.view_model
+        if model.layer is None:
+            self.show_notice(Notice("no unit to report on yet", NoticeLevel.WARNING))
+            return
+        self.toggle_unit_card(True)
+        path = file_dialogs.ask_png_path(
+            self, "Save unit report (PNG, and an HTML page beside it)",
+            f"deepvis-{model.layer}-unit{model.unit}.png")
+        if not path:
+            return
+        try:
+            png, page = self.save_unit_report(path)
+        except OSError as exc:
+            self.show_notice(Notice(str(exc), NoticeLevel.ERROR))
+        else:
+            self.show_notice(Notice(f"saved {png} and {page.name}"))
 
     def _on_save_screenshot(self) -> None:
         path = file_dialogs.ask_screenshot_path(self)

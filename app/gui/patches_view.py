@@ -6,6 +6,7 @@ live grid is refreshed only when the patches themselves change.
 
 from __future__ import annotations
 
+import numpy as np
 from PyQt6.QtCore import QEvent, QRectF, QSize, Qt, pyqtSignal
 from PyQt6.QtGui import (
     QColor,
@@ -48,42 +49,39 @@ def aspect_fit(size: QSize, w: int, h: int) -> QRectF:
     return QRectF((size.width() - dw) / 2, (size.height() - dh) / 2, dw, dh)
 
 
-class PatchTile(QWidget):
-    """One crop, aspect-fit, with its activation value underneath; clickable."""
+class PictureTile(QWidget):
+    """One RGB picture, aspect-fit, with a one-line caption underneath.
 
-    clicked = pyqtSignal(object)  # Patch
+    The pixmap is made on first paint, so a tile on a hidden tab costs nothing.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.patch: Patch | None = None
+        self._image: np.ndarray | None = None
+        self._caption = ""
         self._pixmap: QPixmap | None = None
         self._hover = False
         self.setMinimumSize(48, 48 + _CAPTION_H)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMouseTracking(True)
 
-    def set_patch(self, patch: Patch | None) -> None:
-        self.patch = patch
+    def set_picture(self, image: np.ndarray | None, caption: str = "",
+                    tooltip: str = "") -> None:
+        """Show `image` ((h, w, 3) uint8) over `caption`; None empties the tile."""
+        self._image = image
+        self._caption = caption if image is not None else ""
         self._pixmap = None  # rebuilt on the next paint, only if the tile is visible
-        self.setCursor(
-            Qt.CursorShape.PointingHandCursor if patch is not None else Qt.CursorShape.ArrowCursor
-        )
-        self.setToolTip(self.caption_tooltip())
+        self.setToolTip(tooltip)
         self.update()
 
-    def caption(self) -> str:
-        return "" if self.patch is None else f"{self.patch.value:.2f}"
+    def picture(self) -> np.ndarray | None:
+        return self._image
 
-    def caption_tooltip(self) -> str:
-        p = self.patch
-        if p is None:
-            return ""
-        y0, x0, y1, x1 = p.box
-        return f"{p.source}\nactivation {p.value:.3f}\nbox y {y0}–{y1}, x {x0}–{x1}"
+    def caption(self) -> str:
+        return self._caption
 
     def pixmap(self) -> QPixmap | None:
-        if self._pixmap is None and self.patch is not None:
-            self._pixmap = QPixmap.fromImage(rgb_to_qimage(self.patch.image))
+        if self._pixmap is None and self._image is not None:
+            self._pixmap = QPixmap.fromImage(rgb_to_qimage(self._image))
         return self._pixmap
 
     def paintEvent(self, event: QPaintEvent | None) -> None:
@@ -108,8 +106,34 @@ class PatchTile(QWidget):
         painter.drawText(
             QRectF(0, area.height(), self.width(), _CAPTION_H),
             Qt.AlignmentFlag.AlignCenter,
-            self.caption(),
+            self._caption,
         )
+
+
+class PatchTile(PictureTile):
+    """One crop with its activation value underneath; clickable (opens the patch)."""
+
+    clicked = pyqtSignal(object)  # Patch
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.patch: Patch | None = None
+        self.setMouseTracking(True)
+
+    def set_patch(self, patch: Patch | None) -> None:
+        self.patch = patch
+        self.setCursor(
+            Qt.CursorShape.PointingHandCursor if patch is not None else Qt.CursorShape.ArrowCursor
+        )
+        self.set_picture(None if patch is None else patch.image,
+                         "" if patch is None else f"{patch.value:.2f}", self.caption_tooltip())
+
+    def caption_tooltip(self) -> str:
+        p = self.patch
+        if p is None:
+            return ""
+        y0, x0, y1, x1 = p.box
+        return f"{p.source}\nactivation {p.value:.3f}\nbox y {y0}–{y1}, x {x0}–{x1}"
 
     def enterEvent(self, event: QEnterEvent | None) -> None:
         self._hover = self.patch is not None

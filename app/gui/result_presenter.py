@@ -134,6 +134,8 @@ class ResultPresenter(QObject):
         if attribution is not None and tab == UnitTab.ATTRIBUTION:
             blank = zero_attribution_reason(result, model.attribution_at)
             p.attribution.set_map(attribution, blank)
+        if p.showing_card():
+            self._feed_card(result, unit, heat)
         p.predictions.set_predictions(result.predictions, result.intact_predictions)
         p.patches.set_live(result.live_top)  # O(1) unless the patches changed
         self._follow_source(result.frame)
@@ -148,6 +150,31 @@ class ResultPresenter(QObject):
             self._flush.start(max(1, int(wait * 1000) + 1))
         self.results_shown += 1
         self.result_shown.emit(self.results_shown)
+
+    def _feed_card(self, result: Result, unit: int, heat: np.ndarray) -> None:
+        """The unit card's live half: the map and the attribution of this frame."""
+        card, model = self._panes.card, self._model
+        card.set_unit(result.layer if model.layer is None else model.layer, unit)
+        peak = (f" · max {result.unit_max[unit]:.2f}"
+                if 0 <= unit < len(result.unit_max) else "")
+        card.set_map(heat, f"Live map{peak}")
+        if model.attribution == AttributionMode.OFF:
+            card.set_attribution(None, "Attribution is off · b turns it on")
+        elif result.attribution is None or result.attribution_mode == AttributionMode.OFF:
+            card.set_attribution(None, f"Computing {MODE_TEXT[model.attribution]}…")
+        else:
+            blank = zero_attribution_reason(result, model.attribution_at)
+            caption = f"Live attribution · {MODE_TEXT[result.attribution_mode]}"
+            card.set_attribution(None if blank else result.attribution, blank or caption)
+
+    def update_card(self) -> None:
+        """The unit card was just shown: bring its live half up to date."""
+        r, model = self.last_result, self._model
+        self._panes.card.set_unit(model.layer or (r.layer if r else ""), model.unit)
+        if r is None:
+            return
+        unit = model.unit if model.layer is None or r.layer == model.layer else r.unit
+        self._feed_card(r, unit, unit_heat(r, unit))
 
     def _update_texts(self, result: Result, unit: int,
                       key: tuple[str, int, bool, AttributionMode], now: float) -> None:
@@ -203,6 +230,8 @@ class ResultPresenter(QObject):
         heat = unit_heat(r, model.unit)
         p.input.set_overlay(heat, r.crop)
         p.unit.set_map(heat)
+        if p.showing_card():
+            self._feed_card(r, model.unit, heat)
         self._update_unit_values(r, model.unit)
         self._shown_key = (r.layer, model.unit, r.frozen, r.attribution_mode)
 

@@ -1,9 +1,10 @@
 """Where the panes sit: three columns of splitters, and the sizes they start at.
 
-Left: input, predictions, messages. Middle: the activation grid, and the ablation plots as
-a second tab. Right: layers, and the selected unit's tabs (Unit, Top patches, Preferred,
-Attribution). The help card lies over all of them. Nothing here reacts to data: the window
-wires the panes, the presenters feed them.
+Left: input, predictions, messages. Middle: the activation grid, the unit card (the
+selected unit at a glance) and the ablation plots, as tabs. Right: layers, and the
+selected unit's tabs (Unit, Top patches, Preferred, Attribution). The help card lies over
+all of them. Nothing here reacts to data: the window wires the panes, the presenters feed
+them.
 
 The window starts no larger than the screen's free area, and the minimum sizes here keep
 every pane visible and usable down to MIN_WINDOW (1280×720, a small laptop with a taskbar).
@@ -28,6 +29,7 @@ from app.gui.patch_dialog import PatchDialog
 from app.gui.patches_view import TopPatchesPane
 from app.gui.predictions_view import PredictionsPane
 from app.gui.preferred_view import PreferredPane
+from app.gui.unit_card import UnitCard
 from app.gui.unit_pane import UnitPane, UnitTab
 
 MIN_LOG_H = 90  # the message log keeps a few lines whatever the frame's shape
@@ -85,8 +87,11 @@ class WindowLayout:
         self._center = QTabWidget()
         self._center.setDocumentMode(True)
         self._center.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.card = UnitCard()
         self._center.addTab(self.grid, "Activations")
+        self._center.addTab(self.card, "Unit card")
         self._center.addTab(self.ablation, "Ablation")
+        self.centre_tab_changed = self._center.currentChanged  # the window reacts to it
 
         self.layers = LayerListPane()
         self.unit = UnitPane()
@@ -149,6 +154,7 @@ class WindowLayout:
         panes: dict[str, QWidget] = {
             "input": self.input, "predictions": self.predictions, "grid": self.grid,
             "ablation": self.ablation, "unit": self.unit, "layers": self.layers,
+            "card": self.card,
         }
         return panes[name]
 
@@ -164,6 +170,12 @@ class WindowLayout:
 
     def show_activations(self) -> None:
         self._center.setCurrentWidget(self.grid)
+
+    def show_card(self) -> None:
+        self._center.setCurrentWidget(self.card)
+
+    def showing_card(self) -> bool:
+        return self._center.currentWidget() is self.card
 
     def showing_ablation(self) -> bool:
         return self._center.currentWidget() is self.ablation

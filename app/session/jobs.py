@@ -29,8 +29,11 @@ from app.core.messages import (
     JobKind,
     JobProgress,
     Patch,
+    PatchAttributions,
     PreferredGrid,
     PreferredImage,
+    PreferredVariant,
+    UnitFacts,
     UnitPatches,
 )
 from app.core.scan_results import load_scan
@@ -42,6 +45,8 @@ from app.engine.analyses.patches import scan
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.truncate import private_copy
+from app.session.catalog.cached import cached_curves, concept_labels, unit_ablation
+from app.session.patch_attributions import PATCH_RULE, patch_attributions
 
 Emit = Callable[[Event], None]
 JOB_NICENESS = 10
@@ -267,3 +272,54 @@ def curves_message(result: CurveResult) -> AblationCurves:
     return AblationCurves(result.layer, np.asarray(result.fractions), curves,
                           np.asarray(result.selectivity), result.accuracy_means, result.images,
                           shifted_units=result.selectivity_shifted)
+
+
+MONTAGE = 4  # preferred images on the unit card: the settings' seed and the next three
+
+
+def unit_facts(settings: Settings, loaded: LoadedModel, layer: str, unit: int,
+               channels: int) -> UnitFacts:
+    """The unit's class selectivity and concept label, as far as the caches know them."""
+    curves = cached_curves(loaded, layer, channels, settings.cache.dir)
+    selectivity = None
+    hint = (f"No ablation curves of {layer} cached: Analysis → Ablation curves on a "
+            "folder… gives every unit's class selectivity")
+    if curves is not None and 0 <= unit < curves.units:
+        a = unit_ablation(curves, unit)
+        names = loaded.class_names
+        cls = names[a.preferred_class] if 0 <= a.preferred_class < len(names) else "?"
+        selectivity = f"{a.index:.2f} (rank {a.rank + 1} of {curves.units}), prefers {cls}"
+        hint = f"on {curves.images} images of {curves.dataset or '?'}"
+    labels = concept_labels(cache_root(settings.cache.dir), model_key(loaded), layer)
+    concept = labels.get(unit) if labels else None
+    concept_hint = ("" if concept else
+                    f"No dissection of {layer} cached: `deepvis dissect FOLDER --layers "
+                    f"{layer}` names what units detect")
+    return UnitFacts(layer, unit, selectivity, hint, concept, concept_hint)
+
+
+def unit_card_job(settings: Settings, loaded: LoadedModel, layer: str, unit: int,
+                  channels: int, emit: Emit) -> Job[Progress, str]:
+    """What the unit card adds to the selection's patches and preferred image: the facts,
+    the attribution of each top patch (cached with the scan), and preferred images from
+    MONTAGE - 1 more seeds (cached with the renders), each sent as soon as it exists."""
+    emit(unit_facts(settings, loaded, layer, unit, channels))
+    steps = MONTAGE
+    yield Progress(0, steps, f"unit card of {layer} unit {unit}")
+    scan_result = load_scan(cache_root(settings.cache.dir), model_key(loaded), layer)
+    if scan_result is not None and scan_result.top(unit):
+        images = patch_attributions(loaded, scan_result, unit,
+                                    max_pixels=settings.source.max_image_pixels)
+        emit(PatchAttributions(layer, unit, tuple(images), str(PATCH_RULE)))
+    yield Progress(1, steps, f"unit card of {layer} unit {unit}: preferred images")
+    r = settings.render
+    for index in range(1, MONTAGE):
+        seed = r.seed + index
+        for p in render_units(loaded, layer, [unit], preset=r.preset, steps=r.steps or None,
+                              size=r.size or None, seed=seed,
+                              cache_root=cache_root(settings.cache.dir), batch_size=1):
+            if p.images is not None and p.activations is not None:
+                emit(PreferredVariant(layer, unit, index, seed, p.images[0],
+                                      float(p.activations[0]), p.final))
+            yield Progress(index, steps, f"unit card of {layer} unit {unit}: seed {seed}")
+    return f"unit card of {layer} unit {unit} complete"

@@ -131,6 +131,12 @@ class LiveSession:
         self._jobs.start(JobKind.RENDER, jobs.render_unit_job(
             self.settings, loaded, layer, unit, self._events.put))
 
+    def request_unit_card(self, layer: str, unit: int) -> None:
+        loaded = self._loaded
+        if loaded is not None and layer in self._channels:
+            self._jobs.start(JobKind.UNIT_CARD, jobs.unit_card_job(
+                self.settings, loaded, layer, unit, self._channels[layer], self._events.put))
+
     def start_scan(self, folder: str, layer: str) -> None:
         loaded = self._ready_for(folder)
         if loaded is not None:

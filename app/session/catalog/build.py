@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from app.core import html_pages as pages
 from app.core.atomic import atomic_write_bytes, atomic_write_json
 from app.core.files import safe_filename
 from app.core.jobs import Job, Progress
@@ -29,7 +30,6 @@ from app.engine.analyses.featurevis import RenderResult, get_preset, render_unit
 from app.engine.analyses.featurevis.render_cache import encode_png
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
-from app.session.catalog import pages
 from app.session.catalog.cached import (
     cached_curves,
     cached_scan,

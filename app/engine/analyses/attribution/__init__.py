@@ -1,8 +1,8 @@
 """Attribution of a unit to the input pixels: gradient, deconvnet, guided backprop."""
 
 from app.engine.analyses.attribution.attributor import (
-    Attributor,
     AttributionError,
+    Attributor,
     saliency_to_uint8,
     signal_to_rgb,
 )

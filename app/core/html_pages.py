@@ -1,7 +1,8 @@
-"""The catalogue's HTML: plain data in, one self-contained page out (stdlib only).
+"""The HTML of the catalogue and the unit report: plain data in, one self-contained page out.
 
-Every page carries its own small style sheet and links only relative paths, so the site
-opens from `file://` with no network and no server and survives being copied or zipped.
+Every page carries its own small style sheet and links only relative paths (or, in a unit
+report, holds its images as `data:` URIs), so it opens from `file://` with no network and
+no server and survives being copied or zipped.
 Every text that reaches the HTML goes through `_e` (html.escape), every path through
 `_href` (URL-quoted, then escaped): a layer or file name can hold any character.
 """
@@ -56,7 +57,11 @@ def _e(text: object) -> str:
 
 
 def _href(path: str) -> str:
-    """A relative path as an attribute value: each character URL-safe, then HTML-safe."""
+    """A relative path as an attribute value: each character URL-safe, then HTML-safe.
+
+    A `data:` URI (an image inside a unit report) is already URL-safe as it is."""
+    if path.startswith("data:image/png;base64,"):
+        return _e(path)
     return _e(quote(path, safe="/.-_~@"))
 
 
@@ -234,3 +239,11 @@ def site_page(model: str, subtitle: str, rows: Sequence[tuple[Link, Sequence[str
     table = f"<section><h2>Layers</h2><table><tr>{head}</tr>{body}</table></section>\n"
     return _page(f"{model} — DeepVis catalogue", [Link("catalogue")], [],
                  f"{model}", subtitle, table, footer)
+
+
+def report_page(model: str, layer: str, unit: int, channels: int, subtitle: str,
+                sections: Sequence[Section], footer: str) -> str:
+    """A unit report: one page, no links out, images inside it (`data:` URIs)."""
+    return _page(f"{layer} unit {unit} — {model}", [Link("DeepVis unit report")], [],
+                 f"{layer} · unit {unit} of {channels}", subtitle,
+                 "".join(_section(s) for s in sections), footer)
