@@ -57,8 +57,9 @@ class UnitCard(QWidget):
 
     patch_clicked = pyqtSignal(object)  # Patch
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, first_seed: int = 0, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._first_seed = first_seed  # the seed of the selection's own preferred image
         self.layer = ""
         self.unit = -1
         outer = QVBoxLayout(self)
@@ -198,24 +199,26 @@ class UnitCard(QWidget):
         if not self._is_current(event.layer, event.unit):
             return
         rule = PATCH_RULE_TEXT.get(event.rule, event.rule)
+        n = sum(t.patch is not None for t in self.patch_tiles)
+        self.patches_box.heading.setText(f"Top {n} dataset patches, each with its {rule}")
         for i, tile in enumerate(self.patch_attribution_tiles):
             image = event.images[i] if i < len(event.images) else None
-            tile.set_picture(image, rule if image is not None else "",
+            # the caption row stays empty: the heading names the rule once for all nine
+            tile.set_picture(image, "",
                              f"{rule} of unit {self.unit} at its maximum in patch {i + 1}")
 
     def on_preferred(self, event: PreferredImage | PreferredVariant) -> None:
         if not self._is_current(event.layer, event.unit):
             return
         index, seed = ((event.index, event.seed) if isinstance(event, PreferredVariant)
-                       else (0, None))
+                       else (0, self._first_seed))
         if not 0 <= index < len(self.preferred_tiles):
             return
         state = "" if event.done else " …"
-        where = f"seed {seed} · " if seed is not None else ""
         self.preferred_tiles[index].set_picture(
-            event.image, f"{where}{event.activation:.2f}{state}",
-            f"preferred image{', seed ' + str(seed) if seed is not None else ''}: activation "
-            f"{event.activation:.3f}" + ("" if event.done else " (rendering)"))
+            event.image, f"seed {seed} · {event.activation:.2f}{state}",
+            f"preferred image, seed {seed}: activation {event.activation:.3f}"
+            + ("" if event.done else " (rendering)"))
 
     def on_facts(self, event: UnitFacts) -> None:
         if not self._is_current(event.layer, event.unit):

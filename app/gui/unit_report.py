@@ -77,12 +77,15 @@ def report_sections(card: UnitCard) -> list[pages.Section]:
         "Top dataset patches", tuple(patches), PATCH_PX,
         note="" if patches else card.patches_note.text() or "no scan of this layer cached",
         subtitle="value: the unit's maximum in the image; crop: its receptive field"))
-    attributions = [pages.Picture(_array_uri(image), f"patch {i + 1}")
-                    for i, image in enumerate(card.shown_patch_attributions())]
+    attributions = [pages.Picture(_array_uri(image), f"patch {i + 1}", tile.toolTip())
+                    for i, (image, tile) in enumerate(zip(
+                        card.shown_patch_attributions(), card.patch_attribution_tiles,
+                        strict=False))]
     if attributions:
         sections.append(pages.Section(
             "Attributions of the top patches", tuple(attributions), PATCH_PX,
-            subtitle="in the patches' order: grey is no signal, colour what raises the unit"))
+            subtitle=f"{card.patches_box.heading.text()}; in the patches' order: grey is "
+            "no signal, colour what raises the unit"))
     return sections
 
 
