@@ -22,7 +22,11 @@ def _expected() -> dict[str, torch.Tensor]:
     summed = shared0 + relu
     shared1 = summed.flip(0)
     pool = shared1.mean((1, 2)).view(2, 1, 1)
-    return {"conv": conv, "relu": relu, "shared": shared0, "shared:1": shared1, "pool": pool}
+    # fc: [[1, 0], [0, 1], [1, 1]], no bias: the class scores, one 1×1 unit each
+    p = pool.flatten()
+    logits = torch.stack([p[0], p[1], p[0] + p[1]]).view(3, 1, 1)
+    return {"conv": conv, "relu": relu, "shared": shared0, "shared:1": shared1, "pool": pool,
+            "logits": logits}
 
 
 def test_records_exact_activations_despite_in_place_ops():
@@ -68,6 +72,19 @@ def test_layer_subset_and_infos():
     assert list(rec.activations) == ["relu"]
     infos = rec.layer_infos()
     assert infos[0].shape == (2, 2, 2) and infos[0].kind == "ReLU"
+
+
+def test_the_output_is_the_last_layer_logits_one_unit_per_class():
+    net = TinyNet().eval()
+    with torch.no_grad(), ActivationRecorder(net) as rec:
+        out = rec.run(tiny_input())
+    infos = rec.layer_infos()
+    assert infos[-1].name == "logits" and infos[-1].shape == (3, 1, 1)
+    assert infos[-1].kind == "output"
+    torch.testing.assert_close(rec.activations["logits"][:, :, 0, 0], out, rtol=0, atol=0)
+    with torch.no_grad(), ActivationRecorder(net, layers=["logits"]) as rec:
+        rec.run(tiny_input())
+    assert list(rec.activations) == ["logits"]
 
 
 def test_discover_layers_on_a_torchvision_resnet_sees_residual_overwrites():

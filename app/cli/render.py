@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     finals = {u: (result.images[i], float(result.activations[i]), result.cached[i])
               for i, u in enumerate(result.units)}
+    probability = ({} if result.probabilities is None else
+                   {u: float(result.probabilities[i]) for i, u in enumerate(result.units)})
 
     best = _scan_best(root, key, args.layer)
     maxima: dict[int, float] = {}
@@ -128,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"unit": u, "activation": round(activation, 6), "file": str(path),
                      "cached": was_cached, "activation_max": maxima.get(u),
                      "best_dataset_activation": None if best is None else best.get(u)})
+        if probability:  # a class unit: how sure the network is of its own visualization
+            rows[-1]["class"] = loaded.class_names[u] if u < len(loaded.class_names) else str(u)
+            rows[-1]["probability"] = round(probability[u], 6)
     if args.sheet is not None:
         import numpy as np
 
@@ -153,5 +158,7 @@ def run(args: argparse.Namespace) -> int:
         extra = "" if row["best_dataset_activation"] is None else \
             f"  (map max {row['activation_max']:.3f}, best in dataset " \
             f"{row['best_dataset_activation']:.3f})"
+        if "probability" in row:
+            extra += f"  p({row['class']}) = {row['probability']:.4f}"
         print(f"unit {row['unit']:5d}  activation {row['activation']:9.3f}{extra}  {row['file']}")
     return 0

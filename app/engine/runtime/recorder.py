@@ -6,6 +6,11 @@ writes into that tensor in place (an in-place ReLU, ResNet's `out += identity`).
 writes bump the tensor's version counter, so after a pass we know exactly which layers
 were overwritten; those layers are cloned from then on, and the pass that found them
 is run once more so no frame ever shows overwritten values.
+
+The network's output is a layer too, `logits`: a classifier's (N, classes) scores kept as
+(N, classes, 1, 1), one 1×1 "map" per class, so every view and analysis that works on a
+unit works on a class unit unchanged (Building Blocks' class units; a rendered class unit
+is a class visualization). Its module is the model itself, named "" by `named_modules()`.
 """
 
 from __future__ import annotations
@@ -25,8 +30,16 @@ def repeat_name(name: str, call: int) -> str:
     return name if call == 0 else f"{name}:{call}"
 
 
+LOGITS = "logits"  # the model's output, as a layer of 1×1 class units
+
+
 def split_layer_name(layer: str) -> tuple[str, int]:
-    """The inverse of `repeat_name`: `name` → (name, 0); `name:k` → (name, k)."""
+    """The inverse of `repeat_name`: `name` → (name, 0); `name:k` → (name, k).
+
+    `logits` is the whole model's output: module "" (a model's own module of that name,
+    if it has one, is then not addressable; a classifier's is its output anyway)."""
+    if layer == LOGITS:
+        return "", 0
     name, sep, call = layer.rpartition(":")
     if sep and call.isdigit():
         return name, int(call)
@@ -44,10 +57,12 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
     def __init__(self, model: nn.Module, layers: Iterable[str] | None = None) -> None:
         self.model = model
         wanted = set(layers) if layers is not None else None
+        named = list(model.named_modules())
         self._modules = [
-            (name, m) for name, m in model.named_modules()
-            if name and (wanted is None or name in wanted)
+            (name, m) for name, m in named
+            if name and name != LOGITS and (wanted is None or name in wanted)
         ]
+        self._record_output = wanted is None or LOGITS in wanted
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._versions: dict[str, int] = {}
         self._calls: dict[str, int] = {}
@@ -62,6 +77,8 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
         try:
             for name, module in self._modules:
                 self._handles.append(module.register_forward_hook(self._hook_for(name)))
+            if self._record_output:
+                self._handles.append(self.model.register_forward_hook(self._on_output))
         except BaseException:
             self.remove()
             raise
@@ -95,6 +112,12 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
             self.kinds[key] = kind
 
         return hook
+
+    def _on_output(self, _module: nn.Module, _inputs: Any, output: Any) -> None:
+        """The model's (N, classes) output as the (N, classes, 1, 1) layer `logits`."""
+        if self._active and isinstance(output, torch.Tensor) and output.dim() == 2:
+            self.activations[LOGITS] = output[:, :, None, None]
+            self.kinds[LOGITS] = "output"
 
     def run(self, x: torch.Tensor, forward: Callable[[torch.Tensor], Any] | None = None) -> Any:
         """One forward pass with recording; returns the model's output.

@@ -54,6 +54,13 @@ PRESETS: dict[str, Preset] = {
         param="fourier", decorrelate=True, optimizer="adam", lr=0.05, steps=128, size=128,
         transforms=0.5, preview_every=8,
     ),
+    "fooling": Preset(
+        name="fooling",
+        description="Nguyen et al. 2015: plain pixels, no priors (no transforms, decay or "
+                    "blur), plain ascent: images a network is sure of that no one recognizes",
+        param="pixel", decorrelate=False, optimizer="sgd", lr=0.01, steps=64, size=224,
+        transforms=0.0,
+    ),
 }
 
 

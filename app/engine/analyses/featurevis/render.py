@@ -34,6 +34,7 @@ from app.engine.analyses.featurevis.render_cache import RenderKey, cached_render
 from app.engine.analyses.featurevis.transforms import standard_transforms
 from app.engine.runtime.cache import model_key
 from app.engine.runtime.models import LoadedModel
+from app.engine.runtime.recorder import LOGITS
 from app.engine.runtime.truncate import TruncatedModel
 
 OBJECTIVES = ("channel", "neuron", "max")
@@ -70,6 +71,9 @@ class RenderResult:
     images: np.ndarray  # (N, H, W, 3) in the order of `units`
     activations: np.ndarray  # (N,) float32, on the clean images
     cached: tuple[bool, ...]
+    # class units (layer `logits`): the probability the network gives each finished image
+    # for its class, softmax over all classes; None for any other layer
+    probabilities: np.ndarray | None = None
 
 
 def image_seed(seed: int, unit: int, repeat: int = 0) -> int:
@@ -123,6 +127,15 @@ class Renderer:
         x = x.to(self.device)
         values = unit_objective(objective, units)(self.forward(x), x)
         return values.float().cpu().numpy()
+
+    def class_probabilities(self, images: np.ndarray, units: Sequence[int]) -> np.ndarray:
+        """(N,) softmax probability of class `units[i]` for image i, (N, H, W, 3) uint8:
+        how sure the network is that a class visualization shows its class."""
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad():
+            scores = self.forward(x.to(self.device)).flatten(1).float()
+        picked = scores.softmax(1)[torch.arange(len(units)), torch.tensor(list(units))]
+        return picked.cpu().numpy()
 
     def key(self, preset: Preset, seed: int, objective: str) -> RenderKey:
         return RenderKey(self.model_key, self.layer, preset.name, preset.steps, preset.size,
@@ -259,11 +272,16 @@ def render_units(loaded: LoadedModel, layer: str, units: Sequence[int],
                 activations.append(progress.activations)
                 cached += progress.cached
             yield progress
+    finished = np.concatenate(images) if images else np.zeros((0, p.size, p.size, 3), np.uint8)
+    probabilities = None
+    if layer == LOGITS and len(finished):
+        probabilities = np.concatenate([
+            renderer.class_probabilities(finished[i : i + batch_size], units[i : i + batch_size])
+            for i in range(0, len(units), batch_size)])
     return RenderResult(
-        layer, p, tuple(units),
-        np.concatenate(images) if images else np.zeros((0, p.size, p.size, 3), np.uint8),
+        layer, p, tuple(units), finished,
         np.concatenate(activations) if activations else np.zeros(0, np.float32),
-        tuple(cached))
+        tuple(cached), probabilities)
 
 
 def cached_unit(loaded: LoadedModel, root: Path, layer: str, unit: int,
