@@ -55,6 +55,7 @@ LAYERS: tuple[LayerInfo, ...] = (
     LayerInfo("_blocks.10._project_conv", (112, 14, 14), "Conv2d"),
     LayerInfo("_blocks.15._depthwise_conv", (1152, 7, 7), "Conv2d"),
     LayerInfo("_conv_head", (1280, 7, 7), "Conv2d"),
+    LayerInfo("logits", (1000, 1, 1), "output"),
 )
 DEFAULT_LAYER = "_blocks.5._depthwise_conv"
 PREDICTIONS = (
@@ -64,6 +65,8 @@ PREDICTIONS = (
     Prediction(287, "lynx, catamount", 0.031),
     Prediction(283, "Persian cat", 0.012),
 )
+CLASS_NAMES = tuple({p.index: p.label for p in PREDICTIONS}.get(i, f"class {i}")
+                    for i in range(1000))
 # what the ablated net says once units are deleted: the cat is less sure, a fox creeps in
 ABLATED_PREDICTIONS = (
     Prediction(281, "tabby, tabby cat", 0.331),
@@ -346,7 +349,7 @@ class FakeBackend:
 
     @staticmethod
     def model_ready(name: str = "efficientnet_lite0") -> ModelReady:
-        return ModelReady(name, LAYERS, DEFAULT_LAYER, "cpu", 1000)
+        return ModelReady(name, LAYERS, DEFAULT_LAYER, "cpu", 1000, CLASS_NAMES)
 
     def emit(self, event: Event) -> None:
         """Queue an event for the next `poll_events` (tests use it to inject notices)."""

@@ -151,3 +151,27 @@ def test_the_card_fits_a_small_screen(ui: WindowDriver, size):
         assert corner.x() <= card.width() and corner.y() <= card.height()
     for view in (card.map_view, card.attribution_view):
         assert min(view.width(), view.height()) >= 140, (view.width(), view.height())
+
+
+def test_clicking_a_prediction_selects_its_class_unit_and_ctrl_click_the_versus(
+        ui: WindowDriver, backend: FakeBackend):
+    from fake_backend import PREDICTIONS
+    from PyQt6.QtCore import QPoint
+
+    bars = ui.window.panes.predictions.bars()
+    ui.wait_until(lambda: ui.window.panes.predictions.rows() != [])
+    x, y = ui.window.panes.predictions.bar_center(1)
+    ui.qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
+    tabby = PREDICTIONS[1].index
+    view = backend.views[-1]
+    assert (view.layer, view.unit, view.explained_class) == ("logits", tabby, tabby)
+    assert ("request_unit", ("logits", tabby)) in backend.calls
+    ui.wait_until(lambda: "tabby" in ui.window.panes.unit.title_text())
+    assert ui.window.panes.unit.title_text() == f"logits · unit {tabby} · tabby, tabby cat"
+    x, y = ui.window.panes.predictions.bar_center(0)
+    ui.qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier,
+                        QPoint(x, y))
+    view = backend.views[-1]
+    assert (view.explained_class, view.versus_class) == (tabby, PREDICTIONS[0].index)
+    assert set(ui.window.panes.predictions.marked()) == {tabby, PREDICTIONS[0].index}
+    assert (view.layer, view.unit) == ("logits", tabby)  # the versus class selects nothing

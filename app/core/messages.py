@@ -13,6 +13,8 @@ import numpy as np
 from app.core.tiling import GridGeometry
 
 
+LOGITS = "logits"  # the network's output as a layer: one 1×1 unit per class
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One RGB frame from a source."""
@@ -57,6 +59,11 @@ class ViewState:
     # deleted units: ((layer, (unit, ...)), ...); predictions then come from the ablated net
     ablated: tuple[tuple[str, tuple[int, ...]], ...] = ()
     ablation_mode: AblationMode = AblationMode.ZERO
+    # "why this prediction": the class explained (None: the top-1) and the one it is
+    # compared with (None: the class alone); `explain` turns the building blocks on
+    explained_class: int | None = None
+    versus_class: int | None = None
+    explain: bool = False
 
 
 @dataclass(frozen=True)
@@ -260,6 +267,7 @@ class ModelReady:
     default_layer: str
     device: str
     num_classes: int
+    class_names: tuple[str, ...] = ()  # the `logits` layer's units, when the model has names
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,7 @@ class EventPresenter:
         unit = self._initial_unit
         self._initial_layer = None
         self._initial_unit = None
+        self._model.set_class_names(event.class_names)
         self._model.set_layers(event.layers, wanted, unit)
         for name in self._actions.group("model"):
             self._actions.set_checked(name, name == f"model:{event.name}")

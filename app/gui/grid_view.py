@@ -175,8 +175,9 @@ class ActivationGrid(Panel):
             "units · G: activations" + ("" if complete else " · Preferred tab: render layer")
         )
 
-    def show_hover_values(self, unit: int, maximum: float, mean: float) -> None:
-        self._hover_label.setText(f"unit {unit}   max {maximum:.2f}   mean {mean:.2f}")
+    def show_hover_values(self, unit: int, maximum: float, mean: float, name: str = "") -> None:
+        named = f" · {name}" if name else ""
+        self._hover_label.setText(f"unit {unit}{named}   max {maximum:.2f}   mean {mean:.2f}")
 
     def clear_hover_values(self) -> None:
         self._hover_label.setText("")

@@ -148,6 +148,7 @@ class MainWindow(QMainWindow):
         model.attribution_at_changed.connect(self._on_attribution_at_changed)
         model.ablation_changed.connect(self._update_ablation_display)
         model.ablation_mode_changed.connect(self._on_ablation_mode_changed)
+        model.classes_changed.connect(self._on_classes_changed)
 
     def _connect_panes(self) -> None:
         p, model = self.panes, self.view_model
@@ -164,6 +165,7 @@ class MainWindow(QMainWindow):
         p.unit.ablation_mode_changed.connect(model.set_ablation_mode)
         p.unit.tab_changed.connect(self.results.update_tab)
         p.centre_tab_changed.connect(self._on_centre_tab_changed)
+        p.predictions.class_clicked.connect(self._on_class_clicked)
         p.card.patch_clicked.connect(self._on_patch_clicked)
         p.patches.scan_requested.connect(self._on_scan_folder)
         p.patches.patch_clicked.connect(self._on_patch_clicked)
@@ -324,7 +326,7 @@ class MainWindow(QMainWindow):
         p.patches.set_loading(layer, unit)
         p.preferred.set_waiting(layer, unit)
         p.ablation.set_unit(layer, unit)
-        p.card.set_unit(layer, unit)
+        p.card.set_unit(layer, unit, self.view_model.unit_name(layer, unit))
         self._update_ablation_display()
         self.backend.request_unit(layer, unit)
         if p.showing_card():
@@ -383,6 +385,16 @@ class MainWindow(QMainWindow):
         self.action_set["restore_all"].setEnabled(bool(rows))
 
     # ------------------------------------------------------------------ input handlers
+
+    def _on_class_clicked(self, index: int, versus: bool) -> None:
+        if versus:
+            self.view_model.pick_versus(index)
+        else:
+            self.view_model.pick_class(index)
+
+    def _on_classes_changed(self) -> None:
+        model = self.view_model
+        self.panes.predictions.set_marked(model.explained_class, model.versus_class)
 
     def _on_unit_hovered(self, _unit: object) -> None:
         self.results.update_hover()

@@ -1,12 +1,14 @@
 """Top-5 predictions as horizontal bars, painted in one pass (no per-row widgets to relayout).
 
-With units deleted, two columns: the intact network's top-5 and the ablated one's.
+With units deleted, two columns: the intact network's top-5 and the ablated one's. A click
+on a bar picks that class (the window selects its class unit); a Ctrl/Shift-click picks
+it as the class to compare against ("A vs B"). The picked classes are outlined.
 """
 
 from __future__ import annotations
 
-from PyQt6.QtCore import QRectF, QSize, Qt
-from PyQt6.QtGui import QColor, QFont, QPainter, QPaintEvent
+from PyQt6.QtCore import QRectF, QSize, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from app.core.messages import Prediction
@@ -28,8 +30,12 @@ def _rows(predictions: tuple[Prediction, ...]) -> list[tuple[str, str]]:
 class PredictionsView(QWidget):
     """One bar per prediction: label on the left, bar proportional to probability, percent."""
 
+    class_clicked = pyqtSignal(int, bool)  # class index, modifier held (the "vs" class)
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._marked: dict[int, str] = {}  # class index → outline colour
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
         self._predictions: tuple[Prediction, ...] = ()
         self._intact: tuple[Prediction, ...] | None = None
         self._placeholder = "Waiting for frames…"
@@ -53,6 +59,46 @@ class PredictionsView(QWidget):
     def set_placeholder(self, text: str) -> None:
         self._placeholder = text
         self.update()
+
+    def set_marked(self, picked: int | None, versus: int | None) -> None:
+        """Outline the picked class (accent) and the one it is compared with (red)."""
+        marked = {i: c for i, c in ((versus, theme.ERROR), (picked, theme.ACCENT))
+                  if i is not None}
+        if marked != self._marked:
+            self._marked = marked
+            self.update()
+
+    def marked(self) -> dict[int, str]:
+        return dict(self._marked)
+
+    def row_at(self, x: float, y: float) -> Prediction | None:
+        """The prediction whose bar is at (x, y), in either column."""
+        if self._intact is None:
+            preds, top0, row_h = self._predictions, 2.0, _ROW_H
+        else:
+            half = (self.width() - 10.0) / 2
+            preds = self._intact if x < half + 5 else self._predictions
+            top0, row_h = float(_HEADER_H), _TWO_ROW_H
+        row = int((y - top0) // row_h)
+        return preds[row] if 0 <= row < len(preds) and y >= top0 else None
+
+    def bar_center(self, row: int, column: str = "") -> tuple[int, int]:
+        """Where the middle of a row's bar is (tests click there); column "ablated" or ""."""
+        if self._intact is None:
+            return self.width() // 3, int(2 + row * _ROW_H + _ROW_H / 2)
+        half = (self.width() - 10) / 2
+        x = half + 10 + half / 3 if column == ABLATED_TITLE else half / 3
+        return int(x), int(_HEADER_H + row * _TWO_ROW_H + _TWO_ROW_H / 2)
+
+    def mouseReleaseEvent(self, event: QMouseEvent | None) -> None:
+        if event is None or event.button() != Qt.MouseButton.LeftButton:
+            return
+        hit = self.row_at(event.position().x(), event.position().y())
+        if hit is not None:
+            mods = event.modifiers()
+            versus = bool(mods & (Qt.KeyboardModifier.ControlModifier
+                                  | Qt.KeyboardModifier.ShiftModifier))
+            self.class_clicked.emit(hit.index, versus)
 
     @property
     def two_columns(self) -> bool:
@@ -80,7 +126,8 @@ class PredictionsView(QWidget):
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._placeholder)
             return
         if self._intact is None:
-            self._paint_column(painter, self._predictions, 0.0, w, 2.0, _ROW_H, None)
+            self._paint_column(painter, self._predictions, 0.0, w, 2.0, _ROW_H, None,
+                               self._marked)
             return
         gap = 10.0
         half = (w - gap) / 2
@@ -101,7 +148,7 @@ class PredictionsView(QWidget):
             changed = title == ABLATED_TITLE and {p.index for p in preds[:1]} != intact_top
             self._paint_column(
                 painter, preds, x, half, float(_HEADER_H), _TWO_ROW_H,
-                theme.ERROR if changed else None,
+                theme.ERROR if changed else None, self._marked,
             )
 
     @staticmethod
@@ -113,6 +160,7 @@ class PredictionsView(QWidget):
         top0: float,
         row_h: int,
         top_color: str | None,
+        marked: dict[int, str],
     ) -> None:
         pct_w = 50.0
         bar_w = width - pct_w - 4
@@ -127,6 +175,13 @@ class PredictionsView(QWidget):
             color = QColor((top_color or theme.ACCENT) if i == 0 else "#4f7cac")
             painter.setBrush(color)
             painter.drawRoundedRect(fill, 4, 4)
+            outline = marked.get(predictions[i].index)
+            if outline is not None:
+                pen = QPen(QColor(outline))
+                pen.setWidthF(2.0)
+                painter.setPen(pen)
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.drawRoundedRect(track.adjusted(1, 1, -1, -1), 4, 4)
             # the label sits on the bar; elide so a long class name never runs into the percent
             painter.setPen(QColor("#ffffff"))
             text_rect = track.adjusted(8, 0, -6, 0)
@@ -148,6 +203,9 @@ class PredictionsPane(Panel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Top-5 predictions", parent)
         self._view = PredictionsView()
+        self.class_clicked = self._view.class_clicked
+        self._view.setToolTip("Click a class: select its class unit (layer logits); "
+                              "Ctrl-click: the class to compare it with")
         self.layout_.addWidget(self._view)
         self.setSizePolicy(
             self.sizePolicy().horizontalPolicy(), self._view.sizePolicy().verticalPolicy()
@@ -172,3 +230,16 @@ class PredictionsPane(Panel):
     def columns(self) -> dict[str, list[tuple[str, str]]]:
         """Column title → its rows, as painted: one column "", or "intact" and "ablated"."""
         return self._view.columns()
+
+    def set_marked(self, picked: int | None, versus: int | None) -> None:
+        self._view.set_marked(picked, versus)
+
+    def marked(self) -> dict[int, str]:
+        return self._view.marked()
+
+    def bars(self) -> QWidget:
+        """The widget the bars are painted on (clicks go there)."""
+        return self._view
+
+    def bar_center(self, row: int, column: str = "") -> tuple[int, int]:
+        return self._view.bar_center(row, column)

@@ -154,7 +154,8 @@ class ResultPresenter(QObject):
     def _feed_card(self, result: Result, unit: int, heat: np.ndarray) -> None:
         """The unit card's live half: the map and the attribution of this frame."""
         card, model = self._panes.card, self._model
-        card.set_unit(result.layer if model.layer is None else model.layer, unit)
+        layer = result.layer if model.layer is None else model.layer
+        card.set_unit(layer, unit, model.unit_name(layer, unit))
         peak = (f" · max {result.unit_max[unit]:.2f}"
                 if 0 <= unit < len(result.unit_max) else "")
         card.set_map(heat, f"Live map{peak}")
@@ -170,7 +171,8 @@ class ResultPresenter(QObject):
     def update_card(self) -> None:
         """The unit card was just shown: bring its live half up to date."""
         r, model = self.last_result, self._model
-        self._panes.card.set_unit(model.layer or (r.layer if r else ""), model.unit)
+        layer = model.layer or (r.layer if r else "")
+        self._panes.card.set_unit(layer, model.unit, model.unit_name(layer, model.unit))
         if r is None:
             return
         unit = model.unit if model.layer is None or r.layer == model.layer else r.unit
@@ -186,7 +188,7 @@ class ResultPresenter(QObject):
             p.grid.set_selected(unit if result.layer == model.layer or model.layer is None
                                 else None)
             p.grid.set_ablated(model.ablated_units(result.layer))
-            p.unit.set_unit(result.layer, unit)
+            p.unit.set_unit(result.layer, unit, model.unit_name(result.layer, unit))
         self._update_grid_title(result)
         self._shown_key = key
         self._last_status = now
@@ -222,7 +224,8 @@ class ResultPresenter(QObject):
     def update_selection(self) -> None:
         """Outline, unit pane and overlay follow the selection before the backend answers."""
         p, model, r = self._panes, self._model, self.last_result
-        p.unit.set_unit(model.layer or (r.layer if r else ""), model.unit)
+        layer = model.layer or (r.layer if r else "")
+        p.unit.set_unit(layer, model.unit, model.unit_name(layer, model.unit))
         if r is None or model.shown_geometry() is None:
             p.grid.set_selected(None)
             return
@@ -242,7 +245,8 @@ class ResultPresenter(QObject):
         if unit is None or r is None or not 0 <= unit < len(r.unit_max):
             grid.clear_hover_values()
             return
-        grid.show_hover_values(unit, float(r.unit_max[unit]), float(r.unit_mean[unit]))
+        grid.show_hover_values(unit, float(r.unit_max[unit]), float(r.unit_mean[unit]),
+                               self._model.unit_name(r.layer, unit))
 
     def update_grid_marks(self) -> None:
         """Selection outline, deletion crosses and title for the grid now shown."""

@@ -130,12 +130,12 @@ class UnitCard(QWidget):
 
     # -- the selection --------------------------------------------------------------------
 
-    def set_unit(self, layer: str, unit: int) -> None:
-        """A new unit: clear what belonged to the previous one."""
+    def set_unit(self, layer: str, unit: int, name: str = "") -> None:
+        """A new unit: clear what belonged to the previous one (`name`: its class)."""
         if (layer, unit) == (self.layer, self.unit):
             return
         self.layer, self.unit = layer, unit
-        self.title.setText(f"{layer} · unit {unit}")
+        self.title.setText(f"{layer} · unit {unit}" + (f" · {name}" if name else ""))
         self.facts.setText("…")
         for tile in self.preferred_tiles:
             tile.set_picture(None)

@@ -175,9 +175,9 @@ class UnitPane(Panel):
                 return
         raise KeyError(tab)
 
-    def set_unit(self, layer: str, unit: int) -> None:
-        """The title: which unit the pane shows."""
-        text = f"{layer} · unit {unit}"
+    def set_unit(self, layer: str, unit: int, name: str = "") -> None:
+        """The title: which unit the pane shows (`name`: what it stands for, a class)."""
+        text = f"{layer} · unit {unit}" + (f" · {name}" if name else "")
         self.set_title(text, tooltip=text)
 
     def set_placeholder(self, text: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from app.core.messages import (
+    LOGITS,
     AblationMode,
     AttributionMode,
     LayerInfo,
@@ -42,6 +43,7 @@ class ViewModel(QObject):
     attribution_at_changed = pyqtSignal(object)  # tuple[int, int] | None
     ablation_changed = pyqtSignal()  # units deleted or restored
     ablation_mode_changed = pyqtSignal(object)  # AblationMode
+    classes_changed = pyqtSignal()  # the explained class or the one compared with
 
     def __init__(
         self, normalization: Normalization = Normalization.PER_CHANNEL,
@@ -55,6 +57,10 @@ class ViewModel(QObject):
         self._frozen = False
         self._grid_aspect = 1.0
         self._attribution = AttributionMode.OFF
+        self._class_names: tuple[str, ...] = ()
+        self._explained: int | None = None
+        self._versus: int | None = None
+        self._explain = False
         self._attribution_at: tuple[int, int] | None = None
         self._ablated: dict[str, set[int]] = {}  # layer → deleted units
         self._ablation_mode = AblationMode.ZERO
@@ -105,7 +111,43 @@ class ViewModel(QObject):
             frozen=self._frozen, grid_aspect=self._grid_aspect,
             attribution=self._attribution, attribution_at=self._attribution_at,
             ablated=self.ablated_state(), ablation_mode=self._ablation_mode,
+            explained_class=self._explained, versus_class=self._versus,
+            explain=self._explain,
         )
+
+    @property
+    def explained_class(self) -> int | None:
+        return self._explained
+
+    @property
+    def versus_class(self) -> int | None:
+        return self._versus
+
+    @property
+    def explaining(self) -> bool:
+        return self._explain
+
+    def pick_class(self, index: int) -> None:
+        """A prediction bar clicked: explain that class, and select its class unit."""
+        if index != self._explained:
+            self._explained = index
+            if self._versus == index:
+                self._versus = None
+            self.classes_changed.emit()
+            self._send_view()
+        self.select(LOGITS, index)
+
+    def pick_versus(self, index: int) -> None:
+        """A prediction bar Ctrl-clicked: compare with that class (again: with none)."""
+        self._versus = None if index in (self._versus, self._explained) else index
+        self.classes_changed.emit()
+        self._send_view()
+
+    def set_explaining(self, on: bool) -> None:
+        """The building blocks are shown (so the backend computes them) or not."""
+        if on != self._explain:
+            self._explain = on
+            self._send_view()
 
     def ablated_state(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """The deleted units as the view sends them, layers and units sorted."""
@@ -161,6 +203,27 @@ class ViewModel(QObject):
     def note_shown(self, layer: str, geometry: GridGeometry) -> None:
         """The activations of `layer` are on screen in `geometry` (arrows move through it)."""
         self._shown = (layer, geometry)
+
+    def select(self, name: str, unit: int) -> bool:
+        """Select a layer and a unit of it at once (a class unit from a prediction bar)."""
+        info = next((i for i in self._layers if i.name == name), None)
+        if info is None:
+            return False
+        unit = min(max(unit, 0), info.channels - 1)
+        if (name, unit) != (self._layer, self._unit):
+            self._layer, self._unit = name, unit
+            self._send_view()
+            self.selection_changed.emit()
+        return True
+
+    def set_class_names(self, names: tuple[str, ...]) -> None:
+        self._class_names = tuple(names)
+
+    def unit_name(self, layer: str | None, unit: int) -> str:
+        """What a unit stands for, when it is known: a class unit's class name."""
+        if layer == LOGITS and 0 <= unit < len(self._class_names):
+            return self._class_names[unit]
+        return ""
 
     def select_layer(self, name: str) -> bool:
         """Select a layer by name; the unit is kept if the layer has it, else 0. False: unknown."""

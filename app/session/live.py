@@ -217,7 +217,7 @@ class LiveSession:
         self.worker.set_model(processor)
         self._events.put(ModelReady(
             loaded.name, processor.layers, processor.default_layer, str(loaded.device),
-            loaded.num_classes,
+            loaded.num_classes, tuple(loaded.class_names),
         ))
 
     def _open_source(self, spec: str) -> None:

@@ -22,15 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from app.core.messages import LayerInfo
+from app.core.messages import LOGITS, LayerInfo
 
 
 def repeat_name(name: str, call: int) -> str:
     """Name of the `call`-th output (0-based) of a module run several times in one pass."""
     return name if call == 0 else f"{name}:{call}"
-
-
-LOGITS = "logits"  # the model's output, as a layer of 1×1 class units
 
 
 def split_layer_name(layer: str) -> tuple[str, int]:
