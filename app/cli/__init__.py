@@ -13,13 +13,25 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from app.cli import ablate, bench, catalog, layers, live, models, predict, render, scan
+from app.cli import (
+    ablate,
+    bench,
+    catalog,
+    dissect,
+    explain,
+    layers,
+    live,
+    models,
+    predict,
+    render,
+    scan,
+)
 from app.cli.common import EXIT_USAGE, GLOBAL_FLAGS, Parser, user_errors
 from app.core.logs import route_to_log
 from app.core.malloc_tuning import keep_freed_memory
 
 SUBCOMMANDS: tuple[ModuleType, ...] = (models, layers, predict, bench, scan, render, ablate,
-                                       catalog)
+                                       catalog, explain, dissect)
 COMMANDS: dict[str, ModuleType] = {m.NAME: m for m in SUBCOMMANDS}
 
 

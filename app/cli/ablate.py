@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=("auto", "cut", "naive"), default="auto",
                    help="auto: run only the layers above LAYER per level when the graph allows")
     p.add_argument("--no-cache", action="store_true", help="recompute even if a result is cached")
+    p.add_argument("--class", dest="class_", metavar="C",
+                   help="rank LAYER's units by how much class C (name or index) needs each, "
+                        "with the delete-top-n and keep-only-top-n curves (Bau et al. 2020)")
     p.add_argument("--json", action="store_true")
 
 
@@ -52,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         dataset = find_dataset(args.dataset, loaded.class_names)
     except AblationError as exc:
         raise CliError(str(exc)) from None
+    if args.class_ is not None:
+        return _run_class(args, loaded, settings, dataset, batch)
     bar = TextProgress("ablate")
     try:
         result = run_job(layer_curves(
@@ -92,3 +97,45 @@ def _print_table(doc: dict[str, Any]) -> None:
     if sel:
         ranked = sorted(range(len(sel)), key=lambda u: -sel[u])[:5]
         print("most class-selective units: " + ", ".join(f"{u} ({sel[u]:.2f})" for u in ranked))
+
+
+def _run_class(args: argparse.Namespace, loaded: Any, settings: Any, dataset: Any,
+               batch: int) -> int:
+    """`--class C`: the layer's units ranked by what deleting each costs class C."""
+    from app.core.jobs import run_job
+    from app.engine.analyses.ablation import AblationError, class_units
+    from app.engine.analyses.ablation.datasets import match_class
+
+    try:
+        index = match_class(str(args.class_).strip(), loaded.class_names)
+    except AblationError as exc:
+        raise CliError(str(exc)) from None
+    if index is None:
+        raise CliError(f"no class {args.class_!r} in {loaded.name} (a class name or index)")
+    bar = TextProgress("ablate")
+    try:
+        result = run_job(class_units(
+            loaded, dataset, str(args.dataset), args.layer, index, batch_size=batch,
+            max_pixels=settings.source.max_image_pixels, cache_dir=settings.cache.dir,
+            method=args.method, use_cache=not args.no_cache), bar)
+    except AblationError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        bar.close()
+    doc = result.to_json()
+    if args.json:
+        print_json(doc)
+        return 0
+    print(f"{doc['model']}  {doc['layer']}  class {index} {result.class_name!r}  "
+          f"({result.class_images} images of it, {result.other_images} others; {result.method})")
+    top = result.ranking[:10]
+    print("units it needs most: " + ", ".join(
+        f"{u} (−{result.drop[u] * 100:.0f} %)" for u in top))
+    print(f"{'n':>6s}  {'delete top n: class':>20s} {'other':>7s}  "
+          f"{'keep only top n: class':>23s} {'other':>7s}")
+    for i, n in enumerate(result.counts):
+        print(f"{n:6d}  {result.delete_top['class'][i] * 100:19.1f}% "
+              f"{result.delete_top['other'][i] * 100:6.1f}%  "
+              f"{result.keep_top['class'][i] * 100:22.1f}% "
+              f"{result.keep_top['other'][i] * 100:6.1f}%")
+    return 0

@@ -96,6 +96,21 @@ class AblateSettings:
 
 
 @dataclass(frozen=True)
+class BlocksSettings:
+    dictionary_top: int = 4  # channels shown per position (semantic dictionary)
+    groups: int = 6  # NMF neuron groups per frame
+    integrated_steps: int = 100  # path-integrated attribution steps (Building Blocks' N)
+
+
+@dataclass(frozen=True)
+class DissectSettings:
+    quantile: float = 0.005  # a unit's mask: its top 0.5 % of activations (NetDissect)
+    min_iou: float = 0.04  # IoU above which a unit counts as a detector of its concept
+    batch_size: int = 32
+    top_k: int = 4  # top images drawn with the unit's mask, per unit
+
+
+@dataclass(frozen=True)
 class Settings:
     source: SourceSettings = field(default_factory=SourceSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
@@ -106,6 +121,8 @@ class Settings:
     scan: ScanSettings = field(default_factory=ScanSettings)
     render: RenderSettings = field(default_factory=RenderSettings)
     ablate: AblateSettings = field(default_factory=AblateSettings)
+    dissect: DissectSettings = field(default_factory=DissectSettings)
+    blocks: BlocksSettings = field(default_factory=BlocksSettings)
 
 
 # the names of app/engine/featurevis/presets.py PRESETS (a test keeps them equal)
@@ -123,7 +140,8 @@ _POSITIVE = {
     ("gui", "width"), ("gui", "height"), ("bench", "frames"), ("bench", "size"),
     ("view", "top_k"), ("model", "download_timeout_s"), ("source", "reconnect_interval_s"),
     ("scan", "top_k"), ("scan", "batch_size"), ("ablate", "seeds"), ("ablate", "points"),
-    ("ablate", "batch_size"), ("render", "batch_size"),
+    ("ablate", "batch_size"), ("render", "batch_size"), ("dissect", "batch_size"),
+    ("blocks", "dictionary_top"), ("blocks", "groups"), ("blocks", "integrated_steps"),
 }
 
 
@@ -142,11 +160,15 @@ def _check_value(where: str, section: str, key: str, value: Any, expected: Any) 
         raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     if (section, key) in _POSITIVE and value <= 0:
         raise SettingsError(f"{name} must be positive, got {value!r}")
-    if key in ("unit", "warmup", "threads", "workers", "steps", "size") and value < 0:
+    if key in ("unit", "warmup", "threads", "workers", "steps", "size", "top_k") and value < 0:
         raise SettingsError(f"{name} must not be negative, got {value!r}")
     if (section, key) == ("render", "size") and not (value == 0 or 16 <= value <= MAX_RENDER_SIZE):
         raise SettingsError(
             f"{name} must be 0 (the preset's) or 16 to {MAX_RENDER_SIZE} pixels, got {value!r}")
+    if (section, key) == ("dissect", "quantile") and not 0.0 < value < 1.0:
+        raise SettingsError(f"{name} must be between 0 and 1 (exclusive), got {value!r}")
+    if (section, key) == ("dissect", "min_iou") and not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{name} must be between 0 and 1, got {value!r}")
     if key == "overlay_opacity" and not 0.0 <= value <= 1.0:
         raise SettingsError(f"{name} must be between 0 and 1, got {value!r}")
     return value

@@ -5,7 +5,7 @@ Small composable parts (as in lucent, our own code):
 - `param`: what is optimized (pixels; 1/f Fourier spectrum with decorrelated color),
 - `transforms`: random pad/jitter/scale/rotate applied before each forward,
 - `regularizers`: Yosinski's step operators (L2 decay, blur, clipping) and penalties (TV),
-- `objectives`: channel mean, neuron, class logit, diversity, combined with + - *,
+- `objectives`: channel mean, neuron, direction, class logit, diversity, combined with + - *,
 - `presets`: named recipes ("yosinski2015", "lucid", "fast"),
 - `render`: the loop, as a job with previews (`render_units`),
 - `render_cache`: finished images on disk,

@@ -101,6 +101,33 @@ def neuron(units: int | Sequence[int], y: int | None = None, x: int | None = Non
     return Objective(fn, f"neuron({units}, {y}, {x})")
 
 
+def direction(vectors: Sequence[float] | Sequence[Sequence[float]] | torch.Tensor,
+              y: int | None = None, x: int | None = None) -> Objective:
+    """Dot product of the activation vector with a direction, as lucid's `direction`.
+
+    `vectors`: (C,) for every image or (N, C), one per image (a neuron group's channel
+    factor, a position's activation vector). Averaged over positions; with `y` and `x`, at
+    that position only (lucid's `direction_neuron`). (N, K) layers: the plain dot product.
+    """
+    vec = torch.as_tensor(vectors, dtype=torch.float32)
+    if vec.dim() not in (1, 2):
+        raise ValueError(f"a direction is (C,) or (N, C), got {tuple(vec.shape)}")
+
+    def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        v = vec.to(acts.device, acts.dtype)
+        v = v.expand(acts.shape[0], -1) if v.dim() == 1 else v
+        if v.shape != acts.shape[:2]:
+            raise ValueError(f"direction of shape {tuple(v.shape)} for activations of shape "
+                             f"{tuple(acts.shape[:2])}")
+        if acts.dim() == 2:
+            return (acts * v).sum(1)
+        if y is not None and x is not None:
+            return (acts[:, :, y, x] * v).sum(1)
+        return torch.einsum("nchw,nc->nhw", acts, v).flatten(1).mean(1)
+
+    return Objective(fn, f"direction({tuple(vec.shape)}, {y}, {x})")
+
+
 def class_logit(classes: int | Sequence[int]) -> Objective:
     """The pre-softmax score of a class; the target layer must output (N, K)."""
 

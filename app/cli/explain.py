@@ -1,0 +1,102 @@
+"""`deepvis explain`: why this prediction — the building blocks of one layer, per image."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from app.cli.common import CliError, add_common, load_for, print_json, require_positive
+from app.cli.predict import _expand as expand_images
+from app.cli.progress import TextProgress
+
+NAME = "explain"
+HELP = ("channel and spatial attribution of a class at a layer, semantic dictionary, neuron "
+        "groups and a deletion test (Building Blocks)")
+SHOWN = 8  # channels listed each way in the table
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files, or folders (every image in them, recursively)")
+    p.add_argument("--layer", required=True, help="layer explained (dotted name)")
+    p.add_argument("--class", dest="target", metavar="C",
+                   help="class explained, by index or name (default: each image's top-1)")
+    p.add_argument("--vs", metavar="C2", help="explain class C rather than C2: logit C − logit C2")
+    p.add_argument("--groups", type=int, metavar="K", help="neuron groups ([blocks].groups)")
+    p.add_argument("--integrated", type=int, nargs="?", const=0, metavar="N",
+                   help="path-integrated attribution with N steps (alone: "
+                   "[blocks].integrated_steps)")
+    p.add_argument("--seeds", type=int, default=5,
+                   help="random deletion sets averaged per k in the deletion test")
+    p.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    require_positive(groups=args.groups, seeds=args.seeds)
+    if args.integrated is not None and args.integrated < 0:
+        raise CliError(f"--integrated must be positive, got {args.integrated}")
+    paths = expand_images(args.images)
+    loaded, settings = load_for(args)
+    blocks = settings.blocks
+    steps = 0 if args.integrated is None else args.integrated or blocks.integrated_steps
+
+    from app.capture.images import read_image
+    from app.core.class_names import ClassNameError
+    from app.core.jobs import run_job
+    from app.engine.analyses.blocks import BlocksError, ExplainRequest, class_score, explain_job
+    from app.engine.runtime.recorder import discover_layers
+
+    try:
+        score = class_score(args.target, loaded.class_names, args.vs)
+    except ClassNameError as exc:
+        raise CliError(str(exc)) from None
+    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    if args.layer not in {info.name for info in layers}:
+        raise CliError(f"no recordable layer {args.layer!r} in {loaded.name} "
+                       "(see `deepvis layers`)")
+    images = [(p, read_image(p, settings.source.max_image_pixels)) for p in paths]
+    request = ExplainRequest(args.layer, score, groups=args.groups or blocks.groups,
+                             dictionary_top=blocks.dictionary_top, integrated_steps=steps,
+                             seeds=args.seeds)
+    bar = TextProgress("explain")
+    try:
+        report = run_job(explain_job(loaded, images, request), bar)
+    except BlocksError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        bar.close()
+    doc = report.to_json()
+    if args.json:
+        print_json(doc)
+        return 0
+    _print_table(doc)
+    return 0
+
+
+def _print_table(doc: dict[str, Any]) -> None:
+    c, h, w = doc["shape"]
+    print(f"{doc['model']}  {doc['layer']}  ({c} channels, {h}×{w})")
+    for r in doc["results"]:
+        what = f"{r['class']['label']} ({r['class']['index']})"
+        if r["vs"]:
+            what += f" vs {r['vs']['label']} ({r['vs']['index']})"
+        print(f"\n{r['image']}\n  {what}: score {r['score']:.3f}, "
+              f"probability {r['probability'] * 100:.1f}%  [{r['method']} attribution]")
+        if "integrated" in r:
+            i = r["integrated"]
+            print(f"  integrated, {i['steps']} steps: Σ {i['total']:.3f} vs score − baseline "
+                  f"{i['score'] - i['baseline']:.3f} (gap {i['gap']:+.3f})")
+        chans = r["channels"]
+        top = ", ".join(f"{e['unit']} ({e['attribution']:+.3f})" for e in chans[:SHOWN])
+        low = ", ".join(f"{e['unit']} ({e['attribution']:+.3f})" for e in chans[::-1][:SHOWN])
+        print(f"  channels for:     {top}\n  channels against: {low}")
+        groups = ", ".join(f"{g['attribution']:+.3f}" for g in r["groups"])
+        print(f"  {len(r['groups'])} groups, attribution {groups}; NMF error "
+              f"{r['groups_relative_error']:.3f} ({r['groups_note']})")
+        f = r["faithfulness"]
+        print(f"  deletion test ({f['seeds']} random seeds): intact {f['intact'] * 100:.1f}%")
+        for k, top_p, rnd, sd in zip(f["k"], f["top_deleted"], f["random_deleted"],
+                                     f["random_std"], strict=True):
+            print(f"    {k:3d} deleted: top-attributed {top_p * 100:5.1f}%   "
+                  f"random {rnd * 100:5.1f}% ± {sd * 100:.1f}")

@@ -1,0 +1,425 @@
+"""Network dissection (Bau et al. 2017) as a job: thresholds, then tallies, then labels.
+
+Engine API
+----------
+
+``dissect(loaded, dataset, layers, *, quantile=0.005, min_iou=0.04, categories=None,
+batch_size=32, workers=2, cache_dir="", out=None, top_k=4, bins=4096, ...)
+-> Job[DissectProgress, DissectionResult]``
+    Drive it with ``run_job(dissect(...), on_progress, cancel)``. The dataset (Broden,
+    simple masks, or any image folder for the built-in colour concepts: `concepts`) is read
+    in `workers` DataLoader processes; the network runs truncated after the deepest chosen
+    layer, with hooks on those layers only.
+
+Two passes over the images, as NetDissect, but streamed (NetDissect keeps every activation
+of the dataset in memmaps): pass 1 folds every activation into a per-unit `QuantileSketch`
+(threshold = the 1 − `quantile` quantile, within a bound reported per unit) and keeps each
+unit's top-k images; pass 2 tallies masks against labels (`Tally`) and draws the top images'
+masks. Memory is O(units × (bins + labels + k)), independent of the dataset's size. All state
+is integer counts, so shards merge by addition (torchrun) and a resumed run is identical:
+the state is checkpointed atomically every `checkpoint_every` batches and when the job is
+closed (a cancel), and a rerun continues from there with the same batches.
+
+Results live in ``cache_root/model_key/dissect/DIGEST/``: DIGEST names the dataset's files
+(paths, sizes, times), the categories, the quantile, the bins and k, so an identical
+dissection returns at once (``cached``); per layer a folder with ``tally.npz`` and the
+strips ``unit_NNNN.png``, and ``result.json`` for the last min-IoU asked (labels are scored
+from the tallies at load, so a new min-IoU costs nothing). Raises `DissectionError`
+(one line) on a malformed dataset or bad settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from app.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_npz
+from app.core.files import files_fingerprint, safe_filename
+from app.core.jobs import Job
+from app.engine.analyses.dissection.concepts import Concepts, DissectionError, find_concepts
+from app.engine.analyses.dissection.loader import ConceptImages, make_loader, normalize
+from app.engine.analyses.dissection.result import (
+    DISSECT_FORMAT,
+    DissectionResult,
+    DissectProgress,
+    LayerDissection,
+)
+from app.engine.analyses.dissection.scoring import label_units, summarize
+from app.engine.analyses.dissection.sketch import QuantileSketch
+from app.engine.analyses.dissection.tally import NO_IMAGE, Tally, TopImages, draw_mask, strip
+from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.models import LoadedModel
+from app.engine.runtime.recorder import ActivationRecorder, discover_layers
+
+
+class _Meter:
+    def __init__(self, total: int, done: int) -> None:
+        self.total, self.done, self.start = total, done, done
+        self.t0 = time.perf_counter()
+
+    def step(self, stage: str, n: int, skipped: int) -> DissectProgress:
+        self.done += n
+        dt = time.perf_counter() - self.t0
+        rate = (self.done - self.start) / dt if dt > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else math.inf
+        return DissectProgress(done=self.done, total=self.total, stage=stage, skipped=skipped,
+                               images_per_s=rate, eta_s=eta)
+
+
+class _StopForward(Exception):
+    pass
+
+
+def _truncated_forward(model: torch.nn.Module, rec: ActivationRecorder, layers: Sequence[str]
+                       ) -> tuple[Callable[[torch.Tensor], None], Callable[[], None]]:
+    """A forward that stops once every chosen layer is recorded, and its un-hook."""
+    wanted = set(layers)
+    modules = dict(model.named_modules())
+
+    def stop(*_: Any) -> None:
+        if wanted <= rec.activations.keys():
+            raise _StopForward
+
+    # registered after the recorder's hooks, so they run after them
+    handles = [modules[n.partition(":")[0]].register_forward_hook(stop)
+               for n in dict.fromkeys(layers)]
+
+    def forward(x: torch.Tensor) -> None:
+        with contextlib.suppress(_StopForward):
+            model(x)
+
+    def remove() -> None:
+        for h in handles:
+            h.remove()
+
+    return forward, remove
+
+
+def _layer_shapes(loaded: LoadedModel, layers: Sequence[str]
+                  ) -> tuple[dict[str, tuple[int, ...]], set[str]]:
+    infos, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    by_name = {i.name: i.shape for i in infos}
+    if not layers:
+        raise DissectionError("no layers to dissect")
+    missing = [n for n in layers if n not in by_name]
+    if missing:
+        raise DissectionError(f"no layer named {missing[0]!r} with a (C, H, W) output in "
+                              f"{loaded.name} (see `deepvis layers`)")
+    return {n: by_name[n] for n in layers}, clone
+
+
+def dissect(
+    loaded: LoadedModel, dataset: str | Path, layers: Sequence[str], *,
+    quantile: float = 0.005, min_iou: float = 0.04, categories: Sequence[str] | None = None,
+    batch_size: int = 32, workers: int = 2, cache_dir: str = "", out: str | Path | None = None,
+    top_k: int = 4, bins: int = 4096, checkpoint_every: int = 20,
+    max_pixels: int = 80_000_000, resume: bool = True, mp_context: str | None = None,
+) -> Job[DissectProgress, DissectionResult]:
+    """Label every unit of `layers` with a concept of `dataset`; see the module doc."""
+    started = time.perf_counter()
+    if not 0.0 < quantile < 1.0:
+        raise DissectionError(f"quantile must be between 0 and 1, got {quantile}")
+    if not 0.0 <= min_iou <= 1.0:
+        raise DissectionError(f"min IoU must be between 0 and 1, got {min_iou}")
+    if batch_size <= 0 or workers < 0 or top_k < 0 or bins < 16 or checkpoint_every <= 0:
+        raise DissectionError("batch size and checkpoint interval must be positive, "
+                              "workers and top-k not negative, bins at least 16")
+    pre = loaded.preprocess
+    concepts = find_concepts(dataset, tuple(categories) if categories else None,
+                             label_side=max(1, pre.size // 2))
+    layers = list(dict.fromkeys(layers))
+    shapes, clone = _layer_shapes(loaded, layers)
+    digest = hashlib.sha256(json.dumps([
+        model_key(loaded), CACHE_FORMAT, DISSECT_FORMAT, files_fingerprint(concepts.files),
+        concepts.kind, concepts.categories, quantile, bins, top_k, max_pixels,
+    ]).encode()).hexdigest()[:16]
+    folder = Path(out) if out is not None else (
+        cache_root(cache_dir) / model_key(loaded) / "dissect" / digest)
+    todo = [n for n in layers if not resume or not _layer_done(folder, n, digest)]
+    resumed = False
+    rate = 0.0
+    if todo:
+        resumed, rate = yield from _compute(
+            loaded, concepts, todo, shapes, clone, folder, digest, quantile=quantile,
+            batch_size=batch_size, workers=workers, top_k=top_k, bins=bins,
+            checkpoint_every=checkpoint_every, max_pixels=max_pixels, resume=resume,
+            mp_context=mp_context)
+    result = load_result(folder, layers, min_iou)
+    result = DissectionResult(
+        loaded.name, concepts.root, concepts.kind, concepts.categories, quantile, min_iou,
+        result.images, result.skipped, result.layers, folder.as_posix(),
+        time.perf_counter() - started, rate, not todo, resumed, bins)
+    atomic_write_json(folder / "result.json", result.to_json())
+    return result
+
+
+def _layer_done(folder: Path, layer: str, digest: str) -> bool:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        with np.load(folder / safe_filename(layer) / "tally.npz") as z:
+            return meta.get("digest") == digest and str(z["digest"]) == digest
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def _save(path: Path, doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    token = os.urandom(8).hex()
+    atomic_write_npz(path / "state.npz", {"token": np.array(token), **arrays})
+    atomic_write_json(path / "state.json", {**doc, "token": token})
+
+
+def _load(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    try:
+        doc = json.loads((path / "state.json").read_text())
+        with np.load(path / "state.npz") as z:
+            if str(z["token"]) != doc["token"]:
+                return None
+            return doc, {k: z[k] for k in z.files if k != "token"}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+# -- the two passes ----------------------------------------------------------------------------
+
+
+def _compute(
+    loaded: LoadedModel, concepts: Concepts, todo: list[str], shapes: dict[str, tuple[int, ...]],
+    clone: set[str], folder: Path, digest: str, *, quantile: float, batch_size: int,
+    workers: int, top_k: int, bins: int, checkpoint_every: int, max_pixels: int,
+    resume: bool, mp_context: str | None,
+) -> Job[DissectProgress, tuple[bool, float]]:
+    """Both passes over the dataset for the layers `todo`; stores their tallies in `folder`.
+    Returns (resumed from a checkpoint, images per second over what ran now)."""
+    t0 = time.perf_counter()
+    device, pre, model = loaded.device, loaded.preprocess, loaded.module
+    n = len(concepts.items)
+    run_key = hashlib.sha256(json.dumps([digest, todo, batch_size]).encode()).hexdigest()[:16]
+    ckpt = folder / ".partial" / run_key
+    staging = ckpt / "tiles"
+    sketches = {name: QuantileSketch(shapes[name][0], device, bins) for name in todo}
+    tops = {name: TopImages(shapes[name][0], top_k, device) for name in todo}
+    tallies: dict[str, Tally] = {}
+    stage, done, skipped = 1, 0, []
+    label_px = np.zeros(concepts.labels, np.int64)
+    limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    saved = _load(ckpt) if resume else None
+    if saved is None:
+        shutil.rmtree(ckpt, ignore_errors=True)  # tiles of a run whose state was lost
+    else:
+        doc, arrays = saved
+        stage, done, skipped = doc["stage"], doc["done"], [tuple(s) for s in doc["skipped"]]
+        for i, name in enumerate(todo):
+            tops[name].load({k: arrays[f"{i}.top.{k}"] for k in ("values", "ids")})
+            if stage == 1:
+                sketches[name].load({k: arrays[f"{i}.sketch.{k}"]
+                                     for k in ("exp", "offset", "counts")})
+            else:
+                limits[name] = (arrays[f"{i}.threshold"], arrays[f"{i}.error"])
+                tallies[name] = Tally(shapes[name][0], concepts.labels,
+                                      len(concepts.categories), limits[name][0], device)
+                tallies[name].load({k: arrays[f"{i}.{k}"] for k in ("both", "unit_cat")})
+        if stage == 2:
+            label_px = arrays["label_px"]
+    resumed = saved is not None and (stage, done) != (1, 0)
+    skipped1 = {s[0] for s in skipped} if stage == 2 else set()
+
+    def checkpoint() -> None:
+        arrays: dict[str, np.ndarray] = {}
+        for i, name in enumerate(todo):
+            arrays.update({f"{i}.top.{k}": v for k, v in tops[name].state().items()})
+            if stage == 1:
+                arrays.update({f"{i}.sketch.{k}": v for k, v in sketches[name].state().items()})
+            else:
+                arrays[f"{i}.threshold"], arrays[f"{i}.error"] = limits[name]
+                arrays.update({f"{i}.{k}": v for k, v in tallies[name].state().items()})
+        if stage == 2:
+            arrays["label_px"] = label_px
+        _save(ckpt, {"stage": stage, "done": done, "skipped": skipped}, arrays)
+
+    meter = _Meter(2 * n, (n if stage == 2 else 0) + min(done * batch_size, n))
+    computed = 0
+    with torch.no_grad(), ActivationRecorder(model, todo) as rec:
+        rec.clone_layers |= clone & set(todo)
+        forward, unhook = _truncated_forward(model, rec, todo)
+        last_saved, dirty = done, False
+        try:
+            if stage == 1:
+                for batch in _batches(concepts, range(n), pre, max_pixels, False, frozenset(),
+                                      done, batch_size, workers, mp_context):
+                    dirty = True
+                    if batch["images"]:
+                        rec.run(normalize(batch["images"], pre, device), forward)
+                        ids = torch.tensor(batch["ids"], dtype=torch.int64)
+                        for name in todo:
+                            sketches[name].add(rec.activations[name])
+                            tops[name].add(rec.activations[name], ids)
+                    skipped += [(concepts.items[i].image, e) for i, e in batch["failed"]]
+                    done, dirty = done + 1, False
+                    computed += len(batch["images"])
+                    if done - last_saved >= checkpoint_every:
+                        checkpoint()
+                        last_saved = done
+                    yield meter.step("thresholds", len(batch["ids"]) + len(batch["failed"]),
+                                     len(skipped))
+                for name in todo:
+                    limits[name] = sketches[name].quantile(1.0 - quantile)
+                    tallies[name] = Tally(shapes[name][0], concepts.labels,
+                                          len(concepts.categories), limits[name][0], device)
+                stage, done, last_saved = 2, 0, 0
+                skipped1 = {s[0] for s in skipped}
+                sketches.clear()  # the thresholds are all pass 2 needs
+                checkpoint()
+            keep = [i for i in range(n) if concepts.items[i].image not in skipped1]
+            members = _top_members(todo, tops)
+            wanted = frozenset(i for m in members.values() for i in m)
+            meter = _Meter(2 * n, n + min(done * batch_size, len(keep)))
+            for batch in _batches(concepts, keep, pre, max_pixels, True, wanted, done,
+                                  batch_size, workers, mp_context):
+                dirty = True
+                if batch["images"]:
+                    rec.run(normalize(batch["images"], pre, device), forward)
+                    for name in todo:
+                        acts = rec.activations[name]
+                        for j, lab in enumerate(batch["labels"]):
+                            masks = tallies[name].add(acts[j], lab)
+                            if lab.thumb is not None:
+                                _draw_tiles(staging / safe_filename(name), lab.thumb, masks,
+                                            members[name].get(lab.index, []))
+                    for lab in batch["labels"]:
+                        np.add.at(label_px, lab.ids, lab.counts)
+                skipped += [(concepts.items[i].image, e) for i, e in batch["failed"]]
+                done, dirty = done + 1, False
+                computed += len(batch["images"])
+                if done - last_saved >= checkpoint_every:
+                    checkpoint()
+                    last_saved = done
+                yield meter.step("tally", len(batch["ids"]) + len(batch["failed"]), len(skipped))
+        except BaseException:
+            # a cancel closes the job at a yield, between batches: save what is done
+            if not dirty and done != last_saved:
+                checkpoint()
+            raise
+        finally:
+            unhook()
+    images = n - len(skipped)
+    atomic_write_json(folder / "meta.json", {
+        "format": DISSECT_FORMAT, "digest": digest, "kind": concepts.kind,
+        "dataset": concepts.root, "names": list(concepts.names),
+        "primary": list(concepts.primary), "categories": list(concepts.categories),
+        "images": images, "skipped": sorted(skipped), "model": loaded.name,
+        "model_key": model_key(loaded)})
+    for name in todo:
+        out = folder / safe_filename(name)
+        _write_strips(out, staging / safe_filename(name), tops[name].state()["ids"])
+        thr, err = limits[name]
+        atomic_write_npz(out / "tally.npz", {
+            "digest": np.array(digest), "layer": np.array(name),
+            **tallies[name].state(), "label_px": label_px, "threshold": thr, "error": err,
+            **{f"top_{k}": v for k, v in tops[name].state().items()}})
+    shutil.rmtree(ckpt, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (folder / ".partial").rmdir()  # only when no other run's checkpoint is in it
+    return resumed, computed / max(time.perf_counter() - t0, 1e-9)
+
+
+def _batches(concepts: Concepts, indices: Sequence[int], pre: Any, max_pixels: int,
+             labels: bool, thumbs: frozenset[int], skip_batches: int, batch_size: int,
+             workers: int, mp_context: str | None) -> Iterator[dict[str, Any]]:
+    rest = list(indices)[skip_batches * batch_size:]
+    ds = ConceptImages(concepts, rest, pre, max_pixels, labels, thumbs)
+    it = iter(make_loader(ds, batch_size, workers, mp_context))
+    try:
+        yield from it
+    finally:
+        del it  # shuts the worker processes down
+
+
+def _top_members(todo: list[str], tops: dict[str, TopImages]
+                 ) -> dict[str, dict[int, list[tuple[int, int]]]]:
+    """Per layer: image id → [(unit, rank)] of the units that show it among their top k."""
+    out: dict[str, dict[int, list[tuple[int, int]]]] = {}
+    for name in todo:
+        ids = tops[name].state()["ids"]
+        found: dict[int, list[tuple[int, int]]] = {}
+        for unit, row in enumerate(ids):
+            for rank, i in enumerate(row):
+                if i != NO_IMAGE:
+                    found.setdefault(int(i), []).append((unit, rank))
+        out[name] = found
+    return out
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _draw_tiles(folder: Path, thumb: np.ndarray, masks: dict[int, torch.Tensor],
+                slots: list[tuple[int, int]]) -> None:
+    for unit, rank in slots:
+        mask = masks.get(unit)
+        empty = np.zeros(thumb.shape[:2], bool)
+        tile = draw_mask(thumb, empty if mask is None else mask.cpu().numpy())
+        atomic_write_bytes(folder / f"u{unit}_r{rank}.png", _png(tile))
+
+
+def _write_strips(out: Path, tiles: Path, ids: np.ndarray) -> None:
+    """Each unit's tiles, best first, as one strip `unit_NNNN.png`."""
+    for unit, row in enumerate(ids):
+        found = []
+        for rank in range(len(row)):
+            img = cv2.imread(str(tiles / f"u{unit}_r{rank}.png"))
+            if img is not None:
+                found.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        if found:
+            atomic_write_bytes(out / f"unit_{unit:04d}.png", _png(strip(found)))
+
+
+# -- results -----------------------------------------------------------------------------------
+
+
+def load_result(folder: str | Path, layers: Sequence[str], min_iou: float) -> DissectionResult:
+    """A stored dissection, labels scored at `min_iou`; DissectionError if incomplete."""
+    root = Path(folder)
+    try:
+        meta = json.loads((root / "meta.json").read_text())
+        names, cats = tuple(meta["names"]), tuple(meta["categories"])
+        primary = np.asarray(meta["primary"], np.int64)
+        out = {}
+        for name in layers:
+            sub = root / safe_filename(name)
+            with np.load(sub / "tally.npz") as z:
+                units = label_units(z["both"], z["unit_cat"], z["label_px"], primary, names,
+                                    cats, z["threshold"], z["error"], min_iou)
+            units = tuple(_with_strip(u, sub) for u in units)
+            out[name] = LayerDissection(name, units, summarize(units, cats), sub.as_posix())
+    except (OSError, ValueError, KeyError) as exc:
+        raise DissectionError(f"no finished dissection in {root}: {exc}") from None
+    return DissectionResult(meta.get("model", ""), meta["dataset"], meta["kind"], cats, 0.0,
+                            min_iou, int(meta["images"]),
+                            tuple((str(p), str(r)) for p, r in meta["skipped"]), out,
+                            root.as_posix(), 0.0)
+
+
+def _with_strip(u: Any, folder: Path) -> Any:
+    from dataclasses import replace
+
+    path = folder / f"unit_{u.unit:04d}.png"
+    return replace(u, top_images=path.as_posix()) if path.is_file() else u

@@ -1,0 +1,161 @@
+"""Dissection benchmark: throughput against bare batched inference, and memory.
+
+    python benchmarks/bench_dissect.py [--images N] [--memory-images M] [--model M]
+                                       [--layers L...] [--batch-size B] [--workers W]
+                                       [--rounds R] [--no-memory] [--json]
+
+Throughput: the same images, decoded by the same workers (the dissection's own loader,
+whole image squashed to the input size), the same model and batch size, in alternating
+rounds: bare `model(x)` against the `dissect` job end to end with the built-in colour
+concepts (both passes, tallies, top-image strips, checkpoints and atomic writes included);
+`ratio` is best-of-rounds dissect / best-of-rounds bare, in images of the dataset per
+second. Bar: ratio ≥ 0.8. Dissection runs the network truncated after the deepest chosen
+layer, twice (thresholds, then tallies), so early layers pass the bar and the network's
+last layers, which cost two full passes, cannot; both are measured.
+
+Memory: the dissection of M and of 10×M images, each in a fresh child process, peak RSS
+sampled during the job (bench_scan's method). Bar: the job's own increment changes by
+< 10 % of the peak (`dissect_peak_growth`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench_scan import _load, _rss_mb, _RssSampler, make_dataset  # noqa: E402
+from report import print_report  # noqa: E402
+
+
+def bare_inference(loaded, folder: Path, batch_size: int, workers: int) -> float:  # type: ignore[no-untyped-def]
+    """Images/s of the whole model(x) on the dissection's own decoded stream."""
+    import torch
+
+    from app.engine.analyses.dissection import find_concepts
+    from app.engine.analyses.dissection.loader import ConceptImages, make_loader, normalize
+
+    concepts = find_concepts(folder)
+    ds = ConceptImages(concepts, range(len(concepts.items)), loaded.preprocess, 80_000_000,
+                       labels=False)
+    n = 0
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in make_loader(ds, batch_size, workers):
+            if batch["images"]:
+                loaded.module(normalize(batch["images"], loaded.preprocess, loaded.device))
+                n += len(batch["images"])
+    return n / (time.perf_counter() - start)
+
+
+def dissect_once(loaded, folder: Path, layers: list[str], batch_size: int, workers: int,  # type: ignore[no-untyped-def]
+                 out: Path) -> float:
+    from app.core.jobs import run_job
+    from app.engine.analyses.dissection import dissect
+
+    start = time.perf_counter()
+    result = run_job(dissect(loaded, folder, layers, batch_size=batch_size, workers=workers,
+                             out=out, resume=False))
+    return result.images / (time.perf_counter() - start)
+
+
+def child_memory(data: str, model: str, layers: list[str], batch_size: int, workers: int,
+                 out: str) -> dict:
+    import torch
+
+    loaded = _load(model)
+    with torch.no_grad():
+        loaded.module(torch.zeros(batch_size, 3, loaded.preprocess.size,
+                                  loaded.preprocess.size))
+    base = _rss_mb()
+    sampler = _RssSampler()
+    sampler.start()
+    try:
+        rate = dissect_once(loaded, Path(data), layers, batch_size, workers, Path(out))
+    finally:
+        sampler.stop.set()
+        sampler.join()
+    return {"baseline_rss_mb": round(base, 1), "peak_rss_mb": round(sampler.peak, 1),
+            "increment_mb": round(sampler.peak - base, 1), "images_per_s": round(rate, 2)}
+
+
+def memory_growth(tmp: Path, n: int, args: argparse.Namespace, layers: list[str]) -> dict:
+    runs: dict[str, list[dict]] = {"n": [], "10n": []}
+    data = {label: make_dataset(tmp / f"mem{count}", count, seed=1)
+            for label, count in (("n", n), ("10n", 10 * n))}
+    for r in range(args.memory_rounds):
+        for label in ("n", "10n"):
+            cmd = [sys.executable, __file__, "--child-memory", str(data[label]),
+                   "--model", args.model, "--batch-size", str(args.batch_size),
+                   "--workers", str(args.workers), "--out", str(tmp / f"mem-{label}-{r}"),
+                   "--layers", *layers]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            runs[label].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    res: dict = {}
+    for label, rows in runs.items():
+        res[label] = {k: round(statistics.median(row[k] for row in rows), 2) for k in rows[0]}
+    a, b = res["n"], res["10n"]
+    res["images"] = [n, 10 * n]
+    res["peak_rss_growth"] = round(b["peak_rss_mb"] / a["peak_rss_mb"] - 1, 4)
+    res["dissect_peak_growth"] = round((b["increment_mb"] - a["increment_mb"])
+                                       / a["peak_rss_mb"], 4)
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=96)
+    p.add_argument("--memory-images", type=int, default=24)
+    p.add_argument("--memory-rounds", type=int, default=1)
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--layers", nargs="+")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--child-memory", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child_memory:
+        print(json.dumps(child_memory(args.child_memory, args.model, args.layers,
+                                      args.batch_size, args.workers, args.out)))
+        return
+    import torch
+
+    loaded = _load(args.model)
+    layer_sets = {"early": args.layers or ["_blocks.4"],
+                  "scan default": ["_blocks.4", "_blocks.8", "_blocks.11", "_blocks.15"]}
+    report: dict = {"model": args.model, "images": args.images, "batch_size": args.batch_size,
+                    "workers": args.workers, "threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        data = make_dataset(tmp / "data", args.images)
+        bare: list[float] = []
+        ours: dict[str, list[float]] = {k: [] for k in layer_sets}
+        for r in range(args.rounds):
+            bare.append(bare_inference(loaded, data, args.batch_size, args.workers))
+            for key, layers in layer_sets.items():
+                ours[key].append(dissect_once(loaded, data, layers, args.batch_size,
+                                              args.workers, tmp / f"out-{key}-{r}"))
+        report["bare_images_per_s"] = [round(v, 2) for v in bare]
+        for key, layers in layer_sets.items():
+            report[f"dissect {key} {'+'.join(layers)}"] = {
+                "images_per_s": [round(v, 2) for v in ours[key]],
+                "ratio": round(max(ours[key]) / max(bare), 3)}
+        if not args.no_memory:
+            report["memory"] = memory_growth(tmp, args.memory_images, args,
+                                             layer_sets["early"])
+    print_report(report, args.json)
+
+
+if __name__ == "__main__":
+    main()
