@@ -21,10 +21,12 @@ from app.core.backend import Event
 from app.core.messages import (
     AblationCurves,
     AttributionMode,
+    ConceptUnit,
     Frame,
     JobFinished,
     JobKind,
     JobProgress,
+    LayerConcepts,
     LayerInfo,
     ModelChoice,
     ModelFailed,
@@ -161,6 +163,25 @@ def _upsample(a: np.ndarray, h: int, w: int) -> np.ndarray:
     ys = (np.arange(h) * a.shape[0] // h).clip(0, a.shape[0] - 1)
     xs = (np.arange(w) * a.shape[1] // w).clip(0, a.shape[1] - 1)
     return a[ys][:, xs]
+
+
+COLOURS = ("red", "green", "blue", "yellow", "white")
+
+
+def layer_concepts(layer: str) -> LayerConcepts:
+    """Every 4th unit of the default layer detects a colour, the better the lower the unit."""
+    if layer != DEFAULT_LAYER:
+        return LayerConcepts(layer, "", (), note=f"No dissection of {layer} yet.")
+    c = next(i for i in LAYERS if i.name == layer).channels
+    units = tuple(ConceptUnit(u, COLOURS[u // 4 % len(COLOURS)], "color",
+                              round(0.2 - u / 1000, 3), u % 4 == 0 and u < 40) for u in range(c))
+    return LayerConcepts(layer, "photos (colour, 5 images, min IoU 0.04)", units, 10, 5,
+                         (("color", 10, 5),))
+
+
+def concept_threshold(layer: str, unit: int) -> float:
+    """Half the unit's maximum: its mask is where its map is in its upper half."""
+    return float(activations(layer)[unit].max()) / 2
 
 
 @cache
@@ -448,9 +469,14 @@ class FakeBackend:
     def request_unit_card(self, layer: str, unit: int) -> None:
         """Facts, one attribution per dataset patch (its crop inverted) and three variants."""
         self.calls.append(("request_unit_card", (layer, unit)))
+        named = {u.unit: u for u in layer_concepts(layer).units}
+        concept = named.get(unit)
+        concept = concept if concept is not None and concept.interpretable else None
         self._events.append(UnitFacts(
-            layer, unit, f"0.{unit % 10}4 (rank {unit + 1}), prefers tabby cat", "", None,
-            f"No dissection of {layer} cached"))
+            layer, unit, f"0.{unit % 10}4 (rank {unit + 1}), prefers tabby cat", "",
+            None if concept is None else f"{concept.label} ({concept.category}), IoU "
+            f"{concept.iou:.3f}", f"No dissection of {layer} cached",
+            None if concept is None else concept_threshold(layer, unit)))
         if self.photos is not None:
             crops = dataset_patches(self.photos, layer, unit)
             self._events.append(PatchAttributions(
@@ -459,6 +485,14 @@ class FakeBackend:
             image = np.roll(preferred_image(layer, unit, 64, 64), 9 * index, axis=1)
             self._events.append(PreferredVariant(layer, unit, index, index, image,
                                                  10.0 + index, True))
+
+    def request_layer_concepts(self, layer: str) -> None:
+        self.calls.append(("request_layer_concepts", layer))
+        self._events.append(layer_concepts(layer))
+
+    def start_dissection(self, folder: str, layer: str) -> None:
+        self.calls.append(("start_dissection", (folder, layer)))
+        self._events.append(JobProgress(JobKind.DISSECT, 0, 40, "thresholds 0/40"))
 
     def start_scan(self, folder: str, layer: str) -> None:
         self.calls.append(("start_scan", (folder, layer)))

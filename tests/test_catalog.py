@@ -65,6 +65,13 @@ def site(tmp_path_factory):
         assert main(["ablate", str(photos), "--layer", LAYER, *common]) == 0, err.getvalue()
         out.truncate(0)
         out.seek(0)
+        # colour concepts of the photos (no labels needed): the unit pages name them
+        # (min IoU 0: every unit whose mask meets a colour at all gets its best label)
+        assert main(["dissect", str(photos), "--layers", LAYER, "--workers", "0",
+                     "--min-iou", "0", "--json", *common]) == 0, err.getvalue()
+        (tmp / "dissect.json").write_text(out.getvalue(), encoding="utf-8")
+        out.truncate(0)
+        out.seek(0)
         code = main(["catalog", "--layers", LAYER, BARE_LAYER, "--units", "0-2", "--out",
                      str(tmp / "site"), "--seeds", str(SEEDS), "--json", *common])
     finally:
@@ -117,7 +124,7 @@ def test_site_layout_stable_paths_and_what_each_page_shows(site):
     assert json.loads((folder / "catalog.json").read_text()) == doc
     layers = {entry["layer"]: entry for entry in doc["layers"]}
     assert layers[LAYER]["units"] == list(UNITS) and layers[LAYER]["scan"]
-    assert layers[LAYER]["ablation"] and not layers[LAYER]["concepts"]
+    assert layers[LAYER]["ablation"]
     assert layers[BARE_LAYER]["units"] == list(BARE_UNITS)
     assert not layers[BARE_LAYER]["scan"] and not layers[BARE_LAYER]["ablation"]
     assert doc["seeds"] == [0, 1, 2, 3] and doc["rendered"] + doc["from_cache"] == 6 * SEEDS
@@ -132,8 +139,22 @@ def test_site_layout_stable_paths_and_what_each_page_shows(site):
     assert images[SEEDS + n_patches:] == [f"1/patch-{r}-attribution.png"
                                           for r in range(n_patches)]
     for name in ("grace_hopper.jpg", "coffee.jpg", "Selectivity index", "Preferred class",
-                 "most-selective-first", "No concept labels", "<svg"):
+                 "most-selective-first", "<svg"):
         assert name in page, name
+    # each unit's concept, as the dissection found it (label and IoU, or none)
+    dissected = json.loads((folder.parent / "dissect.json").read_text())
+    named = {u["unit"]: u for u in dissected["layers"][LAYER]["units"]}
+    for unit in UNITS:
+        text = (folder / LAYER / f"{unit}.html").read_text(encoding="utf-8")
+        u = named[unit]
+        if u["interpretable"]:
+            assert f"{u['label']} ({u['category']}), IoU {u['iou']:.3f}" in text
+        else:
+            assert "found no concept this unit detects" in text
+    assert any(named[u]["interpretable"] for u in UNITS)  # a page shows a label
+    assert layers[LAYER]["concepts"]
+    assert "No dissection of _blocks.1 is cached" in (
+        folder / BARE_LAYER / "0.html").read_text(encoding="utf-8")
     links = dict((text, href) for href, text in refs.links)
     assert links["← unit 0"] == "0.html" and links["unit 2 →"] == "2.html"
     assert links["layer"] == "index.html" and links["catalogue"] == "../index.html"

@@ -75,7 +75,7 @@ def test_c_shows_the_whole_unit_at_once(ui: WindowDriver, backend: FakeBackend, 
             preferred[index], np.roll(preferred_image(DEFAULT_LAYER, 0, 64, 64), 9 * index, 1))
     assert card.preferred_captions()[:3] == ["seed 0 · 18.00", "seed 1 · 11.00", "seed 2 · 12.00"]
     assert "Class selectivity 0.04 (rank 1), prefers tabby cat" in card.facts_text()
-    assert f"No dissection of {DEFAULT_LAYER} cached" in card.facts_text()
+    assert "Concept: red (color), IoU 0.200" in card.facts_text()  # the fake dissection
 
 
 def test_the_card_follows_the_selection_and_goes_back_to_the_grid(ui: WindowDriver,

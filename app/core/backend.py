@@ -13,6 +13,7 @@ from app.core.messages import (
     JobFinished,
     JobKind,
     JobProgress,
+    LayerConcepts,
     ModelChoice,
     ModelFailed,
     ModelReady,
@@ -31,7 +32,7 @@ from app.core.messages import (
 Event = (
     Notice | ModelReady | ModelFailed | SourceReady | JobProgress | JobFinished | UnitPatches
     | PreferredImage | PreferredGrid | AblationCurves | PreferredVariant | PatchAttributions
-    | UnitFacts
+    | UnitFacts | LayerConcepts
 )
 
 
@@ -80,6 +81,14 @@ class LiveBackend(Protocol):
     def request_unit_card(self, layer: str, unit: int) -> None:
         """The unit card is shown for this unit: answer with `UnitFacts`, `PatchAttributions`
         and `PreferredVariant` events (replacing the card job of another unit)."""
+        ...
+
+    def request_layer_concepts(self, layer: str) -> None:
+        """Answer with the `LayerConcepts` of the newest cached dissection of `layer`."""
+        ...
+
+    def start_dissection(self, folder: str, layer: str) -> None:
+        """Dissect `layer` on a folder (its masks, or the built-in colour concepts)."""
         ...
 
     def start_scan(self, folder: str, layer: str) -> None:

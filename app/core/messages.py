@@ -12,7 +12,6 @@ import numpy as np
 
 from app.core.tiling import GridGeometry
 
-
 LOGITS = "logits"  # the network's output as a layer: one 1×1 unit per class
 
 @dataclass(frozen=True, eq=False)
@@ -140,6 +139,8 @@ class JobKind(StrEnum):
     ABLATE = "ablate"  # ablation curves and class selectivity of a layer
     PREFERRED_GRID = "preferred_grid"  # a layer's cached preferred images, laid out as a grid
     UNIT_CARD = "unit_card"  # the unit card's extras: patch attributions, more seeds
+    DISSECT = "dissect"  # concept labels of a layer's units (network dissection)
+    CONCEPTS = "concepts"  # a layer's cached concept labels, read for the window
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,6 +217,38 @@ class UnitFacts:
     selectivity_hint: str
     concept: str | None  # e.g. "red (color), IoU 0.12"
     concept_hint: str
+    # the unit's dissection threshold: where its live map exceeds it is the concept's mask
+    concept_threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class ConceptUnit:
+    """One unit's best concept in a dissection; `interpretable`: its IoU beats the minimum."""
+
+    unit: int
+    label: str
+    category: str
+    iou: float
+    interpretable: bool
+
+
+@dataclass(frozen=True)
+class LayerConcepts:
+    """A layer's dissection as the window shows it: every unit's concept and the summary
+    (interpretable units and unique concepts, overall and per category); with no
+    dissection cached, no units and a note saying how to make one."""
+
+    layer: str
+    dataset: str
+    units: tuple[ConceptUnit, ...]
+    interpretable: int = 0
+    unique: int = 0
+    by_category: tuple[tuple[str, int, int], ...] = ()  # (category, interpretable, unique)
+    note: str = ""
+
+    def labels(self) -> dict[int, str]:
+        """Unit → its concept's label, for the interpretable units."""
+        return {u.unit: u.label for u in self.units if u.interpretable}
 
 
 @dataclass(frozen=True, eq=False)

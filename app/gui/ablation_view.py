@@ -24,7 +24,7 @@ _FALLBACK_COLORS = ("#c77dff", "#ff6b6b", "#6bc5ff")
 HISTOGRAM_BINS = 30
 
 
-def _plot(x_label: str, y_label: str) -> pg.PlotWidget:
+def plot_widget(x_label: str, y_label: str) -> pg.PlotWidget:
     plot = pg.PlotWidget(background=theme.BACKGROUND)
     plot.setFocusPolicy(Qt.FocusPolicy.NoFocus)
     plot.setMenuEnabled(False)
@@ -99,11 +99,11 @@ class AblationPane(Panel):
         plots = QWidget()
         plots_layout = QVBoxLayout(plots)
         plots_layout.setContentsMargins(0, 0, 0, 0)
-        self.curves_plot = _plot("units deleted (%)", "accuracy")
+        self.curves_plot = plot_widget("units deleted (%)", "accuracy")
         self.curves_plot.setYRange(0.0, 1.0)
         self.legend = self.curves_plot.addLegend(offset=(-10, 10), labelTextColor=theme.TEXT)
         self.legend.setBrush(pg.mkBrush(theme.PANEL + "d0"))
-        self.hist_plot = _plot("class selectivity index", "units")
+        self.hist_plot = plot_widget("class selectivity index", "units")
         plots_layout.addWidget(self.curves_plot, 3)
         plots_layout.addWidget(self.hist_plot, 2)
         self.stack.addWidget(self.placeholder)

@@ -39,7 +39,7 @@ CAMERAS = 4  # File → Open camera lists camera 0 to 3
 EXPORTABLE_PANES = (
     ("input", "Input"), ("predictions", "Predictions"), ("grid", "Activation grid"),
     ("ablation", "Ablation curves"), ("unit", "Selected unit"), ("layers", "Layers"),
-    ("card", "Unit card"),
+    ("card", "Unit card"), ("dissection", "Dissection"),
 )
 # how the help card spells keys Qt spells otherwise
 KEY_NAMES = {
@@ -128,11 +128,13 @@ ACTIONS: tuple[Row, ...] = (
     Action("render_layer", "Render preferred images of this layer", "start_render_layer",
            "&Analysis"),
     Action("ablation", "Ablation curves on a folder…", "_on_ablation_folder", "&Analysis"),
+    Action("dissect", "Dissect a folder (concept labels)…", "_on_dissect_folder",
+           "&Analysis"),
     Separator("&Analysis"),
     *(Action(f"cancel:{kind.value}", f"Cancel {JOB_NAMES[kind]}", "cancel_job", "&Analysis",
              args=(kind,), enabled=False)
       for kind in (JobKind.SCAN, JobKind.RENDER_LAYER, JobKind.ABLATE, JobKind.RENDER,
-                   JobKind.UNIT_CARD)),
+                   JobKind.UNIT_CARD, JobKind.DISSECT)),
 
     *_radio("normalization", "&View/Normalization", "view_model.set_normalization",
             ((Normalization.PER_CHANNEL, "Per channel"), (Normalization.PER_LAYER, "Per layer"))),
@@ -144,6 +146,9 @@ ACTIONS: tuple[Row, ...] = (
            help="Grid shows each unit's preferred image / its activations"),
     Action("unit_card", "Unit card", "toggle_unit_card", "&View", ("C",), checkable=True,
            help="Show / hide the unit card: the selected unit at a glance"),
+    Action("concept_labels", "Concept labels on the grid", "_on_concept_labels_toggled",
+           "&View", ("L",), checkable=True,
+           help="Write each unit's concept (from a dissection) on its tile"),
     Action("mirror", "Mirror camera", "_on_mirror_toggled", "&View", checkable=True),
 
     Action("help", "Keys", "toggle_help", "&Help", ("H",), help="Show / hide this help"),

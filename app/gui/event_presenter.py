@@ -16,6 +16,7 @@ from app.core.messages import (
     JobFinished,
     JobKind,
     JobProgress,
+    LayerConcepts,
     ModelFailed,
     ModelReady,
     Notice,
@@ -66,6 +67,8 @@ class EventPresenter:
         self._initial_layer = initial_layer
         self._initial_unit = initial_unit
         self.model_name = ""
+        self._concepts: LayerConcepts | None = None  # the selected layer's dissection
+        self._tile_labels = False
         self._model_label: str | None = None  # the status bar's model text before a load
 
     def handle(self, event: Event) -> None:
@@ -88,6 +91,10 @@ class EventPresenter:
             self._panes.card.on_patch_attributions(event)
         elif isinstance(event, UnitFacts):
             self._panes.card.on_facts(event)
+            self._results.set_concept_threshold(event.layer, event.unit,
+                                                event.concept_threshold)
+        elif isinstance(event, LayerConcepts):
+            self._on_layer_concepts(event)
         elif isinstance(event, PreferredGrid):
             self._preferred.on_grid(event, self._results.shown_layer())
         elif isinstance(event, JobProgress):
@@ -96,6 +103,28 @@ class EventPresenter:
             self._on_job_finished(event)
         elif isinstance(event, AblationCurves):
             self._panes.ablation.set_curves(event)
+
+    def concepts_layer(self) -> str | None:
+        """The layer whose dissection the window holds (None: none asked for yet)."""
+        return self._concepts.layer if self._concepts is not None else None
+
+    def show_tile_labels(self, on: bool) -> None:
+        """L: each unit's concept label on its grid tile, or none."""
+        self._tile_labels = on
+        self._update_tile_labels()
+
+    def _on_layer_concepts(self, event: LayerConcepts) -> None:
+        if event.layer != self._model.layer:
+            return  # asked for a layer the user has left since
+        self._concepts = event
+        self._panes.dissection.set_concepts(event)
+        self._update_tile_labels()
+
+    def _update_tile_labels(self) -> None:
+        c = self._concepts
+        shown = self._results.shown_layer()
+        on = self._tile_labels and c is not None and c.layer == shown
+        self._panes.grid.set_tile_labels(c.labels() if on and c is not None else {})
 
     def load_model(self, spec: str, label: str) -> None:
         """A model was asked for: say so until it is ready."""
@@ -154,7 +183,7 @@ class EventPresenter:
             self._preferred.images_changed(event.layer, event.unit)
 
     def _on_job_progress(self, event: JobProgress) -> None:
-        if event.kind == JobKind.PREFERRED_GRID:
+        if event.kind in (JobKind.PREFERRED_GRID, JobKind.CONCEPTS):
             return
         self._actions[f"cancel:{event.kind.value}"].setEnabled(True)
         if event.kind in (JobKind.RENDER, JobKind.UNIT_CARD):
@@ -166,8 +195,12 @@ class EventPresenter:
             self._panes.preferred.set_layer_job(event)
         elif event.kind == JobKind.ABLATE:
             self._panes.ablation.set_job(event)
+        elif event.kind == JobKind.DISSECT:
+            self._panes.dissection.set_job(event)
 
     def _on_job_finished(self, event: JobFinished) -> None:
+        if event.kind == JobKind.CONCEPTS:
+            return  # quick and quiet: the labels themselves are the news
         if event.kind == JobKind.PREFERRED_GRID:
             self._preferred.on_request_ended()
             if not event.ok:
@@ -181,9 +214,11 @@ class EventPresenter:
             self._preferred.on_render_finished()
         elif event.kind == JobKind.ABLATE:
             self._panes.ablation.set_job(None)
+        elif event.kind == JobKind.DISSECT:
+            self._panes.dissection.set_job(None)
         elif event.kind == JobKind.RENDER:
             self._panes.preferred.set_render_running(False)
         level = NoticeLevel.INFO if event.ok else NoticeLevel.WARNING
         self._notify(Notice(f"{JOB_NAMES[event.kind]}: {event.text}", level))
-        if event.ok and event.kind in (JobKind.SCAN, JobKind.RENDER_LAYER):
+        if event.ok and event.kind in (JobKind.SCAN, JobKind.RENDER_LAYER, JobKind.DISSECT):
             self._model.request_unit_again()  # the new cache has this unit's patches / image

@@ -63,6 +63,10 @@ def ask_ablation_folder(parent: QWidget) -> str | None:
     return _folder(parent, "Folder of images (class subfolders give accuracy)")
 
 
+def ask_dissection_folder(parent: QWidget) -> str | None:
+    return _folder(parent, "Folder to dissect (Broden, images + masks, or any photos: colours)")
+
+
 def ask_screenshot_path(parent: QWidget) -> str | None:
     return ask_png_path(parent, "Save screenshot", "deepvis.png")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyqtgraph as pg
 from PyQt6.QtCore import QEvent, QObject, QPoint, QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QBrush, QColor, QPainterPath, QPen, QResizeEvent
 from PyQt6.QtWidgets import (
@@ -60,6 +61,10 @@ class ActivationGrid(Panel):
         self.ablation_marks.setZValue(8)
         self._ablated: tuple[int, ...] = ()
         self._marks_key: tuple[GridGeometry | None, tuple[int, ...]] = (None, ())
+        # concept labels of the shown layer's units (dissection), one text per labelled tile
+        self._labels: dict[int, str] = {}
+        self._label_items: list[tuple[int, pg.TextItem]] = []
+        self._labels_key: tuple[GridGeometry | None, tuple[tuple[int, str], ...]] = (None, ())
         self.layout_.addWidget(self.pane, 1)
 
         footer = QHBoxLayout()
@@ -109,6 +114,38 @@ class ActivationGrid(Panel):
             self.gutters.setPath(gutter_path(geometry))
             self.pane.view.autoRange(padding=0.01)
             self._update_ablation_marks()
+            self._update_labels()
+
+    def set_tile_labels(self, labels: dict[int, str]) -> None:
+        """Write each unit's concept label on its tile ({}: none)."""
+        self._labels = dict(labels)
+        self._update_labels()
+
+    def tile_labels(self) -> dict[int, str]:
+        """The labels on screen, by unit."""
+        return {unit: item.toPlainText() for unit, item in self._label_items}
+
+    def _update_labels(self) -> None:
+        g = self._geometry
+        key = (g, tuple(sorted(self._labels.items())))
+        if key == self._labels_key:
+            return
+        self._labels_key = key
+        for _, item in self._label_items:
+            self.pane.view.removeItem(item)
+        self._label_items = []
+        if g is None:
+            return
+        for unit, text in sorted(self._labels.items()):
+            if not 0 <= unit < g.channels:
+                continue
+            y, x = g.tile_origin(unit)
+            item = pg.TextItem(text, color=theme.TEXT, fill=pg.mkBrush(theme.PANEL + "c0"),
+                               anchor=(0, 0))
+            item.setPos(x, y)
+            item.setZValue(12)
+            self.pane.view.addItem(item, ignoreBounds=True)
+            self._label_items.append((unit, item))
 
     def set_ablated(self, units: tuple[int, ...]) -> None:
         """Mark these units of the shown layer as deleted (a red cross over each tile)."""

@@ -31,6 +31,13 @@ class InputView(Panel):
         self.attribution_item.setZValue(6)
         self.attribution_item.setLookupTable(saliency_table("inferno"))
         self.attribution_item.hide()
+        # a unit's concept mask (dissection): tinted where its live map beats its threshold
+        self.mask_item = make_image_item()
+        self.mask_item.setZValue(7)
+        mask_lut = np.zeros((2, 4), np.uint8)
+        mask_lut[1] = (64, 224, 208, 120)  # turquoise, half transparent: the photo shows
+        self.mask_item.setLookupTable(mask_lut)
+        self.mask_item.hide()
         self.crop_item = QGraphicsRectItem()
         pen = QPen(QColor(theme.ACCENT))
         pen.setWidthF(1.5)
@@ -41,6 +48,7 @@ class InputView(Panel):
         self.pane.view.addItem(self.frame_item)
         self.pane.view.addItem(self.overlay_item)
         self.pane.view.addItem(self.attribution_item)
+        self.pane.view.addItem(self.mask_item)
         self.pane.view.addItem(self.crop_item)
         self.layout_.addWidget(self.pane, 1)
         self._frame_shape: tuple[int, ...] | None = None
@@ -102,6 +110,20 @@ class InputView(Panel):
             self.showing_attribution = True
             self.overlay_item.hide()
             self.attribution_item.setVisible(self.overlay_enabled)
+
+    def set_mask(self, mask: np.ndarray | None, crop: tuple[int, int, int, int]) -> None:
+        """Tint a (side, side) 0/1 mask over the crop box; None hides it."""
+        if mask is None:
+            self.mask_item.hide()
+            return
+        self.mask_item.setImage(mask, autoLevels=False, levels=(0, 1))
+        self.mask_item.setRect(QRectF(*crop))
+        self.mask_item.show()
+
+    def mask_image(self) -> np.ndarray | None:
+        """The concept mask on screen, None while none is shown."""
+        image: np.ndarray | None = self.mask_item.image
+        return image if self.mask_item.isVisible() else None
 
     def set_opacity(self, opacity: float) -> None:
         self.overlay_item.setOpacity(opacity)

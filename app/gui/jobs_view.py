@@ -15,6 +15,8 @@ JOB_NAMES = {
     JobKind.ABLATE: "ablation",
     JobKind.PREFERRED_GRID: "preferred images grid",
     JobKind.UNIT_CARD: "unit card",
+    JobKind.DISSECT: "dissection",
+    JobKind.CONCEPTS: "concept labels",
 }
 
 

@@ -158,6 +158,9 @@ class MainWindow(QMainWindow):
         p.grid.aspect_changed.connect(model.set_grid_aspect)
         p.ablation.run_requested.connect(self._on_ablation_folder)
         p.ablation.cancel_requested.connect(partial(self.cancel_job, JobKind.ABLATE))
+        p.dissection.run_requested.connect(self._on_dissect_folder)
+        p.dissection.cancel_requested.connect(partial(self.cancel_job, JobKind.DISSECT))
+        p.dissection.unit_clicked.connect(model.select_unit)
         p.unit.position_clicked.connect(model.click_position)
         p.unit.delete_clicked.connect(self.toggle_ablation)
         p.unit.restore_requested.connect(self._on_restore_requested)
@@ -271,6 +274,16 @@ class MainWindow(QMainWindow):
         self.panes.show_ablation()
         self.show_notice(Notice(f"ablation curves of {layer} on {folder}…"))
 
+    def start_dissection(self, folder: str) -> None:
+        """Concept labels of the current layer's units, on `folder`."""
+        layer = self.view_model.layer
+        if layer is None:
+            self.show_notice(Notice("no model loaded yet", NoticeLevel.WARNING))
+            return
+        self.backend.start_dissection(folder, layer)
+        self.panes.show_dissection()
+        self.show_notice(Notice(f"dissecting {layer} on {folder}…"))
+
     def cancel_job(self, kind: JobKind) -> None:
         self.backend.cancel_job(kind)
 
@@ -338,8 +351,11 @@ class MainWindow(QMainWindow):
         self.panes.layers.set_layers(self.view_model.layers)
 
     def _on_selection_changed(self) -> None:
-        self.panes.layers.set_current(self.view_model.layer)
+        layer = self.view_model.layer
+        self.panes.layers.set_current(layer)
         self.results.update_selection()
+        if layer is not None and layer != self.events.concepts_layer():
+            self.backend.request_layer_concepts(layer)  # the labels of the layer now shown
 
     def _on_frozen_changed(self, frozen: bool) -> None:
         self.action_set.set_checked("freeze", frozen)
@@ -431,6 +447,14 @@ class MainWindow(QMainWindow):
         folder = file_dialogs.ask_scan_folder(self)
         if folder:
             self.start_scan(folder)
+
+    def _on_dissect_folder(self) -> None:
+        folder = file_dialogs.ask_dissection_folder(self)
+        if folder:
+            self.start_dissection(folder)
+
+    def _on_concept_labels_toggled(self, on: bool) -> None:
+        self.events.show_tile_labels(on)
 
     def _on_ablation_folder(self) -> None:
         folder = file_dialogs.ask_ablation_folder(self)

@@ -14,6 +14,7 @@ import time
 import numpy as np
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
+from app.core.masks import concept_mask
 from app.core.messages import AttributionMode, Frame, Result, SourceReady
 from app.core.tiling import normalize_channels
 from app.gui.attribution_view import MODE_TEXT, attribution_status
@@ -84,6 +85,8 @@ class ResultPresenter(QObject):
         self._frame_shape: tuple[int, ...] | None = None
         self._source: SourceReady | None = None
         self._source_frame: str | None = None  # the frame name the source label was made from
+        # (layer, unit, threshold) of the selected unit's dissection: its live concept mask
+        self._concept: tuple[str, int, float] | None = None
         self._flush = QTimer(self)
         self._flush.setSingleShot(True)
         self._flush.timeout.connect(self._on_flush)
@@ -136,6 +139,7 @@ class ResultPresenter(QObject):
             p.attribution.set_map(attribution, blank)
         if p.showing_card():
             self._feed_card(result, unit, heat)
+        self._show_mask(result, unit)
         p.predictions.set_predictions(result.predictions, result.intact_predictions)
         p.patches.set_live(result.live_top)  # O(1) unless the patches changed
         self._follow_source(result.frame)
@@ -167,6 +171,22 @@ class ResultPresenter(QObject):
             blank = zero_attribution_reason(result, model.attribution_at)
             caption = f"Live attribution · {MODE_TEXT[result.attribution_mode]}"
             card.set_attribution(None if blank else result.attribution, blank or caption)
+
+    def set_concept_threshold(self, layer: str, unit: int, threshold: float | None) -> None:
+        """The unit's dissection threshold (None: not dissected): its mask goes on the input
+        while the unit card is shown."""
+        self._concept = None if threshold is None else (layer, unit, threshold)
+        if self.last_result is not None:
+            self._show_mask(self.last_result, self._model.unit)
+
+    def _show_mask(self, result: Result, unit: int) -> None:
+        c, p = self._concept, self._panes
+        if (c is None or not p.showing_card() or (result.layer, unit) != c[:2]
+                or result.unit != unit or not result.unit_map.size):
+            p.input.set_mask(None, result.crop)
+            return
+        side = max(result.crop[2], 1)  # a mask pixel per crop pixel, as NetDissect's
+        p.input.set_mask(concept_mask(result.unit_map, c[2], min(side, 224)), result.crop)
 
     def update_card(self) -> None:
         """The unit card was just shown: bring its live half up to date."""

@@ -1,10 +1,10 @@
 """Where the panes sit: three columns of splitters, and the sizes they start at.
 
-Left: input, predictions, messages. Middle: the activation grid, the unit card (the
-selected unit at a glance) and the ablation plots, as tabs. Right: layers, and the
-selected unit's tabs (Unit, Top patches, Preferred, Attribution). The help card lies over
-all of them. Nothing here reacts to data: the window wires the panes, the presenters feed
-them.
+Left: input, predictions, messages. Middle, as tabs: the activation grid, the unit card
+(the selected unit at a glance), the ablation plots and the layer's dissection. Right:
+layers, and the selected unit's tabs (Unit, Top patches, Preferred, Attribution). The help
+card lies over all of them. Nothing here reacts to data: the window wires the panes, the
+presenters feed them.
 
 The window starts no larger than the screen's free area, and the minimum sizes here keep
 every pane visible and usable down to MIN_WINDOW (1280×720, a small laptop with a taskbar).
@@ -19,6 +19,7 @@ from PyQt6.QtWidgets import QMainWindow, QSplitter, QTabWidget, QVBoxLayout, QWi
 from app.core.settings import Settings
 from app.gui.ablation_view import AblationPane
 from app.gui.attribution_view import AttributionPane
+from app.gui.dissection_view import DissectionPane
 from app.gui.file_dialogs import ArchitectureDialog
 from app.gui.grid_view import ActivationGrid
 from app.gui.help_overlay import HelpOverlay
@@ -91,6 +92,8 @@ class WindowLayout:
         self._center.addTab(self.grid, "Activations")
         self._center.addTab(self.card, "Unit card")
         self._center.addTab(self.ablation, "Ablation")
+        self.dissection = DissectionPane()
+        self._center.addTab(self.dissection, "Dissection")
         self.centre_tab_changed = self._center.currentChanged  # the window reacts to it
 
         self.layers = LayerListPane()
@@ -154,7 +157,7 @@ class WindowLayout:
         panes: dict[str, QWidget] = {
             "input": self.input, "predictions": self.predictions, "grid": self.grid,
             "ablation": self.ablation, "unit": self.unit, "layers": self.layers,
-            "card": self.card,
+            "card": self.card, "dissection": self.dissection,
         }
         return panes[name]
 
@@ -170,6 +173,12 @@ class WindowLayout:
 
     def show_activations(self) -> None:
         self._center.setCurrentWidget(self.grid)
+
+    def show_dissection(self) -> None:
+        self._center.setCurrentWidget(self.dissection)
+
+    def showing_dissection(self) -> bool:
+        return self._center.currentWidget() is self.dissection
 
     def show_card(self) -> None:
         self._center.setCurrentWidget(self.card)

@@ -25,9 +25,11 @@ from app.core.backend import Event
 from app.core.jobs import Cancelled, Job, Progress, run_job
 from app.core.messages import (
     AblationCurves,
+    ConceptUnit,
     JobFinished,
     JobKind,
     JobProgress,
+    LayerConcepts,
     Patch,
     PatchAttributions,
     PreferredGrid,
@@ -40,12 +42,19 @@ from app.core.scan_results import load_scan
 from app.core.settings import Settings
 from app.core.tiling import grid_geometry
 from app.engine.analyses.ablation import CurveResult, find_dataset, layer_curves
+from app.engine.analyses.dissection import (
+    DissectionResult,
+    LayerDissection,
+    cached_layer,
+    concept_text,
+    dissect,
+)
 from app.engine.analyses.featurevis import RenderProgress, RenderResult, cached_unit, render_units
 from app.engine.analyses.patches import scan
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.truncate import private_copy
-from app.session.catalog.cached import cached_curves, concept_labels, unit_ablation
+from app.session.catalog.cached import cached_curves, unit_ablation
 from app.session.patch_attributions import PATCH_RULE, patch_attributions
 
 Emit = Callable[[Event], None]
@@ -290,12 +299,18 @@ def unit_facts(settings: Settings, loaded: LoadedModel, layer: str, unit: int,
         cls = names[a.preferred_class] if 0 <= a.preferred_class < len(names) else "?"
         selectivity = f"{a.index:.2f} (rank {a.rank + 1} of {curves.units}), prefers {cls}"
         hint = f"on {curves.images} images of {curves.dataset or '?'}"
-    labels = concept_labels(cache_root(settings.cache.dir), model_key(loaded), layer)
-    concept = labels.get(unit) if labels else None
-    concept_hint = ("" if concept else
-                    f"No dissection of {layer} cached: `deepvis dissect FOLDER --layers "
-                    f"{layer}` names what units detect")
-    return UnitFacts(layer, unit, selectivity, hint, concept, concept_hint)
+    found = cached_layer(cache_root(settings.cache.dir) / model_key(loaded), layer)
+    concept, threshold = None, None
+    concept_hint = (f"No dissection of {layer} cached: Analysis → Dissect… or `deepvis "
+                    f"dissect FOLDER --layers {layer}` names what units detect")
+    if found is not None and 0 <= unit < len(found[1].units):
+        named = found[1].units[unit]
+        if named.interpretable:  # its mask is the concept's only where it has one
+            concept, threshold = concept_text(named), named.threshold
+        else:
+            concept_hint = (f"detects no concept of {found[0].dataset} (best: "
+                            f"{concept_text(named)}, below the minimum)")
+    return UnitFacts(layer, unit, selectivity, hint, concept, concept_hint, threshold)
 
 
 def unit_card_job(settings: Settings, loaded: LoadedModel, layer: str, unit: int,
@@ -323,3 +338,50 @@ def unit_card_job(settings: Settings, loaded: LoadedModel, layer: str, unit: int
                                       float(p.activations[0]), p.final))
             yield Progress(index, steps, f"unit card of {layer} unit {unit}: seed {seed}")
     return f"unit card of {layer} unit {unit} complete"
+
+
+def layer_concepts(settings: Settings, loaded: LoadedModel, layer: str) -> LayerConcepts:
+    """The newest cached dissection of `layer` for the window (none: a how-to note)."""
+    found = cached_layer(cache_root(settings.cache.dir) / model_key(loaded), layer)
+    if found is None:
+        return LayerConcepts(layer, "", (), note=(
+            f"No dissection of {layer} yet. Analysis → Dissect a folder… names what its "
+            "units detect: any photo folder gives colour concepts, a Broden-format folder "
+            f"NetDissect's (or `deepvis dissect FOLDER --layers {layer}`)."))
+    return concepts_message(*found)
+
+
+def layer_concepts_job(settings: Settings, loaded: LoadedModel, layer: str,
+                       emit: Emit) -> Job[Progress, str]:
+    """`layer_concepts` as a (one-step) job, so the files are read off the GUI thread."""
+    yield Progress(0, 1, f"concept labels of {layer}")
+    message = layer_concepts(settings, loaded, layer)
+    emit(message)
+    return f"{len(message.labels())} concept labels of {layer}"
+
+
+def concepts_message(result: DissectionResult, layer: LayerDissection) -> LayerConcepts:
+    """The message the window shows, from the analysis' result."""
+    summary = layer.summary
+    by = tuple((c, int(v["interpretable"]), int(v["unique"]))
+               for c, v in summary.get("by_category", {}).items())
+    units = tuple(ConceptUnit(u.unit, u.label, u.category, u.iou, u.interpretable)
+                  for u in layer.units)
+    where = f"{result.dataset} ({result.kind}, {result.images} images, min IoU {result.min_iou})"
+    return LayerConcepts(layer.layer, where, units, int(summary.get("interpretable", 0)),
+                         int(summary.get("unique", 0)), by)
+
+
+def dissect_job(settings: Settings, loaded: LoadedModel, folder: str, layer: str,
+                emit: Emit) -> Job[Progress, str]:
+    """Concept labels of every unit of `layer` on `folder`, into the cache (`LayerConcepts`)."""
+    d = settings.dissect
+    # forkserver: forking a process that runs Qt and torch threads is not safe
+    result = yield from dissect(
+        private_model(loaded), folder, [layer], quantile=d.quantile, min_iou=d.min_iou,
+        batch_size=d.batch_size, workers=settings.scan.workers, cache_dir=settings.cache.dir,
+        top_k=d.top_k, max_pixels=settings.source.max_image_pixels, mp_context="forkserver")
+    message = concepts_message(result, result.layers[layer])
+    emit(message)
+    return (f"dissection of {layer} done: {message.interpretable} of {len(message.units)} "
+            f"units detect a concept, {message.unique} distinct")

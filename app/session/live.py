@@ -137,6 +137,18 @@ class LiveSession:
             self._jobs.start(JobKind.UNIT_CARD, jobs.unit_card_job(
                 self.settings, loaded, layer, unit, self._channels[layer], self._events.put))
 
+    def request_layer_concepts(self, layer: str) -> None:
+        loaded = self._loaded
+        if loaded is not None:  # files to read: not on the caller's (the GUI's) thread
+            self._jobs.start(JobKind.CONCEPTS, jobs.layer_concepts_job(
+                self.settings, loaded, layer, self._events.put))
+
+    def start_dissection(self, folder: str, layer: str) -> None:
+        loaded = self._ready_for(folder)
+        if loaded is not None:
+            self._jobs.start(JobKind.DISSECT, jobs.dissect_job(
+                self.settings, loaded, folder, layer, self._events.put))
+
     def start_scan(self, folder: str, layer: str) -> None:
         loaded = self._ready_for(folder)
         if loaded is not None:

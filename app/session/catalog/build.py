@@ -342,10 +342,14 @@ class _Site:
         title = "Concept label"
         if labels is None:
             return pages.Section(title, note=(
-                "No concept labels: network dissection (deepvis dissect) is not available "
-                "in this version, so no unit has a label yet."))
+                f"No dissection of {layer} is cached for this model. Make one with "
+                f"`deepvis dissect FOLDER --layers {layer}` (any photo folder gives colour "
+                "concepts; a Broden-format folder gives NetDissect's), then run deepvis "
+                "catalog again."))
         if unit not in labels:
-            return pages.Section(title, note=f"dissection of {layer} gave this unit no label")
+            return pages.Section(title, note=(
+                f"dissection of {layer} found no concept this unit detects (best IoU below "
+                "the minimum)"))
         return pages.Section(title, rows=(("Concept", labels[unit]),))
 
 

@@ -19,6 +19,7 @@ from app.core.selectivity import deletion_orders
 from app.engine.analyses.ablation import CurveResult
 from app.engine.analyses.ablation.curves import cache_file, load_cached
 from app.engine.analyses.ablation.datasets import Dataset
+from app.engine.analyses.dissection import cached_layer, concept_text
 from app.engine.runtime.models import LoadedModel
 
 
@@ -51,12 +52,12 @@ def cached_curves(loaded: LoadedModel, layer: str, channels: int,
 
 
 def concept_labels(root: Path, key: str, layer: str) -> dict[int, str] | None:
-    """HOOK for network dissection: unit → concept label of `layer`, or None (no labels).
-
-    Dissection (`deepvis dissect`, DESIGN feature 11) does not exist yet, so there is never
-    a label; when it caches its results, read them here and the pages show them.
-    """
-    return None
+    """Unit → concept label of the interpretable units of `layer`, from the newest cached
+    dissection (`deepvis dissect`); None when the layer was never dissected."""
+    found = cached_layer(root / key, layer)
+    if found is None:
+        return None
+    return {u.unit: concept_text(u) for u in found[1].units if u.interpretable}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,148 @@
+"""A layer's dissection: what its units detect (Bau et al. 2017), as a summary and a list.
+
+Top: the table NetDissect papers report, as bars per concept category — units that detect
+a concept of it, and how many distinct concepts they cover. Below: every interpretable
+unit with its label and IoU, best first; a click selects the unit (the unit card then
+shows its label and its live mask). A run/cancel row starts a dissection of the shown
+layer on a folder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QStackedWidget,
+    QWidget,
+)
+
+from app.core.messages import JobProgress, LayerConcepts
+from app.gui import theme
+from app.gui.ablation_view import plot_widget
+from app.gui.image_pane import Panel
+from app.gui.preferred_view import cancel_button, compact_progress_bar
+
+UNIQUE_COLOR = "#5ec8a0"
+
+
+class DissectionPane(Panel):
+    """Header, run/cancel row, the per-category bars and the list of labelled units."""
+
+    run_requested = pyqtSignal()
+    cancel_requested = pyqtSignal()
+    unit_clicked = pyqtSignal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Dissection", parent)
+        row = QHBoxLayout()
+        self.info = QLabel("No dissection yet.")
+        self.info.setObjectName("paneInfo")
+        self.info.setWordWrap(True)
+        self.info.setMinimumWidth(40)
+        self.run_button = QPushButton("Dissect a folder…")
+        self.run_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.run_button.clicked.connect(self.run_requested)
+        self.progress = compact_progress_bar()
+        self.progress.setMaximumWidth(220)
+        self.cancel = cancel_button("Stop the dissection (it resumes where it stopped)")
+        self.cancel.clicked.connect(self.cancel_requested)
+        row.addWidget(self.info, 1)
+        row.addWidget(self.progress)
+        row.addWidget(self.cancel)
+        row.addWidget(self.run_button)
+        self.layout_.addLayout(row)
+
+        self.stack = QStackedWidget()
+        self.placeholder = QLabel("")
+        self.placeholder.setObjectName("placeholder")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        body = QWidget()
+        body_layout = QHBoxLayout(body)
+        body_layout.setContentsMargins(0, 0, 0, 0)
+        self.bars = plot_widget("concept category", "units / concepts")
+        self.legend = self.bars.addLegend(offset=(-10, 10), labelTextColor=theme.TEXT)
+        self.units_list = QListWidget()
+        self.units_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.units_list.itemClicked.connect(self._on_item_clicked)
+        body_layout.addWidget(self.bars, 3)
+        body_layout.addWidget(self.units_list, 2)
+        self.stack.addWidget(self.placeholder)
+        self.stack.addWidget(body)
+        self.layout_.addWidget(self.stack, 1)
+        self.concepts: LayerConcepts | None = None
+        self._bar_items: list[pg.BarGraphItem] = []
+        self.set_job(None)
+
+    def set_job(self, progress: JobProgress | None) -> None:
+        running = progress is not None
+        self.progress.setVisible(running)
+        self.cancel.setVisible(running)
+        self.run_button.setEnabled(not running)
+        if progress is not None:
+            self.progress.setRange(0, max(progress.total, 1))
+            self.progress.setValue(progress.done)
+            self.progress.setFormat(progress.text.split("  ")[0] + "  %p%")
+            self.progress.setToolTip(progress.text)
+
+    def set_concepts(self, concepts: LayerConcepts) -> None:
+        """Show a layer's dissection (or, with no units, the note on how to make one)."""
+        self.concepts = concepts
+        self.set_title(f"Dissection · {concepts.layer}")
+        if not concepts.units:
+            self.placeholder.setText(concepts.note)
+            self.info.setText(f"No dissection of {concepts.layer} yet.")
+            self.stack.setCurrentIndex(0)
+            return
+        self.info.setText(
+            f"{concepts.interpretable} of {len(concepts.units)} units detect a concept · "
+            f"{concepts.unique} distinct concepts · on {concepts.dataset}")
+        for item in self._bar_items:
+            self.bars.removeItem(item)
+        self.legend.clear()
+        names = [c for c, _, _ in concepts.by_category]
+        x = np.arange(len(names), dtype=np.float64)
+        detectors = np.array([n for _, n, _ in concepts.by_category], np.float64)
+        unique = np.array([n for _, _, n in concepts.by_category], np.float64)
+        self._bar_items = [
+            pg.BarGraphItem(x=x - 0.2, height=detectors, width=0.38,
+                            brush=theme.ACCENT, name="units (detectors)"),
+            pg.BarGraphItem(x=x + 0.2, height=unique, width=0.38, brush=UNIQUE_COLOR,
+                            name="distinct concepts"),
+        ]
+        for item in self._bar_items:
+            self.bars.addItem(item)
+            self.legend.addItem(item, item.opts["name"])
+        item = self.bars.getPlotItem()
+        assert item is not None
+        item.getAxis("bottom").setTicks([list(zip(x.tolist(), names, strict=True))])
+        self.bars.setXRange(-0.6, max(len(names) - 0.4, 0.6), padding=0)
+        self.bars.setYRange(0, max(float(detectors.max(initial=0)), 1.0) * 1.2, padding=0)
+        self.units_list.clear()
+        for u in sorted((u for u in concepts.units if u.interpretable), key=lambda u: -u.iou):
+            row = QListWidgetItem(f"unit {u.unit} · {u.label} ({u.category}) · IoU {u.iou:.3f}")
+            row.setData(Qt.ItemDataRole.UserRole, u.unit)
+            self.units_list.addItem(row)
+        self.stack.setCurrentIndex(1)
+
+    def showing_summary(self) -> bool:
+        return self.stack.currentIndex() == 1
+
+    def unit_rows(self) -> list[str]:
+        return [row.text() for i in range(self.units_list.count())
+                if (row := self.units_list.item(i)) is not None]
+
+    def click_row(self, row: int) -> None:
+        """Select a listed unit, as a click on its row does (tests use it)."""
+        item = self.units_list.item(row)
+        if item is not None:
+            self._on_item_clicked(item)
+
+    def _on_item_clicked(self, item: QListWidgetItem) -> None:
+        self.unit_clicked.emit(int(item.data(Qt.ItemDataRole.UserRole)))
