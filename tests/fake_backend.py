@@ -22,6 +22,7 @@ from app.core.messages import (
     AblationCurves,
     AttributionMode,
     ConceptUnit,
+    Explanation,
     Frame,
     JobFinished,
     JobKind,
@@ -43,6 +44,7 @@ from app.core.messages import (
     Result,
     SourceReady,
     UnitFacts,
+    UnitIcons,
     UnitPatches,
     ViewState,
 )
@@ -163,6 +165,27 @@ def _upsample(a: np.ndarray, h: int, w: int) -> np.ndarray:
     ys = (np.arange(h) * a.shape[0] // h).clip(0, a.shape[0] - 1)
     xs = (np.arange(w) * a.shape[1] // w).clip(0, a.shape[1] - 1)
     return a[ys][:, xs]
+
+
+def explanation_of(layer: str, view: ViewState) -> Explanation:
+    """Building blocks computed the article's way from the fake activations and a fixed
+    fake gradient (+1 on even channels, −0.5 on odd ones): act × grad, exactly."""
+    acts = activations(layer)
+    c, h, w = acts.shape
+    grad = np.where(np.arange(c) % 2 == 0, 1.0, -0.5).astype(np.float32)[:, None, None]
+    contrib = acts * grad
+    order = np.argsort(-acts, axis=0, kind="stable")[:4]  # (4, H, W)
+    units = order.transpose(1, 2, 0)
+    values = np.take_along_axis(acts, order, 0).transpose(1, 2, 0)
+    k = 6
+    spatial = np.stack([acts[i::k].mean(0) for i in range(k)])
+    channels = np.zeros((k, c), np.float32)
+    for i in range(k):
+        channels[i, i::k] = 1.0
+    target = view.explained_class if view.explained_class is not None else PREDICTIONS[0].index
+    return Explanation(layer, target, view.versus_class, 2.5, 0.61,
+                       contrib.sum((1, 2)), contrib.sum(0), units, values, spatial, channels,
+                       np.linspace(1.0, -0.5, k).astype(np.float32), "", 21.0)
 
 
 COLOURS = ("red", "green", "blue", "yellow", "white")
@@ -312,6 +335,7 @@ def make_result(
             at = None
         attribution = attribution_map(layer, unit, view.attribution, at)
     ablated = any(units for _, units in view.ablated)
+    explanation = explanation_of(layer, view) if view.explain and h > 1 else None
     return Result(
         seq=seq,
         frame=frame,
@@ -332,6 +356,7 @@ def make_result(
         model="efficientnet_lite0",
         frozen=frozen,
         attribution=attribution,
+        explanation=explanation,
         attribution_mode=view.attribution,
         attribution_ms=18.0 if attribution is not None else 0.0,
         intact_predictions=PREDICTIONS if ablated else None,
@@ -485,6 +510,13 @@ class FakeBackend:
             image = np.roll(preferred_image(layer, unit, 64, 64), 9 * index, axis=1)
             self._events.append(PreferredVariant(layer, unit, index, index, image,
                                                  10.0 + index, True))
+
+    def request_icons(self, layer: str, units: tuple[int, ...]) -> None:
+        """Even units have an icon (a flat colour from the unit), odd ones not yet."""
+        self.calls.append(("request_icons", (layer, units)))
+        self._events.append(UnitIcons(layer, tuple(
+            (u, np.full((8, 8, 3), (u * 7 % 256, 90, 40), np.uint8)) for u in units
+            if u % 2 == 0)))
 
     def request_layer_concepts(self, layer: str) -> None:
         self.calls.append(("request_layer_concepts", layer))

@@ -19,6 +19,7 @@ from app.core.messages import (
     ModelReady,
     Notice,
     PatchAttributions,
+    UnitIcons,
     PreferredGrid,
     PreferredImage,
     PreferredVariant,
@@ -32,7 +33,7 @@ from app.core.messages import (
 Event = (
     Notice | ModelReady | ModelFailed | SourceReady | JobProgress | JobFinished | UnitPatches
     | PreferredImage | PreferredGrid | AblationCurves | PreferredVariant | PatchAttributions
-    | UnitFacts | LayerConcepts
+    | UnitFacts | LayerConcepts | UnitIcons
 )
 
 
@@ -81,6 +82,11 @@ class LiveBackend(Protocol):
     def request_unit_card(self, layer: str, unit: int) -> None:
         """The unit card is shown for this unit: answer with `UnitFacts`, `PatchAttributions`
         and `PreferredVariant` events (replacing the card job of another unit)."""
+        ...
+
+    def request_icons(self, layer: str, units: tuple[int, ...]) -> None:
+        """Answer with `UnitIcons` of these units: cached renders at once, the missing
+        ones rendered small in the background (a newer request replaces this one)."""
         ...
 
     def request_layer_concepts(self, layer: str) -> None:

@@ -89,6 +89,27 @@ class Prediction:
 
 
 @dataclass(frozen=True, eq=False)
+class Explanation:
+    """Why the network says `target` (rather than `versus`), at one layer, for one frame:
+    the building blocks of Olah et al. 2018, attribution = activation × gradient."""
+
+    layer: str
+    target: int
+    versus: int | None
+    score: float  # logit[target] (− logit[versus])
+    probability: float  # softmax probability of `target`
+    channels: np.ndarray  # (C,) float32: each channel's attribution, Σ_xy act·grad
+    spatial: np.ndarray  # (H, W) float32: each position's attribution, Σ_c act·grad
+    dictionary_units: np.ndarray  # (H, W, k) int: the k most active channels per position
+    dictionary_values: np.ndarray  # (H, W, k) float32: their activations
+    group_spatial: np.ndarray  # (g, H, W) float32 ≥ 0: where each neuron group is
+    group_channels: np.ndarray  # (g, C) float32 ≥ 0: each group's direction
+    group_attribution: np.ndarray  # (g,) float32: each group's attribution to the score
+    groups_note: str  # what was factorized (the positive part of a signed layer, say)
+    ms: float  # its cost on the worker this frame
+
+
+@dataclass(frozen=True, eq=False)
 class Result:
     """Everything the GUI shows for one processed frame; small, already on the CPU."""
 
@@ -118,6 +139,7 @@ class Result:
     intact_predictions: tuple[Prediction, ...] | None = None
     # the frames seen this session that excite the selected unit most, best first
     live_top: tuple[Patch, ...] = ()
+    explanation: Explanation | None = None  # while the building blocks are shown
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,6 +163,7 @@ class JobKind(StrEnum):
     UNIT_CARD = "unit_card"  # the unit card's extras: patch attributions, more seeds
     DISSECT = "dissect"  # concept labels of a layer's units (network dissection)
     CONCEPTS = "concepts"  # a layer's cached concept labels, read for the window
+    ICONS = "icons"  # small preferred images of the channels an explanation names
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,6 +242,14 @@ class UnitFacts:
     concept_hint: str
     # the unit's dissection threshold: where its live map exceeds it is the concept's mask
     concept_threshold: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class UnitIcons:
+    """Preferred images of some units of a layer, as icons (cached, or rendered small)."""
+
+    layer: str
+    icons: tuple[tuple[int, np.ndarray], ...]  # (unit, (h, w, 3) uint8)
 
 
 @dataclass(frozen=True)

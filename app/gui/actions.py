@@ -39,7 +39,7 @@ CAMERAS = 4  # File → Open camera lists camera 0 to 3
 EXPORTABLE_PANES = (
     ("input", "Input"), ("predictions", "Predictions"), ("grid", "Activation grid"),
     ("ablation", "Ablation curves"), ("unit", "Selected unit"), ("layers", "Layers"),
-    ("card", "Unit card"), ("dissection", "Dissection"),
+    ("card", "Unit card"), ("blocks", "Why this prediction"), ("dissection", "Dissection"),
 )
 # how the help card spells keys Qt spells otherwise
 KEY_NAMES = {
@@ -146,6 +146,8 @@ ACTIONS: tuple[Row, ...] = (
            help="Grid shows each unit's preferred image / its activations"),
     Action("unit_card", "Unit card", "toggle_unit_card", "&View", ("C",), checkable=True,
            help="Show / hide the unit card: the selected unit at a glance"),
+    Action("why", "Why this prediction", "toggle_why", "&View", ("W",), checkable=True,
+           help="Show / hide the building blocks: channels, groups, dictionary, for a class"),
     Action("concept_labels", "Concept labels on the grid", "_on_concept_labels_toggled",
            "&View", ("L",), checkable=True,
            help="Write each unit's concept (from a dissection) on its tile"),

@@ -27,6 +27,7 @@ from app.core.messages import (
     PreferredVariant,
     SourceReady,
     UnitFacts,
+    UnitIcons,
     UnitPatches,
 )
 from app.gui.actions import ActionSet
@@ -95,6 +96,8 @@ class EventPresenter:
                                                 event.concept_threshold)
         elif isinstance(event, LayerConcepts):
             self._on_layer_concepts(event)
+        elif isinstance(event, UnitIcons):
+            self._panes.blocks.set_icons(event.layer, event.icons)
         elif isinstance(event, PreferredGrid):
             self._preferred.on_grid(event, self._results.shown_layer())
         elif isinstance(event, JobProgress):
@@ -183,7 +186,7 @@ class EventPresenter:
             self._preferred.images_changed(event.layer, event.unit)
 
     def _on_job_progress(self, event: JobProgress) -> None:
-        if event.kind in (JobKind.PREFERRED_GRID, JobKind.CONCEPTS):
+        if event.kind in (JobKind.PREFERRED_GRID, JobKind.CONCEPTS, JobKind.ICONS):
             return
         self._actions[f"cancel:{event.kind.value}"].setEnabled(True)
         if event.kind in (JobKind.RENDER, JobKind.UNIT_CARD):
@@ -199,8 +202,8 @@ class EventPresenter:
             self._panes.dissection.set_job(event)
 
     def _on_job_finished(self, event: JobFinished) -> None:
-        if event.kind == JobKind.CONCEPTS:
-            return  # quick and quiet: the labels themselves are the news
+        if event.kind in (JobKind.CONCEPTS, JobKind.ICONS):
+            return  # quick and quiet: the labels and icons themselves are the news
         if event.kind == JobKind.PREFERRED_GRID:
             self._preferred.on_request_ended()
             if not event.ok:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QRectF, Qt
+from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QPen
 from PyQt6.QtWidgets import QGraphicsRectItem, QWidget
 
@@ -18,6 +18,9 @@ from app.gui.image_pane import ImageView, Panel, make_image_item
 
 class InputView(Panel):
     """Frame (RGB uint8) with the crop box outlined and a heat-map overlay stretched over it."""
+
+    # the mouse over the crop the model saw: (x, y) as fractions of it; (-1, -1) off it
+    crop_hovered = pyqtSignal(float, float)
 
     def __init__(self, opacity: float, parent: QWidget | None = None) -> None:
         super().__init__("Input", parent)
@@ -38,6 +41,10 @@ class InputView(Panel):
         mask_lut[1] = (64, 224, 208, 120)  # turquoise, half transparent: the photo shows
         self.mask_item.setLookupTable(mask_lut)
         self.mask_item.hide()
+        # the building blocks' overlay (spatial attribution or neuron groups), RGBA
+        self.explanation_item = make_image_item()
+        self.explanation_item.setZValue(8)
+        self.explanation_item.hide()
         self.crop_item = QGraphicsRectItem()
         pen = QPen(QColor(theme.ACCENT))
         pen.setWidthF(1.5)
@@ -49,6 +56,9 @@ class InputView(Panel):
         self.pane.view.addItem(self.overlay_item)
         self.pane.view.addItem(self.attribution_item)
         self.pane.view.addItem(self.mask_item)
+        self.pane.view.addItem(self.explanation_item)
+        self._crop: tuple[int, int, int, int] | None = None
+        self.pane.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.pane.view.addItem(self.crop_item)
         self.layout_.addWidget(self.pane, 1)
         self._frame_shape: tuple[int, ...] | None = None
@@ -77,6 +87,7 @@ class InputView(Panel):
             self.pane.view.autoRange(padding=0.01)
         x, y, w, h = crop
         self.crop_item.setRect(QRectF(x, y, w, h))
+        self._crop = crop
 
     def set_overlay(self, heat: np.ndarray, crop: tuple[int, int, int, int]) -> None:
         """Stretch a (h, w) uint8 heat map over the crop box."""
@@ -110,6 +121,39 @@ class InputView(Panel):
             self.showing_attribution = True
             self.overlay_item.hide()
             self.attribution_item.setVisible(self.overlay_enabled)
+
+    def set_explanation_overlay(self, rgba: np.ndarray | None,
+                                crop: tuple[int, int, int, int]) -> None:
+        """Stretch an (s, s, 4) uint8 RGBA picture over the crop box; None hides it."""
+        if rgba is None:
+            self.explanation_item.hide()
+            return
+        self.explanation_item.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.explanation_item.setRect(QRectF(*crop))
+        self.explanation_item.show()
+
+    def explanation_overlay(self) -> np.ndarray | None:
+        image: np.ndarray | None = self.explanation_item.image
+        return image if self.explanation_item.isVisible() else None
+
+    def crop_fraction_at(self, scene_pos: QPointF) -> tuple[float, float] | None:
+        """(x, y) of a scene position as fractions of the crop; None outside it."""
+        if self._crop is None or self.frame_item.image is None:
+            return None
+        p = self.frame_item.mapFromScene(scene_pos)
+        x, y, w, h = self._crop
+        fx, fy = (p.x() - x) / max(w, 1), (p.y() - y) / max(h, 1)
+        return (fx, fy) if 0 <= fx < 1 and 0 <= fy < 1 else None
+
+    def scene_pos_in_crop(self, fx: float, fy: float) -> QPointF:
+        """The scene position at fractions (fx, fy) of the crop (tests hover there)."""
+        assert self._crop is not None
+        x, y, w, h = self._crop
+        return self.frame_item.mapToScene(QPointF(x + fx * w, y + fy * h))
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        at = self.crop_fraction_at(scene_pos)
+        self.crop_hovered.emit(*(at if at is not None else (-1.0, -1.0)))
 
     def set_mask(self, mask: np.ndarray | None, crop: tuple[int, int, int, int]) -> None:
         """Tint a (side, side) 0/1 mask over the crop box; None hides it."""

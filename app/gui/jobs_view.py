@@ -17,6 +17,7 @@ JOB_NAMES = {
     JobKind.UNIT_CARD: "unit card",
     JobKind.DISSECT: "dissection",
     JobKind.CONCEPTS: "concept labels",
+    JobKind.ICONS: "unit icons",
 }
 
 

@@ -170,6 +170,9 @@ class MainWindow(QMainWindow):
         p.centre_tab_changed.connect(self._on_centre_tab_changed)
         p.predictions.class_clicked.connect(self._on_class_clicked)
         p.card.patch_clicked.connect(self._on_patch_clicked)
+        p.blocks.unit_clicked.connect(model.select_unit)
+        p.blocks.overlay_changed.connect(self.results.set_blocks_overlay)
+        p.input.crop_hovered.connect(self.results.hover_input)
         p.patches.scan_requested.connect(self._on_scan_folder)
         p.patches.patch_clicked.connect(self._on_patch_clicked)
         p.preferred.cancel_render.connect(partial(self.cancel_job, JobKind.RENDER))
@@ -179,6 +182,7 @@ class MainWindow(QMainWindow):
         self.status.cancel_requested.connect(self.cancel_job)
         self.preferred_grid.changed.connect(self.results.update_grid_marks)
         self.results.result_shown.connect(self.result_shown)
+        self.results.icons_wanted.connect(self._on_icons_wanted)
 
     # ------------------------------------------------------------------ public API
 
@@ -234,6 +238,13 @@ class MainWindow(QMainWindow):
         self.show_notice(Notice(
             f"deleted {name} ({model.ablation_mode.value})" if deleted else f"restored {name}"
         ))
+
+    def toggle_why(self, on: bool) -> None:
+        """`w`: show why the network predicts what it does, or go back to the activations."""
+        if on and not self.panes.showing_blocks():
+            self.panes.show_blocks()
+        elif not on and self.panes.showing_blocks():
+            self.panes.show_activations()
 
     def toggle_unit_card(self, on: bool) -> None:
         """`c`: show the unit card in the centre column, or go back to the activations."""
@@ -368,6 +379,9 @@ class MainWindow(QMainWindow):
         attribution it turned on goes off again, and its job stops."""
         model, showing = self.view_model, self.panes.showing_card()
         self.action_set.set_checked("unit_card", showing)
+        self.action_set.set_checked("why", self.panes.showing_blocks())
+        model.set_explaining(self.panes.showing_blocks())  # the worker computes them then
+        self.results.update_blocks()
         if showing:
             if model.attribution == AttributionMode.OFF:
                 self._card_attribution = True  # the card's, not the user's
@@ -411,6 +425,10 @@ class MainWindow(QMainWindow):
     def _on_classes_changed(self) -> None:
         model = self.view_model
         self.panes.predictions.set_marked(model.explained_class, model.versus_class)
+
+    def _on_icons_wanted(self, layer: str, units: object) -> None:
+        assert isinstance(units, tuple)
+        self.backend.request_icons(layer, units)
 
     def _on_unit_hovered(self, _unit: object) -> None:
         self.results.update_hover()

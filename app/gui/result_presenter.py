@@ -15,9 +15,10 @@ import numpy as np
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from app.core.masks import concept_mask
-from app.core.messages import AttributionMode, Frame, Result, SourceReady
+from app.core.messages import LOGITS, AttributionMode, Frame, Result, SourceReady
 from app.core.tiling import normalize_channels
 from app.gui.attribution_view import MODE_TEXT, attribution_status
+from app.gui.blocks_view import Overlay, groups_rgba, spatial_rgba
 from app.gui.preferred_grid import PreferredGridMode
 from app.gui.status_bar import StatusBar
 from app.gui.unit_pane import UnitTab
@@ -63,6 +64,7 @@ class ResultPresenter(QObject):
     """Feeds `Result`s and the selection to the panes; `result_shown` counts the results."""
 
     result_shown = pyqtSignal(int)  # how many results have been shown so far
+    icons_wanted = pyqtSignal(str, object)  # (layer, units): the Why tab names new channels
 
     def __init__(
         self,
@@ -87,6 +89,9 @@ class ResultPresenter(QObject):
         self._source_frame: str | None = None  # the frame name the source label was made from
         # (layer, unit, threshold) of the selected unit's dissection: its live concept mask
         self._concept: tuple[str, int, float] | None = None
+        self._overlay = Overlay.SPATIAL  # what the building blocks draw on the input
+        self._icons_asked: tuple[str, tuple[int, ...]] | None = None
+        self._hover: tuple[float, float] | None = None  # the mouse over the crop, fractions
         self._flush = QTimer(self)
         self._flush.setSingleShot(True)
         self._flush.timeout.connect(self._on_flush)
@@ -140,6 +145,7 @@ class ResultPresenter(QObject):
         if p.showing_card():
             self._feed_card(result, unit, heat)
         self._show_mask(result, unit)
+        self._show_blocks(result)
         p.predictions.set_predictions(result.predictions, result.intact_predictions)
         p.patches.set_live(result.live_top)  # O(1) unless the patches changed
         self._follow_source(result.frame)
@@ -171,6 +177,55 @@ class ResultPresenter(QObject):
             blank = zero_attribution_reason(result, model.attribution_at)
             caption = f"Live attribution · {MODE_TEXT[result.attribution_mode]}"
             card.set_attribution(None if blank else result.attribution, blank or caption)
+
+    def set_blocks_overlay(self, overlay: object) -> None:
+        assert isinstance(overlay, Overlay)
+        self._overlay = overlay
+        self.update_blocks()
+
+    def update_blocks(self) -> None:
+        """The Why tab was shown or hidden, or its overlay changed: redraw from the last
+        result (hidden: the input loses the overlay)."""
+        if self.last_result is not None:
+            self._show_blocks(self.last_result)
+
+    def hover_input(self, fx: float, fy: float) -> None:
+        """The mouse over the input's crop: the dictionary of the layer cell under it."""
+        self._hover = (fx, fy) if fx >= 0 else None
+        r = self.last_result
+        if r is not None and r.explanation is not None:
+            self._show_cell(r.explanation.spatial.shape)
+
+    def _show_cell(self, shape: tuple[int, ...]) -> None:
+        if self._hover is None:
+            self._panes.blocks.clear_cell()
+            return
+        h, w = shape
+        fx, fy = self._hover
+        self._panes.blocks.show_cell(min(int(fy * h), h - 1), min(int(fx * w), w - 1))
+
+    def _show_blocks(self, result: Result) -> None:
+        p, e = self._panes, result.explanation
+        if e is None or not p.showing_blocks():
+            p.input.set_explanation_overlay(None, result.crop)
+            if p.showing_blocks() and e is None:
+                p.blocks.info.setText(
+                    f"{result.layer} has no positions to explain (a 1×1 layer): pick a "
+                    "layer with a map" if result.geometry.tile_h == 1 == result.geometry.tile_w
+                    else "Explaining… (one forward and backward per frame)")
+            return
+        names = self._model.unit_name
+        target = names(LOGITS, e.target) or f"class {e.target}"
+        versus = "" if e.versus is None else names(LOGITS, e.versus) or f"class {e.versus}"
+        p.blocks.set_explanation(e, target, versus)
+        self._show_cell(e.spatial.shape)
+        rgba = (spatial_rgba(e.spatial) if self._overlay == Overlay.SPATIAL else
+                groups_rgba(e.group_spatial) if self._overlay == Overlay.GROUPS else None)
+        p.input.set_explanation_overlay(rgba, result.crop)
+        wanted = (e.layer, p.blocks.icon_units())
+        if wanted != self._icons_asked:  # ask once per new set of channels named
+            self._icons_asked = wanted
+            self.icons_wanted.emit(e.layer, wanted[1])
 
     def set_concept_threshold(self, layer: str, unit: int, threshold: float | None) -> None:
         """The unit's dissection threshold (None: not dissected): its mask goes on the input

@@ -1,7 +1,8 @@
 """Where the panes sit: three columns of splitters, and the sizes they start at.
 
 Left: input, predictions, messages. Middle, as tabs: the activation grid, the unit card
-(the selected unit at a glance), the ablation plots and the layer's dissection. Right:
+(the selected unit at a glance), why the prediction (the building blocks), the ablation
+plots and the layer's dissection. Right:
 layers, and the selected unit's tabs (Unit, Top patches, Preferred, Attribution). The help
 card lies over all of them. Nothing here reacts to data: the window wires the panes, the
 presenters feed them.
@@ -19,6 +20,7 @@ from PyQt6.QtWidgets import QMainWindow, QSplitter, QTabWidget, QVBoxLayout, QWi
 from app.core.settings import Settings
 from app.gui.ablation_view import AblationPane
 from app.gui.attribution_view import AttributionPane
+from app.gui.blocks_view import BlocksPane
 from app.gui.dissection_view import DissectionPane
 from app.gui.file_dialogs import ArchitectureDialog
 from app.gui.grid_view import ActivationGrid
@@ -91,6 +93,8 @@ class WindowLayout:
         self.card = UnitCard(settings.render.seed)
         self._center.addTab(self.grid, "Activations")
         self._center.addTab(self.card, "Unit card")
+        self.blocks = BlocksPane()
+        self._center.addTab(self.blocks, "Why")
         self._center.addTab(self.ablation, "Ablation")
         self.dissection = DissectionPane()
         self._center.addTab(self.dissection, "Dissection")
@@ -157,7 +161,7 @@ class WindowLayout:
         panes: dict[str, QWidget] = {
             "input": self.input, "predictions": self.predictions, "grid": self.grid,
             "ablation": self.ablation, "unit": self.unit, "layers": self.layers,
-            "card": self.card, "dissection": self.dissection,
+            "card": self.card, "dissection": self.dissection, "blocks": self.blocks,
         }
         return panes[name]
 
@@ -173,6 +177,12 @@ class WindowLayout:
 
     def show_activations(self) -> None:
         self._center.setCurrentWidget(self.grid)
+
+    def show_blocks(self) -> None:
+        self._center.setCurrentWidget(self.blocks)
+
+    def showing_blocks(self) -> bool:
+        return self._center.currentWidget() is self.blocks
 
     def show_dissection(self) -> None:
         self._center.setCurrentWidget(self.dissection)

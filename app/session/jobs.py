@@ -36,6 +36,7 @@ from app.core.messages import (
     PreferredImage,
     PreferredVariant,
     UnitFacts,
+    UnitIcons,
     UnitPatches,
 )
 from app.core.scan_results import load_scan
@@ -385,3 +386,35 @@ def dissect_job(settings: Settings, loaded: LoadedModel, folder: str, layer: str
     emit(message)
     return (f"dissection of {layer} done: {message.interpretable} of {len(message.units)} "
             f"units detect a concept, {message.unique} distinct")
+
+
+ICON_STEPS, ICON_SIZE = 48, 64  # a missing icon: a short, small render (its own cache key)
+
+
+def unit_icons_job(settings: Settings, loaded: LoadedModel, layer: str,
+                   units: Sequence[int], emit: Emit) -> Job[Progress, str]:
+    """Icons of `units`: the unit's cached preferred image where there is one (the
+    settings' preset), else a short small render, sent as each batch is done."""
+    r, root = settings.render, cache_root(settings.cache.dir)
+    hits, missing = [], []
+    for unit in dict.fromkeys(int(u) for u in units):
+        hit = cached_unit(loaded, root, layer, unit, r.preset, r.steps or None,
+                          r.size or None, r.seed)
+        hit = hit or cached_unit(loaded, root, layer, unit, r.preset, ICON_STEPS, ICON_SIZE,
+                                 r.seed)
+        if hit is None:
+            missing.append(unit)
+        else:
+            hits.append((unit, hit[0]))
+    if hits:
+        emit(UnitIcons(layer, tuple(hits)))
+    total = max(len(missing), 1)
+    yield Progress(0, total, f"icons of {layer}")
+    done = 0
+    for p in render_units(loaded, layer, missing, preset=r.preset, steps=ICON_STEPS,
+                          size=ICON_SIZE, seed=r.seed, cache_root=root, batch_size=8):
+        if p.final and p.images is not None:
+            emit(UnitIcons(layer, tuple(zip(p.units, p.images, strict=True))))
+            done += len(p.units)
+        yield Progress(done, total, f"icons of {layer}")
+    return f"{len(hits) + done} icons of {layer}"

@@ -137,6 +137,12 @@ class LiveSession:
             self._jobs.start(JobKind.UNIT_CARD, jobs.unit_card_job(
                 self.settings, loaded, layer, unit, self._channels[layer], self._events.put))
 
+    def request_icons(self, layer: str, units: tuple[int, ...]) -> None:
+        loaded = self._loaded
+        if loaded is not None and layer in self._channels:
+            self._jobs.start(JobKind.ICONS, jobs.unit_icons_job(
+                self.settings, loaded, layer, units, self._events.put))
+
     def request_layer_concepts(self, layer: str) -> None:
         loaded = self._loaded
         if loaded is not None:  # files to read: not on the caller's (the GUI's) thread
@@ -221,7 +227,9 @@ class LiveSession:
             self._error(reason)
             self._events.put(ModelFailed(spec, reason))
             return
-        processor = FrameProcessor(loaded, self.settings.view.top_k)
+        b = self.settings.blocks
+        processor = FrameProcessor(loaded, self.settings.view.top_k,
+                                   dictionary_top=b.dictionary_top, groups=b.groups)
         for kind in JobKind:  # results for the old model would be wrong now
             self._jobs.cancel(kind)
         self._loaded = loaded

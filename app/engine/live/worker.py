@@ -15,6 +15,7 @@ import torch
 from app.core.messages import (
     AblationMode,
     AttributionMode,
+    Explanation,
     Frame,
     Normalization,
     Patch,
@@ -31,6 +32,7 @@ from app.engine.analyses.ablation.deletion import (
     fork_safe,
 )
 from app.engine.analyses.attribution.attributor import Attributor, saliency_to_uint8
+from app.engine.analyses.blocks import ClassScore, LiveBlocks
 from app.engine.live.live_topk import LiveTopK
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.predict import top_predictions
@@ -59,6 +61,7 @@ class Snapshot:
     attribution: np.ndarray | None = None  # (S, S) uint8 over the model's input
     attribution_ms: float = 0.0
     live_top: tuple[Patch, ...] = ()
+    explanation: Explanation | None = None
 
 
 class FrameProcessor:
@@ -67,8 +70,12 @@ class FrameProcessor:
     Synchronous, so the live worker, the benchmark and tests share exactly one code path.
     """
 
-    def __init__(self, loaded: LoadedModel, top_k: int = 5, top_k_frames: int = 9) -> None:
+    def __init__(self, loaded: LoadedModel, top_k: int = 5, top_k_frames: int = 9,
+                 dictionary_top: int = 4, groups: int = 6) -> None:
         self.loaded = loaded
+        self._blocks: LiveBlocks | None = None  # made on the first explained frame
+        self._blocks_shape = (dictionary_top, groups)
+        self.explain_error: str | None = None
         self.top_k = top_k
         layers, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
         self.layers = layers
@@ -171,6 +178,31 @@ class FrameProcessor:
             return None, 0.0
         return saliency_to_uint8(saliency), (time.perf_counter() - t0) * 1e3
 
+    def _explain(self, x: torch.Tensor, view: ViewState, layer: str) -> Explanation | None:
+        """The building blocks of `layer` for the explained class: one more forward and
+        backward (on the attributor's private copy), a sort and a warm-started NMF."""
+        if not view.explain or self.explain_error or self.by_name[layer].shape[1:] == (1, 1):
+            return None  # a 1×1 layer (the logits) has no positions to explain
+        t0 = time.perf_counter()
+        try:
+            if self._blocks is None:
+                top, k = self._blocks_shape
+                self._blocks = LiveBlocks(self.loaded, groups=k, dictionary_top=top)
+            with torch.enable_grad():
+                f = self._blocks.process(x, layer, ClassScore(view.explained_class,
+                                                              view.versus_class))
+        except Exception as exc:  # a model the blocks cannot handle: say so once, go on
+            self.explain_error = f"explanation unavailable: {exc}".splitlines()[0]
+            return None
+        a, words, groups = f.attribution, f.dictionary, f.groups
+        assert words is not None and groups is not None
+        target = a.target if a.target is not None else int(np.argmax(a.logits))
+        g = groups.attribution if groups.attribution is not None else np.zeros(groups.k)
+        return Explanation(
+            layer, target, a.vs, a.score, a.probability, a.channels, a.spatial, words.units,
+            words.values, groups.spatial, groups.channels, g.astype(np.float32), groups.note,
+            (time.perf_counter() - t0) * 1e3)
+
     def _top(self, logits: torch.Tensor) -> tuple[Prediction, ...]:
         return top_predictions(logits[0], self.top_k, self.loaded.class_names)
 
@@ -223,9 +255,11 @@ class FrameProcessor:
         h, w = image.shape[:2]
         crop = lm.preprocess.crop_box(h, w)
         live_top = self._update_live_top(acts, layer, unit, frame_id, image, crop)
+        explanation = self._explain(x, view, layer)
         return Snapshot(
             crop, layer, g, mosaic_np, unit, unit_map,
             stats[0], stats[1], preds, intact, attribution, attribution_ms, live_top,
+            explanation,
         )
 
 
@@ -359,8 +393,9 @@ class InferenceWorker(threading.Thread):
             attribution_mode=view.attribution if snap.attribution is not None
             else AttributionMode.OFF,
             attribution_ms=snap.attribution_ms, intact_predictions=snap.intact_predictions,
-            live_top=snap.live_top,
+            live_top=snap.live_top, explanation=snap.explanation,
         ))
-        if proc.attribution_error and proc.attribution_error != self._reported:
-            self._reported = proc.attribution_error
-            self.on_error(proc.attribution_error)
+        for error in (proc.attribution_error, proc.explain_error):
+            if error and error != self._reported:
+                self._reported = error
+                self.on_error(error)

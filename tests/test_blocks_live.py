@@ -1,0 +1,53 @@
+"""The building blocks in the live worker: one explained frame on the real bundled model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from app.core.messages import ViewState
+from app.engine.live.worker import FrameProcessor
+from app.engine.runtime.models import load_bundled
+from tests.photos import chelsea
+
+LAYER = "_blocks.7"
+TABBY, EGYPTIAN = 281, 285
+
+
+@pytest.fixture(scope="module")
+def processor():
+    proc = FrameProcessor(load_bundled(torch.device("cpu")), dictionary_top=4, groups=6)
+    yield proc
+    proc.close()
+
+
+def test_an_explained_frame_carries_every_block_of_the_shown_layer(processor):
+    snap = processor.process(chelsea(), ViewState(layer=LAYER, explain=True))
+    e = snap.explanation
+    assert e is not None and e.layer == LAYER
+    assert e.target == snap.predictions[0].index and e.versus is None  # default: the top-1
+    assert e.probability == pytest.approx(snap.predictions[0].probability, abs=1e-4)
+    c, h, w = processor.by_name[LAYER].shape
+    assert e.channels.shape == (c,) and e.spatial.shape == (h, w)
+    # both are the same act × grad, summed over positions or over channels
+    assert float(e.channels.sum()) == pytest.approx(float(e.spatial.sum()), rel=1e-3, abs=1e-3)
+    assert e.dictionary_units.shape == (h, w, 4) and e.group_spatial.shape == (6, h, w)
+    assert e.group_channels.shape == (6, c) and (e.group_spatial >= 0).all()
+    # the dictionary lists each position's most active channels, most active first
+    y, x = 3, 5
+    acts = processor.recorder.activations[LAYER][0, :, y, x].numpy()
+    assert list(e.dictionary_units[y, x]) == list(np.argsort(-acts, kind="stable")[:4])
+    off = processor.process(chelsea(), ViewState(layer=LAYER))
+    assert off.explanation is None  # only while the blocks are shown
+
+
+def test_a_picked_class_against_another(processor):
+    view = ViewState(layer=LAYER, explain=True, explained_class=TABBY, versus_class=EGYPTIAN)
+    e = processor.process(chelsea(), view).explanation
+    assert e is not None and (e.target, e.versus) == (TABBY, EGYPTIAN)
+    alone = processor.process(chelsea(), ViewState(layer=LAYER, explain=True,
+                                                   explained_class=TABBY)).explanation
+    assert alone is not None and not np.allclose(alone.channels, e.channels)
+    logits = processor.process(chelsea(), ViewState(layer="logits", explain=True))
+    assert logits.explanation is None  # 1×1 class units have no positions to explain

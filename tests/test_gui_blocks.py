@@ -1,0 +1,98 @@
+"""Why this prediction (the building blocks) against the numpy backend: what the window
+asks the worker for, and what the Why tab and the input pane show."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fake_backend import DEFAULT_LAYER, PREDICTIONS, FakeBackend, explanation_of
+from gui_driver import WindowDriver
+from PyQt6.QtCore import QPoint, Qt
+
+from app.core.messages import ViewState
+from app.gui.blocks_view import Overlay, groups_rgba, spatial_rgba
+
+pytest.importorskip("pytestqt")
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture
+def ui(qtbot, backend: FakeBackend) -> WindowDriver:
+    ui = WindowDriver.open(qtbot, backend)
+    ui.wait_for_results()
+    return ui
+
+
+def _shown(ui: WindowDriver) -> bool:
+    e = ui.window.panes.blocks.explanation
+    return e is not None and ui.window.panes.input.explanation_overlay() is not None
+
+
+def test_w_explains_the_top_class_channels_for_and_against(ui, backend):
+    ui.press(Qt.Key.Key_W)
+    assert ui.window.panes.showing_blocks() and backend.views[-1].explain
+    ui.wait_until(lambda: _shown(ui))
+    blocks = ui.window.panes.blocks
+    expected = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
+    order = np.argsort(-expected.channels, kind="stable")
+    up = [int(u) for u in order[:8]]
+    down = [int(u) for u in order[::-1][:8]]
+    assert blocks.channels.units() == up + down
+    assert all(expected.channels[u] > 0 for u in up) and all(expected.channels[u] < 0
+                                                             for u in down)
+    assert "Why 'Egyptian cat'" in blocks.info_text()
+    np.testing.assert_array_equal(ui.window.panes.input.explanation_overlay(),
+                                  spatial_rgba(expected.spatial))
+    # icons of the channels named: asked for, and drawn where they came
+    asked = [a for n, a in backend.calls if n == "request_icons"]
+    assert asked and set(up + down) <= set(asked[-1][1])
+    ui.wait_until(lambda: blocks.channels.has_icon(next(u for u in up if u % 2 == 0)))
+    assert not any(blocks.channels.has_icon(u) for u in up if u % 2)
+    # a click on a channel's row selects that unit of the layer
+    bars = blocks.channels
+    x, y = bars.row_center(0)
+    ui.qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
+    assert backend.views[-1].unit == up[0] and backend.views[-1].layer == DEFAULT_LAYER
+    ui.press(Qt.Key.Key_W)
+    assert not backend.views[-1].explain
+    ui.wait_until(lambda: ui.window.panes.input.explanation_overlay() is None)
+
+
+def test_a_picked_class_versus_another_and_the_groups_overlay(ui, backend):
+    ui.press(Qt.Key.Key_W)
+    ui.wait_until(lambda: _shown(ui))
+    bars = ui.window.panes.predictions.bars()
+    x, y = ui.window.panes.predictions.bar_center(1)
+    ui.qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
+    ui.select_layer(DEFAULT_LAYER)  # the class unit was selected: back to a layer with a map
+    x, y = ui.window.panes.predictions.bar_center(0)
+    ui.qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier,
+                        QPoint(x, y))
+    view = backend.views[-1]
+    assert (view.explained_class, view.versus_class, view.explain) == (
+        PREDICTIONS[1].index, PREDICTIONS[0].index, True)
+    ui.wait_until(lambda: "vs 'Egyptian cat'" in ui.window.panes.blocks.info_text())
+    assert "Why 'tabby, tabby cat'" in ui.window.panes.blocks.info_text()
+    ui.window.panes.blocks.overlay_changed.emit(Overlay.GROUPS)
+    expected = explanation_of(DEFAULT_LAYER, view)
+    np.testing.assert_array_equal(ui.window.panes.input.explanation_overlay(),
+                                  groups_rgba(expected.group_spatial))
+    assert len(ui.window.panes.blocks.groups.texts()) == 6
+
+
+def test_hovering_the_input_shows_the_dictionary_of_that_position(ui, backend):
+    ui.press(Qt.Key.Key_W)
+    ui.wait_until(lambda: _shown(ui))
+    inp = ui.window.panes.input
+    scene_pos = inp.scene_pos_in_crop(0.30, 0.70)
+    inp.pane.graphics.scene().sigMouseMoved.emit(scene_pos)
+    e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
+    h, w = e.spatial.shape
+    y, x = int(0.70 * h), int(0.30 * w)
+    blocks = ui.window.panes.blocks
+    assert blocks.dictionary.units() == [int(u) for u in e.dictionary_units[y, x]]
+    assert f"At ({y}, {x})" in blocks.dictionary_title.text()
