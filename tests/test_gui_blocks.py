@@ -96,3 +96,13 @@ def test_hovering_the_input_shows_the_dictionary_of_that_position(ui, backend):
     blocks = ui.window.panes.blocks
     assert blocks.dictionary.units() == [int(u) for u in e.dictionary_units[y, x]]
     assert f"At ({y}, {x})" in blocks.dictionary_title.text()
+
+
+def test_the_why_tab_keeps_the_window_within_a_small_screen(ui, backend):
+    """Long class names and captions wrap: the window still fits 1280×720."""
+    ui.window.resize(1264, 680)
+    ui.press(Qt.Key.Key_W)
+    ui.wait_until(lambda: _shown(ui))
+    hint = ui.window.minimumSizeHint()
+    assert hint.width() <= 1280 and hint.height() <= 720, (hint.width(), hint.height())
+    assert ui.window.width() <= 1280

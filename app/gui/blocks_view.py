@@ -197,6 +197,7 @@ class BlocksPane(Panel):
         left = QVBoxLayout()
         self.channels_title = QLabel("Channels for and against")
         self.channels_title.setObjectName("paneInfo")
+        self.channels_title.setWordWrap(True)
         self.channels = BarRows(2 * CHANNEL_ROWS)
         self.channels.unit_clicked.connect(self.unit_clicked)
         left.addWidget(self.channels_title)
@@ -208,6 +209,7 @@ class BlocksPane(Panel):
         self.groups = BarRows(len(GROUP_COLORS))
         self.dictionary_title = QLabel("At the cursor: hover the input")
         self.dictionary_title.setObjectName("paneInfo")
+        self.dictionary_title.setWordWrap(True)
         self.dictionary = BarRows(8)
         self.dictionary.unit_clicked.connect(self.unit_clicked)
         right.addWidget(self.groups_title)
@@ -217,6 +219,10 @@ class BlocksPane(Panel):
         columns.addLayout(left, 3)
         columns.addLayout(right, 2)
         self.layout_.addLayout(columns, 1)
+        # long class names wrap instead of widening the window past a small screen
+        for label in (self.info, hint, self.channels_title, self.groups_title,
+                      self.dictionary_title):
+            label.setMinimumWidth(40)
         self.explanation: Explanation | None = None
         self._icon_layer = ""
         self._cell: tuple[int, int] | None = None

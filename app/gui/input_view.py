@@ -66,6 +66,7 @@ class InputView(Panel):
         self._attribution_key: tuple[tuple[int, ...], tuple[int, ...]] | None = None
         self.overlay_enabled = True
         self.showing_attribution = False
+        self.showing_explanation = False  # the building blocks' overlay replaces the unit's
 
     def set_lut(self, lut: np.ndarray) -> None:
         self.overlay_item.setLookupTable(lut)
@@ -97,7 +98,8 @@ class InputView(Panel):
         if key != self._overlay_key:
             self._overlay_key = key
             self.overlay_item.setRect(QRectF(*crop))
-        self.overlay_item.setVisible(self.overlay_enabled and not self.showing_attribution)
+        self.overlay_item.setVisible(self.overlay_enabled and not self.showing_attribution
+                                     and not self.showing_explanation)
 
     def set_attribution(
         self, saliency: np.ndarray | None, crop: tuple[int, int, int, int]
@@ -126,11 +128,17 @@ class InputView(Panel):
                                 crop: tuple[int, int, int, int]) -> None:
         """Stretch an (s, s, 4) uint8 RGBA picture over the crop box; None hides it."""
         if rgba is None:
-            self.explanation_item.hide()
+            if self.showing_explanation:
+                self.showing_explanation = False
+                self.explanation_item.hide()
+                self.overlay_item.setVisible(self.overlay_enabled and not self.showing_attribution
+                                             and self.overlay_item.image is not None)
             return
         self.explanation_item.setImage(rgba, autoLevels=False, levels=(0, 255))
         self.explanation_item.setRect(QRectF(*crop))
         self.explanation_item.show()
+        self.showing_explanation = True
+        self.overlay_item.hide()
 
     def explanation_overlay(self) -> np.ndarray | None:
         image: np.ndarray | None = self.explanation_item.image
