@@ -71,8 +71,8 @@ class DissectionPane(Panel):
         self.units_list = QListWidget()
         self.units_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.units_list.itemClicked.connect(self._on_item_clicked)
-        body_layout.addWidget(self.bars, 3)
-        body_layout.addWidget(self.units_list, 2)
+        body_layout.addWidget(self.bars, 1)
+        body_layout.addWidget(self.units_list, 1)
         self.stack.addWidget(self.placeholder)
         self.stack.addWidget(body)
         self.layout_.addWidget(self.stack, 1)
@@ -117,8 +117,7 @@ class DissectionPane(Panel):
                             name="distinct concepts"),
         ]
         for item in self._bar_items:
-            self.bars.addItem(item)
-            self.legend.addItem(item, item.opts["name"])
+            self.bars.addItem(item)  # a named item enters the legend by itself
         item = self.bars.getPlotItem()
         assert item is not None
         item.getAxis("bottom").setTicks([list(zip(x.tolist(), names, strict=True))])
@@ -127,6 +126,7 @@ class DissectionPane(Panel):
         self.units_list.clear()
         for u in sorted((u for u in concepts.units if u.interpretable), key=lambda u: -u.iou):
             row = QListWidgetItem(f"unit {u.unit} · {u.label} ({u.category}) · IoU {u.iou:.3f}")
+            row.setToolTip(row.text())
             row.setData(Qt.ItemDataRole.UserRole, u.unit)
             self.units_list.addItem(row)
         self.stack.setCurrentIndex(1)

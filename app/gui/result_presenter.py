@@ -142,9 +142,9 @@ class ResultPresenter(QObject):
         if attribution is not None and tab == UnitTab.ATTRIBUTION:
             blank = zero_attribution_reason(result, model.attribution_at)
             p.attribution.set_map(attribution, blank)
+        self._show_mask(result, unit)  # first: the card's map caption says what it covers
         if p.showing_card():
             self._feed_card(result, unit, heat)
-        self._show_mask(result, unit)
         self._show_blocks(result)
         p.predictions.set_predictions(result.predictions, result.intact_predictions)
         p.patches.set_live(result.live_top)  # O(1) unless the patches changed
@@ -239,9 +239,14 @@ class ResultPresenter(QObject):
         if (c is None or not p.showing_card() or (result.layer, unit) != c[:2]
                 or result.unit != unit or not result.unit_map.size):
             p.input.set_mask(None, result.crop)
+            p.card.set_mask_note("")
             return
         side = max(result.crop[2], 1)  # a mask pixel per crop pixel, as NetDissect's
-        p.input.set_mask(concept_mask(result.unit_map, c[2], min(side, 224)), result.crop)
+        mask = concept_mask(result.unit_map, c[2], min(side, 224))
+        p.input.set_mask(mask, result.crop)
+        # an empty mask is news too: the unit does not see its concept in this frame
+        p.card.set_mask_note(f"concept mask {100 * float(mask.mean()):.0f} % of the input "
+                             f"(map > {c[2]:.2f})")
 
     def update_card(self) -> None:
         """The unit card was just shown: bring its live half up to date."""

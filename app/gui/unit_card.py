@@ -125,6 +125,7 @@ class UnitCard(QWidget):
         self.patches_note.hide()
         self.patches_box.body.addWidget(self.patches_note)
         outer.addWidget(self.patches_box, 6)
+        self.mask_note = ""
         self._map_shape: tuple[int, ...] | None = None
         self._attribution_shape: tuple[int, ...] | None = None
 
@@ -159,7 +160,12 @@ class UnitCard(QWidget):
             self._map_shape = heat.shape
             self.map_view.view.autoRange(padding=0.02)
         if caption:
-            self.map_box.heading.setText(caption)
+            extra = f" · {self.mask_note}" if self.mask_note else ""
+            self.map_box.heading.setText(caption + extra)
+
+    def set_mask_note(self, text: str) -> None:
+        """What the concept mask on the input covers (or "" for a unit with no concept)."""
+        self.mask_note = text
 
     def set_attribution(self, saliency: np.ndarray | None, note: str) -> None:
         """The live (h, w) uint8 saliency, or `note` saying why there is none."""
