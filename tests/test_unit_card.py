@@ -151,6 +151,9 @@ def test_the_card_fits_a_small_screen(ui: WindowDriver, size):
         assert corner.x() <= card.width() and corner.y() <= card.height()
     for view in (card.map_view, card.attribution_view):
         assert min(view.width(), view.height()) >= 140, (view.width(), view.height())
+    # nothing on the card (the concept mask's caption, say) asks for a wider window
+    hint = ui.window.minimumSizeHint()
+    assert hint.width() <= 1280 and hint.height() <= 720, (hint.width(), hint.height())
 
 
 def test_clicking_a_prediction_selects_its_class_unit_and_ctrl_click_the_versus(

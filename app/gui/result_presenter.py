@@ -245,8 +245,9 @@ class ResultPresenter(QObject):
         mask = concept_mask(result.unit_map, c[2], min(side, 224))
         p.input.set_mask(mask, result.crop)
         # an empty mask is news too: the unit does not see its concept in this frame
-        p.card.set_mask_note(f"concept mask {100 * float(mask.mean()):.0f} % of the input "
-                             f"(map > {c[2]:.2f})")
+        p.card.set_mask_note(f"mask {100 * float(mask.mean()):.0f} %",
+                             f"concept mask: {100 * float(mask.mean()):.1f} % of the input, "
+                             f"where the map exceeds the unit's threshold {c[2]:.3f}")
 
     def update_card(self) -> None:
         """The unit card was just shown: bring its live half up to date."""

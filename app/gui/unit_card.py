@@ -13,7 +13,8 @@ whatever tab is shown, the per-frame map and attribution only while it is visibl
 from __future__ import annotations
 
 import numpy as np
-from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtCore import QSize, Qt, pyqtSignal
+from PyQt6.QtGui import QPainter, QPaintEvent
 from PyQt6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from app.core.messages import (
@@ -34,6 +35,21 @@ PATCH_RULE_TEXT = {"guided": "guided backprop", "deconvnet": "deconvnet",
                    "gradient": "gradient"}
 
 
+class ElidedLabel(QLabel):
+    """One line that ends in "…" when the pane is too narrow for it, instead of widening
+    the window (a long caption, a concept's mask note); `text()` stays the whole text."""
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(40, super().minimumSizeHint().height())
+
+    def paintEvent(self, event: QPaintEvent | None) -> None:
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        metrics = self.fontMetrics()
+        shown = metrics.elidedText(self.text(), Qt.TextElideMode.ElideRight, self.width())
+        painter.drawText(self.rect(), int(self.alignment()), shown)
+
+
 class _Box(QWidget):
     """A small heading over one part of the card."""
 
@@ -42,7 +58,7 @@ class _Box(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        self.heading = QLabel(title)
+        self.heading = ElidedLabel(title)
         self.heading.setObjectName("paneInfo")
         layout.addWidget(self.heading)
         self.body = QVBoxLayout()
@@ -163,9 +179,10 @@ class UnitCard(QWidget):
             extra = f" · {self.mask_note}" if self.mask_note else ""
             self.map_box.heading.setText(caption + extra)
 
-    def set_mask_note(self, text: str) -> None:
+    def set_mask_note(self, text: str, tooltip: str = "") -> None:
         """What the concept mask on the input covers (or "" for a unit with no concept)."""
         self.mask_note = text
+        self.map_box.heading.setToolTip(tooltip)
 
     def set_attribution(self, saliency: np.ndarray | None, note: str) -> None:
         """The live (h, w) uint8 saliency, or `note` saying why there is none."""
