@@ -9,6 +9,7 @@ from typing import Any
 
 from app.cli.common import CliError, add_common, load_for, print_json, settings_for
 from app.cli.progress import TextProgress
+from app.cli.ranks import drive, is_root, join_ranks
 
 NAME = "ablate"
 HELP = "accuracy vs. units deleted, and class selectivity, on a labeled folder"
@@ -40,9 +41,13 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--seeds and --batch-size must be positive, --points at least 2")
     if not args.dataset.is_dir():
         raise CliError(f"dataset folder not found: {args.dataset}")
+    from app.engine.runtime.distributed import launched
+
+    if args.class_ is not None and launched():
+        raise CliError("ablate --class does not run under torchrun yet: run it as one process")
+    ranks = join_ranks(args)  # torchrun: every rank takes its batches of images
     loaded, settings = load_for(args)
 
-    from app.core.jobs import run_job
     from app.engine.analyses.ablation import AblationError, find_dataset, layer_curves
     from app.engine.runtime.recorder import discover_layers
 
@@ -57,17 +62,17 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if args.class_ is not None:
         return _run_class(args, loaded, settings, dataset, batch)
-    bar = TextProgress("ablate")
     try:
-        result = run_job(layer_curves(
+        result = drive(layer_curves(
             loaded, dataset, str(args.dataset), args.layer, seeds=seeds, points=points,
             batch_size=batch, max_pixels=settings.source.max_image_pixels,
             cache_dir=settings.cache.dir, method=args.method, use_cache=not args.no_cache,
-        ), bar)
+            ranks=ranks,
+        ), "ablate", ranks)
     except AblationError as exc:
         raise CliError(str(exc)) from None
-    finally:
-        bar.close()
+    if not is_root(ranks):
+        return 0  # rank 0 prints the merged result
     if result.cached:
         print(f"ablate: cached result {result.cache_file}", file=sys.stderr)
     else:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.common import CliError, add_common, load_for, print_json, settings_for
-from app.cli.progress import TextProgress
+from app.cli.ranks import drive, is_root, join_ranks
 
 NAME = "dissect"
 HELP = "concept labels per unit (network dissection) on a Broden, mask or plain image folder"
@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
         find_concepts(args.dataset, tuple(args.categories) if args.categories else None)
     except DissectionError as exc:
         raise CliError(str(exc)) from None
+    ranks = join_ranks(args)  # torchrun: every rank takes its batches, rank 0 merges
     loaded, settings = load_for(args)
 
-    from app.core.jobs import run_job
     from app.engine.runtime.recorder import default_layer, discover_layers
 
     layers = args.layers
@@ -70,18 +70,18 @@ def run(args: argparse.Namespace) -> int:
         infos, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
         names = {i.name for i in infos}
         layers = [n for n in settings.scan.layers if n in names] or [default_layer(infos)]
-    bar = TextProgress("dissect")
     try:
-        result = run_job(dissect(
+        result = drive(dissect(
             loaded, args.dataset, layers, quantile=quantile, min_iou=min_iou,
             categories=args.categories, batch_size=batch, workers=workers,
             cache_dir=settings.cache.dir, out=args.out, top_k=top_k,
             max_pixels=settings.source.max_image_pixels, resume=not args.no_cache,
-        ), bar)
+            ranks=ranks,
+        ), "dissect", ranks)
     except DissectionError as exc:
         raise CliError(str(exc)) from None
-    finally:
-        bar.close()
+    if not is_root(ranks):
+        return 0  # rank 0 prints the merged result
     print(f"dissect: {'cached result' if result.cached else 'results'} in {result.folder}",
           file=sys.stderr)
     for path, reason in result.skipped:

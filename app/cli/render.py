@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.common import CliError, add_common, load_for, print_json, settings_for
-from app.cli.progress import TextProgress
+from app.cli.ranks import drive, is_root, join_ranks
 from app.core.settings import MAX_RENDER_SIZE, RENDER_PRESETS
 
 NAME = "render"
@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if batch <= 0:
         raise CliError("[render].batch_size must be positive")
 
+    ranks = join_ranks(args)  # torchrun: every rank renders its batches of units
     loaded, settings = load_for(args)
     from app.core.atomic import atomic_write_bytes
-    from app.core.jobs import run_job
     from app.engine.analyses.featurevis import get_preset, render_units
     from app.engine.analyses.featurevis.render_cache import encode_png
     from app.engine.runtime.cache import cache_root, model_key
@@ -97,13 +97,12 @@ def run(args: argparse.Namespace) -> int:
     key = model_key(loaded)
 
     started = time.perf_counter()
-    bar = TextProgress("render")
-    try:
-        result = run_job(render_units(loaded, args.layer, units, preset, seed=seed,
-                                      cache_root=None if args.no_cache else root,
-                                      objective=args.objective, batch_size=batch), bar)
-    finally:
-        bar.close()
+    result = drive(render_units(loaded, args.layer, units, preset, seed=seed,
+                                cache_root=None if args.no_cache else root,
+                                objective=args.objective, batch_size=batch, ranks=ranks),
+                   "render", ranks)
+    if not is_root(ranks):
+        return 0  # rank 0 writes the PNGs and prints the whole result
     elapsed = time.perf_counter() - started
     finals = {u: (result.images[i], float(result.activations[i]), result.cached[i])
               for i, u in enumerate(result.units)}

@@ -7,7 +7,9 @@
 Results go to the cache (`[cache].dir`, else the user's cache folder) per model, weights
 and preprocessing, one folder per layer, unless --out names a folder. An interrupted scan
 resumes when run again; `--shard I/N` scans every N-th file from the I-th, and `--merge`
-joins such parts into exactly the result of one scan of the whole.
+joins such parts into exactly the result of one scan of the whole. Under torchrun
+(`torchrun --nproc-per-node N -m app scan DATASET …`) the ranks split the files and rank 0
+writes the one merged result, as one process would.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from app.cli.common import (
     require_positive,
     settings_for,
 )
-from app.cli.progress import TextProgress
+from app.cli.ranks import drive, is_root, join_ranks
 
 NAME = "scan"
 HELP = "top-activating dataset patches for every unit of some layers"
@@ -82,27 +84,26 @@ def run(args: argparse.Namespace) -> int:
     if cfg.crop_size <= 0 or cfg.checkpoint_every <= 0:
         raise CliError("[scan].crop_size and [scan].checkpoint_every must be positive")
 
+    ranks = join_ranks(args)  # torchrun: every rank scans its part, rank 0 merges
     loaded, settings = load_for(args)
-    from app.core.jobs import run_job
     from app.core.scan_results import load_scan_folder
     from app.engine.analyses.patches import ScanError, default_layers, scan
 
     layers = args.layers or default_layers(loaded, cfg.layers)
-    progress = TextProgress("scan")
     try:
-        report = run_job(scan(
+        report = drive(scan(
             loaded, dataset, layers, top_k=args.top_k or cfg.top_k,
             batch_size=args.batch_size or cfg.batch_size,
             workers=cfg.workers if args.workers is None else args.workers,
             cache_dir=settings.cache.dir, out=args.out, shard=shard,
             crop_size=cfg.crop_size, checkpoint_every=cfg.checkpoint_every,
             max_pixels=settings.source.max_image_pixels,
-            max_side=settings.source.max_frame_side, resume=not args.restart,
-        ), progress)
+            max_side=settings.source.max_frame_side, resume=not args.restart, ranks=ranks,
+        ), "scan", ranks)
     except ScanError as exc:
         raise CliError(str(exc)) from None
-    finally:
-        progress.close()
+    if not is_root(ranks):
+        return 0  # rank 0 prints the merged result
     results = {layer: load_scan_folder(folder) for layer, folder in report.layers.items()}
     if args.json:
         print_json(_report_doc(loaded.name, report, results))

@@ -32,6 +32,7 @@ from app.engine.analyses.ablation.cut import make_runner
 from app.engine.analyses.ablation.datasets import Dataset, ImageBatches
 from app.engine.analyses.ablation.deletion import AblationError
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 
 ABLATE_FORMAT = 1  # bump when the cached document's layout changes
@@ -158,6 +159,8 @@ def ablation_curves(
     points: int = 11,
     method: str = "auto",
     cache_bytes: int = 1 << 30,
+    ranks: Ranks | None = None,
+    order: Callable[[], list[int]] | None = None,
 ) -> Job[Progress, CurveResult]:
     """Accuracy vs. fraction of `layer`'s units deleted, in random and selectivity orders.
 
@@ -166,6 +169,11 @@ def ablation_curves(
     `Progress` per batch and returns the `CurveResult`. Without labels the
     accuracy is agreement with the intact network's top-1, and the selectivity classes are
     the intact top-1 classes.
+
+    With `ranks` (torchrun) `batches` are this rank's and `order()` the position in the
+    whole dataset of each image the last call yielded: rank 0 puts the first pass's
+    activations back in dataset order (the selectivity of one process, bit for bit) and
+    sends every rank the deletion plan; the second pass's counts are summed over ranks.
     """
     t0 = time.perf_counter()
     runner: Any = None
@@ -195,38 +203,29 @@ def ablation_curves(
                 kept = None
         done += x.shape[0]
         yield _step("intact pass", done, total)
-    if runner is None:
+    if ranks is None and runner is None:
         raise AblationError("no images to ablate")
-    activations = np.concatenate(acts)
-    intact_top1 = torch.cat(intact)
-    targets = torch.cat(labels) if labels else intact_top1
-    units = activations.shape[1]
-
-    sel_labels = targets.cpu().numpy()
-    extra: dict[str, Any] = {}
-    if len(np.unique(sel_labels)) >= 2:
-        sel = class_selectivity(activations, sel_labels)
-        index, preferred = sel.index, sel.preferred
-        shifted, n_classes = int(sel.shifted.sum()), len(sel.classes)
-    else:  # every image in one class: selectivity is undefined, the random curves are not
-        index, preferred = np.zeros(units), np.full(units, int(sel_labels[0]))
-        shifted, n_classes = 0, 1
-        extra["selectivity_note"] = ("all images are of one class: the index is undefined "
-                                     "(reported as 0) and the selectivity orders are unit order")
-    counts = deletion_counts(units, points)
-    orders = deletion_orders(index, seeds)
-    keys: dict[tuple[int, ...], int] = {}
-    plan: dict[str, list[int]] = {}
-    for name, order in orders.items():
-        plan[name] = []
-        for k in counts:
-            key = tuple(sorted(int(u) for u in order[:k]))
-            plan[name].append(keys.setdefault(key, len(keys)))
-    device = targets.device
+    device = next(model.parameters()).device
+    intact_top1 = torch.cat(intact) if intact else torch.zeros(0, dtype=torch.long)
+    targets = (torch.cat(labels) if labels else intact_top1).to(device)
+    labeled = labels is not None
+    if ranks is None:
+        activations = np.concatenate(acts)
+        shared = _plan(activations, targets.cpu().numpy(), seeds, points)
+        ndim, method_used = out_l.dim(), runner.method
+        all_top1, all_targets = intact_top1.cpu(), targets.cpu()
+    else:
+        assert order is not None, "a rank's batches come with their dataset positions"
+        mine = (np.concatenate(acts) if acts else None, intact_top1.cpu(),
+                targets.cpu(), order(), labeled,
+                None if runner is None else (out_l.dim(), runner.method, note))
+        shared, (ndim, method_used, note), labeled, all_top1, all_targets = _merge_intact(
+            ranks, mine, seeds, points)
+    counts, keys, plan, index, preferred, shifted, n_classes, extra = shared
+    units = len(index)
     masks = torch.zeros(len(keys), units, dtype=torch.bool)
     for key, i in keys.items():
         masks[i, list(key)] = True
-    ndim = out_l.dim()
     masks = masks.view(len(keys), 1, units, *([1] * (ndim - 2))).to(device)
     correct = torch.zeros(len(keys), dtype=torch.long, device=device)
 
@@ -249,18 +248,72 @@ def ablation_curves(
         start += n
         done += n
         yield _step("ablation pass", done, total)
+    if ranks is not None:  # integer counts: the sum over ranks is exact
+        correct = ranks.sum(correct)
+        start = int(ranks.sum(torch.tensor([start]))[0])
     acc = (correct.double() / start).cpu().tolist()
     curves = {name: [acc[i] for i in idx] for name, idx in plan.items()}
     return CurveResult(
-        layer=layer, units=units, images=start, labeled=labels is not None,
-        method=runner.method, note=note,
+        layer=layer, units=units, images=start, labeled=labeled,
+        method=method_used, note=note,
         fractions=[k / units for k in counts], deleted=counts,
-        intact_accuracy=float((intact_top1 == targets).double().mean()),
+        intact_accuracy=float((all_top1 == all_targets).double().mean()),
         curves=curves, selectivity=index.tolist(),
         preferred_class=[int(c) for c in preferred],
         selectivity_shifted=shifted, classes=n_classes, seeds=seeds,
         levels=len(keys), seconds=time.perf_counter() - t0, extra=extra,
     )
+
+
+Plan = tuple[list[int], dict[tuple[int, ...], int], dict[str, list[int]], np.ndarray,
+             np.ndarray, int, int, dict[str, Any]]
+
+
+def _plan(activations: np.ndarray, sel_labels: np.ndarray, seeds: int, points: int) -> Plan:
+    """(counts, level keys, plan, selectivity, preferred, shifted, classes, extra): the
+    deletion levels of every order, from the first pass over the whole dataset."""
+    units = activations.shape[1]
+    extra: dict[str, Any] = {}
+    if len(np.unique(sel_labels)) >= 2:
+        sel = class_selectivity(activations, sel_labels)
+        index, preferred = sel.index, sel.preferred
+        shifted, n_classes = int(sel.shifted.sum()), len(sel.classes)
+    else:  # every image in one class: selectivity is undefined, the random curves are not
+        index, preferred = np.zeros(units), np.full(units, int(sel_labels[0]))
+        shifted, n_classes = 0, 1
+        extra["selectivity_note"] = ("all images are of one class: the index is undefined "
+                                     "(reported as 0) and the selectivity orders are unit order")
+    counts = deletion_counts(units, points)
+    orders = deletion_orders(index, seeds)
+    keys: dict[tuple[int, ...], int] = {}
+    plan: dict[str, list[int]] = {}
+    for name, order in orders.items():
+        plan[name] = []
+        for k in counts:
+            key = tuple(sorted(int(u) for u in order[:k]))
+            plan[name].append(keys.setdefault(key, len(keys)))
+    return counts, keys, plan, index, preferred, shifted, n_classes, extra
+
+
+def _merge_intact(ranks: Ranks, mine: tuple[Any, ...], seeds: int, points: int
+                  ) -> tuple[Plan, tuple[int, str, str], bool, torch.Tensor, torch.Tensor]:
+    """The first pass of every rank, in dataset order on rank 0, and the plan made from it
+    (and the intact predictions, for the intact accuracy) on every rank."""
+    parts = ranks.gather(mine)
+    shared = None
+    if parts is not None:
+        ran = [part for part in parts if part[0] is not None]
+        if not ran:
+            raise AblationError("no images to ablate")
+        where = np.concatenate([np.asarray(part[3], np.int64) for part in ran])
+        by_position = np.argsort(where, kind="stable")
+        activations = np.concatenate([part[0] for part in ran])[by_position]
+        top1 = torch.cat([part[1] for part in ran])[torch.from_numpy(by_position)]
+        targets = torch.cat([part[2] for part in ran])[torch.from_numpy(by_position)]
+        # the runner of the first batch decides, as in one process (rank 0 has batch 0)
+        shared = (_plan(activations, targets.numpy(), seeds, points), ran[0][5],
+                  all(part[4] for part in ran), top1, targets)
+    return ranks.broadcast(shared)
 
 
 # -- cache ---------------------------------------------------------------------------------
@@ -289,21 +342,55 @@ def load_cached(path: Path) -> CurveResult | None:
 def layer_curves(
     loaded: LoadedModel, dataset: Dataset, folder: str, layer: str, *, seeds: int, points: int,
     batch_size: int, max_pixels: int, cache_dir: str = "", method: str = "auto",
-    use_cache: bool = True,
+    use_cache: bool = True, ranks: Ranks | None = None,
 ) -> Job[Progress, CurveResult]:
     """The curves of `layer` on `dataset` (a job): from the cache when an equal analysis is
-    stored there (`cached`: True), else computed and stored atomically."""
+    stored there (`cached`: True), else computed and stored atomically. With `ranks`
+    (torchrun) each rank runs its batches of images and rank 0 stores the one result."""
     path = cache_file(loaded, dataset, layer, seeds, points, cache_dir)
+    if ranks is not None:  # before anything is read from or written to the cache
+        ranks.agree({"model weights": model_key(loaded), "dataset listing":
+                     f"{len(dataset.paths)} files ({path.stem})", "layer": layer,
+                     "seeds": seeds, "points": points, "batch size": batch_size,
+                     "max pixels": max_pixels, "method": method, "cache": use_cache})
     hit = load_cached(path) if use_cache else None
+    if ranks is not None:  # rank 0's cache decides: on other hosts it is not there
+        hit = ranks.broadcast(hit)
     if hit is not None and method in ("auto", hit.method):
         return dataclasses.replace(hit, cached=True, cache_file=str(path))
-    batches = ImageBatches(loaded, dataset, batch_size, max_pixels)
-    result = yield from ablation_curves(
-        loaded.module, batches, layer, total=len(dataset.paths), seeds=seeds,
-        points=points, method=method)
+    part, order = dataset, None
+    if ranks is not None:  # whole batches of the single-process run: rank, rank + N, …
+        mine = ranks.positions(len(dataset.paths), batch_size)
+        part = Dataset(tuple(dataset.paths[i] for i in mine),
+                       None if dataset.labels is None else
+                       tuple(dataset.labels[i] for i in mine), dataset.folders)
+    batches = ImageBatches(loaded, part, batch_size, max_pixels)
+    if ranks is not None:
+        order = lambda: [mine[i] for i in batches.yielded]  # noqa: E731
+    try:
+        result = yield from ablation_curves(
+            loaded.module, batches, layer, total=len(part.paths), seeds=seeds,
+            points=points, method=method, ranks=ranks, order=order)
+    except Exception as exc:
+        if ranks is None:
+            raise
+        ranks.fail(exc)  # the other ranks stop at their next sync point with this message
+    skipped = dict(batches.skipped)
+    if ranks is not None:
+        for more in ranks.gather(skipped) or []:
+            skipped.update(more)
     result = dataclasses.replace(
         result, model=loaded.name, device=str(loaded.device), dataset=folder,
-        class_folders=dict(dataset.folders), skipped=tuple(sorted(batches.skipped)),
+        class_folders=dict(dataset.folders), skipped=tuple(sorted(skipped)),
         cache_file=str(path))
-    atomic_write_json(path, result.to_json())
+    if ranks is None:
+        atomic_write_json(path, result.to_json())
+    elif ranks.is_root:
+        try:
+            atomic_write_json(path, result.to_json())
+        except Exception as exc:
+            ranks.fail(exc)
+        ranks.check()
+    else:
+        ranks.check()  # returns once rank 0 has stored the result
     return result

@@ -81,6 +81,7 @@ class ImageBatches:
         self.loaded, self.dataset = loaded, dataset
         self.batch_size, self.max_pixels = batch_size, max_pixels
         self.skipped: dict[str, str] = {}
+        self.yielded: list[int] = []  # dataset positions of the last call's images, in order
 
     def _load(self, path: Path) -> torch.Tensor | None:
         from app.capture.images import ImageError, read_image
@@ -93,6 +94,7 @@ class ImageBatches:
 
     def __call__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         paths, labels, step = self.dataset.paths, self.dataset.labels, self.batch_size
+        self.yielded = []
         with ThreadPoolExecutor(2) as pool:
             for start in range(0, len(paths), step):
                 images = list(pool.map(self._load, paths[start : start + step]))
@@ -105,6 +107,7 @@ class ImageBatches:
                 if labels is not None:
                     chunk = labels[start : start + step]
                     y = torch.tensor([chunk[i] for i in keep])
+                self.yielded += [start + i for i in keep]
                 yield x, y
 
 

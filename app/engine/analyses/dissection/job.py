@@ -60,6 +60,7 @@ from app.engine.analyses.dissection.scoring import label_units, summarize
 from app.engine.analyses.dissection.sketch import QuantileSketch
 from app.engine.analyses.dissection.tally import NO_IMAGE, Tally, TopImages, draw_mask, strip
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import ActivationRecorder, discover_layers
 
@@ -126,8 +127,14 @@ def dissect(
     batch_size: int = 32, workers: int = 2, cache_dir: str = "", out: str | Path | None = None,
     top_k: int = 4, bins: int = 4096, checkpoint_every: int = 20,
     max_pixels: int = 80_000_000, resume: bool = True, mp_context: str | None = None,
+    ranks: Ranks | None = None,
 ) -> Job[DissectProgress, DissectionResult]:
-    """Label every unit of `layers` with a concept of `dataset`; see the module doc."""
+    """Label every unit of `layers` with a concept of `dataset`; see the module doc.
+
+    With `ranks` (torchrun) each rank takes its batches of both passes and rank 0 merges
+    (sketches and top images between the passes, tallies at the end) and writes the one
+    result; the other ranks return a result without layers.
+    """
     started = time.perf_counter()
     if not 0.0 < quantile < 1.0:
         raise DissectionError(f"quantile must be between 0 and 1, got {quantile}")
@@ -140,6 +147,13 @@ def dissect(
     concepts = find_concepts(dataset, tuple(categories) if categories else None,
                              label_side=max(1, pre.size // 2))
     layers = list(dict.fromkeys(layers))
+    if ranks is not None:  # before anything is read from or written to the cache
+        ranks.agree({
+            "model weights": model_key(loaded), "dataset listing": f"{len(concepts.files)} "
+            f"files under {concepts.root} ({files_fingerprint(concepts.files)})",
+            "concepts": f"{concepts.kind} {list(concepts.categories)}", "layers": layers,
+            "quantile": quantile, "min IoU": min_iou, "bins": bins, "top_k": top_k,
+            "batch size": batch_size, "max pixels": max_pixels})
     shapes, clone = _layer_shapes(loaded, layers)
     digest = hashlib.sha256(json.dumps([
         model_key(loaded), CACHE_FORMAT, DISSECT_FORMAT, files_fingerprint(concepts.files),
@@ -148,14 +162,25 @@ def dissect(
     folder = Path(out) if out is not None else (
         cache_root(cache_dir) / model_key(loaded) / "dissect" / digest)
     todo = [n for n in layers if not resume or not _layer_done(folder, n, digest)]
+    if ranks is not None:  # rank 0's cache decides: on other hosts it is not there
+        todo = ranks.broadcast(todo)
     resumed = False
     rate = 0.0
     if todo:
-        resumed, rate = yield from _compute(
-            loaded, concepts, todo, shapes, clone, folder, digest, quantile=quantile,
-            batch_size=batch_size, workers=workers, top_k=top_k, bins=bins,
-            checkpoint_every=checkpoint_every, max_pixels=max_pixels, resume=resume,
-            mp_context=mp_context)
+        try:
+            resumed, rate = yield from _compute(
+                loaded, concepts, todo, shapes, clone, folder, digest, quantile=quantile,
+                batch_size=batch_size, workers=workers, top_k=top_k, bins=bins,
+                checkpoint_every=checkpoint_every, max_pixels=max_pixels, resume=resume,
+                mp_context=mp_context, ranks=ranks)
+        except Exception as exc:
+            if ranks is None:
+                raise
+            ranks.fail(exc)  # the other ranks stop at their next sync point with this message
+    if ranks is not None and not ranks.is_root:
+        return DissectionResult(loaded.name, concepts.root, concepts.kind, concepts.categories,
+                                quantile, min_iou, 0, (), {}, folder.as_posix(),
+                                time.perf_counter() - started, rate, not todo, resumed, bins)
     result = load_result(folder, layers, min_iou)
     result = DissectionResult(
         loaded.name, concepts.root, concepts.kind, concepts.categories, quantile, min_iou,
@@ -201,14 +226,19 @@ def _compute(
     loaded: LoadedModel, concepts: Concepts, todo: list[str], shapes: dict[str, tuple[int, ...]],
     clone: set[str], folder: Path, digest: str, *, quantile: float, batch_size: int,
     workers: int, top_k: int, bins: int, checkpoint_every: int, max_pixels: int,
-    resume: bool, mp_context: str | None,
+    resume: bool, mp_context: str | None, ranks: Ranks | None = None,
 ) -> Job[DissectProgress, tuple[bool, float]]:
     """Both passes over the dataset for the layers `todo`; stores their tallies in `folder`.
     Returns (resumed from a checkpoint, images per second over what ran now)."""
     t0 = time.perf_counter()
     device, pre, model = loaded.device, loaded.preprocess, loaded.module
     n = len(concepts.items)
-    run_key = hashlib.sha256(json.dumps([digest, todo, batch_size]).encode()).hexdigest()[:16]
+    # a rank takes whole batches of the single-process run: rank, rank + N, …
+    mine = list(range(n)) if ranks is None else ranks.positions(n, batch_size)
+    key_doc: list[Any] = [digest, todo, batch_size]
+    if ranks is not None:
+        key_doc += ["rank", ranks.rank, ranks.world]
+    run_key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:16]
     ckpt = folder / ".partial" / run_key
     staging = ckpt / "tiles"
     sketches = {name: QuantileSketch(shapes[name][0], device, bins) for name in todo}
@@ -251,7 +281,8 @@ def _compute(
             arrays["label_px"] = label_px
         _save(ckpt, {"stage": stage, "done": done, "skipped": skipped}, arrays)
 
-    meter = _Meter(2 * n, (n if stage == 2 else 0) + min(done * batch_size, n))
+    meter = _Meter(2 * len(mine), (len(mine) if stage == 2 else 0)
+                   + min(done * batch_size, len(mine)))
     computed = 0
     with torch.no_grad(), ActivationRecorder(model, todo) as rec:
         rec.clone_layers |= clone & set(todo)
@@ -259,7 +290,7 @@ def _compute(
         last_saved, dirty = done, False
         try:
             if stage == 1:
-                for batch in _batches(concepts, range(n), pre, max_pixels, False, frozenset(),
+                for batch in _batches(concepts, mine, pre, max_pixels, False, frozenset(),
                                       done, batch_size, workers, mp_context):
                     dirty = True
                     if batch["images"]:
@@ -276,8 +307,13 @@ def _compute(
                         last_saved = done
                     yield meter.step("thresholds", len(batch["ids"]) + len(batch["failed"]),
                                      len(skipped))
+                if ranks is None:
+                    for name in todo:
+                        limits[name] = sketches[name].quantile(1.0 - quantile)
+                else:
+                    skipped = _merge_first_pass(ranks, todo, sketches, tops, skipped, limits,
+                                                quantile)
                 for name in todo:
-                    limits[name] = sketches[name].quantile(1.0 - quantile)
                     tallies[name] = Tally(shapes[name][0], concepts.labels,
                                           len(concepts.categories), limits[name][0], device)
                 stage, done, last_saved = 2, 0, 0
@@ -285,9 +321,11 @@ def _compute(
                 sketches.clear()  # the thresholds are all pass 2 needs
                 checkpoint()
             keep = [i for i in range(n) if concepts.items[i].image not in skipped1]
+            if ranks is not None:  # the batches of the single-process pass 2
+                keep = ranks.take(keep, batch_size)
             members = _top_members(todo, tops)
             wanted = frozenset(i for m in members.values() for i in m)
-            meter = _Meter(2 * n, n + min(done * batch_size, len(keep)))
+            meter = _Meter(2 * len(mine), len(mine) + min(done * batch_size, len(keep)))
             for batch in _batches(concepts, keep, pre, max_pixels, True, wanted, done,
                                   batch_size, workers, mp_context):
                 dirty = True
@@ -316,6 +354,33 @@ def _compute(
             raise
         finally:
             unhook()
+    if ranks is not None:
+        skipped, label_px, resumed, computed = _merge_second_pass(
+            ranks, todo, tallies, label_px, staging, skipped, resumed, computed)
+        if not ranks.is_root:
+            ranks.check()  # rank 0 has written the result: this part is no longer needed
+            shutil.rmtree(ckpt, ignore_errors=True)
+            return resumed, computed / max(time.perf_counter() - t0, 1e-9)
+        try:
+            _write_layers(loaded, concepts, todo, folder, digest, staging, skipped, tops,
+                          tallies, limits, label_px)
+        except Exception as exc:
+            ranks.fail(exc)
+        ranks.check()
+    else:
+        _write_layers(loaded, concepts, todo, folder, digest, staging, skipped, tops, tallies,
+                      limits, label_px)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (folder / ".partial").rmdir()  # only when no other run's checkpoint is in it
+    return resumed, computed / max(time.perf_counter() - t0, 1e-9)
+
+
+def _write_layers(loaded: LoadedModel, concepts: Concepts, todo: list[str], folder: Path,
+                  digest: str, staging: Path, skipped: list[Any], tops: dict[str, TopImages],
+                  tallies: dict[str, Tally], limits: dict[str, tuple[np.ndarray, np.ndarray]],
+                  label_px: np.ndarray) -> None:
+    n = len(concepts.items)
     images = n - len(skipped)
     atomic_write_json(folder / "meta.json", {
         "format": DISSECT_FORMAT, "digest": digest, "kind": concepts.kind,
@@ -331,10 +396,60 @@ def _compute(
             "digest": np.array(digest), "layer": np.array(name),
             **tallies[name].state(), "label_px": label_px, "threshold": thr, "error": err,
             **{f"top_{k}": v for k, v in tops[name].state().items()}})
-    shutil.rmtree(ckpt, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        (folder / ".partial").rmdir()  # only when no other run's checkpoint is in it
-    return resumed, computed / max(time.perf_counter() - t0, 1e-9)
+
+
+# -- torchrun: the merges between and after the passes -------------------------------------------
+
+
+def _merge_first_pass(ranks: Ranks, todo: list[str], sketches: dict[str, QuantileSketch],
+                      tops: dict[str, TopImages], skipped: list[Any],
+                      limits: dict[str, tuple[np.ndarray, np.ndarray]], quantile: float
+                      ) -> list[Any]:
+    """Rank 0 merges the sketches (exactly: the state is a function of the values alone) and
+    the top images; every rank gets the thresholds, the top images and the skipped files."""
+    parts = ranks.gather(({n: sketches[n].state() for n in todo},
+                          {n: tops[n].state() for n in todo}, skipped))
+    shared = None
+    if parts is not None:
+        for sketch_states, top_states, more in parts[1:]:
+            for name in todo:
+                other = QuantileSketch(sketches[name].units, sketches[name].device,
+                                       sketches[name].bins)
+                other.load(sketch_states[name])
+                sketches[name].merge(other)
+                tops[name].absorb(top_states[name])
+            skipped = skipped + more
+        shared = ({n: sketches[n].quantile(1.0 - quantile) for n in todo},
+                  {n: tops[n].state() for n in todo}, sorted(skipped))
+    thresholds, top_states, everyone_skipped = ranks.broadcast(shared)
+    limits.update(thresholds)
+    for name in todo:
+        tops[name].load(top_states[name])
+    return [tuple(s) for s in everyone_skipped]
+
+
+def _merge_second_pass(ranks: Ranks, todo: list[str], tallies: dict[str, Tally],
+                       label_px: np.ndarray, staging: Path, skipped: list[Any], resumed: bool,
+                       computed: int) -> tuple[list[Any], np.ndarray, bool, int]:
+    """Tallies summed over the ranks (integers: exact); the mask tiles each rank drew for
+    top images, the skipped files and the counts gathered on rank 0."""
+    for name in todo:
+        tallies[name].both = ranks.sum(tallies[name].both)
+        tallies[name].unit_cat = ranks.sum(tallies[name].unit_cat)
+    label_px = ranks.sum(torch.from_numpy(label_px)).numpy()
+    tiles = {p.relative_to(staging).as_posix(): p.read_bytes()
+             for p in sorted(staging.glob("*/*.png"))} if staging.is_dir() else {}
+    parts = ranks.gather((tiles if not ranks.is_root else {}, skipped, resumed, computed))
+    if parts is None:
+        return skipped, label_px, resumed, computed
+    everyone: set[tuple[str, str]] = set()  # pass 1's skipped files are in every part
+    resumed, computed = False, 0
+    for more_tiles, more, was_resumed, n_now in parts:
+        for rel, data in more_tiles.items():
+            atomic_write_bytes(staging / rel, data)
+        everyone |= {(str(a), str(b)) for a, b in more}
+        resumed, computed = resumed or was_resumed, computed + n_now
+    return sorted(everyone), label_px, resumed, computed
 
 
 def _batches(concepts: Concepts, indices: Sequence[int], pre: Any, max_pixels: int,

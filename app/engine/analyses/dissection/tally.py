@@ -37,7 +37,16 @@ class TopImages:
         """Images `ids` (N,) with maps (N, units, h, w)."""
         peak = acts.detach().float().flatten(2).amax(2).t()  # (units, N)
         ids = ids.to(self.ids.device).view(1, -1).expand(peak.shape[0], -1)
-        v, i = torch.cat([self.values, peak], 1), torch.cat([self.ids, ids], 1)
+        self._keep(torch.cat([self.values, peak], 1), torch.cat([self.ids, ids], 1))
+
+    def absorb(self, state: dict[str, np.ndarray]) -> None:
+        """Fold in another `state()` over other images: exactly the top-k of both (the order
+        is total, so the top-k of a union is the top-k of the parts' top-k)."""
+        dev = self.values.device
+        self._keep(torch.cat([self.values, torch.from_numpy(state["values"]).to(dev)], 1),
+                   torch.cat([self.ids, torch.from_numpy(state["ids"]).to(dev)], 1))
+
+    def _keep(self, v: torch.Tensor, i: torch.Tensor) -> None:
         by_id = i.argsort(dim=1, stable=True)
         order = by_id.gather(1, v.gather(1, by_id).argsort(dim=1, stable=True, descending=True))
         keep = order[:, : self.values.shape[1]]

@@ -33,6 +33,7 @@ from app.engine.analyses.featurevis.presets import Preset, get_preset
 from app.engine.analyses.featurevis.render_cache import RenderKey, cached_render, store_render
 from app.engine.analyses.featurevis.transforms import standard_transforms
 from app.engine.runtime.cache import model_key
+from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import LOGITS
 from app.engine.runtime.truncate import TruncatedModel
@@ -246,42 +247,67 @@ def render_units(loaded: LoadedModel, layer: str, units: Sequence[int],
                  preset: Preset | str = "fast", steps: int | None = None,
                  size: int | None = None, seed: int = 0, device: torch.device | None = None,
                  *, cache_root: Path | None = None, objective: str = "channel",
-                 batch_size: int = 16) -> Job[RenderProgress, RenderResult]:
+                 batch_size: int = 16, ranks: Ranks | None = None
+                 ) -> Job[RenderProgress, RenderResult]:
     """Preferred images of `units` of `layer`, `batch_size` units per batch (a job).
 
     Yields a progress per step and one `final` progress per batch (its `units` say which).
     `steps`/`size` of None or 0 keep the preset's. `cache_root` (e.g.
     `app.engine.runtime.cache.cache_root(settings.cache.dir)`) serves and stores finished
-    images.
+    images. With `ranks` (torchrun) each rank renders its batches of units (the batches of
+    one process, so every image is the one a single process renders), caching each as it
+    finishes; rank 0 returns every unit's result, the others their own.
     """
     p = (get_preset(preset) if isinstance(preset, str) else preset).with_overrides(steps, size)
     if batch_size <= 0:
         raise ValueError("batch_size must be positive")
     units = [int(u) for u in units]
-    chunks = [units[i : i + batch_size] for i in range(0, len(units), batch_size)]
     renderer = Renderer(loaded, layer, device, cache_root)
-    images: list[np.ndarray] = []
-    activations: list[np.ndarray] = []
-    cached: list[bool] = []
-    for c, chunk in enumerate(chunks):
-        for progress in renderer.render(chunk, p, seed=seed, objective=objective,
-                                        step_offset=c * p.steps, total=len(chunks) * p.steps):
-            if progress.final:  # one per chunk, its units in order
-                assert progress.images is not None and progress.activations is not None
-                images.append(progress.images)
-                activations.append(progress.activations)
-                cached += progress.cached
-            yield progress
-    finished = np.concatenate(images) if images else np.zeros((0, p.size, p.size, 3), np.uint8)
+    if ranks is not None:  # before any cached image is read or written
+        ranks.agree({"model weights": model_key(loaded), "layer": layer, "units": units,
+                     "preset": repr(p), "seed": seed, "objective": objective,
+                     "batch size": batch_size, "cache": cache_root is not None})
+    spans = ([range(i, min(len(units), i + batch_size)) for i in range(0, len(units), batch_size)]
+             if ranks is None else ranks.chunks(len(units), batch_size))
+    parts: list[tuple[int, np.ndarray, np.ndarray, tuple[bool, ...]]] = []
+    try:
+        for c, span in enumerate(spans):
+            chunk = [units[i] for i in span]
+            for progress in renderer.render(chunk, p, seed=seed, objective=objective,
+                                            step_offset=c * p.steps, total=len(spans) * p.steps):
+                if progress.final:  # one per chunk, its units in order
+                    assert progress.images is not None and progress.activations is not None
+                    parts.append((span.start, progress.images, progress.activations,
+                                  progress.cached))
+                yield progress
+    except Exception as exc:
+        if ranks is None:
+            raise
+        ranks.fail(exc)  # the other ranks stop at their next sync point with this message
+    mine = [u for start, img, _, _ in parts for u in units[start : start + len(img)]]
+    if ranks is not None:
+        everyone = ranks.gather(parts)
+        if everyone is not None:
+            parts = sorted((part for rank_parts in everyone for part in rank_parts),
+                           key=lambda part: part[0])
+            mine = units
+            if cache_root is not None:  # rank 0's cache holds the whole result
+                key = renderer.key(p, seed, objective)
+                for start, imgs, acts, _ in parts:
+                    for j, u in enumerate(units[start : start + len(imgs)]):
+                        if cached_render(cache_root, key, u) is None:
+                            store_render(cache_root, key, u, imgs[j], float(acts[j]))
+    finished = (np.concatenate([part[1] for part in parts]) if parts
+                else np.zeros((0, p.size, p.size, 3), np.uint8))
     probabilities = None
-    if layer == LOGITS and len(finished):
+    if layer == LOGITS and len(finished):  # in the batches of one process: the same numbers
         probabilities = np.concatenate([
-            renderer.class_probabilities(finished[i : i + batch_size], units[i : i + batch_size])
-            for i in range(0, len(units), batch_size)])
+            renderer.class_probabilities(finished[i : i + batch_size], mine[i : i + batch_size])
+            for i in range(0, len(mine), batch_size)])
     return RenderResult(
-        layer, p, tuple(units), finished,
-        np.concatenate(activations) if activations else np.zeros(0, np.float32),
-        tuple(cached), probabilities)
+        layer, p, tuple(mine), finished,
+        np.concatenate([part[2] for part in parts]) if parts else np.zeros(0, np.float32),
+        tuple(c for part in parts for c in part[3]), probabilities)
 
 
 def cached_unit(loaded: LoadedModel, root: Path, layer: str, unit: int,

@@ -78,6 +78,7 @@ from app.engine.analyses.patches.pipeline import (
     make_loader,
 )
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.preprocess import prepare_batch
 from app.engine.runtime.receptive_field import ReceptiveField, receptive_field
@@ -135,10 +136,23 @@ class TopKTracker:
         cand_v = torch.cat([self.values, val.t()], 1)
         cand_i = torch.cat([self.ids, ids.to(self.ids.device).view(1, -1).expand(c, -1)], 1)
         cand_l = torch.cat([self.locs, loc.t()], 1)
+        return self._best(cand_v, cand_i, cand_l)
+
+    def _best(self, cand_v: torch.Tensor, cand_i: torch.Tensor, cand_l: torch.Tensor
+              ) -> tuple[torch.Tensor, ...]:
         by_id = cand_i.argsort(stable=True, dim=1)
         by_value = cand_v.gather(1, by_id).argsort(stable=True, dim=1, descending=True)
         keep = by_id.gather(1, by_value)[:, : self.k]
         return cand_v.gather(1, keep), cand_i.gather(1, keep), cand_l.gather(1, keep)
+
+    def absorb(self, state: dict[str, np.ndarray]) -> None:
+        """Fold in another tracker's `state()` over other images: the top-k of both, exactly
+        (the order is total, so the top-k of a union is the top-k of the parts' top-k)."""
+        dev = self.values.device
+        other = [torch.from_numpy(state[n]).to(dev) for n in ("values", "ids", "locs")]
+        self.commit(self._best(torch.cat([self.values, other[0]], 1),
+                               torch.cat([self.ids, other[1]], 1),
+                               torch.cat([self.locs, other[2]], 1)))
 
     def commit(self, state: tuple[torch.Tensor, ...]) -> None:
         self.values, self.ids, self.locs = state
@@ -223,9 +237,14 @@ def scan(
     batch_size: int = 32, workers: int = 2, cache_dir: str = "", *,
     out: str | Path | None = None, shard: tuple[int, int] = (0, 1), crop_size: int = 96,
     checkpoint_every: int = 20, max_pixels: int = 80_000_000, max_side: int = 1280,
-    resume: bool = True, mp_context: str | None = None,
+    resume: bool = True, mp_context: str | None = None, ranks: Ranks | None = None,
 ) -> Job[ScanProgress, ScanReport]:
-    """Scan `dataset` for the top-k images of every unit of `layers`; see the module doc."""
+    """Scan `dataset` for the top-k images of every unit of `layers`; see the module doc.
+
+    With `ranks` (torchrun) each rank scans its batches and rank 0 merges and writes the
+    one result, identical to a single-process scan; the others return their own part's
+    report.
+    """
     started = time.perf_counter()
     if top_k <= 0 or batch_size <= 0 or workers < 0 or checkpoint_every <= 0:
         raise ScanError("top_k, batch_size and checkpoint_every must be positive, workers ≥ 0")
@@ -240,36 +259,107 @@ def scan(
         raise ScanError(f"no images under {root} (looked for "
                         "jpg, jpeg, png, webp, bmp, tif, tiff)")
     layers = list(dict.fromkeys(layers))
+    digest = files_fingerprint(files)
+    root_name = Path(os.path.abspath(root)).as_posix()
+    if ranks is not None:  # before anything is read from or written to the cache
+        ranks.agree({"model weights": model_key(loaded),
+                     "dataset listing": f"{len(files)} files under {root_name} ({digest})",
+                     "layers": layers, "top_k": top_k, "batch size": batch_size,
+                     "crop size": crop_size, "max side": max_side, "max pixels": max_pixels,
+                     "shard": f"{index}/{count}"})
     shapes, clone = _layer_shapes(loaded, layers)
     pre = loaded.preprocess
     folder = Path(out) if out is not None else scan_dir(cache_root(cache_dir), model_key(loaded))
     rfs = {layer: receptive_field(loaded.module, layer, pre.size) for layer in layers}
-    digest = files_fingerprint(files)
-    root_name = Path(os.path.abspath(root)).as_posix()
     dataset_doc = {"root": root_name, "digest": digest, "files": len(files),
                    "shard": f"{index}/{count}"}
 
-    cached = _cached_report(folder, layers, dataset_doc, top_k, crop_size, loaded)
-    if resume and cached is not None:
+    cached = _cached_report(folder, layers, dataset_doc, top_k, crop_size, loaded) \
+        if resume else None
+    if ranks is not None:  # rank 0's cache decides: on other hosts it is not there
+        cached = ranks.broadcast(cached)
+    if cached is not None:
         return ScanReport(folder, cached[0], root_name, len(files), cached[1],
                           tuple(cached[2]), time.perf_counter() - started, 0.0, 0, True, rfs)
 
     device = loaded.device
     trackers = {layer: TopKTracker(shapes[layer][0], top_k, device) for layer in layers}
-    run_key = hashlib.sha256(json.dumps(
-        [digest, layers, top_k, batch_size, index, count, model_key(loaded), max_side]
-    ).encode()).hexdigest()[:16]
+    # a rank scans whole batches of the single-process run: rank, rank + N, … (see
+    # runtime.distributed); ids stay indices into the whole listing
+    mine = list(range(len(files))) if ranks is None else ranks.positions(len(files), batch_size)
+    key_doc: list[Any] = [digest, layers, top_k, batch_size, index, count, model_key(loaded),
+                          max_side]
+    if ranks is not None:
+        key_doc += ["rank", ranks.rank, ranks.world]
+    run_key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:16]
     ckpt = _checkpoint_dir(folder, run_key)
+    try:
+        scanned_now, resumed_from, skipped = yield from _scan_part(
+            loaded, files, mine, trackers, clone, ckpt, batch_size=batch_size,
+            workers=workers, checkpoint_every=checkpoint_every, max_pixels=max_pixels,
+            max_side=max_side, resume=resume, mp_context=mp_context, started=started)
+    except Exception as exc:
+        if ranks is None:
+            raise
+        ranks.fail(exc)  # the other ranks stop at their next sync point with this message
+
+    states = {n: t.state() for n, t in trackers.items()}
+    if ranks is not None:
+        parts = ranks.gather((states, skipped, scanned_now, resumed_from))
+        if parts is None:  # not rank 0: wait until rank 0 has written the merged result
+            ranks.check()
+            remove_tree(ckpt)
+            seconds = time.perf_counter() - started
+            return ScanReport(folder, {}, root_name, len(mine), len(mine) - len(skipped),
+                              tuple(sorted(skipped)), seconds, scanned_now / max(seconds, 1e-9),
+                              resumed_from, False, rfs)
+        for other, more, n_now, n_resumed in parts[1:]:
+            for n, t in trackers.items():
+                t.absorb(other[n])
+            skipped += more
+            scanned_now += n_now
+            resumed_from += n_resumed
+        states = {n: t.state() for n, t in trackers.items()}
+    scanned = len(files) - len(skipped)
+    try:
+        layer_dirs = yield from cut_crops(
+            folder, states, files, pre, rfs, shapes, crop_size, workers, max_pixels,
+            max_side, mp_context, meta={
+                "model": loaded.name, "model_key": model_key(loaded),
+                "cache_format": CACHE_FORMAT, "top_k": top_k, "input_size": pre.size,
+                "crop_size": crop_size, "max_side": max_side, "datasets": [dataset_doc],
+                "files_scanned": scanned, "skipped": sorted(skipped)})
+    except Exception as exc:
+        if ranks is None:
+            raise
+        ranks.fail(exc)
+    if ranks is not None:
+        ranks.check()  # the result is written: the other ranks may drop their checkpoints
+    remove_tree(ckpt)
+    seconds = time.perf_counter() - started
+    return ScanReport(folder, layer_dirs, root_name, len(files), scanned,
+                      tuple(sorted(skipped)), seconds, scanned_now / max(seconds, 1e-9),
+                      resumed_from, False, rfs)
+
+
+def _scan_part(
+    loaded: LoadedModel, files: list[str], mine: list[int], trackers: dict[str, TopKTracker],
+    clone: set[str], ckpt: Path, *, batch_size: int, workers: int, checkpoint_every: int,
+    max_pixels: int, max_side: int, resume: bool, mp_context: str | None, started: float,
+) -> Job[ScanProgress, tuple[int, int, list[tuple[str, str]]]]:
+    """The pass over the files `mine` (indices into `files`), checkpointed in `ckpt`.
+    Returns (images run now, files done by an earlier run, skipped (path, reason))."""
+    layers = list(trackers)
     done_batches, skipped, elapsed_before = (
         _load_checkpoint(ckpt, trackers) if resume else (0, [], 0.0))
     skipped = [(str(p), str(r)) for p, r in skipped]
     start = done_batches * batch_size
-    resumed_from = min(start, len(files))
-
+    resumed_from = min(start, len(mine))
+    device, pre = loaded.device, loaded.preprocess
     in_workers = device.type == "cpu"  # on a GPU, resizing belongs on the GPU, as live
-    ds = Frames(files[start:], range(start, len(files)), max_pixels, max_side,
-                 pre if in_workers else None)
-    meter = Meter(len(files), resumed_from)
+    ds = Frames([files[i] for i in mine[start:]], mine[start:], max_pixels, max_side,
+                pre if in_workers else None)
+    meter = Meter(len(mine), resumed_from)
     model = loaded.module
     last_saved = done_batches
     scanned_now = 0
@@ -309,22 +399,7 @@ def scan(
         finally:
             del it  # shuts the worker processes down
             unhook()
-
-    states = {n: t.state() for n, t in trackers.items()}
-    scanned = len(files) - len(skipped)
-    layer_dirs = yield from cut_crops(folder, states, files, pre, rfs, shapes, crop_size,
-                                    workers, max_pixels, max_side, mp_context, meta={
-                             "model": loaded.name, "model_key": model_key(loaded),
-                             "cache_format": CACHE_FORMAT, "top_k": top_k,
-                             "input_size": pre.size, "crop_size": crop_size,
-                             "max_side": max_side,
-                             "datasets": [dataset_doc], "files_scanned": scanned,
-                             "skipped": sorted(skipped)})
-    remove_tree(ckpt)
-    seconds = time.perf_counter() - started
-    return ScanReport(folder, layer_dirs, root_name, len(files), scanned,
-                      tuple(sorted(skipped)), seconds, scanned_now / max(seconds, 1e-9),
-                      resumed_from, False, rfs)
+    return scanned_now, resumed_from, skipped
 
 
 def _layer_shapes(loaded: LoadedModel, layers: Sequence[str]
