@@ -171,7 +171,7 @@ def explanation_of(layer: str, view: ViewState) -> Explanation:
     """Building blocks computed the article's way from the fake activations and a fixed
     fake gradient (+1 on even channels, −0.5 on odd ones): act × grad, exactly."""
     acts = activations(layer)
-    c, h, w = acts.shape
+    c = acts.shape[0]
     grad = np.where(np.arange(c) % 2 == 0, 1.0, -0.5).astype(np.float32)[:, None, None]
     contrib = acts * grad
     order = np.argsort(-acts, axis=0, kind="stable")[:4]  # (4, H, W)
