@@ -511,6 +511,10 @@ class FakeBackend:
             self._events.append(PreferredVariant(layer, unit, index, index, image,
                                                  10.0 + index, True))
 
+    def start_class_units(self, folder: str, layer: str, class_index: int) -> None:
+        self.calls.append(("start_class_units", (folder, layer, class_index)))
+        self._events.append(JobProgress(JobKind.CLASS_UNITS, 0, 240, "0 / 240 units"))
+
     def request_icons(self, layer: str, units: tuple[int, ...]) -> None:
         """Even units have an icon (a flat colour from the unit), odd ones not yet."""
         self.calls.append(("request_icons", (layer, units)))

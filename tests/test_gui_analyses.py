@@ -529,3 +529,20 @@ def test_preferred_grid_follows_a_layer_render_every_few_seconds_and_at_its_end(
     asked = len(backend.called("request_preferred_grid"))
     backend.emit(JobFinished(JobKind.RENDER_LAYER, True, "all 240 cached"))
     ui.wait_until(lambda: len(backend.called("request_preferred_grid")) > asked)
+
+
+def test_the_units_a_class_needs_are_plotted_in_the_ablation_tab(ui: WindowDriver, backend,
+                                                                 monkeypatch, tmp_path):
+    from app.core.messages import ClassUnitCurves
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
+    ui.trigger("class_units")  # no class picked: the top-1 prediction's
+    assert ("start_class_units", (str(tmp_path), DEFAULT_LAYER, PREDICTIONS[0].index)) in (
+        backend.calls)
+    assert ui.window.panes.showing_ablation()
+    backend.emit(ClassUnitCurves(DEFAULT_LAYER, 285, "Egyptian cat", (7, 3, 9),
+                                 (0, 1, 2, 3), (0.9, 0.5, 0.2, 0.0), (0.8, 0.8, 0.78, 0.7),
+                                 (0.0, 0.3, 0.6, 0.9), (0.0, 0.1, 0.2, 0.8), 12))
+    ui.wait_until(ui.window.panes.ablation.showing_class_units)
+    title = ui.window.panes.ablation.class_plot.getPlotItem().titleLabel.text
+    assert "units 'Egyptian cat' needs most: 7, 3, 9" in title

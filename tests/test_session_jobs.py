@@ -10,6 +10,7 @@ import torch
 
 from app.core.messages import (
     AblationCurves,
+    ClassUnitCurves,
     JobFinished,
     JobKind,
     JobProgress,
@@ -106,6 +107,17 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
         assert curves.layer == layer and curves.selectivity.shape == (40,)
         assert curves.fractions[0] == 0.0 and curves.fractions[-1] == 1.0
         assert set(curves.curves) == {"random", "selective first", "selective last"}
+
+        # the units the tabby class needs: ranked, and the two curves for it and the rest
+        session.start_class_units(str(photos), layer, 281)
+        ev = _collect(session, _finished(JobKind.CLASS_UNITS))
+        end = next(e for e in ev if isinstance(e, JobFinished))
+        assert end.ok, end.text
+        needs = next(e for e in ev if isinstance(e, ClassUnitCurves))
+        assert needs.class_index == 281 and sorted(needs.ranking) == list(range(40))
+        assert needs.counts[0] == 0 and needs.counts[-1] == 40 and needs.images == 2
+        assert len(needs.delete_class) == len(needs.keep_other) == len(needs.counts)
+        assert needs.keep_class[-1] == needs.delete_class[0]  # all kept = none deleted
 
         # the unit card: what the caches know, each top patch attributed, three more seeds
         session.request_unit_card(layer, 5)

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from app.core.messages import (
     AblationCurves,
+    ClassUnitCurves,
     JobFinished,
     JobKind,
     JobProgress,
@@ -33,7 +34,7 @@ from app.core.messages import (
 Event = (
     Notice | ModelReady | ModelFailed | SourceReady | JobProgress | JobFinished | UnitPatches
     | PreferredImage | PreferredGrid | AblationCurves | PreferredVariant | PatchAttributions
-    | UnitFacts | LayerConcepts | UnitIcons
+    | UnitFacts | LayerConcepts | UnitIcons | ClassUnitCurves
 )
 
 
@@ -82,6 +83,10 @@ class LiveBackend(Protocol):
     def request_unit_card(self, layer: str, unit: int) -> None:
         """The unit card is shown for this unit: answer with `UnitFacts`, `PatchAttributions`
         and `PreferredVariant` events (replacing the card job of another unit)."""
+        ...
+
+    def start_class_units(self, folder: str, layer: str, class_index: int) -> None:
+        """Rank `layer`'s units by what deleting each costs one class, on a labelled folder."""
         ...
 
     def request_icons(self, layer: str, units: tuple[int, ...]) -> None:

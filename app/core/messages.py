@@ -164,6 +164,7 @@ class JobKind(StrEnum):
     DISSECT = "dissect"  # concept labels of a layer's units (network dissection)
     CONCEPTS = "concepts"  # a layer's cached concept labels, read for the window
     ICONS = "icons"  # small preferred images of the channels an explanation names
+    CLASS_UNITS = "class_units"  # the units one class needs most (deleted one by one)
 
 
 @dataclass(frozen=True, eq=False)
@@ -250,6 +251,25 @@ class UnitIcons:
 
     layer: str
     icons: tuple[tuple[int, np.ndarray], ...]  # (unit, (h, w, 3) uint8)
+
+
+@dataclass(frozen=True)
+class ClassUnitCurves:
+    """Which units of `layer` class `class_index` needs (Bau et al. 2020): units ranked by
+    the class accuracy lost when each alone is deleted, and the accuracy of the class and
+    of the other classes with the top n deleted, and with only the top n kept."""
+
+    layer: str
+    class_index: int
+    class_name: str
+    ranking: tuple[int, ...]  # most needed first
+    counts: tuple[int, ...]  # the curves' n
+    delete_class: tuple[float, ...]
+    delete_other: tuple[float, ...]
+    keep_class: tuple[float, ...]
+    keep_other: tuple[float, ...]
+    images: int  # of the class (the others' count is in `note`)
+    note: str = ""
 
 
 @dataclass(frozen=True)

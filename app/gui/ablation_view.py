@@ -10,7 +10,7 @@ import pyqtgraph as pg
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
-from app.core.messages import AblationCurves, JobProgress
+from app.core.messages import AblationCurves, ClassUnitCurves, JobProgress
 from app.gui import theme
 from app.gui.image_pane import Panel
 from app.gui.preferred_view import cancel_button, compact_progress_bar
@@ -106,6 +106,15 @@ class AblationPane(Panel):
         self.hist_plot = plot_widget("class selectivity index", "units")
         plots_layout.addWidget(self.curves_plot, 3)
         plots_layout.addWidget(self.hist_plot, 2)
+        # the units one class needs (Bau et al. 2020): shown once such a run exists
+        self.class_plot = plot_widget("units deleted / kept, most needed first", "accuracy")
+        self.class_legend = self.class_plot.addLegend(offset=(-10, 10),
+                                                      labelTextColor=theme.TEXT)
+        self.class_legend.setBrush(pg.mkBrush(theme.PANEL + "d0"))
+        self.class_plot.setLogMode(x=True, y=False)
+        self.class_plot.hide()
+        plots_layout.addWidget(self.class_plot, 3)
+        self.class_curves: ClassUnitCurves | None = None
         self.stack.addWidget(self.placeholder)
         self.stack.addWidget(plots)
         self.layout_.addWidget(self.stack, 1)
@@ -181,6 +190,33 @@ class AblationPane(Panel):
         self.note.setVisible(curves.shifted_units > 0)
         self.stack.setCurrentIndex(1)
         self._update_marker()
+
+    def set_class_units(self, c: ClassUnitCurves) -> None:
+        """Plot delete-top-n and keep-only-top-n for the class and for the other classes."""
+        self.class_curves = c
+        plot = self.class_plot
+        plot.clear()
+        self.class_legend.clear()
+        n = np.maximum(np.asarray(c.counts, dtype=np.float64), 0.5)  # n = 0 on a log axis
+        for values, name, color, dash in (
+            (c.delete_class, f"delete top n: {c.class_name}", theme.ERROR, False),
+            (c.delete_other, "delete top n: other classes", theme.ERROR, True),
+            (c.keep_class, f"keep only top n: {c.class_name}", "#5ec8a0", False),
+            (c.keep_other, "keep only top n: other classes", "#5ec8a0", True),
+        ):
+            pen = pg.mkPen(color, width=2,
+                           style=Qt.PenStyle.DashLine if dash else Qt.PenStyle.SolidLine)
+            plot.plot(n, np.asarray(values, dtype=np.float64), pen=pen, name=name,
+                      symbol="o", symbolSize=4, symbolBrush=color, symbolPen=None)
+        plot.setYRange(0.0, 1.0, padding=0.02)
+        top = ", ".join(str(u) for u in c.ranking[:8])
+        plot.setTitle(f"{c.layer}: units {c.class_name!r} needs most: {top}",
+                      color=theme.TEXT_DIM, size="9pt")
+        plot.show()
+        self.stack.setCurrentIndex(1)
+
+    def showing_class_units(self) -> bool:
+        return self.class_plot.isVisible() and self.class_curves is not None
 
     def set_unit(self, layer: str | None, unit: int) -> None:
         """Mark `unit` on the histogram when the curves belong to its layer."""

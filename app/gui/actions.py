@@ -128,13 +128,15 @@ ACTIONS: tuple[Row, ...] = (
     Action("render_layer", "Render preferred images of this layer", "start_render_layer",
            "&Analysis"),
     Action("ablation", "Ablation curves on a folder…", "_on_ablation_folder", "&Analysis"),
+    Action("class_units", "Units the explained class needs, on a folder…",
+           "_on_class_units_folder", "&Analysis"),
     Action("dissect", "Dissect a folder (concept labels)…", "_on_dissect_folder",
            "&Analysis"),
     Separator("&Analysis"),
     *(Action(f"cancel:{kind.value}", f"Cancel {JOB_NAMES[kind]}", "cancel_job", "&Analysis",
              args=(kind,), enabled=False)
       for kind in (JobKind.SCAN, JobKind.RENDER_LAYER, JobKind.ABLATE, JobKind.RENDER,
-                   JobKind.UNIT_CARD, JobKind.DISSECT)),
+                   JobKind.UNIT_CARD, JobKind.DISSECT, JobKind.CLASS_UNITS)),
 
     *_radio("normalization", "&View/Normalization", "view_model.set_normalization",
             ((Normalization.PER_CHANNEL, "Per channel"), (Normalization.PER_LAYER, "Per layer"))),

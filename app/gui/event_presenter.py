@@ -13,6 +13,7 @@ from collections.abc import Callable
 from app.core.backend import Event, LiveBackend
 from app.core.messages import (
     AblationCurves,
+    ClassUnitCurves,
     JobFinished,
     JobKind,
     JobProgress,
@@ -106,6 +107,8 @@ class EventPresenter:
             self._on_job_finished(event)
         elif isinstance(event, AblationCurves):
             self._panes.ablation.set_curves(event)
+        elif isinstance(event, ClassUnitCurves):
+            self._panes.ablation.set_class_units(event)
 
     def concepts_layer(self) -> str | None:
         """The layer whose dissection the window holds (None: none asked for yet)."""
@@ -196,7 +199,7 @@ class EventPresenter:
         self._status.show_job(event)
         if event.kind == JobKind.RENDER_LAYER:
             self._panes.preferred.set_layer_job(event)
-        elif event.kind == JobKind.ABLATE:
+        elif event.kind in (JobKind.ABLATE, JobKind.CLASS_UNITS):
             self._panes.ablation.set_job(event)
         elif event.kind == JobKind.DISSECT:
             self._panes.dissection.set_job(event)
@@ -215,7 +218,7 @@ class EventPresenter:
         if event.kind == JobKind.RENDER_LAYER:
             self._panes.preferred.set_layer_job(None)
             self._preferred.on_render_finished()
-        elif event.kind == JobKind.ABLATE:
+        elif event.kind in (JobKind.ABLATE, JobKind.CLASS_UNITS):
             self._panes.ablation.set_job(None)
         elif event.kind == JobKind.DISSECT:
             self._panes.dissection.set_job(None)

@@ -18,6 +18,7 @@ JOB_NAMES = {
     JobKind.DISSECT: "dissection",
     JobKind.CONCEPTS: "concept labels",
     JobKind.ICONS: "unit icons",
+    JobKind.CLASS_UNITS: "class units",
 }
 
 

@@ -21,6 +21,7 @@ from PyQt6.QtWidgets import QMainWindow, QWidget
 
 from app.core.backend import Event, LiveBackend
 from app.core.messages import (
+    LOGITS,
     AblationMode,
     AttributionMode,
     JobKind,
@@ -285,6 +286,21 @@ class MainWindow(QMainWindow):
         self.panes.show_ablation()
         self.show_notice(Notice(f"ablation curves of {layer} on {folder}…"))
 
+    def start_class_units(self, folder: str) -> None:
+        """Which units of the current layer the explained class (else the top-1) needs."""
+        layer, r = self.view_model.layer, self.results.last_result
+        cls = self.view_model.explained_class
+        if cls is None and r is not None and r.predictions:
+            cls = r.predictions[0].index
+        if layer is None or cls is None:
+            self.show_notice(Notice("no prediction yet to pick a class from",
+                                    NoticeLevel.WARNING))
+            return
+        self.backend.start_class_units(folder, layer, cls)
+        self.panes.show_ablation()
+        name = self.view_model.unit_name(LOGITS, cls) or f"class {cls}"
+        self.show_notice(Notice(f"units of {layer} that {name!r} needs, on {folder}…"))
+
     def start_dissection(self, folder: str) -> None:
         """Concept labels of the current layer's units, on `folder`."""
         layer = self.view_model.layer
@@ -465,6 +481,11 @@ class MainWindow(QMainWindow):
         folder = file_dialogs.ask_scan_folder(self)
         if folder:
             self.start_scan(folder)
+
+    def _on_class_units_folder(self) -> None:
+        folder = file_dialogs.ask_ablation_folder(self)
+        if folder:
+            self.start_class_units(folder)
 
     def _on_dissect_folder(self) -> None:
         folder = file_dialogs.ask_dissection_folder(self)

@@ -25,6 +25,7 @@ from app.core.backend import Event
 from app.core.jobs import Cancelled, Job, Progress, run_job
 from app.core.messages import (
     AblationCurves,
+    ClassUnitCurves,
     ConceptUnit,
     JobFinished,
     JobKind,
@@ -42,7 +43,13 @@ from app.core.messages import (
 from app.core.scan_results import load_scan
 from app.core.settings import Settings
 from app.core.tiling import grid_geometry
-from app.engine.analyses.ablation import CurveResult, find_dataset, layer_curves
+from app.engine.analyses.ablation import (
+    ClassUnitsResult,
+    CurveResult,
+    class_units,
+    find_dataset,
+    layer_curves,
+)
 from app.engine.analyses.dissection import (
     DissectionResult,
     LayerDissection,
@@ -418,3 +425,24 @@ def unit_icons_job(settings: Settings, loaded: LoadedModel, layer: str,
             done += len(p.units)
         yield Progress(done, total, f"icons of {layer}")
     return f"{len(hits) + done} icons of {layer}"
+
+
+def class_units_job(settings: Settings, loaded: LoadedModel, folder: str, layer: str,
+                    class_index: int, emit: Emit) -> Job[Progress, str]:
+    """The units of `layer` that class `class_index` needs, on `folder` (`ClassUnitCurves`)."""
+    model = private_model(loaded)
+    result = yield from class_units(
+        model, find_dataset(folder, model.class_names), folder, layer, class_index,
+        batch_size=settings.ablate.batch_size, max_pixels=settings.source.max_image_pixels,
+        cache_dir=settings.cache.dir)
+    emit(class_units_message(result))
+    top = ", ".join(str(u) for u in result.ranking[:5])
+    return f"units of {layer} that {result.class_name!r} needs most: {top}"
+
+
+def class_units_message(r: ClassUnitsResult) -> ClassUnitCurves:
+    return ClassUnitCurves(
+        r.layer, r.class_index, r.class_name, tuple(r.ranking), tuple(r.counts),
+        tuple(r.delete_top["class"]), tuple(r.delete_top["other"]),
+        tuple(r.keep_top["class"]), tuple(r.keep_top["other"]), r.class_images,
+        f"{r.class_images} images of the class, {r.other_images} of others; {r.note}")

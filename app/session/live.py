@@ -137,6 +137,12 @@ class LiveSession:
             self._jobs.start(JobKind.UNIT_CARD, jobs.unit_card_job(
                 self.settings, loaded, layer, unit, self._channels[layer], self._events.put))
 
+    def start_class_units(self, folder: str, layer: str, class_index: int) -> None:
+        loaded = self._ready_for(folder)
+        if loaded is not None:
+            self._jobs.start(JobKind.CLASS_UNITS, jobs.class_units_job(
+                self.settings, loaded, folder, layer, class_index, self._events.put))
+
     def request_icons(self, layer: str, units: tuple[int, ...]) -> None:
         loaded = self._loaded
         if loaded is not None and layer in self._channels:
