@@ -23,6 +23,7 @@ from app.core.messages import (
     AttributionMode,
     ConceptUnit,
     Explanation,
+    IntegratedExplanation,
     Frame,
     JobFinished,
     JobKind,
@@ -510,6 +511,17 @@ class FakeBackend:
             image = np.roll(preferred_image(layer, unit, 64, 64), 9 * index, axis=1)
             self._events.append(PreferredVariant(layer, unit, index, index, image,
                                                  10.0 + index, True))
+
+    def start_integrated(self, image: object, layer: str, target: int,
+                         versus: int | None) -> None:
+        """The integrated values: the live ones reversed in sign, so a test tells them apart."""
+        self.calls.append(("start_integrated", (layer, target, versus)))
+        e = explanation_of(layer, ViewState(layer=layer, explain=True, explained_class=target,
+                                            versus_class=versus))
+        span = float(-e.channels.sum())
+        self._events.append(IntegratedExplanation(layer, target, versus, 100, -e.channels,
+                                                  -e.spatial, span + 1.0, 1.0))
+        self._events.append(JobFinished(JobKind.INTEGRATED, True, "integrated"))
 
     def start_class_units(self, folder: str, layer: str, class_index: int) -> None:
         self.calls.append(("start_class_units", (folder, layer, class_index)))

@@ -51,3 +51,27 @@ def test_a_picked_class_against_another(processor):
     assert alone is not None and not np.allclose(alone.channels, e.channels)
     logits = processor.process(chelsea(), ViewState(layer="logits", explain=True))
     assert logits.explanation is None  # 1×1 class units have no positions to explain
+
+
+def test_the_windows_path_integrated_job_adds_up_to_score_minus_baseline(tmp_path):
+    from app.core.jobs import run_job
+    from app.core.settings import Settings
+    from app.session.jobs import integrated_job
+
+    loaded = load_bundled(torch.device("cpu"))
+    events = []
+    text = run_job(integrated_job(Settings(), loaded, chelsea(), LAYER, TABBY, None,
+                                  events.append))
+    (done,) = events
+    assert done.steps == 100 and done.channels.shape == (processor_channels(loaded),)
+    print(f"integrated: score {done.score:.3f}, baseline {done.baseline:.3f}, "
+          f"sum {float(done.channels.sum()):.3f}, gap {100 * done.gap:.2f} %")
+    assert done.gap < 0.05 and "within" in text  # a 100-step Riemann sum: a few %
+    assert float(done.spatial.sum()) == pytest.approx(float(done.channels.sum()), rel=1e-3)
+
+
+def processor_channels(loaded) -> int:
+    from app.engine.runtime.recorder import discover_layers
+
+    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    return next(i for i in layers if i.name == LAYER).shape[0]

@@ -106,3 +106,21 @@ def test_the_why_tab_keeps_the_window_within_a_small_screen(ui, backend):
     hint = ui.window.minimumSizeHint()
     assert hint.width() <= 1280 and hint.height() <= 720, (hint.width(), hint.height())
     assert ui.window.width() <= 1280
+
+
+def test_path_integrated_attribution_freezes_the_frame_and_replaces_the_live_values(
+        ui, backend):
+    ui.press(Qt.Key.Key_W)
+    ui.wait_until(lambda: _shown(ui))
+    blocks = ui.window.panes.blocks
+    live = list(blocks.channels.units())
+    blocks.integrated_button.click()
+    assert backend.views[-1].frozen
+    assert ("start_integrated", (DEFAULT_LAYER, PREDICTIONS[0].index, None)) in backend.calls
+    ui.wait_until(lambda: "path-integrated, 100 steps" in blocks.channels_title.text())
+    e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
+    flipped = np.argsort(e.channels, kind="stable")  # the fake's integrated = −live
+    assert blocks.channels.units()[:8] == [int(u) for u in flipped[:8]]
+    assert "within 0.0 %" in blocks.channels_title.text()
+    ui.press(Qt.Key.Key_F)  # unfreeze: a new frame, the live values again
+    ui.wait_until(lambda: blocks.channels.units() == live)

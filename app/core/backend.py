@@ -11,6 +11,7 @@ from typing import Protocol
 from app.core.messages import (
     AblationCurves,
     ClassUnitCurves,
+    IntegratedExplanation,
     JobFinished,
     JobKind,
     JobProgress,
@@ -34,7 +35,7 @@ from app.core.messages import (
 Event = (
     Notice | ModelReady | ModelFailed | SourceReady | JobProgress | JobFinished | UnitPatches
     | PreferredImage | PreferredGrid | AblationCurves | PreferredVariant | PatchAttributions
-    | UnitFacts | LayerConcepts | UnitIcons | ClassUnitCurves
+    | UnitFacts | LayerConcepts | UnitIcons | ClassUnitCurves | IntegratedExplanation
 )
 
 
@@ -83,6 +84,11 @@ class LiveBackend(Protocol):
     def request_unit_card(self, layer: str, unit: int) -> None:
         """The unit card is shown for this unit: answer with `UnitFacts`, `PatchAttributions`
         and `PreferredVariant` events (replacing the card job of another unit)."""
+        ...
+
+    def start_integrated(self, image: object, layer: str, target: int,
+                         versus: int | None) -> None:
+        """Path-integrated attribution of one (H, W, 3) uint8 frame (`IntegratedExplanation`)."""
         ...
 
     def start_class_units(self, folder: str, layer: str, class_index: int) -> None:

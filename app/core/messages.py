@@ -67,11 +67,15 @@ class ViewState:
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """A recordable layer: dotted name, output shape without batch, module type."""
+    """A recordable layer: dotted name, output shape without batch, module type, and how
+    the module laid its output out before it became this (C, H, W) map: "map" (a conv
+    map), "tokens" (a transformer's h×w patch tokens), "cls" (its class/register tokens,
+    (C, 1, P)) or "nhwc" (channels-last, permuted)."""
 
     name: str
     shape: tuple[int, ...]
     kind: str
+    layout: str = "map"
 
     @property
     def channels(self) -> int:
@@ -165,6 +169,7 @@ class JobKind(StrEnum):
     CONCEPTS = "concepts"  # a layer's cached concept labels, read for the window
     ICONS = "icons"  # small preferred images of the channels an explanation names
     CLASS_UNITS = "class_units"  # the units one class needs most (deleted one by one)
+    INTEGRATED = "integrated"  # path-integrated attribution of a frozen frame
 
 
 @dataclass(frozen=True, eq=False)
@@ -251,6 +256,27 @@ class UnitIcons:
 
     layer: str
     icons: tuple[tuple[int, np.ndarray], ...]  # (unit, (h, w, 3) uint8)
+
+
+@dataclass(frozen=True, eq=False)
+class IntegratedExplanation:
+    """Path-integrated attribution of one frame (the layer's activations scaled from zero
+    in `steps` steps): per channel and per position, and how well they add up."""
+
+    layer: str
+    target: int
+    versus: int | None
+    steps: int
+    channels: np.ndarray  # (C,) float32
+    spatial: np.ndarray  # (H, W) float32
+    score: float  # score(frame)
+    baseline: float  # score with the layer's activations all zero
+
+    @property
+    def gap(self) -> float:
+        """|Σ attribution − (score − baseline)| relative to |score − baseline|: completeness."""
+        span = self.score - self.baseline
+        return abs(float(self.channels.sum()) - span) / max(abs(span), 1e-9)
 
 
 @dataclass(frozen=True)

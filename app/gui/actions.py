@@ -136,7 +136,8 @@ ACTIONS: tuple[Row, ...] = (
     *(Action(f"cancel:{kind.value}", f"Cancel {JOB_NAMES[kind]}", "cancel_job", "&Analysis",
              args=(kind,), enabled=False)
       for kind in (JobKind.SCAN, JobKind.RENDER_LAYER, JobKind.ABLATE, JobKind.RENDER,
-                   JobKind.UNIT_CARD, JobKind.DISSECT, JobKind.CLASS_UNITS)),
+                   JobKind.UNIT_CARD, JobKind.DISSECT, JobKind.CLASS_UNITS,
+                   JobKind.INTEGRATED)),
 
     *_radio("normalization", "&View/Normalization", "view_model.set_normalization",
             ((Normalization.PER_CHANNEL, "Per channel"), (Normalization.PER_LAYER, "Per layer"))),

@@ -22,6 +22,7 @@ from PyQt6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QRadioButton,
     QSizePolicy,
     QVBoxLayout,
@@ -29,7 +30,7 @@ from PyQt6.QtWidgets import (
 )
 
 from app.core.masks import upsample_bilinear
-from app.core.messages import Explanation
+from app.core.messages import Explanation, IntegratedExplanation
 from app.gui import theme
 from app.gui.image_pane import Panel
 from app.gui.qimages import rgb_to_qimage
@@ -168,6 +169,7 @@ class BlocksPane(Panel):
 
     unit_clicked = pyqtSignal(int)  # a channel of the shown layer picked
     overlay_changed = pyqtSignal(object)  # Overlay
+    integrated_requested = pyqtSignal()  # path-integrated attribution of this frame
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Why this prediction", parent)
@@ -191,6 +193,14 @@ class BlocksPane(Panel):
             self._overlay_buttons.addButton(button)
             row.addWidget(button)
         row.addStretch(1)
+        self.integrated_button = QPushButton("Path-integrated")
+        self.integrated_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.integrated_button.setToolTip(
+            "Integrate the gradient along the path from zero activations to this frame's "
+            "(Building Blocks used 100 steps): channel attributions that add up to the score "
+            "minus its value at zero. Freezes the frame.")
+        self.integrated_button.clicked.connect(self.integrated_requested)
+        row.addWidget(self.integrated_button)
         self.layout_.addLayout(row)
 
         columns = QHBoxLayout()
@@ -224,6 +234,7 @@ class BlocksPane(Panel):
                       self.dictionary_title):
             label.setMinimumWidth(40)
         self.explanation: Explanation | None = None
+        self.integrated: IntegratedExplanation | None = None  # shown instead, while it fits
         self._icon_layer = ""
         self._cell: tuple[int, int] | None = None
 
@@ -244,17 +255,16 @@ class BlocksPane(Panel):
         self.info.setText(
             f"Why {target_name!r}{against} · {e.layer} · score {e.score:.2f} · "
             f"p {e.probability:.2f} · {e.ms:.0f} ms/frame")
-        order = np.argsort(-e.channels, kind="stable")
-        up = [int(u) for u in order[:CHANNEL_ROWS] if e.channels[u] > 0]
-        down = [int(u) for u in order[::-1][:CHANNEL_ROWS] if e.channels[u] < 0]
-        scale = float(np.abs(e.channels).max()) if e.channels.size else 1.0
-        self.channels.set_rows(
-            [(u, f"unit {u}  {e.channels[u]:+.2f}", float(e.channels[u]), FOR_COLOR)
-             for u in up]
-            + [(u, f"unit {u}  {e.channels[u]:+.2f}", float(e.channels[u]), AGAINST_COLOR)
-               for u in down], scale)
+        path = self.integrated
+        if path is not None and (path.layer, path.target, path.versus) != (
+                e.layer, e.target, e.versus):
+            self.integrated = path = None  # another layer or class: the live values again
+        self._set_channels(e.channels if path is None else path.channels)
+        how = ("Σ act × grad" if path is None else
+               f"path-integrated, {path.steps} steps (adds up to score − baseline within "
+               f"{100 * path.gap:.1f} %)")
         self.channels_title.setText(
-            f"Channels for {target_name!r} (orange) and against (blue): Σ act × grad")
+            f"Channels for {target_name!r} (orange) and against (blue): {how}")
         g = e.group_attribution
         gscale = float(np.abs(g).max()) if g.size else 1.0
         rows: list[tuple[int | None, str, float, tuple[int, int, int]]] = []
@@ -267,6 +277,22 @@ class BlocksPane(Panel):
         self.groups_title.setText(f"Neuron groups: top units, attribution{note}")
         if self._cell is not None:
             self.show_cell(*self._cell)
+
+    def _set_channels(self, channels: np.ndarray) -> None:
+        order = np.argsort(-channels, kind="stable")
+        up = [int(u) for u in order[:CHANNEL_ROWS] if channels[u] > 0]
+        down = [int(u) for u in order[::-1][:CHANNEL_ROWS] if channels[u] < 0]
+        scale = float(np.abs(channels).max()) if channels.size else 1.0
+        self.channels.set_rows(
+            [(u, f"unit {u}  {channels[u]:+.2f}", float(channels[u]), FOR_COLOR) for u in up]
+            + [(u, f"unit {u}  {channels[u]:+.2f}", float(channels[u]), AGAINST_COLOR)
+               for u in down], scale)
+
+    def set_integrated(self, result: IntegratedExplanation | None) -> None:
+        """Show a frozen frame's path-integrated attribution in place of the live one
+        (None: back to the live values)."""
+        self.integrated = result
+        self.integrated_button.setEnabled(True)
 
     def icon_units(self) -> tuple[int, ...]:
         """The channels the pane names now (whose icons it wants)."""

@@ -14,6 +14,7 @@ from app.core.backend import Event, LiveBackend
 from app.core.messages import (
     AblationCurves,
     ClassUnitCurves,
+    IntegratedExplanation,
     JobFinished,
     JobKind,
     JobProgress,
@@ -109,6 +110,9 @@ class EventPresenter:
             self._panes.ablation.set_curves(event)
         elif isinstance(event, ClassUnitCurves):
             self._panes.ablation.set_class_units(event)
+        elif isinstance(event, IntegratedExplanation):
+            self._panes.blocks.set_integrated(event)
+            self._results.update_blocks()
 
     def concepts_layer(self) -> str | None:
         """The layer whose dissection the window holds (None: none asked for yet)."""
@@ -224,6 +228,8 @@ class EventPresenter:
             self._panes.dissection.set_job(None)
         elif event.kind == JobKind.RENDER:
             self._panes.preferred.set_render_running(False)
+        elif event.kind == JobKind.INTEGRATED:
+            self._panes.blocks.integrated_button.setEnabled(True)
         level = NoticeLevel.INFO if event.ok else NoticeLevel.WARNING
         self._notify(Notice(f"{JOB_NAMES[event.kind]}: {event.text}", level))
         if event.ok and event.kind in (JobKind.SCAN, JobKind.RENDER_LAYER, JobKind.DISSECT):

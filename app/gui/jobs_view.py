@@ -19,6 +19,7 @@ JOB_NAMES = {
     JobKind.CONCEPTS: "concept labels",
     JobKind.ICONS: "unit icons",
     JobKind.CLASS_UNITS: "class units",
+    JobKind.INTEGRATED: "path-integrated attribution",
 }
 
 

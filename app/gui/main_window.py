@@ -173,6 +173,7 @@ class MainWindow(QMainWindow):
         p.card.patch_clicked.connect(self._on_patch_clicked)
         p.blocks.unit_clicked.connect(model.select_unit)
         p.blocks.overlay_changed.connect(self.results.set_blocks_overlay)
+        p.blocks.integrated_requested.connect(self._on_integrated_requested)
         p.input.crop_hovered.connect(self.results.hover_input)
         p.patches.scan_requested.connect(self._on_scan_folder)
         p.patches.patch_clicked.connect(self._on_patch_clicked)
@@ -386,6 +387,8 @@ class MainWindow(QMainWindow):
 
     def _on_frozen_changed(self, frozen: bool) -> None:
         self.action_set.set_checked("freeze", frozen)
+        if not frozen:  # a new frame: the integrated values were of the old one
+            self.panes.blocks.set_integrated(None)
 
     def _on_normalization_changed(self, normalization: Normalization) -> None:
         self.action_set.set_checked(f"normalization:{normalization}")
@@ -441,6 +444,18 @@ class MainWindow(QMainWindow):
     def _on_classes_changed(self) -> None:
         model = self.view_model
         self.panes.predictions.set_marked(model.explained_class, model.versus_class)
+
+    def _on_integrated_requested(self) -> None:
+        """Path-integrated attribution of the frame on screen, frozen so it stays."""
+        r = self.results.last_result
+        e = r.explanation if r is not None else None
+        if r is None or e is None:
+            self.show_notice(Notice("nothing explained yet", NoticeLevel.WARNING))
+            return
+        self.view_model.set_frozen(True)
+        self.panes.blocks.integrated_button.setEnabled(False)
+        self.backend.start_integrated(r.frame.image, e.layer, e.target, e.versus)
+        self.show_notice(Notice(f"path-integrated attribution of {e.layer}…"))
 
     def _on_icons_wanted(self, layer: str, units: object) -> None:
         assert isinstance(units, tuple)

@@ -27,6 +27,7 @@ from app.core.messages import (
     AblationCurves,
     ClassUnitCurves,
     ConceptUnit,
+    IntegratedExplanation,
     JobFinished,
     JobKind,
     JobProgress,
@@ -50,6 +51,8 @@ from app.engine.analyses.ablation import (
     find_dataset,
     layer_curves,
 )
+from app.engine.analyses.blocks import ClassScore, LayerAttributor
+from app.engine.analyses.blocks import integrated_job as blocks_integrated_job
 from app.engine.analyses.dissection import (
     DissectionResult,
     LayerDissection,
@@ -61,6 +64,7 @@ from app.engine.analyses.featurevis import RenderProgress, RenderResult, cached_
 from app.engine.analyses.patches import scan
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
+from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
 from app.engine.runtime.truncate import private_copy
 from app.session.catalog.cached import cached_curves, unit_ablation
 from app.session.patch_attributions import PATCH_RULE, patch_attributions
@@ -446,3 +450,18 @@ def class_units_message(r: ClassUnitsResult) -> ClassUnitCurves:
         tuple(r.delete_top["class"]), tuple(r.delete_top["other"]),
         tuple(r.keep_top["class"]), tuple(r.keep_top["other"]), r.class_images,
         f"{r.class_images} images of the class, {r.other_images} of others; {r.note}")
+
+
+def integrated_job(settings: Settings, loaded: LoadedModel, image: np.ndarray, layer: str,
+                   target: int, versus: int | None, emit: Emit) -> Job[Progress, str]:
+    """Path-integrated attribution of a frozen frame ([blocks].integrated_steps steps)."""
+    steps = settings.blocks.integrated_steps
+    x = prepare_batch([frame_to_tensor(image, loaded.device)], loaded.preprocess)
+    attributor = LayerAttributor(loaded)  # a private copy: the live model is not touched
+    result = yield from blocks_integrated_job(attributor, x, layer,
+                                              ClassScore(target, versus), steps=steps)
+    message = IntegratedExplanation(layer, target, versus, steps, result.channels,
+                                    result.spatial, result.score, result.baseline)
+    emit(message)
+    return (f"path-integrated attribution of {layer} ({steps} steps): adds up to score − "
+            f"baseline within {100 * message.gap:.1f} %")

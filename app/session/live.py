@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from app.capture.sources import SourceError, open_source
@@ -136,6 +137,13 @@ class LiveSession:
         if loaded is not None and layer in self._channels:
             self._jobs.start(JobKind.UNIT_CARD, jobs.unit_card_job(
                 self.settings, loaded, layer, unit, self._channels[layer], self._events.put))
+
+    def start_integrated(self, image: object, layer: str, target: int,
+                         versus: int | None) -> None:
+        loaded = self._loaded
+        if loaded is not None and isinstance(image, np.ndarray):
+            self._jobs.start(JobKind.INTEGRATED, jobs.integrated_job(
+                self.settings, loaded, image, layer, target, versus, self._events.put))
 
     def start_class_units(self, folder: str, layer: str, class_index: int) -> None:
         loaded = self._ready_for(folder)
