@@ -124,3 +124,16 @@ def test_path_integrated_attribution_freezes_the_frame_and_replaces_the_live_val
     assert "within 0.0 %" in blocks.channels_title.text()
     ui.press(Qt.Key.Key_F)  # unfreeze: a new frame, the live values again
     ui.wait_until(lambda: blocks.channels.units() == live)
+
+
+def test_a_tints_the_grid_by_each_channels_attribution(ui, backend):
+    grid = ui.window.panes.grid
+    assert grid.tint_values() is None and not backend.views[-1].explain
+    ui.press(Qt.Key.Key_A)
+    assert backend.views[-1].explain and not ui.window.panes.showing_blocks()
+    ui.wait_until(lambda: grid.tint_values() is not None)
+    e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
+    np.testing.assert_array_equal(grid.tint_values(), e.channels)
+    ui.press(Qt.Key.Key_A)
+    assert not backend.views[-1].explain
+    assert grid.tint_values() is None

@@ -61,6 +61,13 @@ class ActivationGrid(Panel):
         self.ablation_marks.setZValue(8)
         self._ablated: tuple[int, ...] = ()
         self._marks_key: tuple[GridGeometry | None, tuple[int, ...]] = (None, ())
+        # each tile tinted by its channel's attribution to the explained class (orange for,
+        # blue against), when asked: an RGBA picture over the mosaic
+        self.tint = make_image_item()
+        self.tint.setZValue(6)
+        self.tint.hide()
+        self.pane.view.addItem(self.tint)
+        self._tint_values: np.ndarray | None = None
         # concept labels of the shown layer's units (dissection), one text per labelled tile
         self._labels: dict[int, str] = {}
         self._label_items: list[tuple[int, pg.TextItem]] = []
@@ -115,6 +122,29 @@ class ActivationGrid(Panel):
             self.pane.view.autoRange(padding=0.01)
             self._update_ablation_marks()
             self._update_labels()
+
+    def set_tile_tint(self, values: np.ndarray | None) -> None:
+        """Tint each tile by `values[unit]` (signed, scaled by the largest); None: no tint."""
+        g = self._geometry
+        if values is None or g is None or len(values) != g.channels:
+            self._tint_values = None
+            self.tint.hide()
+            return
+        self._tint_values = values
+        scale = float(np.abs(values).max()) or 1.0
+        rgba = np.zeros((g.height, g.width, 4), np.uint8)
+        for unit in range(g.channels):
+            y, x = g.tile_origin(unit)
+            v = float(values[unit]) / scale
+            rgba[y : y + g.tile_h, x : x + g.tile_w] = (
+                (255, 150, 60, int(170 * v)) if v >= 0 else (80, 160, 255, int(-170 * v)))
+        self.tint.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.tint.setRect(QRectF(0, 0, g.width, g.height))
+        self.tint.show()
+
+    def tint_values(self) -> np.ndarray | None:
+        """The attributions the tiles are tinted by, None while untinted."""
+        return self._tint_values if self.tint.isVisible() else None
 
     def set_tile_labels(self, labels: dict[int, str]) -> None:
         """Write each unit's concept label on its tile ({}: none)."""

@@ -399,7 +399,9 @@ class MainWindow(QMainWindow):
         model, showing = self.view_model, self.panes.showing_card()
         self.action_set.set_checked("unit_card", showing)
         self.action_set.set_checked("why", self.panes.showing_blocks())
-        model.set_explaining(self.panes.showing_blocks())  # the worker computes them then
+        # the worker computes them while the Why tab or the grid's tint needs them
+        model.set_explaining(self.panes.showing_blocks()
+                             or self.action_set["attribution_tint"].isChecked())
         self.results.update_blocks()
         if showing:
             if model.attribution == AttributionMode.OFF:
@@ -506,6 +508,11 @@ class MainWindow(QMainWindow):
         folder = file_dialogs.ask_dissection_folder(self)
         if folder:
             self.start_dissection(folder)
+
+    def _on_tint_toggled(self, on: bool) -> None:
+        """`a`: the grid tinted by each channel's attribution (the worker explains then)."""
+        self.results.set_grid_tint(on)
+        self.view_model.set_explaining(on or self.panes.showing_blocks())
 
     def _on_concept_labels_toggled(self, on: bool) -> None:
         self.events.show_tile_labels(on)

@@ -92,6 +92,7 @@ class ResultPresenter(QObject):
         self._overlay = Overlay.SPATIAL  # what the building blocks draw on the input
         self._icons_asked: tuple[str, tuple[int, ...]] | None = None
         self._hover: tuple[float, float] | None = None  # the mouse over the crop, fractions
+        self._tint = False  # the grid's tiles tinted by attribution
         self._flush = QTimer(self)
         self._flush.setSingleShot(True)
         self._flush.timeout.connect(self._on_flush)
@@ -178,6 +179,11 @@ class ResultPresenter(QObject):
             caption = f"Live attribution · {MODE_TEXT[result.attribution_mode]}"
             card.set_attribution(None if blank else result.attribution, blank or caption)
 
+    def set_grid_tint(self, on: bool) -> None:
+        self._tint = on
+        if not on:
+            self._panes.grid.set_tile_tint(None)
+
     def set_blocks_overlay(self, overlay: object) -> None:
         assert isinstance(overlay, Overlay)
         self._overlay = overlay
@@ -206,6 +212,9 @@ class ResultPresenter(QObject):
 
     def _show_blocks(self, result: Result) -> None:
         p, e = self._panes, result.explanation
+        if self._tint:  # the grid shows this layer's channels: tint them by attribution
+            ok = e is not None and e.layer == result.layer and not self._preferred.shown()
+            p.grid.set_tile_tint(e.channels if ok and e is not None else None)
         if e is None or not p.showing_blocks():
             p.input.set_explanation_overlay(None, result.crop)
             if p.showing_blocks() and e is None:
