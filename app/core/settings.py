@@ -126,7 +126,7 @@ class Settings:
 
 
 # the names of app/engine/featurevis/presets.py PRESETS (a test keeps them equal)
-RENDER_PRESETS = ("fast", "lucid", "yosinski2015")
+RENDER_PRESETS = ("fast", "lucid", "yosinski2015", "fooling")
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("model", "device"): ("auto", "cpu", "cuda", "mps"),
     ("view", "normalization"): ("per_channel", "per_layer"),
