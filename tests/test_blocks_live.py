@@ -75,3 +75,28 @@ def processor_channels(loaded) -> int:
 
     layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
     return next(i for i in layers if i.name == LAYER).shape[0]
+
+
+@pytest.mark.parametrize("layer", [LAYER, "_blocks.12", "_conv_stem"])
+def test_in_the_live_pass_the_blocks_equal_the_second_pass_ones(processor, layer):
+    """One backward inside the recorded forward gives what LiveBlocks' private copy gives
+    (its batch norms are folded: float rounding apart), and the grid is unchanged."""
+    view = ViewState(layer=layer, explain=True, explained_class=TABBY, versus_class=EGYPTIAN)
+    plain = processor.process(chelsea(), ViewState(layer=layer))
+    fast = processor.process(chelsea(), view)
+    assert processor.explain_in_pass
+    processor.explain_in_pass = False
+    try:
+        slow = processor.process(chelsea(), view)
+    finally:
+        processor.explain_in_pass = True
+    a, b = fast.explanation, slow.explanation
+    assert a is not None and b is not None and (a.target, a.versus) == (b.target, b.versus)
+    scale = float(np.abs(b.channels).max())
+    np.testing.assert_allclose(a.channels, b.channels, rtol=0, atol=2e-3 * scale)
+    # a folded batch norm rounds differently: a rare ReLU6 gate at its edge flips
+    close = np.abs(a.spatial - b.spatial) <= 2e-3 * float(np.abs(b.spatial).max())
+    assert close.mean() > 0.999, close.mean()
+    assert a.score == pytest.approx(b.score, rel=1e-3, abs=1e-3)
+    np.testing.assert_array_equal(fast.mosaic, plain.mosaic)  # what the grid shows
+    assert [p.index for p in fast.predictions] == [p.index for p in plain.predictions]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from app.core.messages import (
+    LOGITS,
     AblationMode,
     AttributionMode,
     Explanation,
@@ -33,6 +34,7 @@ from app.engine.analyses.ablation.deletion import (
 )
 from app.engine.analyses.attribution.attributor import Attributor, saliency_to_uint8
 from app.engine.analyses.blocks import ClassScore, LiveBlocks
+from app.engine.live.explain_pass import InPassExplainer, freeze_parameters
 from app.engine.live.live_topk import LiveTopK
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.predict import top_predictions
@@ -76,6 +78,7 @@ class FrameProcessor:
         self._blocks: LiveBlocks | None = None  # made on the first explained frame
         self._blocks_shape = (dictionary_top, groups)
         self.explain_error: str | None = None
+        self.explain_in_pass = True  # False: the second pass of LiveBlocks (what it must equal)
         self.top_k = top_k
         layers, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
         self.layers = layers
@@ -83,6 +86,8 @@ class FrameProcessor:
         self.default_layer = default_layer(layers)
         self.recorder = ActivationRecorder(loaded.module).__enter__()
         self.recorder.clone_layers |= clone
+        freeze_parameters(loaded.module)  # a backward in the live pass stops at the layer
+        self._in_pass = InPassExplainer(loaded.module, self.recorder, dictionary_top, groups)
         self._geometries: dict[tuple[str, float], GridGeometry] = {}
         # deletion hooks run before the recorder's, so the grid shows what the rest of the
         # network receives; with nothing deleted they cost one dictionary lookup
@@ -203,6 +208,10 @@ class FrameProcessor:
             words.values, groups.spatial, groups.channels, g.astype(np.float32), groups.note,
             (time.perf_counter() - t0) * 1e3)
 
+    def _explains_in_pass(self, view: ViewState, layer: str) -> bool:
+        return (view.explain and self.explain_in_pass and not self.explain_error
+                and layer != LOGITS and self.by_name[layer].shape[1:] != (1, 1))
+
     def _top(self, logits: torch.Tensor) -> tuple[Prediction, ...]:
         return top_predictions(logits[0], self.top_k, self.loaded.class_names)
 
@@ -236,8 +245,16 @@ class FrameProcessor:
         layer, unit = self.resolve(view)
         self._sync_ablation(view, layer)
         intact = None
+        explanation = None
         if view.ablated:
             logits, intact = self._intact_and_ablated(x, view)
+        elif self._explains_in_pass(view, layer):
+            try:
+                logits, explanation = self._in_pass.run(x, view, layer)
+            except Exception as exc:  # a model the in-pass hook cannot handle: two passes
+                log.info("building blocks in a second pass for %s: %s", layer, exc)
+                self.explain_in_pass = False
+                logits = self.recorder.run(x)
         else:
             logits = self.recorder.run(x)
         # layers above a forked deletion hold [intact; ablated]: show what the net receives
@@ -255,7 +272,8 @@ class FrameProcessor:
         h, w = image.shape[:2]
         crop = lm.preprocess.crop_box(h, w)
         live_top = self._update_live_top(acts, layer, unit, frame_id, image, crop)
-        explanation = self._explain(x, view, layer)
+        if explanation is None:
+            explanation = self._explain(x, view, layer)
         return Snapshot(
             crop, layer, g, mosaic_np, unit, unit_map,
             stats[0], stats[1], preds, intact, attribution, attribution_ms, live_top,
