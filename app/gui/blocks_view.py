@@ -51,6 +51,9 @@ class Overlay(StrEnum):
     NONE = "none"
 
 
+OVERLAY_TEXT = {Overlay.SPATIAL: "attribution", Overlay.GROUPS: "groups", Overlay.NONE: "none"}
+
+
 def spatial_rgba(spatial: np.ndarray) -> np.ndarray:
     """(H, W) signed attribution → (S, S, 4) uint8: orange where it raises the score, blue
     where it lowers it, transparent where it does nothing (scaled by the largest)."""
@@ -183,17 +186,18 @@ class BlocksPane(Panel):
         self.layout_.addWidget(self.info)
         self.layout_.addWidget(hint)
         row = QHBoxLayout()
-        row.addWidget(QLabel("On the input:"))
+        row.addWidget(QLabel("Input:"))
         self._overlay_buttons = QButtonGroup(self)
         for overlay in Overlay:
-            button = QRadioButton(overlay.value)
+            button = QRadioButton(OVERLAY_TEXT[overlay])
+            button.setToolTip(f"Draw the {overlay.value} on the input pane")
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button.setChecked(overlay == Overlay.SPATIAL)
             button.toggled.connect(lambda on, o=overlay: self._on_overlay_toggled(on, o))
             self._overlay_buttons.addButton(button)
             row.addWidget(button)
         row.addStretch(1)
-        self.integrated_button = QPushButton("Path-integrated")
+        self.integrated_button = QPushButton("Integrated")
         self.integrated_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.integrated_button.setToolTip(
             "Integrate the gradient along the path from zero activations to this frame's "

@@ -43,6 +43,7 @@ from app.gui.actions import (
     with_models,
 )
 from app.gui.attribution_view import MODE_TEXT
+from app.gui.centre_tabs import CentreTabs
 from app.gui.colormaps import lookup_table, overlay_table
 from app.gui.event_presenter import EventPresenter
 from app.gui.preferred_grid import PreferredGridMode
@@ -75,7 +76,6 @@ class MainWindow(QMainWindow):
         self.backend = backend
         self.settings = settings
         self._stopped = False
-        self._card_attribution = False  # the unit card turned attribution on, not the user
         self.setWindowTitle("DeepVis Live")
         self.setObjectName("mainWindow")
         self.setStyleSheet(theme.STYLE_SHEET)
@@ -94,7 +94,10 @@ class MainWindow(QMainWindow):
         self.results = ResultPresenter(
             self.view_model, self.panes, self.status, self.preferred_grid, self
         )
+        self.tabs = CentreTabs(backend, self.view_model, self.panes, self.results,
+                               self.show_notice, self)
         self.action_set = self._build_actions()
+        self.tabs.bind(self.action_set)
         self.events = EventPresenter(
             backend, self.view_model, self.panes, self.status, self.action_set,
             self.preferred_grid, self.results, self.show_notice, self.setWindowTitle,
@@ -168,12 +171,12 @@ class MainWindow(QMainWindow):
         p.unit.restore_all_requested.connect(self.restore_all)
         p.unit.ablation_mode_changed.connect(model.set_ablation_mode)
         p.unit.tab_changed.connect(self.results.update_tab)
-        p.centre_tab_changed.connect(self._on_centre_tab_changed)
+        p.centre_tab_changed.connect(self.tabs.on_tab_changed)
         p.predictions.class_clicked.connect(self._on_class_clicked)
         p.card.patch_clicked.connect(self._on_patch_clicked)
         p.blocks.unit_clicked.connect(model.select_unit)
         p.blocks.overlay_changed.connect(self.results.set_blocks_overlay)
-        p.blocks.integrated_requested.connect(self._on_integrated_requested)
+        p.blocks.integrated_requested.connect(self.tabs.on_integrated_requested)
         p.input.crop_hovered.connect(self.results.hover_input)
         p.patches.scan_requested.connect(self._on_scan_folder)
         p.patches.patch_clicked.connect(self._on_patch_clicked)
@@ -184,7 +187,7 @@ class MainWindow(QMainWindow):
         self.status.cancel_requested.connect(self.cancel_job)
         self.preferred_grid.changed.connect(self.results.update_grid_marks)
         self.results.result_shown.connect(self.result_shown)
-        self.results.icons_wanted.connect(self._on_icons_wanted)
+        self.results.icons_wanted.connect(self.tabs.on_icons_wanted)
 
     # ------------------------------------------------------------------ public API
 
@@ -240,20 +243,6 @@ class MainWindow(QMainWindow):
         self.show_notice(Notice(
             f"deleted {name} ({model.ablation_mode.value})" if deleted else f"restored {name}"
         ))
-
-    def toggle_why(self, on: bool) -> None:
-        """`w`: show why the network predicts what it does, or go back to the activations."""
-        if on and not self.panes.showing_blocks():
-            self.panes.show_blocks()
-        elif not on and self.panes.showing_blocks():
-            self.panes.show_activations()
-
-    def toggle_unit_card(self, on: bool) -> None:
-        """`c`: show the unit card in the centre column, or go back to the activations."""
-        if on and not self.panes.showing_card():
-            self.panes.show_card()
-        elif not on and self.panes.showing_card():
-            self.panes.show_activations()
 
     def restore_all(self) -> None:
         if self.view_model.restore_all():
@@ -393,29 +382,6 @@ class MainWindow(QMainWindow):
     def _on_normalization_changed(self, normalization: Normalization) -> None:
         self.action_set.set_checked(f"normalization:{normalization}")
 
-    def _on_centre_tab_changed(self, _index: int) -> None:
-        """The unit card shown: fill it (its extras, the live attribution); hidden: the
-        attribution it turned on goes off again, and its job stops."""
-        model, showing = self.view_model, self.panes.showing_card()
-        self.action_set.set_checked("unit_card", showing)
-        self.action_set.set_checked("why", self.panes.showing_blocks())
-        # the worker computes them while the Why tab or the grid's tint needs them
-        model.set_explaining(self.panes.showing_blocks()
-                             or self.action_set["attribution_tint"].isChecked())
-        self.results.update_blocks()
-        if showing:
-            if model.attribution == AttributionMode.OFF:
-                self._card_attribution = True  # the card's, not the user's
-                model.set_attribution(AttributionMode.GUIDED)
-            if model.layer is not None:
-                self.backend.request_unit_card(model.layer, model.unit)
-            self.results.update_card()
-        else:
-            self.backend.cancel_job(JobKind.UNIT_CARD)
-            if self._card_attribution and model.attribution == AttributionMode.GUIDED:
-                model.set_attribution(AttributionMode.OFF)
-            self._card_attribution = False
-
     def _on_attribution_changed(self, mode: AttributionMode) -> None:
         self.action_set.set_checked(f"attribution:{mode}")
         self.results.update_attribution_mode()
@@ -446,22 +412,6 @@ class MainWindow(QMainWindow):
     def _on_classes_changed(self) -> None:
         model = self.view_model
         self.panes.predictions.set_marked(model.explained_class, model.versus_class)
-
-    def _on_integrated_requested(self) -> None:
-        """Path-integrated attribution of the frame on screen, frozen so it stays."""
-        r = self.results.last_result
-        e = r.explanation if r is not None else None
-        if r is None or e is None:
-            self.show_notice(Notice("nothing explained yet", NoticeLevel.WARNING))
-            return
-        self.view_model.set_frozen(True)
-        self.panes.blocks.integrated_button.setEnabled(False)
-        self.backend.start_integrated(r.frame.image, e.layer, e.target, e.versus)
-        self.show_notice(Notice(f"path-integrated attribution of {e.layer}…"))
-
-    def _on_icons_wanted(self, layer: str, units: object) -> None:
-        assert isinstance(units, tuple)
-        self.backend.request_icons(layer, units)
 
     def _on_unit_hovered(self, _unit: object) -> None:
         self.results.update_hover()
@@ -509,11 +459,6 @@ class MainWindow(QMainWindow):
         if folder:
             self.start_dissection(folder)
 
-    def _on_tint_toggled(self, on: bool) -> None:
-        """`a`: the grid tinted by each channel's attribution (the worker explains then)."""
-        self.results.set_grid_tint(on)
-        self.view_model.set_explaining(on or self.panes.showing_blocks())
-
     def _on_concept_labels_toggled(self, on: bool) -> None:
         self.events.show_tile_labels(on)
 
@@ -560,7 +505,7 @@ class MainWindow(QMainWindow):
         if model.layer is None:
             self.show_notice(Notice("no unit to report on yet", NoticeLevel.WARNING))
             return
-        self.toggle_unit_card(True)
+        self.tabs.toggle_unit_card(True)
         path = file_dialogs.ask_png_path(
             self, "Save unit report (PNG, and an HTML page beside it)",
             f"deepvis-{model.layer}-unit{model.unit}.png")

@@ -1,0 +1,99 @@
+"""The centre column's tabs and what showing one turns on.
+
+Showing the unit card fills it (its extras job) and turns attribution on when the user had
+it off — and off again when the card goes; showing the Why tab (or tinting the grid by
+attribution) asks the worker to explain each frame. Those side effects live here, so the
+window only wires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PyQt6.QtCore import QObject
+
+from app.core.backend import LiveBackend
+from app.core.messages import AttributionMode, JobKind, Notice, NoticeLevel
+from app.gui.actions import ActionSet
+from app.gui.result_presenter import ResultPresenter
+from app.gui.view_model import ViewModel
+from app.gui.window_layout import WindowLayout
+
+
+class CentreTabs(QObject):
+    """Unit card, Why, and the grid's attribution tint: their keys and side effects."""
+
+    def __init__(self, backend: LiveBackend, model: ViewModel, panes: WindowLayout,
+                 results: ResultPresenter, notify: Callable[[Notice], None],
+                 parent: QObject | None = None
+                 ) -> None:
+        super().__init__(parent)
+        self._backend, self._model, self._panes, self._results = backend, model, panes, results
+        self._notify = notify
+        self._actions: ActionSet | None = None
+        self._card_attribution = False  # the unit card turned attribution on, not the user
+        self._tint = False
+
+    def bind(self, actions: ActionSet) -> None:
+        """The window's actions (built after this object: their slots point here)."""
+        self._actions = actions
+
+    def toggle_unit_card(self, on: bool) -> None:
+        """`c`: show the unit card in the centre column, or go back to the activations."""
+        if on and not self._panes.showing_card():
+            self._panes.show_card()
+        elif not on and self._panes.showing_card():
+            self._panes.show_activations()
+
+    def toggle_why(self, on: bool) -> None:
+        """`w`: show why the network predicts what it does, or go back to the activations."""
+        if on and not self._panes.showing_blocks():
+            self._panes.show_blocks()
+        elif not on and self._panes.showing_blocks():
+            self._panes.show_activations()
+
+    def set_grid_tint(self, on: bool) -> None:
+        """`a`: the grid tinted by each channel's attribution (the worker explains then)."""
+        self._tint = on
+        self._results.set_grid_tint(on)
+        self._model.set_explaining(on or self._panes.showing_blocks())
+
+    def on_tab_changed(self, _index: int) -> None:
+        """The unit card shown: fill it (its extras, the live attribution); hidden: the
+        attribution it turned on goes off again, and its job stops."""
+        model, panes, showing = self._model, self._panes, self._panes.showing_card()
+        if self._actions is not None:
+            self._actions.set_checked("unit_card", showing)
+            self._actions.set_checked("why", panes.showing_blocks())
+        # the worker computes them while the Why tab or the grid's tint needs them
+        model.set_explaining(panes.showing_blocks() or self._tint)
+        self._results.update_blocks()
+        if showing:
+            if model.attribution == AttributionMode.OFF:
+                self._card_attribution = True  # the card's, not the user's
+                model.set_attribution(AttributionMode.GUIDED)
+            if model.layer is not None:
+                self._backend.request_unit_card(model.layer, model.unit)
+            self._results.update_card()
+        else:
+            self._backend.cancel_job(JobKind.UNIT_CARD)
+            if self._card_attribution and model.attribution == AttributionMode.GUIDED:
+                model.set_attribution(AttributionMode.OFF)
+            self._card_attribution = False
+
+    def on_integrated_requested(self) -> None:
+        """Path-integrated attribution of the frame on screen, frozen so it stays."""
+        r = self._results.last_result
+        e = r.explanation if r is not None else None
+        notify = self._notify
+        if r is None or e is None:
+            notify(Notice("nothing explained yet", NoticeLevel.WARNING))
+            return
+        self._model.set_frozen(True)
+        self._panes.blocks.integrated_button.setEnabled(False)
+        self._backend.start_integrated(r.frame.image, e.layer, e.target, e.versus)
+        notify(Notice(f"path-integrated attribution of {e.layer}…"))
+
+    def on_icons_wanted(self, layer: str, units: object) -> None:
+        assert isinstance(units, tuple)
+        self._backend.request_icons(layer, units)
