@@ -15,23 +15,26 @@ from types import ModuleType
 
 from app.cli import (
     ablate,
+    accentuate,
     bench,
     catalog,
     dissect,
     explain,
+    invert,
     layers,
     live,
     models,
     predict,
     render,
     scan,
+    spectrum,
 )
 from app.cli.common import EXIT_USAGE, GLOBAL_FLAGS, Parser, user_errors
 from app.core.logs import route_to_log
 from app.core.malloc_tuning import keep_freed_memory
 
 SUBCOMMANDS: tuple[ModuleType, ...] = (models, layers, predict, bench, scan, render, ablate,
-                                       catalog, explain, dissect)
+                                       catalog, explain, dissect, accentuate, invert, spectrum)
 COMMANDS: dict[str, ModuleType] = {m.NAME: m for m in SUBCOMMANDS}
 
 

@@ -25,7 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="optimization steps (default: the preset's)")
     p.add_argument("--size", type=int, help="image side in pixels (default: the preset's)")
     p.add_argument("--preset", choices=PRESET_NAMES,
-                   help="fast (ours), lucid (Olah 2017) or yosinski2015 (default: settings)")
+                   help="fast (ours), lucid (Olah 2017), yosinski2015 or maco (Fel 2023) "
+                        "(default: settings)")
+    p.add_argument("--diversity", type=int, metavar="N",
+                   help="N images per unit, pushed apart by a diversity term (not cached)")
+    p.add_argument("--spectrum", type=Path, metavar="F",
+                   help="maco: magnitude spectrum, a .npz from `deepvis spectrum` or a folder "
+                        "of images (default: the bundled one)")
     p.add_argument("--objective", choices=("channel", "neuron"), default="channel",
                    help="maximize the channel's mean (default) or its center neuron")
     p.add_argument("--seed", type=int, help="random seed (default: settings)")
@@ -61,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     preset_name = args.preset or settings.render.preset
     if preset_name not in PRESET_NAMES:
         raise CliError(f"[render].preset {preset_name!r}: use one of {', '.join(PRESET_NAMES)}")
-    for flag, value in (("--steps", args.steps), ("--size", args.size), ("--batch", args.batch)):
+    for flag, value in (("--steps", args.steps), ("--size", args.size), ("--batch", args.batch),
+                        ("--diversity", args.diversity)):
         if value is not None and value <= 0:
             raise CliError(f"{flag} must be positive")
     if args.size is not None and not 16 <= args.size <= MAX_RENDER_SIZE:
@@ -76,8 +83,13 @@ def run(args: argparse.Namespace) -> int:
     if batch <= 0:
         raise CliError("[render].batch_size must be positive")
 
+    diversity = args.diversity or 1
+    if args.spectrum is not None and not args.spectrum.exists():
+        raise CliError(f"--spectrum {args.spectrum}: no such file or folder")
+
     ranks = join_ranks(args)  # torchrun: every rank renders its batches of units
     loaded, settings = load_for(args)
+    spectrum = _spectrum(args.spectrum, settings) if args.spectrum is not None else None
     from app.core.atomic import atomic_write_bytes
     from app.engine.analyses.featurevis import get_preset, render_units
     from app.engine.analyses.featurevis.render_cache import encode_png
@@ -99,11 +111,15 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = drive(render_units(loaded, args.layer, units, preset, seed=seed,
                                 cache_root=None if args.no_cache else root,
-                                objective=args.objective, batch_size=batch, ranks=ranks),
+                                objective=args.objective, batch_size=batch, ranks=ranks,
+                                diversity=diversity, spectrum=spectrum),
                    "render", ranks)
     if not is_root(ranks):
         return 0  # rank 0 writes the PNGs and prints the whole result
     elapsed = time.perf_counter() - started
+    if diversity > 1:
+        _write_diverse(args, loaded.name, result, preset, seed, elapsed, root, key)
+        return 0
     finals = {u: (result.images[i], float(result.activations[i]), result.cached[i])
               for i, u in enumerate(result.units)}
     probability = ({} if result.probabilities is None else
@@ -161,3 +177,68 @@ def run(args: argparse.Namespace) -> int:
             extra += f"  p({row['class']}) = {row['probability']:.4f}"
         print(f"unit {row['unit']:5d}  activation {row['activation']:9.3f}{extra}  {row['file']}")
     return 0
+
+
+def _spectrum(path: Path, settings: Any) -> Any:
+    """The maco spectrum of --spectrum: a .npz file, or a folder measured (and cached)."""
+    from app.engine.analyses.featurevis.spectrum import (
+        SpectrumError,
+        dataset_spectrum,
+        load_spectrum,
+    )
+    from app.engine.runtime.cache import cache_root
+
+    try:
+        if path.is_dir():
+            from app.cli.progress import TextProgress
+            from app.core.jobs import run_job
+
+            bar = TextProgress("spectrum")
+            try:
+                return run_job(dataset_spectrum(path, cache_dir=cache_root(settings.cache.dir),
+                                                max_pixels=settings.source.max_image_pixels),
+                               bar).spectrum
+            finally:
+                bar.close()
+        return load_spectrum(path)
+    except SpectrumError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _write_diverse(args: argparse.Namespace, model: str, result: Any, preset: Any, seed: int,
+                   elapsed: float, root: Path, key: str) -> None:
+    """--diversity N: N PNGs per unit (`…_unit0003_d1.png`) and their pairwise distances."""
+    import numpy as np
+
+    from app.core.atomic import atomic_write_bytes
+    from app.core.files import safe_filename
+    from app.engine.analyses.featurevis.render_cache import encode_png
+
+    safe_layer = safe_filename(args.layer)
+    out = args.out if args.out is not None else root / key / "render-png" / safe_layer
+    rows: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
+    for i, u in enumerate(result.units):
+        k = seen.get(u, 0)
+        seen[u] = k + 1
+        path = out / f"{safe_layer}_unit{u:04d}_d{k}.png"
+        atomic_write_bytes(path, encode_png(result.images[i]))
+        rows.append({"unit": u, "index": k, "activation": round(float(result.activations[i]), 6),
+                     "file": str(path)})
+    spread = {}
+    for u in seen:  # mean pixel distance between the unit's images: how far apart they are
+        imgs = result.images[[i for i, v in enumerate(result.units) if v == u]].astype(np.float32)
+        d = [float(np.abs(imgs[a] - imgs[b]).mean()) / 255 for a in range(len(imgs))
+             for b in range(a + 1, len(imgs))]
+        spread[str(u)] = round(float(np.mean(d)), 6) if d else 0.0
+    print(f"render: {len(rows)} PNGs in {out}", file=sys.stderr)
+    if args.json:
+        print_json({"model": model, "layer": args.layer, "preset": preset.name,
+                    "objective": args.objective, "steps": preset.steps, "size": preset.size,
+                    "seed": seed, "diversity": args.diversity,
+                    "seconds": round(elapsed, 3), "images": rows,
+                    "mean_pixel_distance": spread})
+        return
+    for row in rows:
+        print(f"unit {row['unit']:5d} #{row['index']}  activation {row['activation']:9.3f}  "
+              f"{row['file']}")

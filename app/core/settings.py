@@ -81,7 +81,7 @@ class ScanSettings:
 
 @dataclass(frozen=True)
 class RenderSettings:
-    preset: str = "fast"  # fast | lucid | yosinski2015 (app/engine/featurevis/presets.py)
+    preset: str = "fast"  # fast | lucid | yosinski2015 | maco (app/engine/featurevis/presets.py)
     steps: int = 0  # 0 = the preset's own
     size: int = 0  # 0 = the preset's own
     seed: int = 0
@@ -126,7 +126,7 @@ class Settings:
 
 
 # the names of app/engine/featurevis/presets.py PRESETS (a test keeps them equal)
-RENDER_PRESETS = ("fast", "lucid", "yosinski2015", "fooling")
+RENDER_PRESETS = ("fast", "lucid", "yosinski2015", "fooling", "maco")
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("model", "device"): ("auto", "cpu", "cuda", "mps"),
     ("view", "normalization"): ("per_channel", "per_layer"),

@@ -139,24 +139,64 @@ def class_logit(classes: int | Sequence[int]) -> Objective:
     return Objective(fn, f"class_logit({classes})")
 
 
-def diversity() -> Objective:
+def diversity(groups: Sequence[int] | None = None, crops: int = 1) -> Objective:
     """Minus each image's mean cosine similarity to the others' Gram matrices (Lucid).
 
-    Use it with a batch of the *same* unit to get several different images of it.
+    Use it with a batch of the *same* unit to get several different images of it. `groups`
+    (one id per image) compares only images of the same group (several units, N images
+    each, in one batch); `crops`: the activations hold that many crops per image
+    (`transforms.random_crops`), whose Gram matrices are averaged per image first.
     """
 
     def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        n = acts.shape[0]
+        n = acts.shape[0] // crops
         if n < 2 or acts.dim() != 4:
             return acts.new_zeros(n)
         flat = acts.flatten(2)
         gram = torch.bmm(flat, flat.transpose(1, 2)).flatten(1)
+        gram = gram.view(n, crops, -1).mean(1)
         gram = torch.nn.functional.normalize(gram, dim=1)
         sim = gram @ gram.T
-        others = sim.sum(1) - sim.diagonal()
-        return -others / (n - 1)
+        ids = torch.zeros(n) if groups is None else torch.as_tensor(list(groups))
+        same = (ids[:, None] == ids[None, :]).to(sim.device)
+        same.fill_diagonal_(False)
+        count = same.sum(1).clamp_min(1)
+        return -(sim * same).sum(1) / count
 
-    return Objective(fn, "diversity()")
+    return Objective(fn, f"diversity({groups}, {crops})")
+
+
+def crop_mean(inner: Objective, crops: int) -> Objective:
+    """`inner` evaluated on `crops` crops per image (built for the repeated units), averaged
+    back to one value per image: (N·crops,) → (N,)."""
+    if crops <= 1:
+        return inner
+    return Objective(lambda a, i: inner(a, i).view(-1, crops).mean(1),
+                     f"crop_mean({inner.name}, {crops})")
+
+
+def l2_pull(seed: torch.Tensor, weight: float) -> Objective:
+    """−weight · mean squared distance of each image to `seed` ((N or 1, 3, H, W) in [0, 1]):
+    feature accentuation's pull toward the image it started from."""
+    target = seed.detach()
+
+    def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return -weight * (image - target.to(image)).square().flatten(1).mean(1)
+
+    return Objective(fn, f"l2_pull({weight})")
+
+
+def code_match(target: torch.Tensor) -> Objective:
+    """−‖φ(x̂) − φ(x)‖² / ‖φ(x)‖² per image: feature inversion's objective (Mahendran &
+    Vedaldi 2015), `target` the layer's code φ(x) of the image, (1 or N, ...)."""
+    code = target.detach()
+    norm = code.flatten(1).square().sum(1).clamp_min(1e-12)
+
+    def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        diff = (acts - code.to(acts)).flatten(1).square().sum(1)
+        return -diff / norm.to(acts)
+
+    return Objective(fn, "code_match()")
 
 
 def tv() -> Objective:

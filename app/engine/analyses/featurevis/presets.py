@@ -12,9 +12,9 @@ class Preset:
 
     name: str
     description: str
-    param: str  # "pixel" | "fourier"
-    decorrelate: bool  # Fourier only: optimize in ImageNet's decorrelated color space
-    optimizer: str  # "adam" | "sgd" (Yosinski's plain ascent, gradient scaled per image)
+    param: str  # "pixel" | "fourier" | "maco" (fixed natural magnitude, phase optimized)
+    decorrelate: bool  # Fourier/MACO: optimize in ImageNet's decorrelated color space
+    optimizer: str  # "adam" | "nadam" | "sgd" (Yosinski's plain ascent, gradient scaled)
     lr: float
     steps: int
     size: int  # pixels per side of the result
@@ -26,6 +26,25 @@ class Preset:
     clip_contrib_pct: float = 0.0  # pixel step operator: zero the least-contributing pixels
     tv_weight: float = 0.0  # total-variation penalty (Mahendran & Vedaldi)
     preview_every: int = 8  # steps between previews
+    decay_power: float = 1.0  # Fourier: the 1/f^p scale of each frequency's step
+    # MACO's transform, instead of Lucid's chain: this many random crops of the image per
+    # step, each `crop_box` (fractions of the side) of it, shown to the net at `crop_size`
+    # px (0: the image's own size), with Gaussian noise of std `noise` added
+    crops: int = 0
+    crop_box: tuple[float, float] = (0.5, 1.0)
+    crop_size: int = 0
+    noise: float = 0.0
+    transparency: bool = False  # accumulate |∂objective/∂pixel| over the steps (alpha)
+    pull: float = 0.0  # L2 pull to the seed image, per unit of MSE (feature accentuation)
+    # the diversity term's weight, relative to the batch's mean objective (one weight fits
+    # every layer, whatever its activations' scale)
+    diversity_weight: float = 0.5
+    # windows first: for the first `coarse` fraction of the steps the net sees a random
+    # `coarse_side`-px window of the image at its own scale (a pattern grown on a shrunk view
+    # comes out at the wrong scale; a window keeps it). At 224 px the pass through the layers
+    # below the target is most of a step's cost and falls with the square of the side (0: never)
+    coarse: float = 0.0
+    coarse_side: int = 144
 
     def with_overrides(self, steps: int | None = None, size: int | None = None) -> Preset:
         """This preset with `steps`/`size` replaced where given (None or 0 keeps the preset's)."""
@@ -54,6 +73,15 @@ PRESETS: dict[str, Preset] = {
         param="fourier", decorrelate=True, optimizer="adam", lr=0.05, steps=128, size=128,
         transforms=0.5, preview_every=8,
     ),
+    "maco": Preset(
+        name="maco",
+        description="Fel et al. 2023 (MACO): natural-image magnitude spectrum fixed, phase "
+                    "optimized with NAdam; 4 random crops of the canvas per step, noise; "
+                    "transparency map",
+        param="maco", decorrelate=True, optimizer="nadam", lr=1.0, steps=96, size=256,
+        transforms=0.0, crops=4, crop_box=(0.55, 0.9), crop_size=176, noise=0.05,
+        transparency=True, preview_every=8,
+    ),
     "fooling": Preset(
         name="fooling",
         description="Nguyen et al. 2015: plain pixels, no priors (no transforms, decay or "
@@ -62,6 +90,24 @@ PRESETS: dict[str, Preset] = {
         transforms=0.0,
     ),
 }
+
+
+# Recipes for a given frame rather than for a unit from noise: not render presets (the
+# `[render].preset` setting never names them), used by `accentuate` and `invert`.
+ACCENTUATION = Preset(
+    name="accentuate",
+    description="Hamblin et al. 2024: start from the image, Fourier steps scaled 1/f^1.5, "
+                "L2 pull to the image, mild jitter",
+    param="fourier", decorrelate=True, optimizer="adam", lr=0.02, steps=48, size=224,
+    transforms=0.25, decay_power=1.5, pull=4.0, preview_every=4,
+)
+INVERSION = Preset(
+    name="invert",
+    description="Mahendran & Vedaldi 2015: from noise, match the layer's code of the image "
+                "under Lucid's priors (Fourier, decorrelated colour) and total variation",
+    param="fourier", decorrelate=True, optimizer="adam", lr=0.05, steps=128, size=224,
+    transforms=0.0, tv_weight=0.05, preview_every=8,
+)
 
 
 class PresetError(ValueError):

@@ -14,6 +14,12 @@ transforms). It returns a `RenderResult` with every unit's image. A cancelled re
 nothing. Units already in the cache are not rendered again; `cached_render` reads one
 without starting anything. `Renderer` keeps the private model copy between calls (the GUI can
 hold one per layer and skip the copy on each click).
+
+One loop serves every recipe: `Ascent` takes a parametrization, an objective and a preset and
+runs gradient ascent as a generator, accumulating the transparency map (MACO's alpha,
+|∂objective/∂pixel| summed over steps and colours) when the preset asks. `render` builds it for
+units from noise (with `diversity` N images per unit), `accentuate` and `invert`
+(`frames.py`) for a given image.
 """
 
 from __future__ import annotations
@@ -28,10 +34,22 @@ import torch
 from app.core.jobs import Job, Progress
 from app.engine.analyses.featurevis import objectives as obj
 from app.engine.analyses.featurevis import regularizers as reg
-from app.engine.analyses.featurevis.param import make_param
+from app.engine.analyses.featurevis.param import Param, make_param
 from app.engine.analyses.featurevis.presets import Preset, get_preset
-from app.engine.analyses.featurevis.render_cache import RenderKey, cached_render, store_render
-from app.engine.analyses.featurevis.transforms import standard_transforms
+from app.engine.analyses.featurevis.render_cache import (
+    RenderKey,
+    cached_alpha,
+    cached_render,
+    store_alpha,
+    store_render,
+)
+from app.engine.analyses.featurevis.spectrum import Spectrum, bundled_spectrum, magnitude_at
+from app.engine.analyses.featurevis.transforms import (
+    Transform,
+    random_crops,
+    standard_transforms,
+    window,
+)
 from app.engine.runtime.cache import model_key
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
@@ -56,6 +74,7 @@ class RenderProgress(Progress):
     activations: np.ndarray | None = None
     final: bool = False
     cached: tuple[bool, ...] = field(default=())  # per unit: served from the cache
+    alphas: np.ndarray | None = None  # (N, H, W) float32 transparency, when the preset keeps it
 
     @property
     def step(self) -> int:
@@ -75,6 +94,9 @@ class RenderResult:
     # class units (layer `logits`): the probability the network gives each finished image
     # for its class, softmax over all classes; None for any other layer
     probabilities: np.ndarray | None = None
+    # (N, H, W) float32 in [0, 1]: each image's accumulated |∂objective/∂pixel| over its max
+    # (MACO's transparency; 8-bit when read from the cache); None unless the preset keeps it
+    alphas: np.ndarray | None = None
 
 
 def image_seed(seed: int, unit: int, repeat: int = 0) -> int:
@@ -103,8 +125,9 @@ class Renderer:
     """Gradient ascent on units of one layer of a private, truncated copy of a model."""
 
     def __init__(self, loaded: LoadedModel, layer: str, device: torch.device | None = None,
-                 cache_root: Path | None = None) -> None:
+                 cache_root: Path | None = None, spectrum: Spectrum | None = None) -> None:
         self.device = torch.device(device) if device is not None else loaded.device
+        self._spectrum = spectrum  # MACO's; the bundled one when None (read on first use)
         self.layer = layer
         self.truncated = TruncatedModel(loaded.module, layer, self.device, fast=True)
         pre = loaded.preprocess
@@ -138,31 +161,58 @@ class Renderer:
         picked = scores.softmax(1)[torch.arange(len(units)), torch.tensor(list(units))]
         return picked.cpu().numpy()
 
+    @property
+    def spectrum(self) -> Spectrum:
+        if self._spectrum is None:
+            self._spectrum = bundled_spectrum()
+        return self._spectrum
+
     def key(self, preset: Preset, seed: int, objective: str) -> RenderKey:
+        variant = self.spectrum.digest() if preset.param == "maco" else ""
         return RenderKey(self.model_key, self.layer, preset.name, preset.steps, preset.size,
-                         seed, objective)
+                         seed, objective, variant)
+
+    def make_param(self, p: Preset, rngs: Sequence[torch.Generator]) -> Param:
+        """The preset's parametrization, one image per generator, at `p.size`."""
+        magnitude = magnitude_at(self.spectrum, p.size, p.size) if p.param == "maco" else None
+        return make_param(p.param, rngs, p.size, p.size, self.device, p.decorrelate,
+                          magnitude=magnitude, decay_power=p.decay_power)
 
     def render(self, units: Sequence[int], preset: Preset | str = "fast", steps: int | None = None,
                size: int | None = None, seed: int = 0, objective: str = "channel",
-               step_offset: int = 0, total: int | None = None) -> Iterator[RenderProgress]:
-        """Optimize one image per unit, all in one batch; see the module docstring."""
+               step_offset: int = 0, total: int | None = None,
+               diversity: int = 1) -> Iterator[RenderProgress]:
+        """Optimize one image per unit (`diversity` > 1: that many per unit, pushed apart by
+        the diversity term, in the order u0, u0, …, u1, …), all in one batch; see the
+        module docstring. Diversity renders are not cached (the cache holds one per unit)."""
         p = (get_preset(preset) if isinstance(preset, str) else preset).with_overrides(steps, size)
         unit_objective(objective, [])  # reject a bad name before any work
-        units = tuple(int(u) for u in units)
+        if diversity < 1:
+            raise ValueError(f"diversity must be at least 1, got {diversity}")
+        units = tuple(int(u) for u in units for _ in range(diversity))
         total = p.steps if total is None else total
         n = len(units)
         images = np.zeros((n, p.size, p.size, 3), np.uint8)
         acts = np.zeros(n, np.float32)
+        alphas = np.zeros((n, p.size, p.size), np.float32) if p.transparency else None
         cached = [False] * n
         key = self.key(p, seed, objective)
-        if self.cache_root is not None:
+        use_cache = self.cache_root is not None and diversity == 1
+        if use_cache:
+            assert self.cache_root is not None
             for i, u in enumerate(units):
                 hit = cached_render(self.cache_root, key, u)
-                if hit is not None and hit[0].shape == images.shape[1:]:
+                alpha = cached_alpha(self.cache_root, key, u) if alphas is not None else None
+                if hit is not None and hit[0].shape == images.shape[1:] and (
+                        alphas is None or alpha is not None):
                     images[i], acts[i], cached[i] = hit[0], hit[1], True
+                    if alphas is not None and alpha is not None:
+                        alphas[i] = alpha
         todo = [i for i in range(n) if not cached[i]]
         if todo:
-            for step, imgs, values in self._ascend([units[i] for i in todo], p, seed, objective):
+            ascent = self.ascent([units[i] for i in todo], p, seed, objective,
+                                 diversity=diversity)
+            for step, imgs, values in ascent.run():
                 preview = imgs is not None and step < p.steps
                 if imgs is not None:
                     images[todo], acts[todo] = imgs, values
@@ -173,28 +223,87 @@ class Renderer:
                                          cached=tuple(cached))
             todo_units = [units[i] for i in todo]
             acts[todo] = self.measure(images[todo], todo_units, objective)
-            if self.cache_root is not None:
+            if alphas is not None:
+                alphas[todo] = ascent.alpha()
+            if use_cache:
+                assert self.cache_root is not None
                 for i in todo:
+                    if alphas is not None:  # before the JSON that completes the entry
+                        store_alpha(self.cache_root, key, units[i], alphas[i])
                     store_render(self.cache_root, key, units[i], images[i], float(acts[i]))
         yield RenderProgress(done=step_offset + p.steps, total=total, units=units,
-                             images=images, activations=acts, final=True, cached=tuple(cached))
+                             images=images, activations=acts, final=True, cached=tuple(cached),
+                             alphas=alphas)
 
-    def _ascend(self, units: list[int], p: Preset, seed: int, objective: str
-                ) -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]]:
-        """(step, images uint8, activations) after every step: arrays every `preview_every`
-        steps and at the end, else None (the yield is where a cancel lands)."""
+    def ascent(self, units: list[int], p: Preset, seed: int, objective: str,
+               diversity: int = 1) -> Ascent:
+        """Gradient ascent from noise on `units` (one image each, repeats allowed: a repeat
+        gets the next seed of its unit)."""
         repeats: dict[int, int] = {}
         rngs = []
         for u in units:
             rngs.append(torch.Generator().manual_seed(image_seed(seed, u, repeats.get(u, 0))))
             repeats[u] = repeats.get(u, 0) + 1
-        param = make_param(p.param, rngs, p.size, p.size, self.device, p.decorrelate)
-        goal = unit_objective(objective, units)
+        k = max(1, p.crops)
+        goal = obj.crop_mean(unit_objective(objective, [u for u in units for _ in range(k)]), k)
+        if diversity > 1:
+            goal = with_diversity(goal, units, k, p.diversity_weight)
         if p.tv_weight:
             goal = goal - p.tv_weight * obj.tv()
-        transform = standard_transforms(p.transforms)
+        return Ascent(self, self.make_param(p, rngs), goal, p, rngs)
+
+
+def with_diversity(goal: obj.Objective, units: Sequence[int], crops: int,
+                   weight: float) -> obj.Objective:
+    """`goal` − weight·|mean goal|·similarity to the other images of the same unit: the
+    weight is relative to the batch's own objective (detached), so it fits any layer."""
+    div = obj.diversity(groups=list(units), crops=crops)
+
+    def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        score = goal(acts, image)
+        scale = score.detach().abs().mean().clamp_min(1e-6)
+        return score + weight * scale * div(acts, image)
+
+    return obj.Objective(fn, f"{goal.name} + {weight}*diversity")
+
+
+def make_transform(p: Preset, size: int) -> Transform:
+    """The preset's robustness transform: MACO's random crops, or Lucid's chain."""
+    if p.crops:
+        # never larger than the image: a small render's crops are not blown up
+        return random_crops(p.crops, min(p.crop_size or size, size), p.crop_box, p.noise)
+    return standard_transforms(p.transforms)
+
+
+class Ascent:
+    """Gradient ascent of `goal` over `param`'s images through the renderer's truncated net.
+
+    `run()` yields (step, images uint8 or None, scores or None) after every step: arrays every
+    `preset.preview_every` steps and at the end (the yield is where a cancel lands). With
+    `preset.transparency`, `alpha()` is then the accumulated |∂goal/∂pixel|.
+    """
+
+    def __init__(self, renderer: Renderer, param: Param, goal: obj.Objective, p: Preset,
+                 rngs: Sequence[torch.Generator]) -> None:
+        self.renderer, self.param, self.goal, self.preset = renderer, param, goal, p
+        self.rngs = list(rngs)
+        self._alpha: torch.Tensor | None = None
+
+    def alpha(self) -> np.ndarray:
+        """(N, H, W) float32 in [0, 1]: accumulated |∂goal/∂pixel| summed over colours, over
+        each image's maximum; zeros if the preset keeps none or no step ran."""
+        if self._alpha is None:
+            image = self.param()
+            return np.zeros((image.shape[0], *image.shape[2:]), np.float32)
+        a = self._alpha / self._alpha.flatten(1).amax(1).clamp_min(1e-20).view(-1, 1, 1)
+        return a.float().cpu().numpy()
+
+    def run(self) -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]]:
+        p, param, goal, rngs = self.preset, self.param, self.goal, self.rngs
+        forward = self.renderer.forward
+        transform = make_transform(p, p.size)
         step_ops: list[reg.StepOp] = []
-        if p.param == "pixel":
+        if param.kind == "pixel":
             if p.l2_decay:
                 step_ops.append(reg.l2_decay(p.l2_decay))
             if p.blur_every:
@@ -203,17 +312,30 @@ class Renderer:
                 step_ops.append(reg.clip_small_norm(p.clip_norm_pct))
             if p.clip_contrib_pct:
                 step_ops.append(reg.clip_small_contribution(p.clip_contrib_pct))
-        adam = torch.optim.Adam(param.params, lr=p.lr) if p.optimizer == "adam" else None
+        optimizer: torch.optim.Optimizer | None = None
+        if p.optimizer == "adam":
+            optimizer = torch.optim.Adam(param.params, lr=p.lr)
+        elif p.optimizer == "nadam":
+            optimizer = torch.optim.NAdam(param.params, lr=p.lr)
+        coarse_until = round(p.coarse * p.steps)
         with torch.enable_grad():
             for step in range(1, p.steps + 1):
                 image = param()
-                score = goal(self.forward(transform(image, rngs)), image)
+                if p.transparency:
+                    image.retain_grad()
+                seen = transform(image, rngs)
+                if step <= coarse_until and seen.shape[-1] > p.coarse_side:
+                    seen = window(seen, p.coarse_side, rngs)
+                score = goal(forward(seen), image)
                 for t in param.params:
                     t.grad = None
                 (-score.sum()).backward()
                 with torch.no_grad():
-                    if adam is not None:
-                        adam.step()
+                    if p.transparency and image.grad is not None:
+                        g = image.grad.abs().sum(1)
+                        self._alpha = g if self._alpha is None else self._alpha.add_(g)
+                    if optimizer is not None:
+                        optimizer.step()
                     else:
                         _scaled_ascent(param.params, p.lr)
                     param.project()
@@ -247,8 +369,8 @@ def render_units(loaded: LoadedModel, layer: str, units: Sequence[int],
                  preset: Preset | str = "fast", steps: int | None = None,
                  size: int | None = None, seed: int = 0, device: torch.device | None = None,
                  *, cache_root: Path | None = None, objective: str = "channel",
-                 batch_size: int = 16, ranks: Ranks | None = None
-                 ) -> Job[RenderProgress, RenderResult]:
+                 batch_size: int = 16, ranks: Ranks | None = None, diversity: int = 1,
+                 spectrum: Spectrum | None = None) -> Job[RenderProgress, RenderResult]:
     """Preferred images of `units` of `layer`, `batch_size` units per batch (a job).
 
     Yields a progress per step and one `final` progress per batch (its `units` say which).
@@ -257,46 +379,57 @@ def render_units(loaded: LoadedModel, layer: str, units: Sequence[int],
     images. With `ranks` (torchrun) each rank renders its batches of units (the batches of
     one process, so every image is the one a single process renders), caching each as it
     finishes; rank 0 returns every unit's result, the others their own.
+    `diversity` N > 1: N images per unit with the diversity term (the result's `units` repeat
+    each unit N times; a batch holds `batch_size` images, at least one unit's N).
+    `spectrum`: MACO's magnitude spectrum (default: the bundled one).
     """
     p = (get_preset(preset) if isinstance(preset, str) else preset).with_overrides(steps, size)
     if batch_size <= 0:
         raise ValueError("batch_size must be positive")
+    if diversity < 1:
+        raise ValueError(f"diversity must be at least 1, got {diversity}")
     units = [int(u) for u in units]
-    renderer = Renderer(loaded, layer, device, cache_root)
+    renderer = Renderer(loaded, layer, device, cache_root, spectrum)
+    per_batch = max(1, batch_size // diversity)
     if ranks is not None:  # before any cached image is read or written
         ranks.agree({"model weights": model_key(loaded), "layer": layer, "units": units,
                      "preset": repr(p), "seed": seed, "objective": objective,
-                     "batch size": batch_size, "cache": cache_root is not None})
-    spans = ([range(i, min(len(units), i + batch_size)) for i in range(0, len(units), batch_size)]
-             if ranks is None else ranks.chunks(len(units), batch_size))
-    parts: list[tuple[int, np.ndarray, np.ndarray, tuple[bool, ...]]] = []
+                     "batch size": batch_size, "cache": cache_root is not None,
+                     "diversity": diversity, "spectrum": renderer.key(p, seed, objective)})
+    spans = ([range(i, min(len(units), i + per_batch)) for i in range(0, len(units), per_batch)]
+             if ranks is None else ranks.chunks(len(units), per_batch))
+    # (first unit's index, images, activations, cached, units, alphas) per finished batch
+    parts: list[tuple[int, np.ndarray, np.ndarray, tuple[bool, ...], tuple[int, ...],
+                      np.ndarray | None]] = []
     try:
         for c, span in enumerate(spans):
             chunk = [units[i] for i in span]
             for progress in renderer.render(chunk, p, seed=seed, objective=objective,
-                                            step_offset=c * p.steps, total=len(spans) * p.steps):
+                                            step_offset=c * p.steps, total=len(spans) * p.steps,
+                                            diversity=diversity):
                 if progress.final:  # one per chunk, its units in order
                     assert progress.images is not None and progress.activations is not None
                     parts.append((span.start, progress.images, progress.activations,
-                                  progress.cached))
+                                  progress.cached, progress.units, progress.alphas))
                 yield progress
     except Exception as exc:
         if ranks is None:
             raise
         ranks.fail(exc)  # the other ranks stop at their next sync point with this message
-    mine = [u for start, img, _, _ in parts for u in units[start : start + len(img)]]
     if ranks is not None:
         everyone = ranks.gather(parts)
         if everyone is not None:
             parts = sorted((part for rank_parts in everyone for part in rank_parts),
                            key=lambda part: part[0])
-            mine = units
-            if cache_root is not None:  # rank 0's cache holds the whole result
+            if cache_root is not None and diversity == 1:  # rank 0's cache holds it all
                 key = renderer.key(p, seed, objective)
-                for start, imgs, acts, _ in parts:
-                    for j, u in enumerate(units[start : start + len(imgs)]):
+                for _, imgs, acts, _, chunk_units, alphas in parts:
+                    for j, u in enumerate(chunk_units):
                         if cached_render(cache_root, key, u) is None:
+                            if alphas is not None:
+                                store_alpha(cache_root, key, u, alphas[j])
                             store_render(cache_root, key, u, imgs[j], float(acts[j]))
+    mine = [u for part in parts for u in part[4]]
     finished = (np.concatenate([part[1] for part in parts]) if parts
                 else np.zeros((0, p.size, p.size, 3), np.uint8))
     probabilities = None
@@ -304,17 +437,24 @@ def render_units(loaded: LoadedModel, layer: str, units: Sequence[int],
         probabilities = np.concatenate([
             renderer.class_probabilities(finished[i : i + batch_size], mine[i : i + batch_size])
             for i in range(0, len(mine), batch_size)])
+    alphas = None
+    if p.transparency:
+        alphas = (np.concatenate([part[5] for part in parts if part[5] is not None]) if parts
+                  else np.zeros((0, p.size, p.size), np.float32))
     return RenderResult(
         layer, p, tuple(mine), finished,
         np.concatenate([part[2] for part in parts]) if parts else np.zeros(0, np.float32),
-        tuple(c for part in parts for c in part[3]), probabilities)
+        tuple(c for part in parts for c in part[3]), probabilities, alphas)
 
 
 def cached_unit(loaded: LoadedModel, root: Path, layer: str, unit: int,
                 preset: Preset | str = "fast", steps: int | None = None,
-                size: int | None = None, seed: int = 0,
-                objective: str = "channel") -> tuple[np.ndarray, float] | None:
+                size: int | None = None, seed: int = 0, objective: str = "channel",
+                spectrum: Spectrum | None = None) -> tuple[np.ndarray, float] | None:
     """(image (H, W, 3) uint8, activation) if this unit's render is cached, else None."""
     p = (get_preset(preset) if isinstance(preset, str) else preset).with_overrides(steps, size)
-    key = RenderKey(model_key(loaded), layer, p.name, p.steps, p.size, seed, objective)
+    variant = ""
+    if p.param == "maco":
+        variant = (spectrum if spectrum is not None else bundled_spectrum()).digest()
+    key = RenderKey(model_key(loaded), layer, p.name, p.steps, p.size, seed, objective, variant)
     return cached_render(root, key, unit)

@@ -1,9 +1,10 @@
 """Finished preferred images on disk, so a unit rendered once shows at once the next time.
 
 Layout: `<cache root>/<model key>/render/<layer>/<preset>-<objective>-s<steps>-px<size>-seed<seed>/`
-holding `unit00012.png` (the image) and `unit00012.json` (its activation). The model key names
-the weights and the preprocessing, so another checkpoint never sees these files. Both files are
-written atomically, the JSON last: an entry counts only once its JSON exists.
+holding `unit00012.png` (the image) and `unit00012.json` (its activation), and for presets
+that keep a transparency map, `unit00012-alpha.png` (8-bit). The model key names the weights
+and the preprocessing, so another checkpoint never sees these files. Every file is written
+atomically, the JSON last: an entry counts only once its JSON exists.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ class RenderKey:
     size: int
     seed: int
     objective: str = "channel"
+    variant: str = ""  # what else the image depends on (MACO: the spectrum's digest)
 
     def folder(self, root: Path) -> Path:
         run = (f"{safe_filename(self.preset)}-{safe_filename(self.objective)}"
                f"-s{self.steps}-px{self.size}-seed{self.seed}")
+        if self.variant:
+            run += f"-{safe_filename(self.variant)}"
         return Path(root) / self.model_key / "render" / safe_filename(self.layer) / run
 
 
@@ -60,6 +64,27 @@ def store_render(root: Path, key: RenderKey, unit: int, image: np.ndarray,
     atomic_write_json(meta, {"format": RENDER_CACHE_FORMAT, "unit": unit,
                              "activation": float(activation)})
     return png
+
+
+def store_alpha(root: Path, key: RenderKey, unit: int, alpha: np.ndarray) -> Path:
+    """Write a transparency map (H, W) in [0, 1] as an 8-bit gray PNG; store it before
+    `store_render`, whose JSON marks the entry complete."""
+    png = _paths(root, key, unit)[0].with_name(f"unit{unit:05d}-alpha.png")
+    a = np.clip(np.asarray(alpha, np.float32) * 255 + 0.5, 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".png", a)
+    if not ok:  # pragma: no cover - cv2 encodes any uint8 gray image
+        raise ValueError("PNG encoding failed")
+    return atomic_write_bytes(png, buf.tobytes())
+
+
+def cached_alpha(root: Path, key: RenderKey, unit: int) -> np.ndarray | None:
+    """(H, W) float32 in [0, 1], the transparency map of a cached render, or None."""
+    png = _paths(root, key, unit)[0].with_name(f"unit{unit:05d}-alpha.png")
+    try:
+        gray = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
+    except (OSError, ValueError):
+        return None
+    return None if gray is None else gray.astype(np.float32) / 255.0
 
 
 def cached_render(root: Path, key: RenderKey, unit: int) -> tuple[np.ndarray, float] | None:

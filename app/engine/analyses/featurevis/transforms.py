@@ -123,3 +123,61 @@ def standard_transforms(strength: float = 1.0) -> Transform:
 
 def no_transform(x: torch.Tensor, rngs: Rngs) -> torch.Tensor:
     return x
+
+
+def random_crops(count: int, out_size: int, box: tuple[float, float] = (0.5, 1.0),
+                 noise: float = 0.0) -> Transform:
+    """MACO's transform: `count` random square crops of each image, batched.
+
+    (N, 3, H, W) → (N·count, 3, out_size, out_size); rows i·count … (i+1)·count−1 are image
+    i's crops (`objectives.crop_mean` averages them back to one value per image). Each
+    crop's side is a fraction of the image's drawn from `box`; its centre is drawn around
+    the middle (σ = 0.15 of the side) and kept inside, so the centre is seen most. Gaussian
+    noise of std `noise` goes on each crop. Draws come from each image's own generator
+    (the noise from a device generator seeded by it: one draw per image, any device).
+    """
+    lo, hi = box
+    if count <= 0 or not 0 < lo <= hi <= 1:
+        raise ValueError(f"crops: count {count}, box {box}: need count ≥ 1, 0 < lo ≤ hi ≤ 1")
+
+    def apply(x: torch.Tensor, rngs: Rngs) -> torch.Tensor:
+        n = x.shape[0]
+        theta = torch.zeros(n * count, 2, 3)
+        seeds = []
+        for i, g in enumerate(rngs):
+            side = lo + (hi - lo) * torch.rand(count, generator=g)
+            centre = 0.5 + 0.15 * torch.randn(count, 2, generator=g)
+            half = side[:, None] / 2
+            centre = torch.minimum(torch.maximum(centre, half), 1 - half)
+            rows = slice(i * count, (i + 1) * count)
+            # affine_grid's theta maps output coordinates ([-1, 1]) to input ones
+            theta[rows, 0, 0] = theta[rows, 1, 1] = side
+            theta[rows, 0, 2] = 2 * centre[:, 0] - 1
+            theta[rows, 1, 2] = 2 * centre[:, 1] - 1
+            seeds.append(int(torch.randint(1 << 62, (1,), generator=g)))
+        src = x.repeat_interleave(count, 0)
+        grid = F.affine_grid(theta.to(x.device, x.dtype), [n * count, x.shape[1], out_size,
+                                                           out_size], align_corners=False)
+        out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border",
+                            align_corners=False)
+        if noise > 0:
+            draws = []
+            for s in seeds:
+                gen = torch.Generator(device=x.device).manual_seed(s)
+                draws.append(torch.randn((count, *out.shape[1:]), generator=gen,
+                                         device=x.device, dtype=x.dtype))
+            out = out + noise * torch.cat(draws)
+        return out
+
+    return apply
+
+
+def window(x: torch.Tensor, side: int, rngs: Rngs) -> torch.Tensor:
+    """A random side×side window of each image at its own scale (per-image offsets)."""
+    h, w = x.shape[-2:]
+    if side >= min(h, w):
+        return x
+    offsets = [(int(torch.randint(h - side + 1, (1,), generator=g)),
+                int(torch.randint(w - side + 1, (1,), generator=g))) for g in rngs]
+    return torch.stack([x[i, :, oy : oy + side, ox : ox + side]
+                        for i, (oy, ox) in enumerate(offsets)])
