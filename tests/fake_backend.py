@@ -24,6 +24,7 @@ from app.core.messages import (
     ConceptUnit,
     Explanation,
     Frame,
+    FrameImage,
     IntegratedExplanation,
     JobFinished,
     JobKind,
@@ -511,6 +512,18 @@ class FakeBackend:
             image = np.roll(preferred_image(layer, unit, 64, 64), 9 * index, axis=1)
             self._events.append(PreferredVariant(layer, unit, index, index, image,
                                                  10.0 + index, True))
+
+    def start_frame_image(self, kind: str, image: object, layers: tuple[str, ...],
+                          unit: int) -> None:
+        """A preview then the final picture per layer: the photo's crop, inverted in colour
+        for an accentuation, rolled for an inversion."""
+        self.calls.append(("start_frame_image", (kind, layers, unit)))
+        x, y, side, _ = centre_crop(photo().shape)
+        seed = np.ascontiguousarray(photo()[y : y + side, x : x + side])
+        for layer in layers[:1] if kind == "accentuate" else layers:
+            image_ = 255 - seed if kind == "accentuate" else np.roll(seed, 17, axis=1)
+            self._events.append(FrameImage(kind, layer, unit, image_, "step 8/48", False))
+            self._events.append(FrameImage(kind, layer, unit, image_, "final", True, seed))
 
     def start_integrated(self, image: object, layer: str, target: int,
                          versus: int | None) -> None:

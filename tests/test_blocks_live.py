@@ -100,3 +100,31 @@ def test_in_the_live_pass_the_blocks_equal_the_second_pass_ones(processor, layer
     assert a.score == pytest.approx(b.score, rel=1e-3, abs=1e-3)
     np.testing.assert_array_equal(fast.mosaic, plain.mosaic)  # what the grid shows
     assert [p.index for p in fast.predictions] == [p.index for p in plain.predictions]
+
+
+def test_the_windows_accentuation_and_inversion_jobs_send_previews_and_results(monkeypatch):
+    """The session's wrappers around the engine's jobs, on the real model (few steps)."""
+    import functools
+
+    from app.core.jobs import run_job
+    from app.core.settings import Settings
+    from app.engine.analyses import featurevis
+    from app.session import jobs
+
+    monkeypatch.setattr(jobs, "accentuate",
+                        functools.partial(featurevis.accentuate, steps=6, size=64))
+    monkeypatch.setattr(jobs, "invert", functools.partial(featurevis.invert, steps=6, size=64))
+    loaded = load_bundled(torch.device("cpu"))
+    events = []
+    text = run_job(jobs.accentuate_job(Settings(), loaded, chelsea(), "_blocks.4", 3,
+                                       events.append))
+    final = events[-1]
+    assert final.done and final.kind == "accentuate" and final.seed is not None
+    assert final.image.shape == (64, 64, 3) and "→" in final.caption and "dB" in text
+    assert any(not e.done for e in events)  # previews came first
+    events.clear()
+    run_job(jobs.invert_job(Settings(), loaded, chelsea(), ("_blocks.1", "_blocks.4"),
+                            events.append))
+    finals = [e for e in events if e.done]
+    assert [e.layer for e in finals] == ["_blocks.1", "_blocks.4"]
+    assert all("code error" in e.caption for e in finals)

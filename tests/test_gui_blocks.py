@@ -137,3 +137,26 @@ def test_a_tints_the_grid_by_each_channels_attribution(ui, backend):
     ui.press(Qt.Key.Key_A)
     assert not backend.views[-1].explain
     assert grid.tint_values() is None
+
+
+def test_x_accentuates_the_unit_and_v_inverts_three_layers_of_the_frozen_frame(ui, backend):
+    from fake_backend import LAYERS
+
+    ui.select_unit(5)
+    ui.press(Qt.Key.Key_X)
+    assert backend.views[-1].frozen and ui.window.panes.frame_pane.isVisible()
+    assert ("start_frame_image", ("accentuate", (DEFAULT_LAYER,), 5)) in backend.calls
+    pane = ui.window.panes.frame_pane
+    ui.wait_until(lambda: pane.captions()["accentuated"] == "final")
+    assert pane.accentuated_title.text() == f"Accentuated: {DEFAULT_LAYER} unit 5"
+    assert pane.seed_tile.picture() is not None
+    np.testing.assert_array_equal(pane.accentuated_tile.picture(), 255 - pane.seed_tile.picture())
+    ui.press(Qt.Key.Key_V)
+    call = next(a for n, a in reversed(backend.calls) if n == "start_frame_image")
+    kind, layers, _ = call
+    names = [i.name for i in LAYERS]
+    assert kind == "invert" and len(layers) == 3
+    assert [names.index(n) for n in layers] == sorted(names.index(n) for n in layers)
+    ui.wait_until(lambda: all(c.endswith("final") for k, c in pane.captions().items()
+                              if k.startswith("inverted")))
+    assert pane.inverted_title.text() == "Inverted: what each layer keeps of the frame"

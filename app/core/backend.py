@@ -11,6 +11,7 @@ from typing import Protocol
 from app.core.messages import (
     AblationCurves,
     ClassUnitCurves,
+    FrameImage,
     IntegratedExplanation,
     JobFinished,
     JobKind,
@@ -36,6 +37,7 @@ Event = (
     Notice | ModelReady | ModelFailed | SourceReady | JobProgress | JobFinished | UnitPatches
     | PreferredImage | PreferredGrid | AblationCurves | PreferredVariant | PatchAttributions
     | UnitFacts | LayerConcepts | UnitIcons | ClassUnitCurves | IntegratedExplanation
+    | FrameImage
 )
 
 
@@ -84,6 +86,12 @@ class LiveBackend(Protocol):
     def request_unit_card(self, layer: str, unit: int) -> None:
         """The unit card is shown for this unit: answer with `UnitFacts`, `PatchAttributions`
         and `PreferredVariant` events (replacing the card job of another unit)."""
+        ...
+
+    def start_frame_image(self, kind: str, image: object, layers: tuple[str, ...],
+                          unit: int) -> None:
+        """Accentuate `unit` of `layers[0]` in the (H, W, 3) uint8 frame (kind "accentuate"),
+        or reconstruct the frame from each layer's code ("invert"): `FrameImage` events."""
         ...
 
     def start_integrated(self, image: object, layer: str, target: int,

@@ -170,6 +170,8 @@ class JobKind(StrEnum):
     ICONS = "icons"  # small preferred images of the channels an explanation names
     CLASS_UNITS = "class_units"  # the units one class needs most (deleted one by one)
     INTEGRATED = "integrated"  # path-integrated attribution of a frozen frame
+    ACCENTUATE = "accentuate"  # what in this frame a unit responds to, as a picture
+    INVERT = "invert"  # what a few layers keep of this frame, reconstructed
 
 
 @dataclass(frozen=True, eq=False)
@@ -256,6 +258,20 @@ class UnitIcons:
 
     layer: str
     icons: tuple[tuple[int, np.ndarray], ...]  # (unit, (h, w, 3) uint8)
+
+
+@dataclass(frozen=True, eq=False)
+class FrameImage:
+    """A picture made from the frozen frame: its feature accentuation for a unit, or its
+    inversion from a layer's code; previews while the job runs, then the final one."""
+
+    kind: str  # "accentuate" | "invert"
+    layer: str
+    unit: int  # the unit accentuated; -1 for an inversion
+    image: np.ndarray  # (H, W, 3) uint8
+    caption: str  # e.g. "activation 1.5 → 22.6, 25.8 dB" or "code error 0.27"
+    done: bool
+    seed: np.ndarray | None = None  # the frame as the model saw it (the start)
 
 
 @dataclass(frozen=True, eq=False)

@@ -39,7 +39,8 @@ CAMERAS = 4  # File → Open camera lists camera 0 to 3
 EXPORTABLE_PANES = (
     ("input", "Input"), ("predictions", "Predictions"), ("grid", "Activation grid"),
     ("ablation", "Ablation curves"), ("unit", "Selected unit"), ("layers", "Layers"),
-    ("card", "Unit card"), ("blocks", "Why this prediction"), ("dissection", "Dissection"),
+    ("card", "Unit card"), ("blocks", "Why this prediction"), ("frame", "This frame"),
+    ("dissection", "Dissection"),
 )
 # how the help card spells keys Qt spells otherwise
 KEY_NAMES = {
@@ -130,6 +131,10 @@ ACTIONS: tuple[Row, ...] = (
     Action("ablation", "Ablation curves on a folder…", "_on_ablation_folder", "&Analysis"),
     Action("class_units", "Units the explained class needs, on a folder…",
            "_on_class_units_folder", "&Analysis"),
+    Action("accentuate", "Accentuate the unit in this frame", "tabs.accentuate", "&Analysis",
+           ("X",), help="What in this frame the unit responds to, as a picture"),
+    Action("invert", "Invert this frame from 3 layers", "tabs.invert", "&Analysis", ("V",),
+           help="What a few layers keep of this frame, rebuilt from their codes"),
     Action("dissect", "Dissect a folder (concept labels)…", "_on_dissect_folder",
            "&Analysis"),
     Separator("&Analysis"),
@@ -137,7 +142,7 @@ ACTIONS: tuple[Row, ...] = (
              args=(kind,), enabled=False)
       for kind in (JobKind.SCAN, JobKind.RENDER_LAYER, JobKind.ABLATE, JobKind.RENDER,
                    JobKind.UNIT_CARD, JobKind.DISSECT, JobKind.CLASS_UNITS,
-                   JobKind.INTEGRATED)),
+                   JobKind.INTEGRATED, JobKind.ACCENTUATE, JobKind.INVERT)),
 
     *_radio("normalization", "&View/Normalization", "view_model.set_normalization",
             ((Normalization.PER_CHANNEL, "Per channel"), (Normalization.PER_LAYER, "Per layer"))),

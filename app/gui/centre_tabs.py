@@ -94,6 +94,32 @@ class CentreTabs(QObject):
         self._backend.start_integrated(r.frame.image, e.layer, e.target, e.versus)
         notify(Notice(f"path-integrated attribution of {e.layer}…"))
 
+    def accentuate(self) -> None:
+        """`x`: what in this frame the selected unit responds to (frozen first)."""
+        r, model = self._results.last_result, self._model
+        if r is None or model.layer is None:
+            self._notify(Notice("no frame yet", NoticeLevel.WARNING))
+            return
+        model.set_frozen(True)
+        self._panes.show_frame()
+        self._backend.start_frame_image("accentuate", r.frame.image, (model.layer,), model.unit)
+
+    def invert(self) -> None:
+        """`v`: the frame rebuilt from three layers at increasing depth (frozen first)."""
+        r, model = self._results.last_result, self._model
+        maps = [i.name for i in model.layers if i.shape[1:] != (1, 1)]
+        # whole blocks where the model has them (their outputs are what a block keeps)
+        blocks = [n for n in maps if n.count(".") <= 1]
+        blocks = blocks if len(blocks) >= 3 else maps
+        if r is None or not blocks:
+            self._notify(Notice("no frame yet", NoticeLevel.WARNING))
+            return
+        picks = tuple(dict.fromkeys(blocks[int(len(blocks) * f)] for f in (0.15, 0.45, 0.75)))
+        model.set_frozen(True)
+        self._panes.show_frame()
+        self._panes.frame_pane.set_inverted_layers(picks)
+        self._backend.start_frame_image("invert", r.frame.image, picks, -1)
+
     def on_icons_wanted(self, layer: str, units: object) -> None:
         assert isinstance(units, tuple)
         self._backend.request_icons(layer, units)

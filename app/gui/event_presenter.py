@@ -14,6 +14,7 @@ from app.core.backend import Event, LiveBackend
 from app.core.messages import (
     AblationCurves,
     ClassUnitCurves,
+    FrameImage,
     IntegratedExplanation,
     JobFinished,
     JobKind,
@@ -110,6 +111,8 @@ class EventPresenter:
             self._panes.ablation.set_curves(event)
         elif isinstance(event, ClassUnitCurves):
             self._panes.ablation.set_class_units(event)
+        elif isinstance(event, FrameImage):
+            self._panes.frame_pane.on_frame_image(event)
         elif isinstance(event, IntegratedExplanation):
             self._panes.blocks.set_integrated(event)
             self._results.update_blocks()

@@ -20,6 +20,8 @@ JOB_NAMES = {
     JobKind.ICONS: "unit icons",
     JobKind.CLASS_UNITS: "class units",
     JobKind.INTEGRATED: "path-integrated attribution",
+    JobKind.ACCENTUATE: "accentuation",
+    JobKind.INVERT: "inversion",
 }
 
 

@@ -177,6 +177,8 @@ class MainWindow(QMainWindow):
         p.blocks.unit_clicked.connect(model.select_unit)
         p.blocks.overlay_changed.connect(self.results.set_blocks_overlay)
         p.blocks.integrated_requested.connect(self.tabs.on_integrated_requested)
+        p.frame_pane.accentuate_requested.connect(self.tabs.accentuate)
+        p.frame_pane.invert_requested.connect(self.tabs.invert)
         p.input.crop_hovered.connect(self.results.hover_input)
         p.patches.scan_requested.connect(self._on_scan_folder)
         p.patches.patch_clicked.connect(self._on_patch_clicked)

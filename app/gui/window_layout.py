@@ -1,7 +1,8 @@
 """Where the panes sit: three columns of splitters, and the sizes they start at.
 
 Left: input, predictions, messages. Middle, as tabs: the activation grid, the unit card
-(the selected unit at a glance), why the prediction (the building blocks), the ablation
+(the selected unit at a glance), why the prediction (the building blocks), this frame
+(accentuated, inverted), the ablation
 plots and the layer's dissection. Right:
 layers, and the selected unit's tabs (Unit, Top patches, Preferred, Attribution). The help
 card lies over all of them. Nothing here reacts to data: the window wires the panes, the
@@ -23,6 +24,7 @@ from app.gui.attribution_view import AttributionPane
 from app.gui.blocks_view import BlocksPane
 from app.gui.dissection_view import DissectionPane
 from app.gui.file_dialogs import ArchitectureDialog
+from app.gui.frame_view import FramePane
 from app.gui.grid_view import ActivationGrid
 from app.gui.help_overlay import HelpOverlay
 from app.gui.input_view import InputView
@@ -95,6 +97,8 @@ class WindowLayout:
         self._center.addTab(self.card, "Unit card")
         self.blocks = BlocksPane()
         self._center.addTab(self.blocks, "Why")
+        self.frame_pane = FramePane()
+        self._center.addTab(self.frame_pane, "This frame")
         self._center.addTab(self.ablation, "Ablation")
         self.dissection = DissectionPane()
         self._center.addTab(self.dissection, "Dissection")
@@ -162,6 +166,7 @@ class WindowLayout:
             "input": self.input, "predictions": self.predictions, "grid": self.grid,
             "ablation": self.ablation, "unit": self.unit, "layers": self.layers,
             "card": self.card, "dissection": self.dissection, "blocks": self.blocks,
+            "frame": self.frame_pane,
         }
         return panes[name]
 
@@ -177,6 +182,9 @@ class WindowLayout:
 
     def show_activations(self) -> None:
         self._center.setCurrentWidget(self.grid)
+
+    def show_frame(self) -> None:
+        self._center.setCurrentWidget(self.frame_pane)
 
     def show_blocks(self) -> None:
         self._center.setCurrentWidget(self.blocks)

@@ -27,6 +27,7 @@ from app.core.messages import (
     AblationCurves,
     ClassUnitCurves,
     ConceptUnit,
+    FrameImage,
     IntegratedExplanation,
     JobFinished,
     JobKind,
@@ -60,7 +61,14 @@ from app.engine.analyses.dissection import (
     concept_text,
     dissect,
 )
-from app.engine.analyses.featurevis import RenderProgress, RenderResult, cached_unit, render_units
+from app.engine.analyses.featurevis import (
+    RenderProgress,
+    RenderResult,
+    accentuate,
+    cached_unit,
+    invert,
+    render_units,
+)
 from app.engine.analyses.patches import scan
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
@@ -465,3 +473,52 @@ def integrated_job(settings: Settings, loaded: LoadedModel, image: np.ndarray, l
     emit(message)
     return (f"path-integrated attribution of {layer} ({steps} steps): adds up to score − "
             f"baseline within {100 * message.gap:.1f} %")
+
+
+def accentuate_job(settings: Settings, loaded: LoadedModel, image: np.ndarray, layer: str,
+                   unit: int, emit: Emit) -> Job[Progress, str]:
+    """Feature accentuation of `unit` in a frozen frame, with previews (`FrameImage`)."""
+    job = accentuate(loaded, image, layer, unit, seed=settings.render.seed)
+    try:  # a cancel closes this job at its yield: the analysis' own closes with it
+        while True:
+            try:
+                p = next(job)
+            except StopIteration as stop:
+                r = stop.value
+                break
+            if p.image is not None:
+                value = "" if p.value is None else f"activation {p.value:.2f} · "
+                emit(FrameImage("accentuate", layer, unit, p.image,
+                                f"{value}step {p.done}/{p.total}", False))
+            yield p
+    finally:
+        job.close()
+    caption = (f"activation {r.activation_before:.2f} → {r.activation_after:.2f}, "
+               f"{r.psnr:.1f} dB from the frame")
+    emit(FrameImage("accentuate", layer, unit, r.image, caption, True, r.seed))
+    return f"{layer} unit {unit} accentuated: {caption}"
+
+
+def invert_job(settings: Settings, loaded: LoadedModel, image: np.ndarray,
+               layers: Sequence[str], emit: Emit) -> Job[Progress, str]:
+    """The frame reconstructed from each layer's code, with previews (`FrameImage`)."""
+    job = invert(loaded, image, list(layers), seed=settings.render.seed)
+    try:
+        while True:
+            try:
+                p = next(job)
+            except StopIteration as stop:
+                r = stop.value
+                break
+            if p.image is not None:
+                err = "" if p.value is None else f"code error {p.value:.2f} · "
+                emit(FrameImage("invert", p.layer, -1, p.image,
+                                f"{err}step {p.done}/{p.total}", False))
+            yield p
+    finally:
+        job.close()
+    for inv in r.layers:
+        emit(FrameImage("invert", inv.layer, -1, inv.image,
+                        f"code error {inv.code_error:.2f} (from {inv.start_error:.2f})", True,
+                        r.seed))
+    return "inverted " + ", ".join(f"{i.layer} ({i.code_error:.2f})" for i in r.layers)

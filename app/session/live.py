@@ -138,6 +138,18 @@ class LiveSession:
             self._jobs.start(JobKind.UNIT_CARD, jobs.unit_card_job(
                 self.settings, loaded, layer, unit, self._channels[layer], self._events.put))
 
+    def start_frame_image(self, kind: str, image: object, layers: tuple[str, ...],
+                          unit: int) -> None:
+        loaded = self._loaded
+        if loaded is None or not isinstance(image, np.ndarray) or not layers:
+            return
+        if kind == "accentuate":
+            self._jobs.start(JobKind.ACCENTUATE, jobs.accentuate_job(
+                self.settings, loaded, image, layers[0], unit, self._events.put))
+        else:
+            self._jobs.start(JobKind.INVERT, jobs.invert_job(
+                self.settings, loaded, image, layers, self._events.put))
+
     def start_integrated(self, image: object, layer: str, target: int,
                          versus: int | None) -> None:
         loaded = self._loaded
