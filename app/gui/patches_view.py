@@ -70,7 +70,7 @@ class PictureTile(QWidget):
         self._image = image
         self._caption = caption if image is not None else ""
         self._pixmap = None  # rebuilt on the next paint, only if the tile is visible
-        self.setToolTip(tooltip)
+        self.setToolTip(tooltip or self._caption)
         self.update()
 
     def picture(self) -> np.ndarray | None:
@@ -103,10 +103,13 @@ class PictureTile(QWidget):
         font.setPointSizeF(max(font.pointSizeF() - 1.0, 8.0))
         painter.setFont(font)
         painter.setPen(QColor(theme.TEXT))
+        # a long caption ends in "…" (its whole text is the tooltip) rather than clipping
+        shown = painter.fontMetrics().elidedText(self._caption, Qt.TextElideMode.ElideRight,
+                                                 max(self.width() - 4, 8))
         painter.drawText(
             QRectF(0, area.height(), self.width(), _CAPTION_H),
             Qt.AlignmentFlag.AlignCenter,
-            self._caption,
+            shown,
         )
 
 
