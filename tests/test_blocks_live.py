@@ -128,3 +128,22 @@ def test_the_windows_accentuation_and_inversion_jobs_send_previews_and_results(m
     finals = [e for e in events if e.done]
     assert [e.layer for e in finals] == ["_blocks.1", "_blocks.4"]
     assert all("code error" in e.caption for e in finals)
+
+
+def test_the_activation_grid_job_lays_each_position_out_on_the_frames_grid(monkeypatch):
+    """Pooled to 16×16 at most, one tile per position, weak positions darker."""
+    from app.core.jobs import run_job
+    from app.core.settings import Settings
+    from app.session import activation_grid as ag
+
+    monkeypatch.setattr(ag, "STEPS", 2)
+    monkeypatch.setattr(ag, "TILE", 16)
+    loaded = load_bundled(torch.device("cpu"))
+    events = []
+    run_job(ag.activation_grid_job(Settings(), loaded, chelsea(), "_blocks.2", events.append))
+    final = events[-1]
+    assert final.done and final.kind == "activation_grid"
+    assert final.image.shape == (16 * 16, 16 * 16, 3)  # 28×28 pooled to 16×16 positions
+    tiles = np.ones((4, 2, 2, 3), np.uint8) * 200
+    laid = ag.lay_out(tiles, np.array([0.0, 1.0, 2.0, 4.0]), 2, 2)
+    assert laid.shape == (4, 4, 3) and laid[0, 0, 0] == 50 and laid[3, 3, 0] == 200

@@ -160,3 +160,12 @@ def test_x_accentuates_the_unit_and_v_inverts_three_layers_of_the_frozen_frame(u
     ui.wait_until(lambda: all(c.endswith("final") for k, c in pane.captions().items()
                               if k.startswith("inverted")))
     assert pane.inverted_title.text() == "Inverted: what each layer keeps of the frame"
+
+
+def test_m_shows_the_activation_grid_of_the_shown_layer(ui, backend):
+    ui.press(Qt.Key.Key_M)
+    assert backend.views[-1].frozen
+    assert ("start_frame_image", ("activation_grid", (DEFAULT_LAYER,), -1)) in backend.calls
+    pane = ui.window.panes.frame_pane
+    ui.wait_until(lambda: pane.captions()["activation grid"] == "final")
+    assert pane.grid_title.text() == f"Activation grid: {DEFAULT_LAYER}"

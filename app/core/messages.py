@@ -172,6 +172,7 @@ class JobKind(StrEnum):
     INTEGRATED = "integrated"  # path-integrated attribution of a frozen frame
     ACCENTUATE = "accentuate"  # what in this frame a unit responds to, as a picture
     INVERT = "invert"  # what a few layers keep of this frame, reconstructed
+    ACTIVATION_GRID = "activation_grid"  # each position's activation vector, as a picture
 
 
 @dataclass(frozen=True, eq=False)
@@ -265,7 +266,7 @@ class FrameImage:
     """A picture made from the frozen frame: its feature accentuation for a unit, or its
     inversion from a layer's code; previews while the job runs, then the final one."""
 
-    kind: str  # "accentuate" | "invert"
+    kind: str  # "accentuate" | "invert" | "activation_grid"
     layer: str
     unit: int  # the unit accentuated; -1 for an inversion
     image: np.ndarray  # (H, W, 3) uint8

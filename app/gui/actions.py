@@ -135,6 +135,8 @@ ACTIONS: tuple[Row, ...] = (
            ("X",), help="What in this frame the unit responds to, as a picture"),
     Action("invert", "Invert this frame from 3 layers", "tabs.invert", "&Analysis", ("V",),
            help="What a few layers keep of this frame, rebuilt from their codes"),
+    Action("activation_grid", "Activation grid of this frame", "tabs.activation_grid",
+           "&Analysis", ("M",), help="Each position's activation vector as a picture"),
     Action("dissect", "Dissect a folder (concept labels)…", "_on_dissect_folder",
            "&Analysis"),
     Separator("&Analysis"),
@@ -142,7 +144,8 @@ ACTIONS: tuple[Row, ...] = (
              args=(kind,), enabled=False)
       for kind in (JobKind.SCAN, JobKind.RENDER_LAYER, JobKind.ABLATE, JobKind.RENDER,
                    JobKind.UNIT_CARD, JobKind.DISSECT, JobKind.CLASS_UNITS,
-                   JobKind.INTEGRATED, JobKind.ACCENTUATE, JobKind.INVERT)),
+                   JobKind.INTEGRATED, JobKind.ACCENTUATE, JobKind.INVERT,
+                   JobKind.ACTIVATION_GRID)),
 
     *_radio("normalization", "&View/Normalization", "view_model.set_normalization",
             ((Normalization.PER_CHANNEL, "Per channel"), (Normalization.PER_LAYER, "Per layer"))),

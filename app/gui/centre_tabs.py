@@ -104,6 +104,16 @@ class CentreTabs(QObject):
         self._panes.show_frame()
         self._backend.start_frame_image("accentuate", r.frame.image, (model.layer,), model.unit)
 
+    def activation_grid(self) -> None:
+        """`m`: the activation grid of the shown layer for this frame (frozen first)."""
+        r, model = self._results.last_result, self._model
+        if r is None or model.layer is None:
+            self._notify(Notice("no frame yet", NoticeLevel.WARNING))
+            return
+        model.set_frozen(True)
+        self._panes.show_frame()
+        self._backend.start_frame_image("activation_grid", r.frame.image, (model.layer,), -1)
+
     def invert(self) -> None:
         """`v`: the frame rebuilt from three layers at increasing depth (frozen first)."""
         r, model = self._results.last_result, self._model

@@ -2,9 +2,11 @@
 
 Feature accentuation (Hamblin et al. 2024) starts from the frozen frame and raises the
 selected unit while staying close to it: the answer to "what in this frame does the unit
-respond to" is then a picture beside the frame. Feature inversion (Mahendran & Vedaldi
-2015) rebuilds the frame from a few layers' codes, side by side: what each layer kept of
-what it saw. Both run as jobs with live previews; both freeze the frame first.
+respond to" is then a picture beside the frame. The activation grid (Olah et al. 2018)
+shows, at every position, the preferred image of the layer's whole activation vector
+there. Feature inversion (Mahendran & Vedaldi 2015) rebuilds the frame from a few layers'
+codes, side by side: what each layer kept of what it saw. All run as jobs with live
+previews, and freeze the frame first.
 """
 
 from __future__ import annotations
@@ -24,24 +26,30 @@ class FramePane(Panel):
 
     accentuate_requested = pyqtSignal()
     invert_requested = pyqtSignal()
+    grid_requested = pyqtSignal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("This frame", parent)
         row = QHBoxLayout()
-        self.accentuate_button = QPushButton("Accentuate the unit  (x)")
+        self.accentuate_button = QPushButton("Accentuate  (x)")
         self.accentuate_button.setToolTip(
             "Raise the selected unit in this frame while staying close to it (Hamblin et al. "
             "2024): what here the unit responds to. Freezes the frame.")
-        self.invert_button = QPushButton("Invert 3 layers  (v)")
+        self.invert_button = QPushButton("Invert  (v)")
         self.invert_button.setToolTip(
             "Rebuild the frame from each layer's code alone (Mahendran & Vedaldi 2015): what "
             "the layer kept of it. Freezes the frame.")
-        for button in (self.accentuate_button, self.invert_button):
+        self.grid_button = QPushButton("Activation grid  (m)")
+        self.grid_button.setToolTip(
+            "At every position of the layer, the preferred image of its whole activation "
+            "vector, laid out on the frame (Building Blocks' activation grid). Freezes the frame.")
+        for button in (self.accentuate_button, self.invert_button, self.grid_button):
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             row.addWidget(button)
         row.addStretch(1)
         self.accentuate_button.clicked.connect(self.accentuate_requested)
         self.invert_button.clicked.connect(self.invert_requested)
+        self.grid_button.clicked.connect(self.grid_requested)
         self.layout_.addLayout(row)
         grid = QGridLayout()
         grid.setSpacing(6)
@@ -52,10 +60,16 @@ class FramePane(Panel):
         self.accentuated_title.setWordWrap(True)
         seed_title = QLabel("The frame as the model saw it")
         seed_title.setObjectName("paneInfo")
+        self.grid_tile = PictureTile()
+        self.grid_title = QLabel("Activation grid: press m")
+        self.grid_title.setObjectName("paneInfo")
+        self.grid_title.setWordWrap(True)
         grid.addWidget(seed_title, 0, 0)
-        grid.addWidget(self.accentuated_title, 0, 1, 1, 2)
+        grid.addWidget(self.accentuated_title, 0, 1)
+        grid.addWidget(self.grid_title, 0, 2)
         grid.addWidget(self.seed_tile, 1, 0)
         grid.addWidget(self.accentuated_tile, 1, 1)
+        grid.addWidget(self.grid_tile, 1, 2)
         self.inverted_title = QLabel("Inverted: press v on a frame")
         self.inverted_title.setObjectName("paneInfo")
         grid.addWidget(self.inverted_title, 2, 0, 1, 3)
@@ -64,7 +78,8 @@ class FramePane(Panel):
             grid.addWidget(tile, 3, i)
         for r in (1, 3):
             grid.setRowStretch(r, 1)
-        for tile in (self.seed_tile, self.accentuated_tile, *self.inverted_tiles):
+        for tile in (self.seed_tile, self.accentuated_tile, self.grid_tile,
+                     *self.inverted_tiles):
             tile.setMinimumSize(60, 76)
         self.layout_.addLayout(grid, 1)
         self._inverted: list[str] = []
@@ -79,6 +94,11 @@ class FramePane(Panel):
     def on_frame_image(self, event: FrameImage) -> None:
         if event.seed is not None:
             self.seed_tile.set_picture(event.seed, "")
+        if event.kind == "activation_grid":
+            self.grid_tile.set_picture(event.image, event.caption)
+            self.grid_title.setText(f"Activation grid: {event.layer}"
+                                    + ("" if event.done else " …"))
+            return
         if event.kind == "accentuate":
             self.accentuated_tile.set_picture(event.image, event.caption)
             self.accentuated_title.setText(
@@ -94,4 +114,5 @@ class FramePane(Panel):
     def captions(self) -> dict[str, str]:
         """What the tiles say (tests read it)."""
         return {"accentuated": self.accentuated_tile.caption(),
+                "activation grid": self.grid_tile.caption(),
                 **{f"inverted {i}": t.caption() for i, t in enumerate(self.inverted_tiles)}}

@@ -22,6 +22,7 @@ JOB_NAMES = {
     JobKind.INTEGRATED: "path-integrated attribution",
     JobKind.ACCENTUATE: "accentuation",
     JobKind.INVERT: "inversion",
+    JobKind.ACTIVATION_GRID: "activation grid",
 }
 
 

@@ -179,6 +179,7 @@ class MainWindow(QMainWindow):
         p.blocks.integrated_requested.connect(self.tabs.on_integrated_requested)
         p.frame_pane.accentuate_requested.connect(self.tabs.accentuate)
         p.frame_pane.invert_requested.connect(self.tabs.invert)
+        p.frame_pane.grid_requested.connect(self.tabs.activation_grid)
         p.input.crop_hovered.connect(self.results.hover_input)
         p.patches.scan_requested.connect(self._on_scan_folder)
         p.patches.patch_clicked.connect(self._on_patch_clicked)

@@ -43,6 +43,7 @@ from app.engine.runtime.models import (
     torchvision_names,
 )
 from app.session import jobs
+from app.session.activation_grid import activation_grid_job
 
 # inside the package, so a wheel install has it too (pyproject package-data)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -143,7 +144,10 @@ class LiveSession:
         loaded = self._loaded
         if loaded is None or not isinstance(image, np.ndarray) or not layers:
             return
-        if kind == "accentuate":
+        if kind == "activation_grid":
+            self._jobs.start(JobKind.ACTIVATION_GRID, activation_grid_job(
+                self.settings, loaded, image, layers[0], self._events.put))
+        elif kind == "accentuate":
             self._jobs.start(JobKind.ACCENTUATE, jobs.accentuate_job(
                 self.settings, loaded, image, layers[0], unit, self._events.put))
         else:

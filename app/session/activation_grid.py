@@ -1,0 +1,80 @@
+"""The activation grid of Building Blocks (Olah et al. 2018), as a job on a frozen frame.
+
+At every position of the layer, the preferred image of that position's whole activation
+vector (lucid's `direction` objective), all positions optimized in one batch, laid out on
+the frame's grid and darkened where the activation is weak, as in the article: a picture
+of what the layer sees where. A layer finer than 16×16 is pooled to 16×16 first, so the
+batch stays a few hundred small images.
+
+It composes the renderer with the frame's own activations, which no single analysis
+package owns (analyses are independent of each other): so it lives in the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from app.core.backend import Event
+from app.core.jobs import Job, Progress
+from app.core.messages import FrameImage
+from app.core.settings import Settings
+from app.engine.analyses.featurevis import Renderer, get_preset
+from app.engine.analyses.featurevis import objectives as obj
+from app.engine.analyses.featurevis.frames import frame_batch
+from app.engine.analyses.featurevis.render import Ascent, image_seed, to_uint8
+from app.engine.runtime.models import LoadedModel
+
+MAX_SIDE = 16  # positions per side at most
+TILE = 48  # pixels per position
+STEPS = 48
+
+
+def grid_vectors(acts: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) activations → (h·w, C) vectors, pooled to at most MAX_SIDE per side."""
+    h, w = acts.shape[1:]
+    if max(h, w) > MAX_SIDE:
+        acts = F.adaptive_avg_pool2d(acts[None], (min(h, MAX_SIDE), min(w, MAX_SIDE)))[0]
+    return acts.flatten(1).t().contiguous()
+
+
+def lay_out(images: np.ndarray, norms: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(h·w, S, S, 3) uint8 tiles → one (h·S, w·S, 3) picture, each tile darkened by how
+    weak its position's activation is (a quarter of its brightness at zero)."""
+    s = images.shape[1]
+    weight = 0.25 + 0.75 * (norms / max(float(norms.max()), 1e-9))
+    shaded = (images.astype(np.float32) * weight[:, None, None, None]).astype(np.uint8)
+    return shaded.reshape(rows, cols, s, s, 3).transpose(0, 2, 1, 3, 4).reshape(
+        rows * s, cols * s, 3)
+
+
+def activation_grid_job(settings: Settings, loaded: LoadedModel, image: np.ndarray,
+                        layer: str, emit: Callable[[Event], None]) -> Job[Progress, str]:
+    """The activation grid of `layer` for a (H, W, 3) uint8 frame, previews as it goes."""
+    r = Renderer(loaded, layer)
+    x = frame_batch(image, loaded.preprocess.size, loaded.preprocess.crop_fraction, r.device)
+    with torch.no_grad():
+        acts = r.forward(x)[0].float()
+    if acts.dim() != 3:
+        raise ValueError(f"{layer} has no positions: pick a layer with a map")
+    _, h, w = acts.shape
+    rows, cols = min(h, MAX_SIDE), min(w, MAX_SIDE)
+    vectors = grid_vectors(acts)
+    norms = vectors.norm(dim=1).cpu().numpy()
+    p = get_preset(settings.render.preset).with_overrides(STEPS, TILE)
+    rngs = [torch.Generator().manual_seed(image_seed(settings.render.seed, i))
+            for i in range(len(vectors))]
+    param = r.make_param(p, rngs)
+    picture = lay_out(to_uint8(param().detach()), norms, rows, cols)
+    for step, images, _ in Ascent(r, param, obj.direction(vectors), p, rngs).run():
+        if images is not None:
+            picture = lay_out(images, norms, rows, cols)
+            emit(FrameImage("activation_grid", layer, -1, picture,
+                            f"step {step}/{p.steps}", False))
+        yield Progress(step, p.steps, f"activation grid of {layer}")
+    caption = f"{rows}×{cols} positions of {layer}, darker where it is weak"
+    emit(FrameImage("activation_grid", layer, -1, picture, caption, True))
+    return f"activation grid of {layer}: {rows}×{cols} positions"
