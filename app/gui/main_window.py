@@ -315,7 +315,9 @@ class MainWindow(QMainWindow):
         return save_widget_png(self, path)
 
     def export_pane(self, name: str, path: str | Path) -> Path:
-        """One pane (actions.EXPORTABLE_PANES) as a PNG, atomically; raises OSError."""
+        """One pane (actions.EXPORTABLE_PANES) as a PNG, atomically; raises OSError. A centre
+        tab is shown first: it is what the user asked to save."""
+        self.panes.reveal(name)
         return save_widget_png(self.panes.exportable(name), path)
 
     def save_unit_report(self, path: str | Path) -> tuple[Path, Path]:

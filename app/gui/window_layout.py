@@ -170,6 +170,12 @@ class WindowLayout:
         }
         return panes[name]
 
+    def reveal(self, name: str) -> None:
+        """Bring an exportable pane on screen: a centre tab not shown would grab blank."""
+        pane = self.exportable(name)
+        if self._center.indexOf(pane) >= 0:
+            self._center.setCurrentWidget(pane)
+
     def add_export_actions(self, actions: dict[str, QAction]) -> None:
         """Right-click on a pane offers its 'save as PNG' action (the File menu's one)."""
         for name, action in actions.items():
