@@ -16,6 +16,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("DEEPVIS_LOG", os.path.join(tempfile.mkdtemp(prefix="deepvis-test-"),
                                                   "deepvis.log"))
 
+try:
+    # tqdm (torch.export and timm's hub client use it when installed) starts a
+    # process-wide monitor thread on its first bar, which no test could stop
+    import tqdm
+
+    tqdm.tqdm.monitor_interval = 0
+except ImportError:
+    pass
+
 
 @pytest.fixture(autouse=True)
 def no_leftover_threads():

@@ -58,7 +58,9 @@ def test_models_lists_the_bundled_model_as_offline(capsys):
     doc = {m["name"]: m for m in json.loads(out)}
     assert doc["efficientnet_lite0"]["offline"] is True
     assert {"resnet18", "googlenet", "vgg16", "alexnet", "mobilenet_v3_large"} <= set(doc)
-    assert not any(name.startswith("vit_") for name in doc)
+    # transformers are models like the others now (issue 15), Lite1/2 bundled offline
+    assert {"vit_b_16", "swin_t", "maxvit_t"} <= set(doc)
+    assert doc["efficientnet_lite1"]["offline"] and doc["efficientnet_lite2"]["offline"]
 
 
 @pytest.mark.parametrize(("argv", "fragment"), [

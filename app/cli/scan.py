@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         best = res.top(0)[:1]
         first = f"; unit 0 best: {Path(best[0].path).name} {best[0].value:.3g}" if best else ""
         print(f"  {layer}: {res.units} units × top-{res.top_k}, receptive field "
-              f"{rf['size'][0]} px, stride {rf['stride'][0]:g} → {res.folder}{first}")
+              f"{rf['size'][0]} px, stride {rf['stride'][0]:g}"
+              f"{' (' + rf['note'] + ')' if rf.get('note') else ''} → {res.folder}{first}")
     _print_skipped(report.skipped)
     return 0
 

@@ -96,11 +96,14 @@ class LiveTopK:
                                               frame_rgb.shape[:2])).to(acts.device)
         frame = torch.from_numpy(np.ascontiguousarray(frame_rgb)).to(acts.device)
         frame = frame.permute(2, 0, 1)[None].float()
-        rois = torch.cat([torch.zeros(len(units), 1, device=acts.device),
-                          box[:, [1, 0, 3, 2]].float()], 1)  # (0, x0, y0, x1, y1)
+        # units whose boxes coincide share one crop: after a transformer's attention every
+        # token's field is the whole image, and 768 units would crop the same box 768 times
+        unique, which = torch.unique(box, dim=0, return_inverse=True)
+        rois = torch.cat([torch.zeros(len(unique), 1, device=acts.device),
+                          unique[:, [1, 0, 3, 2]].float()], 1)  # (0, x0, y0, x1, y1)
         s = self.thumb_size
         patches = roi_align(frame, rois, (s, s), spatial_scale=1.0, sampling_ratio=2,
-                            aligned=True)
+                            aligned=True)[which]
         self.values[units, slot] = val[units]
         self.ids[units, slot] = frame_id
         self.locs[units, slot] = loc[units]

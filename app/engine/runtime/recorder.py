@@ -11,6 +11,10 @@ The network's output is a layer too, `logits`: a classifier's (N, classes) score
 (N, classes, 1, 1), one 1×1 "map" per class, so every view and analysis that works on a
 unit works on a class unit unchanged (Building Blocks' class units; a rendered class unit
 is a class visualization). Its module is the model itself, named "" by `named_modules()`.
+
+Transformer outputs are recorded as maps too (see `layout`): tokens (N, T, C) as the (N, C,
+h, w) grid of patch tokens, with the class/register tokens as the layer `NAME:cls` (N, C,
+1, P); channels-last (N, H, W, C) permuted to (N, C, H, W). Both are views, not copies.
 """
 
 from __future__ import annotations
@@ -23,6 +27,16 @@ import torch
 from torch import nn
 
 from app.core.messages import LOGITS, LayerInfo
+from app.engine.runtime.layout import (
+    CLS,
+    MAP,
+    TOKENS,
+    Layout,
+    as_map,
+    input_size,
+    layout_of,
+    split_part,
+)
 
 
 def repeat_name(name: str, call: int) -> str:
@@ -34,9 +48,11 @@ def split_layer_name(layer: str) -> tuple[str, int]:
     """The inverse of `repeat_name`: `name` → (name, 0); `name:k` → (name, k).
 
     `logits` is the whole model's output: module "" (a model's own module of that name,
-    if it has one, is then not addressable; a classifier's is its output anyway)."""
+    if it has one, is then not addressable; a classifier's is its output anyway). The prefix
+    tokens `name[:k]:cls` are the same module and call (`layout.split_part` tells them)."""
     if layer == LOGITS:
         return "", 0
+    layer, _part = split_part(layer)
     name, sep, call = layer.rpartition(":")
     if sep and call.isdigit():
         return name, int(call)
@@ -54,10 +70,12 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
     def __init__(self, model: nn.Module, layers: Iterable[str] | None = None) -> None:
         self.model = model
         wanted = set(layers) if layers is not None else None
+        # `name:k` and `name:cls` are recorded by the hook on module `name`
+        modules = {split_layer_name(n)[0] for n in wanted} if wanted is not None else None
         named = list(model.named_modules())
         self._modules = [
             (name, m) for name, m in named
-            if name and name != LOGITS and (wanted is None or name in wanted)
+            if name and name != LOGITS and (modules is None or name in modules)
         ]
         self._record_output = wanted is None or LOGITS in wanted
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -66,9 +84,11 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
         self.clone_layers: set[str] = set()  # learned: outputs that get overwritten in place
         self.activations: dict[str, torch.Tensor] = {}
         self.kinds: dict[str, str] = {}
+        self.layouts: dict[str, str] = {}  # recorded layer → "map", "tokens", "cls", "nhwc"
         # hooks record only inside run(): a caller that runs the model directly must not
         # make them pile up outputs (and memory) pass after pass
         self._active = False
+        self._input_hw: tuple[int, int] | None = None
 
     def __enter__(self) -> ActivationRecorder:
         try:
@@ -94,7 +114,10 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
 
         def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
             nonlocal kind
-            if not self._active or not isinstance(output, torch.Tensor) or output.dim() != 4:
+            if not self._active:
+                return
+            layout = layout_of(output, module, self._input_hw)
+            if layout is None:
                 return
             call = self._calls.get(name, 0)
             self._calls[name] = call + 1
@@ -103,18 +126,28 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
                 output = output.clone()
             elif not torch.is_inference_mode_enabled():
                 self._versions[key] = output._version
-            self.activations[key] = output
             if kind is None:
                 kind = module_kind(module)
-            self.kinds[key] = kind
+            self._keep(key, output, layout, kind)
 
         return hook
+
+    def _keep(self, key: str, output: torch.Tensor, layout: Layout, kind: str) -> None:
+        self.activations[key] = as_map(output, layout)
+        self.kinds[key] = kind
+        self.layouts[key] = layout.kind
+        if layout.prefix:
+            cls = f"{key}:{CLS}"
+            self.activations[cls] = as_map(output, layout, CLS)
+            self.kinds[cls] = kind
+            self.layouts[cls] = CLS
 
     def _on_output(self, _module: nn.Module, _inputs: Any, output: Any) -> None:
         """The model's (N, classes) output as the (N, classes, 1, 1) layer `logits`."""
         if self._active and isinstance(output, torch.Tensor) and output.dim() == 2:
             self.activations[LOGITS] = output[:, :, None, None]
             self.kinds[LOGITS] = "output"
+            self.layouts[LOGITS] = MAP
 
     def run(self, x: torch.Tensor, forward: Callable[[torch.Tensor], Any] | None = None) -> Any:
         """One forward pass with recording; returns the model's output.
@@ -124,6 +157,8 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
         """
         fwd = forward or self.model
         out = self._pass(fwd, x)
+        # a view shares its base's version counter: an in-place write into a token layer's
+        # output shows in its grid view too
         overwritten = {k for k, v in self._versions.items() if self.activations[k]._version != v}
         if overwritten:
             self.clone_layers |= overwritten
@@ -134,6 +169,7 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
         self.activations = {}
         self._versions = {}
         self._calls = {}
+        self._input_hw = input_size(x)
         self._active = True
         try:
             return fwd(x)
@@ -141,9 +177,9 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
             self._active = False
 
     def layer_infos(self) -> tuple[LayerInfo, ...]:
-        """Recorded layers in call order, with (C, H, W) shapes."""
+        """Recorded layers in call order, with (C, H, W) shapes and layouts."""
         return tuple(
-            LayerInfo(name, tuple(t.shape[1:]), self.kinds[name])
+            LayerInfo(name, tuple(t.shape[1:]), self.kinds[name], self.layouts.get(name, MAP))
             for name, t in self.activations.items()
         )
 
@@ -162,7 +198,10 @@ def default_layer(layers: tuple[LayerInfo, ...]) -> str:
     """A middle block of the network: where units are neither edges nor classes."""
     if not layers:
         raise ValueError("the model has no layer with a (C, H, W) output")
-    shallow = [info for info in layers if info.name.count(".") <= 1] or list(layers)
+    # a transformer's blocks sit one level deeper (torchvision: encoder.layers.encoder_layer_5)
+    depth = 2 if any(info.layout == TOKENS for info in layers) else 1
+    grids = [info for info in layers if info.layout != CLS] or list(layers)
+    shallow = [info for info in grids if info.name.count(".") <= depth] or grids
     return shallow[int(len(shallow) * 0.45)].name
 
 

@@ -22,6 +22,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from app.engine.runtime.fold_bn import fold_batchnorms
+from app.engine.runtime.layout import Layout, as_map, input_size, layout_of, split_part
 from app.engine.runtime.recorder import split_layer_name
 
 log = logging.getLogger(__name__)
@@ -74,28 +75,44 @@ def private_copy(model: nn.Module, device: torch.device) -> nn.Module:
 
 def forward_to(model: nn.Module, layer: str, x: torch.Tensor,
                mode: TorchFunctionMode | None = None) -> torch.Tensor:
+    return _forward_to(model, layer, x, mode)[0]
+
+
+def layer_layout(model: nn.Module, layer: str, x: torch.Tensor) -> Layout | None:
+    """How `layer`'s module lays out its output for input `x` (None: no map, e.g. `fc`)."""
+    with torch.no_grad():
+        return _forward_to(model, layer, x, None)[1]
+
+
+def _forward_to(model: nn.Module, layer: str, x: torch.Tensor,
+                mode: TorchFunctionMode | None) -> tuple[torch.Tensor, Layout | None]:
     """`layer`'s output for `model(x)`; the forward ends there, nothing above it runs.
 
-    `layer` is a dotted module name; `name:k` is its k-th call with a 4-D output in the pass
-    (0-based), exactly as the recorder names repeated calls. A module with no 4-D output
-    (a classifier's `fc`) is addressed by its name alone: its first tensor output, found
-    without stopping early. `mode`, if given, is active during the forward. Raises
-    UnknownLayer, LayerNotReached, or NotATensor; errors of the model's own pass through.
+    `layer` is a dotted module name; `name:k` is its k-th call with a recordable output in
+    the pass (0-based), exactly as the recorder names repeated calls; the output is the
+    recorder's (N, C, H, W) map of it (a token layer's grid, `name:cls` its prefix tokens; a
+    view, so gradients flow through it). A module with no such output (a classifier's
+    `fc`) is addressed by its name alone: its first tensor output, found without stopping
+    early. `mode`, if given, is active during the forward. Raises UnknownLayer,
+    LayerNotReached, or NotATensor; errors of the model's own pass through.
     """
     name, wanted = split_layer_name(layer)
+    part = split_part(layer)[1]
     try:
         target = model.get_submodule(name)
     except AttributeError:
         raise UnknownLayer(f"no layer named {name!r} in the model") from None
-    maps = 0  # 4-D outputs seen: what `name:k` counts
-    caught: list[torch.Tensor] = []
-    other: list[Any] = []  # the first non-4-D output, for modules that have no 4-D one
+    input_hw = input_size(x)
+    maps = 0  # recordable outputs seen: what `name:k` counts
+    caught: list[tuple[torch.Tensor, Layout]] = []
+    other: list[Any] = []  # the first other output, for modules that have no map
 
-    def hook(_m: nn.Module, _inputs: Any, output: Any) -> None:
+    def hook(m: nn.Module, _inputs: Any, output: Any) -> None:
         nonlocal maps
-        if isinstance(output, torch.Tensor) and output.dim() == 4:
-            if maps == wanted:
-                caught.append(output)
+        layout = layout_of(output, m, input_hw)
+        if layout is not None:  # counted as the recorder counts, whatever `part` is
+            if maps == wanted and (layout.prefix or not part):
+                caught.append((as_map(output, layout, part), layout))
                 raise _Stop
             maps += 1
         elif not other:
@@ -111,10 +128,10 @@ def forward_to(model: nn.Module, layer: str, x: torch.Tensor,
         handle.remove()
     if caught:
         return caught[0]
-    if wanted == 0 and other:
+    if wanted == 0 and other and not part:
         if not isinstance(other[0], torch.Tensor):
             raise NotATensor(f"layer {layer!r} does not output a tensor")
-        return other[0]
+        return other[0], None
     raise LayerNotReached(f"layer {layer!r} did not run in the forward pass")
 
 

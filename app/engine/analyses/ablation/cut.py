@@ -20,7 +20,9 @@ import torch.fx as fx
 from torch import nn
 
 from app.engine.analyses.ablation.deletion import Ablation, AblationError
+from app.engine.runtime.layout import MAP, as_map, input_size, layout_of, split_part
 from app.engine.runtime.recorder import split_layer_name
+from app.engine.runtime.truncate import LayerNotReached, NotATensor, UnknownLayer, layer_layout
 
 # -- cutting the network at a layer --------------------------------------------------------
 
@@ -181,6 +183,7 @@ class NaiveRunner:
         name, call = split_layer_name(layer)
         self._module = model.get_submodule(name)
         self._call = call
+        self._part = split_part(layer)[1]
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -188,8 +191,12 @@ class NaiveRunner:
     def intact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         seen: list[torch.Tensor] = []
 
-        def keep(_m: nn.Module, _i: Any, out: Any) -> None:
-            seen.append(out.clone() if len(seen) == self._call else out)
+        def keep(m: nn.Module, _i: Any, out: Any) -> None:
+            # counted and seen as the recorder does: the k-th map, tokens as their grid
+            layout = layout_of(out, m, input_size(x))
+            if layout is not None:
+                view = as_map(out, layout, self._part)
+                seen.append(view.clone() if len(seen) == self._call else view)
 
         h = self._module.register_forward_hook(keep)
         try:
@@ -217,6 +224,14 @@ def make_runner(model: nn.Module, layer: str, method: str = "auto",
     """
     if method == "naive":
         return NaiveRunner(model, layer), "naive loop (asked for)"
+    if probe is not None and method == "auto":
+        try:
+            layout = layer_layout(model, layer, probe[:1])
+        except (UnknownLayer, LayerNotReached, NotATensor):
+            layout = None  # the cut below reports a bad layer as it always did
+        if split_part(layer)[1] or (layout is not None and layout.kind != MAP):
+            # the cut's runner zeroes channels along dim 1 of the raw output: only a map's
+            return NaiveRunner(model, layer), "naive loop: a token or channels-last layer"
     try:
         cut = cut_at(model, layer)
         runner = CutRunner(cut)

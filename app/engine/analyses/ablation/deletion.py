@@ -19,6 +19,7 @@ from torch import nn
 
 from app.core.messages import AblationMode
 from app.core.units import UnitSpecError, parse_units
+from app.engine.runtime.layout import CLS, Layout, as_map, from_map, input_size, layout_of
 from app.engine.runtime.recorder import split_layer_name
 
 
@@ -160,6 +161,7 @@ class Ablation(AbstractContextManager["Ablation"]):
         self.enabled = True  # False: hooks pass outputs through (see `paused`)
         self._forking = False
         self._fork_n: int | None = None  # this pass's batch size before it was doubled
+        self._input_hw: tuple[int, int] | None = None  # this pass's input (H, W)
         for layer, u in (units or {}).items():
             self._units[layer] = tuple(sorted(set(int(i) for i in u)))
             self._module(layer)  # unknown names fail here, not on the first frame
@@ -254,9 +256,10 @@ class Ablation(AbstractContextManager["Ablation"]):
         except AttributeError:
             raise AblationError(f"no layer named {name!r} in the model") from None
 
-    def _new_pass(self, *_: Any) -> None:
+    def _new_pass(self, _module: nn.Module, inputs: Any) -> None:
         self._calls.clear()
         self._fork_n = None
+        self._input_hw = input_size(inputs[0]) if inputs else None
 
     def _hook(self, layer: str) -> None:
         name, _ = split_layer_name(layer)
@@ -266,33 +269,50 @@ class Ablation(AbstractContextManager["Ablation"]):
         self._handles[name] = [module.register_forward_hook(self._hook_for(name), prepend=True)]
 
     def _hook_for(self, name: str) -> Any:
-        def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
-            # only 4-D outputs are counted and touched, as the recorder names them (`act:1`
-            # is the second feature map through `act`, whatever vectors it saw between)
-            if not self.enabled or not isinstance(output, torch.Tensor) or output.dim() != 4:
+        def hook(module: nn.Module, _inputs: Any, output: Any) -> Any:
+            # only recordable outputs are counted and touched, as the recorder names them
+            # (`act:1` is the second feature map through `act`, whatever vectors it saw
+            # between); a token or channels-last output is edited through its map view
+            if not self.enabled:
+                return None
+            layout = layout_of(output, module, self._input_hw)
+            if layout is None:
                 return None
             call = self._calls.get(name, 0)
             self._calls[name] = call + 1
             key = name if call == 0 else f"{name}:{call}"
-            if key not in self._units:
+            parts = [(k, p) for k, p in ((key, ""), (f"{key}:{CLS}", CLS))
+                     if k in self._units and (layout.prefix or not p)]
+            if not parts:
                 return None
             n = self._fork_n
             doubled = n is not None and output.shape[0] == 2 * n
             if self.mode == AblationMode.MEAN and isinstance(self.means, RunningChannelMeans):
                 # before ablation, from the intact rows only: intact statistics
-                self.means.update(key, output[:n] if doubled else output)
-            if not self._units[key]:
+                intact = output[:n] if doubled else output
+                for k, p in parts:
+                    self.means.update(k, as_map(intact, layout, p))
+            parts = [(k, p) for k, p in parts if self._units[k]]
+            if not parts:
                 return None
             if not self._forking:
-                return self.apply(key, output)
+                return self._edit(output, layout, parts)
             if n is None:  # the first deletion of this pass: fork here
                 self._fork_n = output.shape[0]
-                return torch.cat([output, self.apply(key, output)])
+                return torch.cat([output, self._edit(output, layout, parts)])
             if not doubled:
                 raise ForkError(f"{key} runs on a branch the forked batch does not reach")
-            return torch.cat([output[:n], self.apply(key, output[n:])])
+            return torch.cat([output[:n], self._edit(output[n:], layout, parts)])
 
         return hook
+
+    def _edit(self, output: torch.Tensor, layout: Layout,
+              parts: list[tuple[str, str]]) -> torch.Tensor:
+        """`output` in its own layout with the deleted units of each (layer, part) replaced."""
+        for layer, part in parts:
+            output = from_map(output, layout, self.apply(layer, as_map(output, layout, part)),
+                              part)
+        return output
 
     def apply(self, layer: str, output: torch.Tensor) -> torch.Tensor:
         """`output` (N, C, ...) of `layer` with its deleted channels replaced (a new tensor)."""

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from app.engine.analyses.blocks.score import BlocksError, ClassScore, Score, output_logits
+from app.engine.runtime.layout import as_map, from_map, input_size, layout_of, split_part
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import split_layer_name
 from app.engine.runtime.truncate import (
@@ -165,28 +166,41 @@ class LayerAttributor:
         model = self._private_model(x)
         dims = self.layer_dims(x, layer)
         name, wanted = split_layer_name(layer)
+        part = split_part(layer)[1]
+        input_hw = input_size(x)
         target = model.get_submodule(name)
         affine = self._folded.get(target)
         shape = (1, -1) + (1,) * (dims - 2)
         seen = 0
         caught: list[torch.Tensor] = []
 
-        def hook(_m: nn.Module, _inputs: Any, out: Any) -> Any:
+        def hook(m: nn.Module, _inputs: Any, out: Any) -> Any:
             nonlocal seen
-            if caught or not isinstance(out, torch.Tensor) or out.dim() != dims:
+            if caught:
                 return None
-            if dims == 4 and seen != wanted:
-                seen += 1
+            # a 4-D layer is the recorder's map of whatever layout the module outputs
+            # (tokens, channels-last): z is that map, and the edit is written back into it
+            layout = layout_of(out, m, input_hw) if dims == 4 else None
+            if dims == 4:
+                if layout is None:
+                    return None
+                if seen != wanted:
+                    seen += 1
+                    return None
+                view = as_map(out, layout, part)
+            elif isinstance(out, torch.Tensor) and out.dim() == dims:
+                view = out
+            else:
                 return None
             if affine is None:  # a copy: an in-place op downstream must not reach z
-                z = out.detach().clone()
+                z = view.detach().clone()
             else:  # a conv with its batch norm folded in outputs bn(z)
-                z = ((out - affine[1].view(shape)) / affine[0].view(shape)).detach()
+                z = ((view - affine[1].view(shape)) / affine[0].view(shape)).detach()
             caught.append(z)
             new = edit(z)
             if affine is not None:
                 new = new * affine[0].view(shape) + affine[1].view(shape)
-            return new
+            return new if layout is None else from_map(out, layout, new, part)
 
         handle = target.register_forward_hook(hook)
         try:

@@ -171,7 +171,9 @@ def cut_crops(folder: Path, states: dict[str, dict[str, np.ndarray]], files: Seq
             }
             rf = rfs[layer]
             layer_meta = dict(meta, layer=layer, units=c, map_shape=list(shapes[layer][1:]),
-                              rf={"size": list(rf.size), "stride": list(rf.stride)})
+                              rf={"size": list(rf.size), "stride": list(rf.stride),
+                                  # tokens: their own patch, or the whole image (after mixing)
+                                  **({"note": rf.note} if rf.note else {})})
             staged = staging / f"{layer_dirname(layer)}.npy"
             mapped = tmp_crops.pop(layer)
             assert isinstance(mapped, np.memmap)
