@@ -313,3 +313,14 @@ def test_run_window_screenshot(qtbot, tmp_path) -> None:
     assert backend.stop_calls == 1
     assert backend.views[0].unit == 7
     assert [p.name for p in tmp_path.iterdir()] == ["shot.png"]
+
+
+def test_a_token_layer_says_so_in_the_layer_list() -> None:
+    from app.core.messages import LayerInfo
+    from app.gui.layer_list import layer_row_text
+
+    vit = LayerInfo("encoder.layers.encoder_layer_5", (768, 14, 14), "EncoderBlock", "tokens")
+    assert layer_row_text(vit) == "encoder.layers.encoder_layer_5  768×14×14  tokens"
+    assert vit.describe().endswith("(EncoderBlock, tokens)")
+    conv = LayerInfo("_blocks.5", (80, 14, 14), "MBConvBlock")
+    assert layer_row_text(conv) == "_blocks.5  80×14×14"

@@ -82,7 +82,8 @@ class LayerInfo:
         return self.shape[0]
 
     def describe(self) -> str:
-        return f"{self.name}  {'×'.join(str(s) for s in self.shape)}  ({self.kind})"
+        laid = "" if self.layout == "map" else f", {self.layout}"
+        return f"{self.name}  {'×'.join(str(s) for s in self.shape)}  ({self.kind}{laid})"
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,14 @@ from PyQt6.QtWidgets import QListWidget, QListWidgetItem, QWidget
 from app.core.messages import LayerInfo
 from app.gui.image_pane import Panel
 
+LAYOUT_MARKS = {"tokens": "  tokens", "cls": "  class token", "nhwc": "  nhwc"}
+
 
 def layer_row_text(info: LayerInfo) -> str:
-    """`_blocks.5._depthwise_conv  240×28×28`: the list row for a layer."""
-    return f"{info.name}  {'×'.join(str(s) for s in info.shape)}"
+    """`_blocks.5._depthwise_conv  240×28×28`: the list row for a layer; a transformer's
+    token layer says so (`encoder.layers.encoder_layer_5  768×14×14  tokens`)."""
+    return (f"{info.name}  {'×'.join(str(s) for s in info.shape)}"
+            + LAYOUT_MARKS.get(info.layout, ""))
 
 
 class LayerListPane(Panel):
