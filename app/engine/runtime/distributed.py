@@ -293,6 +293,7 @@ def join(rank: int, world: int, init_method: str, timeout_s: float = 60.0) -> Ra
     """Join a gloo group without torchrun (tests and scripts spawn their own processes)."""
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
                             timeout=timedelta(seconds=timeout_s))
+    atexit.register(stop)  # as `start`: a rank leaving with its gloo threads up aborts
     return Ranks(rank, world, rank, world, "gloo")
 
 
