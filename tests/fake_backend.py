@@ -190,6 +190,14 @@ def explanation_of(layer: str, view: ViewState) -> Explanation:
                        np.linspace(1.0, -0.5, k).astype(np.float32), "", 21.0)
 
 
+def attention_of(h: int, w: int, query: tuple[int, int] | None) -> np.ndarray:
+    """A bump around the query token (the centre for the class token), rows summing to 1."""
+    qy, qx = query if query is not None else (h // 2, w // 2)
+    yy, xx = np.mgrid[0:h, 0:w]
+    bump = np.exp(-((yy - qy) ** 2 + (xx - qx) ** 2) / 4.0).astype(np.float32)
+    return bump / bump.sum()
+
+
 COLOURS = ("red", "green", "blue", "yellow", "white")
 
 
@@ -338,6 +346,7 @@ def make_result(
         attribution = attribution_map(layer, unit, view.attribution, at)
     ablated = any(units for _, units in view.ablated)
     explanation = explanation_of(layer, view) if view.explain and h > 1 else None
+    attention = attention_of(h, w, view.attention_query) if view.attention else None
     return Result(
         seq=seq,
         frame=frame,
@@ -359,6 +368,8 @@ def make_result(
         frozen=frozen,
         attribution=attribution,
         explanation=explanation,
+        attention=attention,
+        attention_text="block 3 of 12, from the class token" if attention is not None else "",
         attribution_mode=view.attribution,
         attribution_ms=18.0 if attribution is not None else 0.0,
         intact_predictions=PREDICTIONS if ablated else None,

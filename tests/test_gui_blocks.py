@@ -169,3 +169,23 @@ def test_m_shows_the_activation_grid_of_the_shown_layer(ui, backend):
     pane = ui.window.panes.frame_pane
     ui.wait_until(lambda: pane.captions()["activation grid"] == "final")
     assert pane.grid_title.text() == f"Activation grid: {DEFAULT_LAYER}"
+
+
+def test_t_shows_the_attention_from_the_token_under_the_mouse(ui, backend):
+    from fake_backend import activations, attention_of
+
+    inp = ui.window.panes.input
+    assert inp.attention_overlay() is None
+    ui.press(Qt.Key.Key_T)
+    assert backend.views[-1].attention and backend.views[-1].attention_query is None
+    ui.wait_until(lambda: inp.attention_overlay() is not None)
+    h, w = activations(DEFAULT_LAYER).shape[1:]
+    expected = attention_of(h, w, None)
+    alpha = inp.attention_overlay()[..., 3]
+    assert np.unravel_index(int(alpha.argmax()), alpha.shape) == np.unravel_index(
+        int(expected.argmax()), expected.shape)
+    inp.pane.graphics.scene().sigMouseMoved.emit(inp.scene_pos_in_crop(0.10, 0.80))
+    assert backend.views[-1].attention_query == (int(0.80 * h), int(0.10 * w))
+    ui.press(Qt.Key.Key_T)
+    assert not backend.views[-1].attention
+    ui.wait_until(lambda: inp.attention_overlay() is None)

@@ -63,6 +63,11 @@ class ViewState:
     explained_class: int | None = None
     versus_class: int | None = None
     explain: bool = False
+    # a transformer's attention over the input: from the token at `attention_query` (y, x)
+    # of its grid, or the class token (None); rolled out through the blocks, or one block's
+    attention: bool = False
+    attention_query: tuple[int, int] | None = None
+    attention_rollout: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,8 @@ class Result:
     # the frames seen this session that excite the selected unit most, best first
     live_top: tuple[Patch, ...] = ()
     explanation: Explanation | None = None  # while the building blocks are shown
+    attention: np.ndarray | None = None  # (h, w) float32, head-averaged, while asked for
+    attention_text: str = ""  # which block and query it is, or why there is none
 
 
 @dataclass(frozen=True, eq=False)

@@ -162,6 +162,12 @@ ACTIONS: tuple[Row, ...] = (
     Action("attribution_tint", "Tint the grid by attribution to the class", "tabs.set_grid_tint",
            "&View", ("A",), checkable=True,
            help="Tiles orange / blue by how much each channel raises / lowers the class"),
+    Action("attention", "Attention on the input (transformers)", "_on_attention_toggled",
+           "&View", ("T",), checkable=True,
+           help="A transformer's attention from the token under the mouse (else the class "
+                "token), at the shown layer's block"),
+    Action("attention_rollout", "Attention rollout instead of one block",
+           "view_model.set_attention_rollout", "&View", checkable=True),
     Action("concept_labels", "Concept labels on the grid", "_on_concept_labels_toggled",
            "&View", ("L",), checkable=True,
            help="Write each unit's concept (from a dissection) on its tile"),

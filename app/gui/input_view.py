@@ -45,6 +45,10 @@ class InputView(Panel):
         self.explanation_item = make_image_item()
         self.explanation_item.setZValue(8)
         self.explanation_item.hide()
+        # a transformer's attention from one token: magenta, as opaque as it is strong
+        self.attention_item = make_image_item()
+        self.attention_item.setZValue(9)
+        self.attention_item.hide()
         self.crop_item = QGraphicsRectItem()
         pen = QPen(QColor(theme.ACCENT))
         pen.setWidthF(1.5)
@@ -57,6 +61,7 @@ class InputView(Panel):
         self.pane.view.addItem(self.attribution_item)
         self.pane.view.addItem(self.mask_item)
         self.pane.view.addItem(self.explanation_item)
+        self.pane.view.addItem(self.attention_item)
         self._crop: tuple[int, int, int, int] | None = None
         self.pane.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.pane.view.addItem(self.crop_item)
@@ -139,6 +144,24 @@ class InputView(Panel):
         self.explanation_item.show()
         self.showing_explanation = True
         self.overlay_item.hide()
+
+    def set_attention(self, weights: np.ndarray | None,
+                      crop: tuple[int, int, int, int]) -> None:
+        """Tint the crop by an (h, w) attention map (scaled by its maximum); None hides it."""
+        if weights is None:
+            self.attention_item.hide()
+            return
+        top = float(weights.max()) or 1.0
+        rgba = np.zeros((*weights.shape, 4), np.uint8)
+        rgba[..., :3] = (255, 64, 200)
+        rgba[..., 3] = np.clip(weights / top * 220, 0, 220).astype(np.uint8)
+        self.attention_item.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.attention_item.setRect(QRectF(*crop))
+        self.attention_item.show()
+
+    def attention_overlay(self) -> np.ndarray | None:
+        image: np.ndarray | None = self.attention_item.image
+        return image if self.attention_item.isVisible() else None
 
     def explanation_overlay(self) -> np.ndarray | None:
         image: np.ndarray | None = self.explanation_item.image

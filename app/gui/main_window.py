@@ -464,6 +464,12 @@ class MainWindow(QMainWindow):
         if folder:
             self.start_dissection(folder)
 
+    def _on_attention_toggled(self, on: bool) -> None:
+        self.view_model.set_attention(on)
+        if on:
+            self.show_notice(Notice("attention: the token under the mouse on the input (else "
+                                    "the class token), at the shown layer's block"))
+
     def _on_concept_labels_toggled(self, on: bool) -> None:
         self.events.show_tile_labels(on)
 

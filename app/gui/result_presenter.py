@@ -93,6 +93,7 @@ class ResultPresenter(QObject):
         self._icons_asked: tuple[str, tuple[int, ...]] | None = None
         self._hover: tuple[float, float] | None = None  # the mouse over the crop, fractions
         self._tint = False  # the grid's tiles tinted by attribution
+        self._attention_text = ""
         self._flush = QTimer(self)
         self._flush.setSingleShot(True)
         self._flush.timeout.connect(self._on_flush)
@@ -147,6 +148,10 @@ class ResultPresenter(QObject):
         if p.showing_card():
             self._feed_card(result, unit, heat)
         self._show_blocks(result)
+        p.input.set_attention(result.attention if self._model.attention else None, result.crop)
+        if self._model.attention and result.attention_text != self._attention_text:
+            self._attention_text = result.attention_text  # what the tint is, when it changes
+            p.input.pane.setToolTip(result.attention_text)
         p.predictions.set_predictions(result.predictions, result.intact_predictions)
         p.patches.set_live(result.live_top)  # O(1) unless the patches changed
         self._follow_source(result.frame)
@@ -199,6 +204,11 @@ class ResultPresenter(QObject):
         """The mouse over the input's crop: the dictionary of the layer cell under it."""
         self._hover = (fx, fy) if fx >= 0 else None
         r = self.last_result
+        if self._model.attention and r is not None and r.attention is not None:
+            h, w = r.attention.shape
+            self._model.set_attention_query(
+                None if self._hover is None else (min(int(fy * h), h - 1),
+                                                  min(int(fx * w), w - 1)))
         if r is not None and r.explanation is not None:
             self._show_cell(r.explanation.spatial.shape)
 

@@ -61,6 +61,9 @@ class ViewModel(QObject):
         self._explained: int | None = None
         self._versus: int | None = None
         self._explain = False
+        self._attention = False
+        self._attention_query: tuple[int, int] | None = None
+        self._rollout = False
         self._attribution_at: tuple[int, int] | None = None
         self._ablated: dict[str, set[int]] = {}  # layer → deleted units
         self._ablation_mode = AblationMode.ZERO
@@ -112,8 +115,31 @@ class ViewModel(QObject):
             attribution=self._attribution, attribution_at=self._attribution_at,
             ablated=self.ablated_state(), ablation_mode=self._ablation_mode,
             explained_class=self._explained, versus_class=self._versus,
-            explain=self._explain,
+            explain=self._explain, attention=self._attention,
+            attention_query=self._attention_query, attention_rollout=self._rollout,
         )
+
+    @property
+    def attention(self) -> bool:
+        return self._attention
+
+    def set_attention(self, on: bool) -> None:
+        """A transformer's attention over the input, or not."""
+        if on != self._attention:
+            self._attention = on
+            self._send_view()
+
+    def set_attention_rollout(self, on: bool) -> None:
+        if on != self._rollout:
+            self._rollout = on
+            self._send_view()
+
+    def set_attention_query(self, query: tuple[int, int] | None) -> None:
+        """The token the attention is from: a (y, x) of the grid, None for the class token."""
+        if query != self._attention_query:
+            self._attention_query = query
+            if self._attention:
+                self._send_view()
 
     @property
     def explained_class(self) -> int | None:

@@ -34,6 +34,7 @@ from app.engine.analyses.ablation.deletion import (
 )
 from app.engine.analyses.attribution.attributor import Attributor, saliency_to_uint8
 from app.engine.analyses.blocks import ClassScore, LiveBlocks
+from app.engine.live.attention_view import LiveAttention
 from app.engine.live.explain_pass import InPassExplainer, freeze_parameters
 from app.engine.live.live_topk import LiveTopK
 from app.engine.runtime.models import LoadedModel
@@ -64,6 +65,8 @@ class Snapshot:
     attribution_ms: float = 0.0
     live_top: tuple[Patch, ...] = ()
     explanation: Explanation | None = None
+    attention: np.ndarray | None = None
+    attention_text: str = ""
 
 
 class FrameProcessor:
@@ -88,6 +91,7 @@ class FrameProcessor:
         self.recorder.clone_layers |= clone
         freeze_parameters(loaded.module)  # a backward in the live pass stops at the layer
         self._in_pass = InPassExplainer(loaded.module, self.recorder, dictionary_top, groups)
+        self._attention = LiveAttention(loaded.module)
         self._geometries: dict[tuple[str, float], GridGeometry] = {}
         # deletion hooks run before the recorder's, so the grid shows what the rest of the
         # network receives; with nothing deleted they cost one dictionary lookup
@@ -212,6 +216,22 @@ class FrameProcessor:
         return (view.explain and self.explain_in_pass and not self.explain_error
                 and layer != LOGITS and self.by_name[layer].shape[1:] != (1, 1))
 
+    def _run(self, x: torch.Tensor, view: ViewState, layer: str
+             ) -> tuple[torch.Tensor, tuple[Prediction, ...] | None, Explanation | None]:
+        """The recorded pass (forked with deletions, differentiable with the blocks on):
+        (logits, the intact top-k when units are deleted, the in-pass explanation)."""
+        if view.ablated:
+            logits, intact = self._intact_and_ablated(x, view)
+            return logits, intact, None
+        if self._explains_in_pass(view, layer):
+            try:
+                logits, explanation = self._in_pass.run(x, view, layer)
+                return logits, None, explanation
+            except Exception as exc:  # a model the in-pass hook cannot handle: two passes
+                log.info("building blocks in a second pass for %s: %s", layer, exc)
+                self.explain_in_pass = False
+        return self.recorder.run(x), None, None
+
     def _top(self, logits: torch.Tensor) -> tuple[Prediction, ...]:
         return top_predictions(logits[0], self.top_k, self.loaded.class_names)
 
@@ -244,19 +264,10 @@ class FrameProcessor:
         x = prepare_batch([img], lm.preprocess)
         layer, unit = self.resolve(view)
         self._sync_ablation(view, layer)
-        intact = None
-        explanation = None
-        if view.ablated:
-            logits, intact = self._intact_and_ablated(x, view)
-        elif self._explains_in_pass(view, layer):
-            try:
-                logits, explanation = self._in_pass.run(x, view, layer)
-            except Exception as exc:  # a model the in-pass hook cannot handle: two passes
-                log.info("building blocks in a second pass for %s: %s", layer, exc)
-                self.explain_in_pass = False
-                logits = self.recorder.run(x)
-        else:
-            logits = self.recorder.run(x)
+        probe = self._attention.probe(view)  # no extra pass: it reads the recorded one's
+        with probe:
+            logits, intact, explanation = self._run(x, view, layer)
+        attention, attention_text = self._attention.read(probe, view, layer)
         # layers above a forked deletion hold [intact; ablated]: show what the net receives
         acts = self.recorder.activations[layer][-1]
         g = self.geometry(layer, view.grid_aspect)
@@ -277,7 +288,7 @@ class FrameProcessor:
         return Snapshot(
             crop, layer, g, mosaic_np, unit, unit_map,
             stats[0], stats[1], preds, intact, attribution, attribution_ms, live_top,
-            explanation,
+            explanation, attention, attention_text,
         )
 
 
@@ -412,6 +423,7 @@ class InferenceWorker(threading.Thread):
             else AttributionMode.OFF,
             attribution_ms=snap.attribution_ms, intact_predictions=snap.intact_predictions,
             live_top=snap.live_top, explanation=snap.explanation,
+            attention=snap.attention, attention_text=snap.attention_text,
         ))
         for error in (proc.attribution_error, proc.explain_error):
             if error and error != self._reported:

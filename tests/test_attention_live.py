@@ -1,0 +1,58 @@
+"""A transformer's attention in the live pass: the probe rides on the recorded forward."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchvision.models.vision_transformer import VisionTransformer
+
+from app.core.messages import ViewState
+from app.engine.live.worker import FrameProcessor
+from app.engine.runtime.attention import attention_maps
+from app.engine.runtime.models import LoadedModel
+from app.engine.runtime.preprocess import Preprocess, frame_to_tensor, prepare_batch
+
+LAYER = "encoder.layers.encoder_layer_1"
+
+
+def _tiny_vit() -> LoadedModel:
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=32, patch_size=8, num_layers=3, num_heads=2,
+                            hidden_dim=16, mlp_dim=32, num_classes=5).eval()
+    pre = Preprocess(size=32, crop_fraction=1.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    return LoadedModel("tiny_vit", vit, pre, tuple(f"c{i}" for i in range(5)),
+                       torch.device("cpu"))
+
+
+def test_the_live_attention_is_the_blocks_own_weights_for_the_query():
+    loaded = _tiny_vit()
+    image = np.random.default_rng(1).integers(0, 256, (40, 40, 3)).astype(np.uint8)
+    proc = FrameProcessor(loaded)
+    try:
+        x = prepare_batch([frame_to_tensor(image, loaded.device)], loaded.preprocess)
+        maps = attention_maps(loaded.module, x)
+        snap = proc.process(image, ViewState(layer=LAYER, attention=True))
+        np.testing.assert_allclose(snap.attention, maps.for_query(1, "cls").mean(0),
+                                   rtol=1e-4, atol=1e-6)
+        assert "block 2 of 3" in snap.attention_text and "class token" in snap.attention_text
+        at = proc.process(image, ViewState(layer=LAYER, attention=True,
+                                           attention_query=(2, 1))).attention
+        np.testing.assert_allclose(at, maps.for_query(1, (2, 1)).mean(0), rtol=1e-4, atol=1e-6)
+        rolled = proc.process(image, ViewState(layer=LAYER, attention=True,
+                                               attention_rollout=True)).attention
+        np.testing.assert_allclose(rolled, maps.rollout("cls", upto=1), rtol=1e-4, atol=1e-6)
+        assert proc.process(image, ViewState(layer=LAYER)).attention is None  # only if asked
+    finally:
+        proc.close()
+
+
+def test_a_cnn_says_it_has_no_attention_once():
+    from app.engine.runtime.models import load_bundled
+    from tests.photos import chelsea
+
+    proc = FrameProcessor(load_bundled(torch.device("cpu")))
+    try:
+        snap = proc.process(chelsea(), ViewState(attention=True))
+        assert snap.attention is None and snap.attention_text.startswith("no attention to show")
+    finally:
+        proc.close()
