@@ -147,14 +147,16 @@ class InputView(Panel):
 
     def set_attention(self, weights: np.ndarray | None,
                       crop: tuple[int, int, int, int]) -> None:
-        """Tint the crop by an (h, w) attention map (scaled by its maximum); None hides it."""
+        """Tint the crop by an (h, w) attention map, from its least to its most attended token
+        (attention spread evenly shows as nothing); None hides it."""
         if weights is None:
             self.attention_item.hide()
             return
-        top = float(weights.max()) or 1.0
+        low = float(weights.min())
+        span = max(float(weights.max()) - low, 1e-12)
         rgba = np.zeros((*weights.shape, 4), np.uint8)
         rgba[..., :3] = (255, 64, 200)
-        rgba[..., 3] = np.clip(weights / top * 220, 0, 220).astype(np.uint8)
+        rgba[..., 3] = np.clip((weights - low) / span * 220, 0, 220).astype(np.uint8)
         self.attention_item.setImage(rgba, autoLevels=False, levels=(0, 255))
         self.attention_item.setRect(QRectF(*crop))
         self.attention_item.show()
