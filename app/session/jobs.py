@@ -17,6 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from typing import TypeVar, cast
 
 import cv2
 import numpy as np
@@ -62,6 +63,7 @@ from app.engine.analyses.dissection import (
     dissect,
 )
 from app.engine.analyses.featurevis import (
+    FrameProgress,
     RenderProgress,
     RenderResult,
     accentuate,
@@ -80,6 +82,8 @@ from app.session.patch_attributions import PATCH_RULE, patch_attributions
 Emit = Callable[[Event], None]
 JOB_NICENESS = 10
 PROGRESS_S = 0.1  # a job's progress reaches the GUI at most this often
+P = TypeVar("P", bound=Progress)
+R = TypeVar("R")
 
 
 def private_model(loaded: LoadedModel) -> LoadedModel:
@@ -475,24 +479,33 @@ def integrated_job(settings: Settings, loaded: LoadedModel, image: np.ndarray, l
             f"baseline within {100 * message.gap:.1f} %")
 
 
+def relay(job: Job[P, R], on_step: Callable[[P], None]) -> Job[P, R]:
+    """`job`'s steps, each shown to `on_step` first (previews); its result. A cancel closes
+    this generator at its yield, and `job` with it, so its own finally blocks run."""
+    try:
+        while True:
+            try:
+                step = next(job)
+            except StopIteration as stop:
+                return cast(R, stop.value)
+            on_step(step)
+            yield step
+    finally:
+        job.close()
+
+
 def accentuate_job(settings: Settings, loaded: LoadedModel, image: np.ndarray, layer: str,
                    unit: int, emit: Emit) -> Job[Progress, str]:
     """Feature accentuation of `unit` in a frozen frame, with previews (`FrameImage`)."""
-    job = accentuate(loaded, image, layer, unit, seed=settings.render.seed)
-    try:  # a cancel closes this job at its yield: the analysis' own closes with it
-        while True:
-            try:
-                p = next(job)
-            except StopIteration as stop:
-                r = stop.value
-                break
-            if p.image is not None:
-                value = "" if p.value is None else f"activation {p.value:.2f} · "
-                emit(FrameImage("accentuate", layer, unit, p.image,
-                                f"{value}step {p.done}/{p.total}", False))
-            yield p
-    finally:
-        job.close()
+
+    def preview(p: FrameProgress) -> None:
+        if p.image is not None:
+            value = "" if p.value is None else f"activation {p.value:.2f} · "
+            emit(FrameImage("accentuate", layer, unit, p.image,
+                            f"{value}step {p.done}/{p.total}", False))
+
+    r = yield from relay(accentuate(loaded, image, layer, unit, seed=settings.render.seed),
+                         preview)
     caption = (f"activation {r.activation_before:.2f} → {r.activation_after:.2f}, "
                f"{r.psnr:.1f} dB from the frame")
     emit(FrameImage("accentuate", layer, unit, r.image, caption, True, r.seed))
@@ -502,21 +515,15 @@ def accentuate_job(settings: Settings, loaded: LoadedModel, image: np.ndarray, l
 def invert_job(settings: Settings, loaded: LoadedModel, image: np.ndarray,
                layers: Sequence[str], emit: Emit) -> Job[Progress, str]:
     """The frame reconstructed from each layer's code, with previews (`FrameImage`)."""
-    job = invert(loaded, image, list(layers), seed=settings.render.seed)
-    try:
-        while True:
-            try:
-                p = next(job)
-            except StopIteration as stop:
-                r = stop.value
-                break
-            if p.image is not None:
-                err = "" if p.value is None else f"code error {p.value:.2f} · "
-                emit(FrameImage("invert", p.layer, -1, p.image,
-                                f"{err}step {p.done}/{p.total}", False))
-            yield p
-    finally:
-        job.close()
+
+    def preview(p: FrameProgress) -> None:
+        if p.image is not None:
+            err = "" if p.value is None else f"code error {p.value:.2f} · "
+            emit(FrameImage("invert", p.layer, -1, p.image, f"{err}step {p.done}/{p.total}",
+                            False))
+
+    r = yield from relay(invert(loaded, image, list(layers), seed=settings.render.seed),
+                         preview)
     for inv in r.layers:
         emit(FrameImage("invert", inv.layer, -1, inv.image,
                         f"code error {inv.code_error:.2f} (from {inv.start_error:.2f})", True,
