@@ -25,6 +25,7 @@ from app.core.messages import (
     Explanation,
     Frame,
     FrameImage,
+    GroupIcons,
     IntegratedExplanation,
     JobFinished,
     JobKind,
@@ -550,6 +551,13 @@ class FakeBackend:
     def start_class_units(self, folder: str, layer: str, class_index: int) -> None:
         self.calls.append(("start_class_units", (folder, layer, class_index)))
         self._events.append(JobProgress(JobKind.CLASS_UNITS, 0, 240, "0 / 240 units"))
+
+    def request_group_icons(self, layer: str, directions: object) -> None:
+        assert isinstance(directions, np.ndarray)
+        self.calls.append(("request_group_icons", (layer, directions.shape)))
+        self._events.append(GroupIcons(layer, tuple(f"g{i}" for i in range(len(directions))),
+                                       tuple(np.full((8, 8, 3), 40 * i, np.uint8)
+                                             for i in range(len(directions)))))
 
     def request_icons(self, layer: str, units: tuple[int, ...]) -> None:
         """Even units have an icon (a flat colour from the unit), odd ones not yet."""

@@ -147,3 +147,33 @@ def test_the_activation_grid_job_lays_each_position_out_on_the_frames_grid(monke
     tiles = np.ones((4, 2, 2, 3), np.uint8) * 200
     laid = ag.lay_out(tiles, np.array([0.0, 1.0, 2.0, 4.0]), 2, 2)
     assert laid.shape == (4, 4, 3) and laid[0, 0, 0] == 50 and laid[3, 3, 0] == 200
+
+
+def test_group_icons_are_rendered_once_then_served_from_the_cache(monkeypatch, tmp_path):
+    import dataclasses
+
+    from app.core.jobs import run_job
+    from app.core.settings import Settings
+    from app.session import activation_grid as ag
+
+    monkeypatch.setattr(ag, "STEPS", 2)
+    monkeypatch.setattr(ag, "ICON", 16)
+    s = Settings()
+    settings = dataclasses.replace(s, cache=dataclasses.replace(s.cache, dir=str(tmp_path)))
+    loaded = load_bundled(torch.device("cpu"))
+    directions = np.abs(np.random.default_rng(0).normal(size=(3, 40))).astype(np.float32)
+    events = []
+    run_job(ag.group_icons_job(settings, loaded, "_blocks.4", directions, events.append))
+    (first,) = events
+    assert len(first.icons) == 3 and first.icons[0].shape == (16, 16, 3)
+
+    def no_render(*_a, **_k):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(ag, "Ascent", no_render)
+    events.clear()
+    run_job(ag.group_icons_job(settings, loaded, "_blocks.4", directions * 1.0001,
+                               events.append))
+    (again,) = events
+    for a, b in zip(again.icons, first.icons, strict=True):
+        np.testing.assert_array_equal(a, b)

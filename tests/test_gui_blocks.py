@@ -189,3 +189,11 @@ def test_t_shows_the_attention_from_the_token_under_the_mouse(ui, backend):
     ui.press(Qt.Key.Key_T)
     assert not backend.views[-1].attention
     ui.wait_until(lambda: inp.attention_overlay() is None)
+
+
+def test_each_neuron_group_gets_the_icon_of_its_direction(ui, backend):
+    ui.press(Qt.Key.Key_W)
+    ui.wait_until(lambda: _shown(ui))
+    assert ("request_group_icons", (DEFAULT_LAYER, (6, 240))) in backend.calls
+    groups = ui.window.panes.blocks.groups
+    ui.wait_until(lambda: all(groups.has_row_icon(i) for i in range(6)))

@@ -12,6 +12,7 @@ from app.core.messages import (
     AblationCurves,
     ClassUnitCurves,
     FrameImage,
+    GroupIcons,
     IntegratedExplanation,
     JobFinished,
     JobKind,
@@ -37,7 +38,7 @@ Event = (
     Notice | ModelReady | ModelFailed | SourceReady | JobProgress | JobFinished | UnitPatches
     | PreferredImage | PreferredGrid | AblationCurves | PreferredVariant | PatchAttributions
     | UnitFacts | LayerConcepts | UnitIcons | ClassUnitCurves | IntegratedExplanation
-    | FrameImage
+    | FrameImage | GroupIcons
 )
 
 
@@ -101,6 +102,10 @@ class LiveBackend(Protocol):
 
     def start_class_units(self, folder: str, layer: str, class_index: int) -> None:
         """Rank `layer`'s units by what deleting each costs one class, on a labelled folder."""
+        ...
+
+    def request_group_icons(self, layer: str, directions: object) -> None:
+        """Answer with `GroupIcons`: the preferred image of each (k, C) direction, cached."""
         ...
 
     def request_icons(self, layer: str, units: tuple[int, ...]) -> None:

@@ -181,6 +181,7 @@ class JobKind(StrEnum):
     ACCENTUATE = "accentuate"  # what in this frame a unit responds to, as a picture
     INVERT = "invert"  # what a few layers keep of this frame, reconstructed
     ACTIVATION_GRID = "activation_grid"  # each position's activation vector, as a picture
+    GROUP_ICONS = "group_icons"  # the preferred image of each neuron group's direction
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,6 +260,16 @@ class UnitFacts:
     concept_hint: str
     # the unit's dissection threshold: where its live map exceeds it is the concept's mask
     concept_threshold: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class GroupIcons:
+    """The preferred image of each neuron group's direction, in the groups' order; `keys`
+    name the directions (the pane keeps them while the groups stay the same)."""
+
+    layer: str
+    keys: tuple[str, ...]
+    icons: tuple[np.ndarray, ...]  # (h, w, 3) uint8
 
 
 @dataclass(frozen=True, eq=False)

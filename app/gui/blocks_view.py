@@ -92,6 +92,7 @@ class BarRows(QWidget):
         self._capacity = rows
         self._rows: list[tuple[int | None, str, float, tuple[int, int, int]]] = []
         self._icons: dict[int, QPixmap] = {}
+        self._row_icons: list[QPixmap] = []  # by row, before the units' (a group's own)
         self._scale = 1.0
         self.setMinimumHeight(self.ROW_H * 3)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -114,7 +115,16 @@ class BarRows(QWidget):
 
     def clear_icons(self) -> None:
         self._icons.clear()
+        self._row_icons = []
         self.update()
+
+    def set_row_icons(self, icons: list[QPixmap]) -> None:
+        """Icons by row, shown instead of the row unit's (a neuron group's direction)."""
+        self._row_icons = list(icons)
+        self.update()
+
+    def has_row_icon(self, row: int) -> bool:
+        return row < len(self._row_icons)
 
     def texts(self) -> list[str]:
         return [text for _, text, _, _ in self._rows]
@@ -142,7 +152,8 @@ class BarRows(QWidget):
         text_w = 120.0
         for i, (unit, text, value, color) in enumerate(self._rows):
             top = i * row_h
-            pixmap = self._icons.get(unit) if unit is not None else None
+            pixmap = (self._row_icons[i] if i < len(self._row_icons) else
+                      self._icons.get(unit) if unit is not None else None)
             target = QRectF(2, top + 2, icon, icon)
             if pixmap is not None:
                 painter.drawPixmap(target, pixmap, QRectF(pixmap.rect()))
@@ -302,6 +313,11 @@ class BlocksPane(Panel):
         """The channels the pane names now (whose icons it wants)."""
         rows = [*self.channels.units(), *self.groups.units(), *self.dictionary.units()]
         return tuple(dict.fromkeys(u for u in rows if u is not None))
+
+    def set_group_icons(self, layer: str, icons: tuple[np.ndarray, ...]) -> None:
+        """Each group's own icon: the preferred image of its direction."""
+        if layer == self._icon_layer:
+            self.groups.set_row_icons([QPixmap.fromImage(rgb_to_qimage(i)) for i in icons])
 
     def set_icons(self, layer: str, icons: tuple[tuple[int, np.ndarray], ...]) -> None:
         if layer != self._icon_layer:

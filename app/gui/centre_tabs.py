@@ -130,6 +130,9 @@ class CentreTabs(QObject):
         self._panes.frame_pane.set_inverted_layers(picks)
         self._backend.start_frame_image("invert", r.frame.image, picks, -1)
 
+    def on_group_icons_wanted(self, layer: str, directions: object) -> None:
+        self._backend.request_group_icons(layer, directions)
+
     def on_icons_wanted(self, layer: str, units: object) -> None:
         assert isinstance(units, tuple)
         self._backend.request_icons(layer, units)

@@ -15,6 +15,7 @@ from app.core.messages import (
     AblationCurves,
     ClassUnitCurves,
     FrameImage,
+    GroupIcons,
     IntegratedExplanation,
     JobFinished,
     JobKind,
@@ -99,6 +100,8 @@ class EventPresenter:
                                                 event.concept_threshold)
         elif isinstance(event, LayerConcepts):
             self._on_layer_concepts(event)
+        elif isinstance(event, GroupIcons):
+            self._panes.blocks.set_group_icons(event.layer, event.icons)
         elif isinstance(event, UnitIcons):
             self._panes.blocks.set_icons(event.layer, event.icons)
         elif isinstance(event, PreferredGrid):
@@ -196,7 +199,8 @@ class EventPresenter:
             self._preferred.images_changed(event.layer, event.unit)
 
     def _on_job_progress(self, event: JobProgress) -> None:
-        if event.kind in (JobKind.PREFERRED_GRID, JobKind.CONCEPTS, JobKind.ICONS):
+        if event.kind in (JobKind.PREFERRED_GRID, JobKind.CONCEPTS, JobKind.ICONS,
+                          JobKind.GROUP_ICONS):
             return
         self._actions[f"cancel:{event.kind.value}"].setEnabled(True)
         if event.kind in (JobKind.RENDER, JobKind.UNIT_CARD):
@@ -212,7 +216,7 @@ class EventPresenter:
             self._panes.dissection.set_job(event)
 
     def _on_job_finished(self, event: JobFinished) -> None:
-        if event.kind in (JobKind.CONCEPTS, JobKind.ICONS):
+        if event.kind in (JobKind.CONCEPTS, JobKind.ICONS, JobKind.GROUP_ICONS):
             return  # quick and quiet: the labels and icons themselves are the news
         if event.kind == JobKind.PREFERRED_GRID:
             self._preferred.on_request_ended()

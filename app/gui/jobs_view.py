@@ -23,6 +23,7 @@ JOB_NAMES = {
     JobKind.ACCENTUATE: "accentuation",
     JobKind.INVERT: "inversion",
     JobKind.ACTIVATION_GRID: "activation grid",
+    JobKind.GROUP_ICONS: "group icons",
 }
 
 

@@ -191,6 +191,7 @@ class MainWindow(QMainWindow):
         self.preferred_grid.changed.connect(self.results.update_grid_marks)
         self.results.result_shown.connect(self.result_shown)
         self.results.icons_wanted.connect(self.tabs.on_icons_wanted)
+        self.results.group_icons_wanted.connect(self.tabs.on_group_icons_wanted)
 
     # ------------------------------------------------------------------ public API
 

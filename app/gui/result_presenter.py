@@ -65,6 +65,7 @@ class ResultPresenter(QObject):
 
     result_shown = pyqtSignal(int)  # how many results have been shown so far
     icons_wanted = pyqtSignal(str, object)  # (layer, units): the Why tab names new channels
+    group_icons_wanted = pyqtSignal(str, object)  # (layer, (k, C) directions): new groups
 
     def __init__(
         self,
@@ -91,6 +92,7 @@ class ResultPresenter(QObject):
         self._concept: tuple[str, int, float] | None = None
         self._overlay = Overlay.SPATIAL  # what the building blocks draw on the input
         self._icons_asked: tuple[str, tuple[int, ...]] | None = None
+        self._groups_asked: tuple[str, tuple[tuple[int, ...], ...]] | None = None
         self._hover: tuple[float, float] | None = None  # the mouse over the crop, fractions
         self._tint = False  # the grid's tiles tinted by attribution
         self._attention_text = ""
@@ -241,6 +243,12 @@ class ResultPresenter(QObject):
         rgba = (spatial_rgba(e.spatial) if self._overlay == Overlay.SPATIAL else
                 groups_rgba(e.group_spatial) if self._overlay == Overlay.GROUPS else None)
         p.input.set_explanation_overlay(rgba, result.crop)
+        # the groups' own icons once per new set of groups (their top units say which)
+        groups = (e.layer, tuple(tuple(int(u) for u in np.argsort(-g, kind="stable")[:3])
+                                 for g in e.group_channels))
+        if groups != self._groups_asked:
+            self._groups_asked = groups
+            self.group_icons_wanted.emit(e.layer, e.group_channels)
         wanted = (e.layer, p.blocks.icon_units())
         if wanted != self._icons_asked:  # ask once per new set of channels named
             self._icons_asked = wanted

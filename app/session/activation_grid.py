@@ -12,20 +12,26 @@ package owns (analyses are independent of each other): so it lives in the sessio
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from app.core.atomic import atomic_write_bytes
 from app.core.backend import Event
+from app.core.files import safe_filename
 from app.core.jobs import Job, Progress
-from app.core.messages import FrameImage
+from app.core.messages import FrameImage, GroupIcons
 from app.core.settings import Settings
 from app.engine.analyses.featurevis import Renderer, get_preset
 from app.engine.analyses.featurevis import objectives as obj
 from app.engine.analyses.featurevis.frames import frame_batch
 from app.engine.analyses.featurevis.render import Ascent, image_seed, to_uint8
+from app.engine.analyses.featurevis.render_cache import encode_png
+from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
 
 MAX_SIDE = 16  # positions per side at most
@@ -78,3 +84,46 @@ def activation_grid_job(settings: Settings, loaded: LoadedModel, image: np.ndarr
     caption = f"{rows}×{cols} positions of {layer}, darker where it is weak"
     emit(FrameImage("activation_grid", layer, -1, picture, caption, True))
     return f"activation grid of {layer}: {rows}×{cols} positions"
+
+
+ICON = 64  # group icons' side
+
+
+def direction_key(layer: str, direction: np.ndarray) -> str:
+    """A file name for a direction's render: the layer and the vector, rounded to 3 digits
+    (a warm-started group moves by less between frames, and its picture would not change)."""
+    rounded = np.round(np.asarray(direction, np.float64) / max(float(np.abs(direction).max()),
+                                                               1e-12), 3)
+    digest = hashlib.sha256(rounded.tobytes()).hexdigest()[:16]
+    return f"{safe_filename(layer)}-{digest}"
+
+
+def group_icons_job(settings: Settings, loaded: LoadedModel, layer: str,
+                    directions: np.ndarray, emit: Callable[[Event], None]
+                    ) -> Job[Progress, str]:
+    """The preferred image of each neuron group's direction ((k, C) channel factors), made
+    once and cached under the model's cache folder (`GroupIcons`)."""
+    folder = cache_root(settings.cache.dir) / model_key(loaded) / "direction-icons"
+    keys = [direction_key(layer, d) for d in directions]
+    icons: list[np.ndarray | None] = []
+    for key in keys:
+        cached = cv2.imread(str(folder / f"{key}.png"))
+        icons.append(None if cached is None else cv2.cvtColor(cached, cv2.COLOR_BGR2RGB))
+    missing = [i for i, icon in enumerate(icons) if icon is None]
+    if missing:
+        r = Renderer(loaded, layer)
+        p = get_preset(settings.render.preset).with_overrides(STEPS, ICON)
+        rngs = [torch.Generator().manual_seed(image_seed(settings.render.seed, i))
+                for i in missing]
+        param = r.make_param(p, rngs)
+        vectors = torch.as_tensor(directions[missing], dtype=torch.float32)
+        images = to_uint8(param().detach())
+        for step, shown, _ in Ascent(r, param, obj.direction(vectors), p, rngs).run():
+            if shown is not None:
+                images = shown
+            yield Progress(step, p.steps, f"icons of {len(missing)} neuron groups of {layer}")
+        for j, i in enumerate(missing):
+            icons[i] = images[j]
+            atomic_write_bytes(folder / f"{keys[i]}.png", encode_png(images[j]))
+    emit(GroupIcons(layer, tuple(keys), tuple(i for i in icons if i is not None)))
+    return f"icons of {len(keys)} neuron groups of {layer} ({len(missing)} rendered)"

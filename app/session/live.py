@@ -43,7 +43,7 @@ from app.engine.runtime.models import (
     torchvision_names,
 )
 from app.session import jobs
-from app.session.activation_grid import activation_grid_job
+from app.session.activation_grid import activation_grid_job, group_icons_job
 
 # inside the package, so a wheel install has it too (pyproject package-data)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -166,6 +166,12 @@ class LiveSession:
         if loaded is not None:
             self._jobs.start(JobKind.CLASS_UNITS, jobs.class_units_job(
                 self.settings, loaded, folder, layer, class_index, self._events.put))
+
+    def request_group_icons(self, layer: str, directions: object) -> None:
+        loaded = self._loaded
+        if loaded is not None and isinstance(directions, np.ndarray):
+            self._jobs.start(JobKind.GROUP_ICONS, group_icons_job(
+                self.settings, loaded, layer, directions, self._events.put))
 
     def request_icons(self, layer: str, units: tuple[int, ...]) -> None:
         loaded = self._loaded
