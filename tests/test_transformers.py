@@ -410,3 +410,34 @@ def test_maxvit_records_no_windowed_tensor(tmp_path):
     names = {i.name: i for i in infos}
     assert f"{window}.attn_layer.1" not in names  # (windows, tokens, C): no map
     assert names[window].shape == (64, 56, 56)
+
+
+@pytest.mark.slow
+def test_the_real_window_shows_a_vits_token_grid_and_its_attention(qtbot, vit_b_16, tmp_path):
+    """The window on a ViT (random weights, offline): token layers listed as such, a block's
+    768 channels tiled as 14×14 maps, and t tints the input by the block's attention."""
+    from gui_driver import WindowDriver
+    from PyQt6.QtCore import Qt
+
+    from app.core.settings import GuiSettings
+    from app.session.live import LiveSession
+
+    cat = write_jpeg(tmp_path / "cat.jpg", chelsea())
+    session = LiveSession(Settings(), CPU)
+    ui = WindowDriver.open(qtbot, session, Settings(gui=GuiSettings(width=1366, height=740)),
+                           initial_layer=VIT_BLOCK)
+    try:
+        session.load_model(vit_b_16)
+        session.open_source(str(cat))
+        ui.wait_until(lambda: ui.results_shown() > 0 and ui.last_result().layer == VIT_BLOCK,
+                      timeout=120_000)
+        g = ui.last_result().geometry
+        assert (g.channels, g.tile_h, g.tile_w) == (768, 14, 14)
+        assert any(row.startswith(f"{VIT_BLOCK}  768×14×14  tokens") for row in ui.layer_rows())
+        ui.press(Qt.Key.Key_T)
+        inp = ui.window.panes.input
+        ui.wait_until(lambda: inp.attention_overlay() is not None, timeout=120_000)
+        assert inp.attention_overlay().shape[:2] == (14, 14)
+        assert "block 4 of 12" in ui.last_result().attention_text
+    finally:
+        ui.shutdown()
