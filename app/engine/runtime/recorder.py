@@ -19,6 +19,7 @@ h, w) grid of patch tokens, with the class/register tokens as the layer `NAME:cl
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -182,6 +183,38 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
             LayerInfo(name, tuple(t.shape[1:]), self.kinds[name], self.layouts.get(name, MAP))
             for name, t in self.activations.items()
         )
+
+
+class _StopForward(Exception):
+    """Raised by `truncated_forward`'s hooks once every chosen layer is recorded."""
+
+
+def truncated_forward(model: nn.Module, rec: ActivationRecorder, layers: Iterable[str]
+                      ) -> tuple[Callable[[torch.Tensor], None], Callable[[], None]]:
+    """A forward for `rec.run` that stops once every one of `layers` is recorded (the
+    layers above them would run for nothing), and its un-hook. Scans and dissection use it.
+    """
+    wanted = set(layers)
+    modules = dict(model.named_modules())
+
+    def stop(*_: Any) -> None:
+        if wanted <= rec.activations.keys():
+            raise _StopForward
+
+    # the module of `name`, `name:k` and `name:cls` alike; `logits` is the model itself.
+    # Registered after the recorder's hooks, so they run after them.
+    names = {"" if n == LOGITS else n.partition(":")[0] for n in wanted}
+    handles = [modules[n].register_forward_hook(stop) for n in names]
+
+    def forward(x: torch.Tensor) -> None:
+        with contextlib.suppress(_StopForward):
+            model(x)
+
+    def remove() -> None:
+        for h in handles:
+            h.remove()
+
+    return forward, remove
 
 
 def discover_layers(

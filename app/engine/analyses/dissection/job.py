@@ -37,7 +37,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ from app.engine.analyses.dissection.tally import NO_IMAGE, Tally, TopImages, dra
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
-from app.engine.runtime.recorder import ActivationRecorder, discover_layers
+from app.engine.runtime.recorder import ActivationRecorder, discover_layers, truncated_forward
 
 
 class _Meter:
@@ -77,35 +77,6 @@ class _Meter:
         eta = (self.total - self.done) / rate if rate > 0 else math.inf
         return DissectProgress(done=self.done, total=self.total, stage=stage, skipped=skipped,
                                images_per_s=rate, eta_s=eta)
-
-
-class _StopForward(Exception):
-    pass
-
-
-def _truncated_forward(model: torch.nn.Module, rec: ActivationRecorder, layers: Sequence[str]
-                       ) -> tuple[Callable[[torch.Tensor], None], Callable[[], None]]:
-    """A forward that stops once every chosen layer is recorded, and its un-hook."""
-    wanted = set(layers)
-    modules = dict(model.named_modules())
-
-    def stop(*_: Any) -> None:
-        if wanted <= rec.activations.keys():
-            raise _StopForward
-
-    # registered after the recorder's hooks, so they run after them
-    handles = [modules[n.partition(":")[0]].register_forward_hook(stop)
-               for n in dict.fromkeys(layers)]
-
-    def forward(x: torch.Tensor) -> None:
-        with contextlib.suppress(_StopForward):
-            model(x)
-
-    def remove() -> None:
-        for h in handles:
-            h.remove()
-
-    return forward, remove
 
 
 def _layer_shapes(loaded: LoadedModel, layers: Sequence[str]
@@ -286,7 +257,7 @@ def _compute(
     computed = 0
     with torch.no_grad(), ActivationRecorder(model, todo) as rec:
         rec.clone_layers |= clone & set(todo)
-        forward, unhook = _truncated_forward(model, rec, todo)
+        forward, unhook = truncated_forward(model, rec, todo)
         last_saved, dirty = done, False
         try:
             if stage == 1:

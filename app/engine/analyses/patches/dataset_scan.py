@@ -45,13 +45,12 @@ of shards is bitwise the whole scan.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +81,7 @@ from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.preprocess import prepare_batch
 from app.engine.runtime.receptive_field import ReceptiveField, receptive_field
-from app.engine.runtime.recorder import ActivationRecorder, discover_layers
+from app.engine.runtime.recorder import ActivationRecorder, discover_layers, truncated_forward
 
 __all__ = [
     "ScanError", "ScanProgress", "ScanReport", "TopKTracker", "default_layers", "merge_scans",
@@ -166,36 +165,6 @@ class TopKTracker:
         self.values = torch.from_numpy(state["values"]).to(dev)
         self.ids = torch.from_numpy(state["ids"]).to(dev)
         self.locs = torch.from_numpy(state["locs"]).to(dev)
-
-
-class _StopForward(Exception):
-    pass
-
-
-def _truncated_forward(model: torch.nn.Module, rec: ActivationRecorder,
-                       layers: Sequence[str]) -> tuple[Callable, Callable[[], None]]:
-    """A forward that stops once every chosen layer is recorded, and its un-hook."""
-    wanted = set(layers)
-    names = {layer.partition(":")[0] for layer in layers}
-    handles = []
-
-    def stop_when_done(*_: Any) -> None:
-        if wanted <= rec.activations.keys():
-            raise _StopForward
-
-    modules = dict(model.named_modules())
-    for name in names:  # registered after the recorder's hooks, so they run after them
-        handles.append(modules[name].register_forward_hook(stop_when_done))
-
-    def forward(x: torch.Tensor) -> None:
-        with contextlib.suppress(_StopForward):
-            model(x)
-
-    def remove() -> None:
-        for h in handles:
-            h.remove()
-
-    return forward, remove
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -365,7 +334,7 @@ def _scan_part(
     scanned_now = 0
     with torch.no_grad(), ActivationRecorder(model, layers) as rec:
         rec.clone_layers |= clone & set(layers)
-        forward, unhook = _truncated_forward(model, rec, layers)
+        forward, unhook = truncated_forward(model, rec, layers)
         it = iter(make_loader(ds, batch_size, workers, collate, mp_context))
         try:
             for batch in it:
