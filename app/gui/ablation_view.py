@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from app.core.messages import AblationCurves, ClassUnitCurves, JobProgress
 from app.gui import theme
 from app.gui.image_pane import Panel
-from app.gui.preferred_view import cancel_button, compact_progress_bar
+from app.gui.job_row import JobRow
 
 ORDER_COLORS = {
     "random": "#8fa8c8",
@@ -62,23 +62,14 @@ class AblationPane(Panel):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Ablation", parent)
-        row = QHBoxLayout()
-        self.info = QLabel("No ablation curves yet.")
-        self.info.setObjectName("paneInfo")
-        self.info.setMinimumWidth(40)  # long layer names must not widen the window
-        self.run_button = QPushButton("Ablation curves on a folder…")
-        self.run_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.run_button.clicked.connect(self.run_requested)
-        self.progress = compact_progress_bar()
-        self.progress.setFormat("%v / %m images")
-        self.progress.setMaximumWidth(260)
-        self.cancel = cancel_button("Stop the ablation analysis")
-        self.cancel.clicked.connect(self.cancel_requested)
-        row.addWidget(self.info, 1)
-        row.addWidget(self.progress)
-        row.addWidget(self.cancel)
-        row.addWidget(self.run_button)
-        self.layout_.addLayout(row)
+        self.jobs = JobRow("No ablation curves yet.", "Ablation curves on a folder…",
+                           "Stop the ablation analysis", 260)
+        self.jobs.progress.setFormat("%v / %m images")
+        self.jobs.run_requested.connect(self.run_requested)
+        self.jobs.cancel_requested.connect(self.cancel_requested)
+        self.info, self.progress, self.cancel = self.jobs.info, self.jobs.progress, self.jobs.cancel
+        self.run_button = self.jobs.run_button
+        self.layout_.addWidget(self.jobs)
         self.note = QLabel("")
         self.note.setObjectName("paneInfo")
         self.note.setWordWrap(True)
@@ -131,14 +122,7 @@ class AblationPane(Panel):
         self.set_unit(None, 0)
 
     def set_job(self, progress: JobProgress | None) -> None:
-        running = progress is not None
-        self.progress.setVisible(running)
-        self.cancel.setVisible(running)
-        self.run_button.setEnabled(not running)
-        if progress is not None:
-            self.progress.setRange(0, max(progress.total, 1))
-            self.progress.setValue(progress.done)
-            self.progress.setToolTip(progress.text)
+        self.jobs.set_job(progress)
 
     def set_curves(self, curves: AblationCurves) -> None:
         """Draw the curves (mean line and spread band per order) and the histogram."""

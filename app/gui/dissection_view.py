@@ -17,7 +17,6 @@ from PyQt6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QPushButton,
     QStackedWidget,
     QWidget,
 )
@@ -26,7 +25,7 @@ from app.core.messages import JobProgress, LayerConcepts
 from app.gui import theme
 from app.gui.ablation_view import plot_widget
 from app.gui.image_pane import Panel
-from app.gui.preferred_view import cancel_button, compact_progress_bar
+from app.gui.job_row import JobRow
 
 UNIQUE_COLOR = "#5ec8a0"
 
@@ -40,23 +39,14 @@ class DissectionPane(Panel):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Dissection", parent)
-        row = QHBoxLayout()
-        self.info = QLabel("No dissection yet.")
-        self.info.setObjectName("paneInfo")
-        self.info.setWordWrap(True)
-        self.info.setMinimumWidth(40)
-        self.run_button = QPushButton("Dissect a folder…")
-        self.run_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.run_button.clicked.connect(self.run_requested)
-        self.progress = compact_progress_bar()
-        self.progress.setMaximumWidth(220)
-        self.cancel = cancel_button("Stop the dissection (it resumes where it stopped)")
-        self.cancel.clicked.connect(self.cancel_requested)
-        row.addWidget(self.info, 1)
-        row.addWidget(self.progress)
-        row.addWidget(self.cancel)
-        row.addWidget(self.run_button)
-        self.layout_.addLayout(row)
+        self.jobs = JobRow("No dissection yet.", "Dissect a folder…",
+                           "Stop the dissection (it resumes where it stopped)", 220,
+                           lambda p: p.text.split("  ")[0] + "  %p%")
+        self.jobs.run_requested.connect(self.run_requested)
+        self.jobs.cancel_requested.connect(self.cancel_requested)
+        self.info, self.progress, self.cancel = self.jobs.info, self.jobs.progress, self.jobs.cancel
+        self.run_button = self.jobs.run_button
+        self.layout_.addWidget(self.jobs)
 
         self.stack = QStackedWidget()
         self.placeholder = QLabel("")
@@ -81,15 +71,7 @@ class DissectionPane(Panel):
         self.set_job(None)
 
     def set_job(self, progress: JobProgress | None) -> None:
-        running = progress is not None
-        self.progress.setVisible(running)
-        self.cancel.setVisible(running)
-        self.run_button.setEnabled(not running)
-        if progress is not None:
-            self.progress.setRange(0, max(progress.total, 1))
-            self.progress.setValue(progress.done)
-            self.progress.setFormat(progress.text.split("  ")[0] + "  %p%")
-            self.progress.setToolTip(progress.text)
+        self.jobs.set_job(progress)
 
     def set_concepts(self, concepts: LayerConcepts) -> None:
         """Show a layer's dissection (or, with no units, the note on how to make one)."""
