@@ -71,10 +71,14 @@ class Conv2dSame(nn.Conv2d):
         return pads[0], pads[1], pads[2], pads[3]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad = self.same_padding(x.shape[-2], x.shape[-1])
-        if any(pad):
-            x = F.pad(x, pad)
-        return super().forward(x)
+        left, right, top, bottom = self.same_padding(x.shape[-2], x.shape[-1])
+        if left == right and top == bottom:
+            # symmetric (odd sizes): the convolution pads by itself, without a padded copy of
+            # the input; on the CPU a separate pad and its backward cost more than the
+            # depthwise convolution they feed
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation,
+                            self.groups)
+        return super().forward(F.pad(x, (left, right, top, bottom)))
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
