@@ -82,6 +82,41 @@ def test_standard_transforms_size_and_per_image_determinism():
     assert not torch.allclose(a[0], t(x[:1], rngs(9))[0])
 
 
+
+@pytest.mark.parametrize("strength", [1.0, 0.5, 0.25])
+def test_fused_standard_transforms_equal_the_chain_step_by_step(strength):
+    # the oracle: the four transforms run in turn (each tested on its own above)
+    s = strength
+    width, shift, last = round(12 * s), round(8 * s), round(4 * s)
+    factors = [1 + s * (i - 5) / 50 for i in range(11)]
+    angles = [s * a for a in range(-10, 11)]
+    chain = tf.compose([tf.pad(width), tf.jitter(shift), tf.random_affine(factors, angles),
+                        tf.jitter(last)])
+    fused = tf.standard_transforms(s)
+    for seed in range(8):
+        x = torch.rand(3, 3, 40, 40, generator=torch.Generator().manual_seed(seed))
+        mine, theirs = rngs(seed, seed + 10, seed + 20), rngs(seed, seed + 10, seed + 20)
+        got, want = fused(x, mine), chain(x, theirs)
+        assert got.shape == want.shape == (3, 3, 40 + 12 * s, 40 + 12 * s)
+        torch.testing.assert_close(got, want, atol=5e-5, rtol=0)
+        # the same numbers were drawn: the generators are in the same state after
+        for a, b in zip(mine, theirs, strict=True):
+            assert torch.equal(torch.randint(1 << 30, (4,), generator=a),
+                               torch.randint(1 << 30, (4,), generator=b))
+    # with a window: the chain's result windowed, the window's draws after the chain's
+    x = torch.rand(2, 3, 40, 40)
+    got = fused(x, rngs(5, 6), window=24)
+    theirs = rngs(5, 6)
+    torch.testing.assert_close(got, tf.window(chain(x, theirs), 24, theirs), atol=5e-5, rtol=0)
+    # and the gradient reaching the image is the chain's
+    x = torch.rand(1, 3, 40, 40, requires_grad=True)
+    weights = torch.rand(1, 3, 40 + round(12 * s), 40 + round(12 * s))
+    (fused(x, rngs(3)) * weights).sum().backward()
+    grad = x.grad.clone()
+    x.grad = None
+    (chain(x, rngs(3)) * weights).sum().backward()
+    torch.testing.assert_close(grad, x.grad, atol=5e-5, rtol=0)
+
 # -- regularizers -------------------------------------------------------------------------
 
 
@@ -448,6 +483,21 @@ def test_cache_hit_skips_the_work(tmp_path):
     assert files == ["unit00000.json", "unit00000.png", "unit00001.json", "unit00001.png"]
     doc = json.loads(next(tmp_path.rglob("unit00001.json")).read_text())
     assert doc["activation"] == pytest.approx(float(first.activations[1]))
+
+
+def test_a_preset_whose_recipe_changed_is_rendered_anew(tmp_path):
+    loaded = loaded_of(Linear(), 8)
+    preset = tiny_preset(steps=20)
+    list(render_units(loaded, "unit", [0], preset, cache_root=tmp_path))
+    assert cached_unit(loaded, tmp_path, "unit", 0, preset) is not None
+    # same name, steps and size, another learning rate: not the cached image's recipe
+    changed = dataclasses.replace(preset, lr=preset.lr * 2)
+    assert cached_unit(loaded, tmp_path, "unit", 0, changed) is None
+    out = list(render_units(loaded, "unit", [0], changed, cache_root=tmp_path))[-1]
+    assert out.cached == (False,)
+    # the preview rate does not shape the image: still a hit
+    assert cached_unit(loaded, tmp_path, "unit", 0,
+                       dataclasses.replace(preset, preview_every=3)) is not None
 
 
 def test_cache_miss_renders_only_the_missing_units(tmp_path):

@@ -191,3 +191,32 @@ def test_fast_copy_of_a_model_that_views_its_maps_keeps_the_default_layout():
     with torch.no_grad():
         assert torch.allclose(fast(x), net(x), atol=1e-6)
     assert not fast.channels_last
+
+
+def test_kept_copies_are_reused_only_for_the_same_model_layer_and_weights():
+    from app.engine.runtime.truncate import TruncatedCopies
+
+    net = _randomize_bn_stats(Chain())
+    copies = TruncatedCopies(keep=2)
+    first = copies.take(net, "dw", CPU)
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        want = first(x)
+    copies.give_back(first)
+    again = copies.take(net, "dw", CPU)
+    assert again is first  # kept, prepared, no second copy
+    assert copies.take(net, "dw", CPU) is not first  # taken already: one user at a time
+    copies.give_back(again)
+    assert copies.take(net, "stem", CPU) is not first  # another layer: another copy
+    with torch.no_grad():  # the model changes in place: the kept copy is stale
+        net.out.weight.add_(1.0)
+        net.dw.weight.mul_(2.0)
+    fresh = copies.take(net, "dw", CPU)
+    assert fresh is not first
+    with torch.no_grad():
+        assert not torch.allclose(fresh(x), want)
+    # at most `keep` copies are held, the most recent
+    copies.give_back(fresh)
+    for layer in ("stem", "bn"):
+        copies.give_back(copies.take(net, layer, CPU))
+    assert copies.take(net, "dw", CPU) is not fresh

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import threading
+import weakref
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -198,6 +200,9 @@ class TruncatedModel:
         # applied on the first call, with that call's input as the fold's check: a render
         # served from the cache never pays for it
         self._speed_up_pending = fast and copy_model
+        # set by `TruncatedCopies.take`: the model copied and its weights' stamp then
+        self.source: weakref.ref[nn.Module] | None = None
+        self.stamp: tuple[tuple[int, int], ...] = ()
 
     def _speed_up(self, example: torch.Tensor) -> None:
         self.folded, self.channels_last = speed_up_copy(
@@ -212,3 +217,64 @@ class TruncatedModel:
         if self.layer == "":
             return self.model(x)
         return forward_to(self.model, self.layer, x)
+
+
+def _weights_stamp(model: nn.Module) -> tuple[tuple[int, int], ...]:
+    """Which tensors the model holds and how often each was changed in place (autograd's
+    version counter): equal stamps mean a copy made earlier still has the same weights."""
+    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+
+
+class TruncatedCopies:
+    """Sped-up truncated copies kept between jobs: the next render of the same layer starts at
+    once instead of copying, folding and checking the model again (a tenth of a 64-step
+    render of EfficientNet-Lite0 on the CPU; seconds for a ViT).
+
+    `take` hands a copy to one user at a time (a copy's hooks are not shared between
+    threads), `give_back` returns it. A copy is reused only for the very model object it was
+    made from with its weights unchanged; at most `keep` copies (the most recent) are held.
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = keep
+        self._lock = threading.Lock()
+        # (id(model), layer, device) → (the model, its stamp then, the copy); insertion order
+        # is recency
+        self._free: dict[tuple[int, str, str], tuple[weakref.ref[nn.Module],
+                                                      tuple[tuple[int, int], ...],
+                                                      TruncatedModel]] = {}
+
+    def take(self, model: nn.Module, layer: str, device: torch.device) -> TruncatedModel:
+        """A fast truncated copy of `model` up to `layer` on `device`: a kept one, or new."""
+        key = (id(model), layer, str(device))
+        with self._lock:
+            entry = self._free.pop(key, None)
+        if entry is not None:
+            source, stamp, truncated = entry
+            if source() is model and stamp == _weights_stamp(model):
+                return truncated
+        truncated = TruncatedModel(model, layer, device, fast=True)
+        truncated.source = weakref.ref(model)
+        truncated.stamp = _weights_stamp(model)
+        return truncated
+
+    def give_back(self, truncated: TruncatedModel) -> None:
+        """Keep `truncated` (from `take`) for the next `take` of its model and layer."""
+        source = truncated.source
+        model = source() if source is not None else None
+        if source is None or model is None or self.keep <= 0:
+            return
+        key = (id(model), truncated.layer, str(truncated.device))
+        with self._lock:
+            self._free.pop(key, None)
+            self._free[key] = (source, truncated.stamp, truncated)
+            while len(self._free) > self.keep:
+                self._free.pop(next(iter(self._free)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+
+
+# the process's kept copies (renders of a layer clicked again reuse them)
+truncated_copies = TruncatedCopies()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 
 
@@ -108,6 +109,15 @@ INVERSION = Preset(
     param="fourier", decorrelate=True, optimizer="adam", lr=0.05, steps=128, size=224,
     transforms=0.0, tv_weight=0.05, preview_every=8,
 )
+
+
+def recipe_digest(p: Preset) -> str:
+    """8 hex digits naming everything in `p` that shapes an image besides its name, steps and
+    size (which a cached render's folder names already): when a preset's recipe changes,
+    its renders are made anew instead of the old recipe's images being served under it."""
+    recipe = dataclasses.replace(p, name="", description="", steps=0, size=0, preview_every=0)
+    fields = sorted(dataclasses.asdict(recipe).items())
+    return hashlib.sha1(repr(fields).encode()).hexdigest()[:8]
 
 
 class PresetError(ValueError):

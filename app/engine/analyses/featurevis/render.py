@@ -35,7 +35,7 @@ from app.core.jobs import Job, Progress
 from app.engine.analyses.featurevis import objectives as obj
 from app.engine.analyses.featurevis import regularizers as reg
 from app.engine.analyses.featurevis.param import Param, make_param
-from app.engine.analyses.featurevis.presets import Preset, get_preset
+from app.engine.analyses.featurevis.presets import Preset, get_preset, recipe_digest
 from app.engine.analyses.featurevis.render_cache import (
     RenderKey,
     cached_alpha,
@@ -45,6 +45,7 @@ from app.engine.analyses.featurevis.render_cache import (
 )
 from app.engine.analyses.featurevis.spectrum import Spectrum, bundled_spectrum, magnitude_at
 from app.engine.analyses.featurevis.transforms import (
+    FusedTransforms,
     Transform,
     random_crops,
     standard_transforms,
@@ -54,7 +55,7 @@ from app.engine.runtime.cache import model_key
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import LOGITS
-from app.engine.runtime.truncate import TruncatedModel
+from app.engine.runtime.truncate import truncated_copies
 
 OBJECTIVES = ("channel", "neuron", "max")
 
@@ -99,6 +100,15 @@ class RenderResult:
     alphas: np.ndarray | None = None
 
 
+def render_variant(preset: Preset, spectrum: Spectrum | None) -> str:
+    """What a cached render depends on beyond its folder's name: the preset's recipe and,
+    for MACO, the magnitude spectrum."""
+    variant = f"r{recipe_digest(preset)}"
+    if preset.param == "maco" and spectrum is not None:
+        variant += f"-{spectrum.digest()}"
+    return variant
+
+
 def image_seed(seed: int, unit: int, repeat: int = 0) -> int:
     """The generator seed of one image: a unit's image depends on (seed, unit) only."""
     return (seed * 0x9E3779B1 + unit * 0x85EBCA77 + repeat * 0xC2B2AE3D + 1) % (1 << 62)
@@ -129,12 +139,17 @@ class Renderer:
         self.device = torch.device(device) if device is not None else loaded.device
         self._spectrum = spectrum  # MACO's; the bundled one when None (read on first use)
         self.layer = layer
-        self.truncated = TruncatedModel(loaded.module, layer, self.device, fast=True)
+        # a copy kept from an earlier render of this layer if there is one (`release`)
+        self.truncated = truncated_copies.take(loaded.module, layer, self.device)
         pre = loaded.preprocess
         self._mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1)
         self.cache_root = Path(cache_root) if cache_root is not None else None
         self.model_key = model_key(loaded) if cache_root is not None else ""
+
+    def release(self) -> None:
+        """Done with this renderer: its model copy is kept for the next render of the layer."""
+        truncated_copies.give_back(self.truncated)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Target layer's output for (N, 3, H, W) images in [0, 1] (the model's normalization)."""
@@ -168,9 +183,9 @@ class Renderer:
         return self._spectrum
 
     def key(self, preset: Preset, seed: int, objective: str) -> RenderKey:
-        variant = self.spectrum.digest() if preset.param == "maco" else ""
         return RenderKey(self.model_key, self.layer, preset.name, preset.steps, preset.size,
-                         seed, objective, variant)
+                         seed, objective,
+                         render_variant(preset, self.spectrum if preset.param == "maco" else None))
 
     def make_param(self, p: Preset, rngs: Sequence[torch.Generator]) -> Param:
         """The preset's parametrization, one image per generator, at `p.size`."""
@@ -323,9 +338,12 @@ class Ascent:
                 image = param()
                 if p.transparency:
                     image.retain_grad()
-                seen = transform(image, rngs)
-                if step <= coarse_until and seen.shape[-1] > p.coarse_side:
-                    seen = window(seen, p.coarse_side, rngs)
+                if step > coarse_until:
+                    seen = transform(image, rngs)
+                elif isinstance(transform, FusedTransforms):  # resamples the window only
+                    seen = transform(image, rngs, window=p.coarse_side)
+                else:
+                    seen = window(transform(image, rngs), p.coarse_side, rngs)
                 score = goal(forward(seen), image)
                 for t in param.params:
                     t.grad = None
@@ -390,6 +408,18 @@ def render_units(loaded: LoadedModel, layer: str, units: Sequence[int],
         raise ValueError(f"diversity must be at least 1, got {diversity}")
     units = [int(u) for u in units]
     renderer = Renderer(loaded, layer, device, cache_root, spectrum)
+    try:  # the model copy goes back to the pool however the job ends (a cancel too)
+        return (yield from _render_job(renderer, loaded, units, p, seed, objective, batch_size,
+                                       ranks, diversity))
+    finally:
+        renderer.release()
+
+
+def _render_job(renderer: Renderer, loaded: LoadedModel, units: list[int], p: Preset,
+                seed: int, objective: str, batch_size: int, ranks: Ranks | None,
+                diversity: int) -> Job[RenderProgress, RenderResult]:
+    """`render_units`' work, on its renderer."""
+    layer, cache_root = renderer.layer, renderer.cache_root
     per_batch = max(1, batch_size // diversity)
     if ranks is not None:  # before any cached image is read or written
         ranks.agree({"model weights": model_key(loaded), "layer": layer, "units": units,
@@ -453,8 +483,8 @@ def cached_unit(loaded: LoadedModel, root: Path, layer: str, unit: int,
                 spectrum: Spectrum | None = None) -> tuple[np.ndarray, float] | None:
     """(image (H, W, 3) uint8, activation) if this unit's render is cached, else None."""
     p = (get_preset(preset) if isinstance(preset, str) else preset).with_overrides(steps, size)
-    variant = ""
-    if p.param == "maco":
-        variant = (spectrum if spectrum is not None else bundled_spectrum()).digest()
+    if p.param == "maco" and spectrum is None:
+        spectrum = bundled_spectrum()
+    variant = render_variant(p, spectrum if p.param == "maco" else None)
     key = RenderKey(model_key(loaded), layer, p.name, p.steps, p.size, seed, objective, variant)
     return cached_render(root, key, unit)
