@@ -11,6 +11,15 @@ lucent is never a dependency of the app. Install it into a throwaway folder:
         torch-lucent kornia kornia-rs tqdm decorator
     .venv/bin/python benchmarks/bench_render_vs_lucent.py --lucent-path /tmp/lucent_pkgs
 
+With `--quality` it also measures the quality-normalized time: lucent runs its default 512
+steps; ours runs until its clean image reaches the activation lucent's 512 steps reached
+(the fewest steps, a multiple of 8, whose render gets there: each trial a real render of
+that many steps, timed as one). Reported per unit as
+our seconds ÷ lucent's seconds (the bar: ≤ 1/10).
+
+`--set KEY=VALUE` (repeatable) overrides a field of our preset, e.g. `--set lr=0.1`, to try
+a recipe without editing the presets.
+
 The shims lucent needs today (IPython only for notebook display; kornia ≥ 0.7 moved
 `get_rotation_matrix2d` and `warp_affine` under `kornia.geometry.transform`) live below.
 """
@@ -18,7 +27,9 @@ The shims lucent needs today (IPython only for notebook display; kornia ≥ 0.7 
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
+import dataclasses
 import sys
 import time
 import types
@@ -80,6 +91,56 @@ def lucent_unit(model, layer: str, unit: int, steps: int, size: int, mean, std,
     return img, elapsed
 
 
+def lucent_to(model, layer: str, unit: int, steps: int, size: int, mean, std,
+              lucent, renderer: Renderer) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(seconds, clean activation) of lucent's `steps`-step render of one unit."""
+    img, seconds = lucent_unit(model, layer, unit, steps, size, mean, std, lucent)
+    return seconds, float(renderer.measure(img[None], [unit])[0])
+
+
+def ours_to(loaded, layer: str, unit: int, preset, goal: float,
+            limit: int = 1024) -> dict:  # type: ignore[no-untyped-def]
+    """Our fewest steps (a multiple of 8) whose render reaches a clean activation ≥ `goal`,
+    and that render's seconds; `reached` False if `limit` steps do not get there.
+
+    Every trial is a real render of exactly that many steps (a recipe's schedule, such as
+    `coarse`, depends on the total): up by a quarter each time, then halving the gap."""
+
+    def trial(steps: int) -> tuple[float, float]:
+        started = time.perf_counter()
+        final = run_job(render_units(loaded, layer, [unit], preset.with_overrides(steps=steps)))
+        return time.perf_counter() - started, float(final.activations[0])
+
+    tried: dict[int, tuple[float, float]] = {}
+    low, high = 0, 64  # low fails (or is 0), high is the next to try
+    while high <= limit:
+        tried[high] = trial(high)
+        if tried[high][1] >= goal:
+            break
+        low, high = high, 8 * round(high * 1.25 / 8)
+    else:
+        return {"steps": limit, "reached": False}
+    while high - low > 8:
+        mid = 8 * ((low + high) // 16)
+        tried[mid] = trial(mid)
+        low, high = (low, mid) if tried[mid][1] >= goal else (mid, high)
+    seconds, activation = tried[high]
+    return {"steps": high, "seconds": round(seconds, 3), "activation": round(activation, 3),
+            "reached": True, "trials": sorted(tried)}
+
+
+def parse_sets(pairs: list[str]) -> dict[str, object]:
+    """`KEY=VALUE` pairs → preset overrides (VALUE a Python literal; a bare word a string)."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
 def measure(renderer: Renderer, images: np.ndarray, units: list[int]) -> tuple[list, list]:
     """Channel mean of each unit on its image: as is, and upsampled to 224 (lucent's view)."""
     native = renderer.measure(images, units)
@@ -98,6 +159,13 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--preset", default="fast", help="our preset (its steps/size are replaced)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="rounds of (lucent, ours) per unit, the order alternating")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of our preset (repeatable)")
+    ap.add_argument("--quality", action="store_true",
+                    help="also the quality-normalized time (lucent's 512 steps; slow)")
+    ap.add_argument("--quality-steps", type=int, default=512, help="lucent's steps for it")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     # as `deepvis` does at start; one process, so lucent's allocations get it too
@@ -112,25 +180,36 @@ def main() -> int:
     renderer = Renderer(loaded, args.layer, device)
     # lucent leaves its hooks on the model it is given: give it a copy of its own
     theirs_model = copy.deepcopy(loaded.module)
-    preset = get_preset(args.preset).with_overrides(args.steps, args.size)
+    preset = dataclasses.replace(get_preset(args.preset).with_overrides(args.steps, args.size),
+                                 **parse_sets(args.set))  # type: ignore[arg-type]
 
     # warm up both (first-call allocations), then alternate so load changes hit both alike
     run_job(render_units(loaded, args.layer, units[:1], preset.with_overrides(steps=2)))
     lucent_unit(theirs_model, args.layer, units[0], 2, args.size, pre.mean, pre.std, lucent)
 
-    ours_single, theirs = [], []
+    ours_single, theirs, pair_ratios = [], [], []
     lucent_images, our_images = [], []
-    for u in units:
-        torch.manual_seed(u)
-        np.random.seed(u)
-        img, t = lucent_unit(theirs_model, args.layer, u, args.steps, args.size, pre.mean,
-                             pre.std, lucent)
-        lucent_images.append(img)
-        theirs.append(t)
-        started = time.perf_counter()
-        final = run_job(render_units(loaded, args.layer, [u], preset, seed=u))
-        ours_single.append(time.perf_counter() - started)
-        our_images.append(final.images[0])
+    # `--repeats` rounds, who goes first alternating: this box's speed drifts by a third
+    # within seconds, so one pair per unit is a noisy ratio; the median pair is reported
+    for rep in range(args.repeats):
+        for u in units:
+            torch.manual_seed(u)
+            np.random.seed(u)
+            timed: dict[str, float] = {}
+            for who in (("lucent", "ours") if rep % 2 == 0 else ("ours", "lucent")):
+                if who == "lucent":
+                    img, timed[who] = lucent_unit(theirs_model, args.layer, u, args.steps,
+                                                  args.size, pre.mean, pre.std, lucent)
+                else:
+                    started = time.perf_counter()
+                    final = run_job(render_units(loaded, args.layer, [u], preset, seed=u))
+                    timed[who] = time.perf_counter() - started
+            theirs.append(timed["lucent"])
+            ours_single.append(timed["ours"])
+            pair_ratios.append(timed["lucent"] / timed["ours"])
+            if rep == 0:
+                lucent_images.append(img)
+                our_images.append(final.images[0])
     started = time.perf_counter()
     batched = run_job(render_units(loaded, args.layer, units, preset, seed=0))
     ours_batched = (time.perf_counter() - started) / len(units)
@@ -149,12 +228,30 @@ def main() -> int:
         },
         "speedup_vs_lucent": {
             "one_unit_per_call": round(float(np.mean(theirs) / np.mean(ours_single)), 2),
+            "one_unit_per_call_median_pair": round(float(np.median(pair_ratios)), 2),
+            "one_unit_per_call_pairs": [round(float(r), 2) for r in pair_ratios],
             "batched": round(float(np.mean(theirs) / ours_batched), 2),
         },
         "activation_at_image_size": {"lucent": lucent_native, "ours": ours_native,
                                      "ours_batched": batch_native},
         "activation_upsampled_to_224": {"lucent": lucent_224, "ours": ours_224},
     }
+    if args.set:
+        report["our_preset_overrides"] = parse_sets(args.set)
+    if args.quality:
+        quality = []
+        for u in units:
+            torch.manual_seed(u)
+            np.random.seed(u)
+            seconds, goal = lucent_to(theirs_model, args.layer, u, args.quality_steps, args.size,
+                                      pre.mean, pre.std, lucent, renderer)
+            ours = ours_to(loaded, args.layer, u, preset, goal)
+            quality.append({"unit": u, "lucent_steps": args.quality_steps,
+                            "lucent_seconds": round(seconds, 3),
+                            "lucent_activation": round(goal, 3), "ours": ours,
+                            "ours_over_lucent": (round(ours["seconds"] / seconds, 3)
+                                                 if ours["reached"] else None)})
+        report["quality_normalized"] = quality
     print_report(report, args.json)
     return 0
 

@@ -332,7 +332,7 @@ class Ascent:
             optimizer = torch.optim.Adam(param.params, lr=p.lr)
         elif p.optimizer == "nadam":
             optimizer = torch.optim.NAdam(param.params, lr=p.lr)
-        coarse_until = round(p.coarse * p.steps)
+        coarse_until = min(p.coarse_steps, p.steps // 2)
         with torch.enable_grad():
             for step in range(1, p.steps + 1):
                 image = param()
