@@ -247,6 +247,34 @@ def test_diversity_renders_differ_more_than_renders_without_it():
         next(render_units(loaded, "b", [3], preset, diversity=0))
 
 
+def test_diversity_renders_are_cached_whole_and_do_not_depend_on_the_batch(tmp_path):
+    side = 32
+    loaded = loaded_of(Conv(), side)
+    preset = get_preset("fast").with_overrides(steps=16, size=side)
+    alone = run_job(render_units(loaded, "b", [3], preset, seed=1, diversity=2))
+    # beside another unit: the diversity term's scale is each unit's own
+    together = run_job(render_units(loaded, "b", [5, 3], preset, seed=1, diversity=2))
+    assert together.units == (5, 5, 3, 3)
+    assert np.abs(together.images[2:].astype(int) - alone.images.astype(int)).max() <= 2
+    first = run_job(render_units(loaded, "b", [3], preset, seed=1, diversity=2,
+                                 cache_root=tmp_path))
+    assert first.cached == (False, False)
+    again = run_job(render_units(loaded, "b", [3], preset, seed=1, diversity=2,
+                                 cache_root=tmp_path))
+    assert again.cached == (True, True) and np.array_equal(again.images, first.images)
+    # a render of one image per unit is not served from a diversity render's images
+    single = run_job(render_units(loaded, "b", [3], preset, seed=1, cache_root=tmp_path))
+    assert single.cached == (False,)
+    # with one of the two images gone, both are made again (they were optimized together)
+    one = sorted(p for p in tmp_path.rglob("unit00003.json") if "-div2.1" in str(p))
+    assert len(one) == 1
+    one[0].unlink()
+    redone = run_job(render_units(loaded, "b", [3], preset, seed=1, diversity=2,
+                                  cache_root=tmp_path))
+    assert redone.cached == (False, False)
+    assert np.abs(redone.images.astype(int) - first.images.astype(int)).max() <= 2
+
+
 # -- the bundled model on a real photo ------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fast (ours), lucid (Olah 2017), yosinski2015 or maco (Fel 2023) "
                         "(default: settings)")
     p.add_argument("--diversity", type=int, metavar="N",
-                   help="N images per unit, pushed apart by a diversity term (not cached)")
+                   help="N images per unit, pushed apart by a diversity term")
     p.add_argument("--spectrum", type=Path, metavar="F",
                    help="maco: magnitude spectrum, a .npz from `deepvis spectrum` or a folder "
                         "of images (default: the bundled one)")

@@ -24,6 +24,7 @@ units from noise (with `diversity` N images per unit), `accentuate` and `invert`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,7 +200,8 @@ class Renderer:
                diversity: int = 1) -> Iterator[RenderProgress]:
         """Optimize one image per unit (`diversity` > 1: that many per unit, pushed apart by
         the diversity term, in the order u0, u0, …, u1, …), all in one batch; see the
-        module docstring. Diversity renders are not cached (the cache holds one per unit)."""
+        module docstring. A diversity render is cached as a whole: its N images of a unit are
+        served only all together (they were optimized together), under keys of their own."""
         p = (get_preset(preset) if isinstance(preset, str) else preset).with_overrides(steps, size)
         unit_objective(objective, [])  # reject a bad name before any work
         if diversity < 1:
@@ -211,18 +213,23 @@ class Renderer:
         acts = np.zeros(n, np.float32)
         alphas = np.zeros((n, p.size, p.size), np.float32) if p.transparency else None
         cached = [False] * n
-        key = self.key(p, seed, objective)
-        use_cache = self.cache_root is not None and diversity == 1
+        keys = [diversity_key(self.key(p, seed, objective), diversity, i % diversity)
+                for i in range(n)]
+        use_cache = self.cache_root is not None
         if use_cache:
             assert self.cache_root is not None
             for i, u in enumerate(units):
-                hit = cached_render(self.cache_root, key, u)
-                alpha = cached_alpha(self.cache_root, key, u) if alphas is not None else None
+                hit = cached_render(self.cache_root, keys[i], u)
+                alpha = (cached_alpha(self.cache_root, keys[i], u) if alphas is not None
+                         else None)
                 if hit is not None and hit[0].shape == images.shape[1:] and (
                         alphas is None or alpha is not None):
                     images[i], acts[i], cached[i] = hit[0], hit[1], True
                     if alphas is not None and alpha is not None:
                         alphas[i] = alpha
+            for start in range(0, n, diversity):  # a unit's N images: all hits, or none
+                if not all(cached[start : start + diversity]):
+                    cached[start : start + diversity] = [False] * diversity
         todo = [i for i in range(n) if not cached[i]]
         if todo:
             ascent = self.ascent([units[i] for i in todo], p, seed, objective,
@@ -244,8 +251,9 @@ class Renderer:
                 assert self.cache_root is not None
                 for i in todo:
                     if alphas is not None:  # before the JSON that completes the entry
-                        store_alpha(self.cache_root, key, units[i], alphas[i])
-                    store_render(self.cache_root, key, units[i], images[i], float(acts[i]))
+                        store_alpha(self.cache_root, keys[i], units[i], alphas[i])
+                    store_render(self.cache_root, keys[i], units[i], images[i],
+                                 float(acts[i]))
         yield RenderProgress(done=step_offset + p.steps, total=total, units=units,
                              images=images, activations=acts, final=True, cached=tuple(cached),
                              alphas=alphas)
@@ -268,15 +276,26 @@ class Renderer:
         return Ascent(self, self.make_param(p, rngs), goal, p, rngs)
 
 
+def diversity_key(key: RenderKey, diversity: int, repeat: int) -> RenderKey:
+    """The cache key of image `repeat` of a `diversity`-image render (`key` itself for 1)."""
+    if diversity <= 1:
+        return key
+    return dataclasses.replace(key, variant=f"{key.variant}-div{diversity}.{repeat}")
+
+
 def with_diversity(goal: obj.Objective, units: Sequence[int], crops: int,
                    weight: float) -> obj.Objective:
     """`goal` − weight·|mean goal|·similarity to the other images of the same unit: the
-    weight is relative to the batch's own objective (detached), so it fits any layer."""
+    weight is relative to the unit's own objective (its images' mean, detached), so it fits
+    any layer, and a unit's images do not depend on which other units share the batch."""
     div = obj.diversity(groups=list(units), crops=crops)
+    ids = torch.as_tensor(list(units))
+    same = (ids[:, None] == ids[None, :]).float()
+    same = same / same.sum(1, keepdim=True)  # row i: the mean over image i's unit
 
     def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         score = goal(acts, image)
-        scale = score.detach().abs().mean().clamp_min(1e-6)
+        scale = (same.to(score.device) @ score.detach().abs()).clamp_min(1e-6)
         return score + weight * scale * div(acts, image)
 
     return obj.Objective(fn, f"{goal.name} + {weight}*diversity")
@@ -451,10 +470,11 @@ def _render_job(renderer: Renderer, loaded: LoadedModel, units: list[int], p: Pr
         if everyone is not None:
             parts = sorted((part for rank_parts in everyone for part in rank_parts),
                            key=lambda part: part[0])
-            if cache_root is not None and diversity == 1:  # rank 0's cache holds it all
-                key = renderer.key(p, seed, objective)
+            if cache_root is not None:  # rank 0's cache holds it all
+                base = renderer.key(p, seed, objective)
                 for _, imgs, acts, _, chunk_units, alphas in parts:
                     for j, u in enumerate(chunk_units):
+                        key = diversity_key(base, diversity, j % diversity)
                         if cached_render(cache_root, key, u) is None:
                             if alphas is not None:
                                 store_alpha(cache_root, key, u, alphas[j])
