@@ -107,10 +107,20 @@ def test_fast_truncated_copy_of_the_bundled_model_gives_the_same_layer(layer):
     fast = TruncatedModel(loaded.module, layer, CPU, fast=True)
     with torch.no_grad():
         want, got = plain(x), fast(x)  # the first call folds
-    assert fast.folded >= 8 and fast.channels_last
+    assert fast.folded >= 8 and fast.channels_last and fast.clamped >= 8
     assert torch.allclose(got, want, atol=1e-4 * float(want.abs().max()))
-    # the live model is untouched: still every batch norm it had
+    # gradient ascent's gradient through the sped-up copy is the plain copy's, up to the
+    # fold's rounding (which moves a few values across a ReLU6's 0 or 6; the in-place clamp
+    # itself is exact, tested on a tiny net below)
+    grads = []
+    for tm in (plain, fast):
+        xi = x.clone().requires_grad_(True)
+        tm(xi)[:, :4].mean().backward()
+        grads.append(xi.grad)
+    assert torch.allclose(grads[1], grads[0], atol=5e-3 * float(grads[0].abs().max()))
+    # the live model is untouched: still every batch norm and ReLU6 it had
     assert sum(isinstance(m, nn.BatchNorm2d) for m in loaded.module.modules()) == 49
+    assert sum(type(m) is nn.ReLU6 for m in loaded.module.modules()) == 33
 
 
 class SkipAfterNorm(nn.Module):
@@ -220,3 +230,47 @@ def test_kept_copies_are_reused_only_for_the_same_model_layer_and_weights():
     for layer in ("stem", "bn"):
         copies.give_back(copies.take(net, layer, CPU))
     assert copies.take(net, "dw", CPU) is not fresh
+
+
+class ReluThenSkip(nn.Module):
+    """relu6(y) + y: clamping y in place would change the skip's y."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.ReLU6()
+        self.out = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.out(self.act(y) + y)
+
+
+def test_activations_clamp_in_place_only_where_that_changes_nothing():
+    from app.engine.runtime.inplace_clamp import ClampInPlace, clamp_in_place
+
+    x = torch.randn(2, 3, 12, 12) * 3  # values below 0 and above 6 both occur
+    net, reference = Chain().eval(), Chain().eval()
+    assert clamp_in_place(net, x, _run) == 1
+    assert isinstance(net.stem[2], ClampInPlace)
+    # the oracle: the untouched model's output and the gradient reaching its input
+    for model in (reference, net):
+        xi = x.clone().requires_grad_(True)
+        out = model(xi)
+        out.square().sum().backward()
+        if model is reference:
+            want, want_grad = out.detach(), xi.grad
+    assert torch.equal(out.detach(), want) and torch.equal(xi.grad, want_grad)
+    with torch.no_grad():  # and without autograd
+        assert torch.equal(net(x), reference(x))
+
+    skip = ReluThenSkip().eval()
+    want = skip(x)
+    assert clamp_in_place(skip, x, _run) == 0  # the check saw the skip's changed values
+    assert type(skip.act) is nn.ReLU6
+    with torch.no_grad():
+        torch.testing.assert_close(skip(x), want)
+    kept = Chain().eval()  # a module in `keep` stays as it is
+    assert clamp_in_place(kept, x, _run, keep=[kept.stem[2]]) == 0
+    assert type(kept.stem[2]) is nn.ReLU6
