@@ -96,39 +96,36 @@ class CentreTabs(QObject):
 
     def accentuate(self) -> None:
         """`x`: what in this frame the selected unit responds to (frozen first)."""
-        r, model = self._results.last_result, self._model
-        if r is None or model.layer is None:
-            self._notify(Notice("no frame yet", NoticeLevel.WARNING))
-            return
-        model.set_frozen(True)
-        self._panes.show_frame()
-        self._backend.start_frame_image("accentuate", r.frame.image, (model.layer,), model.unit)
+        layer = self._model.layer
+        self._frame_image("accentuate", (layer,) if layer else (), self._model.unit)
 
     def activation_grid(self) -> None:
         """`m`: the activation grid of the shown layer for this frame (frozen first)."""
-        r, model = self._results.last_result, self._model
-        if r is None or model.layer is None:
-            self._notify(Notice("no frame yet", NoticeLevel.WARNING))
-            return
-        model.set_frozen(True)
-        self._panes.show_frame()
-        self._backend.start_frame_image("activation_grid", r.frame.image, (model.layer,), -1)
+        layer = self._model.layer
+        self._frame_image("activation_grid", (layer,) if layer else (), -1)
 
     def invert(self) -> None:
         """`v`: the frame rebuilt from three layers at increasing depth (frozen first)."""
-        r, model = self._results.last_result, self._model
-        maps = [i.name for i in model.layers if i.shape[1:] != (1, 1)]
+        maps = [i.name for i in self._model.layers if i.shape[1:] != (1, 1)]
         # whole blocks where the model has them (their outputs are what a block keeps)
         blocks = [n for n in maps if n.count(".") <= 1]
         blocks = blocks if len(blocks) >= 3 else maps
-        if r is None or not blocks:
+        picks = (tuple(dict.fromkeys(blocks[int(len(blocks) * f)] for f in (0.15, 0.45, 0.75)))
+                 if blocks else ())
+        if self._frame_image("invert", picks, -1):
+            self._panes.frame_pane.set_inverted_layers(picks)
+
+    def _frame_image(self, kind: str, layers: tuple[str, ...], unit: int) -> bool:
+        """Freeze the frame and start the "This frame" job `kind` on it (False: no frame or
+        no layer yet, said in the messages)."""
+        r = self._results.last_result
+        if r is None or not layers:
             self._notify(Notice("no frame yet", NoticeLevel.WARNING))
-            return
-        picks = tuple(dict.fromkeys(blocks[int(len(blocks) * f)] for f in (0.15, 0.45, 0.75)))
-        model.set_frozen(True)
+            return False
+        self._model.set_frozen(True)
         self._panes.show_frame()
-        self._panes.frame_pane.set_inverted_layers(picks)
-        self._backend.start_frame_image("invert", r.frame.image, picks, -1)
+        self._backend.start_frame_image(kind, r.frame.image, layers, unit)
+        return True
 
     def on_group_icons_wanted(self, layer: str, directions: object) -> None:
         self._backend.request_group_icons(layer, directions)
