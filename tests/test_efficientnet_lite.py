@@ -76,6 +76,12 @@ def test_each_relu6_runs_once_per_forward_and_not_in_place():
     assert not any(m.inplace for m in relus.values())
 
 
+def _tf_same_pads(size: int, kernel: int) -> tuple[int, int]:
+    # TF puts the odd pixel of padding after (bottom/right), never before.
+    total = max((-(-size // 2) - 1) * 2 + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
 @pytest.mark.parametrize("size", [224, 225, 7, 8])
 @pytest.mark.parametrize("kernel", [3, 5])
 def test_same_padding_matches_tensorflow(kernel, size):
@@ -83,11 +89,31 @@ def test_same_padding_matches_tensorflow(kernel, size):
     x = torch.randn(1, 1, size, size)
     out = conv(x)
     assert out.shape[-1] == -(-size // 2)
-    # TF puts the odd pixel of padding after (bottom/right), never before.
-    total = max((out.shape[-1] - 1) * 2 + kernel - size, 0)
-    before, after = total // 2, total - total // 2
+    before, after = _tf_same_pads(size, kernel)
     expected = F.conv2d(F.pad(x, (before, after, before, after)), conv.weight, stride=2)
     torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize(("height", "width"), [(114, 114), (36, 57), (57, 36), (15, 15), (8, 9)])
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_depthwise_same_padding_matches_a_padded_copy_with_gradients(kernel, height, width):
+    # depthwise convolutions take another route to asymmetric SAME pads (a wider kernel with
+    # a zero first row/column), so check both the output and the input gradient against
+    # the plain pad-then-convolve definition
+    conv = Conv2dSame(6, 6, kernel, stride=2, groups=6, bias=True)
+    x = torch.randn(2, 6, height, width, requires_grad=True)
+    out = conv(x)
+    (grad,) = torch.autograd.grad((out * torch.arange(out.numel()).view_as(out).sin()).sum(), x)
+    top, bottom = _tf_same_pads(height, kernel)
+    left, right = _tf_same_pads(width, kernel)
+    x_ref = x.detach().clone().requires_grad_()
+    expected = F.conv2d(F.pad(x_ref, (left, right, top, bottom)), conv.weight, conv.bias,
+                        stride=2, groups=6)
+    (grad_ref,) = torch.autograd.grad(
+        (expected * torch.arange(expected.numel()).view_as(expected).sin()).sum(), x_ref)
+    assert out.shape == expected.shape == (2, 6, -(-height // 2), -(-width // 2))
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(grad, grad_ref)
 
 
 @pytest.mark.slow

@@ -159,6 +159,23 @@ def test_bundled_efficientnet_same_padding_is_asymmetric_and_size_dependent():
         assert rf.size == (size, size) and rf.stride == (stride, stride), layer
 
 
+@pytest.mark.parametrize("collapse", [True, False])
+def test_a_tap_zero_in_every_filter_is_not_in_the_field(collapse):
+    # Conv2dSame widens depthwise kernels by a zero row/column for asymmetric SAME pads; a
+    # tap that no filter uses connects nothing, in the collapsed probe and the full one
+    from app.engine.runtime import receptive_field as rf_module
+
+    conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight[..., 0] = 0  # the left column of every filter
+        conv.weight[1, 2, 0, 2] = 0  # one weight alone: its tap is still used elsewhere
+    net = nn.Sequential(conv, nn.ReLU()).eval()
+    field = rf_module._measure(rf_module.linearized_copy(net), "0", 12,
+                               rf_module._Support(collapse=collapse))
+    assert field.box(5, 5) == (4, 5, 7, 7)
+    assert field.box(0, 0) == (0, 0, 2, 2)
+
+
 def test_frame_box_maps_model_pixels_to_the_frame():
     crop = (110, 30, 420, 420)  # Preprocess(224, 0.875).crop_box(480, 640)
     assert to_frame_box((0, 0, 224, 224), crop, 224, (480, 640)) == (30, 110, 450, 530)

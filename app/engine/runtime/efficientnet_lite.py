@@ -78,6 +78,14 @@ class Conv2dSame(nn.Conv2d):
             # depthwise convolution they feed
             return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation,
                             self.groups)
+        if self.groups > 1 and right - left in (0, 1) and bottom - top in (0, 1):
+            # One pixel more after than before: a kernel one wider with a zero first column,
+            # padded symmetrically by the larger pad, sees exactly SAME's windows (the zero
+            # meets the extra pixel before). For depthwise convolutions that is cheaper than
+            # padding a copy of the input; for dense ones (the stem) it is not, measured.
+            weight = F.pad(self.weight, (right - left, 0, bottom - top, 0))
+            return F.conv2d(x, weight, self.bias, self.stride, (bottom, right), self.dilation,
+                            self.groups)
         return super().forward(F.pad(x, (left, right, top, bottom)))
 
 

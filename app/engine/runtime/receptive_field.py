@@ -175,8 +175,17 @@ _ATEN = _aten_equivalents()
 
 
 def _averaging(weight: torch.Tensor) -> torch.Tensor:
-    """Same shape, every weight 1 / fan-in: positive, and activations stay near 1."""
-    return torch.full(weight.shape, 1.0 / max(weight[0].numel(), 1), device=weight.device)
+    """Same shape, every weight 1 / fan-in: positive, and activations stay near 1; a
+    convolution's taps that are zero in every filter stay zero (`_taps`)."""
+    ones = torch.full(weight.shape, 1.0 / max(weight[0].numel(), 1), device=weight.device)
+    return ones * _taps(weight) if weight.dim() > 2 else ones
+
+
+def _taps(weight: torch.Tensor) -> torch.Tensor:
+    """(k, k…) 1 where some filter has a non-zero weight, else 0. A tap that is zero in
+    every filter connects nothing: Conv2dSame's kernel widened by a zero row for an
+    asymmetric SAME pad, or a pruned tap."""
+    return (weight.detach() != 0).flatten(0, 1).any(0).float()
 
 
 class _Support(TorchFunctionMode):
@@ -215,7 +224,7 @@ class _Support(TorchFunctionMode):
             return func(x, _averaging(weight).to(x.dtype))
         if self.collapse:
             x = x.amax(1, keepdim=True)
-            w = torch.ones((1, 1, *weight.shape[2:]), dtype=x.dtype, device=x.device)
+            w = _taps(weight).to(x.device, x.dtype)[None, None]
             call["groups"] = 1
             return func(x, w, None, **call)
         return func(x, _averaging(weight).to(x.dtype), None, **call)
