@@ -520,9 +520,9 @@ class FakeBackend:
             crops = dataset_patches(self.photos, layer, unit)
             self._events.append(PatchAttributions(
                 layer, unit, tuple(255 - p.image for p in crops), "guided"))
-        for index in range(1, 4):
+        for index in range(4):  # the diversity set: one seed, images rolled apart
             image = np.roll(preferred_image(layer, unit, 64, 64), 9 * index, axis=1)
-            self._events.append(PreferredVariant(layer, unit, index, index, image,
+            self._events.append(PreferredVariant(layer, unit, index, 0, image,
                                                  10.0 + index, True))
 
     def start_frame_image(self, kind: str, image: object, layers: tuple[str, ...],

@@ -119,7 +119,7 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
         assert len(needs.delete_class) == len(needs.keep_other) == len(needs.counts)
         assert needs.keep_class[-1] == needs.delete_class[0]  # all kept = none deleted
 
-        # the unit card: what the caches know, each top patch attributed, three more seeds
+        # the unit card: what the caches know, each top patch attributed, a diversity set
         session.request_unit_card(layer, 5)
         ev = _collect(session, _finished(JobKind.UNIT_CARD))
         end = next(e for e in ev if isinstance(e, JobFinished))
@@ -134,15 +134,20 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
         assert attributed.images[0].shape == patches.patches[0].image.shape
         assert all((image != 128).any() for image in attributed.images)
         finals = [e for e in ev if isinstance(e, PreferredVariant) and e.done]
-        assert [(e.index, e.seed) for e in finals] == [(1, 1), (2, 2), (3, 3)]
-        assert not np.array_equal(finals[0].image, finals[1].image)  # seeds differ
+        seed = Settings().render.seed
+        assert [(e.index, e.seed) for e in finals] == [(i, seed) for i in range(4)]
+        assert all(not np.array_equal(a.image, b.image)  # the diversity term's work
+                   for i, a in enumerate(finals) for b in finals[i + 1:])
         # asked again: everything comes from the caches, the same pictures
         session.request_unit_card(layer, 5)
         again = _collect(session, _finished(JobKind.UNIT_CARD))
         redo = next(e for e in again if isinstance(e, PatchAttributions))
         for a, b in zip(redo.images, attributed.images, strict=True):
             np.testing.assert_array_equal(a, b)
-        assert [e.done for e in again if isinstance(e, PreferredVariant)] == [True] * 3
+        redone = [e for e in again if isinstance(e, PreferredVariant)]
+        assert [e.done for e in redone] == [True] * 4  # no previews: the cached set
+        for a, b in zip(redone, finals, strict=True):
+            np.testing.assert_array_equal(a.image, b.image)
 
         # a whole-layer render can be cancelled
         session.start_render_layer(layer)

@@ -69,11 +69,11 @@ def test_c_shows_the_whole_unit_at_once(ui: WindowDriver, backend: FakeBackend, 
     for shown, crop in zip(card.shown_patch_attributions(), crops, strict=True):
         np.testing.assert_array_equal(shown, 255 - crop)  # the fake's attribution of a crop
     preferred = card.shown_preferred()
-    np.testing.assert_array_equal(preferred[0], preferred_image(DEFAULT_LAYER, 0, 64, 64))
-    for index in (1, 2, 3):
+    # the card's four are its own diversity set, not the selection's preferred image
+    for index in (0, 1, 2, 3):
         np.testing.assert_array_equal(
             preferred[index], np.roll(preferred_image(DEFAULT_LAYER, 0, 64, 64), 9 * index, 1))
-    assert card.preferred_captions()[:3] == ["seed 0 · 18.00", "seed 1 · 11.00", "seed 2 · 12.00"]
+    assert card.preferred_captions() == ["#1 · 10.00", "#2 · 11.00", "#3 · 12.00", "#4 · 13.00"]
     assert "Class selectivity 0.04 (rank 1), prefers tabby cat" in card.facts_text()
     assert "Concept: red (color), IoU 0.200" in card.facts_text()  # the fake dissection
 
@@ -128,9 +128,10 @@ def test_the_unit_report_is_the_card_as_png_and_as_one_page(ui: WindowDriver, ph
     crops = [p.image for p in dataset_patches(photos, DEFAULT_LAYER, 0)]
     np.testing.assert_array_equal(decoded(6), crops[0])
     np.testing.assert_array_equal(decoded(15), 255 - crops[0])
-    np.testing.assert_array_equal(decoded(2), preferred_image(DEFAULT_LAYER, 0, 64, 64))
+    np.testing.assert_array_equal(decoded(3), np.roll(preferred_image(DEFAULT_LAYER, 0, 64, 64),
+                                                      9, 1))
     for text in (f"{DEFAULT_LAYER} · unit 0", "Class selectivity 0.04", "Top dataset patches",
-                 "Attributions of the top patches", "seed 3"):
+                 "Attributions of the top patches", "#4 · 13.00", "diversity term"):
         assert text in html, text
     assert not list(tmp_path.glob(".*tmp"))  # written via temporary files, renamed
 

@@ -172,7 +172,7 @@ class JobKind(StrEnum):
     RENDER_LAYER = "render_layer"  # preferred images of a whole layer
     ABLATE = "ablate"  # ablation curves and class selectivity of a layer
     PREFERRED_GRID = "preferred_grid"  # a layer's cached preferred images, laid out as a grid
-    UNIT_CARD = "unit_card"  # the unit card's extras: patch attributions, more seeds
+    UNIT_CARD = "unit_card"  # the unit card's extras: patch attributions, a diversity set
     DISSECT = "dissect"  # concept labels of a layer's units (network dissection)
     CONCEPTS = "concepts"  # a layer's cached concept labels, read for the window
     ICONS = "icons"  # small preferred images of the channels an explanation names
@@ -225,8 +225,9 @@ class PreferredImage:
 
 @dataclass(frozen=True, eq=False)
 class PreferredVariant:
-    """Another preferred image of a unit, from seed `seed`: place `index` of the unit card's
-    montage (place 0 is the `PreferredImage` itself). Previews, then the final one."""
+    """Image `index` of a unit's diversity set (the unit card's montage): the set is
+    optimized together from seed `seed`, pushed apart by a diversity term. Previews, then
+    the final one."""
 
     layer: str
     unit: int

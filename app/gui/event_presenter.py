@@ -194,7 +194,6 @@ class EventPresenter:
     def _on_preferred_image(self, event: PreferredImage) -> None:
         if (event.layer, event.unit) == (self._model.layer, self._model.unit):
             self._panes.preferred.show_image(event)
-        self._panes.card.on_preferred(event)
         if event.done:
             self._preferred.images_changed(event.layer, event.unit)
 

@@ -1,10 +1,11 @@
 """The unit card: everything about the selected unit at once, as the old toolbox showed it.
 
-Top row: the enlarged live map, the live attribution, and preferred images from several
-seeds. Below: the top-9 dataset patches, each with its attribution beside it (the
-toolbox's "deconv of the top 9"). A line of facts says what the caches know: the unit's
-class selectivity and its concept label. It sits as a tab of the centre column (the
-largest area on a 1366×768 screen), so nothing has to be scrolled or hidden.
+Top row: the enlarged live map, the live attribution, and four preferred images optimized
+together with a diversity term (what differs between them, the unit does not care about).
+Below: the top-9 dataset patches, each with its attribution beside it (the toolbox's
+"deconv of the top 9"). A line of facts says what the caches know: the unit's class
+selectivity and its concept label. It sits as a tab of the centre column (the largest area
+on a 1366×768 screen), so nothing has to be scrolled or hidden.
 
 The card is fed like the panes: events (patches, preferred images, attributions, facts)
 whatever tab is shown, the per-frame map and attribution only while it is visible.
@@ -20,7 +21,6 @@ from PyQt6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from app.core.messages import (
     Patch,
     PatchAttributions,
-    PreferredImage,
     PreferredVariant,
     UnitFacts,
     UnitPatches,
@@ -30,7 +30,7 @@ from app.gui.colormaps import lookup_table
 from app.gui.image_pane import ImageView, make_image_item
 from app.gui.patches_view import GRID_SIDE, PatchTile, PictureTile
 
-MONTAGE_SIDE = 2  # preferred images from 2×2 seeds: the invariances show between them
+MONTAGE_SIDE = 2  # 2×2 preferred images pushed apart: the invariances show between them
 PATCH_RULE_TEXT = {"guided": "guided backprop", "deconvnet": "deconvnet",
                    "gradient": "gradient"}
 
@@ -73,9 +73,8 @@ class UnitCard(QWidget):
 
     patch_clicked = pyqtSignal(object)  # Patch
 
-    def __init__(self, first_seed: int = 0, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._first_seed = first_seed  # the seed of the selection's own preferred image
         self.layer = ""
         self.unit = -1
         outer = QVBoxLayout(self)
@@ -109,7 +108,10 @@ class UnitCard(QWidget):
             grid.addWidget(tile, *divmod(i, MONTAGE_SIDE))
         self.map_box = _Box("Live map", self.map_view)
         self.attribution_box = _Box("Live attribution", self.attribution_view)
-        self.preferred_box = _Box("Preferred images (4 seeds)", montage)
+        self.preferred_box = _Box("Preferred images, made to differ", montage)
+        self.preferred_box.setToolTip(
+            "Four preferred images optimized together, a diversity term pushing them apart: "
+            "what they share is what the unit needs, what differs is what it ignores")
         for box in (self.map_box, self.attribution_box, self.preferred_box):
             top.addWidget(box, 1)
         outer.addLayout(top, 5)
@@ -230,17 +232,17 @@ class UnitCard(QWidget):
             tile.set_picture(image, "",
                              f"{rule} of unit {self.unit} at its maximum in patch {i + 1}")
 
-    def on_preferred(self, event: PreferredImage | PreferredVariant) -> None:
+    def on_preferred(self, event: PreferredVariant) -> None:
         if not self._is_current(event.layer, event.unit):
             return
-        index, seed = ((event.index, event.seed) if isinstance(event, PreferredVariant)
-                       else (0, self._first_seed))
+        index = event.index
         if not 0 <= index < len(self.preferred_tiles):
             return
         state = "" if event.done else " …"
         self.preferred_tiles[index].set_picture(
-            event.image, f"seed {seed} · {event.activation:.2f}{state}",
-            f"preferred image, seed {seed}: activation {event.activation:.3f}"
+            event.image, f"#{index + 1} · {event.activation:.2f}{state}",
+            f"preferred image {index + 1} of {len(self.preferred_tiles)} (seed {event.seed}, "
+            f"with a diversity term): activation {event.activation:.3f}"
             + ("" if event.done else " (rendering)"))
 
     def on_facts(self, event: UnitFacts) -> None:

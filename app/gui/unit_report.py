@@ -69,7 +69,8 @@ def report_sections(card: UnitCard) -> list[pages.Section]:
     sections.append(pages.Section(
         "Preferred images", tuple(preferred), PICTURE_PX,
         note="" if preferred else "none rendered yet",
-        subtitle="each from another seed; caption: seed and the unit's activation"))
+        subtitle="optimized together, a diversity term pushing them apart (what differs, "
+        "the unit ignores); caption: the image and the unit's activation"))
     patches = [pages.Picture(_array_uri(tile.patch.image), tile.caption(),
                              tile.caption_tooltip())
                for tile in card.patch_tiles if tile.patch is not None]

@@ -92,7 +92,7 @@ class WindowLayout:
         self._center = QTabWidget()
         self._center.setDocumentMode(True)
         self._center.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.card = UnitCard(settings.render.seed)
+        self.card = UnitCard()
         self._center.addTab(self.grid, "Activations")
         self._center.addTab(self.card, "Unit card")
         self.blocks = BlocksPane()

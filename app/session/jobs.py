@@ -307,7 +307,7 @@ def curves_message(result: CurveResult) -> AblationCurves:
                           shifted_units=result.selectivity_shifted)
 
 
-MONTAGE = 4  # preferred images on the unit card: the settings' seed and the next three
+MONTAGE = 4  # preferred images on the unit card, rendered together with a diversity term
 
 
 def unit_facts(settings: Settings, loaded: LoadedModel, layer: str, unit: int,
@@ -340,10 +340,13 @@ def unit_facts(settings: Settings, loaded: LoadedModel, layer: str, unit: int,
 def unit_card_job(settings: Settings, loaded: LoadedModel, layer: str, unit: int,
                   channels: int, emit: Emit) -> Job[Progress, str]:
     """What the unit card adds to the selection's patches and preferred image: the facts,
-    the attribution of each top patch (cached with the scan), and preferred images from
-    MONTAGE - 1 more seeds (cached with the renders), each sent as soon as it exists."""
+    the attribution of each top patch (cached with the scan), and MONTAGE preferred images
+    optimized together with a diversity term (cached as one set), previews as they come.
+
+    Independent seeds of one unit tend to converge on the same picture; pushed apart, the
+    images show what the unit does not care about (Yosinski et al.'s invariances)."""
     emit(unit_facts(settings, loaded, layer, unit, channels))
-    steps = MONTAGE
+    steps = 2
     yield Progress(0, steps, f"unit card of {layer} unit {unit}")
     scan_result = load_scan(cache_root(settings.cache.dir), model_key(loaded), layer)
     if scan_result is not None and scan_result.top(unit):
@@ -352,15 +355,17 @@ def unit_card_job(settings: Settings, loaded: LoadedModel, layer: str, unit: int
         emit(PatchAttributions(layer, unit, tuple(images), str(PATCH_RULE)))
     yield Progress(1, steps, f"unit card of {layer} unit {unit}: preferred images")
     r = settings.render
-    for index in range(1, MONTAGE):
-        seed = r.seed + index
-        for p in render_units(loaded, layer, [unit], preset=r.preset, steps=r.steps or None,
-                              size=r.size or None, seed=seed,
-                              cache_root=cache_root(settings.cache.dir), batch_size=1):
-            if p.images is not None and p.activations is not None:
-                emit(PreferredVariant(layer, unit, index, seed, p.images[0],
-                                      float(p.activations[0]), p.final))
-            yield Progress(index, steps, f"unit card of {layer} unit {unit}: seed {seed}")
+    for p in render_units(loaded, layer, [unit], preset=r.preset, steps=r.steps or None,
+                          size=r.size or None, seed=r.seed,
+                          cache_root=cache_root(settings.cache.dir), batch_size=MONTAGE,
+                          diversity=MONTAGE):
+        if p.images is not None and p.activations is not None:
+            for index, (image, activation) in enumerate(zip(p.images, p.activations,
+                                                            strict=True)):
+                emit(PreferredVariant(layer, unit, index, r.seed, image, float(activation),
+                                      p.final))
+        yield Progress(1 + p.done, 1 + p.total,
+                       f"unit card of {layer} unit {unit}: preferred images, step {p.done}")
     return f"unit card of {layer} unit {unit} complete"
 
 
