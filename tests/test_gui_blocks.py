@@ -10,7 +10,9 @@ from gui_driver import WindowDriver
 from PyQt6.QtCore import QPoint, Qt
 
 from app.core.messages import ViewState
+from app.core.tiling import grid_geometry
 from app.gui.blocks_view import Overlay, groups_rgba, spatial_rgba
+from app.gui.grid_view import tint_mosaic
 
 pytest.importorskip("pytestqt")
 
@@ -197,3 +199,21 @@ def test_each_neuron_group_gets_the_icon_of_its_direction(ui, backend):
     assert ("request_group_icons", (DEFAULT_LAYER, (6, 240))) in backend.calls
     groups = ui.window.panes.blocks.groups
     ui.wait_until(lambda: all(groups.has_row_icon(i) for i in range(6)))
+
+
+@pytest.mark.parametrize(("channels", "tile", "pad"), [(1280, 7, 1), (40, 28, 1), (7, 5, 2)])
+def test_the_tint_colours_each_tile_by_its_value_and_leaves_gutters_clear(channels, tile, pad):
+    g = grid_geometry(channels, tile, tile, pad)
+    values = np.random.default_rng(channels).normal(size=channels).astype(np.float32)
+    values[0] = 0.0
+    shown = tint_mosaic(values, g)
+    assert shown.shape == (g.height, g.width, 4) and shown.dtype == np.uint8
+    expected = np.zeros_like(shown)  # tile by tile, as a reader would paint it
+    largest = float(np.abs(values).max())
+    for unit in range(channels):
+        y, x = g.tile_origin(unit)
+        v = float(values[unit]) / largest
+        expected[y : y + tile, x : x + tile] = (
+            (255, 150, 60, int(170 * v)) if v >= 0 else (80, 160, 255, int(-170 * v)))
+    np.testing.assert_array_equal(shown, expected)
+    assert shown[..., 3].max() == 170  # the largest |value| is the most opaque

@@ -22,6 +22,22 @@ from app.gui import theme
 from app.gui.image_pane import ImageView, Panel, make_image_item
 
 
+def tint_mosaic(values: np.ndarray, g: GridGeometry) -> np.ndarray:
+    """(height, width, 4) uint8 RGBA over the mosaic: each tile orange for a positive
+    `values[unit]`, blue for a negative one, opaque in proportion to |value| / max |value|;
+    gutters and empty cells clear. Built by broadcasting (it runs on the GUI thread every
+    explained frame while the tint is on)."""
+    v = np.asarray(values, np.float64) / (float(np.abs(values).max()) or 1.0)
+    cells = np.zeros((g.rows * g.cols, 4), np.uint8)
+    cells[: g.channels, :3] = np.where((v >= 0)[:, None], (255, 150, 60), (80, 160, 255))
+    cells[: g.channels, 3] = (170 * np.abs(v)).astype(np.uint8)
+    cell_h, cell_w = g.tile_h + g.pad, g.tile_w + g.pad
+    inside = np.zeros((cell_h, cell_w), bool)
+    inside[: g.tile_h, : g.tile_w] = True
+    mosaic = (cells.reshape(g.rows, 1, g.cols, 1, 4)
+              * inside[None, :, None, :, None]).reshape(g.rows * cell_h, g.cols * cell_w, 4)
+    return np.ascontiguousarray(mosaic[: g.height, : g.width])
+
 class ActivationGrid(Panel):
     """Shows the mosaic, outlines the selected unit, reports hovered and clicked units."""
 
@@ -131,14 +147,7 @@ class ActivationGrid(Panel):
             self.tint.hide()
             return
         self._tint_values = values
-        scale = float(np.abs(values).max()) or 1.0
-        rgba = np.zeros((g.height, g.width, 4), np.uint8)
-        for unit in range(g.channels):
-            y, x = g.tile_origin(unit)
-            v = float(values[unit]) / scale
-            rgba[y : y + g.tile_h, x : x + g.tile_w] = (
-                (255, 150, 60, int(170 * v)) if v >= 0 else (80, 160, 255, int(-170 * v)))
-        self.tint.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.tint.setImage(tint_mosaic(values, g), autoLevels=False, levels=(0, 255))
         self.tint.setRect(QRectF(0, 0, g.width, g.height))
         self.tint.show()
 
