@@ -38,6 +38,7 @@ def tint_mosaic(values: np.ndarray, g: GridGeometry) -> np.ndarray:
               * inside[None, :, None, :, None]).reshape(g.rows * cell_h, g.cols * cell_w, 4)
     return np.ascontiguousarray(mosaic[: g.height, : g.width])
 
+
 class ActivationGrid(Panel):
     """Shows the mosaic, outlines the selected unit, reports hovered and clicked units."""
 

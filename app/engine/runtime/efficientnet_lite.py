@@ -79,8 +79,8 @@ class Conv2dSame(nn.Conv2d):
             return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation,
                             self.groups)
         if self.groups > 1 and right - left in (0, 1) and bottom - top in (0, 1):
-            # One pixel more after than before: a kernel one wider with a zero first column,
-            # padded symmetrically by the larger pad, sees exactly SAME's windows (the zero
+            # One pixel more after than before: a kernel one wider with a zero first row or
+            # column, padded symmetrically by the larger pad, sees exactly SAME's windows (the zero
             # meets the extra pixel before). For depthwise convolutions that is cheaper than
             # padding a copy of the input; for dense ones (the stem) it is not, measured.
             weight = F.pad(self.weight, (right - left, 0, bottom - top, 0))
