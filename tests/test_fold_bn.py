@@ -274,3 +274,50 @@ def test_activations_clamp_in_place_only_where_that_changes_nothing():
     kept = Chain().eval()  # a module in `keep` stays as it is
     assert clamp_in_place(kept, x, _run, keep=[kept.stem[2]]) == 0
     assert type(kept.stem[2]) is nn.ReLU6
+
+
+class TwoBranches(nn.Module):
+    """relu6(conv_a(x)) + conv_b(x): the add hands the very same gradient tensor to both
+    branches, so a ReLU6 backward that masked its incoming gradient in place would corrupt
+    what conv_b's backward reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv_a = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.ReLU6()
+        self.conv_b = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # conv_b first: the engine runs newer nodes first, so the ReLU6's backward comes
+        # before conv_b's and would change the gradient under it
+        b = self.conv_b(x)
+        return self.act(self.conv_a(x)) + b
+
+
+def _input_grad(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    xi = x.clone().requires_grad_(True)
+    model(xi).square().sum().backward()
+    assert xi.grad is not None
+    return xi.grad
+
+
+def test_the_in_place_backward_never_corrupts_a_gradient_another_branch_reads():
+    from app.engine.runtime.inplace_clamp import ClampInPlace, clamp_in_place
+
+    x = torch.randn(2, 3, 10, 10) * 3
+    want = _input_grad(TwoBranches().eval(), x)
+    # swapped blindly, the masked-in-place gradient reaches conv_b: a wrong input gradient
+    blind = TwoBranches().eval()
+    blind.act = ClampInPlace(0.0, 6.0)
+    assert not torch.allclose(_input_grad(blind, x), want)
+    # through the check: the clamp stays in place, its backward takes a buffer of its own
+    checked = TwoBranches().eval()
+    assert clamp_in_place(checked, x, _run) == 1
+    assert isinstance(checked.act, ClampInPlace) and not checked.act.mask_in_place
+    assert torch.equal(_input_grad(checked, x), want)
+    # one consumer only (the gradient is the conv backward's own): masked in place, exact
+    net, reference = Chain().eval(), Chain().eval()
+    assert clamp_in_place(net, x, _run) == 1
+    assert isinstance(net.stem[2], ClampInPlace) and net.stem[2].mask_in_place
+    assert torch.equal(_input_grad(net, x), _input_grad(reference, x))
