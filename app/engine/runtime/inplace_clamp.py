@@ -101,7 +101,9 @@ def clamp_in_place(model: nn.Module, example: torch.Tensor,
                    run: Callable[[nn.Module, torch.Tensor], torch.Tensor],
                    keep: Collection[nn.Module] = ()) -> int:
     """Swap the model's ReLU/ReLU6 modules (not those in `keep`) for `ClampInPlace`, unless
-    that changes `run(model, example)` or the gradient reaching `example`; → how many."""
+    that changes `run(model, example)` or the gradient reaching `example`; → how many.
+    Their backward masks its gradient in place where that passes the check too, else it
+    takes a fresh buffer."""
     swaps: list[tuple[nn.Module, str, nn.Module, ClampInPlace]] = []
     for parent in model.modules():
         for name, child in parent.named_children():
@@ -112,17 +114,23 @@ def clamp_in_place(model: nn.Module, example: torch.Tensor,
         return 0
     try:
         want, want_grad = _output_and_grad(model, example, run)
-        for parent, name, _old, new in swaps:
-            setattr(parent, name, new)
-        for mask_in_place in (True, False):
-            for *_, new in swaps:
-                new.mask_in_place = mask_in_place
-            got, got_grad = _output_and_grad(model, example, run)
-            if (got.shape == want.shape and torch.equal(got, want) and want_grad is not None
-                    and got_grad is not None and torch.equal(got_grad, want_grad)):
-                return len(swaps)
     except Exception:
         log.debug("activations not switched to in place", exc_info=True)
+        return 0
+    for parent, name, _old, new in swaps:
+        setattr(parent, name, new)
+    for mask_in_place in (True, False):  # each attempt on its own: one failing is no verdict
+        for *_, new in swaps:
+            new.mask_in_place = mask_in_place
+        try:
+            got, got_grad = _output_and_grad(model, example, run)
+        except Exception:
+            log.debug("in-place activations failed (mask_in_place=%s)", mask_in_place,
+                      exc_info=True)
+            continue
+        if (got.shape == want.shape and torch.equal(got, want) and want_grad is not None
+                and got_grad is not None and torch.equal(got_grad, want_grad)):
+            return len(swaps)
     for parent, name, old, _new in swaps:
         setattr(parent, name, old)
     return 0
