@@ -26,6 +26,7 @@ from app.capture import (
     read_image,
     to_rgb8,
 )
+from app.capture import thread as capture_thread
 from app.core.messages import Frame
 from app.core.settings import SourceSettings
 from app.core.slot import LatestSlot
@@ -322,15 +323,18 @@ class FakeCamera(Source):
     kind = "camera"
     is_live = True
 
-    def __init__(self, fail_after: int | None = None, failed_opens: int = 0) -> None:
+    def __init__(self, fail_after: int | None = None, failed_opens: int = 0,
+                 frame_interval_s: float = 0.002) -> None:
         super().__init__()
         self.fail_after = fail_after
         self.failed_opens = failed_opens  # opens that fail after the camera is lost
+        self.frame_interval_s = frame_interval_s
         self.opened = False
         self.lost = False
         self.open_calls = 0
         self.close_calls = 0
         self.frames = 0
+        self._due = 0.0
 
     @property
     def label(self) -> str:
@@ -339,6 +343,10 @@ class FakeCamera(Source):
     @property
     def is_open(self) -> bool:
         return self.opened
+
+    @property
+    def next_frame_due(self) -> float:
+        return self._due
 
     def open(self) -> None:
         self.open_calls += 1
@@ -356,7 +364,9 @@ class FakeCamera(Source):
             self.lost = True
             raise SourceError("camera 0 lost")
         self.frames += 1
-        time.sleep(0.002)  # a real camera blocks until its next frame
+        # A real camera blocks until its next frame; this one says when that is due, and
+        # the capture thread waits for it in its own wait, which `stop()` interrupts.
+        self._due = time.perf_counter() + self.frame_interval_s
         image = np.zeros((4, 6, 3), np.uint8)
         image[:, 0] = 255  # left column white: shows mirroring
         image[0, 1] = self.frames % 256
@@ -365,6 +375,38 @@ class FakeCamera(Source):
     def close(self) -> None:
         self.close_calls += 1
         self.opened = False
+
+
+class CountedImage(ImageSource):
+    """A still image that counts the capture thread's reads of it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reads = 0
+
+    def read(self) -> np.ndarray | None:
+        self.reads += 1
+        return super().read()
+
+
+def read_again(thread: CaptureThread, source: CountedImage) -> None:
+    """Return once the thread has read `source` afresh and has dealt with what it got.
+
+    A read that begins after this call has been dealt with once the read after it has begun.
+    Each check wakes the idle thread with a step of nothing, so no idle wait is sat out.
+    """
+    began = source.reads
+
+    def two_more_reads() -> bool:
+        thread.step(0)
+        return source.reads >= began + 2
+
+    assert wait_until(two_more_reads)
+
+
+# Far longer than any stop needs, far shorter than the waits a stop must interrupt.
+STOP_TIMEOUT_S = 10.0
+LONG_WAIT_S = 3600.0
 
 
 def start(source: Source, **settings: object) -> tuple[CaptureThread, LatestSlot[Frame], list]:
@@ -381,13 +423,13 @@ def start(source: Source, **settings: object) -> tuple[CaptureThread, LatestSlot
 
 
 def test_still_image_is_put_once_until_stepped() -> None:
-    source = ImageSource(SAMPLES[0])
+    source = CountedImage(SAMPLES[0])
     thread, slot, _ = start(source)
     try:
         assert wait_until(lambda: slot.peek() is not None)
-        time.sleep(0.3)
+        read_again(thread, source)
         assert slot.take() is not None and slot.dropped == 0
-        time.sleep(0.2)
+        read_again(thread, source)
         assert slot.take() is None and thread.frames_read == 1
         thread.step(1)  # a single image "steps" to itself
         assert wait_until(lambda: slot.peek() is not None)
@@ -396,7 +438,7 @@ def test_still_image_is_put_once_until_stepped() -> None:
         assert thread.frames_read == 2
         thread.resend()
         assert wait_until(lambda: slot.take() is not None)
-        time.sleep(0.1)
+        read_again(thread, source)
         assert thread.frames_read == 3 and slot.dropped == 0
     finally:
         assert thread.stop()
@@ -450,47 +492,52 @@ def test_camera_lost_then_reconnected() -> None:
 
 
 def test_stop_is_prompt_and_always_closes() -> None:
-    camera = FakeCamera()
+    camera = FakeCamera(frame_interval_s=LONG_WAIT_S)
     thread, slot, _ = start(camera)
     assert wait_until(lambda: slot.peek() is not None)
-    began = time.perf_counter()
-    assert thread.stop(timeout=2.0)
-    assert time.perf_counter() - began < 0.5
+    assert thread.stop(timeout=STOP_TIMEOUT_S)  # it waits for the next frame no longer
     assert not thread.is_alive()
     assert not camera.is_open and camera.close_calls >= 1
 
 
 def test_stop_while_reconnecting() -> None:
     camera = FakeCamera(fail_after=1, failed_opens=10**6)
-    thread, _, notices = start(camera, reconnect_interval_s=0.05)
-    assert wait_until(lambda: bool(notices))
-    time.sleep(0.1)
-    began = time.perf_counter()
-    assert thread.stop()
-    assert time.perf_counter() - began < 0.5
+    thread, _, notices = start(camera, reconnect_interval_s=LONG_WAIT_S)
+    assert wait_until(lambda: bool(notices))  # lost: it waits to reopen
+    assert thread.stop(timeout=STOP_TIMEOUT_S)
     assert not thread.is_alive() and not camera.is_open
 
 
-def test_stop_while_idle_on_a_still_source() -> None:
-    source = ImageSource(SAMPLES[0])
+def test_stop_while_idle_on_a_still_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capture_thread, "_IDLE_S", LONG_WAIT_S)
+    source = CountedImage(SAMPLES[0])
     thread, slot, _ = start(source)
     assert wait_until(lambda: slot.peek() is not None)
-    time.sleep(0.05)
-    began = time.perf_counter()
-    assert thread.stop()
-    assert time.perf_counter() - began < 0.5
+    assert wait_until(lambda: source.reads >= 2)  # nothing new: it goes idle
+    assert thread.stop(timeout=STOP_TIMEOUT_S)
     assert not source.is_open
 
 
 def test_video_plays_at_its_own_speed() -> None:
     source = VideoSource(VIDEO)
-    thread, _, _ = start(source)
+    thread, slot, _ = start(source)
+    frames: list[Frame] = []
+
+    def a_second_of_frames() -> bool:
+        frame = slot.take()
+        if frame is not None:
+            frames.append(frame)
+        return bool(frames) and frames[-1].index - frames[0].index >= 15
+
     try:
-        time.sleep(1.0)
+        assert wait_until(a_second_of_frames, timeout=STOP_TIMEOUT_S)
     finally:
         assert thread.stop()
-    # 15 frames/s for about a second (not hundreds: it must not race through the file).
-    assert 10 <= thread.frames_read <= 20
+    # 15 frames/s by the frames' own capture times (not hundreds: it must not race through
+    # the file); frames the slot dropped between two takes still count by their index.
+    first, last = frames[0], frames[-1]
+    rate = (last.index - first.index) / (last.timestamp - first.timestamp)
+    assert 10 <= rate <= 20, rate
 
 
 def test_failed_first_open_is_reported_and_ends_the_thread(tmp_path: Path) -> None:
