@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 from PyQt6.QtCore import QEvent, QMimeData, QPoint, QPointF, Qt, QUrl
 from PyQt6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeySequence
-from PyQt6.QtWidgets import QAbstractScrollArea, QAbstractSlider, QApplication, QMenu, QWidget
+from PyQt6.QtWidgets import (
+    QAbstractScrollArea,
+    QAbstractSlider,
+    QApplication,
+    QMenu,
+    QRadioButton,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from app.core.backend import LiveBackend
@@ -30,6 +37,7 @@ from app.core.messages import (
 )
 from app.core.settings import GuiSettings, Settings
 from app.core.tiling import GridGeometry
+from app.gui.blocks_view import OVERLAY_TEXT, Overlay
 from app.gui.main_window import MainWindow
 from app.gui.patches_view import PatchPage
 from app.gui.unit_pane import UnitTab
@@ -304,6 +312,14 @@ class WindowDriver:
     def hover_text(self) -> str:
         return self._panes.grid.hover_text()
 
+    def grid_tint(self) -> np.ndarray | None:
+        """Each tile's value the grid is tinted by (the channels' attribution); None: no tint."""
+        return self._panes.grid.tint_values()
+
+    def grid_tile_labels(self) -> dict[int, str]:
+        """The concept labels written on the tiles, by unit."""
+        return self._panes.grid.tile_labels()
+
     def hovered_unit(self) -> int | None:
         return self._panes.grid.hovered_unit
 
@@ -338,6 +354,22 @@ class WindowDriver:
 
     def attribution_tab_map(self) -> np.ndarray | None:
         return self._panes.attribution.shown_map()
+
+    def explanation_overlay(self) -> np.ndarray | None:
+        """The building blocks' RGBA drawn on the input (spatial or groups); None: none."""
+        return self._panes.input.explanation_overlay()
+
+    def attention_overlay(self) -> np.ndarray | None:
+        return self._panes.input.attention_overlay()
+
+    def concept_mask_image(self) -> np.ndarray | None:
+        """The unit's concept mask drawn on the input; None while none is shown."""
+        return self._panes.input.mask_image()
+
+    def hover_input(self, fx: float, fy: float) -> None:
+        """Move the mouse to (fx, fy), fractions of the crop's width and height."""
+        inp = self._panes.input
+        inp.pane.graphics.scene().sigMouseMoved.emit(inp.scene_pos_in_crop(fx, fy))
 
     # ------------------------------------------------------------------ status, messages, help
 
@@ -520,6 +552,120 @@ class WindowDriver:
     def predictions_two_columns(self) -> bool:
         return self._panes.predictions.two_columns
 
+    def click_prediction(self, row: int, versus: bool = False) -> None:
+        """Click the `row`-th prediction's bar (picks its class); `versus`: Ctrl-click it."""
+        predictions = self._panes.predictions
+        x, y = predictions.bar_center(row)
+        modifier = (Qt.KeyboardModifier.ControlModifier if versus
+                    else Qt.KeyboardModifier.NoModifier)
+        self.qtbot.mouseClick(predictions.bars(), Qt.MouseButton.LeftButton, modifier,
+                              QPoint(x, y))
+
+    def marked_predictions(self) -> dict[int, str]:
+        """The classes marked on the prediction bars (picked, versus), by class index."""
+        return self._panes.predictions.marked()
+
+    # ------------------------------------------------------------------ the Why tab (blocks)
+
+    def showing_blocks_tab(self) -> bool:
+        return self._panes.showing_blocks()
+
+    def blocks_showing_explanation(self) -> bool:
+        """The Why tab shows building blocks (false before the first arrives)."""
+        return self._panes.blocks.explanation is not None
+
+    def blocks_info(self) -> str:
+        return self._panes.blocks.info_text()
+
+    def blocks_channels_title(self) -> str:
+        return self._panes.blocks.channels_title.text()
+
+    def blocks_channel_units(self) -> list[int | None]:
+        """The units of the channel rows, top to bottom (for, then against)."""
+        return self._panes.blocks.channels.units()
+
+    def blocks_channel_has_icon(self, unit: int) -> bool:
+        return self._panes.blocks.channels.has_icon(unit)
+
+    def click_blocks_channel(self, row: int) -> None:
+        bars = self._panes.blocks.channels
+        x, y = bars.row_center(row)
+        self._click(bars, QPoint(x, y))
+
+    def blocks_group_rows(self) -> list[str]:
+        """The neuron groups' row texts."""
+        return self._panes.blocks.groups.texts()
+
+    def blocks_group_has_icon(self, row: int) -> bool:
+        return self._panes.blocks.groups.has_row_icon(row)
+
+    def blocks_dictionary_units(self) -> list[int | None]:
+        """The units of the "at the cursor" rows (the dictionary of the hovered position)."""
+        return self._panes.blocks.dictionary.units()
+
+    def blocks_dictionary_title(self) -> str:
+        return self._panes.blocks.dictionary_title.text()
+
+    def choose_blocks_overlay(self, overlay: Overlay) -> None:
+        """Click the Why tab's radio button that draws `overlay` on the input."""
+        text = OVERLAY_TEXT[overlay]
+        button = next(b for b in self._panes.blocks.findChildren(QRadioButton)
+                      if b.text() == text)
+        self._click(button)
+
+    def click_integrated(self) -> None:
+        self._click(self._panes.blocks.integrated_button)
+
+    # ------------------------------------------------------------------ the frame tab
+
+    def frame_tab_visible(self) -> bool:
+        return self._panes.frame_pane.isVisible()
+
+    def frame_captions(self) -> dict[str, str]:
+        """What the frame tab's pictures say, by picture ("accentuated", "inverted 0", …)."""
+        return self._panes.frame_pane.captions()
+
+    def accentuated_title(self) -> str:
+        return self._panes.frame_pane.accentuated_title.text()
+
+    def inverted_title(self) -> str:
+        return self._panes.frame_pane.inverted_title.text()
+
+    def activation_grid_title(self) -> str:
+        return self._panes.frame_pane.grid_title.text()
+
+    def frame_seed_picture(self) -> np.ndarray | None:
+        """The frame as the model saw it (where accentuation and inversion start)."""
+        return self._panes.frame_pane.seed_tile.picture()
+
+    def accentuated_picture(self) -> np.ndarray | None:
+        return self._panes.frame_pane.accentuated_tile.picture()
+
+    # ------------------------------------------------------------------ the Dissection tab
+
+    def showing_dissection_tab(self) -> bool:
+        return self._panes.showing_dissection()
+
+    def dissection_showing_summary(self) -> bool:
+        """The tab shows a layer's summary (not its placeholder)."""
+        return self._panes.dissection.showing_summary()
+
+    def dissection_rows(self) -> list[str]:
+        """The detector units listed, as their rows read."""
+        return self._panes.dissection.unit_rows()
+
+    def click_dissection_row(self, row: int) -> None:
+        self._panes.dissection.click_row(row)
+
+    def dissection_info(self) -> str:
+        return self._panes.dissection.info.text()
+
+    def dissection_progress_visible(self) -> bool:
+        return self._panes.dissection.progress.isVisible()
+
+    def click_dissection_cancel(self) -> None:
+        self._click(self._panes.dissection.cancel)
+
     # ------------------------------------------------------------------ top patches
 
     def showing_patches(self, page: str = "dataset") -> bool:
@@ -627,3 +773,10 @@ class WindowDriver:
 
     def ablation_marker_text(self) -> str:
         return self._panes.ablation.marker_text()
+
+    def ablation_showing_class_units(self) -> bool:
+        """The tab plots the units a class needs."""
+        return self._panes.ablation.showing_class_units()
+
+    def ablation_class_title(self) -> str:
+        return self._panes.ablation.class_plot.getPlotItem().titleLabel.text

@@ -539,10 +539,10 @@ def test_the_units_a_class_needs_are_plotted_in_the_ablation_tab(ui: WindowDrive
     ui.trigger("class_units")  # no class picked: the top-1 prediction's
     assert ("start_class_units", (str(tmp_path), DEFAULT_LAYER, PREDICTIONS[0].index)) in (
         backend.calls)
-    assert ui.window.panes.showing_ablation()
+    assert ui.showing_ablation_tab()
     backend.emit(ClassUnitCurves(DEFAULT_LAYER, 285, "Egyptian cat", (7, 3, 9),
                                  (0, 1, 2, 3), (0.9, 0.5, 0.2, 0.0), (0.8, 0.8, 0.78, 0.7),
                                  (0.0, 0.3, 0.6, 0.9), (0.0, 0.1, 0.2, 0.8), 12))
-    ui.wait_until(ui.window.panes.ablation.showing_class_units)
-    title = ui.window.panes.ablation.class_plot.getPlotItem().titleLabel.text
+    ui.wait_until(ui.ablation_showing_class_units)
+    title = ui.ablation_class_title()
     assert "units 'Egyptian cat' needs most: 7, 3, 9" in title

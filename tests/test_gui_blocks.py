@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from fake_backend import DEFAULT_LAYER, PREDICTIONS, FakeBackend, explanation_of
 from gui_driver import WindowDriver
-from PyQt6.QtCore import QPoint, Qt
+from PyQt6.QtCore import Qt
 
 from app.core.messages import ViewState
 from app.core.tiling import grid_geometry
@@ -30,74 +30,61 @@ def ui(qtbot, backend: FakeBackend) -> WindowDriver:
 
 
 def _shown(ui: WindowDriver) -> bool:
-    e = ui.window.panes.blocks.explanation
-    return e is not None and ui.window.panes.input.explanation_overlay() is not None
+    return ui.blocks_showing_explanation() and ui.explanation_overlay() is not None
 
 
 def test_w_explains_the_top_class_channels_for_and_against(ui, backend):
     ui.press(Qt.Key.Key_W)
-    assert ui.window.panes.showing_blocks() and backend.views[-1].explain
+    assert ui.showing_blocks_tab() and backend.views[-1].explain
     ui.wait_until(lambda: _shown(ui))
-    blocks = ui.window.panes.blocks
     expected = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
     order = np.argsort(-expected.channels, kind="stable")
     up = [int(u) for u in order[:8]]
     down = [int(u) for u in order[::-1][:8]]
-    assert blocks.channels.units() == up + down
+    assert ui.blocks_channel_units() == up + down
     assert all(expected.channels[u] > 0 for u in up) and all(expected.channels[u] < 0
                                                              for u in down)
-    assert "Why 'Egyptian cat'" in blocks.info_text()
-    np.testing.assert_array_equal(ui.window.panes.input.explanation_overlay(),
-                                  spatial_rgba(expected.spatial))
+    assert "Why 'Egyptian cat'" in ui.blocks_info()
+    np.testing.assert_array_equal(ui.explanation_overlay(), spatial_rgba(expected.spatial))
     # icons of the channels named: asked for, and drawn where they came
     asked = [a for n, a in backend.calls if n == "request_icons"]
     assert asked and set(up + down) <= set(asked[-1][1])
-    ui.wait_until(lambda: blocks.channels.has_icon(next(u for u in up if u % 2 == 0)))
-    assert not any(blocks.channels.has_icon(u) for u in up if u % 2)
+    ui.wait_until(lambda: ui.blocks_channel_has_icon(next(u for u in up if u % 2 == 0)))
+    assert not any(ui.blocks_channel_has_icon(u) for u in up if u % 2)
     # a click on a channel's row selects that unit of the layer
-    bars = blocks.channels
-    x, y = bars.row_center(0)
-    ui.qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
+    ui.click_blocks_channel(0)
     assert backend.views[-1].unit == up[0] and backend.views[-1].layer == DEFAULT_LAYER
     ui.press(Qt.Key.Key_W)
     assert not backend.views[-1].explain
-    ui.wait_until(lambda: ui.window.panes.input.explanation_overlay() is None)
+    ui.wait_until(lambda: ui.explanation_overlay() is None)
 
 
 def test_a_picked_class_versus_another_and_the_groups_overlay(ui, backend):
     ui.press(Qt.Key.Key_W)
     ui.wait_until(lambda: _shown(ui))
-    bars = ui.window.panes.predictions.bars()
-    x, y = ui.window.panes.predictions.bar_center(1)
-    ui.qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
+    ui.click_prediction(1)
     ui.select_layer(DEFAULT_LAYER)  # the class unit was selected: back to a layer with a map
-    x, y = ui.window.panes.predictions.bar_center(0)
-    ui.qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier,
-                        QPoint(x, y))
+    ui.click_prediction(0, versus=True)
     view = backend.views[-1]
     assert (view.explained_class, view.versus_class, view.explain) == (
         PREDICTIONS[1].index, PREDICTIONS[0].index, True)
-    ui.wait_until(lambda: "vs 'Egyptian cat'" in ui.window.panes.blocks.info_text())
-    assert "Why 'tabby, tabby cat'" in ui.window.panes.blocks.info_text()
-    ui.window.panes.blocks.overlay_changed.emit(Overlay.GROUPS)
+    ui.wait_until(lambda: "vs 'Egyptian cat'" in ui.blocks_info())
+    assert "Why 'tabby, tabby cat'" in ui.blocks_info()
+    ui.choose_blocks_overlay(Overlay.GROUPS)
     expected = explanation_of(DEFAULT_LAYER, view)
-    np.testing.assert_array_equal(ui.window.panes.input.explanation_overlay(),
-                                  groups_rgba(expected.group_spatial))
-    assert len(ui.window.panes.blocks.groups.texts()) == 6
+    np.testing.assert_array_equal(ui.explanation_overlay(), groups_rgba(expected.group_spatial))
+    assert len(ui.blocks_group_rows()) == 6
 
 
 def test_hovering_the_input_shows_the_dictionary_of_that_position(ui, backend):
     ui.press(Qt.Key.Key_W)
     ui.wait_until(lambda: _shown(ui))
-    inp = ui.window.panes.input
-    scene_pos = inp.scene_pos_in_crop(0.30, 0.70)
-    inp.pane.graphics.scene().sigMouseMoved.emit(scene_pos)
+    ui.hover_input(0.30, 0.70)
     e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
     h, w = e.spatial.shape
     y, x = int(0.70 * h), int(0.30 * w)
-    blocks = ui.window.panes.blocks
-    assert blocks.dictionary.units() == [int(u) for u in e.dictionary_units[y, x]]
-    assert f"At ({y}, {x})" in blocks.dictionary_title.text()
+    assert ui.blocks_dictionary_units() == [int(u) for u in e.dictionary_units[y, x]]
+    assert f"At ({y}, {x})" in ui.blocks_dictionary_title()
 
 
 def test_the_why_tab_keeps_the_window_within_a_small_screen(ui, backend):
@@ -114,31 +101,29 @@ def test_path_integrated_attribution_freezes_the_frame_and_replaces_the_live_val
         ui, backend):
     ui.press(Qt.Key.Key_W)
     ui.wait_until(lambda: _shown(ui))
-    blocks = ui.window.panes.blocks
-    live = list(blocks.channels.units())
-    blocks.integrated_button.click()
+    live = list(ui.blocks_channel_units())
+    ui.click_integrated()
     assert backend.views[-1].frozen
     assert ("start_integrated", (DEFAULT_LAYER, PREDICTIONS[0].index, None)) in backend.calls
-    ui.wait_until(lambda: "path-integrated, 100 steps" in blocks.channels_title.text())
+    ui.wait_until(lambda: "path-integrated, 100 steps" in ui.blocks_channels_title())
     e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
     flipped = np.argsort(e.channels, kind="stable")  # the fake's integrated = −live
-    assert blocks.channels.units()[:8] == [int(u) for u in flipped[:8]]
-    assert "within 0.0 %" in blocks.channels_title.text()
+    assert ui.blocks_channel_units()[:8] == [int(u) for u in flipped[:8]]
+    assert "within 0.0 %" in ui.blocks_channels_title()
     ui.press(Qt.Key.Key_F)  # unfreeze: a new frame, the live values again
-    ui.wait_until(lambda: blocks.channels.units() == live)
+    ui.wait_until(lambda: ui.blocks_channel_units() == live)
 
 
 def test_a_tints_the_grid_by_each_channels_attribution(ui, backend):
-    grid = ui.window.panes.grid
-    assert grid.tint_values() is None and not backend.views[-1].explain
+    assert ui.grid_tint() is None and not backend.views[-1].explain
     ui.press(Qt.Key.Key_A)
-    assert backend.views[-1].explain and not ui.window.panes.showing_blocks()
-    ui.wait_until(lambda: grid.tint_values() is not None)
+    assert backend.views[-1].explain and not ui.showing_blocks_tab()
+    ui.wait_until(lambda: ui.grid_tint() is not None)
     e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
-    np.testing.assert_array_equal(grid.tint_values(), e.channels)
+    np.testing.assert_array_equal(ui.grid_tint(), e.channels)
     ui.press(Qt.Key.Key_A)
     assert not backend.views[-1].explain
-    assert grid.tint_values() is None
+    assert ui.grid_tint() is None
 
 
 def test_x_accentuates_the_unit_and_v_inverts_three_layers_of_the_frozen_frame(ui, backend):
@@ -146,59 +131,58 @@ def test_x_accentuates_the_unit_and_v_inverts_three_layers_of_the_frozen_frame(u
 
     ui.select_unit(5)
     ui.press(Qt.Key.Key_X)
-    assert backend.views[-1].frozen and ui.window.panes.frame_pane.isVisible()
+    assert backend.views[-1].frozen and ui.frame_tab_visible()
     assert ("start_frame_image", ("accentuate", (DEFAULT_LAYER,), 5)) in backend.calls
-    pane = ui.window.panes.frame_pane
-    ui.wait_until(lambda: pane.captions()["accentuated"] == "final")
-    assert pane.accentuated_title.text() == f"Accentuated: {DEFAULT_LAYER} unit 5"
-    assert pane.seed_tile.picture() is not None
-    np.testing.assert_array_equal(pane.accentuated_tile.picture(), 255 - pane.seed_tile.picture())
+    ui.wait_until(lambda: ui.frame_captions()["accentuated"] == "final")
+    assert ui.accentuated_title() == f"Accentuated: {DEFAULT_LAYER} unit 5"
+    seed = ui.frame_seed_picture()
+    assert seed is not None
+    np.testing.assert_array_equal(ui.accentuated_picture(), 255 - seed)
     ui.press(Qt.Key.Key_V)
     call = next(a for n, a in reversed(backend.calls) if n == "start_frame_image")
     kind, layers, _ = call
     names = [i.name for i in LAYERS]
     assert kind == "invert" and len(layers) == 3
     assert [names.index(n) for n in layers] == sorted(names.index(n) for n in layers)
-    ui.wait_until(lambda: all(c.endswith("final") for k, c in pane.captions().items()
+    ui.wait_until(lambda: all(c.endswith("final") for k, c in ui.frame_captions().items()
                               if k.startswith("inverted")))
-    assert pane.inverted_title.text() == "Inverted: what each layer keeps of the frame"
+    assert ui.inverted_title() == "Inverted: what each layer keeps of the frame"
 
 
 def test_m_shows_the_activation_grid_of_the_shown_layer(ui, backend):
     ui.press(Qt.Key.Key_M)
     assert backend.views[-1].frozen
     assert ("start_frame_image", ("activation_grid", (DEFAULT_LAYER,), -1)) in backend.calls
-    pane = ui.window.panes.frame_pane
-    ui.wait_until(lambda: pane.captions()["activation grid"] == "final")
-    assert pane.grid_title.text() == f"Activation grid: {DEFAULT_LAYER}"
+    ui.wait_until(lambda: ui.frame_captions()["activation grid"] == "final")
+    assert ui.activation_grid_title() == f"Activation grid: {DEFAULT_LAYER}"
 
 
 def test_t_shows_the_attention_from_the_token_under_the_mouse(ui, backend):
     from fake_backend import activations, attention_of
 
-    inp = ui.window.panes.input
-    assert inp.attention_overlay() is None
+    assert ui.attention_overlay() is None
     ui.press(Qt.Key.Key_T)
     assert backend.views[-1].attention and backend.views[-1].attention_query is None
-    ui.wait_until(lambda: inp.attention_overlay() is not None)
+    ui.wait_until(lambda: ui.attention_overlay() is not None)
     h, w = activations(DEFAULT_LAYER).shape[1:]
     expected = attention_of(h, w, None)
-    alpha = inp.attention_overlay()[..., 3]
+    overlay = ui.attention_overlay()
+    assert overlay is not None
+    alpha = overlay[..., 3]
     assert np.unravel_index(int(alpha.argmax()), alpha.shape) == np.unravel_index(
         int(expected.argmax()), expected.shape)
-    inp.pane.graphics.scene().sigMouseMoved.emit(inp.scene_pos_in_crop(0.10, 0.80))
+    ui.hover_input(0.10, 0.80)
     assert backend.views[-1].attention_query == (int(0.80 * h), int(0.10 * w))
     ui.press(Qt.Key.Key_T)
     assert not backend.views[-1].attention
-    ui.wait_until(lambda: inp.attention_overlay() is None)
+    ui.wait_until(lambda: ui.attention_overlay() is None)
 
 
 def test_each_neuron_group_gets_the_icon_of_its_direction(ui, backend):
     ui.press(Qt.Key.Key_W)
     ui.wait_until(lambda: _shown(ui))
     assert ("request_group_icons", (DEFAULT_LAYER, (6, 240))) in backend.calls
-    groups = ui.window.panes.blocks.groups
-    ui.wait_until(lambda: all(groups.has_row_icon(i) for i in range(6)))
+    ui.wait_until(lambda: all(ui.blocks_group_has_icon(i) for i in range(6)))
 
 
 @pytest.mark.parametrize(("channels", "tile", "pad"), [(1280, 7, 1), (40, 28, 1), (7, 5, 2)])

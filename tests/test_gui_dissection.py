@@ -36,49 +36,47 @@ def ui(qtbot, backend: FakeBackend) -> WindowDriver:
 
 def test_the_dissection_tab_summarizes_the_layer_and_lists_its_detectors(ui, backend):
     assert ("request_layer_concepts", DEFAULT_LAYER) in backend.calls
-    pane = ui.window.panes.dissection
-    ui.wait_until(pane.showing_summary)
-    rows = pane.unit_rows()
+    ui.wait_until(ui.dissection_showing_summary)
+    rows = ui.dissection_rows()
     expected = sorted((u for u in layer_concepts(DEFAULT_LAYER).units if u.interpretable),
                       key=lambda u: -u.iou)
     assert rows == [f"unit {u.unit} · {u.label} (color) · IoU {u.iou:.3f}" for u in expected]
-    assert "10 of 240 units detect a concept · 5 distinct concepts" in pane.info.text()
-    pane.click_row(2)
+    assert "10 of 240 units detect a concept · 5 distinct concepts" in ui.dissection_info()
+    ui.click_dissection_row(2)
     assert backend.views[-1].unit == expected[2].unit
 
 
 def test_l_writes_concept_labels_on_the_tiles_of_the_shown_layer(ui, backend):
-    ui.wait_until(ui.window.panes.dissection.showing_summary)
-    grid = ui.window.panes.grid
-    assert grid.tile_labels() == {}
+    ui.wait_until(ui.dissection_showing_summary)
+    assert ui.grid_tile_labels() == {}
     ui.press(Qt.Key.Key_L)
-    assert grid.tile_labels() == layer_concepts(DEFAULT_LAYER).labels()
+    assert ui.grid_tile_labels() == layer_concepts(DEFAULT_LAYER).labels()
     ui.press(Qt.Key.Key_PageDown)  # a layer never dissected: no labels, the pane says so
-    ui.wait_until(lambda: "No dissection of" in ui.window.panes.dissection.info.text())
+    ui.wait_until(lambda: "No dissection of" in ui.dissection_info())
     ui.wait_for_results(ui.results_shown() + 2)
-    assert grid.tile_labels() == {}
+    assert ui.grid_tile_labels() == {}
     ui.press(Qt.Key.Key_L)
-    assert grid.tile_labels() == {}
+    assert ui.grid_tile_labels() == {}
 
 
 def test_the_unit_card_names_the_concept_and_masks_it_on_the_input(ui, backend):
     ui.press(Qt.Key.Key_C)  # unit 0 detects red in the fake dissection
     card = ui.card()
     ui.wait_until(lambda: "Concept: red (color), IoU 0.200" in card.facts_text())
-    ui.wait_until(lambda: ui.window.panes.input.mask_image() is not None)
+    ui.wait_until(lambda: ui.concept_mask_image() is not None)
     crop = ui.last_result().crop
     expected = concept_mask(activations(DEFAULT_LAYER)[0], concept_threshold(DEFAULT_LAYER, 0),
                             min(crop[2], 224))
-    np.testing.assert_array_equal(ui.window.panes.input.mask_image(), expected)
+    np.testing.assert_array_equal(ui.concept_mask_image(), expected)
     assert 0 < expected.mean() < 1
     assert f"mask {100 * expected.mean():.0f} %" in card.map_box.heading.text()
     assert f"{100 * expected.mean():.1f} % of the input" in card.map_box.heading.toolTip()
     ui.press(Qt.Key.Key_Right)  # unit 1 detects nothing: no mask
-    ui.wait_until(lambda: ui.window.panes.input.mask_image() is None)
+    ui.wait_until(lambda: ui.concept_mask_image() is None)
     ui.press(Qt.Key.Key_C)
     ui.press(Qt.Key.Key_Left)
     ui.wait_for_results(ui.results_shown() + 2)
-    assert ui.window.panes.input.mask_image() is None  # only while the card is shown
+    assert ui.concept_mask_image() is None  # only while the card is shown
 
 
 def test_analysis_dissect_runs_on_a_folder_with_progress_and_cancel(ui, backend, monkeypatch,
@@ -86,13 +84,12 @@ def test_analysis_dissect_runs_on_a_folder_with_progress_and_cancel(ui, backend,
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
     ui.trigger("dissect")
     assert ("start_dissection", (str(tmp_path), DEFAULT_LAYER)) in backend.calls
-    pane = ui.window.panes.dissection
-    assert ui.window.panes.showing_dissection()
-    ui.wait_until(lambda: pane.progress.isVisible())
-    assert ui.window.action_set["cancel:dissect"].isEnabled()
-    pane.cancel.click()
+    assert ui.showing_dissection_tab()
+    ui.wait_until(ui.dissection_progress_visible)
+    assert ui.action_enabled("cancel:dissect")
+    ui.click_dissection_cancel()
     assert ("cancel_job", JobKind.DISSECT) in backend.calls
-    ui.wait_until(lambda: not pane.progress.isVisible())
+    ui.wait_until(lambda: not ui.dissection_progress_visible())
     backend.emit(JobFinished(JobKind.DISSECT, True, "dissection of x done"))
     ui.wait_refreshes(2)
-    assert not pane.progress.isVisible()
+    assert not ui.dissection_progress_visible()

@@ -435,9 +435,9 @@ def test_the_real_window_shows_a_vits_token_grid_and_its_attention(qtbot, vit_b_
         assert (g.channels, g.tile_h, g.tile_w) == (768, 14, 14)
         assert any(row.startswith(f"{VIT_BLOCK}  768×14×14  tokens") for row in ui.layer_rows())
         ui.press(Qt.Key.Key_T)
-        inp = ui.window.panes.input
-        ui.wait_until(lambda: inp.attention_overlay() is not None, timeout=120_000)
-        assert inp.attention_overlay().shape[:2] == (14, 14)
+        ui.wait_until(lambda: ui.attention_overlay() is not None, timeout=120_000)
+        overlay = ui.attention_overlay()
+        assert overlay is not None and overlay.shape[:2] == (14, 14)
         assert "block 4 of 12" in ui.last_result().attention_text
     finally:
         ui.shutdown()

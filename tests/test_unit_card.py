@@ -61,7 +61,7 @@ def test_c_shows_the_whole_unit_at_once(ui: WindowDriver, backend: FakeBackend, 
     np.testing.assert_array_equal(card.shown_attribution(),
                                   attribution_map(DEFAULT_LAYER, 0, AttributionMode.GUIDED,
                                                   None))
-    np.testing.assert_array_equal(card.shown_map(), ui.window.panes.unit.shown_map())
+    np.testing.assert_array_equal(card.shown_map(), ui.unit_map())
     crops = [p.image for p in dataset_patches(photos, DEFAULT_LAYER, 0)]
     assert len(crops) == 9
     for shown, crop in zip(card.shown_patches(), crops, strict=True):
@@ -160,22 +160,17 @@ def test_the_card_fits_a_small_screen(ui: WindowDriver, size):
 def test_clicking_a_prediction_selects_its_class_unit_and_ctrl_click_the_versus(
         ui: WindowDriver, backend: FakeBackend):
     from fake_backend import PREDICTIONS
-    from PyQt6.QtCore import QPoint
 
-    bars = ui.window.panes.predictions.bars()
-    ui.wait_until(lambda: ui.window.panes.predictions.rows() != [])
-    x, y = ui.window.panes.predictions.bar_center(1)
-    ui.qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
+    ui.wait_until(lambda: ui.prediction_rows() != [])
+    ui.click_prediction(1)
     tabby = PREDICTIONS[1].index
     view = backend.views[-1]
     assert (view.layer, view.unit, view.explained_class) == ("logits", tabby, tabby)
     assert ("request_unit", ("logits", tabby)) in backend.calls
-    ui.wait_until(lambda: "tabby" in ui.window.panes.unit.title_text())
-    assert ui.window.panes.unit.title_text() == f"logits · unit {tabby} · tabby, tabby cat"
-    x, y = ui.window.panes.predictions.bar_center(0)
-    ui.qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier,
-                        QPoint(x, y))
+    ui.wait_until(lambda: "tabby" in ui.unit_title())
+    assert ui.unit_title() == f"logits · unit {tabby} · tabby, tabby cat"
+    ui.click_prediction(0, versus=True)
     view = backend.views[-1]
     assert (view.explained_class, view.versus_class) == (tabby, PREDICTIONS[0].index)
-    assert set(ui.window.panes.predictions.marked()) == {tabby, PREDICTIONS[0].index}
+    assert set(ui.marked_predictions()) == {tabby, PREDICTIONS[0].index}
     assert (view.layer, view.unit) == ("logits", tabby)  # the versus class selects nothing
