@@ -117,7 +117,7 @@ def test_worker_thread_latest_wins_and_rerenders_on_view_change(processor):
         worker.join(10)
     assert not worker.is_alive()
     assert not errors
-    assert not processor.recorder._handles  # the worker took its hooks off on the way out
+    assert not processor.recorder.hooked  # the worker took its hooks off on the way out
 
 
 def test_session_end_to_end_on_an_image_and_bad_inputs(tmp_path):

@@ -105,6 +105,11 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
     def __exit__(self, *exc: object) -> None:
         self.remove()
 
+    @property
+    def hooked(self) -> bool:
+        """True while its hooks are on the model: from `__enter__` until `remove()`."""
+        return bool(self._handles)
+
     def remove(self) -> None:
         for h in self._handles:
             h.remove()

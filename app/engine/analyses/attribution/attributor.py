@@ -201,6 +201,12 @@ class Attributor:
             raise AttributionError(f"unknown attribution mode {mode!r}: use {', '.join(MODES)}")
         self._mode = AttributionMode(mode)
 
+    @property
+    def folded_convs(self) -> int:
+        """How many convolutions of the private copy have their batch norm folded in: 0 until
+        the first call, and always 0 when not `fast`."""
+        return len(self._unfold)
+
     def _private_model(self, x: torch.Tensor) -> nn.Module:
         """The private copy, built on first use; its rectifiers follow the current mode.
 

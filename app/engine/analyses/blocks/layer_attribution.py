@@ -122,6 +122,17 @@ class LayerAttributor:
         self._dims: dict[str, int] = {}  # layer → 4 (a feature map) or 2, learned once
         self._expand: dict[str, bool] = {}  # layer → a batch made at the layer is exact
 
+    @property
+    def folded_convs(self) -> int:
+        """How many convolutions of the private copy have their batch norm folded in: 0 until
+        the first call, and always 0 when not `fast`."""
+        return len(self._folded)
+
+    def batches_at_layer(self, layer: str) -> bool | None:
+        """Whether a batch made from `layer`'s activation runs exactly as repeating the input
+        does (False: `run_batched` repeats the input instead); None: not checked yet."""
+        return self._expand.get(layer)
+
     # -- the private copy and the layer ------------------------------------------------
 
     def _private_model(self, x: torch.Tensor) -> nn.Module:
