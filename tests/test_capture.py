@@ -393,12 +393,13 @@ def read_again(thread: CaptureThread, source: CountedImage) -> None:
     """Return once the thread has read `source` afresh and has dealt with what it got.
 
     A read that begins after this call has been dealt with once the read after it has begun.
-    Each check wakes the idle thread with a step of nothing, so no idle wait is sat out.
+    Each check wakes the idle thread (unpausing a running thread does nothing else), so no
+    idle wait is sat out.
     """
     began = source.reads
 
     def two_more_reads() -> bool:
-        thread.step(0)
+        thread.set_paused(False)
         return source.reads >= began + 2
 
     assert wait_until(two_more_reads)
