@@ -780,3 +780,42 @@ class WindowDriver:
 
     def ablation_class_title(self) -> str:
         return self._panes.ablation.class_plot.getPlotItem().titleLabel.text
+
+    # ------------------------------------------------------------------ what fits the screen
+
+    def help_card_inside_window(self) -> bool:
+        """Whether the whole help card (every row and its footer) is inside the window."""
+        help_ = self._panes.help
+        card = help_.card.geometry()
+        return help_.rect().contains(card) and card.height() >= help_.card.sizeHint().height()
+
+    def card_headings_fit(self) -> dict[str, bool]:
+        """Each unit-card heading over a picture: whether its whole text is drawn."""
+        card = self._panes.card
+        boxes = {"map": card.map_box, "attribution": card.attribution_box,
+                 "preferred": card.preferred_box}
+        return {name: not box.heading.is_elided() for name, box in boxes.items()}
+
+    def card_heading(self, name: str) -> str:
+        card = self._panes.card
+        box = {"map": card.map_box, "attribution": card.attribution_box,
+               "preferred": card.preferred_box}[name]
+        return str(box.heading.text())
+
+    def prediction_label_room(self) -> float:
+        """Pixels a class name has on its bar in the two-column (intact | ablated) layout."""
+        return float(self._panes.predictions.bars().label_room(two_columns=True))
+
+    def prediction_text_width(self, text: str) -> int:
+        return int(self._panes.predictions.bars().label_width(text))
+
+    def layer_row_shown(self, row: int) -> str:
+        """The layer list's row as drawn: elided to the list's width the way the list does."""
+        return str(self._panes.layers.shown_text(row))
+
+    def grid_title_elided(self) -> bool:
+        return bool(self._panes.grid.title_elided())
+
+    def frame_captions_fit(self) -> dict[str, bool]:
+        """This frame's picture captions: whether each is drawn whole (wrapped, not cut)."""
+        return self._panes.frame_pane.captions_fit()

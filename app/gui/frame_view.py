@@ -53,14 +53,15 @@ class FramePane(Panel):
         self.layout_.addLayout(row)
         grid = QGridLayout()
         grid.setSpacing(6)
-        self.seed_tile = PictureTile()
-        self.accentuated_tile = PictureTile()
+        # two caption lines: "activation 1.52 → 22.61, 25.8 dB from the frame" at 1366 px
+        self.seed_tile = PictureTile(caption_lines=2)
+        self.accentuated_tile = PictureTile(caption_lines=2)
         self.accentuated_title = QLabel("Accentuated: press x on a frame")
         self.accentuated_title.setObjectName("paneInfo")
         self.accentuated_title.setWordWrap(True)
         seed_title = QLabel("The frame as the model saw it")
         seed_title.setObjectName("paneInfo")
-        self.grid_tile = PictureTile()
+        self.grid_tile = PictureTile(caption_lines=2)
         self.grid_title = QLabel("Activation grid: press m")
         self.grid_title.setObjectName("paneInfo")
         self.grid_title.setWordWrap(True)
@@ -73,7 +74,7 @@ class FramePane(Panel):
         self.inverted_title = QLabel("Inverted: press v on a frame")
         self.inverted_title.setObjectName("paneInfo")
         grid.addWidget(self.inverted_title, 2, 0, 1, 3)
-        self.inverted_tiles = [PictureTile() for _ in range(INVERTED_LAYERS)]
+        self.inverted_tiles = [PictureTile(caption_lines=2) for _ in range(INVERTED_LAYERS)]
         for i, tile in enumerate(self.inverted_tiles):
             grid.addWidget(tile, 3, i)
         for r in (1, 3):
@@ -110,6 +111,12 @@ class FramePane(Panel):
                 self.inverted_tiles[i].set_picture(event.image, f"{event.layer}: {event.caption}")
         if event.done and self._inverted and event.layer == self._inverted[-1]:
             self.inverted_title.setText("Inverted: what each layer keeps of the frame")
+
+    def captions_fit(self) -> dict[str, bool]:
+        """Whether each caption (as `captions` names them) is drawn whole."""
+        tiles = {"accentuated": self.accentuated_tile, "activation grid": self.grid_tile,
+                 **{f"inverted {i}": t for i, t in enumerate(self.inverted_tiles)}}
+        return {name: tile.caption_fits() for name, tile in tiles.items()}
 
     def captions(self) -> dict[str, str]:
         """What the tiles say (tests read it)."""

@@ -249,7 +249,9 @@ class ActivationGrid(Panel):
         complete = len(shown.rendered) == channels
         self.set_title(
             f"{shown.layer} · preferred images of {len(shown.rendered)} of {channels} "
-            "units · G: activations" + ("" if complete else " · Preferred tab: render layer")
+            "units · g: back",
+            "g shows the activations again" + ("" if complete else
+                                               "; the Preferred tab renders the whole layer"),
         )
 
     def show_hover_values(self, unit: int, maximum: float, mean: float, name: str = "") -> None:

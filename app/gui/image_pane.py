@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PyQt6.QtCore import QPoint, QPointF, Qt
+from PyQt6.QtCore import QPoint, QPointF, QSize, Qt
+from PyQt6.QtGui import QPainter, QPaintEvent
 from PyQt6.QtWidgets import QFrame, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from app.gui import theme
@@ -14,13 +15,33 @@ def make_image_item() -> pg.ImageItem:
     return pg.ImageItem(axisOrder="row-major")
 
 
+class ElidedLabel(QLabel):
+    """One line that ends in "…" when the pane is too narrow for it, instead of widening
+    the window or being cut mid-letter (a pane's title, a caption); `text()` stays the whole
+    text, and a cut text is shown whole as the tooltip."""
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(40, super().minimumSizeHint().height())
+
+    def paintEvent(self, event: QPaintEvent | None) -> None:
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        metrics = self.fontMetrics()
+        shown = metrics.elidedText(self.text(), Qt.TextElideMode.ElideRight, self.width())
+        painter.drawText(self.rect(), int(self.alignment()), shown)
+
+    def is_elided(self) -> bool:
+        """Whether the text is wider than the label (then it ends in "…")."""
+        return self.fontMetrics().horizontalAdvance(self.text()) > self.width()
+
+
 class Panel(QFrame):
     """A rounded dark frame with a title row; subclasses add their content below it."""
 
     def __init__(self, title: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("panel")
-        self._title = QLabel(title)
+        self._title = ElidedLabel(title)
         self._title.setObjectName("paneTitle")
         self._title.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
         self.layout_ = QVBoxLayout(self)
@@ -29,11 +50,16 @@ class Panel(QFrame):
         self.layout_.addWidget(self._title)
 
     def set_title(self, text: str, tooltip: str = "") -> None:
+        """The title row; too long for the pane, it ends in "…" and the tooltip has it all."""
         self._title.setText(text)
-        self._title.setToolTip(tooltip)
+        self._title.setToolTip(tooltip or text)
 
     def title_text(self) -> str:
         return self._title.text()
+
+    def title_elided(self) -> bool:
+        """Whether the title is too long for the pane (drawn ending in "…")."""
+        return self._title.is_elided()
 
     def title_height(self) -> int:
         """Height the title row asks for (layout code sizes the pane's content with it)."""

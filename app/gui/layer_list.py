@@ -28,7 +28,10 @@ class LayerListPane(Panel):
         self._list = QListWidget()
         self._list.setUniformItemSizes(True)
         self._list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self._list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        # a long name loses its start: the end holds what tells rows apart (a transformer's
+        # block number and sub-layer, "…encoder_layer_11.mlp.3  768×14×14"), which an
+        # elision in the middle would hide
+        self._list.setTextElideMode(Qt.TextElideMode.ElideLeft)
         self._list.currentRowChanged.connect(self._on_row_changed)
         placeholder = QListWidgetItem("Loading model…")
         placeholder.setFlags(Qt.ItemFlag.NoItemFlags)
@@ -84,3 +87,14 @@ class LayerListPane(Panel):
     def _on_row_changed(self, row: int) -> None:
         if 0 <= row < len(self._names):
             self.layer_chosen.emit(self._names[row])
+
+    def shown_text(self, row: int) -> str:
+        """Row `row` as the list draws it: elided to the list's width the way it elides."""
+        item = self._list.item(row)
+        if item is None:
+            return ""
+        viewport = self._list.viewport()
+        width = viewport.width() if viewport is not None else self._list.width()
+        room = width - 2 * self._list.spacing() - 8  # the item's own margins
+        return self._list.fontMetrics().elidedText(item.text(), self._list.textElideMode(),
+                                                   room)

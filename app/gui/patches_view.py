@@ -12,6 +12,7 @@ from PyQt6.QtGui import (
     QColor,
     QEnterEvent,
     QFont,
+    QFontMetrics,
     QMouseEvent,
     QPainter,
     QPaintEvent,
@@ -50,18 +51,21 @@ def aspect_fit(size: QSize, w: int, h: int) -> QRectF:
 
 
 class PictureTile(QWidget):
-    """One RGB picture, aspect-fit, with a one-line caption underneath.
+    """One RGB picture, aspect-fit, with a caption underneath: one line, or up to
+    `caption_lines` wrapped lines (long captions such as an accentuation's numbers).
 
     The pixmap is made on first paint, so a tile on a hidden tab costs nothing.
     """
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, caption_lines: int = 1) -> None:
         super().__init__(parent)
+        self._caption_h = _CAPTION_H + (caption_lines - 1) * (_CAPTION_H - 3)
+        self._caption_lines = caption_lines
         self._image: np.ndarray | None = None
         self._caption = ""
         self._pixmap: QPixmap | None = None
         self._hover = False
-        self.setMinimumSize(48, 48 + _CAPTION_H)
+        self.setMinimumSize(48, 48 + self._caption_h)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def set_picture(self, image: np.ndarray | None, caption: str = "",
@@ -79,6 +83,19 @@ class PictureTile(QWidget):
     def caption(self) -> str:
         return self._caption
 
+    def caption_fits(self) -> bool:
+        """Whether the caption is drawn whole: on one line, or wrapped into the lines the
+        tile keeps for it."""
+        font = QFont(self.font())
+        font.setPointSizeF(max(font.pointSizeF() - 1.0, 8.0))
+        metrics = QFontMetrics(font)
+        width = max(self.width() - 4, 8)
+        if self._caption_lines == 1:
+            return metrics.horizontalAdvance(self._caption) <= width
+        flags = int(Qt.AlignmentFlag.AlignHCenter | Qt.TextFlag.TextWordWrap)
+        needed = metrics.boundingRect(0, 0, width, 10_000, flags, self._caption).height()
+        return needed <= self._caption_h
+
     def pixmap(self) -> QPixmap | None:
         if self._pixmap is None and self._image is not None:
             self._pixmap = QPixmap.fromImage(rgb_to_qimage(self._image))
@@ -86,7 +103,7 @@ class PictureTile(QWidget):
 
     def paintEvent(self, event: QPaintEvent | None) -> None:
         painter = QPainter(self)
-        area = QSize(self.width(), self.height() - _CAPTION_H)
+        area = QSize(self.width(), self.height() - self._caption_h)
         painter.fillRect(0, 0, area.width(), area.height(), QColor(theme.BACKGROUND))
         pixmap = self.pixmap()
         if pixmap is None:
@@ -103,14 +120,15 @@ class PictureTile(QWidget):
         font.setPointSizeF(max(font.pointSizeF() - 1.0, 8.0))
         painter.setFont(font)
         painter.setPen(QColor(theme.TEXT))
+        box = QRectF(2, area.height(), max(self.width() - 4, 8), self._caption_h)
+        metrics = painter.fontMetrics()
+        if self._caption_lines > 1 and metrics.horizontalAdvance(self._caption) > box.width():
+            painter.drawText(box, int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop
+                                      | Qt.TextFlag.TextWordWrap), self._caption)
+            return
         # a long caption ends in "…" (its whole text is the tooltip) rather than clipping
-        shown = painter.fontMetrics().elidedText(self._caption, Qt.TextElideMode.ElideRight,
-                                                 max(self.width() - 4, 8))
-        painter.drawText(
-            QRectF(0, area.height(), self.width(), _CAPTION_H),
-            Qt.AlignmentFlag.AlignCenter,
-            shown,
-        )
+        shown = metrics.elidedText(self._caption, Qt.TextElideMode.ElideRight, int(box.width()))
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, shown)
 
 
 class PatchTile(PictureTile):

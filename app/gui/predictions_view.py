@@ -8,7 +8,7 @@ it as the class to compare against ("A vs B"). The picked classes are outlined.
 from __future__ import annotations
 
 from PyQt6.QtCore import QRectF, QSize, Qt, pyqtSignal
-from PyQt6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen
+from PyQt6.QtGui import QColor, QFont, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from app.core.messages import Prediction
@@ -16,6 +16,10 @@ from app.gui import theme
 from app.gui.image_pane import Panel
 
 _ROW_H = 26
+PERCENT_W = 50.0  # px for "38.3%"
+TWO_PERCENT_W = 38.0  # the same in the smaller font of the two columns
+COLUMN_GAP = 10.0  # px between the intact and the ablated column
+LABEL_PADDING = 14  # px of a bar not for its label: 8 before it, 6 after
 _ROWS = 5
 _HEADER_H = 16  # two-column mode: a caption row; the bars shrink so the height stays put
 _TWO_ROW_H = (_ROW_H * _ROWS - _HEADER_H) // _ROWS
@@ -76,8 +80,8 @@ class PredictionsView(QWidget):
         if self._intact is None:
             preds, top0, row_h = self._predictions, 2.0, _ROW_H
         else:
-            half = (self.width() - 10.0) / 2
-            preds = self._intact if x < half + 5 else self._predictions
+            half = self._column_width(True)
+            preds = self._intact if x < half + COLUMN_GAP / 2 else self._predictions
             top0, row_h = float(_HEADER_H), _TWO_ROW_H
         row = int((y - top0) // row_h)
         return preds[row] if 0 <= row < len(preds) and y >= top0 else None
@@ -86,8 +90,8 @@ class PredictionsView(QWidget):
         """Where the middle of a row's bar is (tests click there); column "ablated" or ""."""
         if self._intact is None:
             return self.width() // 3, int(2 + row * _ROW_H + _ROW_H / 2)
-        half = (self.width() - 10) / 2
-        x = half + 10 + half / 3 if column == ABLATED_TITLE else half / 3
+        half = self._column_width(True)
+        x = half + COLUMN_GAP + half / 3 if column == ABLATED_TITLE else half / 3
         return int(x), int(_HEADER_H + row * _TWO_ROW_H + _TWO_ROW_H / 2)
 
     def mouseReleaseEvent(self, event: QMouseEvent | None) -> None:
@@ -127,10 +131,10 @@ class PredictionsView(QWidget):
             return
         if self._intact is None:
             self._paint_column(painter, self._predictions, 0.0, w, 2.0, _ROW_H, None,
-                               self._marked)
+                               self._marked, PERCENT_W)
             return
-        gap = 10.0
-        half = (w - gap) / 2
+        half = self._column_width(True)
+        gap = w - 2 * half
         intact_top = {p.index for p in self._intact[:1]}
         small = QFont(font)
         small.setPointSizeF(font.pointSizeF() - 1.0)
@@ -146,10 +150,26 @@ class PredictionsView(QWidget):
             painter.setFont(font)
             # the ablated column's top-1 turns red when deleting units changed the answer
             changed = title == ABLATED_TITLE and {p.index for p in preds[:1]} != intact_top
+            # half a pane each: the percent gets a narrower column and the smaller font, so a
+            # name like "window screen" still fits on its bar at 1366×768
             self._paint_column(
                 painter, preds, x, half, float(_HEADER_H), _TWO_ROW_H,
-                theme.ERROR if changed else None, self._marked,
+                theme.ERROR if changed else None, self._marked, TWO_PERCENT_W, small,
             )
+
+    def _column_width(self, two_columns: bool) -> float:
+        return (self.width() - COLUMN_GAP) / 2 if two_columns else float(self.width())
+
+    def label_room(self, two_columns: bool) -> float:
+        """Pixels a class name has on its bar (the bar less its padding and the percent)."""
+        pct_w = TWO_PERCENT_W if two_columns else PERCENT_W
+        return self._column_width(two_columns) - pct_w - 4 - LABEL_PADDING
+
+    def label_width(self, text: str) -> int:
+        """Pixels `text` takes in the bars' font."""
+        font = QFont(self.font())
+        font.setPointSizeF(max(font.pointSizeF(), 9.5))
+        return QFontMetrics(font).horizontalAdvance(text)
 
     @staticmethod
     def _paint_column(
@@ -161,8 +181,9 @@ class PredictionsView(QWidget):
         row_h: int,
         top_color: str | None,
         marked: dict[int, str],
+        pct_w: float,
+        pct_font: QFont | None = None,
     ) -> None:
-        pct_w = 50.0
         bar_w = width - pct_w - 4
         for i, (label, pct) in enumerate(_rows(predictions)):
             top = top0 + i * row_h
@@ -184,17 +205,21 @@ class PredictionsView(QWidget):
                 painter.drawRoundedRect(track.adjusted(1, 1, -1, -1), 4, 4)
             # the label sits on the bar; elide so a long class name never runs into the percent
             painter.setPen(QColor("#ffffff"))
-            text_rect = track.adjusted(8, 0, -6, 0)
+            text_rect = track.adjusted(8, 0, 8 - LABEL_PADDING, 0)
             elided = painter.fontMetrics().elidedText(
                 label, Qt.TextElideMode.ElideRight, int(text_rect.width())
             )
             painter.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter, elided)
             painter.setPen(QColor(theme.TEXT))
+            label_font = painter.font()
+            if pct_font is not None:
+                painter.setFont(pct_font)
             painter.drawText(
                 QRectF(left + bar_w + 4, top, pct_w, row_h),
                 Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
                 pct,
             )
+            painter.setFont(label_font)
 
 
 class PredictionsPane(Panel):

@@ -174,16 +174,19 @@ class ResultPresenter(QObject):
         card, model = self._panes.card, self._model
         layer = result.layer if model.layer is None else model.layer
         card.set_unit(layer, unit, model.unit_name(layer, unit))
-        peak = (f" · max {result.unit_max[unit]:.2f}"
-                if 0 <= unit < len(result.unit_max) else "")
-        card.set_map(heat, f"Live map{peak}")
+        # short: with the concept mask's share it still fits a third of a 1280-px card
+        caption = (f"Map · max {result.unit_max[unit]:.2f}"
+                   if 0 <= unit < len(result.unit_max) else "Live map")
+        card.set_map(heat, caption)
         if model.attribution == AttributionMode.OFF:
             card.set_attribution(None, "Attribution is off · b turns it on")
         elif result.attribution is None or result.attribution_mode == AttributionMode.OFF:
             card.set_attribution(None, f"Computing {MODE_TEXT[model.attribution]}…")
         else:
             blank = zero_attribution_reason(result, model.attribution_at)
-            caption = f"Live attribution · {MODE_TEXT[result.attribution_mode]}"
+            # short enough for the card's third of a 1366-px screen ("Live attribution ·
+            # guided backprop" was cut there)
+            caption = f"Live {MODE_TEXT[result.attribution_mode]}"
             card.set_attribution(None if blank else result.attribution, blank or caption)
 
     def set_grid_tint(self, on: bool) -> None:

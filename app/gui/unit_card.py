@@ -14,8 +14,7 @@ whatever tab is shown, the per-frame map and attribution only while it is visibl
 from __future__ import annotations
 
 import numpy as np
-from PyQt6.QtCore import QSize, Qt, pyqtSignal
-from PyQt6.QtGui import QPainter, QPaintEvent
+from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from app.core.messages import (
@@ -27,27 +26,12 @@ from app.core.messages import (
 )
 from app.gui.attribution_view import ATTRIBUTION_COLORMAP
 from app.gui.colormaps import lookup_table
-from app.gui.image_pane import ImageView, make_image_item
+from app.gui.image_pane import ElidedLabel, ImageView, make_image_item
 from app.gui.patches_view import GRID_SIDE, PatchTile, PictureTile
 
 MONTAGE_SIDE = 2  # 2×2 preferred images pushed apart: the invariances show between them
 PATCH_RULE_TEXT = {"guided": "guided backprop", "deconvnet": "deconvnet",
                    "gradient": "gradient"}
-
-
-class ElidedLabel(QLabel):
-    """One line that ends in "…" when the pane is too narrow for it, instead of widening
-    the window (a long caption, a concept's mask note); `text()` stays the whole text."""
-
-    def minimumSizeHint(self) -> QSize:
-        return QSize(40, super().minimumSizeHint().height())
-
-    def paintEvent(self, event: QPaintEvent | None) -> None:
-        painter = QPainter(self)
-        painter.setPen(self.palette().color(self.foregroundRole()))
-        metrics = self.fontMetrics()
-        shown = metrics.elidedText(self.text(), Qt.TextElideMode.ElideRight, self.width())
-        painter.drawText(self.rect(), int(self.alignment()), shown)
 
 
 class _Box(QWidget):
@@ -108,7 +92,7 @@ class UnitCard(QWidget):
             grid.addWidget(tile, *divmod(i, MONTAGE_SIDE))
         self.map_box = _Box("Live map", self.map_view)
         self.attribution_box = _Box("Live attribution", self.attribution_view)
-        self.preferred_box = _Box("Preferred images, made to differ", montage)
+        self.preferred_box = _Box("Preferred, made to differ", montage)
         self.preferred_box.setToolTip(
             "Four preferred images optimized together, a diversity term pushing them apart: "
             "what they share is what the unit needs, what differs is what it ignores")
