@@ -819,3 +819,11 @@ class WindowDriver:
     def frame_captions_fit(self) -> dict[str, bool]:
         """This frame's picture captions: whether each is drawn whole (wrapped, not cut)."""
         return self._panes.frame_pane.captions_fit()
+
+    def grid_drawn_labels(self) -> dict[int, tuple[str, float]]:
+        """Concept labels as the tiles draw them: (text, the tile's width on screen)."""
+        return self._panes.grid.drawn_tile_labels()
+
+    def text_width(self, text: str) -> int:
+        """Pixels `text` takes in the window's font (what a label on a tile uses)."""
+        return self.window.fontMetrics().horizontalAdvance(text)

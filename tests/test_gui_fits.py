@@ -79,3 +79,12 @@ def test_this_frame_captions_are_drawn_whole(ui: WindowDriver, backend: FakeBack
     backend.emit(FrameImage("accentuate", DEFAULT_LAYER, 0, photo(), caption, True, photo()))
     ui.wait_until(lambda: ui.frame_captions()["accentuated"] == caption)
     assert ui.frame_captions_fit()["accentuated"]
+
+
+def test_concept_labels_stay_inside_their_tiles(ui: WindowDriver) -> None:
+    ui.trigger("concept_labels")
+    ui.wait_until(lambda: ui.grid_drawn_labels() != {})
+    drawn = ui.grid_drawn_labels()
+    for unit, (text, tile_px) in drawn.items():
+        assert ui.text_width(text) <= tile_px, (unit, text, tile_px)
+    assert any(not text.endswith("…") for text, _ in drawn.values())  # short ones whole

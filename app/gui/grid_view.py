@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import QEvent, QObject, QPoint, QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QBrush, QColor, QPainterPath, QPen, QResizeEvent
+from PyQt6.QtGui import QBrush, QColor, QFontMetrics, QPainterPath, QPen, QResizeEvent
 from PyQt6.QtWidgets import (
     QGraphicsItem,
     QGraphicsPathItem,
@@ -37,6 +37,9 @@ def tint_mosaic(values: np.ndarray, g: GridGeometry) -> np.ndarray:
     mosaic = (cells.reshape(g.rows, 1, g.cols, 1, 4)
               * inside[None, :, None, :, None]).reshape(g.rows * cell_h, g.cols * cell_w, 4)
     return np.ascontiguousarray(mosaic[: g.height, : g.width])
+
+
+MIN_LABEL_TILE_PX = 24  # a tile narrower than this on screen gets no concept label
 
 
 class ActivationGrid(Panel):
@@ -88,7 +91,9 @@ class ActivationGrid(Panel):
         # concept labels of the shown layer's units (dissection), one text per labelled tile
         self._labels: dict[int, str] = {}
         self._label_items: list[tuple[int, pg.TextItem]] = []
-        self._labels_key: tuple[GridGeometry | None, tuple[tuple[int, str], ...]] = (None, ())
+        self._labels_key: tuple[GridGeometry | None, tuple[tuple[int, str], ...], int] = (
+            None, (), 0)
+        self._tile_px = 0.0
         self.layout_.addWidget(self.pane, 1)
 
         footer = QHBoxLayout()
@@ -118,6 +123,8 @@ class ActivationGrid(Panel):
 
     def resizeEvent(self, event: QResizeEvent | None) -> None:
         super().resizeEvent(event)
+        if self._labels:
+            self._update_labels()  # the tiles' screen size changed: re-fit the words
         size = self.pane.size()
         if size.height() > 0 and size.width() > 0:
             aspect = round(min(max(size.width() / size.height(), 0.2), 5.0), 1)
@@ -162,30 +169,51 @@ class ActivationGrid(Panel):
         self._update_labels()
 
     def tile_labels(self) -> dict[int, str]:
-        """The labels on screen, by unit."""
-        return {unit: item.toPlainText() for unit, item in self._label_items}
+        """The labels given for the shown layer, by unit (whole, as `set_tile_labels` had them)."""
+        return {unit: self._labels[unit] for unit, _ in self._label_items}
+
+    def drawn_tile_labels(self) -> dict[int, tuple[str, float]]:
+        """What each tile shows: (its label as drawn, elided to the tile, the tile's width
+        in screen pixels); a tile too small for any text draws none."""
+        return {unit: (item.toPlainText(), self._tile_px) for unit, item in self._label_items}
 
     def _update_labels(self) -> None:
         g = self._geometry
-        key = (g, tuple(sorted(self._labels.items())))
+        tile_px = self._tile_screen_width()
+        key = (g, tuple(sorted(self._labels.items())), round(tile_px))
         if key == self._labels_key:
             return
         self._labels_key = key
+        self._tile_px = tile_px
         for _, item in self._label_items:
             self.pane.view.removeItem(item)
         self._label_items = []
-        if g is None:
-            return
+        if g is None or tile_px < MIN_LABEL_TILE_PX:
+            return  # 320 tiles of 7×7 have no room for words: the hover line names them
+        metrics = QFontMetrics(self.font())
+        room = int(tile_px) - 4  # the label's own padding
         for unit, text in sorted(self._labels.items()):
             if not 0 <= unit < g.channels:
                 continue
+            # cut to its tile, so labels never run into their neighbours
+            shown = metrics.elidedText(text, Qt.TextElideMode.ElideRight, room)
+            if shown in ("", "…"):
+                continue
             y, x = g.tile_origin(unit)
-            item = pg.TextItem(text, color=theme.TEXT, fill=pg.mkBrush(theme.PANEL + "c0"),
+            item = pg.TextItem(shown, color=theme.TEXT, fill=pg.mkBrush(theme.PANEL + "c0"),
                                anchor=(0, 0))
             item.setPos(x, y)
             item.setZValue(12)
             self.pane.view.addItem(item, ignoreBounds=True)
             self._label_items.append((unit, item))
+
+    def _tile_screen_width(self) -> float:
+        """A tile's width on screen, in pixels (0 before a mosaic is shown)."""
+        g = self._geometry
+        if g is None:
+            return 0.0
+        pixel = self.pane.view.viewPixelSize()[0]
+        return g.tile_w / pixel if pixel > 0 else 0.0
 
     def set_ablated(self, units: tuple[int, ...]) -> None:
         """Mark these units of the shown layer as deleted (a red cross over each tile)."""
