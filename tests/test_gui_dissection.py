@@ -17,7 +17,7 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QFileDialog
 
 from app.core.masks import concept_mask
-from app.core.messages import JobFinished, JobKind
+from app.core.requests import DissectRequest, JobEvent, JobState, LayerConceptsRequest
 
 pytest.importorskip("pytestqt")
 
@@ -35,7 +35,7 @@ def ui(qtbot, backend: FakeBackend) -> WindowDriver:
 
 
 def test_the_dissection_tab_summarizes_the_layer_and_lists_its_detectors(ui, backend):
-    assert ("request_layer_concepts", DEFAULT_LAYER) in backend.calls
+    assert LayerConceptsRequest(DEFAULT_LAYER) in backend.asked(LayerConceptsRequest)
     pane = ui.window.panes.dissection
     ui.wait_until(pane.showing_summary)
     rows = pane.unit_rows()
@@ -85,14 +85,15 @@ def test_analysis_dissect_runs_on_a_folder_with_progress_and_cancel(ui, backend,
                                                                      tmp_path):
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
     ui.trigger("dissect")
-    assert ("start_dissection", (str(tmp_path), DEFAULT_LAYER)) in backend.calls
+    assert backend.asked(DissectRequest) == [DissectRequest(str(tmp_path), DEFAULT_LAYER)]
     pane = ui.window.panes.dissection
     assert ui.window.panes.showing_dissection()
     ui.wait_until(lambda: pane.progress.isVisible())
     assert ui.window.action_set["cancel:dissect"].isEnabled()
     pane.cancel.click()
-    assert ("cancel_job", JobKind.DISSECT) in backend.calls
+    assert "dissect" in backend.called("cancel")
     ui.wait_until(lambda: not pane.progress.isVisible())
-    backend.emit(JobFinished(JobKind.DISSECT, True, "dissection of x done"))
+    backend.emit(JobEvent(DissectRequest(str(tmp_path), DEFAULT_LAYER), 1, 1,
+                          "dissection of x done", state=JobState.OK))
     ui.wait_refreshes(2)
     assert not pane.progress.isVisible()
