@@ -36,7 +36,7 @@ from app.engine.analyses.dissection import (
 from app.engine.analyses.patches import scan
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
-from app.session.jobs.registry import JobContext, SessionJob, job_for
+from app.session.jobs.runner import JobContext, SessionJob, job_for
 
 
 @job_for(ScanRequest)

@@ -20,7 +20,7 @@ from app.engine.analyses.blocks import integrated_job as blocks_integrated_job
 from app.engine.analyses.featurevis import FrameProgress, accentuate, invert
 from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
 from app.engine.workflows.activation_grid import GridPicture, activation_grid
-from app.session.jobs.registry import JobContext, SessionJob, job_for
+from app.session.jobs.runner import JobContext, SessionJob, job_for
 
 P = TypeVar("P", bound=Progress)
 R = TypeVar("R")

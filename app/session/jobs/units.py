@@ -47,7 +47,7 @@ from app.engine.workflows.activation_grid import direction_icons
 from app.engine.workflows.patch_attributions import PATCH_RULE, patch_attributions
 from app.engine.workflows.preferred_grid import preferred_mosaic
 from app.session.catalog.cached import cached_curves, unit_ablation
-from app.session.jobs.registry import JobContext, SessionJob, job_for
+from app.session.jobs.runner import JobContext, SessionJob, job_for
 
 MONTAGE = 4  # preferred images on the unit card, rendered together with a diversity term
 ICON_STEPS, ICON_SIZE = 48, 64  # a missing icon: a short, small render (its own cache key)
