@@ -570,3 +570,29 @@ def test_the_units_a_class_needs_are_plotted_in_the_ablation_tab(ui: WindowDrive
     ui.wait_until(ui.window.panes.ablation.showing_class_units)
     title = ui.window.panes.ablation.class_plot.getPlotItem().titleLabel.text
     assert "units 'Egyptian cat' needs most: 7, 3, 9" in title
+
+
+def test_what_a_request_type_declares_decides_its_bar_cancel_and_notice(ui: WindowDriver,
+                                                                         backend) -> None:
+    from app.core.requests import LayerConceptsRequest, request_types
+
+    cancels = {n for n in ui.window.action_set.names() if n.startswith("cancel:")}
+    assert cancels == {f"cancel:{t.kind}" for t in request_types() if t.cancellable}
+    assert len(cancels) == 11 and "cancel:concepts" not in cancels
+    # a quiet job: no bar and no notice at its end (its answer is the news)
+    concepts = LayerConceptsRequest("_conv_head")
+    backend.emit(JobEvent(concepts, 0, 1, "concept labels of _conv_head"))
+    ui.wait_refreshes(2)
+    assert ui.job_progress("concepts") is None
+    before = ui.notice_text()
+    backend.emit(JobEvent(concepts, 1, 1, "0 concept labels of _conv_head", state=JobState.OK))
+    ui.wait_refreshes(2)
+    assert ui.notice_text() == before and "concept labels" not in before
+    # the selected unit's render: its pane shows the steps, so no bar; it can be cancelled
+    render = PreferredImageRequest(DEFAULT_LAYER, 0)
+    backend.emit(JobEvent(render, 3, 64, "rendering"))
+    ui.wait_until(lambda: ui.action_enabled("cancel:render"))
+    assert ui.job_progress("render") is None
+    backend.emit(JobEvent(render, 1, 1, "preferred image ready", state=JobState.OK))
+    ui.wait_until(lambda: not ui.action_enabled("cancel:render"))
+    assert "render: preferred image ready" in ui.notice_text()

@@ -42,7 +42,7 @@ from app.gui.actions import (
 )
 from app.gui.event_presenter import EventPresenter
 from app.gui.features.ablation import Ablation
-from app.gui.features.base import Handler, Window
+from app.gui.features.base import Feature, Handler, Window
 from app.gui.features.card import Card
 from app.gui.features.dissection import Dissection
 from app.gui.features.explain import Explain
@@ -73,8 +73,7 @@ class Features:
         self.explain = Explain(w)
         self.model = Model(w, initial_layer, initial_unit)
 
-    def all(self) -> tuple[View | Sources | Units | Card | Ablation | Dissection | Explain
-                           | Model, ...]:
+    def all(self) -> tuple[Feature, ...]:
         return (self.view, self.sources, self.units, self.card, self.ablation,
                 self.dissection, self.explain, self.model)
 
