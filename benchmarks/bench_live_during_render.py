@@ -32,12 +32,12 @@ from report import print_report  # noqa: E402  (benchmarks/report.py, beside thi
 
 from app.core.jobs import Cancelled, run_job  # noqa: E402
 from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
-from app.core.messages import JobKind, JobProgress  # noqa: E402
+from app.core.requests import JobEvent, RenderLayerRequest  # noqa: E402
 from app.core.settings import load_settings, with_overrides  # noqa: E402
 from app.engine.live.worker import FrameProcessor  # noqa: E402
 from app.engine.runtime.models import load_model  # noqa: E402
 from app.session.bench import load_frames, pipeline_fps, start_live_worker  # noqa: E402
-from app.session.jobs import Jobs, render_layer_job  # noqa: E402
+from app.session.jobs import JobContext, Jobs, make_job  # noqa: E402
 
 
 def render_in_background(settings, loaded, layer: str, channels: int, niced: bool):  # type: ignore[no-untyped-def]
@@ -45,14 +45,16 @@ def render_in_background(settings, loaded, layer: str, channels: int, niced: boo
     done: list[tuple[float, int]] = []
 
     def emit(message: object) -> None:
-        if isinstance(message, JobProgress):
+        if isinstance(message, JobEvent) and not message.finished:
             done.append((time.perf_counter(), message.done))
 
-    work = render_layer_job(settings, loaded, layer, channels)
+    request = RenderLayerRequest(layer)
+    work = make_job(JobContext(settings, loaded, {layer: channels}), request)
+    assert work is not None
     started = time.perf_counter()
     if niced:
         jobs = Jobs(emit)
-        jobs.start(JobKind.RENDER_LAYER, work)
+        jobs.start(request, work)
 
         def stop() -> float:
             jobs.stop()
@@ -62,8 +64,8 @@ def render_in_background(settings, loaded, layer: str, channels: int, niced: boo
 
         def run() -> None:
             with contextlib.suppress(Cancelled):
-                run_job(work, lambda p: emit(JobProgress(JobKind.RENDER_LAYER, p.done,
-                                                         p.total, p.line())), cancel)
+                run_job(work, lambda p: emit(JobEvent(request, p.done, p.total, p.line())),
+                        cancel)
 
         thread = threading.Thread(target=run, name="render-normal-priority")
         thread.start()

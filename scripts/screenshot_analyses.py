@@ -25,7 +25,8 @@ from PyQt6.QtWidgets import QApplication
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.core.messages import AttributionMode, JobKind, PreferredImage  # noqa: E402
+from app.core.messages import AttributionMode, PreferredImage  # noqa: E402
+from app.core.requests import AblationRequest, JobEvent, ScanRequest  # noqa: E402
 from app.core.settings import Settings, load_settings  # noqa: E402
 from app.gui.main_window import MainWindow  # noqa: E402
 from app.gui.theme import apply_dark_theme  # noqa: E402
@@ -63,21 +64,22 @@ def main() -> int:
         original = window.handle_event
 
         def spy(event):  # type: ignore[no-untyped-def]
-            if getattr(event, "kind", None) in tuple(JobKind) and hasattr(event, "ok"):
+            if isinstance(event, JobEvent) and event.finished:
                 finished.append(event.kind)
-            if isinstance(event, PreferredImage) and event.done and event.unit == UNIT:
+            shown = event.preview if isinstance(event, JobEvent) else None
+            if isinstance(shown, PreferredImage) and shown.done and shown.unit == UNIT:
                 finished.append("preferred")
             original(event)
 
         window.handle_event = spy  # type: ignore[method-assign]
-        session.start_scan(str(ROOT / "assets" / "samples"), LAYER)
-        wait_for(lambda: JobKind.SCAN in finished)
+        session.submit(ScanRequest(str(ROOT / "assets" / "samples"), LAYER))
+        wait_for(lambda: "scan" in finished)
         model = window.view_model
         model.select_unit(UNIT)
         model.set_attribution(AttributionMode.GUIDED)
-        window.toggle_ablation()  # delete the selected unit...
+        window.features.ablation.toggle_ablation()  # delete the selected unit...
         model.select_unit(UNIT + 1)
-        window.toggle_ablation()  # ...and its neighbour
+        window.features.ablation.toggle_ablation()  # ...and its neighbour
         model.select_unit(UNIT)
         wait_for(lambda: "preferred" in finished and window.last_result.unit == UNIT
                  and window.last_result.attribution is not None)
@@ -92,8 +94,8 @@ def main() -> int:
         QTest.qWait(300)
         dialog.grab().save(str(out / "patch_source.png"))
         dialog.hide()
-        session.start_ablation(str(ROOT / "assets" / "samples"), LAYER)
-        wait_for(lambda: JobKind.ABLATE in finished, timeout=600)
+        session.submit(AblationRequest(str(ROOT / "assets" / "samples"), LAYER))
+        wait_for(lambda: "ablate" in finished, timeout=600)
         window.panes.unit.show_tab(UnitTab.PREFERRED)
         window.panes.show_ablation()
         QTest.qWait(500)
@@ -101,8 +103,8 @@ def main() -> int:
         # every unit of the layer rendered, then G: the grid shows the preferred images
         window.action_set["restore_all"].trigger()
         window.panes.show_activations()
-        window.start_render_layer()
-        wait_for(lambda: JobKind.RENDER_LAYER in finished, timeout=600)
+        window.features.units.start_render_layer()
+        wait_for(lambda: "render_layer" in finished, timeout=600)
         window.action_set["preferred_grid"].setChecked(True)
         wait_for(lambda: "40 of 40" in window.panes.grid.title_text())
         QTest.qWait(500)

@@ -12,8 +12,10 @@ job progress and ablation curves are plain numpy, and every call is recorded.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,9 +29,6 @@ from app.core.messages import (
     FrameImage,
     GroupIcons,
     IntegratedExplanation,
-    JobFinished,
-    JobKind,
-    JobProgress,
     LayerConcepts,
     LayerInfo,
     ModelChoice,
@@ -50,6 +49,26 @@ from app.core.messages import (
     UnitIcons,
     UnitPatches,
     ViewState,
+)
+from app.core.requests import (
+    AblationRequest,
+    AccentuateRequest,
+    ActivationGridRequest,
+    ClassUnitsRequest,
+    DissectRequest,
+    GroupIconsRequest,
+    IntegratedRequest,
+    InvertRequest,
+    JobEvent,
+    JobState,
+    LayerConceptsRequest,
+    PreferredGridRequest,
+    PreferredImageRequest,
+    RenderLayerRequest,
+    Request,
+    ScanRequest,
+    UnitCardRequest,
+    UnitIconsRequest,
 )
 from app.core.tiling import GridGeometry, grid_geometry, normalize_channels
 from tests.tiling_reference import tile_channels
@@ -399,8 +418,8 @@ class FakeBackend:
         self._dirty = True
         self._folder_position = 0
         self._folder: list[str] = []  # file names of an open folder source
-        # request_unit answers with patches from these photos (None: "no scan" note), and
-        # with preferred-image events at these steps of 64 (64: the final one)
+        # a PreferredImageRequest is answered with patches from these photos (None: a "no
+        # scan" note), and with preferred-image previews at these steps of 64 (64: the final)
         self.photos = photos
         self.render_steps = render_steps
         if ready:
@@ -488,14 +507,39 @@ class FakeBackend:
     def architectures(self) -> list[str]:
         return ["alexnet", "resnet18", "resnet34", "resnet50", "vgg16"]
 
-    def request_unit(self, layer: str, unit: int) -> None:
-        self.calls.append(("request_unit", (layer, unit)))
+    def submit(self, request: Request) -> None:
+        """Answered from `ANSWERS`: the events the real job would send, at once."""
+        self.calls.append(("submit", request))
+        answer = ANSWERS.get(type(request))
+        if answer is not None:
+            answer(self, request)
+
+    def cancel(self, kind: str) -> None:
+        self.calls.append(("cancel", kind))
+        request = next((r for n, r in reversed(self.calls)
+                        if n == "submit" and isinstance(r, Request) and r.kind == kind), None)
+        if request is None:  # a job a test made up: an empty request of its type stands in
+            request = object.__new__(next(t for t in ANSWERS if t.kind == kind))
+        self._events.append(JobEvent(request, text="cancelled", state=JobState.CANCELLED))
+
+    # --- the answers to requests
+
+    def _preview(self, request: Request, *messages: object) -> None:
+        self._events.extend(JobEvent(request, 0, 1, "", preview=m) for m in messages)
+
+    def _step(self, request: Request, done: int, total: int, text: str) -> None:
+        self._events.append(JobEvent(request, done, total, text))
+
+    def _end(self, request: Request, text: str, result: object | None = None) -> None:
+        self._events.append(JobEvent(request, 1, 1, text, result=result, state=JobState.OK))
+
+    def _unit(self, r: PreferredImageRequest) -> None:
+        layer, unit = r.layer, r.unit
         if self.photos is None:
-            self._events.append(UnitPatches(layer, unit, (), NO_SCAN_NOTE.format(layer=layer)))
+            self._preview(r, UnitPatches(layer, unit, (), NO_SCAN_NOTE.format(layer=layer)))
         else:
-            self._events.append(UnitPatches(layer, unit, dataset_patches(self.photos, layer, unit)))
-        for step in self.render_steps:
-            self._events.append(self.preferred(layer, unit, step))
+            self._preview(r, UnitPatches(layer, unit, dataset_patches(self.photos, layer, unit)))
+        self._preview(r, *(self.preferred(layer, unit, step) for step in self.render_steps))
 
     @staticmethod
     def preferred(layer: str, unit: int, step: int, total: int = 64) -> PreferredImage:
@@ -505,87 +549,60 @@ class FakeBackend:
             step >= total, 11.6,
         )
 
-    def request_unit_card(self, layer: str, unit: int) -> None:
+    def _unit_card(self, r: UnitCardRequest) -> None:
         """Facts, one attribution per dataset patch (its crop inverted) and three variants."""
-        self.calls.append(("request_unit_card", (layer, unit)))
+        layer, unit = r.layer, r.unit
         named = {u.unit: u for u in layer_concepts(layer).units}
         concept = named.get(unit)
         concept = concept if concept is not None and concept.interpretable else None
-        self._events.append(UnitFacts(
+        self._preview(r, UnitFacts(
             layer, unit, f"0.{unit % 10}4 (rank {unit + 1}), prefers tabby cat", "",
             None if concept is None else f"{concept.label} ({concept.category}), IoU "
             f"{concept.iou:.3f}", f"No dissection of {layer} cached",
             None if concept is None else concept_threshold(layer, unit)))
         if self.photos is not None:
             crops = dataset_patches(self.photos, layer, unit)
-            self._events.append(PatchAttributions(
+            self._preview(r, PatchAttributions(
                 layer, unit, tuple(255 - p.image for p in crops), "guided"))
         for index in range(4):  # the diversity set: one seed, images rolled apart
             image = np.roll(preferred_image(layer, unit, 64, 64), 9 * index, axis=1)
-            self._events.append(PreferredVariant(layer, unit, index, 0, image,
-                                                 10.0 + index, True))
+            self._preview(r, PreferredVariant(layer, unit, index, 0, image, 10.0 + index, True))
 
-    def start_frame_image(self, kind: str, image: object, layers: tuple[str, ...],
-                          unit: int) -> None:
+    def _frame_image(self, r: AccentuateRequest | InvertRequest | ActivationGridRequest) -> None:
         """A preview then the final picture per layer: the photo's crop, inverted in colour
         for an accentuation, rolled for an inversion."""
-        self.calls.append(("start_frame_image", (kind, layers, unit)))
         x, y, side, _ = centre_crop(photo().shape)
         seed = np.ascontiguousarray(photo()[y : y + side, x : x + side])
-        for layer in layers[:1] if kind == "accentuate" else layers:
-            image_ = 255 - seed if kind == "accentuate" else np.roll(seed, 17, axis=1)
-            self._events.append(FrameImage(kind, layer, unit, image_, "step 8/48", False))
-            self._events.append(FrameImage(kind, layer, unit, image_, "final", True, seed))
+        layers = r.layers if isinstance(r, InvertRequest) else (r.layer,)
+        unit = r.unit if isinstance(r, AccentuateRequest) else -1
+        for layer in layers:
+            image_ = 255 - seed if r.kind == "accentuate" else np.roll(seed, 17, axis=1)
+            self._preview(r, FrameImage(r.kind, layer, unit, image_, "step 8/48", False),
+                          FrameImage(r.kind, layer, unit, image_, "final", True, seed))
 
-    def start_integrated(self, image: object, layer: str, target: int,
-                         versus: int | None) -> None:
+    def _integrated(self, r: IntegratedRequest) -> None:
         """The integrated values: the live ones reversed in sign, so a test tells them apart."""
-        self.calls.append(("start_integrated", (layer, target, versus)))
-        e = explanation_of(layer, ViewState(layer=layer, explain=True, explained_class=target,
-                                            versus_class=versus))
+        e = explanation_of(r.layer, ViewState(layer=r.layer, explain=True,
+                                              explained_class=r.target, versus_class=r.versus))
         span = float(-e.channels.sum())
-        self._events.append(IntegratedExplanation(layer, target, versus, 100, -e.channels,
-                                                  -e.spatial, span + 1.0, 1.0))
-        self._events.append(JobFinished(JobKind.INTEGRATED, True, "integrated"))
+        self._end(r, "integrated", IntegratedExplanation(
+            r.layer, r.target, r.versus, 100, -e.channels, -e.spatial, span + 1.0, 1.0))
 
-    def start_class_units(self, folder: str, layer: str, class_index: int) -> None:
-        self.calls.append(("start_class_units", (folder, layer, class_index)))
-        self._events.append(JobProgress(JobKind.CLASS_UNITS, 0, 240, "0 / 240 units"))
+    def _group_icons(self, r: GroupIconsRequest) -> None:
+        n = len(r.directions)
+        self._end(r, "icons", GroupIcons(r.layer, tuple(f"g{i}" for i in range(n)),
+                                         tuple(np.full((8, 8, 3), 40 * i, np.uint8)
+                                               for i in range(n))))
 
-    def request_group_icons(self, layer: str, directions: object) -> None:
-        assert isinstance(directions, np.ndarray)
-        self.calls.append(("request_group_icons", (layer, directions.shape)))
-        self._events.append(GroupIcons(layer, tuple(f"g{i}" for i in range(len(directions))),
-                                       tuple(np.full((8, 8, 3), 40 * i, np.uint8)
-                                             for i in range(len(directions)))))
-
-    def request_icons(self, layer: str, units: tuple[int, ...]) -> None:
+    def _icons(self, r: UnitIconsRequest) -> None:
         """Even units have an icon (a flat colour from the unit), odd ones not yet."""
-        self.calls.append(("request_icons", (layer, units)))
-        self._events.append(UnitIcons(layer, tuple(
-            (u, np.full((8, 8, 3), (u * 7 % 256, 90, 40), np.uint8)) for u in units
+        self._preview(r, UnitIcons(r.layer, tuple(
+            (u, np.full((8, 8, 3), (u * 7 % 256, 90, 40), np.uint8)) for u in r.units
             if u % 2 == 0)))
 
-    def request_layer_concepts(self, layer: str) -> None:
-        self.calls.append(("request_layer_concepts", layer))
-        self._events.append(layer_concepts(layer))
-
-    def start_dissection(self, folder: str, layer: str) -> None:
-        self.calls.append(("start_dissection", (folder, layer)))
-        self._events.append(JobProgress(JobKind.DISSECT, 0, 40, "thresholds 0/40"))
-
-    def start_scan(self, folder: str, layer: str) -> None:
-        self.calls.append(("start_scan", (folder, layer)))
-        self._events.append(JobProgress(JobKind.SCAN, 0, 500, "0 / 500 images"))
-
-    def start_render_layer(self, layer: str) -> None:
-        self.calls.append(("start_render_layer", layer))
-        c = next(i for i in LAYERS if i.name == layer).channels
-        self._events.append(JobProgress(JobKind.RENDER_LAYER, 0, c, f"0 / {c} units"))
-
-    def request_preferred_grid(self, layer: str, aspect: float) -> None:
-        self.calls.append(("request_preferred_grid", (layer, aspect)))
-        self._events.append(self.preferred_grid(layer, aspect))
+    def _render_layer(self, r: RenderLayerRequest) -> None:
+        c = next(i for i in LAYERS if i.name == r.layer).channels
+        self._step(r, 0, c, f"0 / {c} units")
 
     @staticmethod
     def preferred_grid(layer: str, aspect: float = 1.0, tile: int = 16) -> PreferredGrid:
@@ -598,14 +615,6 @@ class FakeBackend:
             image[y : y + tile, x : x + tile] = (u * 7 % 256, 200, 40) if u % 2 == 0 else 40
         return PreferredGrid(layer, image, g, tuple(range(0, c, 2)))
 
-    def start_ablation(self, folder: str, layer: str) -> None:
-        self.calls.append(("start_ablation", (folder, layer)))
-        self._events.append(JobProgress(JobKind.ABLATE, 0, 500, "0 / 500 images"))
-
-    def cancel_job(self, kind: JobKind) -> None:
-        self.calls.append(("cancel_job", kind))
-        self._events.append(JobFinished(kind, False, "cancelled"))
-
     def stop(self) -> None:
         self.calls.append(("stop", None))
         self.stop_calls += 1
@@ -614,3 +623,28 @@ class FakeBackend:
 
     def called(self, name: str) -> list[object]:
         return [arg for n, arg in self.calls if n == name]
+
+    def asked(self, request_type: type[R]) -> list[R]:
+        """The requests of this type submitted so far, oldest first."""
+        return [r for n, r in self.calls if n == "submit" and type(r) is request_type]
+
+
+R = TypeVar("R", bound=Request)
+# how the fake answers each request type (none: it only records the request)
+ANSWERS: dict[type[Request], Callable[[FakeBackend, Any], None]] = {
+    PreferredImageRequest: FakeBackend._unit,
+    UnitCardRequest: FakeBackend._unit_card,
+    AccentuateRequest: FakeBackend._frame_image,
+    InvertRequest: FakeBackend._frame_image,
+    ActivationGridRequest: FakeBackend._frame_image,
+    IntegratedRequest: FakeBackend._integrated,
+    ClassUnitsRequest: lambda b, r: b._step(r, 0, 240, "0 / 240 units"),
+    GroupIconsRequest: FakeBackend._group_icons,
+    UnitIconsRequest: FakeBackend._icons,
+    LayerConceptsRequest: lambda b, r: b._end(r, "labels", layer_concepts(r.layer)),
+    DissectRequest: lambda b, r: b._step(r, 0, 40, "thresholds 0/40"),
+    ScanRequest: lambda b, r: b._step(r, 0, 500, "0 / 500 images"),
+    RenderLayerRequest: FakeBackend._render_layer,
+    PreferredGridRequest: lambda b, r: b._end(r, "grid", b.preferred_grid(r.layer, r.aspect)),
+    AblationRequest: lambda b, r: b._step(r, 0, 500, "0 / 500 images"),
+}

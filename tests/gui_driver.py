@@ -29,7 +29,6 @@ from app.core.backend import LiveBackend
 from app.core.messages import (
     AblationCurves,
     AblationMode,
-    JobKind,
     Notice,
     Patch,
     PreferredImage,
@@ -114,13 +113,13 @@ class WindowDriver:
         self.window.view_model.set_frozen(frozen)
 
     def toggle_ablation(self) -> None:
-        self.window.toggle_ablation()
+        self.window.features.ablation.toggle_ablation()
 
     def start_scan(self, folder: str) -> None:
-        self.window.start_scan(folder)
+        self.window.features.units.start_scan(folder)
 
     def start_render_layer(self) -> None:
-        self.window.start_render_layer()
+        self.window.features.units.start_render_layer()
 
     def click_unit(self, unit: int) -> None:
         grid = self._panes.grid
@@ -234,7 +233,7 @@ class WindowDriver:
     def cancel_architecture_dialog(self) -> None:
         self._panes.architecture_dialog.reject()
 
-    def click_job_cancel(self, kind: JobKind) -> None:
+    def click_job_cancel(self, kind: str) -> None:
         widget = self.window.status.job_widget(kind)
         assert widget is not None, kind
         self._click(widget.cancel)
@@ -727,12 +726,12 @@ class WindowDriver:
 
     # ------------------------------------------------------------------ jobs
 
-    def job_progress(self, kind: JobKind) -> tuple[int, int] | None:
+    def job_progress(self, kind: str) -> tuple[int, int] | None:
         """(done, total) of a job's bar in the status bar; None when it has none."""
         widget = self.window.status.job_widget(kind)
         return None if widget is None else widget.progress()
 
-    def job_tooltip(self, kind: JobKind) -> str:
+    def job_tooltip(self, kind: str) -> str:
         widget = self.window.status.job_widget(kind)
         assert widget is not None, kind
         return widget.toolTip()

@@ -54,15 +54,15 @@ def test_a_picked_class_against_another(processor):
 
 
 def test_the_windows_path_integrated_job_adds_up_to_score_minus_baseline(tmp_path):
-    from app.core.jobs import run_job
+    from app.core.requests import IntegratedRequest
     from app.core.settings import Settings
-    from app.session.jobs import integrated_job
+    from app.session.jobs import JobContext, drain, make_job
 
     loaded = load_bundled(torch.device("cpu"))
-    events = []
-    text = run_job(integrated_job(Settings(), loaded, chelsea(), LAYER, TABBY, None,
-                                  events.append))
-    (done,) = events
+    previews, outcome = drain(make_job(JobContext(Settings(), loaded, {}),
+                                       IntegratedRequest(chelsea(), LAYER, TABBY, None)))
+    done, text = outcome.result, outcome.text
+    assert previews == []
     assert done.steps == 100 and done.channels.shape == (processor_channels(loaded),)
     print(f"integrated: score {done.score:.3f}, baseline {done.baseline:.3f}, "
           f"sum {float(done.channels.sum()):.3f}, gap {100 * done.gap:.2f} %")
@@ -106,25 +106,26 @@ def test_the_windows_accentuation_and_inversion_jobs_send_previews_and_results(m
     """The session's wrappers around the engine's jobs, on the real model (few steps)."""
     import functools
 
-    from app.core.jobs import run_job
+    from app.core.requests import AccentuateRequest, InvertRequest
     from app.core.settings import Settings
     from app.engine.analyses import featurevis
-    from app.session import jobs
+    from app.session.jobs import JobContext, drain, frames, make_job
 
-    monkeypatch.setattr(jobs, "accentuate",
+    monkeypatch.setattr(frames, "accentuate",
                         functools.partial(featurevis.accentuate, steps=6, size=64))
-    monkeypatch.setattr(jobs, "invert", functools.partial(featurevis.invert, steps=6, size=64))
+    monkeypatch.setattr(frames, "invert",
+                        functools.partial(featurevis.invert, steps=6, size=64))
     loaded = load_bundled(torch.device("cpu"))
-    events = []
-    text = run_job(jobs.accentuate_job(Settings(), loaded, chelsea(), "_blocks.4", 3,
-                                       events.append))
+    context = JobContext(Settings(), loaded, {})
+    previews, outcome = drain(make_job(context, AccentuateRequest(chelsea(), "_blocks.4", 3)))
+    events, text = [*previews, outcome.result], outcome.text
     final = events[-1]
     assert final.done and final.kind == "accentuate" and final.seed is not None
     assert final.image.shape == (64, 64, 3) and "→" in final.caption and "dB" in text
     assert any(not e.done for e in events)  # previews came first
-    events.clear()
-    run_job(jobs.invert_job(Settings(), loaded, chelsea(), ("_blocks.1", "_blocks.4"),
-                            events.append))
+    events, outcome = drain(make_job(context, InvertRequest(chelsea(),
+                                                            ("_blocks.1", "_blocks.4"))))
+    assert outcome.result is None  # each layer's final picture came as a step
     finals = [e for e in events if e.done]
     assert [e.layer for e in finals] == ["_blocks.1", "_blocks.4"]
     assert all("code error" in e.caption for e in finals)
@@ -132,16 +133,18 @@ def test_the_windows_accentuation_and_inversion_jobs_send_previews_and_results(m
 
 def test_the_activation_grid_job_lays_each_position_out_on_the_frames_grid(monkeypatch):
     """Pooled to 16×16 at most, one tile per position, weak positions darker."""
-    from app.core.jobs import run_job
+    from app.core.requests import ActivationGridRequest
     from app.core.settings import Settings
-    from app.session import activation_grid as ag
+    from app.engine.workflows import activation_grid as ag
+    from app.session.jobs import JobContext, drain, make_job
 
     monkeypatch.setattr(ag, "STEPS", 2)
     monkeypatch.setattr(ag, "TILE", 16)
     loaded = load_bundled(torch.device("cpu"))
-    events = []
-    run_job(ag.activation_grid_job(Settings(), loaded, chelsea(), "_blocks.2", events.append))
-    final = events[-1]
+    previews, outcome = drain(make_job(JobContext(Settings(), loaded, {}),
+                                       ActivationGridRequest(chelsea(), "_blocks.2")))
+    assert previews and not any(p.done for p in previews)
+    final = outcome.result
     assert final.done and final.kind == "activation_grid"
     assert final.image.shape == (16 * 16, 16 * 16, 3)  # 28×28 pooled to 16×16 positions
     tiles = np.ones((4, 2, 2, 3), np.uint8) * 200
@@ -152,9 +155,10 @@ def test_the_activation_grid_job_lays_each_position_out_on_the_frames_grid(monke
 def test_group_icons_are_rendered_once_then_served_from_the_cache(monkeypatch, tmp_path):
     import dataclasses
 
-    from app.core.jobs import run_job
+    from app.core.requests import GroupIconsRequest
     from app.core.settings import Settings
-    from app.session import activation_grid as ag
+    from app.engine.workflows import activation_grid as ag
+    from app.session.jobs import JobContext, drain, make_job
 
     monkeypatch.setattr(ag, "STEPS", 2)
     monkeypatch.setattr(ag, "ICON", 16)
@@ -162,18 +166,16 @@ def test_group_icons_are_rendered_once_then_served_from_the_cache(monkeypatch, t
     settings = dataclasses.replace(s, cache=dataclasses.replace(s.cache, dir=str(tmp_path)))
     loaded = load_bundled(torch.device("cpu"))
     directions = np.abs(np.random.default_rng(0).normal(size=(3, 40))).astype(np.float32)
-    events = []
-    run_job(ag.group_icons_job(settings, loaded, "_blocks.4", directions, events.append))
-    (first,) = events
+    context = JobContext(settings, loaded, {})
+    _, outcome = drain(make_job(context, GroupIconsRequest("_blocks.4", directions)))
+    first = outcome.result
     assert len(first.icons) == 3 and first.icons[0].shape == (16, 16, 3)
 
     def no_render(*_a, **_k):
         raise AssertionError("rendered again")
 
     monkeypatch.setattr(ag, "Ascent", no_render)
-    events.clear()
-    run_job(ag.group_icons_job(settings, loaded, "_blocks.4", directions * 1.0001,
-                               events.append))
-    (again,) = events
+    _, outcome = drain(make_job(context, GroupIconsRequest("_blocks.4", directions * 1.0001)))
+    again = outcome.result
     for a, b in zip(again.icons, first.icons, strict=True):
         np.testing.assert_array_equal(a, b)

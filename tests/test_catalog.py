@@ -174,7 +174,7 @@ def test_site_layout_stable_paths_and_what_each_page_shows(site):
                          cv2.COLOR_BGR2RGB)
     assert np.array_equal(shown, scan.unit_crops(1)[0])
     # and the attributions are the ones cached with the scan, made by the catalogue
-    from app.session.patch_attributions import cached_patch_attributions
+    from app.engine.workflows.patch_attributions import cached_patch_attributions
 
     stored = cached_patch_attributions(scan, 1)
     assert stored is not None and len(stored) == n_patches

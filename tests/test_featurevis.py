@@ -593,9 +593,11 @@ def test_preferred_grid_job_lays_out_the_cached_images(tmp_path):
     import cv2
 
     from app.core.messages import PreferredGrid
+    from app.core.requests import PreferredGridRequest
     from app.core.settings import CacheSettings, RenderSettings, Settings
     from app.engine.runtime.cache import cache_root
-    from app.session.jobs import PREFERRED_TILE, UNRENDERED, preferred_grid_job
+    from app.engine.workflows.preferred_grid import PREFERRED_TILE, UNRENDERED
+    from app.session.jobs import JobContext, drain, make_job
 
     settings = Settings(cache=CacheSettings(dir=str(tmp_path)),
                         render=RenderSettings(preset="fast", steps=4, size=32))
@@ -603,9 +605,10 @@ def test_preferred_grid_job_lays_out_the_cached_images(tmp_path):
     root = cache_root(settings.cache.dir)
     final = list(render_units(loaded, "b", [0, 2], "fast", steps=4, size=32,
                               cache_root=root))[-1]  # units 1 and 3 never rendered
-    events: list = []
-    text = run_job(preferred_grid_job(settings, loaded, "b", 4, 1.0, events.append))
-    (grid,) = events
+    job = make_job(JobContext(settings, loaded, {"b": 4}), PreferredGridRequest("b", 1.0))
+    assert job is not None
+    _, outcome = drain(job)
+    grid, text = outcome.result, outcome.text
     assert isinstance(grid, PreferredGrid) and grid.layer == "b" and grid.rendered == (0, 2)
     assert text == "2 of 4 preferred images of b"
     g = grid.geometry

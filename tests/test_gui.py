@@ -15,7 +15,7 @@ from PyQt6.QtWidgets import QFileDialog
 from app.core.messages import ModelReady, Normalization, Notice, NoticeLevel
 from app.core.settings import GuiSettings, Settings
 from app.core.tiling import normalize_channels
-from app.gui.actions import ACTIONS, Action, help_rows, keys_text
+from app.gui.actions import Action, help_rows, keys_text
 from app.gui.run import run_window
 
 pytest.importorskip("pytestqt")
@@ -206,7 +206,8 @@ def test_h_toggles_help_and_escape_closes_it(ui: WindowDriver) -> None:
 def test_help_rows_menus_and_shortcuts_come_from_one_table(ui: WindowDriver) -> None:
     """Every action with keys is a help row, has exactly those shortcuts, and sits in its menu."""
     rows = ui.help_rows()
-    actions = [row for row in ACTIONS if isinstance(row, Action)]
+    table = ui.window.action_table
+    actions = [row for row in table if isinstance(row, Action)]
     for action in actions:
         assert ui.action_text(action.name) == action.text
         assert ui.menu_path(action.name) == action.menu
@@ -214,7 +215,7 @@ def test_help_rows_menus_and_shortcuts_come_from_one_table(ui: WindowDriver) -> 
         if action.keys:
             assert (keys_text(action.keys), action.help or action.text.rstrip("…")) in rows
     # the model rows stand in the table's place for them, and add no help rows
-    assert rows == help_rows(ACTIONS)
+    assert rows == help_rows(table)
     assert ui.menu_path("model:resnet18") == "&Model"
     assert rows[-3] == ("click", "Select the unit under the mouse")
 

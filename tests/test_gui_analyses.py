@@ -25,16 +25,33 @@ from PyQt6.QtWidgets import QApplication, QFileDialog
 from app.core.messages import (
     AblationMode,
     AttributionMode,
-    JobFinished,
-    JobKind,
-    JobProgress,
     Patch,
     UnitPatches,
+)
+from app.core.requests import (
+    AblationRequest,
+    ClassUnitsRequest,
+    JobEvent,
+    JobState,
+    PreferredGridRequest,
+    PreferredImageRequest,
+    RenderLayerRequest,
+    ScanRequest,
 )
 from app.gui.qimages import qimage_to_rgb
 from app.gui.unit_pane import UnitTab
 
 pytest.importorskip("pytestqt")
+
+
+def _preview(image):
+    """A render job's step carrying `image` (a PreferredImage), as the session sends it."""
+    return JobEvent(PreferredImageRequest(image.layer, image.unit), preview=image)
+
+
+def _result(request, message):
+    """The end of the job that answers `request`, with its final message."""
+    return JobEvent(request, 1, 1, "done", result=message, state=JobState.OK)
 
 
 def open_window(qtbot, backend: FakeBackend) -> WindowDriver:
@@ -194,12 +211,13 @@ def test_predictions_show_intact_and_ablated_columns(ui: WindowDriver) -> None:
 
 
 def test_selecting_a_unit_requests_it_once(ui: WindowDriver, backend) -> None:
-    assert backend.called("request_unit") == [(DEFAULT_LAYER, 0)]
+    assert backend.asked(PreferredImageRequest) == [PreferredImageRequest(DEFAULT_LAYER, 0)]
     ui.select_unit(21)
     ui.set_frozen(True)  # a view change that is not a selection: no new request
-    assert backend.called("request_unit") == [(DEFAULT_LAYER, 0), (DEFAULT_LAYER, 21)]
+    assert backend.asked(PreferredImageRequest) == [PreferredImageRequest(DEFAULT_LAYER, 0),
+                                                  PreferredImageRequest(DEFAULT_LAYER, 21)]
     assert ui.select_layer("_conv_head")
-    assert backend.called("request_unit")[-1] == ("_conv_head", 21)
+    assert backend.asked(PreferredImageRequest)[-1] == PreferredImageRequest("_conv_head", 21)
 
 
 def test_unit_patches_fill_the_grid_with_values(qtbot, photos) -> None:
@@ -223,12 +241,14 @@ def test_empty_patches_show_the_note_and_a_scan_button(ui, backend, monkeypatch)
     assert ui.scan_button_visible()
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: "/data/imgs")
     ui.click_scan_button()
-    assert backend.called("start_scan") == [("/data/imgs", DEFAULT_LAYER)]
+    assert backend.asked(ScanRequest) == [ScanRequest("/data/imgs", DEFAULT_LAYER)]
 
 
 def test_stale_unit_patches_are_ignored(ui: WindowDriver, backend) -> None:
     patch = Patch(photo()[:20, :20].copy(), 3.0, "x.png", (0, 0, 20, 20))
-    backend.emit(UnitPatches(DEFAULT_LAYER, 99, (patch,)))  # not the selected unit
+    # an answer for a unit that is not the selected one
+    backend.emit(JobEvent(PreferredImageRequest(DEFAULT_LAYER, 99),
+                          preview=UnitPatches(DEFAULT_LAYER, 99, (patch,))))
     ui.wait_refreshes(1)  # the event has been handled
     assert not ui.showing_patches()
 
@@ -273,14 +293,14 @@ def test_preferred_previews_then_final(ui: WindowDriver, backend) -> None:
         current = ui.preferred_current()
         return None if current is None else current.step
 
-    backend.emit(FakeBackend.preferred(DEFAULT_LAYER, 0, 16))
+    backend.emit(_preview(FakeBackend.preferred(DEFAULT_LAYER, 0, 16)))
     ui.wait_until(lambda: step() == 16)
     np.testing.assert_array_equal(ui.preferred_image(),
                                   backend.preferred(DEFAULT_LAYER, 0, 16).image)
     assert ui.preferred_progress() == (16, 64)  # shown, at step 16 of 64
-    backend.emit(FakeBackend.preferred(DEFAULT_LAYER, 0, 40))
+    backend.emit(_preview(FakeBackend.preferred(DEFAULT_LAYER, 0, 40)))
     ui.wait_until(lambda: (ui.preferred_progress() or (0, 0))[0] == 40)
-    backend.emit(FakeBackend.preferred(DEFAULT_LAYER, 0, 64))
+    backend.emit(_preview(FakeBackend.preferred(DEFAULT_LAYER, 0, 64)))
     ui.wait_until(lambda: step() == 64)
     current = ui.preferred_current()
     assert current is not None and current.done
@@ -289,7 +309,7 @@ def test_preferred_previews_then_final(ui: WindowDriver, backend) -> None:
     np.testing.assert_array_equal(ui.preferred_image(),
                                   backend.preferred(DEFAULT_LAYER, 0, 64).image)
     # a preview for another unit (a stale render) does not replace it
-    backend.emit(FakeBackend.preferred(DEFAULT_LAYER, 9, 8))
+    backend.emit(_preview(FakeBackend.preferred(DEFAULT_LAYER, 9, 8)))
     ui.wait_refreshes(1)
     current = ui.preferred_current()
     assert current is not None and current.unit == 0 and current.done
@@ -298,12 +318,12 @@ def test_preferred_previews_then_final(ui: WindowDriver, backend) -> None:
 def test_render_layer_button_and_progress(ui: WindowDriver, backend) -> None:
     ui.show_unit_tab(UnitTab.PREFERRED)
     ui.click_render_layer()
-    assert backend.called("start_render_layer") == [DEFAULT_LAYER]
-    backend.emit(JobProgress(JobKind.RENDER_LAYER, 30, 240, "30 / 240 units"))
+    assert backend.asked(RenderLayerRequest) == [RenderLayerRequest(DEFAULT_LAYER)]
+    backend.emit(JobEvent(RenderLayerRequest(DEFAULT_LAYER), 30, 240, "30 / 240 units"))
     ui.wait_until(lambda: (ui.layer_render_progress() or (0, 0))[0] == 30)
     assert ui.layer_render_progress() == (30, 240) and not ui.render_layer_enabled()
     ui.click_cancel_render_layer()
-    assert backend.called("cancel_job") == [JobKind.RENDER_LAYER]
+    assert backend.called("cancel") == ["render_layer"]
     ui.wait_until(lambda: ui.layer_render_progress() is None)
     assert ui.render_layer_enabled()
 
@@ -312,27 +332,29 @@ def test_render_layer_button_and_progress(ui: WindowDriver, backend) -> None:
 
 
 def test_job_progress_widget_and_its_cancel(ui: WindowDriver, backend) -> None:
-    backend.emit(JobProgress(JobKind.SCAN, 1240, 5000, "1,240 / 5,000 images · ETA 44 s"))
-    ui.wait_until(lambda: ui.job_progress(JobKind.SCAN) is not None)
-    assert ui.job_progress(JobKind.SCAN) == (1240, 5000)
-    assert ui.job_tooltip(JobKind.SCAN) == "1,240 / 5,000 images · ETA 44 s"
+    backend.emit(JobEvent(ScanRequest("/data/imgs", DEFAULT_LAYER), 1240, 5000,
+                          "1,240 / 5,000 images · ETA 44 s"))
+    ui.wait_until(lambda: ui.job_progress("scan") is not None)
+    assert ui.job_progress("scan") == (1240, 5000)
+    assert ui.job_tooltip("scan") == "1,240 / 5,000 images · ETA 44 s"
     assert ui.action_enabled("cancel:scan")
-    ui.click_job_cancel(JobKind.SCAN)
-    assert backend.called("cancel_job") == [JobKind.SCAN]
-    ui.wait_until(lambda: ui.job_progress(JobKind.SCAN) is None)
+    ui.click_job_cancel("scan")
+    assert backend.called("cancel") == ["scan"]
+    ui.wait_until(lambda: ui.job_progress("scan") is None)
     assert "scan: cancelled" in ui.notice_text()
     assert not ui.action_enabled("cancel:scan")
 
 
 def test_finished_scan_requests_the_unit_again(ui: WindowDriver, backend) -> None:
     ui.start_scan("/data/imgs")
-    assert backend.called("start_scan") == [("/data/imgs", DEFAULT_LAYER)]
-    ui.wait_until(lambda: ui.job_progress(JobKind.SCAN) is not None)
-    before = len(backend.called("request_unit"))
-    backend.emit(JobFinished(JobKind.SCAN, True, "500 images, 2 unreadable"))
-    ui.wait_until(lambda: len(backend.called("request_unit")) == before + 1)
-    assert backend.called("request_unit")[-1] == (DEFAULT_LAYER, 0)
-    assert ui.job_progress(JobKind.SCAN) is None
+    assert backend.asked(ScanRequest) == [ScanRequest("/data/imgs", DEFAULT_LAYER)]
+    ui.wait_until(lambda: ui.job_progress("scan") is not None)
+    before = len(backend.asked(PreferredImageRequest))
+    backend.emit(JobEvent(ScanRequest("/data/imgs", DEFAULT_LAYER), 1, 1,
+                          "500 images, 2 unreadable", state=JobState.OK))
+    ui.wait_until(lambda: len(backend.asked(PreferredImageRequest)) == before + 1)
+    assert backend.asked(PreferredImageRequest)[-1] == PreferredImageRequest(DEFAULT_LAYER, 0)
+    assert ui.job_progress("scan") is None
     assert "500 images, 2 unreadable" in ui.notice_text()
 
 
@@ -341,13 +363,13 @@ def test_analysis_menu_starts_jobs(ui: WindowDriver, backend, monkeypatch) -> No
     ui.trigger("scan")
     ui.trigger("render_layer")
     ui.trigger("ablation")
-    assert backend.called("start_scan") == [("/data/val", DEFAULT_LAYER)]
-    assert backend.called("start_render_layer") == [DEFAULT_LAYER]
-    assert backend.called("start_ablation") == [("/data/val", DEFAULT_LAYER)]
+    assert backend.asked(ScanRequest) == [ScanRequest("/data/val", DEFAULT_LAYER)]
+    assert backend.asked(RenderLayerRequest) == [RenderLayerRequest(DEFAULT_LAYER)]
+    assert backend.asked(AblationRequest) == [AblationRequest("/data/val", DEFAULT_LAYER)]
     assert ui.showing_ablation_tab()
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: "")
     ui.trigger("scan")  # a cancelled dialog starts nothing
-    assert len(backend.called("start_scan")) == 1
+    assert len(backend.asked(ScanRequest)) == 1
 
 
 # ---------------------------------------------------------------- ablation curves
@@ -357,7 +379,7 @@ def test_ablation_curves_and_selectivity_marker(ui: WindowDriver, backend) -> No
     assert not ui.ablation_showing_curves()  # the how-to placeholder
     curves = ablation_curves(DEFAULT_LAYER)
     ui.select_unit(37)
-    backend.emit(curves)
+    backend.emit(_result(AblationRequest("/data", DEFAULT_LAYER), curves))
     ui.wait_until(lambda: ui.ablation_curves() is curves)
     assert ui.ablation_orders() == {"random", "selective first", "selective last"}
     x, y = ui.ablation_line("selective first")
@@ -471,7 +493,7 @@ def test_g_shows_the_layers_preferred_images_in_the_grid_and_back(ui: WindowDriv
                                                                    backend) -> None:
     live_mosaic = ui.last_result().mosaic
     ui.press(Qt.Key.Key_G)
-    assert backend.called("request_preferred_grid")[0][0] == DEFAULT_LAYER
+    assert backend.asked(PreferredGridRequest)[0].layer == DEFAULT_LAYER
     expected = FakeBackend.preferred_grid(DEFAULT_LAYER, ui.grid_aspect())
     ui.wait_until(lambda: grid_ndim(ui) == 3)
     np.testing.assert_array_equal(ui.grid_image(), expected.image)
@@ -486,12 +508,12 @@ def test_g_shows_the_layers_preferred_images_in_the_grid_and_back(ui: WindowDriv
     ui.wait_until(lambda: ui.selected_unit() == 42)
     assert ui.grid_geometry() == expected.geometry and ui.grid_outline() is not None
     # a finished render of a unit not shown yet refreshes it; one already shown does not
-    asked = len(backend.called("request_preferred_grid"))
-    backend.emit(FakeBackend.preferred(DEFAULT_LAYER, 42, 64))  # even: already in the grid
+    asked = len(backend.asked(PreferredGridRequest))
+    backend.emit(_preview(FakeBackend.preferred(DEFAULT_LAYER, 42, 64)))  # even: in the grid
     ui.wait_refreshes(2)  # handled, and a request it made answered
-    assert len(backend.called("request_preferred_grid")) == asked
-    backend.emit(FakeBackend.preferred(DEFAULT_LAYER, 43, 64))
-    ui.wait_until(lambda: len(backend.called("request_preferred_grid")) > asked)
+    assert len(backend.asked(PreferredGridRequest)) == asked
+    backend.emit(_preview(FakeBackend.preferred(DEFAULT_LAYER, 43, 64)))
+    ui.wait_until(lambda: len(backend.asked(PreferredGridRequest)) > asked)
     # G again: the activations are back, with their own layout
     ui.press(Qt.Key.Key_G)
     ui.wait_until(lambda: grid_ndim(ui) == 2)
@@ -506,12 +528,13 @@ def test_preferred_grid_follows_the_layer_and_ignores_stale_answers(ui: WindowDr
     ui.press(Qt.Key.Key_G)
     ui.wait_until(lambda: grid_ndim(ui) == 3)
     ui.select_layer("_blocks.10._project_conv")
-    ui.wait_until(lambda: ("_blocks.10._project_conv", ui.grid_aspect())
-                  in backend.called("request_preferred_grid"))
+    ui.wait_until(lambda: PreferredGridRequest("_blocks.10._project_conv", ui.grid_aspect())
+                  in backend.asked(PreferredGridRequest))
     expected = FakeBackend.preferred_grid("_blocks.10._project_conv", ui.grid_aspect())
     ui.wait_until(lambda: ui.grid_geometry() == expected.geometry)
     # an answer for the old layer arriving late is not shown
-    backend.emit(FakeBackend.preferred_grid(DEFAULT_LAYER, ui.grid_aspect()))
+    backend.emit(_result(PreferredGridRequest(DEFAULT_LAYER, ui.grid_aspect()),
+                         FakeBackend.preferred_grid(DEFAULT_LAYER, ui.grid_aspect())))
     ui.wait_refreshes(2)
     assert ui.grid_geometry() == expected.geometry
 
@@ -521,14 +544,15 @@ def test_preferred_grid_follows_a_layer_render_every_few_seconds_and_at_its_end(
     ui.press(Qt.Key.Key_G)
     ui.wait_until(lambda: grid_ndim(ui) == 3)
     ui.start_render_layer()
-    asked = len(backend.called("request_preferred_grid"))
+    asked = len(backend.asked(PreferredGridRequest))
     for done in (16, 32, 48):  # three batches within a second: at most one rebuild
-        backend.emit(JobProgress(JobKind.RENDER_LAYER, done, 240, f"{done} / 240 units"))
+        backend.emit(JobEvent(RenderLayerRequest(DEFAULT_LAYER), done, 240, f"{done} / 240 units"))
         ui.wait_refreshes(2)  # each answered before the next batch ends
-    assert len(backend.called("request_preferred_grid")) - asked <= 1
-    asked = len(backend.called("request_preferred_grid"))
-    backend.emit(JobFinished(JobKind.RENDER_LAYER, True, "all 240 cached"))
-    ui.wait_until(lambda: len(backend.called("request_preferred_grid")) > asked)
+    assert len(backend.asked(PreferredGridRequest)) - asked <= 1
+    asked = len(backend.asked(PreferredGridRequest))
+    backend.emit(JobEvent(RenderLayerRequest(DEFAULT_LAYER), 1, 1, "all 240 cached",
+                          state=JobState.OK))
+    ui.wait_until(lambda: len(backend.asked(PreferredGridRequest)) > asked)
 
 
 def test_the_units_a_class_needs_are_plotted_in_the_ablation_tab(ui: WindowDriver, backend,
@@ -537,12 +561,38 @@ def test_the_units_a_class_needs_are_plotted_in_the_ablation_tab(ui: WindowDrive
 
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
     ui.trigger("class_units")  # no class picked: the top-1 prediction's
-    assert ("start_class_units", (str(tmp_path), DEFAULT_LAYER, PREDICTIONS[0].index)) in (
-        backend.calls)
+    assert backend.asked(ClassUnitsRequest) == [
+        ClassUnitsRequest(str(tmp_path), DEFAULT_LAYER, PREDICTIONS[0].index)]
     assert ui.showing_ablation_tab()
-    backend.emit(ClassUnitCurves(DEFAULT_LAYER, 285, "Egyptian cat", (7, 3, 9),
-                                 (0, 1, 2, 3), (0.9, 0.5, 0.2, 0.0), (0.8, 0.8, 0.78, 0.7),
-                                 (0.0, 0.3, 0.6, 0.9), (0.0, 0.1, 0.2, 0.8), 12))
+    backend.emit(_result(backend.asked(ClassUnitsRequest)[0], ClassUnitCurves(
+        DEFAULT_LAYER, 285, "Egyptian cat", (7, 3, 9), (0, 1, 2, 3), (0.9, 0.5, 0.2, 0.0),
+        (0.8, 0.8, 0.78, 0.7), (0.0, 0.3, 0.6, 0.9), (0.0, 0.1, 0.2, 0.8), 12)))
     ui.wait_until(ui.ablation_showing_class_units)
     title = ui.ablation_class_title()
     assert "units 'Egyptian cat' needs most: 7, 3, 9" in title
+
+
+def test_what_a_request_type_declares_decides_its_bar_cancel_and_notice(ui: WindowDriver,
+                                                                         backend) -> None:
+    from app.core.requests import LayerConceptsRequest, request_types
+
+    cancels = {n for n in ui.window.action_set.names() if n.startswith("cancel:")}
+    assert cancels == {f"cancel:{t.kind}" for t in request_types() if t.cancellable}
+    assert len(cancels) == 11 and "cancel:concepts" not in cancels
+    # a quiet job: no bar and no notice at its end (its answer is the news)
+    concepts = LayerConceptsRequest("_conv_head")
+    backend.emit(JobEvent(concepts, 0, 1, "concept labels of _conv_head"))
+    ui.wait_refreshes(2)
+    assert ui.job_progress("concepts") is None
+    before = ui.notice_text()
+    backend.emit(JobEvent(concepts, 1, 1, "0 concept labels of _conv_head", state=JobState.OK))
+    ui.wait_refreshes(2)
+    assert ui.notice_text() == before and "concept labels" not in before
+    # the selected unit's render: its pane shows the steps, so no bar; it can be cancelled
+    render = PreferredImageRequest(DEFAULT_LAYER, 0)
+    backend.emit(JobEvent(render, 3, 64, "rendering"))
+    ui.wait_until(lambda: ui.action_enabled("cancel:render"))
+    assert ui.job_progress("render") is None
+    backend.emit(JobEvent(render, 1, 1, "preferred image ready", state=JobState.OK))
+    ui.wait_until(lambda: not ui.action_enabled("cancel:render"))
+    assert "render: preferred image ready" in ui.notice_text()

@@ -10,6 +10,14 @@ from gui_driver import WindowDriver
 from PyQt6.QtCore import Qt
 
 from app.core.messages import ViewState
+from app.core.requests import (
+    AccentuateRequest,
+    ActivationGridRequest,
+    GroupIconsRequest,
+    IntegratedRequest,
+    InvertRequest,
+    UnitIconsRequest,
+)
 from app.core.tiling import grid_geometry
 from app.gui.blocks_view import Overlay, groups_rgba, spatial_rgba
 from app.gui.grid_view import tint_mosaic
@@ -47,8 +55,8 @@ def test_w_explains_the_top_class_channels_for_and_against(ui, backend):
     assert "Why 'Egyptian cat'" in ui.blocks_info()
     np.testing.assert_array_equal(ui.explanation_overlay(), spatial_rgba(expected.spatial))
     # icons of the channels named: asked for, and drawn where they came
-    asked = [a for n, a in backend.calls if n == "request_icons"]
-    assert asked and set(up + down) <= set(asked[-1][1])
+    asked = backend.asked(UnitIconsRequest)
+    assert asked and set(up + down) <= set(asked[-1].units)
     ui.wait_until(lambda: ui.blocks_channel_has_icon(next(u for u in up if u % 2 == 0)))
     assert not any(ui.blocks_channel_has_icon(u) for u in up if u % 2)
     # a click on a channel's row selects that unit of the layer
@@ -104,7 +112,9 @@ def test_path_integrated_attribution_freezes_the_frame_and_replaces_the_live_val
     live = list(ui.blocks_channel_units())
     ui.click_integrated()
     assert backend.views[-1].frozen
-    assert ("start_integrated", (DEFAULT_LAYER, PREDICTIONS[0].index, None)) in backend.calls
+    (integrated,) = backend.asked(IntegratedRequest)
+    assert (integrated.layer, integrated.target, integrated.versus) == (
+        DEFAULT_LAYER, PREDICTIONS[0].index, None)
     ui.wait_until(lambda: "path-integrated, 100 steps" in ui.blocks_channels_title())
     e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
     flipped = np.argsort(e.channels, kind="stable")  # the fake's integrated = −live
@@ -132,17 +142,16 @@ def test_x_accentuates_the_unit_and_v_inverts_three_layers_of_the_frozen_frame(u
     ui.select_unit(5)
     ui.press(Qt.Key.Key_X)
     assert backend.views[-1].frozen and ui.frame_tab_visible()
-    assert ("start_frame_image", ("accentuate", (DEFAULT_LAYER,), 5)) in backend.calls
+    assert [(r.layer, r.unit) for r in backend.asked(AccentuateRequest)] == [(DEFAULT_LAYER, 5)]
     ui.wait_until(lambda: ui.frame_captions()["accentuated"] == "final")
     assert ui.accentuated_title() == f"Accentuated: {DEFAULT_LAYER} unit 5"
     seed = ui.frame_seed_picture()
     assert seed is not None
     np.testing.assert_array_equal(ui.accentuated_picture(), 255 - seed)
     ui.press(Qt.Key.Key_V)
-    call = next(a for n, a in reversed(backend.calls) if n == "start_frame_image")
-    kind, layers, _ = call
+    layers = backend.asked(InvertRequest)[-1].layers
     names = [i.name for i in LAYERS]
-    assert kind == "invert" and len(layers) == 3
+    assert len(layers) == 3
     assert [names.index(n) for n in layers] == sorted(names.index(n) for n in layers)
     ui.wait_until(lambda: all(c.endswith("final") for k, c in ui.frame_captions().items()
                               if k.startswith("inverted")))
@@ -152,7 +161,7 @@ def test_x_accentuates_the_unit_and_v_inverts_three_layers_of_the_frozen_frame(u
 def test_m_shows_the_activation_grid_of_the_shown_layer(ui, backend):
     ui.press(Qt.Key.Key_M)
     assert backend.views[-1].frozen
-    assert ("start_frame_image", ("activation_grid", (DEFAULT_LAYER,), -1)) in backend.calls
+    assert [r.layer for r in backend.asked(ActivationGridRequest)] == [DEFAULT_LAYER]
     ui.wait_until(lambda: ui.frame_captions()["activation grid"] == "final")
     assert ui.activation_grid_title() == f"Activation grid: {DEFAULT_LAYER}"
 
@@ -181,7 +190,8 @@ def test_t_shows_the_attention_from_the_token_under_the_mouse(ui, backend):
 def test_each_neuron_group_gets_the_icon_of_its_direction(ui, backend):
     ui.press(Qt.Key.Key_W)
     ui.wait_until(lambda: _shown(ui))
-    assert ("request_group_icons", (DEFAULT_LAYER, (6, 240))) in backend.calls
+    assert [(r.layer, r.directions.shape) for r in backend.asked(GroupIconsRequest)
+            ] == [(DEFAULT_LAYER, (6, 240))]
     ui.wait_until(lambda: all(ui.blocks_group_has_icon(i) for i in range(6)))
 
 

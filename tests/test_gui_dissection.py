@@ -17,7 +17,7 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QFileDialog
 
 from app.core.masks import concept_mask
-from app.core.messages import JobFinished, JobKind
+from app.core.requests import DissectRequest, JobEvent, JobState, LayerConceptsRequest
 
 pytest.importorskip("pytestqt")
 
@@ -35,7 +35,7 @@ def ui(qtbot, backend: FakeBackend) -> WindowDriver:
 
 
 def test_the_dissection_tab_summarizes_the_layer_and_lists_its_detectors(ui, backend):
-    assert ("request_layer_concepts", DEFAULT_LAYER) in backend.calls
+    assert LayerConceptsRequest(DEFAULT_LAYER) in backend.asked(LayerConceptsRequest)
     ui.wait_until(ui.dissection_showing_summary)
     rows = ui.dissection_rows()
     expected = sorted((u for u in layer_concepts(DEFAULT_LAYER).units if u.interpretable),
@@ -83,13 +83,14 @@ def test_analysis_dissect_runs_on_a_folder_with_progress_and_cancel(ui, backend,
                                                                      tmp_path):
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
     ui.trigger("dissect")
-    assert ("start_dissection", (str(tmp_path), DEFAULT_LAYER)) in backend.calls
+    assert backend.asked(DissectRequest) == [DissectRequest(str(tmp_path), DEFAULT_LAYER)]
     assert ui.showing_dissection_tab()
     ui.wait_until(ui.dissection_progress_visible)
     assert ui.action_enabled("cancel:dissect")
     ui.click_dissection_cancel()
-    assert ("cancel_job", JobKind.DISSECT) in backend.calls
+    assert "dissect" in backend.called("cancel")
     ui.wait_until(lambda: not ui.dissection_progress_visible())
-    backend.emit(JobFinished(JobKind.DISSECT, True, "dissection of x done"))
+    backend.emit(JobEvent(DissectRequest(str(tmp_path), DEFAULT_LAYER), 1, 1,
+                          "dissection of x done", state=JobState.OK))
     ui.wait_refreshes(2)
     assert not ui.dissection_progress_visible()

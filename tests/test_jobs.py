@@ -10,8 +10,23 @@ import threading
 import pytest
 
 from app.core.jobs import Cancelled, Progress, run_job
-from app.core.messages import JobFinished, JobKind, JobProgress
+from app.core.requests import (
+    AblationRequest,
+    JobEvent,
+    JobState,
+    PreferredImageRequest,
+    RenderLayerRequest,
+    Request,
+    ScanRequest,
+)
 from app.session.jobs import JOB_NICENESS, Jobs
+
+RENDER = PreferredImageRequest("_blocks.4", 5)
+SCAN = ScanRequest("/data", "_blocks.4")
+
+
+def _ends(events: list) -> list[JobEvent]:
+    return [e for e in events if isinstance(e, JobEvent) and e.finished]
 
 
 def _blocking_job(started: threading.Event, seen: dict):
@@ -66,19 +81,22 @@ def test_replacement_is_quiet_cancel_is_reported_and_stop_joins():
     jobs = Jobs(events.append)
     seen: dict = {}
     first = threading.Event()
-    jobs.start(JobKind.RENDER, _blocking_job(first, seen))
+    jobs.start(RENDER, _blocking_job(first, seen))
     assert first.wait(5)
     second = threading.Event()
-    jobs.start(JobKind.RENDER, _blocking_job(second, {}))  # replaces the first: no news
+    # the same request while it runs: dropped (the job is never made)
+    assert not jobs.start(RENDER, lambda: pytest.fail("an equal request was made again"))
+    assert jobs.start(PreferredImageRequest("_blocks.4", 6),  # replaces the first: no news
+                      _blocking_job(second, {}))
     assert second.wait(5)
-    jobs.cancel(JobKind.RENDER)  # the user's cancel: reported
-    jobs.start(JobKind.SCAN, _done_job("scan done"))
+    jobs.cancel("render")  # the user's cancel: reported
+    jobs.start(SCAN, _done_job("scan done"))
     jobs.stop()
-    finished = [e for e in events if isinstance(e, JobFinished)]
-    assert [(e.kind, e.ok) for e in finished if e.kind == JobKind.RENDER] == [
-        (JobKind.RENDER, False)]
-    assert "cancelled" in next(e for e in finished if e.kind == JobKind.RENDER).text
-    assert (JobKind.SCAN, True, "scan done") in [(e.kind, e.ok, e.text) for e in finished]
+    finished = _ends(events)
+    assert [(e.request, e.state) for e in finished if e.kind == "render"] == [
+        (PreferredImageRequest("_blocks.4", 6), JobState.CANCELLED)]
+    assert "cancelled" in next(e for e in finished if e.kind == "render").text
+    assert (SCAN, True, "scan done") in [(e.request, e.ok, e.text) for e in finished]
     if sys.platform.startswith("linux"):
         assert seen["nice"] >= JOB_NICENESS  # the live view wins the CPU
 
@@ -91,10 +109,10 @@ def test_a_failing_job_reports_one_line():
         yield Progress(0, 1)
         raise ValueError("bad folder\nsecond line")
 
-    jobs.start(JobKind.ABLATE, boom())
+    jobs.start(AblationRequest("/data", "_blocks.4"), boom())
     jobs.stop()
-    (done,) = [e for e in events if isinstance(e, JobFinished)]
-    assert not done.ok and done.text == "ablate failed: ValueError: bad folder"
+    (done,) = _ends(events)
+    assert done.state == JobState.FAILED and done.text == "ablate failed: ValueError: bad folder"
 
 
 def test_progress_reaches_the_gui_only_when_it_changes():
@@ -107,12 +125,48 @@ def test_progress_reaches_the_gui_only_when_it_changes():
         yield Progress(10, 10, "10 / 10 units")
         return "done"
 
-    jobs.start(JobKind.RENDER_LAYER, chatty())
+    jobs.start(RenderLayerRequest("_blocks.4"), chatty())
     jobs.stop()
-    progress = [(e.done, e.total) for e in events if isinstance(e, JobProgress)]
+    progress = [(e.done, e.total) for e in events if not e.finished]
     assert progress == [(0, 10), (10, 10)]
 
 
-@pytest.mark.parametrize("kind", list(JobKind))
+def test_a_step_with_a_preview_is_never_throttled_away():
+    events: list = []
+    jobs = Jobs(events.append)
+
+    def previews():
+        for i in range(50):  # faster than PROGRESS_S: only the first count would pass
+            yield Progress(0, 10, "rendering", preview=f"image {i}")
+        return "done"
+
+    jobs.start(PreferredImageRequest("_blocks.4", 1), previews())
+    jobs.stop()
+    assert [e.preview for e in events if not e.finished] == [f"image {i}" for i in range(50)]
+
+
+def test_each_request_type_declares_its_kind_label_and_classes():
+    from app.session.jobs import registered
+
+    types = registered()
+    assert len(types) == 15 and len({t.kind for t in types}) == 15
+    assert all(isinstance(t.label, str) and t.label for t in types)
+    assert {t.kind for t in types if t.quiet} == {"preferred_grid", "concepts", "icons",
+                                                  "group_icons"}
+    assert not any(t.cancellable for t in types if t.quiet)
+
+
+@pytest.mark.parametrize("kind", ["render", "scan", "no such kind"])
 def test_cancel_without_a_job_is_harmless(kind):
     Jobs(lambda e: None).cancel(kind)
+
+
+def test_requests_with_arrays_compare_by_identity():
+    import numpy as np
+
+    from app.core.requests import AccentuateRequest
+
+    image = np.zeros((4, 4, 3), np.uint8)
+    assert AccentuateRequest(image, "a", 1) != AccentuateRequest(image.copy(), "a", 1)
+    request: Request = AccentuateRequest(image, "a", 1)
+    assert request == request

@@ -12,7 +12,7 @@ from app.core.scan_results import load_scan_folder
 from app.engine.analyses.attribution import Attributor, signal_to_rgb
 from app.engine.analyses.patches.crops import letterbox
 from app.engine.runtime.preprocess import prepare_batch
-from app.session.patch_attributions import (
+from app.engine.workflows.patch_attributions import (
     PATCH_RULE,
     attribution_file,
     cached_patch_attributions,

@@ -11,9 +11,6 @@ import torch
 from app.core.messages import (
     AblationCurves,
     ClassUnitCurves,
-    JobFinished,
-    JobKind,
-    JobProgress,
     ModelReady,
     PatchAttributions,
     PreferredGrid,
@@ -21,6 +18,16 @@ from app.core.messages import (
     PreferredVariant,
     UnitFacts,
     UnitPatches,
+)
+from app.core.requests import (
+    AblationRequest,
+    ClassUnitsRequest,
+    JobEvent,
+    PreferredGridRequest,
+    PreferredImageRequest,
+    RenderLayerRequest,
+    ScanRequest,
+    UnitCardRequest,
 )
 from app.core.settings import Settings
 from app.session.live import LiveSession
@@ -41,12 +48,27 @@ def _settings(tmp_path) -> Settings:
     )
 
 
+def _unpacked(events):
+    """The events, each job event's preview and result after it."""
+    out = []
+    for e in events:
+        out.append(e)
+        if isinstance(e, JobEvent):
+            out.extend(m for m in (e.preview, e.result) if m is not None)
+    return out
+
+
 def _collect(session, until, timeout=180.0):
-    return collect_events(session, until, timeout)
+    return _unpacked(collect_events(session, lambda ev: until(_unpacked(ev)), timeout))
 
 
 def _finished(kind):
-    return lambda ev: any(isinstance(e, JobFinished) and e.kind == kind for e in ev)
+    return lambda ev: any(isinstance(e, JobEvent) and e.finished and e.kind == kind
+                          for e in ev)
+
+
+def _end(ev, kind):
+    return next(e for e in ev if isinstance(e, JobEvent) and e.finished and e.kind == kind)
 
 
 def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
@@ -64,8 +86,8 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
         _collect(session, lambda ev: any(isinstance(e, ModelReady) for e in ev))
 
         # no scan yet: the pane says how to make one; the preferred image renders
-        session.request_unit(layer, 5)
-        ev = _collect(session, _finished(JobKind.RENDER))
+        session.submit(PreferredImageRequest(layer, 5))
+        ev = _collect(session, _finished("render"))
         patches = next(e for e in ev if isinstance(e, UnitPatches))
         assert patches.patches == () and "deepvis scan" in patches.note
         images = [e for e in ev if isinstance(e, PreferredImage)]
@@ -73,14 +95,14 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
         assert images[-1].image.dtype == np.uint8 and images[-1].image.shape[2] == 3
 
         # scan the folder from the session; then the unit has patches from it
-        session.start_scan(str(photos), layer)
-        ev = _collect(session, _finished(JobKind.SCAN))
-        done = next(e for e in ev if isinstance(e, JobFinished))
+        session.submit(ScanRequest(str(photos), layer))
+        ev = _collect(session, _finished("scan"))
+        done = _end(ev, "scan")
         assert done.ok, done.text
         assert "1 unreadable" in done.text
-        assert any(isinstance(e, JobProgress) for e in ev)
-        session.request_unit(layer, 5)
-        ev = _collect(session, _finished(JobKind.RENDER))
+        assert any(isinstance(e, JobEvent) and not e.finished for e in ev)
+        session.submit(PreferredImageRequest(layer, 5))
+        ev = _collect(session, _finished("render"))
         patches = next(e for e in ev if isinstance(e, UnitPatches))
         assert len(patches.patches) == 3
         values = [p.value for p in patches.patches]
@@ -91,7 +113,7 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
         assert final.best_dataset_activation == pytest.approx(values[0])
 
         # the layer's preferred images as a grid: unit 5 (rendered above) and no other
-        session.request_preferred_grid(layer, 1.5)
+        session.submit(PreferredGridRequest(layer, 1.5))
         ev = _collect(session, lambda ev: any(isinstance(e, PreferredGrid) for e in ev))
         grid = next(e for e in ev if isinstance(e, PreferredGrid))
         assert grid.layer == layer and grid.rendered == (5,) and grid.geometry.channels == 40
@@ -99,19 +121,18 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
         assert grid.image[y : y + 64, x : x + 64].std() > 5  # an image, not the blank fill
 
         # ablation curves on the labeled folder
-        session.start_ablation(str(photos), layer)
-        ev = _collect(session, lambda ev: any(isinstance(e, AblationCurves) for e in ev)
-                      or _finished(JobKind.ABLATE)(ev))
+        session.submit(AblationRequest(str(photos), layer))
+        ev = _collect(session, _finished("ablate"))
         curves = next((e for e in ev if isinstance(e, AblationCurves)), None)
-        assert curves is not None, [e for e in ev if isinstance(e, JobFinished)]
+        assert curves is not None, _end(ev, "ablate").text
         assert curves.layer == layer and curves.selectivity.shape == (40,)
         assert curves.fractions[0] == 0.0 and curves.fractions[-1] == 1.0
         assert set(curves.curves) == {"random", "selective first", "selective last"}
 
         # the units the tabby class needs: ranked, and the two curves for it and the rest
-        session.start_class_units(str(photos), layer, 281)
-        ev = _collect(session, _finished(JobKind.CLASS_UNITS))
-        end = next(e for e in ev if isinstance(e, JobFinished))
+        session.submit(ClassUnitsRequest(str(photos), layer, 281))
+        ev = _collect(session, _finished("class_units"))
+        end = _end(ev, "class_units")
         assert end.ok, end.text
         needs = next(e for e in ev if isinstance(e, ClassUnitCurves))
         assert needs.class_index == 281 and sorted(needs.ranking) == list(range(40))
@@ -120,9 +141,9 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
         assert needs.keep_class[-1] == needs.delete_class[0]  # all kept = none deleted
 
         # the unit card: what the caches know, each top patch attributed, a diversity set
-        session.request_unit_card(layer, 5)
-        ev = _collect(session, _finished(JobKind.UNIT_CARD))
-        end = next(e for e in ev if isinstance(e, JobFinished))
+        session.submit(UnitCardRequest(layer, 5))
+        ev = _collect(session, _finished("unit_card"))
+        end = _end(ev, "unit_card")
         assert end.ok, end.text
         facts = next(e for e in ev if isinstance(e, UnitFacts))
         assert facts.selectivity is not None and "rank" in facts.selectivity
@@ -139,8 +160,8 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
         assert all(not np.array_equal(a.image, b.image)  # the diversity term's work
                    for i, a in enumerate(finals) for b in finals[i + 1:])
         # asked again: everything comes from the caches, the same pictures
-        session.request_unit_card(layer, 5)
-        again = _collect(session, _finished(JobKind.UNIT_CARD))
+        session.submit(UnitCardRequest(layer, 5))
+        again = _collect(session, _finished("unit_card"))
         redo = next(e for e in again if isinstance(e, PatchAttributions))
         for a, b in zip(redo.images, attributed.images, strict=True):
             np.testing.assert_array_equal(a, b)
@@ -150,10 +171,10 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
             np.testing.assert_array_equal(a.image, b.image)
 
         # a whole-layer render can be cancelled
-        session.start_render_layer(layer)
-        session.cancel_job(JobKind.RENDER_LAYER)
-        ev = _collect(session, _finished(JobKind.RENDER_LAYER))
-        end = next(e for e in ev if isinstance(e, JobFinished) and e.kind == "render_layer")
+        session.submit(RenderLayerRequest(layer))
+        session.cancel("render_layer")
+        ev = _collect(session, _finished("render_layer"))
+        end = _end(ev, "render_layer")
         assert not end.ok and "cancelled" in end.text
     finally:
         session.stop()

@@ -21,6 +21,7 @@ from gui_driver import WindowDriver
 from PyQt6.QtCore import Qt
 
 from app.core.messages import AttributionMode
+from app.core.requests import PreferredImageRequest, UnitCardRequest
 
 pytest.importorskip("pytestqt")
 
@@ -53,7 +54,7 @@ def test_c_shows_the_whole_unit_at_once(ui: WindowDriver, backend: FakeBackend, 
     assert not ui.showing_card()
     ui.press(Qt.Key.Key_C)
     assert ui.showing_card()
-    assert ("request_unit_card", (DEFAULT_LAYER, 0)) in backend.calls
+    assert UnitCardRequest(DEFAULT_LAYER, 0) in backend.asked(UnitCardRequest)
     ui.wait_until(lambda: _card_filled(ui))
     card = ui.card()
     # the card turned attribution on (guided backprop), so the live half is not empty
@@ -84,7 +85,7 @@ def test_the_card_follows_the_selection_and_goes_back_to_the_grid(ui: WindowDriv
     ui.press(Qt.Key.Key_C)
     ui.wait_until(lambda: _card_filled(ui))
     ui.press(Qt.Key.Key_Right)
-    assert ("request_unit_card", (DEFAULT_LAYER, 1)) in backend.calls
+    assert UnitCardRequest(DEFAULT_LAYER, 1) in backend.asked(UnitCardRequest)
     card = ui.card()
     assert card.title.text() == f"{DEFAULT_LAYER} · unit 1"
     ui.wait_until(lambda: _card_filled(ui))
@@ -93,7 +94,7 @@ def test_the_card_follows_the_selection_and_goes_back_to_the_grid(ui: WindowDriv
     ui.press(Qt.Key.Key_C)
     assert not ui.showing_card()
     assert backend.views[-1].attribution == AttributionMode.OFF  # the card's, so it goes
-    assert ("cancel_job", "unit_card") in [(n, str(a)) for n, a in backend.calls]
+    assert "unit_card" in backend.called("cancel")
 
 
 def test_an_attribution_the_user_chose_stays_when_the_card_closes(ui: WindowDriver,
@@ -166,7 +167,7 @@ def test_clicking_a_prediction_selects_its_class_unit_and_ctrl_click_the_versus(
     tabby = PREDICTIONS[1].index
     view = backend.views[-1]
     assert (view.layer, view.unit, view.explained_class) == ("logits", tabby, tabby)
-    assert ("request_unit", ("logits", tabby)) in backend.calls
+    assert PreferredImageRequest("logits", tabby) in backend.asked(PreferredImageRequest)
     ui.wait_until(lambda: "tabby" in ui.unit_title())
     assert ui.unit_title() == f"logits · unit {tabby} · tabby, tabby cat"
     ui.click_prediction(0, versus=True)

@@ -9,13 +9,16 @@ GeneratorExit at the `yield` the job is paused on, so its `finally` blocks (chec
 worker processes, hooks) run exactly as on any other exit; then `run_job` raises
 `Cancelled`. A step is therefore the unit of cancellation: jobs yield often (every batch,
 every optimization step).
+
+What a job can show before it ends (a render's previews, the partial results of a unit
+card) rides on the steps it yields (`Progress.preview`): there is no side channel.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 P = TypeVar("P", bound="Progress")
@@ -29,6 +32,9 @@ class Progress:
     done: int
     total: int
     text: str = ""
+    # what the job can show already: a message (a render's preview, a unit's patches) that
+    # the GUI's job thread passes on with this step (keyword-only: subclasses add fields)
+    preview: object | None = field(default=None, kw_only=True)
 
     @property
     def finished(self) -> bool:
@@ -44,6 +50,14 @@ def clock(seconds: float) -> str:
     h, m = divmod(s, 3600)
     m, s = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a window job returns: one line for the user, and its final message if any."""
+
+    text: str
+    result: object | None = None
 
 
 class Cancelled(Exception):

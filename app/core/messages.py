@@ -164,41 +164,6 @@ class Patch:
     box: tuple[int, int, int, int]  # (y0, x0, y1, x1) of the crop in the source's pixels
 
 
-class JobKind(StrEnum):
-    """Background analyses; at most one of each kind runs at a time."""
-
-    SCAN = "scan"  # top-k dataset patches for every unit of a layer
-    RENDER = "render"  # the selected unit's preferred image
-    RENDER_LAYER = "render_layer"  # preferred images of a whole layer
-    ABLATE = "ablate"  # ablation curves and class selectivity of a layer
-    PREFERRED_GRID = "preferred_grid"  # a layer's cached preferred images, laid out as a grid
-    UNIT_CARD = "unit_card"  # the unit card's extras: patch attributions, a diversity set
-    DISSECT = "dissect"  # concept labels of a layer's units (network dissection)
-    CONCEPTS = "concepts"  # a layer's cached concept labels, read for the window
-    ICONS = "icons"  # small preferred images of the channels an explanation names
-    CLASS_UNITS = "class_units"  # the units one class needs most (deleted one by one)
-    INTEGRATED = "integrated"  # path-integrated attribution of a frozen frame
-    ACCENTUATE = "accentuate"  # what in this frame a unit responds to, as a picture
-    INVERT = "invert"  # what a few layers keep of this frame, reconstructed
-    ACTIVATION_GRID = "activation_grid"  # each position's activation vector, as a picture
-    GROUP_ICONS = "group_icons"  # the preferred image of each neuron group's direction
-
-
-@dataclass(frozen=True, eq=False)
-class JobProgress:
-    kind: JobKind
-    done: int
-    total: int
-    text: str  # e.g. "1,240 / 5,000 images · 85 img/s · ETA 44 s"
-
-
-@dataclass(frozen=True)
-class JobFinished:
-    kind: JobKind
-    ok: bool  # False: failed or cancelled; `text` says which
-    text: str
-
-
 @dataclass(frozen=True, eq=False)
 class UnitPatches:
     """Dataset top-k of a unit, from a cached scan; empty with a note when there is none."""

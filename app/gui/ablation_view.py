@@ -10,7 +10,8 @@ import pyqtgraph as pg
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
 
-from app.core.messages import AblationCurves, ClassUnitCurves, JobProgress
+from app.core.messages import AblationCurves, ClassUnitCurves
+from app.core.requests import JobEvent
 from app.gui import theme
 from app.gui.image_pane import Panel
 from app.gui.job_row import JobRow
@@ -121,7 +122,7 @@ class AblationPane(Panel):
         self.set_job(None)
         self.set_unit(None, 0)
 
-    def set_job(self, progress: JobProgress | None) -> None:
+    def set_job(self, progress: JobEvent | None) -> None:
         self.jobs.set_job(progress)
 
     def set_curves(self, curves: AblationCurves) -> None:

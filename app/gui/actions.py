@@ -1,20 +1,19 @@
 """The action table: every menu item, keyboard shortcut and help row, declared once.
 
-Menus, shortcuts and the help overlay are all built from `ACTIONS`, so they cannot
+Menus, shortcuts and the help overlay are all built from one table, so they cannot
 disagree: every action with keys is a row of the help card (its `help`, else its text),
-and `Gesture` rows add what the mouse does. Rows are in help order; the menus are created
-up front in `MENUS` order and each action is appended to its menu in table order, so
-within a menu the order is the table's too.
-
-`slot` names what the action calls, a method of the window or a dotted path from it
-(`view_model.move_unit`): with `args`, or, for a checkable action outside a radio `group`,
-with its checked state. The model list is only known at run time: `with_models` puts one
+and `Gesture` rows add what the mouse does. The rows come from the window's feature
+modules (`app/gui/features/`), each with the callable it triggers (with `args`, or, for a
+checkable action outside a radio `group`, with its checked state); `LAYOUT` says where
+they stand: the help card's order and, within each menu, the menu's order. A row no
+`LAYOUT` entry names goes at the end (of the help card and its menu). The menus are created
+up front in `MENUS` order. The model list is only known at run time: `with_models` puts one
 row per model where the `ModelList` row stands.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,16 +21,8 @@ from PyQt6.QtCore import QObject, Qt
 from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
 from PyQt6.QtWidgets import QMenu, QMenuBar, QWidget
 
-from app.core.messages import (
-    AblationMode,
-    JobKind,
-    ModelChoice,
-    Normalization,
-)
-from app.gui.attribution_view import MODE_TEXT
-from app.gui.colormaps import COLORMAP_NAMES
-from app.gui.jobs_view import JOB_NAMES
-from app.gui.view_model import ATTRIBUTION_CYCLE
+from app.core.messages import ModelChoice
+from app.core.requests import Request
 
 MENUS = ("&File", "&Model", "&View", "&Navigate", "&Analysis", "&Help")
 CAMERAS = 4  # File → Open camera lists camera 0 to 3
@@ -47,6 +38,7 @@ KEY_NAMES = {
     "Right": "→", "Left": "←", "Up": "↑", "Down": "↓", "PgDown": "PgDn", "PgUp": "PgUp",
     "Esc": "Esc",
 }
+Slot = Callable[..., object]
 
 
 @dataclass(frozen=True)
@@ -55,7 +47,7 @@ class Action:
 
     name: str  # unique; radio items are "group:value"
     text: str
-    slot: str
+    slot: Slot
     menu: str | None
     keys: tuple[str, ...] = ()
     args: tuple[object, ...] = ()
@@ -89,123 +81,67 @@ class ModelList:
 Row = Action | Separator | Gesture | ModelList
 
 
-def _radio(group: str, menu: str, slot: str, items: Iterable[tuple[Any, str]]) -> list[Row]:
+def radio(group: str, menu: str, slot: Slot, items: Iterable[tuple[Any, str]]) -> list[Action]:
     return [
         Action(f"{group}:{value}", text, slot, menu, args=(value,), checkable=True, group=group)
         for value, text in items
     ]
 
 
-ACTIONS: tuple[Row, ...] = (
-    Action("previous_unit", "Previous unit", "view_model.move_unit", "&Navigate",
-           ("Left",), (0, -1)),
-    Action("next_unit", "Next unit", "view_model.move_unit", "&Navigate", ("Right",), (0, 1)),
-    Action("unit_up", "Unit one row up", "view_model.move_unit", "&Navigate", ("Up",), (-1, 0)),
-    Action("unit_down", "Unit one row down", "view_model.move_unit", "&Navigate",
-           ("Down",), (1, 0)),
-    Action("previous_layer", "Previous layer", "view_model.step_layer", "&Navigate",
-           ("PgUp", "U"), (-1,)),
-    Action("next_layer", "Next layer", "view_model.step_layer", "&Navigate",
-           ("PgDown", "O"), (1,)),
-    Action("freeze", "Freeze frame", "view_model.set_frozen", "&Navigate", ("F",),
-           checkable=True),
-    Separator("&Navigate"),
-    Action("next_image", "Next image in folder", "_on_step_source", "&Navigate", ("N",), (1,)),
-    Action("previous_image", "Previous image in folder", "_on_step_source", "&Navigate",
-           ("P",), (-1,)),
+def cancel_rows(request_types: Iterable[type[Request]], cancel: Callable[[str], None]
+                ) -> list[Action]:
+    """Analysis → Cancel …: one row per cancellable request type, off until its job runs."""
+    return [Action(f"cancel:{t.kind}", f"Cancel {t.label}", cancel, "&Analysis",
+                   args=(t.kind,), enabled=False)
+            for t in request_types if t.cancellable]
 
-    Action("cycle_attribution", "Cycle attribution mode", "view_model.cycle_attribution",
-           "&Analysis", ("B",)),
-    *_radio("attribution", "&Analysis/Attribution", "view_model.set_attribution",
-            ((mode, MODE_TEXT[mode].capitalize()) for mode in ATTRIBUTION_CYCLE)),
-    Separator("&Analysis"),
-    Action("toggle_ablation", "Delete / restore selected unit", "toggle_ablation",
-           "&Analysis", ("D",)),
-    Action("restore_all", "Restore all deleted units", "restore_all", "&Analysis"),
-    *_radio("ablation_mode", "&Analysis/Deleted units output", "view_model.set_ablation_mode",
-            ((AblationMode.ZERO, "Zero"), (AblationMode.MEAN, "Running mean"))),
-    Separator("&Analysis"),
-    Action("scan", "Scan folder for top patches…", "_on_scan_folder", "&Analysis"),
-    Action("render_layer", "Render preferred images of this layer", "start_render_layer",
-           "&Analysis"),
-    Action("ablation", "Ablation curves on a folder…", "_on_ablation_folder", "&Analysis"),
-    Action("class_units", "Units the explained class needs, on a folder…",
-           "_on_class_units_folder", "&Analysis"),
-    Action("accentuate", "Accentuate the unit in this frame", "tabs.accentuate", "&Analysis",
-           ("X",), help="What in this frame the unit responds to, as a picture"),
-    Action("invert", "Invert this frame from 3 layers", "tabs.invert", "&Analysis", ("V",),
-           help="What a few layers keep of this frame, rebuilt from their codes"),
-    Action("activation_grid", "Activation grid of this frame", "tabs.activation_grid",
-           "&Analysis", ("M",), help="Each position's activation vector as a picture"),
-    Action("dissect", "Dissect a folder (concept labels)…", "_on_dissect_folder",
-           "&Analysis"),
-    Separator("&Analysis"),
-    *(Action(f"cancel:{kind.value}", f"Cancel {JOB_NAMES[kind]}", "cancel_job", "&Analysis",
-             args=(kind,), enabled=False)
-      for kind in (JobKind.SCAN, JobKind.RENDER_LAYER, JobKind.ABLATE, JobKind.RENDER,
-                   JobKind.UNIT_CARD, JobKind.DISSECT, JobKind.CLASS_UNITS,
-                   JobKind.INTEGRATED, JobKind.ACCENTUATE, JobKind.INVERT,
-                   JobKind.ACTIVATION_GRID)),
 
-    *_radio("normalization", "&View/Normalization", "view_model.set_normalization",
-            ((Normalization.PER_CHANNEL, "Per channel"), (Normalization.PER_LAYER, "Per layer"))),
-    *_radio("colormap", "&View/Colormap", "set_colormap", ((n, n) for n in COLORMAP_NAMES)),
-    Separator("&View"),
-    Action("overlay", "Unit overlay on input", "_on_overlay_toggled", "&View", checkable=True),
-    Action("preferred_grid", "Preferred images in the grid", "_on_preferred_grid_toggled",
-           "&View", ("G",), checkable=True,
-           help="Grid shows each unit's preferred image / its activations"),
-    Action("unit_card", "Unit card", "tabs.toggle_unit_card", "&View", ("C",), checkable=True,
-           help="Show / hide the unit card: the selected unit at a glance"),
-    Action("why", "Why this prediction", "tabs.toggle_why", "&View", ("W",), checkable=True,
-           help="Show / hide the building blocks: channels, groups, dictionary, for a class"),
-    Action("attribution_tint", "Tint the grid by attribution to the class", "tabs.set_grid_tint",
-           "&View", ("A",), checkable=True,
-           help="Tiles orange / blue by how much each channel raises / lowers the class"),
-    Action("attention", "Attention on the input (transformers)", "_on_attention_toggled",
-           "&View", ("T",), checkable=True,
-           help="A transformer's attention from the token under the mouse (else the class "
-                "token), at the shown layer's block"),
-    Action("attention_rollout", "Attention rollout instead of one block",
-           "view_model.set_attention_rollout", "&View", checkable=True),
-    Action("concept_labels", "Concept labels on the grid", "_on_concept_labels_toggled",
-           "&View", ("L",), checkable=True,
-           help="Write each unit's concept (from a dissection) on its tile"),
-    Action("mirror", "Mirror camera", "_on_mirror_toggled", "&View", checkable=True),
-
-    Action("help", "Keys", "toggle_help", "&Help", ("H",), help="Show / hide this help"),
-    # Esc only closes the card (or drops the attributed position): on the window, no menu
-    Action("escape", "Close help", "_on_escape", None, ("Esc",),
-           help="Close this help; else attribute the unit's maximum again"),
-
-    Action("open_image", "Open image…", "_on_open_dialog", "&File", ("Ctrl+O",), ("image",)),
-    Action("open_folder", "Open folder…", "_on_open_dialog", "&File", ("Ctrl+Shift+O",),
-           ("folder",)),
-    Action("open_video", "Open video…", "_on_open_dialog", "&File", args=("video",)),
-    *(Action(f"camera:{i}", f"Camera {i}", "open_source", "&File/Open camera",
-             args=(f"camera:{i}",)) for i in range(CAMERAS)),
-    Separator("&File"),
-    Action("save_screenshot", "Save screenshot…", "_on_save_screenshot", "&File", ("Ctrl+S",),
-           help="Save a screenshot of the window"),
-    # also each pane's right-click menu (WindowLayout.add_export_actions)
-    *(Action(f"export:{name}", f"{label}…", "_on_export_pane", "&File/Export pane as PNG",
-             args=(name,)) for name, label in EXPORTABLE_PANES),
-    Action("save_unit_report", "Save unit report…", "_on_save_unit_report", "&File",
-           ("Ctrl+R",), help="Save the unit card as one PNG and one HTML page"),
-    Separator("&File"),
-    Action("quit", "Quit", "close", "&File", ("Ctrl+Q",)),
-
-    ModelList("&Model"),
-    Separator("&Model"),
-    Action("open_checkpoint", "Open checkpoint…", "_on_open_checkpoint", "&Model"),
-
+# Where the features' rows stand: names (a trailing "*" takes every row whose name starts
+# with what precedes it, in the features' order), separators, gestures, the model list.
+LAYOUT: tuple[str | Separator | Gesture | ModelList, ...] = (
+    "previous_unit", "next_unit", "unit_up", "unit_down", "previous_layer", "next_layer",
+    "freeze", Separator("&Navigate"), "next_image", "previous_image",
+    "cycle_attribution", "attribution:*", Separator("&Analysis"),
+    "toggle_ablation", "restore_all", "ablation_mode:*", Separator("&Analysis"),
+    "scan", "render_layer", "ablation", "class_units", "accentuate", "invert",
+    "activation_grid", "dissect", Separator("&Analysis"),
+    *(f"cancel:{kind}" for kind in ("scan", "render_layer", "ablate", "render", "unit_card",
+                                     "dissect", "class_units", "integrated", "accentuate",
+                                     "invert", "activation_grid")), "cancel:*",
+    "normalization:*", "colormap:*", Separator("&View"), "overlay", "preferred_grid",
+    "unit_card", "why", "attribution_tint", "attention", "attention_rollout",
+    "concept_labels", "mirror",
+    "help", "escape",
+    "open_image", "open_folder", "open_video", "camera:*", Separator("&File"),
+    "save_screenshot", "export:*", "save_unit_report", Separator("&File"), "quit",
+    ModelList("&Model"), Separator("&Model"), "open_checkpoint",
     Gesture("click", "Select the unit under the mouse"),
     Gesture("click map", "In the Unit tab: attribute that position (again: its max)"),
     Gesture("drop", "Drop an image, video or folder on the window to open it"),
 )
 
 
-def with_models(table: Iterable[Row], choices: list[ModelChoice]) -> tuple[Row, ...]:
+def assemble(rows: Sequence[Action], layout: Sequence[str | Separator | Gesture | ModelList]
+             = LAYOUT) -> tuple[Row, ...]:
+    """The table: `rows` (the features' actions) in `layout`'s places, the rest at the end."""
+    out: list[Row] = []
+    placed: set[str] = set()
+    for entry in layout:
+        if not isinstance(entry, str):
+            out.append(entry)
+            continue
+        prefix = entry[:-1] if entry.endswith("*") else None
+        for row in rows:
+            if row.name not in placed and (row.name == entry or (
+                    prefix is not None and row.name.startswith(prefix))):
+                out.append(row)
+                placed.add(row.name)
+    out.extend(row for row in rows if row.name not in placed)
+    return tuple(out)
+
+
+def with_models(table: Iterable[Row], choices: list[ModelChoice], load: Slot
+                ) -> tuple[Row, ...]:
     """The table with one radio row per model where its `ModelList` row stands."""
     rows: list[Row] = []
     for row in table:
@@ -215,7 +151,7 @@ def with_models(table: Iterable[Row], choices: list[ModelChoice]) -> tuple[Row, 
         for choice in choices:
             suffix = "offline" if choice.offline else "needs download"
             rows.append(Action(
-                f"model:{choice.name}", f"{choice.name}  ({suffix})", "load_model", row.menu,
+                f"model:{choice.name}", f"{choice.name}  ({suffix})", load, row.menu,
                 args=(choice.name,), checkable=True, group="model", tip=choice.description,
             ))
     return tuple(rows)
@@ -239,17 +175,6 @@ def help_rows(table: Iterable[Row]) -> list[tuple[str, str]]:
         elif isinstance(row, Gesture):
             rows.append((row.keys, row.help))
     return rows
-
-
-def resolve_slot(owner: object, path: str) -> Callable[..., object]:
-    """The callable a slot path names, from `owner` ("view_model.move_unit")."""
-    target: Any = owner
-    for part in path.split("."):
-        target = getattr(target, part)
-    if not callable(target):
-        raise TypeError(f"action slot {path!r} is not callable")
-    slot: Callable[..., object] = target
-    return slot
 
 
 class ActionSet:
@@ -315,7 +240,7 @@ def build_actions(
                 qt_groups[row.group] = QActionGroup(owner)
             action.setActionGroup(qt_groups[row.group])
             groups.setdefault(row.group, []).append(row.name)
-        _connect(action, row, resolve_slot(owner, row.slot))
+        _connect(action, row, row.slot)
         if row.menu is None:
             owner.addAction(action)
         else:

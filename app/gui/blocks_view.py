@@ -309,6 +309,10 @@ class BlocksPane(Panel):
         self.integrated = result
         self.integrated_button.setEnabled(True)
 
+    def set_integrated_running(self, running: bool) -> None:
+        """While the path-integrated job runs its button is off (one at a time)."""
+        self.integrated_button.setEnabled(not running)
+
     def icon_units(self) -> tuple[int, ...]:
         """The channels the pane names now (whose icons it wants)."""
         rows = [*self.channels.units(), *self.groups.units(), *self.dictionary.units()]

@@ -10,10 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 from PyQt6.QtCore import QObject
 
 from app.core.backend import LiveBackend
-from app.core.messages import AttributionMode, JobKind, Notice, NoticeLevel
+from app.core.messages import AttributionMode, Notice, NoticeLevel
+from app.core.requests import (
+    AccentuateRequest,
+    ActivationGridRequest,
+    GroupIconsRequest,
+    IntegratedRequest,
+    InvertRequest,
+    Request,
+    UnitCardRequest,
+    UnitIconsRequest,
+)
 from app.gui.actions import ActionSet
 from app.gui.result_presenter import ResultPresenter
 from app.gui.view_model import ViewModel
@@ -73,10 +84,10 @@ class CentreTabs(QObject):
                 self._card_attribution = True  # the card's, not the user's
                 model.set_attribution(AttributionMode.GUIDED)
             if model.layer is not None:
-                self._backend.request_unit_card(model.layer, model.unit)
+                self._backend.submit(UnitCardRequest(model.layer, model.unit))
             self._results.update_card()
         else:
-            self._backend.cancel_job(JobKind.UNIT_CARD)
+            self._backend.cancel(UnitCardRequest.kind)
             if self._card_attribution and model.attribution == AttributionMode.GUIDED:
                 model.set_attribution(AttributionMode.OFF)
             self._card_attribution = False
@@ -90,19 +101,21 @@ class CentreTabs(QObject):
             notify(Notice("nothing explained yet", NoticeLevel.WARNING))
             return
         self._model.set_frozen(True)
-        self._panes.blocks.integrated_button.setEnabled(False)
-        self._backend.start_integrated(r.frame.image, e.layer, e.target, e.versus)
+        self._panes.blocks.set_integrated_running(True)
+        self._backend.submit(IntegratedRequest(r.frame.image, e.layer, e.target, e.versus))
         notify(Notice(f"path-integrated attribution of {e.layer}…"))
 
     def accentuate(self) -> None:
         """`x`: what in this frame the selected unit responds to (frozen first)."""
-        layer = self._model.layer
-        self._frame_image("accentuate", (layer,) if layer else (), self._model.unit)
+        layer, r = self._model.layer, self._results.last_result
+        self._frame_image(AccentuateRequest(r.frame.image, layer, self._model.unit)
+                          if layer and r is not None else None)
 
     def activation_grid(self) -> None:
         """`m`: the activation grid of the shown layer for this frame (frozen first)."""
-        layer = self._model.layer
-        self._frame_image("activation_grid", (layer,) if layer else (), -1)
+        layer, r = self._model.layer, self._results.last_result
+        self._frame_image(ActivationGridRequest(r.frame.image, layer)
+                          if layer and r is not None else None)
 
     def invert(self) -> None:
         """`v`: the frame rebuilt from three layers at increasing depth (frozen first)."""
@@ -112,24 +125,26 @@ class CentreTabs(QObject):
         blocks = blocks if len(blocks) >= 3 else maps
         picks = (tuple(dict.fromkeys(blocks[int(len(blocks) * f)] for f in (0.15, 0.45, 0.75)))
                  if blocks else ())
-        if self._frame_image("invert", picks, -1):
+        r = self._results.last_result
+        if self._frame_image(InvertRequest(r.frame.image, picks)
+                             if picks and r is not None else None):
             self._panes.frame_pane.set_inverted_layers(picks)
 
-    def _frame_image(self, kind: str, layers: tuple[str, ...], unit: int) -> bool:
-        """Freeze the frame and start the "This frame" job `kind` on it (False: no frame or
+    def _frame_image(self, request: Request | None) -> bool:
+        """Freeze the frame and start the "This frame" job on it (None, False: no frame or
         no layer yet, said in the messages)."""
-        r = self._results.last_result
-        if r is None or not layers:
+        if request is None:
             self._notify(Notice("no frame yet", NoticeLevel.WARNING))
             return False
         self._model.set_frozen(True)
         self._panes.show_frame()
-        self._backend.start_frame_image(kind, r.frame.image, layers, unit)
+        self._backend.submit(request)
         return True
 
     def on_group_icons_wanted(self, layer: str, directions: object) -> None:
-        self._backend.request_group_icons(layer, directions)
+        assert isinstance(directions, np.ndarray)
+        self._backend.submit(GroupIconsRequest(layer, directions))
 
     def on_icons_wanted(self, layer: str, units: object) -> None:
         assert isinstance(units, tuple)
-        self._backend.request_icons(layer, units)
+        self._backend.submit(UnitIconsRequest(layer, units))

@@ -21,7 +21,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from app.core.messages import JobProgress, LayerConcepts
+from app.core.messages import LayerConcepts
+from app.core.requests import JobEvent
 from app.gui import theme
 from app.gui.ablation_view import plot_widget
 from app.gui.image_pane import Panel
@@ -70,7 +71,7 @@ class DissectionPane(Panel):
         self._bar_items: list[pg.BarGraphItem] = []
         self.set_job(None)
 
-    def set_job(self, progress: JobProgress | None) -> None:
+    def set_job(self, progress: JobEvent | None) -> None:
         self.jobs.set_job(progress)
 
     def set_concepts(self, concepts: LayerConcepts) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
-from app.core.messages import JobProgress
+from app.core.requests import JobEvent
 from app.gui.preferred_view import cancel_button, compact_progress_bar
 
 
@@ -19,7 +19,7 @@ class JobRow(QWidget):
     cancel_requested = pyqtSignal()
 
     def __init__(self, info: str, run: str, cancel_tip: str, progress_width: int,
-                 progress_format: Callable[[JobProgress], str] | None = None,
+                 progress_format: Callable[[JobEvent], str] | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         row = QHBoxLayout(self)
@@ -42,7 +42,7 @@ class JobRow(QWidget):
         row.addWidget(self.run_button)
         self.set_job(None)
 
-    def set_job(self, progress: JobProgress | None) -> None:
+    def set_job(self, progress: JobEvent | None) -> None:
         running = progress is not None
         self.progress.setVisible(running)
         self.cancel.setVisible(running)

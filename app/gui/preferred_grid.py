@@ -15,6 +15,7 @@ from PyQt6.QtCore import QObject, pyqtSignal
 
 from app.core.backend import LiveBackend
 from app.core.messages import PreferredGrid, Result
+from app.core.requests import PreferredGridRequest
 from app.gui.grid_view import ActivationGrid
 
 GRID_REFRESH_S = 3.0  # the preferred-images grid follows a whole-layer render this often
@@ -113,4 +114,4 @@ class PreferredGridMode(QObject):
         if self._pending == layer:
             return  # one request per layer in flight; the answer re-arms it
         self._pending = layer
-        self._backend.request_preferred_grid(layer, self._grid.aspect())
+        self._backend.submit(PreferredGridRequest(layer, self._grid.aspect()))

@@ -14,7 +14,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from app.core.messages import JobProgress, PreferredImage
+from app.core.messages import PreferredImage
+from app.core.requests import JobEvent
 from app.gui.image_pane import ImageView, make_image_item
 
 
@@ -143,7 +144,7 @@ class PreferredPane(QWidget):
             return None
         return self.layer_progress.value(), self.layer_progress.maximum()
 
-    def set_layer_job(self, progress: JobProgress | None) -> None:
+    def set_layer_job(self, progress: JobEvent | None) -> None:
         """Progress of "render whole layer"; None: not running."""
         running = progress is not None
         self.layer_progress.setVisible(running)

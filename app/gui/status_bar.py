@@ -14,7 +14,8 @@ from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QMouseEvent, QResizeEvent
 from PyQt6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QStatusBar, QWidget
 
-from app.core.messages import JobKind, JobProgress, Notice, NoticeLevel, Result
+from app.core.messages import Notice, NoticeLevel, Result
+from app.core.requests import JobEvent
 from app.gui import theme
 from app.gui.jobs_view import JobWidget
 
@@ -64,7 +65,7 @@ class ElidedLabel(QLabel):
 class StatusBar(QStatusBar):
     """Notice on the left; jobs, FROZEN, attribution cost, rates, model, source on the right."""
 
-    cancel_requested = pyqtSignal(object)  # JobKind: a job's × was clicked
+    cancel_requested = pyqtSignal(str)  # a job's kind: its × was clicked
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -88,7 +89,7 @@ class StatusBar(QStatusBar):
         self._jobs_layout = QHBoxLayout(jobs_box)
         self._jobs_layout.setContentsMargins(0, 0, 0, 0)
         self._jobs_layout.setSpacing(8)
-        self._jobs: dict[JobKind, JobWidget] = {}
+        self._jobs: dict[str, JobWidget] = {}
         self._source_named = False
         self.addWidget(self._notice, 1)
         for label in (
@@ -205,22 +206,22 @@ class StatusBar(QStatusBar):
 
     # ------------------------------------------------------------------ jobs
 
-    def show_job(self, progress: JobProgress) -> None:
+    def show_job(self, progress: JobEvent) -> None:
         """A job's progress: its bar appears on the first report and follows it."""
         widget = self._jobs.get(progress.kind)
         if widget is None:
-            widget = JobWidget(progress.kind)
+            widget = JobWidget(progress.kind, progress.request.label)
             widget.cancel_requested.connect(self.cancel_requested)
             self._jobs_layout.addWidget(widget)
             self._jobs[progress.kind] = widget
         widget.set_progress(progress)
 
-    def end_job(self, kind: JobKind) -> None:
+    def end_job(self, kind: str) -> None:
         widget = self._jobs.pop(kind, None)
         if widget is not None:
             self._jobs_layout.removeWidget(widget)
             widget.deleteLater()
 
-    def job_widget(self, kind: JobKind) -> JobWidget | None:
+    def job_widget(self, kind: str) -> JobWidget | None:
         """The bar of a running job, None when it has none."""
         return self._jobs.get(kind)

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from app.capture.sources import SourceError, open_source
@@ -22,7 +21,6 @@ from app.capture.thread import CaptureThread
 from app.core.backend import Event
 from app.core.messages import (
     Frame,
-    JobKind,
     ModelChoice,
     ModelFailed,
     ModelReady,
@@ -32,6 +30,7 @@ from app.core.messages import (
     SourceReady,
     ViewState,
 )
+from app.core.requests import FolderRequest, Request
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
 from app.engine.live import FrameProcessor, InferenceWorker
@@ -43,7 +42,6 @@ from app.engine.runtime.models import (
     torchvision_names,
 )
 from app.session import jobs
-from app.session.activation_grid import activation_grid_job, group_icons_job
 
 # inside the package, so a wheel install has it too (pyproject package-data)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -125,107 +123,21 @@ class LiveSession:
     def architectures(self) -> list[str]:
         return torchvision_names()
 
-    # -- analyses: background jobs on private copies of the model ----------------------
-    def request_unit(self, layer: str, unit: int) -> None:
+    # -- background jobs: one registered job per request type (app/session/jobs) -------
+    def submit(self, request: Request) -> None:
         loaded = self._loaded
         if loaded is None:
+            if isinstance(request, FolderRequest):  # the user picked a folder: say why not
+                self._error("no model loaded yet")
             return
-        self._jobs.start(JobKind.RENDER, jobs.render_unit_job(
-            self.settings, loaded, layer, unit, self._events.put))
+        context = jobs.JobContext(self.settings, loaded, dict(self._channels))
+        try:
+            self._jobs.start(request, lambda: jobs.make_job(context, request))
+        except jobs.Refused as exc:
+            self._error(str(exc))
 
-    def request_unit_card(self, layer: str, unit: int) -> None:
-        loaded = self._loaded
-        if loaded is not None and layer in self._channels:
-            self._jobs.start(JobKind.UNIT_CARD, jobs.unit_card_job(
-                self.settings, loaded, layer, unit, self._channels[layer], self._events.put))
-
-    def start_frame_image(self, kind: str, image: object, layers: tuple[str, ...],
-                          unit: int) -> None:
-        loaded = self._loaded
-        if loaded is None or not isinstance(image, np.ndarray) or not layers:
-            return
-        if kind == "activation_grid":
-            self._jobs.start(JobKind.ACTIVATION_GRID, activation_grid_job(
-                self.settings, loaded, image, layers[0], self._events.put))
-        elif kind == "accentuate":
-            self._jobs.start(JobKind.ACCENTUATE, jobs.accentuate_job(
-                self.settings, loaded, image, layers[0], unit, self._events.put))
-        else:
-            self._jobs.start(JobKind.INVERT, jobs.invert_job(
-                self.settings, loaded, image, layers, self._events.put))
-
-    def start_integrated(self, image: object, layer: str, target: int,
-                         versus: int | None) -> None:
-        loaded = self._loaded
-        if loaded is not None and isinstance(image, np.ndarray):
-            self._jobs.start(JobKind.INTEGRATED, jobs.integrated_job(
-                self.settings, loaded, image, layer, target, versus, self._events.put))
-
-    def start_class_units(self, folder: str, layer: str, class_index: int) -> None:
-        loaded = self._ready_for(folder)
-        if loaded is not None:
-            self._jobs.start(JobKind.CLASS_UNITS, jobs.class_units_job(
-                self.settings, loaded, folder, layer, class_index, self._events.put))
-
-    def request_group_icons(self, layer: str, directions: object) -> None:
-        loaded = self._loaded
-        if loaded is not None and isinstance(directions, np.ndarray):
-            self._jobs.start(JobKind.GROUP_ICONS, group_icons_job(
-                self.settings, loaded, layer, directions, self._events.put))
-
-    def request_icons(self, layer: str, units: tuple[int, ...]) -> None:
-        loaded = self._loaded
-        if loaded is not None and layer in self._channels:
-            self._jobs.start(JobKind.ICONS, jobs.unit_icons_job(
-                self.settings, loaded, layer, units, self._events.put))
-
-    def request_layer_concepts(self, layer: str) -> None:
-        loaded = self._loaded
-        if loaded is not None:  # files to read: not on the caller's (the GUI's) thread
-            self._jobs.start(JobKind.CONCEPTS, jobs.layer_concepts_job(
-                self.settings, loaded, layer, self._events.put))
-
-    def start_dissection(self, folder: str, layer: str) -> None:
-        loaded = self._ready_for(folder)
-        if loaded is not None:
-            self._jobs.start(JobKind.DISSECT, jobs.dissect_job(
-                self.settings, loaded, folder, layer, self._events.put))
-
-    def start_scan(self, folder: str, layer: str) -> None:
-        loaded = self._ready_for(folder)
-        if loaded is not None:
-            self._jobs.start(JobKind.SCAN, jobs.scan_job(self.settings, loaded, folder, layer))
-
-    def start_render_layer(self, layer: str) -> None:
-        loaded = self._loaded
-        if loaded is not None and layer in self._channels:
-            self._jobs.start(JobKind.RENDER_LAYER, jobs.render_layer_job(
-                self.settings, loaded, layer, self._channels[layer]))
-
-    def request_preferred_grid(self, layer: str, aspect: float) -> None:
-        loaded = self._loaded
-        if loaded is not None and layer in self._channels:
-            self._jobs.start(JobKind.PREFERRED_GRID, jobs.preferred_grid_job(
-                self.settings, loaded, layer, self._channels[layer], aspect, self._events.put))
-
-    def start_ablation(self, folder: str, layer: str) -> None:
-        loaded = self._ready_for(folder)
-        if loaded is not None:
-            self._jobs.start(JobKind.ABLATE, jobs.ablation_job(
-                self.settings, loaded, folder, layer, self._events.put))
-
-    def cancel_job(self, kind: JobKind) -> None:
+    def cancel(self, kind: str) -> None:
         self._jobs.cancel(kind)
-
-    def _ready_for(self, folder: str) -> LoadedModel | None:
-        """The model to analyse `folder` with, or None (and the reason posted)."""
-        if self._loaded is None:
-            self._error("no model loaded yet")
-            return None
-        if not Path(folder).expanduser().is_dir():
-            self._error(f"folder not found: {folder}")
-            return None
-        return self._loaded
 
     def stop(self) -> None:
         if self._stopped:
@@ -266,8 +178,7 @@ class LiveSession:
         b = self.settings.blocks
         processor = FrameProcessor(loaded, self.settings.view.top_k,
                                    dictionary_top=b.dictionary_top, groups=b.groups)
-        for kind in JobKind:  # results for the old model would be wrong now
-            self._jobs.cancel(kind)
+        self._jobs.cancel_all()  # results for the old model would be wrong now
         self._loaded = loaded
         self._channels = {info.name: info.shape[0] for info in processor.layers}
         self.worker.set_model(processor)

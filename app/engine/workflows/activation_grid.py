@@ -1,4 +1,4 @@
-"""The activation grid of Building Blocks (Olah et al. 2018), as a job on a frozen frame.
+"""The activation grid of Building Blocks (Olah et al. 2018), and direction icons.
 
 At every position of the layer, the preferred image of that position's whole activation
 vector (lucid's `direction` objective), all positions optimized in one batch, laid out on
@@ -6,14 +6,18 @@ the frame's grid and darkened where the activation is weak, as in the article: a
 of what the layer sees where. A layer finer than 16×16 is pooled to 16×16 first, so the
 batch stays a few hundred small images.
 
-It composes the renderer with the frame's own activations, which no single analysis
-package owns (analyses are independent of each other): so it lives in the session.
+Direction icons are the same objective for the neuron groups' (k, C) channel factors,
+rendered once and cached as PNGs under the model's cache folder.
+
+Both compose the renderer with a frame's (or a factorization's) vectors, which no single
+analysis package owns: so they live here, and the session only turns them into messages.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,22 +25,30 @@ import torch
 import torch.nn.functional as F
 
 from app.core.atomic import atomic_write_bytes
-from app.core.backend import Event
 from app.core.files import safe_filename
 from app.core.jobs import Job, Progress
-from app.core.messages import FrameImage, GroupIcons
-from app.core.settings import Settings
 from app.engine.analyses.featurevis import Renderer, get_preset
 from app.engine.analyses.featurevis import objectives as obj
 from app.engine.analyses.featurevis.frames import frame_batch
 from app.engine.analyses.featurevis.render import Ascent, image_seed, to_uint8
 from app.engine.analyses.featurevis.render_cache import encode_png
-from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
 
 MAX_SIDE = 16  # positions per side at most
 TILE = 48  # pixels per position
 STEPS = 48
+ICON = 64  # group icons' side
+
+
+@dataclass(frozen=True, eq=False)
+class GridPicture:
+    """The activation grid so far (a preview) or at the end: (rows·S, cols·S, 3) uint8."""
+
+    image: np.ndarray
+    rows: int
+    cols: int
+    step: int
+    steps: int
 
 
 def grid_vectors(acts: torch.Tensor) -> torch.Tensor:
@@ -57,9 +69,10 @@ def lay_out(images: np.ndarray, norms: np.ndarray, rows: int, cols: int) -> np.n
         rows * s, cols * s, 3)
 
 
-def activation_grid_job(settings: Settings, loaded: LoadedModel, image: np.ndarray,
-                        layer: str, emit: Callable[[Event], None]) -> Job[Progress, str]:
-    """The activation grid of `layer` for a (H, W, 3) uint8 frame, previews as it goes."""
+def activation_grid(loaded: LoadedModel, image: np.ndarray, layer: str, preset: str,
+                    seed: int) -> Job[Progress, GridPicture]:
+    """The activation grid of `layer` for a (H, W, 3) uint8 frame; each step that has a new
+    picture carries it as its `preview` (a `GridPicture`)."""
     r = Renderer(loaded, layer)
     x = frame_batch(image, loaded.preprocess.size, loaded.preprocess.crop_fraction, r.device)
     with torch.no_grad():
@@ -70,23 +83,17 @@ def activation_grid_job(settings: Settings, loaded: LoadedModel, image: np.ndarr
     rows, cols = min(h, MAX_SIDE), min(w, MAX_SIDE)
     vectors = grid_vectors(acts)
     norms = vectors.norm(dim=1).cpu().numpy()
-    p = get_preset(settings.render.preset).with_overrides(STEPS, TILE)
-    rngs = [torch.Generator().manual_seed(image_seed(settings.render.seed, i))
-            for i in range(len(vectors))]
+    p = get_preset(preset).with_overrides(STEPS, TILE)
+    rngs = [torch.Generator().manual_seed(image_seed(seed, i)) for i in range(len(vectors))]
     param = r.make_param(p, rngs)
     picture = lay_out(to_uint8(param().detach()), norms, rows, cols)
     for step, images, _ in Ascent(r, param, obj.direction(vectors), p, rngs).run():
+        shown = None
         if images is not None:
             picture = lay_out(images, norms, rows, cols)
-            emit(FrameImage("activation_grid", layer, -1, picture,
-                            f"step {step}/{p.steps}", False))
-        yield Progress(step, p.steps, f"activation grid of {layer}")
-    caption = f"{rows}×{cols} positions of {layer}, darker where it is weak"
-    emit(FrameImage("activation_grid", layer, -1, picture, caption, True))
-    return f"activation grid of {layer}: {rows}×{cols} positions"
-
-
-ICON = 64  # group icons' side
+            shown = GridPicture(picture, rows, cols, step, p.steps)
+        yield Progress(step, p.steps, f"activation grid of {layer}", preview=shown)
+    return GridPicture(picture, rows, cols, p.steps, p.steps)
 
 
 def direction_key(layer: str, direction: np.ndarray) -> str:
@@ -98,12 +105,11 @@ def direction_key(layer: str, direction: np.ndarray) -> str:
     return f"{safe_filename(layer)}-{digest}"
 
 
-def group_icons_job(settings: Settings, loaded: LoadedModel, layer: str,
-                    directions: np.ndarray, emit: Callable[[Event], None]
-                    ) -> Job[Progress, str]:
-    """The preferred image of each neuron group's direction ((k, C) channel factors), made
-    once and cached under the model's cache folder (`GroupIcons`)."""
-    folder = cache_root(settings.cache.dir) / model_key(loaded) / "direction-icons"
+def direction_icons(loaded: LoadedModel, layer: str, directions: np.ndarray, preset: str,
+                    seed: int, folder: Path
+                    ) -> Job[Progress, tuple[tuple[str, ...], tuple[np.ndarray, ...], int]]:
+    """The preferred image of each (k, C) direction, made once and cached in `folder`:
+    (keys, icons, how many were rendered now)."""
     keys = [direction_key(layer, d) for d in directions]
     icons: list[np.ndarray | None] = []
     for key in keys:
@@ -112,9 +118,8 @@ def group_icons_job(settings: Settings, loaded: LoadedModel, layer: str,
     missing = [i for i, icon in enumerate(icons) if icon is None]
     if missing:
         r = Renderer(loaded, layer)
-        p = get_preset(settings.render.preset).with_overrides(STEPS, ICON)
-        rngs = [torch.Generator().manual_seed(image_seed(settings.render.seed, i))
-                for i in missing]
+        p = get_preset(preset).with_overrides(STEPS, ICON)
+        rngs = [torch.Generator().manual_seed(image_seed(seed, i)) for i in missing]
         param = r.make_param(p, rngs)
         vectors = torch.as_tensor(directions[missing], dtype=torch.float32)
         images = to_uint8(param().detach())
@@ -125,5 +130,4 @@ def group_icons_job(settings: Settings, loaded: LoadedModel, layer: str,
         for j, i in enumerate(missing):
             icons[i] = images[j]
             atomic_write_bytes(folder / f"{keys[i]}.png", encode_png(images[j]))
-    emit(GroupIcons(layer, tuple(keys), tuple(i for i in icons if i is not None)))
-    return f"icons of {len(keys)} neuron groups of {layer} ({len(missing)} rendered)"
+    return tuple(keys), tuple(i for i in icons if i is not None), len(missing)

@@ -1,0 +1,49 @@
+"""Sources: a camera, an image, a video or a folder (File menu, drops on the window), the
+folder's next and previous image (N, P), the camera's mirror, and the source shown once
+it is open."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from app.core.messages import Notice, SourceReady
+from app.gui import file_dialogs
+from app.gui.actions import CAMERAS, Action
+from app.gui.features.base import Handler, Window
+
+
+class Sources:
+    def __init__(self, w: Window) -> None:
+        self.w = w
+
+    def connect(self) -> None:
+        pass
+
+    def rows(self) -> Sequence[Action]:
+        backend = self.w.backend
+        return (
+            Action("next_image", "Next image in folder", backend.step_source, "&Navigate",
+                   ("N",), (1,)),
+            Action("previous_image", "Previous image in folder", backend.step_source,
+                   "&Navigate", ("P",), (-1,)),
+            Action("mirror", "Mirror camera", backend.set_mirror, "&View", checkable=True),
+            Action("open_image", "Open image…", self.ask_source, "&File", ("Ctrl+O",),
+                   ("image",)),
+            Action("open_folder", "Open folder…", self.ask_source, "&File", ("Ctrl+Shift+O",),
+                   ("folder",)),
+            Action("open_video", "Open video…", self.ask_source, "&File", args=("video",)),
+            *(Action(f"camera:{i}", f"Camera {i}", self.open_source, "&File/Open camera",
+                     args=(f"camera:{i}",)) for i in range(CAMERAS)),
+        )
+
+    def handlers(self) -> Mapping[type, Handler]:
+        return {SourceReady: self.w.results.set_source}
+
+    def open_source(self, spec: str) -> None:
+        self.w.notify(Notice(f"opening {spec}…"))
+        self.w.backend.open_source(spec)
+
+    def ask_source(self, kind: str) -> None:
+        path = file_dialogs.ask_source(self.w.parent, kind)
+        if path:
+            self.open_source(path)

@@ -1,0 +1,170 @@
+"""Jobs over a folder of images (scan, dissection, ablation curves, class units) and the
+concept labels a dissection left in the cache.
+
+Each calls its analysis' own job on a private copy of the model (the live worker keeps
+running the original) and turns the analysis' typed result into the message the window
+shows, returned with the one-line outcome.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.core.jobs import Outcome, Progress
+from app.core.messages import AblationCurves, ClassUnitCurves, ConceptUnit, LayerConcepts
+from app.core.requests import (
+    AblationRequest,
+    ClassUnitsRequest,
+    DissectRequest,
+    LayerConceptsRequest,
+    ScanRequest,
+)
+from app.core.settings import Settings
+from app.engine.analyses.ablation import (
+    ClassUnitsResult,
+    CurveResult,
+    class_units,
+    find_dataset,
+    layer_curves,
+)
+from app.engine.analyses.dissection import (
+    DissectionResult,
+    LayerDissection,
+    cached_layer,
+    dissect,
+)
+from app.engine.analyses.patches import scan
+from app.engine.runtime.cache import cache_root, model_key
+from app.engine.runtime.models import LoadedModel
+from app.session.jobs.runner import JobContext, SessionJob, job_for
+
+
+@job_for(ScanRequest)
+def scan_job(ctx: JobContext, req: ScanRequest) -> SessionJob:
+    """The top patches of every unit of the layer in the folder, into the cache."""
+    ctx.folder(req.folder)
+    return _scan(ctx, req)
+
+
+def _scan(ctx: JobContext, req: ScanRequest) -> SessionJob:
+    s, settings = ctx.settings.scan, ctx.settings
+    # forkserver: forking a process that runs Qt and torch threads is not safe
+    report = yield from scan(ctx.private_model(), req.folder, [req.layer], top_k=s.top_k,
+                             batch_size=s.batch_size, workers=s.workers,
+                             cache_dir=settings.cache.dir, crop_size=s.crop_size,
+                             mp_context="forkserver")
+    skipped = len(report.skipped)
+    extra = f", {skipped} unreadable files skipped" if skipped else ""
+    return Outcome(f"scan of {req.layer} done: {report.scanned} images{extra}")
+
+
+@job_for(AblationRequest)
+def ablation_job(ctx: JobContext, req: AblationRequest) -> SessionJob:
+    """Ablation curves and class selectivity of the layer on the folder (`AblationCurves`)."""
+    ctx.folder(req.folder)
+    return _ablation(ctx, req)
+
+
+def _ablation(ctx: JobContext, req: AblationRequest) -> SessionJob:
+    a, settings = ctx.settings.ablate, ctx.settings
+    model = ctx.private_model()
+    result = yield from layer_curves(
+        model, find_dataset(req.folder, model.class_names), req.folder, req.layer,
+        seeds=a.seeds, points=a.points, batch_size=a.batch_size,
+        max_pixels=settings.source.max_image_pixels, cache_dir=settings.cache.dir)
+    skipped = len(result.skipped)
+    extra = f", {skipped} unreadable files skipped" if skipped else ""
+    return Outcome(f"ablation curves of {req.layer} on {result.images} images ready{extra}",
+                   curves_message(result))
+
+
+def curves_message(result: CurveResult) -> AblationCurves:
+    """The message the Ablation tab plots, from the analysis' result."""
+    rnd = result.random_curves()
+    high, low = (np.asarray(result.curves[k]) for k in
+                 ("selectivity_high_to_low", "selectivity_low_to_high"))
+    curves = {
+        "random": (rnd.mean(0), rnd.std(0)),
+        "selective first": (high, np.zeros(len(high))),
+        "selective last": (low, np.zeros(len(low))),
+    }
+    return AblationCurves(result.layer, np.asarray(result.fractions), curves,
+                          np.asarray(result.selectivity), result.accuracy_means, result.images,
+                          shifted_units=result.selectivity_shifted)
+
+
+@job_for(ClassUnitsRequest)
+def class_units_job(ctx: JobContext, req: ClassUnitsRequest) -> SessionJob:
+    """The units of the layer that the class needs, on the folder (`ClassUnitCurves`)."""
+    ctx.folder(req.folder)
+    return _class_units(ctx, req)
+
+
+def _class_units(ctx: JobContext, req: ClassUnitsRequest) -> SessionJob:
+    model, settings = ctx.private_model(), ctx.settings
+    result = yield from class_units(
+        model, find_dataset(req.folder, model.class_names), req.folder, req.layer,
+        req.class_index, batch_size=settings.ablate.batch_size,
+        max_pixels=settings.source.max_image_pixels, cache_dir=settings.cache.dir)
+    top = ", ".join(str(u) for u in result.ranking[:5])
+    return Outcome(f"units of {req.layer} that {result.class_name!r} needs most: {top}",
+                   class_units_message(result))
+
+
+def class_units_message(r: ClassUnitsResult) -> ClassUnitCurves:
+    return ClassUnitCurves(
+        r.layer, r.class_index, r.class_name, tuple(r.ranking), tuple(r.counts),
+        tuple(r.delete_top["class"]), tuple(r.delete_top["other"]),
+        tuple(r.keep_top["class"]), tuple(r.keep_top["other"]), r.class_images,
+        f"{r.class_images} images of the class, {r.other_images} of others; {r.note}")
+
+
+def layer_concepts(settings: Settings, loaded: LoadedModel, layer: str) -> LayerConcepts:
+    """The newest cached dissection of `layer` for the window (none: a how-to note)."""
+    found = cached_layer(cache_root(settings.cache.dir) / model_key(loaded), layer)
+    if found is None:
+        return LayerConcepts(layer, "", (), note=(
+            f"No dissection of {layer} yet. Analysis → Dissect a folder… names what its "
+            "units detect: any photo folder gives colour concepts, a Broden-format folder "
+            f"NetDissect's (or `deepvis dissect FOLDER --layers {layer}`)."))
+    return concepts_message(*found)
+
+
+@job_for(LayerConceptsRequest)
+def layer_concepts_job(ctx: JobContext, req: LayerConceptsRequest) -> SessionJob:
+    """`layer_concepts` as a (one-step) job, so the files are read off the GUI thread."""
+    yield Progress(0, 1, f"concept labels of {req.layer}")
+    message = layer_concepts(ctx.settings, ctx.loaded, req.layer)
+    return Outcome(f"{len(message.labels())} concept labels of {req.layer}", message)
+
+
+def concepts_message(result: DissectionResult, layer: LayerDissection) -> LayerConcepts:
+    """The message the window shows, from the analysis' result."""
+    summary = layer.summary
+    by = tuple((c, int(v["interpretable"]), int(v["unique"]))
+               for c, v in summary.get("by_category", {}).items())
+    units = tuple(ConceptUnit(u.unit, u.label, u.category, u.iou, u.interpretable)
+                  for u in layer.units)
+    where = f"{result.dataset} ({result.kind}, {result.images} images, min IoU {result.min_iou})"
+    return LayerConcepts(layer.layer, where, units, int(summary.get("interpretable", 0)),
+                         int(summary.get("unique", 0)), by)
+
+
+@job_for(DissectRequest)
+def dissect_job(ctx: JobContext, req: DissectRequest) -> SessionJob:
+    """Concept labels of every unit of the layer on the folder, into the cache."""
+    ctx.folder(req.folder)
+    return _dissect(ctx, req)
+
+
+def _dissect(ctx: JobContext, req: DissectRequest) -> SessionJob:
+    d, settings = ctx.settings.dissect, ctx.settings
+    # forkserver: forking a process that runs Qt and torch threads is not safe
+    result = yield from dissect(
+        ctx.private_model(), req.folder, [req.layer], quantile=d.quantile, min_iou=d.min_iou,
+        batch_size=d.batch_size, workers=settings.scan.workers, cache_dir=settings.cache.dir,
+        top_k=d.top_k, max_pixels=settings.source.max_image_pixels, mp_context="forkserver")
+    message = concepts_message(result, result.layers[req.layer])
+    return Outcome(f"dissection of {req.layer} done: {message.interpretable} of "
+                   f"{len(message.units)} units detect a concept, {message.unique} distinct",
+                   message)
