@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pytest
 import torch
+import torchvision
 from torchvision.models.vision_transformer import VisionTransformer
 
 from app.core.messages import ViewState
+from app.engine.live.attention_view import block_of
 from app.engine.live.worker import FrameProcessor
-from app.engine.runtime.attention import attention_maps
+from app.engine.runtime.attention import attention_maps, attention_modules
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.preprocess import Preprocess, frame_to_tensor, prepare_batch
+from app.engine.runtime.recorder import discover_layers
 
 LAYER = "encoder.layers.encoder_layer_1"
 
@@ -42,8 +48,38 @@ def test_the_live_attention_is_the_blocks_own_weights_for_the_query():
                                                attention_rollout=True)).attention
         np.testing.assert_allclose(rolled, maps.rollout("cls", upto=1), rtol=1e-4, atol=1e-6)
         assert proc.process(image, ViewState(layer=LAYER)).attention is None  # only if asked
+        inner = proc.process(image, ViewState(layer=f"{LAYER}.ln_2", attention=True))
+        np.testing.assert_allclose(inner.attention, maps.for_query(1, "cls").mean(0),
+                                   rtol=1e-4, atol=1e-6)
+        assert "block 2 of 3" in inner.attention_text
+        whole = proc.process(image, ViewState(layer="encoder", attention=True))
+        assert "block 3 of 3" in whole.attention_text  # a container of all: the last block
     finally:
         proc.close()
+
+
+@pytest.mark.slow
+def test_every_recordable_layer_of_a_vit_b_16_shows_its_own_blocks_attention():
+    """Every layer inside block k (ln_1, ln_2, mlp, mlp.3, ..., and each `NAME:cls`) shows
+    block k; the containers of all blocks (`encoder`, `encoder.layers`) and the layers
+    outside any block show the last one, which is what their output has been through."""
+    torch.manual_seed(0)
+    vit = torchvision.models.vit_b_16(weights=None).eval()
+    layers, _ = discover_layers(vit, 224, torch.device("cpu"))
+    blocks = tuple(name for name, _ in attention_modules(vit))
+    assert len(blocks) == 12
+    inside: dict[int, list[str]] = {k: [] for k in range(12)}
+    for info in layers:
+        found = re.fullmatch(r"encoder\.layers\.encoder_layer_(\d+)([.:].*)?", info.name)
+        expected = int(found.group(1)) if found else 11
+        if found:
+            inside[expected].append(info.name)
+        assert block_of(info.name, blocks) == expected, info.name
+    for k, names in inside.items():
+        block = f"encoder.layers.encoder_layer_{k}"
+        for part in ("", ".ln_1", ".ln_2", ".mlp", ".mlp.0", ".mlp.3", ".dropout"):
+            assert f"{block}{part}" in names and f"{block}{part}:cls" in names
+    assert {"encoder", "encoder.layers", "encoder:cls", "conv_proj"} <= {i.name for i in layers}
 
 
 def test_a_cnn_says_it_has_no_attention_once():

@@ -2,14 +2,16 @@
 
 The worker's own recorded pass carries an `AttentionProbe` while the view asks for
 attention, so it costs no extra forward: the weights are recomputed afterwards from the
-attention modules' inputs. The block is the shown layer's (the last block when the shown
-layer is not inside one); the query is the token under the mouse, else the class token;
-heads are averaged, or the attention is rolled out through the blocks up to that one.
+attention modules' inputs. The block is the one the shown layer lies in (`block_of`; the
+last for a container of blocks or a layer outside them); the query is the token under the
+mouse, else the class token; heads are averaged, or the attention is rolled out through the
+blocks up to that one.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,27 @@ from torch import nn
 
 from app.core.messages import ViewState
 from app.engine.runtime.attention import CLS_QUERY, AttentionError, AttentionProbe
+from app.engine.runtime.recorder import split_layer_name
+
+
+def block_of(layer: str, blocks: Sequence[str]) -> int:
+    """The index of the attention block shown for `layer`, given the attention modules'
+    names in call order.
+
+    A block is the module that holds an attention module (its parent: torchvision's
+    `encoder_layer_k` around `self_attention`, timm's `blocks.k` around `attn`); a layer
+    shows the block it lies in, `NAME:cls` and a reused `NAME:k` like NAME. A container of
+    several blocks (`encoder.layers`, `encoder`) shows the last of them, the one its output
+    has just been through, and so does a layer outside every block (`conv_proj`, `heads`).
+    """
+    module, _call = split_layer_name(layer)
+    holders = [name.rpartition(".")[0] or name for name in blocks]
+    for i, holder in enumerate(holders):
+        if module == holder or module.startswith(holder + "."):
+            return i
+    held = [i for i, holder in enumerate(holders)
+            if module == "" or holder.startswith(module + ".")]
+    return held[-1] if held else len(blocks) - 1
 
 
 class LiveAttention:
@@ -44,9 +67,7 @@ class LiveAttention:
             maps = probe.maps()
         except AttentionError as exc:
             return None, f"no attention to show: {exc}"
-        inside = [i for i, name in enumerate(maps.blocks)
-                  if name == layer or name.startswith(layer + ".")]
-        block = inside[0] if inside else len(maps.blocks) - 1
+        block = block_of(layer, maps.blocks)
         h, w = maps.grid
         q = view.attention_query
         query: str | tuple[int, int]
