@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.core.messages import AttributionMode, JobKind, PreferredImage  # noqa: E402
+from app.core.results import AttributionRecord  # noqa: E402
 from app.core.settings import Settings, load_settings  # noqa: E402
 from app.gui.main_window import MainWindow  # noqa: E402
 from app.gui.theme import apply_dark_theme  # noqa: E402
@@ -80,7 +81,7 @@ def main() -> int:
         window.toggle_ablation()  # ...and its neighbour
         model.select_unit(UNIT)
         wait_for(lambda: "preferred" in finished and window.last_result.unit == UNIT
-                 and window.last_result.attribution is not None)
+                 and window.last_result.record(AttributionRecord) is not None)
         window.panes.unit.show_tab(UnitTab.PATCHES)
         QTest.qWait(500)
         window.save_screenshot(out / "analyses.png")

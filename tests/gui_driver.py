@@ -19,15 +19,8 @@ from PyQt6.QtWidgets import QAbstractScrollArea, QAbstractSlider, QApplication, 
 from pytestqt.qtbot import QtBot
 
 from app.core.backend import LiveBackend
-from app.core.messages import (
-    AblationCurves,
-    AblationMode,
-    JobKind,
-    Notice,
-    Patch,
-    PreferredImage,
-    Result,
-)
+from app.core.messages import AblationCurves, AblationMode, JobKind, Notice, Patch, PreferredImage
+from app.core.results import Result
 from app.core.settings import GuiSettings, Settings
 from app.core.tiling import GridGeometry
 from app.gui.main_window import MainWindow

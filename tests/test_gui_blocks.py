@@ -9,12 +9,15 @@ from fake_backend import DEFAULT_LAYER, PREDICTIONS, FakeBackend, explanation_of
 from gui_driver import WindowDriver
 from PyQt6.QtCore import QPoint, Qt
 
-from app.core.messages import ViewState
 from app.core.tiling import grid_geometry
+from app.core.view import AttentionView, BlocksView, ViewState
 from app.gui.blocks_view import Overlay, groups_rgba, spatial_rgba
 from app.gui.grid_view import tint_mosaic
 
 pytest.importorskip("pytestqt")
+
+
+EXPLAINED = ViewState(layer=DEFAULT_LAYER, parts=(BlocksView(True),))
 
 
 @pytest.fixture
@@ -36,10 +39,10 @@ def _shown(ui: WindowDriver) -> bool:
 
 def test_w_explains_the_top_class_channels_for_and_against(ui, backend):
     ui.press(Qt.Key.Key_W)
-    assert ui.window.panes.showing_blocks() and backend.views[-1].explain
+    assert ui.window.panes.showing_blocks() and backend.views[-1].part(BlocksView).on
     ui.wait_until(lambda: _shown(ui))
     blocks = ui.window.panes.blocks
-    expected = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
+    expected = explanation_of(DEFAULT_LAYER, EXPLAINED)
     order = np.argsort(-expected.channels, kind="stable")
     up = [int(u) for u in order[:8]]
     down = [int(u) for u in order[::-1][:8]]
@@ -60,7 +63,7 @@ def test_w_explains_the_top_class_channels_for_and_against(ui, backend):
     ui.qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
     assert backend.views[-1].unit == up[0] and backend.views[-1].layer == DEFAULT_LAYER
     ui.press(Qt.Key.Key_W)
-    assert not backend.views[-1].explain
+    assert not backend.views[-1].part(BlocksView).on
     ui.wait_until(lambda: ui.window.panes.input.explanation_overlay() is None)
 
 
@@ -75,8 +78,7 @@ def test_a_picked_class_versus_another_and_the_groups_overlay(ui, backend):
     ui.qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier,
                         QPoint(x, y))
     view = backend.views[-1]
-    assert (view.explained_class, view.versus_class, view.explain) == (
-        PREDICTIONS[1].index, PREDICTIONS[0].index, True)
+    assert view.part(BlocksView) == BlocksView(True, PREDICTIONS[1].index, PREDICTIONS[0].index)
     ui.wait_until(lambda: "vs 'Egyptian cat'" in ui.window.panes.blocks.info_text())
     assert "Why 'tabby, tabby cat'" in ui.window.panes.blocks.info_text()
     ui.window.panes.blocks.overlay_changed.emit(Overlay.GROUPS)
@@ -92,7 +94,7 @@ def test_hovering_the_input_shows_the_dictionary_of_that_position(ui, backend):
     inp = ui.window.panes.input
     scene_pos = inp.scene_pos_in_crop(0.30, 0.70)
     inp.pane.graphics.scene().sigMouseMoved.emit(scene_pos)
-    e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
+    e = explanation_of(DEFAULT_LAYER, EXPLAINED)
     h, w = e.spatial.shape
     y, x = int(0.70 * h), int(0.30 * w)
     blocks = ui.window.panes.blocks
@@ -120,7 +122,7 @@ def test_path_integrated_attribution_freezes_the_frame_and_replaces_the_live_val
     assert backend.views[-1].frozen
     assert ("start_integrated", (DEFAULT_LAYER, PREDICTIONS[0].index, None)) in backend.calls
     ui.wait_until(lambda: "path-integrated, 100 steps" in blocks.channels_title.text())
-    e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
+    e = explanation_of(DEFAULT_LAYER, EXPLAINED)
     flipped = np.argsort(e.channels, kind="stable")  # the fake's integrated = −live
     assert blocks.channels.units()[:8] == [int(u) for u in flipped[:8]]
     assert "within 0.0 %" in blocks.channels_title.text()
@@ -130,14 +132,14 @@ def test_path_integrated_attribution_freezes_the_frame_and_replaces_the_live_val
 
 def test_a_tints_the_grid_by_each_channels_attribution(ui, backend):
     grid = ui.window.panes.grid
-    assert grid.tint_values() is None and not backend.views[-1].explain
+    assert grid.tint_values() is None and not backend.views[-1].part(BlocksView).on
     ui.press(Qt.Key.Key_A)
-    assert backend.views[-1].explain and not ui.window.panes.showing_blocks()
+    assert backend.views[-1].part(BlocksView).on and not ui.window.panes.showing_blocks()
     ui.wait_until(lambda: grid.tint_values() is not None)
-    e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
+    e = explanation_of(DEFAULT_LAYER, EXPLAINED)
     np.testing.assert_array_equal(grid.tint_values(), e.channels)
     ui.press(Qt.Key.Key_A)
-    assert not backend.views[-1].explain
+    assert not backend.views[-1].part(BlocksView).on
     assert grid.tint_values() is None
 
 
@@ -179,7 +181,7 @@ def test_t_shows_the_attention_from_the_token_under_the_mouse(ui, backend):
     inp = ui.window.panes.input
     assert inp.attention_overlay() is None
     ui.press(Qt.Key.Key_T)
-    assert backend.views[-1].attention and backend.views[-1].attention_query is None
+    assert backend.views[-1].part(AttentionView) == AttentionView(True)  # from the class token
     ui.wait_until(lambda: inp.attention_overlay() is not None)
     h, w = activations(DEFAULT_LAYER).shape[1:]
     expected = attention_of(h, w, None)
@@ -187,9 +189,9 @@ def test_t_shows_the_attention_from_the_token_under_the_mouse(ui, backend):
     assert np.unravel_index(int(alpha.argmax()), alpha.shape) == np.unravel_index(
         int(expected.argmax()), expected.shape)
     inp.pane.graphics.scene().sigMouseMoved.emit(inp.scene_pos_in_crop(0.10, 0.80))
-    assert backend.views[-1].attention_query == (int(0.80 * h), int(0.10 * w))
+    assert backend.views[-1].part(AttentionView).query == (int(0.80 * h), int(0.10 * w))
     ui.press(Qt.Key.Key_T)
-    assert not backend.views[-1].attention
+    assert not backend.views[-1].part(AttentionView).on
     ui.wait_until(lambda: inp.attention_overlay() is None)
 
 

@@ -26,13 +26,13 @@ from app.core.messages import (
     PreferredGrid,
     PreferredImage,
     PreferredVariant,
-    Result,
     SourceReady,
     UnitFacts,
     UnitIcons,
     UnitPatches,
-    ViewState,
 )
+from app.core.results import Result
+from app.core.view import ViewState
 
 Event = (
     Notice | ModelReady | ModelFailed | SourceReady | JobProgress | JobFinished | UnitPatches

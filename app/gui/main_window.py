@@ -30,8 +30,8 @@ from app.core.messages import (
     Notice,
     NoticeLevel,
     Patch,
-    Result,
 )
+from app.core.results import Result
 from app.core.settings import Settings
 from app.gui import file_dialogs, theme
 from app.gui.actions import (

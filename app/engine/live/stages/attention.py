@@ -1,4 +1,4 @@
-"""A transformer's attention for the live view: which block, which query, one (h, w) map.
+"""The attention stage: a transformer's attention in the live view, one (h, w) map.
 
 The worker's own recorded pass carries an `AttentionProbe` while the view asks for
 attention, so it costs no extra forward: the weights are recomputed afterwards from the
@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from torch import nn
 
-from app.core.messages import ViewState
+from app.core.results import AttentionRecord
+from app.core.view import AttentionView
+from app.engine.live.stages.base import BaseStage, FramePass, StageContext
 from app.engine.runtime.attention import CLS_QUERY, AttentionError, AttentionProbe
 from app.engine.runtime.recorder import split_layer_name
 
@@ -42,34 +43,39 @@ def block_of(layer: str, blocks: Sequence[str]) -> int:
     return held[-1] if held else len(blocks) - 1
 
 
-class LiveAttention:
-    """Owns the probe decision for one model; `error` says once why there is none."""
+class AttentionStage(BaseStage):
+    """Rides an `AttentionProbe` on the recorded pass while the view asks for attention; a
+    model without global attention is told once, in the record's text."""
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.error: str | None = None
+    def __init__(self, ctx: StageContext) -> None:
+        self.model = ctx.loaded.module
+        self._missing: str | None = None  # why this model has no attention to show
 
-    def probe(self, view: ViewState) -> contextlib.AbstractContextManager[Any]:
-        """The context the recorded pass runs in: a probe when attention is asked for."""
-        if not view.attention or self.error:
+    def around(self, frame: FramePass) -> contextlib.AbstractContextManager[Any]:
+        if not frame.view.part(AttentionView).on or self._missing:
             return contextlib.nullcontext()
         try:
-            return AttentionProbe(self.model)
+            probe = AttentionProbe(self.model)
         except AttentionError as exc:
-            self.error = f"no attention to show: {exc}"
+            self._missing = f"no attention to show: {exc}"
             return contextlib.nullcontext()
+        frame.notes["attention"] = probe
+        return probe
 
-    def read(self, probe: Any, view: ViewState, layer: str) -> tuple[np.ndarray | None, str]:
-        """(the (h, w) map, what it is) after the pass; (None, why) when there is none."""
+    def record(self, frame: FramePass) -> AttentionRecord | None:
+        view = frame.view.part(AttentionView)
+        if not view.on:
+            return None
+        probe = frame.notes.get("attention")
         if not isinstance(probe, AttentionProbe):
-            return None, self.error or ""
+            return AttentionRecord(None, self._missing or "")
         try:
             maps = probe.maps()
         except AttentionError as exc:
-            return None, f"no attention to show: {exc}"
-        block = block_of(layer, maps.blocks)
+            return AttentionRecord(None, f"no attention to show: {exc}")
+        block = block_of(frame.layer, maps.blocks)
         h, w = maps.grid
-        q = view.attention_query
+        q = view.query
         query: str | tuple[int, int]
         if q is not None and 0 <= q[0] < h and 0 <= q[1] < w:
             query = (int(q[0]), int(q[1]))
@@ -78,10 +84,12 @@ class LiveAttention:
         else:
             query = (h // 2, w // 2)
         where = "the class token" if query == CLS_QUERY else f"token {query}"
-        if view.attention_rollout:
-            return (maps.rollout(query, upto=block).astype(np.float32),
-                    f"attention rollout to block {block + 1} of {len(maps.blocks)}, from {where}")
+        if view.rollout:
+            return AttentionRecord(
+                maps.rollout(query, upto=block).astype(np.float32),
+                f"attention rollout to block {block + 1} of {len(maps.blocks)}, from {where}")
         heads = maps.for_query(block, query)
-        return (heads.mean(0).astype(np.float32),
-                f"block {block + 1} of {len(maps.blocks)} ({maps.blocks[block]}), "
-                f"{heads.shape[0]} heads averaged, from {where}")
+        return AttentionRecord(heads.mean(0).astype(np.float32),
+                               f"block {block + 1} of {len(maps.blocks)} "
+                               f"({maps.blocks[block]}), {heads.shape[0]} heads averaged, "
+                               f"from {where}")
