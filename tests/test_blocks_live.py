@@ -180,3 +180,23 @@ def test_group_icons_are_rendered_once_then_served_from_the_cache(monkeypatch, t
     (again,) = events
     for a, b in zip(again.icons, first.icons, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_blocks_shown_come_from_the_recorded_pass_not_a_second_one(processor,
+                                                                      monkeypatch):
+    """With nothing deleted the worker's own pass carries the backward (the analyses'
+    act × grad helper given the worker's forward): the second pass is never made."""
+    import app.engine.live.stages.blocks as stage_module
+
+    def no_second_pass(*_a, **_k):
+        raise AssertionError("the second pass ran")
+
+    monkeypatch.setattr(stage_module.LiveBlocks, "process", no_second_pass)
+    calls = []
+    original = processor.recorder.run
+    monkeypatch.setattr(processor.recorder, "run",
+                        lambda x, *a: calls.append(1) or original(x, *a))
+    snap = processor.process(chelsea(), ViewState(layer=LAYER, parts=(BlocksView(True),)))
+    e = snap.record(BuildingBlocks)
+    assert e is not None and e.layer == LAYER and len(calls) == 1
+    assert processor.errors() == ()
