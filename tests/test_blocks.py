@@ -189,7 +189,7 @@ def test_a_branch_joined_by_concatenation_falls_back_to_repeating_the_input():
     plain, joined = LayerAttributor(QuadHead()), LayerAttributor(QuadHead(concat_skip=True))
     r0 = integrated(plain, quad_input(), "act", ClassScore(1), steps=4)
     r1 = integrated(joined, quad_input(), "act", ClassScore(1), steps=4)
-    assert joined.expands_at("act") is False and plain.expands_at("act") is True
+    assert joined._expand["act"] is False and plain._expand["act"] is True
     np.testing.assert_allclose(r1.channels, r0.channels, rtol=1e-5)
     assert abs(r1.gap) < 1e-5
 
@@ -391,7 +391,7 @@ def test_a_conv_whose_batch_norm_was_folded_is_attributed_as_the_users(bundled):
                                    atol=1e-4 * float(np.abs(b.activations).max()))
         np.testing.assert_allclose(a.channels, b.channels,
                                    atol=1e-4 * float(np.abs(b.channels).max()))
-    assert fast.folded > 0  # the copy was folded, and the targets mapped back
+    assert fast._folded  # the copy was folded, and the targets mapped back
 
 
 @pytest.mark.slow

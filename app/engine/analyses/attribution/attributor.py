@@ -192,11 +192,6 @@ class Attributor:
         self.mode = mode
 
     @property
-    def folded(self) -> int:
-        """How many batch norms the fast copy folded into their convs (0 until made)."""
-        return len(self._unfold)
-
-    @property
     def mode(self) -> AttributionMode:
         return self._mode
 

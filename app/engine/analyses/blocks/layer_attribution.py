@@ -120,16 +120,6 @@ class LayerAttributor:
         self._dims: dict[str, int] = {}  # layer → 4 (a feature map) or 2, learned once
         self._expand: dict[str, bool] = {}  # layer → a batch made at the layer is exact
 
-    @property
-    def folded(self) -> int:
-        """How many batch norms the private copy folded into their convs (0 until made)."""
-        return len(self._folded)
-
-    def expands_at(self, layer: str) -> bool | None:
-        """Whether a batch made at `layer` was found to equal one made from the input (so
-        the layers below run once per batch); None while not checked."""
-        return self._expand.get(layer)
-
     # -- the private copy and the layer ------------------------------------------------
 
     def _private_model(self, x: torch.Tensor) -> nn.Module:
