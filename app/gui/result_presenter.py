@@ -162,9 +162,10 @@ class ResultPresenter(QObject):
         card, model = self._panes.card, self._model
         layer = result.layer if model.layer is None else model.layer
         card.set_unit(layer, unit, model.unit_name(layer, unit))
-        peak = (f" · max {result.unit_max[unit]:.2f}"
-                if 0 <= unit < len(result.unit_max) else "")
-        card.set_map(heat, f"Live map{peak}")
+        # short: with the concept mask's share it still fits a third of a 1280-px card
+        caption = (f"Map · max {result.unit_max[unit]:.2f}"
+                   if 0 <= unit < len(result.unit_max) else "Live map")
+        card.set_map(heat, caption)
         self._attribution.feed_card(result)
 
     def set_grid_tint(self, on: bool) -> None:

@@ -79,7 +79,9 @@ class AttributionPresenter:
             card.set_attribution(None, f"Computing {MODE_TEXT[mode]}…")
         else:
             blank = zero_attribution_reason(result, self._model.attribution_at)
-            caption = f"Live attribution · {MODE_TEXT[rec.mode]}"
+            # short enough for the card's third of a 1366-px screen ("Live attribution ·
+            # guided backprop" was cut there)
+            caption = f"Live {MODE_TEXT[rec.mode]}"
             card.set_attribution(None if blank else rec.saliency, blank or caption)
 
     def update_mode(self) -> None:
