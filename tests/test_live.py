@@ -353,3 +353,33 @@ def test_a_fork_that_fails_falls_back_to_two_passes_counting_the_frame_once():
     intact = p.process(image, ViewState(layer="a", unit=0, parts=(mean,)))
     assert [q.index for q in snap.record(DeletionRecord).intact] == [
         q.index for q in intact.predictions]
+
+
+def test_a_new_live_feature_is_one_more_stage_and_its_own_record(processor):
+    """The processor has no branch per feature: a stage added to its list runs on every
+    frame and its record comes back with the frame, found by its type."""
+    from dataclasses import dataclass
+
+    from app.engine.live.stages import BaseStage
+
+    @dataclass(frozen=True)
+    class Peak:
+        unit: int
+        value: float
+
+    class PeakStage(BaseStage):
+        def record(self, frame):
+            peaks = frame.acts.flatten(1).amax(1)
+            unit = int(peaks.argmax())
+            return Peak(unit, float(peaks[unit]))
+
+    registered = processor.stages
+    processor.stages = (*registered, PeakStage())
+    try:
+        snap = processor.process(chelsea(), ViewState(layer="_blocks.4", unit=1))
+    finally:
+        processor.stages = registered
+    peak = snap.record(Peak)
+    assert peak is not None and peak.unit == int(np.argmax(snap.unit_max))
+    assert peak.value == pytest.approx(float(snap.unit_max.max()))
+    assert processor.process(chelsea(), ViewState(layer="_blocks.4")).record(Peak) is None
