@@ -1,6 +1,9 @@
 """Shows results in the panes: one setImage per pane per frame, text at most every 250 ms.
 
-Nothing here computes more than slicing small arrays. The selection shows at once, before
+The basics (grid, input, unit map, titles and numbers) are shown here; each live stage's
+record goes through `{record type: handler}` to its view in `app/gui/stage_views/`, called
+with None when a frame has none, so a new live feature adds a row, not a method. Nothing
+here computes more than slicing small arrays. The selection shows at once, before
 the backend has caught up with it: the unit's map is then cut from the grid's tile.
 Hidden tabs are not fed per frame; the one just shown is brought up to date. Throttled
 text is never left stale: when no result follows (a still or frozen image), the newest
