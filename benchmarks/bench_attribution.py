@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.capture.images import read_image  # noqa: E402
 from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
-from app.core.messages import ViewState  # noqa: E402
+from app.core.view import ViewState  # noqa: E402
 from app.engine.analyses.attribution.attributor import MODES, Attributor, saliency_to_uint8  # noqa: E402
 from app.engine.live.worker import FrameProcessor  # noqa: E402
 from app.engine.runtime.device import pick_device  # noqa: E402

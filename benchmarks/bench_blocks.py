@@ -11,7 +11,7 @@ medians reported. Per frame of the sample photos (bundled model, 224 px):
   private copy: what "one extra forward + backward" costs, for scale;
 - `live_on`: `live_off` + `LiveBlocks.process` (attribution, dictionary, warm-started groups)
   in a second pass on a private copy;
-- `live_in_pass`: what the worker does now with the blocks shown (`ViewState(explain=True)`):
+- `live_in_pass`: what the worker does now with the blocks shown (`BlocksView(on=True)`):
   the recorded forward itself made differentiable at the layer, one backward, the same
   dictionary and groups;
 - NMF alone on the frame's activations: cold (NNDSVDa start, ≤ 100 HALS iterations) and warm
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.capture.images import read_image  # noqa: E402
 from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
-from app.core.messages import ViewState  # noqa: E402
+from app.core.view import BlocksView, ViewState  # noqa: E402
 from app.engine.analyses.blocks import (  # noqa: E402
     ClassScore,
     LayerAttributor,
@@ -108,7 +108,7 @@ def main() -> int:
         out = reference(x)
         torch.autograd.grad(out[0].max(), x)
 
-    explained = ViewState(layer=layer, unit=0, explain=True)
+    explained = ViewState(layer=layer, unit=0, parts=(BlocksView(True),))
 
     def live_in_pass(i: int) -> None:
         proc.process(photos[i % n], explained)

@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from app.capture.images import read_image  # noqa: E402
 from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
-from app.core.messages import ViewState  # noqa: E402
+from app.core.view import DeletionView, ViewState  # noqa: E402
+from app.engine.live.stages import DeletionStage  # noqa: E402
 from app.engine.live.worker import FrameProcessor  # noqa: E402
 from app.engine.runtime.models import load_bundled  # noqa: E402
 
@@ -44,7 +45,7 @@ def main() -> int:
     processor = FrameProcessor(load_bundled(torch.device("cpu")))
 
     def per_frame(view: ViewState, two_passes: bool) -> float:
-        processor._fork_failed = view.ablated if two_passes else None
+        processor.stage(DeletionStage).fork = not two_passes
         t0 = time.perf_counter()
         for i in range(args.frames):
             processor.process(frames[i % len(frames)], view)
@@ -53,7 +54,8 @@ def main() -> int:
     rows = []
     for layer in args.layers:
         off = ViewState(layer=layer, unit=0)
-        on = ViewState(layer=layer, unit=0, ablated=((layer, tuple(range(args.units))),))
+        on = ViewState(layer=layer, unit=0,
+                       parts=(DeletionView(((layer, tuple(range(args.units))),)),))
         times: dict[str, list[float]] = {"off": [], "forked": [], "two_passes": []}
         for view, two in ((off, False), (on, False), (on, True)):  # warm-up
             per_frame(view, two)

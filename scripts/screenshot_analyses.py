@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.core.messages import AttributionMode, PreferredImage  # noqa: E402
 from app.core.requests import AblationRequest, JobEvent, ScanRequest  # noqa: E402
+from app.core.results import AttributionRecord  # noqa: E402
 from app.core.settings import Settings, load_settings  # noqa: E402
 from app.gui.main_window import MainWindow  # noqa: E402
 from app.gui.theme import apply_dark_theme  # noqa: E402
@@ -82,7 +83,7 @@ def main() -> int:
         window.features.ablation.toggle_ablation()  # ...and its neighbour
         model.select_unit(UNIT)
         wait_for(lambda: "preferred" in finished and window.last_result.unit == UNIT
-                 and window.last_result.attribution is not None)
+                 and window.last_result.record(AttributionRecord) is not None)
         window.panes.unit.show_tab(UnitTab.PATCHES)
         QTest.qWait(500)
         window.save_screenshot(out / "analyses.png")

@@ -24,7 +24,6 @@ from app.core.messages import (
     AblationCurves,
     AttributionMode,
     ConceptUnit,
-    Explanation,
     Frame,
     FrameImage,
     GroupIcons,
@@ -43,12 +42,10 @@ from app.core.messages import (
     PreferredGrid,
     PreferredImage,
     PreferredVariant,
-    Result,
     SourceReady,
     UnitFacts,
     UnitIcons,
     UnitPatches,
-    ViewState,
 )
 from app.core.requests import (
     AblationRequest,
@@ -70,7 +67,22 @@ from app.core.requests import (
     UnitCardRequest,
     UnitIconsRequest,
 )
+from app.core.results import (
+    AttentionRecord,
+    AttributionRecord,
+    BuildingBlocks,
+    DeletionRecord,
+    LiveTopRecord,
+    Result,
+)
 from app.core.tiling import GridGeometry, grid_geometry, normalize_channels
+from app.core.view import (
+    AttentionView,
+    AttributionView,
+    BlocksView,
+    DeletionView,
+    ViewState,
+)
 from tests.tiling_reference import tile_channels
 
 LAYERS: tuple[LayerInfo, ...] = (
@@ -189,7 +201,7 @@ def _upsample(a: np.ndarray, h: int, w: int) -> np.ndarray:
     return a[ys][:, xs]
 
 
-def explanation_of(layer: str, view: ViewState) -> Explanation:
+def explanation_of(layer: str, view: ViewState) -> BuildingBlocks:
     """Building blocks computed the article's way from the fake activations and a fixed
     fake gradient (+1 on even channels, −0.5 on odd ones): act × grad, exactly."""
     acts = activations(layer)
@@ -204,8 +216,9 @@ def explanation_of(layer: str, view: ViewState) -> Explanation:
     channels = np.zeros((k, c), np.float32)
     for i in range(k):
         channels[i, i::k] = 1.0
-    target = view.explained_class if view.explained_class is not None else PREDICTIONS[0].index
-    return Explanation(layer, target, view.versus_class, 2.5, 0.61,
+    asked = view.part(BlocksView)
+    target = asked.target if asked.target is not None else PREDICTIONS[0].index
+    return BuildingBlocks(layer, target, asked.versus, 2.5, 0.61,
                        contrib.sum((1, 2)), contrib.sum(0), units, values, spatial, channels,
                        np.linspace(1.0, -0.5, k).astype(np.float32), "", 21.0)
 
@@ -358,15 +371,25 @@ def make_result(
     mosaic = tile_channels(normalize_channels(acts, per_channel), geometry)
     frame = Frame(image=photo(), index=index, timestamp=float(seq), source=source)
     view = view or ViewState(layer=layer, unit=unit)
-    attribution = None
-    if view.attribution != AttributionMode.OFF:
-        at = view.attribution_at
+    records: list[object] = []
+    asked = view.part(AttributionView)
+    if asked.mode != AttributionMode.OFF:
+        at = asked.at
         if at is not None and not (0 <= at[0] < h and 0 <= at[1] < w):
             at = None
-        attribution = attribution_map(layer, unit, view.attribution, at)
-    ablated = any(units for _, units in view.ablated)
-    explanation = explanation_of(layer, view) if view.explain and h > 1 else None
-    attention = attention_of(h, w, view.attention_query) if view.attention else None
+        records.append(AttributionRecord(attribution_map(layer, unit, asked.mode, at),
+                                          asked.mode, 18.0))
+    ablated = any(units for _, units in view.part(DeletionView).ablated)
+    if ablated:
+        records.append(DeletionRecord(PREDICTIONS))
+    if view.part(BlocksView).on and h > 1:
+        records.append(explanation_of(layer, view))
+    attention = view.part(AttentionView)
+    if attention.on:
+        records.append(AttentionRecord(attention_of(h, w, attention.query),
+                                       "block 3 of 12, from the class token"))
+    if with_live_top:
+        records.append(LiveTopRecord(live_top(layer, unit)))
     return Result(
         seq=seq,
         frame=frame,
@@ -386,14 +409,7 @@ def make_result(
         device="cpu",
         model="efficientnet_lite0",
         frozen=frozen,
-        attribution=attribution,
-        explanation=explanation,
-        attention=attention,
-        attention_text="block 3 of 12, from the class token" if attention is not None else "",
-        attribution_mode=view.attribution,
-        attribution_ms=18.0 if attribution is not None else 0.0,
-        intact_predictions=PREDICTIONS if ablated else None,
-        live_top=live_top(layer, unit) if with_live_top else (),
+        records=tuple(records),
     )
 
 
@@ -582,8 +598,8 @@ class FakeBackend:
 
     def _integrated(self, r: IntegratedRequest) -> None:
         """The integrated values: the live ones reversed in sign, so a test tells them apart."""
-        e = explanation_of(r.layer, ViewState(layer=r.layer, explain=True,
-                                              explained_class=r.target, versus_class=r.versus))
+        e = explanation_of(r.layer, ViewState(layer=r.layer, parts=(BlocksView(True, r.target,
+                                                                              r.versus),)))
         span = float(-e.channels.sum())
         self._end(r, "integrated", IntegratedExplanation(
             r.layer, r.target, r.versus, 100, -e.channels, -e.spatial, span + 1.0, 1.0))

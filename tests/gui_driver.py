@@ -26,14 +26,8 @@ from PyQt6.QtWidgets import (
 from pytestqt.qtbot import QtBot
 
 from app.core.backend import LiveBackend
-from app.core.messages import (
-    AblationCurves,
-    AblationMode,
-    Notice,
-    Patch,
-    PreferredImage,
-    Result,
-)
+from app.core.messages import AblationCurves, AblationMode, Notice, Patch, PreferredImage
+from app.core.results import Result
 from app.core.settings import GuiSettings, Settings
 from app.core.tiling import GridGeometry
 from app.gui.blocks_view import OVERLAY_TEXT, Overlay

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from app.core.messages import ViewState
+from app.core.results import BuildingBlocks
+from app.core.view import BlocksView, ViewState
+from app.engine.live.stages import BlocksStage
 from app.engine.live.worker import FrameProcessor
 from app.engine.runtime.models import load_bundled
 from tests.photos import chelsea
@@ -23,8 +25,8 @@ def processor():
 
 
 def test_an_explained_frame_carries_every_block_of_the_shown_layer(processor):
-    snap = processor.process(chelsea(), ViewState(layer=LAYER, explain=True))
-    e = snap.explanation
+    snap = processor.process(chelsea(), ViewState(layer=LAYER, parts=(BlocksView(True),)))
+    e = snap.record(BuildingBlocks)
     assert e is not None and e.layer == LAYER
     assert e.target == snap.predictions[0].index and e.versus is None  # default: the top-1
     assert e.probability == pytest.approx(snap.predictions[0].probability, abs=1e-4)
@@ -39,18 +41,18 @@ def test_an_explained_frame_carries_every_block_of_the_shown_layer(processor):
     acts = processor.recorder.activations[LAYER][0, :, y, x].numpy()
     assert list(e.dictionary_units[y, x]) == list(np.argsort(-acts, kind="stable")[:4])
     off = processor.process(chelsea(), ViewState(layer=LAYER))
-    assert off.explanation is None  # only while the blocks are shown
+    assert off.record(BuildingBlocks) is None  # only while the blocks are shown
 
 
 def test_a_picked_class_against_another(processor):
-    view = ViewState(layer=LAYER, explain=True, explained_class=TABBY, versus_class=EGYPTIAN)
-    e = processor.process(chelsea(), view).explanation
+    view = ViewState(layer=LAYER, parts=(BlocksView(True, TABBY, EGYPTIAN),))
+    e = processor.process(chelsea(), view).record(BuildingBlocks)
     assert e is not None and (e.target, e.versus) == (TABBY, EGYPTIAN)
-    alone = processor.process(chelsea(), ViewState(layer=LAYER, explain=True,
-                                                   explained_class=TABBY)).explanation
+    alone = processor.process(chelsea(), ViewState(layer=LAYER, parts=(BlocksView(True, TABBY),))
+                              ).record(BuildingBlocks)
     assert alone is not None and not np.allclose(alone.channels, e.channels)
-    logits = processor.process(chelsea(), ViewState(layer="logits", explain=True))
-    assert logits.explanation is None  # 1×1 class units have no positions to explain
+    logits = processor.process(chelsea(), ViewState(layer="logits", parts=(BlocksView(True),)))
+    assert logits.record(BuildingBlocks) is None  # 1×1 class units have no positions to explain
 
 
 def test_the_windows_path_integrated_job_adds_up_to_score_minus_baseline(tmp_path):
@@ -81,16 +83,17 @@ def processor_channels(loaded) -> int:
 def test_in_the_live_pass_the_blocks_equal_the_second_pass_ones(processor, layer):
     """One backward inside the recorded forward gives what LiveBlocks' private copy gives
     (its batch norms are folded: float rounding apart), and the grid is unchanged."""
-    view = ViewState(layer=layer, explain=True, explained_class=TABBY, versus_class=EGYPTIAN)
+    view = ViewState(layer=layer, parts=(BlocksView(True, TABBY, EGYPTIAN),))
     plain = processor.process(chelsea(), ViewState(layer=layer))
     fast = processor.process(chelsea(), view)
-    assert processor.explain_in_pass
-    processor.explain_in_pass = False
+    blocks = processor.stage(BlocksStage)
+    assert blocks.in_pass
+    blocks.in_pass = False
     try:
         slow = processor.process(chelsea(), view)
     finally:
-        processor.explain_in_pass = True
-    a, b = fast.explanation, slow.explanation
+        blocks.in_pass = True
+    a, b = fast.record(BuildingBlocks), slow.record(BuildingBlocks)
     assert a is not None and b is not None and (a.target, a.versus) == (b.target, b.versus)
     scale = float(np.abs(b.channels).max())
     np.testing.assert_allclose(a.channels, b.channels, rtol=0, atol=2e-3 * scale)
@@ -179,3 +182,23 @@ def test_group_icons_are_rendered_once_then_served_from_the_cache(monkeypatch, t
     again = outcome.result
     for a, b in zip(again.icons, first.icons, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_blocks_shown_come_from_the_recorded_pass_not_a_second_one(processor,
+                                                                      monkeypatch):
+    """With nothing deleted the worker's own pass carries the backward (the analyses'
+    act × grad helper given the worker's forward): the second pass is never made."""
+    import app.engine.live.stages.blocks as stage_module
+
+    def no_second_pass(*_a, **_k):
+        raise AssertionError("the second pass ran")
+
+    monkeypatch.setattr(stage_module.LiveBlocks, "process", no_second_pass)
+    calls = []
+    original = processor.recorder.run
+    monkeypatch.setattr(processor.recorder, "run",
+                        lambda x, *a: calls.append(1) or original(x, *a))
+    snap = processor.process(chelsea(), ViewState(layer=LAYER, parts=(BlocksView(True),)))
+    e = snap.record(BuildingBlocks)
+    assert e is not None and e.layer == LAYER and len(calls) == 1
+    assert processor.errors() == ()

@@ -38,6 +38,7 @@ from app.core.requests import (
     RenderLayerRequest,
     ScanRequest,
 )
+from app.core.view import AttributionView, DeletionView
 from app.gui.qimages import qimage_to_rgb
 from app.gui.unit_pane import UnitTab
 
@@ -82,7 +83,7 @@ def test_b_cycles_attribution_modes_in_sent_views(ui: WindowDriver, backend) -> 
     sent = []
     for _ in range(4):
         ui.press(Qt.Key.Key_B)
-        sent.append(backend.views[-1].attribution)
+        sent.append(backend.views[-1].part(AttributionView).mode)
     assert sent == [
         AttributionMode.GRADIENT, AttributionMode.DECONVNET, AttributionMode.GUIDED,
         AttributionMode.OFF,
@@ -109,7 +110,7 @@ def test_attribution_shows_on_input_pane_and_status(ui: WindowDriver, backend) -
     # off again: the unit's map is back and the status label goes
     for _ in range(3):
         ui.press(Qt.Key.Key_B)
-    assert backend.views[-1].attribution == AttributionMode.OFF
+    assert backend.views[-1].part(AttributionView).mode == AttributionMode.OFF
     assert not ui.attribution_overlay_visible()
     assert ui.overlay_visible()
     assert ui.attribution_badge() is None
@@ -118,8 +119,9 @@ def test_attribution_shows_on_input_pane_and_status(ui: WindowDriver, backend) -
 def test_clicking_the_unit_map_sets_attribution_at(ui: WindowDriver, backend) -> None:
     ui.click_map_cell(5, 9)
     view = backend.views[-1]
-    assert view.attribution_at == (5, 9)
-    assert view.attribution == AttributionMode.GRADIENT  # a click asks for attribution
+    assert view.part(AttributionView).at == (5, 9)
+    # a click asks for attribution
+    assert view.part(AttributionView).mode == AttributionMode.GRADIENT
     assert ui.marked_position() == (5, 9)  # the cell is outlined
     expected = attribution_map(DEFAULT_LAYER, 0, AttributionMode.GRADIENT, (5, 9))
     ui.wait_until(
@@ -127,16 +129,16 @@ def test_clicking_the_unit_map_sets_attribution_at(ui: WindowDriver, backend) ->
         and np.array_equal(ui.attribution_overlay(), expected)
     )
     ui.click_map_cell(3, 4)
-    assert backend.views[-1].attribution_at == (3, 4)
+    assert backend.views[-1].part(AttributionView).at == (3, 4)
     ui.click_map_cell(3, 4)  # the same cell again: back to the unit's maximum
-    assert backend.views[-1].attribution_at is None
+    assert backend.views[-1].part(AttributionView).at is None
     assert ui.marked_position() is None
     ui.click_map_cell(2, 2)
     ui.press(Qt.Key.Key_Escape)  # Esc clears it too (no help card open)
-    assert backend.views[-1].attribution_at is None
+    assert backend.views[-1].part(AttributionView).at is None
     ui.click_map_cell(2, 2)
     ui.select_unit(8)  # a new unit: the old position means nothing
-    assert (backend.views[-1].unit, backend.views[-1].attribution_at) == (8, None)
+    assert (backend.views[-1].unit, backend.views[-1].part(AttributionView).at) == (8, None)
 
 
 # ---------------------------------------------------------------- live ablation
@@ -145,17 +147,17 @@ def test_clicking_the_unit_map_sets_attribution_at(ui: WindowDriver, backend) ->
 def test_d_deletes_and_restores_the_selected_unit(ui: WindowDriver, backend) -> None:
     ui.select_unit(37)
     ui.press(Qt.Key.Key_D)
-    assert backend.views[-1].ablated == ((DEFAULT_LAYER, (37,)),)
+    assert backend.views[-1].part(DeletionView).ablated == ((DEFAULT_LAYER, (37,)),)
     assert ui.deleted_rows() == [f"{DEFAULT_LAYER}:37"]
     assert ui.delete_button_text().startswith("Restore unit")
     assert ui.grid_marked_units() == (37,)
     ui.press(Qt.Key.Key_D)
-    assert backend.views[-1].ablated == ()
+    assert backend.views[-1].part(DeletionView).ablated == ()
     assert ui.deleted_rows() == []
     assert ui.grid_marked_units() == ()
     # the button does the same as the key
     ui.click_delete_button()
-    assert backend.views[-1].ablated == ((DEFAULT_LAYER, (37,)),)
+    assert backend.views[-1].part(DeletionView).ablated == ((DEFAULT_LAYER, (37,)),)
 
 
 def test_restore_and_restore_all(ui: WindowDriver, backend) -> None:
@@ -165,7 +167,7 @@ def test_restore_and_restore_all(ui: WindowDriver, backend) -> None:
     assert ui.select_layer("_conv_head")
     ui.select_unit(7)
     ui.toggle_ablation()
-    assert backend.views[-1].ablated == (
+    assert backend.views[-1].part(DeletionView).ablated == (
         ("_blocks.5._depthwise_conv", (3, 12, 40)), ("_conv_head", (7,)),
     )
     rows = ui.deleted_rows()
@@ -174,22 +176,22 @@ def test_restore_and_restore_all(ui: WindowDriver, backend) -> None:
     ]
     ui.select_deleted_row(1)
     ui.click_restore()
-    assert backend.views[-1].ablated == (
+    assert backend.views[-1].part(DeletionView).ablated == (
         ("_blocks.5._depthwise_conv", (3, 40)), ("_conv_head", (7,)),
     )
     ui.wait_until(lambda: ui.last_result().layer == "_conv_head")
     ui.wait_until(lambda: ui.grid_marked_units() == (7,))
     ui.click_restore_all()
-    assert backend.views[-1].ablated == ()
+    assert backend.views[-1].part(DeletionView).ablated == ()
     assert not ui.showing_deleted()
 
 
 def test_ablation_mode_choice_is_sent(ui: WindowDriver, backend) -> None:
     ui.choose_ablation_mode(1)
-    assert backend.views[-1].ablation_mode == AblationMode.MEAN
+    assert backend.views[-1].part(DeletionView).mode == AblationMode.MEAN
     assert ui.action_checked(f"ablation_mode:{AblationMode.MEAN}")
     ui.trigger(f"ablation_mode:{AblationMode.ZERO}")
-    assert backend.views[-1].ablation_mode == AblationMode.ZERO
+    assert backend.views[-1].part(DeletionView).mode == AblationMode.ZERO
     assert ui.ablation_mode_choice() == AblationMode.ZERO
 
 

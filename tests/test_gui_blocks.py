@@ -9,7 +9,6 @@ from fake_backend import DEFAULT_LAYER, PREDICTIONS, FakeBackend, explanation_of
 from gui_driver import WindowDriver
 from PyQt6.QtCore import Qt
 
-from app.core.messages import ViewState
 from app.core.requests import (
     AccentuateRequest,
     ActivationGridRequest,
@@ -19,10 +18,14 @@ from app.core.requests import (
     UnitIconsRequest,
 )
 from app.core.tiling import grid_geometry
+from app.core.view import AttentionView, BlocksView, ViewState
 from app.gui.blocks_view import Overlay, groups_rgba, spatial_rgba
 from app.gui.grid_view import tint_mosaic
 
 pytest.importorskip("pytestqt")
+
+
+EXPLAINED = ViewState(layer=DEFAULT_LAYER, parts=(BlocksView(True),))
 
 
 @pytest.fixture
@@ -43,9 +46,9 @@ def _shown(ui: WindowDriver) -> bool:
 
 def test_w_explains_the_top_class_channels_for_and_against(ui, backend):
     ui.press(Qt.Key.Key_W)
-    assert ui.showing_blocks_tab() and backend.views[-1].explain
+    assert ui.showing_blocks_tab() and backend.views[-1].part(BlocksView).on
     ui.wait_until(lambda: _shown(ui))
-    expected = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
+    expected = explanation_of(DEFAULT_LAYER, EXPLAINED)
     order = np.argsort(-expected.channels, kind="stable")
     up = [int(u) for u in order[:8]]
     down = [int(u) for u in order[::-1][:8]]
@@ -63,7 +66,7 @@ def test_w_explains_the_top_class_channels_for_and_against(ui, backend):
     ui.click_blocks_channel(0)
     assert backend.views[-1].unit == up[0] and backend.views[-1].layer == DEFAULT_LAYER
     ui.press(Qt.Key.Key_W)
-    assert not backend.views[-1].explain
+    assert not backend.views[-1].part(BlocksView).on
     ui.wait_until(lambda: ui.explanation_overlay() is None)
 
 
@@ -74,8 +77,7 @@ def test_a_picked_class_versus_another_and_the_groups_overlay(ui, backend):
     ui.select_layer(DEFAULT_LAYER)  # the class unit was selected: back to a layer with a map
     ui.click_prediction(0, versus=True)
     view = backend.views[-1]
-    assert (view.explained_class, view.versus_class, view.explain) == (
-        PREDICTIONS[1].index, PREDICTIONS[0].index, True)
+    assert view.part(BlocksView) == BlocksView(True, PREDICTIONS[1].index, PREDICTIONS[0].index)
     ui.wait_until(lambda: "vs 'Egyptian cat'" in ui.blocks_info())
     assert "Why 'tabby, tabby cat'" in ui.blocks_info()
     ui.choose_blocks_overlay(Overlay.GROUPS)
@@ -88,7 +90,7 @@ def test_hovering_the_input_shows_the_dictionary_of_that_position(ui, backend):
     ui.press(Qt.Key.Key_W)
     ui.wait_until(lambda: _shown(ui))
     ui.hover_input(0.30, 0.70)
-    e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
+    e = explanation_of(DEFAULT_LAYER, EXPLAINED)
     h, w = e.spatial.shape
     y, x = int(0.70 * h), int(0.30 * w)
     assert ui.blocks_dictionary_units() == [int(u) for u in e.dictionary_units[y, x]]
@@ -116,7 +118,7 @@ def test_path_integrated_attribution_freezes_the_frame_and_replaces_the_live_val
     assert (integrated.layer, integrated.target, integrated.versus) == (
         DEFAULT_LAYER, PREDICTIONS[0].index, None)
     ui.wait_until(lambda: "path-integrated, 100 steps" in ui.blocks_channels_title())
-    e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
+    e = explanation_of(DEFAULT_LAYER, EXPLAINED)
     flipped = np.argsort(e.channels, kind="stable")  # the fake's integrated = −live
     assert ui.blocks_channel_units()[:8] == [int(u) for u in flipped[:8]]
     assert "within 0.0 %" in ui.blocks_channels_title()
@@ -125,14 +127,14 @@ def test_path_integrated_attribution_freezes_the_frame_and_replaces_the_live_val
 
 
 def test_a_tints_the_grid_by_each_channels_attribution(ui, backend):
-    assert ui.grid_tint() is None and not backend.views[-1].explain
+    assert ui.grid_tint() is None and not backend.views[-1].part(BlocksView).on
     ui.press(Qt.Key.Key_A)
-    assert backend.views[-1].explain and not ui.showing_blocks_tab()
+    assert backend.views[-1].part(BlocksView).on and not ui.showing_blocks_tab()
     ui.wait_until(lambda: ui.grid_tint() is not None)
-    e = explanation_of(DEFAULT_LAYER, ViewState(layer=DEFAULT_LAYER, explain=True))
+    e = explanation_of(DEFAULT_LAYER, EXPLAINED)
     np.testing.assert_array_equal(ui.grid_tint(), e.channels)
     ui.press(Qt.Key.Key_A)
-    assert not backend.views[-1].explain
+    assert not backend.views[-1].part(BlocksView).on
     assert ui.grid_tint() is None
 
 
@@ -171,7 +173,7 @@ def test_t_shows_the_attention_from_the_token_under_the_mouse(ui, backend):
 
     assert ui.attention_overlay() is None
     ui.press(Qt.Key.Key_T)
-    assert backend.views[-1].attention and backend.views[-1].attention_query is None
+    assert backend.views[-1].part(AttentionView) == AttentionView(True)  # from the class token
     ui.wait_until(lambda: ui.attention_overlay() is not None)
     h, w = activations(DEFAULT_LAYER).shape[1:]
     expected = attention_of(h, w, None)
@@ -181,9 +183,9 @@ def test_t_shows_the_attention_from_the_token_under_the_mouse(ui, backend):
     assert np.unravel_index(int(alpha.argmax()), alpha.shape) == np.unravel_index(
         int(expected.argmax()), expected.shape)
     ui.hover_input(0.10, 0.80)
-    assert backend.views[-1].attention_query == (int(0.80 * h), int(0.10 * w))
+    assert backend.views[-1].part(AttentionView).query == (int(0.80 * h), int(0.10 * w))
     ui.press(Qt.Key.Key_T)
-    assert not backend.views[-1].attention
+    assert not backend.views[-1].part(AttentionView).on
     ui.wait_until(lambda: ui.attention_overlay() is None)
 
 

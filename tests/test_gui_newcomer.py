@@ -13,10 +13,13 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QGuiApplication
 from PyQt6.QtWidgets import QFileDialog
 
-from app.core.messages import AttributionMode, Notice, NoticeLevel, ViewState
+from app.core.messages import AttributionMode, Notice, NoticeLevel
+from app.core.results import AttributionRecord
 from app.core.settings import GuiSettings, Settings
+from app.core.view import AttributionView, ViewState
 from app.gui import status_bar
 from app.gui.run import run_window
+from app.gui.stage_views.attribution import shown_mode
 from app.gui.unit_pane import UnitTab
 from app.gui.window_layout import MIN_WINDOW, start_size
 
@@ -112,9 +115,9 @@ def test_attribution_caption_follows_two_quick_b_presses(qtbot, still: str) -> N
         ui.wait_until(lambda: ui.last_result().frozen)
     ui.show_unit_tab(UnitTab.ATTRIBUTION)
     ui.press(Qt.Key.Key_B)
-    ui.wait_until(lambda: ui.last_result().attribution_mode == AttributionMode.GRADIENT)
+    ui.wait_until(lambda: shown_mode(ui.last_result()) == AttributionMode.GRADIENT)
     ui.press(Qt.Key.Key_B)
-    ui.wait_until(lambda: ui.last_result().attribution_mode == AttributionMode.DECONVNET)
+    ui.wait_until(lambda: shown_mode(ui.last_result()) == AttributionMode.DECONVNET)
     # nothing more comes from a still frame: the text must already describe this map
     ui.wait_until(lambda: ui.attribution_badge() == "deconvnet 18 ms/frame", timeout=2000)
     assert ui.attribution_caption().startswith("deconvnet 18 ms/frame ·")
@@ -222,15 +225,16 @@ def test_a_blank_attribution_at_a_saturated_relu6_says_why(qtbot) -> None:
     ui = _open(qtbot, backend)
     ui.show_unit_tab(UnitTab.ATTRIBUTION)
     ui.press(Qt.Key.Key_B)
-    ui.wait_until(lambda: ui.last_result().attribution is not None)
+    ui.wait_until(lambda: ui.last_result().record(AttributionRecord) is not None)
     assert ui.attribution_placeholder() == ""  # a real map is shown as a map
-    r = make_result(DEFAULT_LAYER, 0, view=ViewState(layer=DEFAULT_LAYER,
-                                                     attribution=AttributionMode.GRADIENT))
-    assert r.attribution is not None
+    r = make_result(DEFAULT_LAYER, 0, view=ViewState(
+        layer=DEFAULT_LAYER, parts=(AttributionView(AttributionMode.GRADIENT),)))
+    rec = r.record(AttributionRecord)
+    assert rec is not None
     unit_map = np.array(r.unit_map)
     unit_map[3, 4] = 6.0  # the maximum, exactly ReLU6's ceiling
-    saturated = dataclasses.replace(r, attribution=np.zeros_like(r.attribution),
-                                    unit_map=np.minimum(unit_map, 6.0))
+    blank = dataclasses.replace(rec, saliency=np.zeros_like(rec.saliency))
+    saturated = dataclasses.replace(r.with_record(blank), unit_map=np.minimum(unit_map, 6.0))
     ui.show_result(saturated)
     text = ui.attribution_placeholder()
     assert "saturated" in text and "ReLU6" in text and "another" in text

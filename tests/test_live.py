@@ -8,17 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from app.core.messages import (
-    Frame,
-    ModelReady,
-    Normalization,
-    Notice,
-    NoticeLevel,
-    SourceReady,
-    ViewState,
-)
+from app.core.messages import Frame, ModelReady, Normalization, Notice, NoticeLevel, SourceReady
+from app.core.results import AttributionRecord, DeletionRecord, LiveTopRecord
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
+from app.core.view import AttributionView, DeletionView, ViewState
+from app.engine.live.stages import DeletionStage
 from app.engine.live.worker import FrameProcessor, InferenceWorker
 from app.engine.runtime.models import load_model
 from tests.photos import CAT_CLASSES, COFFEE_CLASSES, chelsea, coffee, write_jpeg
@@ -232,20 +227,23 @@ def test_processor_attribution_and_live_ablation_on_a_real_photo(processor):
 
     layer = "_blocks.8"
     base = processor.process(chelsea(), ViewState(layer=layer, unit=3))
-    assert base.attribution is None and base.intact_predictions is None
+    assert base.record(AttributionRecord) is None and base.record(DeletionRecord) is None
     # attribution of the unit: a saliency over the model's input, not blank
     for mode in (AttributionMode.GRADIENT, AttributionMode.GUIDED):
-        snap = processor.process(chelsea(), ViewState(layer=layer, unit=3, attribution=mode))
+        snap = processor.process(chelsea(), ViewState(layer=layer, unit=3,
+                                                      parts=(AttributionView(mode),)))
         size = processor.loaded.preprocess.size
-        assert snap.attribution is not None and snap.attribution.shape == (size, size)
-        assert snap.attribution.dtype == np.uint8 and snap.attribution.max() == 255
-        assert snap.attribution_ms > 0
+        rec = snap.record(AttributionRecord)
+        assert rec is not None and rec.saliency.shape == (size, size) and rec.mode == mode
+        assert rec.saliency.dtype == np.uint8 and rec.saliency.max() == 255
+        assert rec.ms > 0
     # delete the layer's strongest units on this image: the top-1 probability drops
     strongest = tuple(int(u) for u in np.argsort(base.unit_max)[::-1][:40])
-    ablated = processor.process(chelsea(), ViewState(layer=layer, unit=3,
-                                                     ablated=((layer, strongest),)))
-    assert ablated.intact_predictions is not None
-    assert [p.index for p in ablated.intact_predictions] == [p.index for p in base.predictions]
+    ablated = processor.process(chelsea(), ViewState(
+        layer=layer, unit=3, parts=(DeletionView(((layer, strongest),)),)))
+    deletion = ablated.record(DeletionRecord)
+    assert deletion is not None
+    assert [p.index for p in deletion.intact] == [p.index for p in base.predictions]
     top = base.predictions[0]
     after = {p.index: p.probability for p in ablated.predictions}
     assert after.get(top.index, 0.0) < top.probability - 0.1
@@ -253,7 +251,7 @@ def test_processor_attribution_and_live_ablation_on_a_real_photo(processor):
     assert ablated.unit_max[list(strongest)].max() == 0.0
     # restoring gives the intact network back exactly
     restored = processor.process(chelsea(), ViewState(layer=layer, unit=3))
-    assert restored.intact_predictions is None
+    assert restored.record(DeletionRecord) is None
     assert [(p.index, round(p.probability, 6)) for p in restored.predictions] == \
         [(p.index, round(p.probability, 6)) for p in base.predictions]
 
@@ -261,17 +259,22 @@ def test_processor_attribution_and_live_ablation_on_a_real_photo(processor):
 def test_live_top_k_follows_fresh_frames_only(processor):
     layer, unit = "_blocks.4", 2
     view = ViewState(layer=layer, unit=unit)
+    def patches(snap):
+        rec = snap.record(LiveTopRecord)
+        assert rec is not None  # always on
+        return rec.patches
+
     first = processor.process(chelsea(), view, frame_id=1000)
-    assert 1 <= len(first.live_top) <= 9
-    assert first.live_top[0].source == "frame 1000"
-    assert first.live_top[0].image.dtype == np.uint8 and first.live_top[0].image.shape[2] == 3
+    assert 1 <= len(patches(first)) <= 9
+    assert patches(first)[0].source == "frame 1000"
+    assert patches(first)[0].image.dtype == np.uint8 and patches(first)[0].image.shape[2] == 3
     # a re-render of the same frame adds nothing and hands the GUI the very same tuple
     again = processor.process(chelsea(), view)
-    assert again.live_top is first.live_top
+    assert patches(again) is patches(first)
     second = processor.process(coffee(), view, frame_id=1001)
-    values = [p.value for p in second.live_top]
+    values = [p.value for p in patches(second)]
     assert values == sorted(values, reverse=True)
-    assert {p.source for p in second.live_top} <= {"frame 1000", "frame 1001"}
+    assert {p.source for p in patches(second)} <= {"frame 1000", "frame 1001"}
     # the best value is the unit's max on the better of the two frames
     best = max(first.unit_max[unit], second.unit_max[unit])
     assert values[0] == pytest.approx(float(best), rel=1e-5)
@@ -282,10 +285,10 @@ def test_live_ablation_in_one_forked_pass_equals_two_passes(processor):
     at the deleted layer; the result must be what two separate passes give."""
     base = processor.process(chelsea(), ViewState(layer="_blocks.4", unit=0))
     deleted = (("_blocks.4", (0, 3, 7, 12)), ("_blocks.8", (5, 9)))
-    above = ViewState(layer="_blocks.11", unit=2, ablated=deleted)  # shown: above the fork
+    above = ViewState(layer="_blocks.11", unit=2, parts=(DeletionView(deleted),))  # above it
 
     def run(two_passes: bool):
-        processor.fork_ablation = not two_passes
+        processor.stage(DeletionStage).fork = not two_passes
         calls = []
         original = processor.recorder.run
         processor.recorder.run = lambda x, *a: calls.append(x.shape[0]) or original(x, *a)
@@ -299,8 +302,9 @@ def test_live_ablation_in_one_forked_pass_equals_two_passes(processor):
     assert len(forked_calls) == 1 and len(twice_calls) == 2
     probs = lambda preds: [(p.index, round(p.probability, 4)) for p in preds]  # noqa: E731
     assert probs(forked.predictions) == probs(twice.predictions)
-    assert probs(forked.intact_predictions) == probs(twice.intact_predictions)
-    assert probs(forked.intact_predictions) == probs(base.predictions)
+    intact = lambda snap: snap.record(DeletionRecord).intact  # noqa: E731
+    assert probs(intact(forked)) == probs(intact(twice))
+    assert probs(intact(forked)) == probs(base.predictions)
     assert probs(forked.predictions) != probs(base.predictions)  # the deletions matter
     # the grid above the fork shows the ablated network's activations, not the intact ones
     np.testing.assert_allclose(forked.unit_max, twice.unit_max, rtol=1e-4, atol=1e-4)
@@ -337,12 +341,45 @@ def test_a_fork_that_fails_falls_back_to_two_passes_counting_the_frame_once():
                          tuple(f"c{i}" for i in range(5)), CPU)
     p = FrameProcessor(loaded)
     image = chelsea()
-    view = ViewState(layer="a", unit=0, ablated=(("a", (0,)), ("b", (1,))),
-                     ablation_mode=AblationMode.MEAN)
-    p.process(image, ViewState(layer="a", unit=0, ablation_mode=AblationMode.MEAN))
+    deleted = (("a", (0,)), ("b", (1,)))
+    mean = DeletionView(mode=AblationMode.MEAN)
+    view = ViewState(layer="a", unit=0, parts=(DeletionView(deleted, AblationMode.MEAN),))
+    p.process(image, ViewState(layer="a", unit=0, parts=(mean,)))
     snap = p.process(image, view)
-    assert p._fork_failed == view.ablated  # the fork was tried and refused
+    deletion = p.stage(DeletionStage)
+    assert deletion.fork_refused == deleted  # the fork was tried and refused
     # "a" was watched on the first frame too; each frame counts once (not once per attempt)
-    assert p.ablation.means.count("a") == 2 and p.ablation.means.count("b") == 1
-    intact = p.process(image, ViewState(layer="a", unit=0, ablation_mode=AblationMode.MEAN))
-    assert [q.index for q in snap.intact_predictions] == [q.index for q in intact.predictions]
+    assert deletion.ablation.means.count("a") == 2 and deletion.ablation.means.count("b") == 1
+    intact = p.process(image, ViewState(layer="a", unit=0, parts=(mean,)))
+    assert [q.index for q in snap.record(DeletionRecord).intact] == [
+        q.index for q in intact.predictions]
+
+
+def test_a_new_live_feature_is_one_more_stage_and_its_own_record(processor):
+    """The processor has no branch per feature: a stage added to its list runs on every
+    frame and its record comes back with the frame, found by its type."""
+    from dataclasses import dataclass
+
+    from app.engine.live.stages import BaseStage
+
+    @dataclass(frozen=True)
+    class Peak:
+        unit: int
+        value: float
+
+    class PeakStage(BaseStage):
+        def record(self, frame):
+            peaks = frame.acts.flatten(1).amax(1)
+            unit = int(peaks.argmax())
+            return Peak(unit, float(peaks[unit]))
+
+    registered = processor.stages
+    processor.stages = (*registered, PeakStage())
+    try:
+        snap = processor.process(chelsea(), ViewState(layer="_blocks.4", unit=1))
+    finally:
+        processor.stages = registered
+    peak = snap.record(Peak)
+    assert peak is not None and peak.unit == int(np.argmax(snap.unit_max))
+    assert peak.value == pytest.approx(float(snap.unit_max.max()))
+    assert processor.process(chelsea(), ViewState(layer="_blocks.4")).record(Peak) is None

@@ -17,8 +17,9 @@ from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
 from app.cli import main
-from app.core.messages import ViewState
+from app.core.results import AttentionRecord
 from app.core.settings import Settings
+from app.core.view import ViewState
 from app.engine.analyses.ablation.deletion import Ablation
 from app.engine.runtime.attention import (
     AttentionError,
@@ -438,6 +439,6 @@ def test_the_real_window_shows_a_vits_token_grid_and_its_attention(qtbot, vit_b_
         ui.wait_until(lambda: ui.attention_overlay() is not None, timeout=120_000)
         overlay = ui.attention_overlay()
         assert overlay is not None and overlay.shape[:2] == (14, 14)
-        assert "block 4 of 12" in ui.last_result().attention_text
+        assert "block 4 of 12" in ui.last_result().record(AttentionRecord).text
     finally:
         ui.shutdown()

@@ -22,6 +22,7 @@ from PyQt6.QtCore import Qt
 
 from app.core.messages import AttributionMode
 from app.core.requests import PreferredImageRequest, UnitCardRequest
+from app.core.view import AttributionView, BlocksView
 
 pytest.importorskip("pytestqt")
 
@@ -58,7 +59,7 @@ def test_c_shows_the_whole_unit_at_once(ui: WindowDriver, backend: FakeBackend, 
     ui.wait_until(lambda: _card_filled(ui))
     card = ui.card()
     # the card turned attribution on (guided backprop), so the live half is not empty
-    assert backend.views[-1].attribution == AttributionMode.GUIDED
+    assert backend.views[-1].part(AttributionView).mode == AttributionMode.GUIDED
     np.testing.assert_array_equal(card.shown_attribution(),
                                   attribution_map(DEFAULT_LAYER, 0, AttributionMode.GUIDED,
                                                   None))
@@ -93,7 +94,8 @@ def test_the_card_follows_the_selection_and_goes_back_to_the_grid(ui: WindowDriv
                                   dataset_patches(photos, DEFAULT_LAYER, 1)[0].image)
     ui.press(Qt.Key.Key_C)
     assert not ui.showing_card()
-    assert backend.views[-1].attribution == AttributionMode.OFF  # the card's, so it goes
+    # the card's, so it goes
+    assert backend.views[-1].part(AttributionView).mode == AttributionMode.OFF
     assert "unit_card" in backend.called("cancel")
 
 
@@ -101,9 +103,9 @@ def test_an_attribution_the_user_chose_stays_when_the_card_closes(ui: WindowDriv
                                                                   backend: FakeBackend):
     ui.press(Qt.Key.Key_B)  # gradient
     ui.press(Qt.Key.Key_C)
-    assert backend.views[-1].attribution == AttributionMode.GRADIENT  # not replaced
+    assert backend.views[-1].part(AttributionView).mode == AttributionMode.GRADIENT  # not replaced
     ui.press(Qt.Key.Key_C)
-    assert backend.views[-1].attribution == AttributionMode.GRADIENT
+    assert backend.views[-1].part(AttributionView).mode == AttributionMode.GRADIENT
 
 
 def test_the_unit_report_is_the_card_as_png_and_as_one_page(ui: WindowDriver, photos,
@@ -166,12 +168,13 @@ def test_clicking_a_prediction_selects_its_class_unit_and_ctrl_click_the_versus(
     ui.click_prediction(1)
     tabby = PREDICTIONS[1].index
     view = backend.views[-1]
-    assert (view.layer, view.unit, view.explained_class) == ("logits", tabby, tabby)
+    assert (view.layer, view.unit, view.part(BlocksView).target) == ("logits", tabby, tabby)
     assert PreferredImageRequest("logits", tabby) in backend.asked(PreferredImageRequest)
     ui.wait_until(lambda: "tabby" in ui.unit_title())
     assert ui.unit_title() == f"logits · unit {tabby} · tabby, tabby cat"
     ui.click_prediction(0, versus=True)
     view = backend.views[-1]
-    assert (view.explained_class, view.versus_class) == (tabby, PREDICTIONS[0].index)
+    asked = view.part(BlocksView)
+    assert (asked.target, asked.versus) == (tabby, PREDICTIONS[0].index)
     assert set(ui.marked_predictions()) == {tabby, PREDICTIONS[0].index}
     assert (view.layer, view.unit) == ("logits", tabby)  # the versus class selects nothing

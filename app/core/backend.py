@@ -16,11 +16,11 @@ from app.core.messages import (
     ModelFailed,
     ModelReady,
     Notice,
-    Result,
     SourceReady,
-    ViewState,
 )
 from app.core.requests import JobEvent, Request
+from app.core.results import Result
+from app.core.view import ViewState
 
 Event = Notice | ModelReady | ModelFailed | SourceReady | JobEvent
 

@@ -1,6 +1,8 @@
 """Immutable messages that cross threads: capture → worker → GUI, and GUI → worker.
 
-Everything here is plain numpy and stdlib so the GUI never needs torch to read a result.
+The live view's own messages are in `app/core/view.py` (what is shown) and
+`app/core/results.py` (what a frame gave). Everything here is plain numpy and stdlib so
+the GUI never needs torch to read a result.
 """
 
 from __future__ import annotations
@@ -44,33 +46,6 @@ class AblationMode(StrEnum):
 
 
 @dataclass(frozen=True)
-class ViewState:
-    """What the user is looking at; the GUI sends a new one on every change."""
-
-    layer: str | None = None  # dotted module name; None: the model's default layer
-    unit: int = 0
-    normalization: Normalization = Normalization.PER_CHANNEL
-    frozen: bool = False
-    grid_aspect: float = 1.0  # width / height of the grid pane, so the mosaic fills it
-    attribution: AttributionMode = AttributionMode.OFF
-    # a position (y, x) in the unit's map to attribute; None: the unit's maximum
-    attribution_at: tuple[int, int] | None = None
-    # deleted units: ((layer, (unit, ...)), ...); predictions then come from the ablated net
-    ablated: tuple[tuple[str, tuple[int, ...]], ...] = ()
-    ablation_mode: AblationMode = AblationMode.ZERO
-    # "why this prediction": the class explained (None: the top-1) and the one it is
-    # compared with (None: the class alone); `explain` turns the building blocks on
-    explained_class: int | None = None
-    versus_class: int | None = None
-    explain: bool = False
-    # a transformer's attention over the input: from the token at `attention_query` (y, x)
-    # of its grid, or the class token (None); rolled out through the blocks, or one block's
-    attention: bool = False
-    attention_query: tuple[int, int] | None = None
-    attention_rollout: bool = False
-
-
-@dataclass(frozen=True)
 class LayerInfo:
     """A recordable layer: dotted name, output shape without batch, module type, and how
     the module laid its output out before it became this (C, H, W) map: "map" (a conv
@@ -96,62 +71,6 @@ class Prediction:
     index: int
     label: str
     probability: float
-
-
-@dataclass(frozen=True, eq=False)
-class Explanation:
-    """Why the network says `target` (rather than `versus`), at one layer, for one frame:
-    the building blocks of Olah et al. 2018, attribution = activation × gradient."""
-
-    layer: str
-    target: int
-    versus: int | None
-    score: float  # logit[target] (− logit[versus])
-    probability: float  # softmax probability of `target`
-    channels: np.ndarray  # (C,) float32: each channel's attribution, Σ_xy act·grad
-    spatial: np.ndarray  # (H, W) float32: each position's attribution, Σ_c act·grad
-    dictionary_units: np.ndarray  # (H, W, k) int: the k most active channels per position
-    dictionary_values: np.ndarray  # (H, W, k) float32: their activations
-    group_spatial: np.ndarray  # (g, H, W) float32 ≥ 0: where each neuron group is
-    group_channels: np.ndarray  # (g, C) float32 ≥ 0: each group's direction
-    group_attribution: np.ndarray  # (g,) float32: each group's attribution to the score
-    groups_note: str  # what was factorized (the positive part of a signed layer, say)
-    ms: float  # its cost on the worker this frame
-
-
-@dataclass(frozen=True, eq=False)
-class Result:
-    """Everything the GUI shows for one processed frame; small, already on the CPU."""
-
-    seq: int
-    frame: Frame
-    crop: tuple[int, int, int, int]  # (x, y, w, h) of the frame region the model saw
-    layer: str
-    geometry: GridGeometry
-    mosaic: np.ndarray  # (geometry.height, geometry.width) uint8
-    unit: int
-    unit_map: np.ndarray  # (tile_h, tile_w) float32, raw activations of the selected unit
-    unit_max: np.ndarray  # (C,) float32, per-unit maximum over the map
-    unit_mean: np.ndarray  # (C,) float32, per-unit mean over the map
-    predictions: tuple[Prediction, ...]
-    latency_ms: float  # capture timestamp → result ready
-    compute_ms: float  # preprocessing + forward + tiling on the worker
-    fps: float  # results per second over the last second or so
-    dropped_frames: int  # frames the worker never saw (capture outran it)
-    device: str
-    model: str
-    frozen: bool = False
-    # (crop h, crop w) uint8 saliency of the selected unit over the region the model saw
-    attribution: np.ndarray | None = None
-    attribution_mode: AttributionMode = AttributionMode.OFF
-    attribution_ms: float = 0.0  # its cost on the worker this frame
-    # with units ablated, `predictions` come from the ablated net and these from the intact
-    intact_predictions: tuple[Prediction, ...] | None = None
-    # the frames seen this session that excite the selected unit most, best first
-    live_top: tuple[Patch, ...] = ()
-    explanation: Explanation | None = None  # while the building blocks are shown
-    attention: np.ndarray | None = None  # (h, w) float32, head-averaged, while asked for
-    attention_text: str = ""  # which block and query it is, or why there is none
 
 
 @dataclass(frozen=True, eq=False)

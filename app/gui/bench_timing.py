@@ -8,7 +8,7 @@ import statistics
 import time
 from typing import Any
 
-from app.core.messages import Result
+from app.core.results import Result
 from app.core.settings import Settings
 
 

@@ -30,7 +30,8 @@ from PyQt6.QtWidgets import (
 )
 
 from app.core.masks import upsample_bilinear
-from app.core.messages import Explanation, IntegratedExplanation
+from app.core.messages import IntegratedExplanation
+from app.core.results import BuildingBlocks
 from app.gui import theme
 from app.gui.image_pane import Panel
 from app.gui.qimages import rgb_to_qimage
@@ -248,7 +249,7 @@ class BlocksPane(Panel):
         for label in (self.info, hint, self.channels_title, self.groups_title,
                       self.dictionary_title):
             label.setMinimumWidth(40)
-        self.explanation: Explanation | None = None
+        self.explanation: BuildingBlocks | None = None
         self.integrated: IntegratedExplanation | None = None  # shown instead, while it fits
         self._icon_layer = ""
         self._cell: tuple[int, int] | None = None
@@ -259,7 +260,7 @@ class BlocksPane(Panel):
 
     # -- data -----------------------------------------------------------------------------
 
-    def set_explanation(self, e: Explanation, target_name: str, versus_name: str) -> None:
+    def set_explanation(self, e: BuildingBlocks, target_name: str, versus_name: str) -> None:
         """One frame's building blocks (text and bars; the overlays are the input's)."""
         if e.layer != self._icon_layer:
             self._icon_layer = e.layer
@@ -292,6 +293,13 @@ class BlocksPane(Panel):
         self.groups_title.setText(f"Neuron groups: top units, attribution{note}")
         if self._cell is not None:
             self.show_cell(*self._cell)
+
+    def show_unexplained(self, layer: str, one_by_one: bool) -> None:
+        """No building blocks for this frame: a 1×1 layer has no positions to explain,
+        else they are still being computed."""
+        self.info.setText(
+            f"{layer} has no positions to explain (a 1×1 layer): pick a layer with a map"
+            if one_by_one else "Explaining… (one forward and backward per frame)")
 
     def _set_channels(self, channels: np.ndarray) -> None:
         order = np.argsort(-channels, kind="stable")

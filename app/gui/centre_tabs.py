@@ -25,6 +25,7 @@ from app.core.requests import (
     UnitCardRequest,
     UnitIconsRequest,
 )
+from app.core.results import BuildingBlocks
 from app.gui.actions import ActionSet
 from app.gui.result_presenter import ResultPresenter
 from app.gui.view_model import ViewModel
@@ -95,7 +96,7 @@ class CentreTabs(QObject):
     def on_integrated_requested(self) -> None:
         """Path-integrated attribution of the frame on screen, frozen so it stays."""
         r = self._results.last_result
-        e = r.explanation if r is not None else None
+        e = r.record(BuildingBlocks) if r is not None else None
         notify = self._notify
         if r is None or e is None:
             notify(Notice("nothing explained yet", NoticeLevel.WARNING))

@@ -161,6 +161,10 @@ class InputView(Panel):
         self.attention_item.setRect(QRectF(*crop))
         self.attention_item.show()
 
+    def set_attention_text(self, text: str) -> None:
+        """What the attention tint is (its block and query), as the pane's tooltip."""
+        self.pane.setToolTip(text)
+
     def attention_overlay(self) -> np.ndarray | None:
         image: np.ndarray | None = self.attention_item.image
         return image if self.attention_item.isVisible() else None

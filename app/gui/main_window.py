@@ -26,9 +26,9 @@ from app.core.messages import (
     Normalization,
     Notice,
     NoticeLevel,
-    Result,
 )
 from app.core.requests import request_types
+from app.core.results import Result
 from app.core.settings import Settings
 from app.gui import theme
 from app.gui.actions import (

@@ -14,8 +14,9 @@ import time
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from app.core.backend import LiveBackend
-from app.core.messages import PreferredGrid, Result
+from app.core.messages import PreferredGrid
 from app.core.requests import PreferredGridRequest
+from app.core.results import Result
 from app.gui.grid_view import ActivationGrid
 
 GRID_REFRESH_S = 3.0  # the preferred-images grid follows a whole-layer render this often

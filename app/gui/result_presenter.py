@@ -1,6 +1,9 @@
 """Shows results in the panes: one setImage per pane per frame, text at most every 250 ms.
 
-Nothing here computes more than slicing small arrays. The selection shows at once, before
+The basics (grid, input, unit map, titles and numbers) are shown here; each live stage's
+record goes through `{record type: handler}` to its view in `app/gui/stage_views/`, called
+with None when a frame has none, so a new live feature adds a row, not a method. Nothing
+here computes more than slicing small arrays. The selection shows at once, before
 the backend has caught up with it: the unit's map is then cut from the grid's tile.
 Hidden tabs are not fed per frame; the one just shown is brought up to date. Throttled
 text is never left stale: when no result follows (a still or frozen image), the newest
@@ -10,16 +13,30 @@ one's text is shown once the interval has passed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
-from app.core.masks import concept_mask
-from app.core.messages import LOGITS, AttributionMode, Frame, Result, SourceReady
+from app.core.messages import AttributionMode, Frame, SourceReady
+from app.core.results import (
+    AttentionRecord,
+    AttributionRecord,
+    BuildingBlocks,
+    DeletionRecord,
+    LiveTopRecord,
+    Result,
+)
 from app.core.tiling import normalize_channels
-from app.gui.attribution_view import MODE_TEXT, attribution_status
-from app.gui.blocks_view import Overlay, groups_rgba, spatial_rgba
+from app.gui.blocks_view import Overlay
 from app.gui.preferred_grid import PreferredGridMode
+from app.gui.stage_views.attention import AttentionPresenter
+from app.gui.stage_views.attribution import AttributionPresenter, shown_mode
+from app.gui.stage_views.blocks import BlocksPresenter
+from app.gui.stage_views.concept_mask import ConceptMaskPresenter
+from app.gui.stage_views.deletion import DeletionPresenter
+from app.gui.stage_views.live_top import LiveTopPresenter
 from app.gui.status_bar import StatusBar
 from app.gui.unit_pane import UnitTab
 from app.gui.view_model import ViewModel
@@ -27,14 +44,7 @@ from app.gui.window_layout import WindowLayout
 
 STATUS_INTERVAL_S = 0.25  # numbers that change every frame are unreadable faster than this
 STILL_KINDS = ("image", "folder")  # sources that give a frame only when asked (open, n, p)
-SATURATED_TEXT = (
-    "No attribution: the unit is saturated at {where} (ReLU6 at 6), so its gradient is zero "
-    "by definition. Click another position on the unit map, or pick another unit."
-)
-ZERO_TEXT = (
-    "No attribution: no gradient flows back from the unit at {where} (zero everywhere). "
-    "Click another position on the unit map, or pick another unit."
-)
+Handler = Callable[[Result, Any], None]
 
 
 def unit_heat(result: Result, unit: int) -> np.ndarray:
@@ -45,19 +55,6 @@ def unit_heat(result: Result, unit: int) -> np.ndarray:
     g = result.geometry
     y, x = g.tile_origin(unit)
     return np.ascontiguousarray(result.mosaic[y : y + g.tile_h, x : x + g.tile_w])
-
-
-def zero_attribution_reason(result: Result, at: tuple[int, int] | None) -> str | None:
-    """Why `result`'s attribution map is blank, or None when it is not (or there is none)."""
-    saliency = result.attribution
-    if saliency is None or saliency.any():
-        return None
-    m = result.unit_map
-    inside = at is not None and 0 <= at[0] < m.shape[0] and 0 <= at[1] < m.shape[1]
-    where = f"({at[0]}, {at[1]})" if at is not None and inside else "its maximum"
-    value = float(m[at] if at is not None and inside else m.max()) if m.size else None
-    # ReLU6's gradient is 0 at exactly 6: every backward rule then returns a zero map
-    return (SATURATED_TEXT if value == 6.0 else ZERO_TEXT).format(where=where)
 
 
 class ResultPresenter(QObject):
@@ -88,14 +85,20 @@ class ResultPresenter(QObject):
         self._frame_shape: tuple[int, ...] | None = None
         self._source: SourceReady | None = None
         self._source_frame: str | None = None  # the frame name the source label was made from
-        # (layer, unit, threshold) of the selected unit's dissection: its live concept mask
-        self._concept: tuple[str, int, float] | None = None
-        self._overlay = Overlay.SPATIAL  # what the building blocks draw on the input
-        self._icons_asked: tuple[str, tuple[int, ...]] | None = None
-        self._groups_asked: tuple[str, tuple[tuple[int, ...], ...]] | None = None
         self._hover: tuple[float, float] | None = None  # the mouse over the crop, fractions
-        self._tint = False  # the grid's tiles tinted by attribution
-        self._attention_text = ""
+        self._attribution = AttributionPresenter(model, panes, status)
+        self._blocks = BlocksPresenter(model, panes, preferred, self.icons_wanted.emit,
+                                       self.group_icons_wanted.emit)
+        self._attention = AttentionPresenter(model, panes)
+        self._mask = ConceptMaskPresenter(panes)
+        # each live stage's record to its presenter; called with None when a frame has none
+        self._handlers: dict[type, Handler] = {
+            AttributionRecord: self._attribution.show,
+            BuildingBlocks: self._blocks.show,
+            AttentionRecord: self._attention.show,
+            DeletionRecord: DeletionPresenter(panes).show,
+            LiveTopRecord: LiveTopPresenter(panes).show,
+        }
         self._flush = QTimer(self)
         self._flush.setSingleShot(True)
         self._flush.timeout.connect(self._on_flush)
@@ -137,29 +140,17 @@ class ResultPresenter(QObject):
         unit = model.unit if same_layer else result.unit
         heat = unit_heat(result, unit)
         p.input.set_overlay(heat, result.crop)
-        tab = p.unit.current_tab()
-        if tab == UnitTab.UNIT:
+        if p.unit.current_tab() == UnitTab.UNIT:
             p.unit.set_map(heat)
-        on = model.attribution != AttributionMode.OFF
-        attribution = result.attribution if on else None
-        p.input.set_attribution(attribution, result.crop)
-        if attribution is not None and tab == UnitTab.ATTRIBUTION:
-            blank = zero_attribution_reason(result, model.attribution_at)
-            p.attribution.set_map(attribution, blank)
-        self._show_mask(result, unit)  # first: the card's map caption says what it covers
+        self._mask.show(result, unit)  # first: the card's map caption says what it covers
         if p.showing_card():
             self._feed_card(result, unit, heat)
-        self._show_blocks(result)
-        p.input.set_attention(result.attention if self._model.attention else None, result.crop)
-        if self._model.attention and result.attention_text != self._attention_text:
-            self._attention_text = result.attention_text  # what the tint is, when it changes
-            p.input.pane.setToolTip(result.attention_text)
-        p.predictions.set_predictions(result.predictions, result.intact_predictions)
-        p.patches.set_live(result.live_top)  # O(1) unless the patches changed
+        for kind, handler in self._handlers.items():
+            handler(result, result.record(kind))
         self._follow_source(result.frame)
 
         # the caption must name the rule of the map on screen: a new mode is never throttled
-        key = (result.layer, unit, result.frozen, result.attribution_mode)
+        key = (result.layer, unit, result.frozen, shown_mode(result))
         now = time.monotonic()
         if key != self._shown_key or now - self._last_status >= STATUS_INTERVAL_S:
             self._update_texts(result, unit, key, now)
@@ -178,106 +169,38 @@ class ResultPresenter(QObject):
         caption = (f"Map · max {result.unit_max[unit]:.2f}"
                    if 0 <= unit < len(result.unit_max) else "Live map")
         card.set_map(heat, caption)
-        if model.attribution == AttributionMode.OFF:
-            card.set_attribution(None, "Attribution is off · b turns it on")
-        elif result.attribution is None or result.attribution_mode == AttributionMode.OFF:
-            card.set_attribution(None, f"Computing {MODE_TEXT[model.attribution]}…")
-        else:
-            blank = zero_attribution_reason(result, model.attribution_at)
-            # short enough for the card's third of a 1366-px screen ("Live attribution ·
-            # guided backprop" was cut there)
-            caption = f"Live {MODE_TEXT[result.attribution_mode]}"
-            card.set_attribution(None if blank else result.attribution, blank or caption)
+        self._attribution.feed_card(result)
 
     def set_grid_tint(self, on: bool) -> None:
-        self._tint = on
-        if not on:
-            self._panes.grid.set_tile_tint(None)
+        self._blocks.set_tint(on)
 
     def set_blocks_overlay(self, overlay: object) -> None:
         assert isinstance(overlay, Overlay)
-        self._overlay = overlay
+        self._blocks.overlay = overlay
         self.update_blocks()
 
     def update_blocks(self) -> None:
         """The Why tab was shown or hidden, or its overlay changed: redraw from the last
         result (hidden: the input loses the overlay)."""
-        if self.last_result is not None:
-            self._show_blocks(self.last_result)
+        r = self.last_result
+        if r is not None:
+            self._blocks.show(r, r.record(BuildingBlocks))
 
     def hover_input(self, fx: float, fy: float) -> None:
-        """The mouse over the input's crop: the dictionary of the layer cell under it."""
+        """The mouse over the input's crop: the attention's query and the dictionary of the
+        layer cell under it follow."""
         self._hover = (fx, fy) if fx >= 0 else None
         r = self.last_result
-        if self._model.attention and r is not None and r.attention is not None:
-            h, w = r.attention.shape
-            self._model.set_attention_query(
-                None if self._hover is None else (min(int(fy * h), h - 1),
-                                                  min(int(fx * w), w - 1)))
-        if r is not None and r.explanation is not None:
-            self._show_cell(r.explanation.spatial.shape)
-
-    def _show_cell(self, shape: tuple[int, ...]) -> None:
-        if self._hover is None:
-            self._panes.blocks.clear_cell()
-            return
-        h, w = shape
-        fx, fy = self._hover
-        self._panes.blocks.show_cell(min(int(fy * h), h - 1), min(int(fx * w), w - 1))
-
-    def _show_blocks(self, result: Result) -> None:
-        p, e = self._panes, result.explanation
-        if self._tint:  # the grid shows this layer's channels: tint them by attribution
-            ok = e is not None and e.layer == result.layer and not self._preferred.shown()
-            p.grid.set_tile_tint(e.channels if ok and e is not None else None)
-        if e is None or not p.showing_blocks():
-            p.input.set_explanation_overlay(None, result.crop)
-            if p.showing_blocks() and e is None:
-                p.blocks.info.setText(
-                    f"{result.layer} has no positions to explain (a 1×1 layer): pick a "
-                    "layer with a map" if result.geometry.tile_h == 1 == result.geometry.tile_w
-                    else "Explaining… (one forward and backward per frame)")
-            return
-        names = self._model.unit_name
-        target = names(LOGITS, e.target) or f"class {e.target}"
-        versus = "" if e.versus is None else names(LOGITS, e.versus) or f"class {e.versus}"
-        p.blocks.set_explanation(e, target, versus)
-        self._show_cell(e.spatial.shape)
-        rgba = (spatial_rgba(e.spatial) if self._overlay == Overlay.SPATIAL else
-                groups_rgba(e.group_spatial) if self._overlay == Overlay.GROUPS else None)
-        p.input.set_explanation_overlay(rgba, result.crop)
-        # the groups' own icons once per new set of groups (their top units say which)
-        groups = (e.layer, tuple(tuple(int(u) for u in np.argsort(-g, kind="stable")[:3])
-                                 for g in e.group_channels))
-        if groups != self._groups_asked:
-            self._groups_asked = groups
-            self.group_icons_wanted.emit(e.layer, e.group_channels)
-        wanted = (e.layer, p.blocks.icon_units())
-        if wanted != self._icons_asked:  # ask once per new set of channels named
-            self._icons_asked = wanted
-            self.icons_wanted.emit(e.layer, wanted[1])
+        if r is not None:
+            self._attention.hover(r, self._hover)
+            self._blocks.hover(r, self._hover)
 
     def set_concept_threshold(self, layer: str, unit: int, threshold: float | None) -> None:
         """The unit's dissection threshold (None: not dissected): its mask goes on the input
         while the unit card is shown."""
-        self._concept = None if threshold is None else (layer, unit, threshold)
+        self._mask.concept = None if threshold is None else (layer, unit, threshold)
         if self.last_result is not None:
-            self._show_mask(self.last_result, self._model.unit)
-
-    def _show_mask(self, result: Result, unit: int) -> None:
-        c, p = self._concept, self._panes
-        if (c is None or not p.showing_card() or (result.layer, unit) != c[:2]
-                or result.unit != unit or not result.unit_map.size):
-            p.input.set_mask(None, result.crop)
-            p.card.set_mask_note("")
-            return
-        side = max(result.crop[2], 1)  # a mask pixel per crop pixel, as NetDissect's
-        mask = concept_mask(result.unit_map, c[2], min(side, 224))
-        p.input.set_mask(mask, result.crop)
-        # an empty mask is news too: the unit does not see its concept in this frame
-        p.card.set_mask_note(f"mask {100 * float(mask.mean()):.0f} %",
-                             f"concept mask: {100 * float(mask.mean()):.1f} % of the input, "
-                             f"where the map exceeds the unit's threshold {c[2]:.3f}")
+            self._mask.show(self.last_result, self._model.unit)
 
     def update_card(self) -> None:
         """The unit card was just shown: bring its live half up to date."""
@@ -306,7 +229,7 @@ class ResultPresenter(QObject):
         self._status.show_stats(result)
         self._update_unit_values(result, unit)
         self.update_hover()
-        self._update_attribution_status(result)
+        self._attribution.update_status(result)
 
     def _on_flush(self) -> None:
         """The throttle held back the newest result's text and nothing came after it."""
@@ -314,7 +237,7 @@ class ResultPresenter(QObject):
         if r is None:
             return
         unit = model.unit if model.layer is None or r.layer == model.layer else r.unit
-        self._update_texts(r, unit, (r.layer, unit, r.frozen, r.attribution_mode),
+        self._update_texts(r, unit, (r.layer, unit, r.frozen, shown_mode(r)),
                            time.monotonic())
 
     def _follow_source(self, frame: Frame) -> None:
@@ -347,7 +270,7 @@ class ResultPresenter(QObject):
         if p.showing_card():
             self._feed_card(r, model.unit, heat)
         self._update_unit_values(r, model.unit)
-        self._shown_key = (r.layer, model.unit, r.frozen, r.attribution_mode)
+        self._shown_key = (r.layer, model.unit, r.frozen, shown_mode(r))
 
     def update_hover(self) -> None:
         """The hovered unit's maximum and mean under the grid."""
@@ -376,14 +299,7 @@ class ResultPresenter(QObject):
 
     def update_attribution_mode(self) -> None:
         """Attribution turned on, off or to another rule: input overlay, tab and badge."""
-        p, mode = self._panes, self._model.attribution
-        if mode == AttributionMode.OFF:
-            self._status.set_attribution_text(None)
-            p.input.set_attribution(None, (0, 0, 0, 0))
-            p.attribution.set_off()
-        else:
-            p.attribution.set_computing(mode)
-            self._status.set_attribution_text(f"{MODE_TEXT[mode]} …")
+        self._attribution.update_mode()
 
     def update_tab(self, tab: str) -> None:
         """A unit tab was just shown: hidden tabs are not fed per frame, so feed it now."""
@@ -392,10 +308,8 @@ class ResultPresenter(QObject):
             return
         if tab == UnitTab.UNIT and model.shown_geometry() is not None:
             p.unit.set_map(unit_heat(r, model.unit))
-        elif tab == UnitTab.ATTRIBUTION and r.attribution is not None and (
-            model.attribution != AttributionMode.OFF
-        ):
-            p.attribution.set_map(r.attribution, zero_attribution_reason(r, model.attribution_at))
+        elif tab == UnitTab.ATTRIBUTION:
+            self._attribution.show_tab(r)
 
     def _update_unit_values(self, result: Result, unit: int) -> None:
         if not 0 <= unit < len(result.unit_max):
@@ -412,19 +326,6 @@ class ResultPresenter(QObject):
                 if 0 <= y < m.shape[0] and 0 <= x < m.shape[1]:
                     text += f"   attributing ({y}, {x}) = {float(m[y, x]):.2f}"
         self._panes.unit.set_values(text)
-
-    def _update_attribution_status(self, result: Result) -> None:
-        mode = self._model.attribution
-        if mode == AttributionMode.OFF:
-            self._status.set_attribution_text(None)
-        elif result.attribution is None or result.attribution_mode == AttributionMode.OFF:
-            self._status.set_attribution_text(f"{MODE_TEXT[mode]} …")
-        else:
-            text = attribution_status(result.attribution_mode, result.attribution_ms)
-            self._status.set_attribution_text(text)
-            self._panes.attribution.show_status(
-                text, result.layer, result.unit, self._model.attribution_at
-            )
 
     def _update_grid_title(self, result: Result) -> None:
         shown = self._preferred.shown()

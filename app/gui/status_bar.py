@@ -14,8 +14,9 @@ from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QMouseEvent, QResizeEvent
 from PyQt6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QStatusBar, QWidget
 
-from app.core.messages import Notice, NoticeLevel, Result
+from app.core.messages import Notice, NoticeLevel
 from app.core.requests import JobEvent
+from app.core.results import Result
 from app.gui import theme
 from app.gui.jobs_view import JobWidget
 

@@ -14,15 +14,9 @@ from __future__ import annotations
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
-from app.core.messages import (
-    LOGITS,
-    AblationMode,
-    AttributionMode,
-    LayerInfo,
-    Normalization,
-    ViewState,
-)
+from app.core.messages import LOGITS, AblationMode, AttributionMode, LayerInfo, Normalization
 from app.core.tiling import GridGeometry
+from app.core.view import AttentionView, AttributionView, BlocksView, DeletionView, ViewState
 
 ATTRIBUTION_CYCLE = (
     AttributionMode.OFF, AttributionMode.GRADIENT, AttributionMode.DECONVNET,
@@ -111,12 +105,12 @@ class ViewModel(QObject):
         """What the backend is asked to show."""
         return ViewState(
             layer=self._layer, unit=self._unit, normalization=self._normalization,
-            frozen=self._frozen, grid_aspect=self._grid_aspect,
-            attribution=self._attribution, attribution_at=self._attribution_at,
-            ablated=self.ablated_state(), ablation_mode=self._ablation_mode,
-            explained_class=self._explained, versus_class=self._versus,
-            explain=self._explain, attention=self._attention,
-            attention_query=self._attention_query, attention_rollout=self._rollout,
+            frozen=self._frozen, grid_aspect=self._grid_aspect, parts=(
+                AttributionView(self._attribution, self._attribution_at),
+                DeletionView(self.ablated_state(), self._ablation_mode),
+                BlocksView(self._explain, self._explained, self._versus),
+                AttentionView(self._attention, self._attention_query, self._rollout),
+            ),
         )
 
     @property

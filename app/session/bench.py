@@ -20,9 +20,11 @@ import torch
 
 from app.capture.sources import open_source
 from app.core.jobs import Job, Progress
-from app.core.messages import Frame, Result, ViewState
+from app.core.messages import Frame
+from app.core.results import Result
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
+from app.core.view import ViewState
 from app.engine.live.worker import FrameProcessor, InferenceWorker
 from app.engine.runtime.device import pick_device
 from app.engine.runtime.models import LoadedModel, load_model

@@ -26,13 +26,13 @@ from app.core.messages import (
     ModelReady,
     Notice,
     NoticeLevel,
-    Result,
     SourceReady,
-    ViewState,
 )
 from app.core.requests import FolderRequest, Request
+from app.core.results import Result
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
+from app.core.view import ViewState
 from app.engine.live import FrameProcessor, InferenceWorker
 from app.engine.runtime.models import (
     LoadedModel,

@@ -1,4 +1,5 @@
-"""The live loop: the inference worker thread and the per-frame processor it runs."""
+"""The live loop: the inference worker thread, the per-frame processor it runs, and the
+live stages the processor is made of (`stages/`)."""
 
 from app.engine.live.worker import FrameProcessor, InferenceWorker
 

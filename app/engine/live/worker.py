@@ -2,54 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from app.core.messages import (
-    LOGITS,
-    AblationMode,
-    AttributionMode,
-    Explanation,
-    Frame,
-    Normalization,
-    Patch,
-    Prediction,
-    Result,
-    ViewState,
-)
+from app.core.messages import Frame, Normalization, Prediction
+from app.core.results import Result, find_record
 from app.core.slot import LatestSlot
 from app.core.tiling import GridGeometry, grid_geometry
-from app.engine.analyses.ablation.deletion import (
-    Ablation,
-    ForkError,
-    RunningChannelMeans,
-    fork_safe,
-)
-from app.engine.analyses.attribution.attributor import Attributor, saliency_to_uint8
-from app.engine.analyses.blocks import ClassScore, LiveBlocks
-from app.engine.live.attention_view import LiveAttention
-from app.engine.live.explain_pass import InPassExplainer, freeze_parameters
-from app.engine.live.live_topk import LiveTopK
+from app.core.view import ViewState
+from app.engine.live.stages import STAGES, FramePass, Stage, StageContext
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.predict import top_predictions
 from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
-from app.engine.runtime.receptive_field import receptive_field
 from app.engine.runtime.recorder import ActivationRecorder, default_layer, discover_layers
 from app.engine.runtime.tiling import normalize_on_device, tile_on_device
 
 log = logging.getLogger(__name__)
 
+S = TypeVar("S")
+R = TypeVar("R")
+
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What one frame produced, before it is wrapped with timing into a Result."""
+    """What one frame produced, before it is wrapped with timing into a Result: the basics
+    and the stages' records."""
 
     crop: tuple[int, int, int, int]
     layer: str
@@ -60,28 +46,26 @@ class Snapshot:
     unit_max: np.ndarray
     unit_mean: np.ndarray
     predictions: tuple[Prediction, ...]
-    intact_predictions: tuple[Prediction, ...] | None = None
-    attribution: np.ndarray | None = None  # (S, S) uint8 over the model's input
-    attribution_ms: float = 0.0
-    live_top: tuple[Patch, ...] = ()
-    explanation: Explanation | None = None
-    attention: np.ndarray | None = None
-    attention_text: str = ""
+    records: tuple[Any, ...] = ()
+
+    def record(self, kind: type[R]) -> R | None:
+        """This frame's record of `kind`, None while its stage was off."""
+        return find_record(self.records, kind)
 
 
 class FrameProcessor:
-    """Runs one model on frames with every layer hooked; owns the recorder's hooks.
+    """Runs one model on frames with every layer hooked; owns the recorder's hooks and the
+    live stages (`app/engine/live/stages`).
 
     Synchronous, so the live worker, the benchmark and tests share exactly one code path.
+    Per frame: the recorded pass (run by the first stage that owns it, else plainly, inside
+    every stage's context), the grid of the shown layer, the predictions, then each stage's
+    record.
     """
 
     def __init__(self, loaded: LoadedModel, top_k: int = 5, top_k_frames: int = 9,
                  dictionary_top: int = 4, groups: int = 6) -> None:
         self.loaded = loaded
-        self._blocks: LiveBlocks | None = None  # made on the first explained frame
-        self._blocks_shape = (dictionary_top, groups)
-        self.explain_error: str | None = None
-        self.explain_in_pass = True  # False: the second pass of LiveBlocks (what it must equal)
         self.top_k = top_k
         layers, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
         self.layers = layers
@@ -89,29 +73,25 @@ class FrameProcessor:
         self.default_layer = default_layer(layers)
         self.recorder = ActivationRecorder(loaded.module).__enter__()
         self.recorder.clone_layers |= clone
-        freeze_parameters(loaded.module)  # a backward in the live pass stops at the layer
-        self._in_pass = InPassExplainer(loaded.module, self.recorder, dictionary_top, groups)
-        self._attention = LiveAttention(loaded.module)
         self._geometries: dict[tuple[str, float], GridGeometry] = {}
-        # deletion hooks run before the recorder's, so the grid shows what the rest of the
-        # network receives; with nothing deleted they cost one dictionary lookup
-        self.ablation = Ablation(loaded.module).__enter__()
-        self._ablated: tuple[tuple[str, tuple[int, ...]], ...] = ()
-        # the deletions a forked pass failed on (a parallel branch): two passes for those
-        self._fork_failed: tuple[tuple[str, tuple[int, ...]], ...] | None = None
-        self._fork_safe = fork_safe(loaded.module)
-        self.fork_ablation = True  # False: always two passes (what a forked one must equal)
-        self._attributor: Attributor | None = None
-        self.attribution_error: str | None = None  # why attribution is unavailable, once
-        # this session's best frames per unit of the selected layer, kept on the device
-        self.live_topk = LiveTopK(k=top_k_frames)
-        self._live_layer: str | None = None
-        self._live_key: tuple[str, int, int] | None = None  # (layer, unit, change count)
-        self._live_changes = 0
-        self._live_top: tuple[Patch, ...] = ()
+        ctx = StageContext(loaded, self.recorder, self.by_name, self._top, top_k_frames,
+                           dictionary_top, groups)
+        self.stages: tuple[Stage, ...] = tuple(make(ctx) for make in STAGES)
+
+    def stage(self, kind: type[S]) -> S:
+        """The registered stage of `kind` (its switches, for benchmarks and tests)."""
+        for s in self.stages:
+            if isinstance(s, kind):
+                return s
+        raise KeyError(f"no live stage {kind.__name__}")
+
+    def errors(self) -> tuple[str, ...]:
+        """Why stages stopped on this model, to tell the user once each."""
+        return tuple(s.error for s in self.stages if s.error)
 
     def close(self) -> None:
-        self.ablation.remove_hooks()
+        for s in self.stages:
+            s.close()
         self.recorder.remove()
 
     def geometry(self, layer: str, aspect: float = 1.0) -> GridGeometry:
@@ -123,153 +103,40 @@ class FrameProcessor:
             self._geometries[key] = g
         return g
 
-    def _intact_and_ablated(self, x: torch.Tensor, view: ViewState,
-                            ) -> tuple[torch.Tensor, tuple[Prediction, ...]]:
-        """The ablated logits (1, classes) and the intact network's top-k, in one forked pass
-        (~1.1 forwards) where the model allows it, else in two."""
-        if self.fork_ablation and self._fork_safe and self._fork_failed != view.ablated:
-            means = self.ablation.means
-            state = means.snapshot() if isinstance(means, RunningChannelMeans) else None
-            try:
-                with self.ablation.forked():
-                    both = self.recorder.run(x)
-                return both[-1:], self._top(both[:1])
-            except (ForkError, RuntimeError) as exc:
-                if state is not None and isinstance(means, RunningChannelMeans):
-                    means.restore(state)  # the frame counts once
-                if "out of memory" in str(exc):
-                    raise  # a real failure, not a model the fork cannot handle
-                # a deleted unit on a branch the doubled batch does not reach, or a merge of
-                # such a branch with it: correct results need two passes for these deletions
-                log.info("live ablation in two passes for %s: %s", view.ablated, exc)
-                self._fork_failed = view.ablated
-        with self.ablation.paused():
-            intact = self._top(self.recorder.run(x))
-        return self.recorder.run(x), intact
-
     def resolve(self, view: ViewState) -> tuple[str, int]:
         layer = view.layer if view.layer in self.by_name else self.default_layer
         channels = self.by_name[layer].shape[0]
         return layer, min(max(view.unit, 0), channels - 1)
 
-    def _sync_ablation(self, view: ViewState, layer: str) -> None:
-        mode = view.ablation_mode
-        if mode != self.ablation.mode:
-            self.ablation.remove_hooks()
-            self.ablation = Ablation(self.loaded.module, mode=mode).__enter__()
-            self._ablated = ()
-        if view.ablated != self._ablated:
-            self.ablation.clear()
-            for name, units in view.ablated:
-                if name in self.by_name:
-                    limit = self.by_name[name].shape[0]
-                    self.ablation.set(name, [u for u in units if 0 <= u < limit])
-            self._ablated = view.ablated
-        if mode == AblationMode.MEAN:
-            self.ablation.watch(layer)  # gather its means before a unit of it is deleted
-
-    def _attribute(self, x: torch.Tensor, view: ViewState, layer: str,
-                   unit: int) -> tuple[np.ndarray | None, float]:
-        if view.attribution == AttributionMode.OFF or self.attribution_error:
-            return None, 0.0
-        t0 = time.perf_counter()
-        try:
-            if self._attributor is None:
-                self._attributor = Attributor(self.loaded.module)
-            self._attributor.mode = view.attribution
-            h, w = self.by_name[layer].shape[1:]
-            at = view.attribution_at
-            pos = None if at is None else (min(max(at[0], 0), h - 1), min(max(at[1], 0), w - 1))
-            with torch.enable_grad():
-                saliency = self._attributor.attribute(x, layer, unit, pos)
-        except Exception as exc:  # a model attribution cannot handle: say so once, go on
-            self.attribution_error = f"attribution unavailable: {exc}".splitlines()[0]
-            return None, 0.0
-        return saliency_to_uint8(saliency), (time.perf_counter() - t0) * 1e3
-
-    def _explain(self, x: torch.Tensor, view: ViewState, layer: str) -> Explanation | None:
-        """The building blocks of `layer` for the explained class: one more forward and
-        backward (on the attributor's private copy), a sort and a warm-started NMF."""
-        if not view.explain or self.explain_error or self.by_name[layer].shape[1:] == (1, 1):
-            return None  # a 1×1 layer (the logits) has no positions to explain
-        t0 = time.perf_counter()
-        try:
-            if self._blocks is None:
-                top, k = self._blocks_shape
-                self._blocks = LiveBlocks(self.loaded, groups=k, dictionary_top=top)
-            with torch.enable_grad():
-                f = self._blocks.process(x, layer, ClassScore(view.explained_class,
-                                                              view.versus_class))
-        except Exception as exc:  # a model the blocks cannot handle: say so once, go on
-            self.explain_error = f"explanation unavailable: {exc}".splitlines()[0]
-            return None
-        a, words, groups = f.attribution, f.dictionary, f.groups
-        assert words is not None and groups is not None
-        target = a.target if a.target is not None else int(np.argmax(a.logits))
-        g = groups.attribution if groups.attribution is not None else np.zeros(groups.k)
-        return Explanation(
-            layer, target, a.vs, a.score, a.probability, a.channels, a.spatial, words.units,
-            words.values, groups.spatial, groups.channels, g.astype(np.float32), groups.note,
-            (time.perf_counter() - t0) * 1e3)
-
-    def _explains_in_pass(self, view: ViewState, layer: str) -> bool:
-        return (view.explain and self.explain_in_pass and not self.explain_error
-                and layer != LOGITS and self.by_name[layer].shape[1:] != (1, 1))
-
-    def _run(self, x: torch.Tensor, view: ViewState, layer: str
-             ) -> tuple[torch.Tensor, tuple[Prediction, ...] | None, Explanation | None]:
-        """The recorded pass (forked with deletions, differentiable with the blocks on):
-        (logits, the intact top-k when units are deleted, the in-pass explanation)."""
-        if view.ablated:
-            logits, intact = self._intact_and_ablated(x, view)
-            return logits, intact, None
-        if self._explains_in_pass(view, layer):
-            try:
-                logits, explanation = self._in_pass.run(x, view, layer)
-                return logits, None, explanation
-            except Exception as exc:  # a model the in-pass hook cannot handle: two passes
-                log.info("building blocks in a second pass for %s: %s", layer, exc)
-                self.explain_in_pass = False
-        return self.recorder.run(x), None, None
-
     def _top(self, logits: torch.Tensor) -> tuple[Prediction, ...]:
         return top_predictions(logits[0], self.top_k, self.loaded.class_names)
 
-    def _update_live_top(self, acts: torch.Tensor, layer: str, unit: int,
-                         frame_id: int | None, image: np.ndarray,
-                         crop: tuple[int, int, int, int]) -> tuple[Patch, ...]:
-        if layer != self._live_layer:
-            self.live_topk.reset()
-            self._live_layer = layer
-            self._live_changes += 1
-        if frame_id is not None:
-            rf = receptive_field(self.loaded.module, layer, self.loaded.preprocess.size)
-            if self.live_topk.update(acts, frame_id, image, crop, rf):
-                self._live_changes += 1
-        key = (layer, unit, self._live_changes)
-        if key != self._live_key:  # the same tuple while nothing changed: the GUI skips it
-            self._live_key = key
-            self._live_top = tuple(
-                Patch(e.thumbnail, e.value, f"frame {e.frame_id}", e.box)
-                for e in self.live_topk.top(unit)
-            )
-        return self._live_top
+    def _pass(self, frame: FramePass) -> torch.Tensor:
+        """The recorded pass inside every stage's context; the first stage that owns the
+        forward runs it."""
+        with contextlib.ExitStack() as stack:
+            for s in self.stages:
+                stack.enter_context(s.around(frame))
+            for s in self.stages:
+                logits = s.forward(frame)
+                if logits is not None:
+                    return logits
+            out: torch.Tensor = self.recorder.run(frame.x)
+            return out
 
     @torch.no_grad()
     def process(self, image: np.ndarray, view: ViewState,
                 frame_id: int | None = None) -> Snapshot:
         """One frame through the hooked net. `frame_id` None: a re-render of a seen frame."""
         lm = self.loaded
-        img = frame_to_tensor(image, lm.device)
-        x = prepare_batch([img], lm.preprocess)
+        x = prepare_batch([frame_to_tensor(image, lm.device)], lm.preprocess)
         layer, unit = self.resolve(view)
-        self._sync_ablation(view, layer)
-        probe = self._attention.probe(view)  # no extra pass: it reads the recorded one's
-        with probe:
-            logits, intact, explanation = self._run(x, view, layer)
-        attention, attention_text = self._attention.read(probe, view, layer)
+        crop = lm.preprocess.crop_box(*image.shape[:2])
+        frame = FramePass(x, image, crop, view, layer, unit, frame_id)
+        logits = self._pass(frame)
         # layers above a forked deletion hold [intact; ablated]: show what the net receives
         acts = self.recorder.activations[layer][-1]
+        frame.logits, frame.acts = logits, acts
         g = self.geometry(layer, view.grid_aspect)
         per_channel = view.normalization == Normalization.PER_CHANNEL
         mosaic = tile_on_device(normalize_on_device(acts, per_channel), g)
@@ -278,18 +145,9 @@ class FrameProcessor:
         mosaic_np = mosaic.cpu().numpy()
         unit_map = acts[unit].float().cpu().numpy()
         stats = torch.stack([flat.amax(1), flat.mean(1)]).cpu().numpy()
-        preds = self._top(logits)
-        attribution, attribution_ms = self._attribute(x, view, layer, unit)
-        h, w = image.shape[:2]
-        crop = lm.preprocess.crop_box(h, w)
-        live_top = self._update_live_top(acts, layer, unit, frame_id, image, crop)
-        if explanation is None:
-            explanation = self._explain(x, view, layer)
-        return Snapshot(
-            crop, layer, g, mosaic_np, unit, unit_map,
-            stats[0], stats[1], preds, intact, attribution, attribution_ms, live_top,
-            explanation, attention, attention_text,
-        )
+        records = tuple(r for r in (s.record(frame) for s in self.stages) if r is not None)
+        return Snapshot(crop, layer, g, mosaic_np, unit, unit_map, stats[0], stats[1],
+                        self._top(logits), records)
 
 
 class RateMeter:
@@ -417,15 +275,9 @@ class InferenceWorker(threading.Thread):
             unit_map=snap.unit_map, unit_max=snap.unit_max, unit_mean=snap.unit_mean,
             predictions=snap.predictions, latency_ms=(now - origin) * 1e3,
             compute_ms=(now - t0) * 1e3, fps=fps, dropped_frames=self.frames.dropped,
-            device=str(lm.device), model=lm.name, frozen=view.frozen,
-            attribution=snap.attribution,
-            attribution_mode=view.attribution if snap.attribution is not None
-            else AttributionMode.OFF,
-            attribution_ms=snap.attribution_ms, intact_predictions=snap.intact_predictions,
-            live_top=snap.live_top, explanation=snap.explanation,
-            attention=snap.attention, attention_text=snap.attention_text,
+            device=str(lm.device), model=lm.name, frozen=view.frozen, records=snap.records,
         ))
-        for error in (proc.attribution_error, proc.explain_error):
-            if error and error != self._reported:
+        for error in proc.errors():
+            if error != self._reported:
                 self._reported = error
                 self.on_error(error)

@@ -30,7 +30,6 @@ activations, gradients and deletions are those of the user's model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.engine.analyses.blocks.act_grad import Edit, LayerGradients, layer_gradients
 from app.engine.analyses.blocks.score import BlocksError, ClassScore, Score, output_logits
 from app.engine.runtime.layout import as_map, from_map, input_size, layout_of, split_part
 from app.engine.runtime.models import LoadedModel
@@ -50,8 +50,6 @@ from app.engine.runtime.truncate import (
     private_copy,
     speed_up_copy,
 )
-
-Edit = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -272,23 +270,11 @@ class LayerAttributor:
         """
         if x.dim() != 4:
             raise BlocksError(f"expected a (N, 3, H, W) input, got {tuple(x.shape)}")
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False):
             inp = x.detach().clone()  # an inference-mode frame cannot enter autograd
-
-            def leaf(z: torch.Tensor) -> torch.Tensor:
-                z.requires_grad_(True)
-                return z.clone()  # in-place ops downstream (ReLU(inplace)) write into this
-
-            output, z = self.run_edited(inp, layer, leaf)
-            logits = output_logits(output)
-            value = score(output)
-            if value.shape != (x.shape[0],):
-                raise BlocksError(f"a score must give one value per image, got "
-                                  f"{tuple(value.shape)} for {x.shape[0]} images")
-            (grad,) = torch.autograd.grad(value.sum(), z, allow_unused=True)
-        if grad is None:  # the score does not depend on this layer (a side branch)
-            grad = torch.zeros_like(z)
-        return z.detach(), grad.detach(), logits.detach(), value.detach()
+            g = layer_gradients(lambda edit: self.run_edited(inp, layer, edit), score,
+                                x.shape[0])
+        return g.activation, g.gradient, g.logits, g.score
 
     def attribute(self, x: torch.Tensor, layer: str, score: Score) -> LayerAttribution:
         """Channel and spatial attribution of `score` at `layer` for a (1, 3, H, W) input."""
@@ -300,11 +286,9 @@ class LayerAttributor:
                         ) -> tuple[LayerAttribution, ...]:
         """One LayerAttribution per image of a (N, 3, H, W) batch, from one pass."""
         acts, grad, logits, value = self.gradients(x, layer, score)
-        if acts.dim() == 2:
+        channels, spatial = LayerGradients(acts, grad, logits, value).contributions()
+        if acts.dim() == 2:  # a 2-D layer is one position
             acts, grad = acts[:, :, None, None], grad[:, :, None, None]
-        prod = acts * grad
-        channels = prod.sum((2, 3))
-        spatial = prod.sum(1)
         targets = (score.targets(logits).tolist() if isinstance(score, ClassScore)
                    else [None] * x.shape[0])
         vs = score.vs if isinstance(score, ClassScore) else None
