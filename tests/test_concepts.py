@@ -273,6 +273,8 @@ def test_names_are_stored_beside_the_dictionary(tmp_path):
     loaded = load_dictionary(d.folder)
     assert loaded is not None and loaded.names[2] == "striped fur"
     assert loaded.names[:2] == ("concept 0", "concept 1")
+    relearned, _ = learn(tmp_path / "out", "nmf", iterations=20, resume=False)
+    assert not relearned.cached and relearned.names[2] == "striped fur"
     assert rename_concept(loaded, 2, "").names[2] == "concept 2"
     with pytest.raises(ValueError, match="no concept 5"):
         rename_concept(d, 5, "x")
@@ -350,3 +352,21 @@ def test_cli_on_real_photos_with_the_bundled_model(tmp_path, capsys):
         assert status == 2, bad
         err = capsys.readouterr().err.strip()
         assert fragment in err and "\n" not in err, (bad, err)
+
+
+def test_the_auxiliary_loss_moves_dead_latents_that_the_main_loss_leaves_alone():
+    """A latent outside every sample's TopK gets no gradient from the reconstruction; once it
+    counts as dead, AuxK gives it one (towards the residual the live latents miss)."""
+    rng = np.random.default_rng(0)
+    a = torch.tensor(rng.standard_normal((2048, 16)), dtype=torch.float32)
+    moved = {}
+    for weight in (1 / 32, 0.0):
+        fit = SAEFit(a, 64, 2, seed=0, total_steps=1, batch=8, aux_weight=weight)
+        fit.idle[:] = fit.dead_after  # every latent has been silent for an epoch
+        before = fit.params["w_dec"].clone()
+        fit.step(1)
+        # (renormalizing a unit row may change its last bit: a move is more than that)
+        step = (fit.params["w_dec"] - before).abs().amax(1)
+        moved[weight] = set((step > 1e-5).nonzero().flatten().tolist())
+    assert 0 < len(moved[0.0]) <= 16 < len(moved[1 / 32])  # 8 samples × 2 active
+    assert moved[0.0] < moved[1 / 32]

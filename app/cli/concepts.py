@@ -87,7 +87,7 @@ def _doc(result: ConceptDictionary) -> dict[str, Any]:
         "k": result.k, "method": result.method, "images": result.images,
         "samples": result.samples, "relative_error": result.relative_error,
         "dictionary": str(result.path), "channels": result.channels,
-        "signed": result.signed, "cached": result.cached,
+        "signed": result.signed, "dead_concepts": result.dead, "cached": result.cached,
         "seconds": round(result.seconds, 3), "names": list(result.names),
         "skipped": [{"path": p, "reason": r} for p, r in result.skipped],
     }
@@ -103,6 +103,8 @@ def _print_summary(model: str, result: ConceptDictionary) -> None:
           f"{result.relative_error:.4f}"
           + ("; the layer is signed: its negative part is left out" if result.signed
              and result.method == "nmf" else ""))
+    if result.dead:
+        print(f"  {result.dead} concept(s) unused by every sample (dead)")
     print(f"  dictionary: {result.path}")
     if result.skipped:
         print(f"skipped {len(result.skipped)} unreadable file(s):", file=sys.stderr)

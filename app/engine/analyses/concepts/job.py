@@ -35,9 +35,9 @@ from app.engine.analyses.concepts.samples import (
     save_state,
 )
 from app.engine.analyses.concepts.store import (
-    default_names,
     load_dictionary,
     read_meta,
+    read_names,
     write_dictionary,
 )
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
@@ -134,20 +134,22 @@ def learn_concepts(
                             f"too few for K = {k}")
     signed = bool((a < 0).any())
     if method == "nmf":
-        directions, encoder, error = yield from _fit_nmf(a.clamp_min(0), k, seed, steps, tol,
-                                                         folder)
+        directions, encoder, error, dead = yield from _fit_nmf(a.clamp_min(0), k, seed, steps,
+                                                               tol, folder)
     else:
-        directions, encoder, error = yield from _fit_sae(a, k, active, seed, steps, folder)
+        directions, encoder, error, dead = yield from _fit_sae(a, k, active, seed, steps,
+                                                               folder)
     meta = {
         "concept_layer": concept_layer_name(layer, method, k), "source_layer": layer,
         "method": method, "k": k, "channels": channels, "images": got.images,
         "samples": int(a.shape[0]), "relative_error": error, "signed": signed,
+        "dead_concepts": dead,
         "active": active if method == "sae" else 0, "model": loaded.name,
         "model_key": mkey, "dataset": dataset_doc, "map_shape": list(got.map_shape),
         "seed": seed, "steps": steps, "fit_key": fit_key, "cache_format": CACHE_FORMAT,
         "skipped": [list(s) for s in got.skipped],
     }
-    write_dictionary(folder, directions, default_names(k), meta, encoder)
+    write_dictionary(folder, directions, read_names(folder, k), meta, encoder)
     for ext in (".npz", ".json"):
         (folder / f"fit{ext}").unlink(missing_ok=True)
     found = load_dictionary(folder)
@@ -168,7 +170,7 @@ def _save(folder: Path, method: str, state: dict[str, torch.Tensor]) -> None:
 
 
 def _fit_nmf(a: torch.Tensor, k: int, seed: int, steps: int, tol: float, folder: Path
-             ) -> Job[ConceptProgress, tuple[np.ndarray, None, float]]:
+             ) -> Job[ConceptProgress, tuple[np.ndarray, None, float, int]]:
     fit = NMFFit.start(a, k, seed, tol)
     saved = _restore(folder, "nmf")
     if saved is not None:
@@ -189,11 +191,12 @@ def _fit_nmf(a: torch.Tensor, k: int, seed: int, steps: int, tol: float, folder:
         raise
     w, h = fit.result()
     norm = math.sqrt(float(a.double().square().sum())) or 1.0
-    return h.cpu().numpy(), None, residual_norm(a, w, h) / norm
+    unused = int((w.sum(0) == 0).sum())  # concepts no sample uses
+    return h.cpu().numpy(), None, residual_norm(a, w, h) / norm, unused
 
 
 def _fit_sae(a: torch.Tensor, k: int, active: int, seed: int, steps: int, folder: Path
-             ) -> Job[ConceptProgress, tuple[np.ndarray, dict[str, np.ndarray], float]]:
+             ) -> Job[ConceptProgress, tuple[np.ndarray, dict[str, np.ndarray], float, int]]:
     fit = SAEFit(a, k, active, seed, steps)
     saved = _restore(folder, "sae")
     if saved is not None:
@@ -213,4 +216,5 @@ def _fit_sae(a: torch.Tensor, k: int, active: int, seed: int, steps: int, folder
         raise
     w = fit.weights()
     encoder = {n: w[n].cpu().numpy() for n in ("w_enc", "b_enc", "b_dec")}
-    return w["w_dec"].cpu().numpy(), encoder, reconstruction_error(a, w, active)
+    return (w["w_dec"].cpu().numpy(), encoder, reconstruction_error(a, w, active),
+            fit.dead_latents)

@@ -63,6 +63,7 @@ class ConceptDictionary:
     signed: bool  # the samples had negative values (NMF then factorized relu(a))
     encoder: dict[str, np.ndarray] | None = None  # sae: w_enc, b_enc, b_dec
     active: int = 0  # sae: latents kept per sample (its TopK)
+    dead: int = 0  # concepts that no sample uses (an SAE's dead latents)
     cached: bool = False  # loaded from the cache rather than learned now
     seconds: float = 0.0
     skipped: tuple[tuple[str, str], ...] = ()

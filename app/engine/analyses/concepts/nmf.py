@@ -62,6 +62,7 @@ class NMFFit:
     error: float = math.inf  # relative error after the last iteration
     previous: float = math.inf  # … and after the one before
     tol: float = 1e-5  # stop when an iteration lowers the relative error by less than this
+    norm_a2: float = 0.0  # ‖A‖², once
 
     @classmethod
     def start(cls, a: torch.Tensor, k: int, seed: int, tol: float = 1e-5) -> NMFFit:
@@ -81,21 +82,23 @@ class NMFFit:
     def step(self, iterations: int = 1) -> float:
         """Run HALS iterations; returns the relative error ‖A − WH‖/‖A‖ after them."""
         a, w, h = self.a, self.w, self.h
-        norm_a2 = float(a.double().square().sum()) or 1.0
+        if self.norm_a2 == 0.0:
+            self.norm_a2 = float(a.double().square().sum()) or 1.0
         tiny = torch.finfo(a.dtype).tiny
         for _ in range(iterations):
+            # the diagonals stay tensors: a float() per concept would stall a GPU 2K times
             aht, hht = _a_ht(a, h), h @ h.T
+            hd = hht.diagonal().clamp_min(tiny)
             for k in range(h.shape[0]):
-                w[:, k] = (w[:, k] + (aht[:, k] - w @ hht[:, k]) / max(float(hht[k, k]), tiny)
-                           ).clamp_min_(0)
+                w[:, k] = (w[:, k] + (aht[:, k] - w @ hht[:, k]) / hd[k]).clamp_min_(0)
             wta, wtw = _wt_a(w, a), w.T @ w
+            wd = wtw.diagonal().clamp_min(tiny)
             for k in range(h.shape[0]):
-                h[k] = (h[k] + (wta[k] - wtw[k] @ h) / max(float(wtw[k, k]), tiny)
-                        ).clamp_min_(0)
+                h[k] = (h[k] + (wta[k] - wtw[k] @ h) / wd[k]).clamp_min_(0)
             # ‖A − WH‖² = ‖A‖² − 2⟨WᵀA, H⟩ + ⟨WᵀW, HHᵀ⟩: no n × C temporary
-            err2 = (norm_a2 - 2 * float((wta * h).double().sum())
+            err2 = (self.norm_a2 - 2 * float((wta * h).double().sum())
                     + float((wtw.double() * (h @ h.T).double()).sum()))
-            self.previous, self.error = self.error, math.sqrt(max(err2, 0.0) / norm_a2)
+            self.previous, self.error = self.error, math.sqrt(max(err2, 0.0) / self.norm_a2)
             self.iteration += 1
         return self.error
 

@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-AUX_WEIGHT = 1 / 32
-
 
 def encode(x: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, b_dec: torch.Tensor,
            active: int) -> torch.Tensor:
@@ -59,12 +57,14 @@ class SAEFit:
     lr: float = 1e-3
     dead_after: int = 0  # steps without firing before a latent counts as dead (0: an epoch)
     aux_k: int = 0  # latents of the auxiliary TopK (0: 2 × active)
+    aux_weight: float = 1 / 32  # of the AuxK loss (the paper's); 0 turns dead-latent help off
     iteration: int = 0
     params: dict[str, torch.Tensor] = field(default_factory=dict)
     moments: dict[str, torch.Tensor] = field(default_factory=dict)
     idle: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # steps since fired
     scale: float = 1.0
     loss: float = math.inf
+    dead_latents: int = 0  # latents that fire on no sample, counted by `weights()`
 
     def __post_init__(self) -> None:
         n, c = self.a.shape
@@ -112,14 +112,14 @@ class SAEFit:
             loss = err.square().sum() / spread
             dead = self.idle >= self.dead_after
             n_dead = int(dead.sum())
-            if n_dead:
+            if n_dead and self.aux_weight:
                 masked = pre.masked_fill(~dead, -math.inf)
                 v_aux, i_aux = masked.topk(min(self.aux_k, n_dead), dim=1)
                 z_aux = torch.zeros_like(pre).scatter(1, i_aux, v_aux.clamp_min(0))
                 target = err.detach()
                 aux = ((target - z_aux @ p["w_dec"]).square().sum()
                        / target.square().sum().clamp_min(1e-12))
-                loss = loss + AUX_WEIGHT * aux
+                loss = loss + self.aux_weight * aux
             loss.backward()
         fired = torch.zeros(self.k, dtype=torch.bool, device=x.device)
         fired[idx[vals > 0]] = True
@@ -157,6 +157,7 @@ class SAEFit:
                        self.active)
             mean_code += z.sum(0).to(mean_code.dtype)
         order = torch.argsort(mean_code, descending=True, stable=True)
+        self.dead_latents = int((mean_code == 0).sum())
         out["w_enc"], out["b_enc"], out["w_dec"] = (
             out["w_enc"][order].contiguous(), out["b_enc"][order].contiguous(),
             out["w_dec"][order].contiguous())

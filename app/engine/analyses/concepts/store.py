@@ -63,12 +63,13 @@ def load_dictionary(folder: str | Path) -> ConceptDictionary | None:
         if meta["method"] == "sae":
             with np.load(base / "encoder.npz", allow_pickle=False) as z:
                 encoder = {n: z[n] for n in ("w_enc", "b_enc", "b_dec")}
-        names = _read_names(base, directions.shape[0])
+        names = read_names(base, directions.shape[0])
         return ConceptDictionary(
             source_layer=meta["source_layer"], method=meta["method"],
             directions=directions, names=names, folder=base, images=int(meta["images"]),
             samples=int(meta["samples"]), relative_error=float(meta["relative_error"]),
             signed=bool(meta["signed"]), encoder=encoder, active=int(meta.get("active", 0)),
+            dead=int(meta.get("dead_concepts", 0)),
             skipped=tuple((str(p), str(r)) for p, r in meta.get("skipped", [])))
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -82,8 +83,11 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def _read_names(folder: Path, k: int) -> tuple[str, ...]:
-    """Stored names, or the defaults when the file is missing or does not fit K."""
+def read_names(folder: Path, k: int) -> tuple[str, ...]:
+    """Stored names, or the defaults when the file is missing or does not fit K.
+
+    A relearned dictionary (`--restart`, same inputs) is the same one, bit for bit: the
+    names the user gave it still fit and are kept."""
     try:
         names = json.loads((folder / "names.json").read_text())
     except (OSError, ValueError):
@@ -99,7 +103,7 @@ def rename_concept(dictionary: ConceptDictionary, index: int, name: str) -> Conc
     if not 0 <= index < dictionary.k:
         raise ValueError(f"no concept {index}: the dictionary has {dictionary.k}")
     text = " ".join(name.split()) or f"concept {index}"
-    names = list(_read_names(dictionary.folder, dictionary.k))
+    names = list(read_names(dictionary.folder, dictionary.k))
     names[index] = text
     atomic_write_json(dictionary.folder / "names.json", names)
     return replace(dictionary, names=tuple(names))
