@@ -370,3 +370,35 @@ def test_the_auxiliary_loss_moves_dead_latents_that_the_main_loss_leaves_alone()
         moved[weight] = set((step > 1e-5).nonzero().flatten().tolist())
     assert 0 < len(moved[0.0]) <= 16 < len(moved[1 / 32])  # 8 samples × 2 active
     assert moved[0.0] < moved[1 / 32]
+
+
+def test_a_transformer_block_is_sampled_token_by_token(tmp_path):
+    """A ViT block's patch tokens are its positions (the class token is a layer of its own):
+    10 images × a 4 × 4 grid give 160 samples, and the SAE's concepts add up to the block."""
+    from torchvision.models import VisionTransformer
+
+    from app.engine.runtime.vit_any_size import any_size
+
+    torch.manual_seed(0)
+    vit = any_size(VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                     hidden_dim=16, mlp_dim=32, num_classes=10)).eval()
+    loaded = LoadedModel("tinyvit", vit, small_loaded().preprocess, tuple("abcdefghij"),
+                         torch.device("cpu"))
+    make_images(tmp_path / "images", 10)
+    block = "encoder.layers.encoder_layer_0"
+    d = run_job(learn_concepts(loaded, tmp_path / "images", block, 24, "sae", samples=1000,
+                               iterations=100, out=tmp_path / "out"))
+    assert d.samples == 160 and d.directions.shape == (24, 16) and d.signed
+    assert d.concept_layer == f"{block}@sae24"
+    from app.engine.runtime.recorder import ActivationRecorder
+
+    with torch.no_grad(), ActivationRecorder(vit, [block]) as rec:
+        rec.run(torch.randn(2, 3, 32, 32))
+        grid = rec.activations[block]
+    assert grid.shape == (2, 16, 4, 4)
+    layer = ConceptLayer(d, torch.device("cpu"))
+    parts = layer.decompose(grid)
+    assert parts.codes.shape == (2, 24, 4, 4) and bool((parts.rest == 0).all())
+    total = layer.component(parts.codes) + parts.residual
+    assert torch.allclose(total, grid, atol=1e-5)
+    assert bool(((parts.codes > 0).sum(1) <= d.active).all())

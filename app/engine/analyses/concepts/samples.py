@@ -75,6 +75,12 @@ class SampleReservoir:
         tags = (torch.tensor(list(ids), dtype=torch.int64)[:, None] * hw
                 + torch.arange(hw)[None, :]).reshape(-1)
         rows = acts.detach().float().reshape(n, c, hw).transpose(1, 2).reshape(n * hw, c)
+        if self.keys.numel() >= self.budget:
+            # once full, a candidate above the largest kept key can never get in: most of a
+            # big folder's positions are dropped here, before any sorting or copying
+            fits = keys <= int(self.keys.max())
+            keys, tags = keys[fits], tags[fits]
+            rows = rows[fits.to(rows.device)]
         all_keys = torch.cat([self.keys, keys.to(dev)])
         all_tags = torch.cat([self.tags, tags.to(dev)])
         by_tag = torch.argsort(all_tags, stable=True)
