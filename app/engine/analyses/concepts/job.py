@@ -26,7 +26,7 @@ import torch
 from app.core.files import files_fingerprint, list_images, safe_filename
 from app.core.jobs import Job
 from app.engine.analyses.concepts.layer import METHODS, ConceptDictionary, concept_layer_name
-from app.engine.analyses.concepts.nmf import NMFFit, residual_norm
+from app.engine.analyses.concepts.nmf import NMFFit, residual_norm, wide
 from app.engine.analyses.concepts.sae import SAEFit, reconstruction_error
 from app.engine.analyses.concepts.samples import (
     ConceptProgress,
@@ -190,7 +190,7 @@ def _fit_nmf(a: torch.Tensor, k: int, seed: int, steps: int, tol: float, folder:
             _save(folder, "nmf", fit.state())
         raise
     w, h = fit.result()
-    norm = math.sqrt(float(a.double().square().sum())) or 1.0
+    norm = math.sqrt(float(wide(a).square().sum())) or 1.0
     unused = int((w.sum(0) == 0).sum())  # concepts no sample uses
     return h.cpu().numpy(), None, residual_norm(a, w, h) / norm, unused
 

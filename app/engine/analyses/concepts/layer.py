@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.engine.analyses.concepts.nmf import nnls_codes
+from app.engine.analyses.concepts.nmf import gram_of, nnls_codes
 from app.engine.analyses.concepts.sae import encode
 
 METHODS = ("nmf", "sae")
@@ -109,6 +109,7 @@ class ConceptLayer:
         enc = dictionary.encoder or {}
         self.encoder = {n: torch.from_numpy(a).float().to(device) for n, a in enc.items()}
         self.active = dictionary.active
+        self.gram, self.lipschitz = gram_of(self.h)  # once per dictionary, not per frame
 
     def factorized(self, acts: torch.Tensor) -> torch.Tensor:
         """The part of `acts` the codes and the residual add up to (module doc)."""
@@ -124,7 +125,7 @@ class ConceptLayer:
         flat = self.factorized(x).detach().float().permute(0, 2, 3, 1).reshape(-1, c)
         h_ = self.h.to(flat.device)
         if self.method == "nmf":
-            z = nnls_codes(flat, h_)
+            z = nnls_codes(flat, h_, gram=self.gram, lipschitz=self.lipschitz)
         else:
             e = {k: t.to(flat.device) for k, t in self.encoder.items()}
             z = encode(flat, e["w_enc"], e["b_enc"], e["b_dec"], self.active)

@@ -28,6 +28,11 @@ import torch
 ROW_BLOCK = 16384  # rows of A per product: bounds the (block × C) temporaries
 
 
+def wide(t: torch.Tensor) -> torch.Tensor:
+    """`t` in float64 for sums, except on Apple's MPS, which has no float64."""
+    return t.float() if t.device.type == "mps" else t.double()
+
+
 def _blocks(n: int) -> list[slice]:
     return [slice(i, min(i + ROW_BLOCK, n)) for i in range(0, n, ROW_BLOCK)]
 
@@ -47,7 +52,7 @@ def residual_norm(a: torch.Tensor, w: torch.Tensor, h: torch.Tensor) -> float:
     """‖A − W H‖ (Frobenius), block by block, in float64 sums."""
     total = 0.0
     for s in _blocks(a.shape[0]):
-        total += float((a[s] - w[s] @ h).double().square().sum())
+        total += float(wide(a[s] - w[s] @ h).square().sum())
     return math.sqrt(total)
 
 
@@ -83,7 +88,7 @@ class NMFFit:
         """Run HALS iterations; returns the relative error ‖A − WH‖/‖A‖ after them."""
         a, w, h = self.a, self.w, self.h
         if self.norm_a2 == 0.0:
-            self.norm_a2 = float(a.double().square().sum()) or 1.0
+            self.norm_a2 = float(wide(a).square().sum()) or 1.0
         tiny = torch.finfo(a.dtype).tiny
         for _ in range(iterations):
             # the diagonals stay tensors: a float() per concept would stall a GPU 2K times
@@ -96,8 +101,8 @@ class NMFFit:
             for k in range(h.shape[0]):
                 h[k] = (h[k] + (wta[k] - wtw[k] @ h) / wd[k]).clamp_min_(0)
             # ‖A − WH‖² = ‖A‖² − 2⟨WᵀA, H⟩ + ⟨WᵀW, HHᵀ⟩: no n × C temporary
-            err2 = (self.norm_a2 - 2 * float((wta * h).double().sum())
-                    + float((wtw.double() * (h @ h.T).double()).sum()))
+            err2 = (self.norm_a2 - 2 * float(wide(wta * h).sum())
+                    + float((wide(wtw) * wide(h @ h.T)).sum()))
             self.previous, self.error = self.error, math.sqrt(max(err2, 0.0) / self.norm_a2)
             self.iteration += 1
         return self.error
@@ -123,21 +128,25 @@ class NMFFit:
         self.iteration, self.error, self.previous = int(it), err, prev
 
 
-def nnls_codes(x: torch.Tensor, h: torch.Tensor, *, rounds: int = 30,
-               steps: int = 40, rtol: float = 1e-6) -> torch.Tensor:
+def nnls_codes(x: torch.Tensor, h: torch.Tensor, *, gram: torch.Tensor | None = None,
+               lipschitz: float | None = None, rounds: int = 30, steps: int = 40,
+               rtol: float = 1e-6) -> torch.Tensor:
     """argmin over c ≥ 0 of ‖x − c H‖ for every row of `x` (P × C) given H (K × C): (P × K).
 
     See the module doc: FISTA to guess each row's support, then the exact least squares on
     it, accepted where it meets the KKT conditions to `rtol` (relative to the row's scale).
+    `gram` (H Hᵀ) and `lipschitz` (its largest eigenvalue) may be given by a caller that
+    codes many batches with one dictionary (`gram_of`).
     """
     p, k = x.shape[0], h.shape[0]
     dtype = x.dtype
-    g = h @ h.T  # (K, K)
+    if gram is None or lipschitz is None:
+        gram, lipschitz = gram_of(h)
+    g = gram.to(x.device, dtype)  # (K, K)
     b = x @ h.T  # (P, K)
     out = torch.zeros(p, k, dtype=dtype, device=x.device)
     if p == 0 or k == 0:
         return out
-    lipschitz = float(torch.linalg.eigvalsh(g.double().cpu()).max()) or 1.0
     exact = torch.float32 if x.device.type == "mps" else torch.float64  # MPS has no float64
     scale = b.abs().amax(dim=1).clamp_min(torch.finfo(dtype).tiny)  # per row
     todo = torch.arange(p, device=x.device)
@@ -168,3 +177,10 @@ def nnls_codes(x: torch.Tensor, h: torch.Tensor, *, rounds: int = 30,
         todo, c, y, t = todo[keep], c[keep], c[keep].clone(), 1.0
     out[todo] = c  # still no exact support: the gradient iterate, close to it
     return out
+
+
+def gram_of(h: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(H Hᵀ, its largest eigenvalue): what `nnls_codes` needs of a dictionary, once."""
+    g = h @ h.T
+    top = float(torch.linalg.eigvalsh(g.double().cpu()).max()) if len(g) else 1.0
+    return g, top or 1.0

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from app.engine.analyses.concepts.nmf import wide
+
 
 def encode(x: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, b_dec: torch.Tensor,
            active: int) -> torch.Tensor:
@@ -38,10 +40,6 @@ def encode(x: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, b_dec: tor
     pre = (x - b_dec) @ w_enc.T + b_enc
     vals, idx = pre.topk(min(active, pre.shape[1]), dim=1)
     return torch.zeros_like(pre).scatter_(1, idx, vals.clamp_min(0))
-
-
-def _dtype_wide(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 @dataclass
@@ -151,11 +149,11 @@ class SAEFit:
         s = self.scale
         out = {"w_enc": self.params["w_enc"], "b_enc": self.params["b_enc"] * s,
                "w_dec": self.params["w_dec"], "b_dec": self.params["b_dec"] * s}
-        mean_code = torch.zeros(self.k, dtype=_dtype_wide(self.a.device), device=self.a.device)
+        mean_code = wide(torch.zeros(self.k, device=self.a.device))
         for i in range(0, self.a.shape[0], 16384):
             z = encode(self.a[i:i + 16384], out["w_enc"], out["b_enc"], out["b_dec"],
                        self.active)
-            mean_code += z.sum(0).to(mean_code.dtype)
+            mean_code += wide(z.sum(0))
         order = torch.argsort(mean_code, descending=True, stable=True)
         self.dead_latents = int((mean_code == 0).sum())
         out["w_enc"], out["b_enc"], out["w_dec"] = (
@@ -184,6 +182,6 @@ def reconstruction_error(a: torch.Tensor, w: dict[str, torch.Tensor], active: in
     for i in range(0, a.shape[0], 16384):
         x = a[i:i + 16384]
         z = encode(x, w["w_enc"], w["b_enc"], w["b_dec"], active)
-        num += float((x - z @ w["w_dec"] - w["b_dec"]).double().square().sum())
-        den += float(x.double().square().sum())
+        num += float(wide(x - z @ w["w_dec"] - w["b_dec"]).square().sum())
+        den += float(wide(x).square().sum())
     return math.sqrt(num / den) if den else 0.0
