@@ -108,8 +108,9 @@ def learn_concepts(
     mkey = model_key(loaded)
     dataset_doc = {"root": Path(os.path.abspath(root)).as_posix(),
                    "digest": files_fingerprint(files), "files": len(files)}
+    # max_pixels decides which files are skipped, max_side what the model sees of the rest
     sample_key = _key([CACHE_FORMAT, mkey, layer, dataset_doc["digest"], samples, seed,
-                       max_side])
+                       max_side, max_pixels])
     steps = iterations or (NMF_ITERATIONS if method == "nmf" else SAE_STEPS)
     fit_key = _key([sample_key, method, k, steps, active if method == "sae" else 0, tol])
     base = Path(out) if out is not None else concepts_root(cache_dir, loaded, layer)
