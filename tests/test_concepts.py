@@ -328,6 +328,18 @@ def test_cli_on_real_photos_with_the_bundled_model(tmp_path, capsys):
     assert directions.shape == (12, 112) and directions.dtype == np.float32
     assert np.allclose(np.linalg.norm(directions, axis=1), 1, atol=1e-4)
     assert (directions >= 0).all()  # NMF of the positive part
+    # the error against two independent references on the same samples (stored beside the
+    # dictionary, see `concepts.store`): no rank-12 matrix does better than the truncated
+    # SVD, and scipy's NNLS codes are the best any codes can do with these directions
+    (stored,) = (tmp_path / "out").glob("samples-*/samples.npz")
+    a = np.maximum(np.load(stored, allow_pickle=False)["rows"], 0).astype(np.float64)
+    assert a.shape == (600, 112)
+    sv = np.linalg.svd(a, compute_uv=False)
+    svd_bound = np.sqrt((sv[12:] ** 2).sum() / (sv ** 2).sum())
+    codes = np.stack([nnls(directions.T.astype(np.float64), row)[0] for row in a])
+    best_codes = np.linalg.norm(a - codes @ directions) / np.linalg.norm(a)
+    assert svd_bound <= best_codes <= doc["relative_error"] + 1e-4
+    assert doc["relative_error"] <= 1.3 * svd_bound, (doc["relative_error"], svd_bound)
     assert cli.main(argv) == 0 and json.loads(capsys.readouterr().out)["cached"] is True
 
     assert cli.main(argv[:-1]) == 0  # the summary for people
