@@ -222,6 +222,13 @@ def test_reservoir_is_a_fixed_budget_whatever_the_batching():
     flat = acts.permute(0, 2, 3, 1).reshape(-1, 12)
     rows = whole.matrix()
     assert all(bool((flat == r).all(1).any()) for r in rows[:20])
+    # two reservoirs over disjoint images (as two ranks would have) merge into the whole
+    first = SampleReservoir(300, 12, seed=5, device=torch.device("cpu"))
+    first.offer(acts[[0, 2, 4, 6]], [0, 2, 4, 6])
+    second = SampleReservoir(300, 12, seed=5, device=torch.device("cpu"))
+    second.offer(acts[[1, 3, 5]], [1, 3, 5])
+    first.absorb(second.state())
+    assert torch.equal(first.matrix(), whole.matrix())
     other = SampleReservoir(300, 12, seed=6, device=torch.device("cpu"))
     other.offer(acts, list(range(7)))
     assert not torch.equal(other.matrix(), whole.matrix())

@@ -70,11 +70,20 @@ class SampleReservoir:
         """Consider every position of `acts` (N, C, H, W), the maps of images `ids`."""
         n, c, h, w = acts.shape
         hw = h * w
-        dev = self.keys.device
         keys = torch.from_numpy(np.concatenate([self.position_keys(i, hw) for i in ids]))
         tags = (torch.tensor(list(ids), dtype=torch.int64)[:, None] * hw
                 + torch.arange(hw)[None, :]).reshape(-1)
         rows = acts.detach().float().reshape(n, c, hw).transpose(1, 2).reshape(n * hw, c)
+        self._merge(keys, tags, rows)
+
+    def absorb(self, state: dict[str, np.ndarray]) -> None:
+        """Fold in the `state()` of a reservoir (same seed) that saw other images: the
+        result is the reservoir of all of them (the smallest keys of a union are the
+        smallest of the parts' smallest), as ranks that split a folder need."""
+        self._merge(*(torch.from_numpy(state[n]) for n in ("keys", "tags", "rows")))
+
+    def _merge(self, keys: torch.Tensor, tags: torch.Tensor, rows: torch.Tensor) -> None:
+        dev = self.keys.device
         if self.keys.numel() >= self.budget:
             # once full, a candidate above the largest kept key can never get in: most of a
             # big folder's positions are dropped here, before any sorting or copying
