@@ -421,3 +421,67 @@ def test_a_transformer_block_is_sampled_token_by_token(tmp_path):
     total = layer.component(parts.codes) + parts.residual
     assert torch.allclose(total, grid, atol=1e-5)
     assert bool(((parts.codes > 0).sum(1) <= d.active).all())
+
+
+RANK_WORKER = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import torch
+torch.set_num_threads(1)
+from app.core.jobs import run_job
+from app.engine.analyses.concepts import learn_concepts
+from app.engine.runtime import distributed
+from test_concepts import small_loaded
+
+rank, spec = int(sys.argv[1]), json.loads(sys.argv[2])
+ranks = distributed.join(rank, 2, spec["init"])
+d = run_job(learn_concepts(small_loaded(), spec["dataset"], "conv2", 5, spec["method"],
+                           samples=400, batch_size=3, out=spec["out"], iterations=40,
+                           tol=0.0, ranks=ranks))
+print(json.dumps({{"directions": d.directions.tolist(), "images": d.images,
+                   "samples": d.samples, "error": d.relative_error}}))
+"""
+
+
+@pytest.mark.parametrize("method", ["nmf", "sae"])
+def test_two_ranks_learn_the_single_process_dictionary(tmp_path, method):
+    """Two gloo ranks split 10 images (4 batches of 3: ranks take batches 0, 2 and 1, 3);
+    rank 0 merges their reservoirs and fits: both return one process's dictionary."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    make_images(tmp_path / "images", 10)
+    one, _ = learn(tmp_path / "one", method, iterations=40, tol=0.0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = {"init": f"tcp://127.0.0.1:{port}", "dataset": str(tmp_path / "images"),
+            "out": str(tmp_path / "two"), "method": method}
+    repo = Path(__file__).resolve().parent.parent
+    worker = RANK_WORKER.format(tests=str(repo / "tests"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
+    procs = [subprocess.Popen([sys.executable, "-c", worker, str(r), json.dumps(spec)],
+                              cwd=repo, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    docs = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise AssertionError("a rank hung") from None
+        assert p.returncode == 0, err[-2000:]
+        docs.append(json.loads(out.strip().splitlines()[-1]))
+    for doc in docs:
+        assert doc["images"] == 10 and doc["samples"] == one.samples == 400
+        got = np.array(doc["directions"], dtype=np.float32)
+        assert np.allclose(got, one.directions, atol=1e-6), np.abs(got - one.directions).max()
+        assert doc["error"] == pytest.approx(one.relative_error, abs=1e-6)
+    # rank 0 wrote the one result; the ranks' own parts are gone
+    stored = load_dictionary(next((tmp_path / "two").glob(f"{method}5-*")))
+    assert stored is not None
+    assert np.array_equal(stored.directions, np.float32(docs[0]["directions"]))
+    assert not list((tmp_path / "two").glob("samples-*/rank*"))

@@ -9,7 +9,8 @@ budget, whatever the folder's size) and factorized: NMF of the positive part (de
 K = 32), or a TopK sparse autoencoder for large K. The dictionary (a K × C `.npy`, in
 concept order) is cached per model, weights, preprocessing, folder, layer, method and K; an
 interrupted run resumes where it stopped. The dictionary makes the concept layer
-`LAYER@nmfK` (or `@saeK`).
+`LAYER@nmfK` (or `@saeK`). Under torchrun (`torchrun --nproc-per-node N -m app concepts …`)
+the ranks split the images and rank 0 fits and writes the one-process dictionary.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.cli.common import CliError, add_common, load_for, print_json, settings_for
-from app.cli.ranks import drive
+from app.cli.ranks import drive, is_root, join_ranks
 
 if TYPE_CHECKING:  # torch-heavy: imported when the command runs
     from app.engine.analyses.concepts import ConceptDictionary
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"{flag} must be positive, got {value}")
     if args.active is not None and args.active > args.k:
         raise CliError(f"--active must be at most --k ({args.k}), got {args.active}")
+    ranks = join_ranks(args)  # torchrun: the ranks split the images, rank 0 fits
     loaded, settings = load_for(args)
     from app.engine.analyses.concepts import ConceptsError, learn_concepts
 
@@ -71,9 +73,11 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed, batch_size=args.batch_size, cache_dir=settings.cache.dir,
             out=args.out, max_pixels=settings.source.max_image_pixels,
             max_side=settings.source.max_frame_side, resume=not args.restart,
-            iterations=args.iterations, active=args.active), "concepts", None)
+            iterations=args.iterations, active=args.active, ranks=ranks), "concepts", ranks)
     except ConceptsError as exc:
         raise CliError(str(exc)) from None
+    if not is_root(ranks):
+        return 0  # rank 0 prints the result
     if args.json:
         print_json(_doc(result))
         return 0

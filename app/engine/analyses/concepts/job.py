@@ -7,15 +7,25 @@ and ends with the dictionary an uninterrupted run gives: collecting the samples
 each step is deterministic given the state). The samples are kept after the fit, so a second
 method or K on the same folder only fits. A finished dictionary is returned from the cache
 at once (`cached`); `resume=False` throws checkpoints and cache away and starts over.
+
+Under torchrun (`ranks`) the ranks split the folder into the single-process run's batches
+(`Ranks.positions`), so every image's activations are the ones one process computes; each
+rank keeps its own reservoir, and rank 0 merges them (`SampleReservoir.absorb`: keys depend
+on the image's index in the whole listing, not on who read it), which is exactly the
+single-process reservoir. Rank 0 then fits alone — the fit is small next to the pass over
+the folder — writes, and sends the dictionary to the others.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +40,7 @@ from app.engine.analyses.concepts.nmf import NMFFit, residual_norm, wide
 from app.engine.analyses.concepts.sae import SAEFit, reconstruction_error
 from app.engine.analyses.concepts.samples import (
     ConceptProgress,
+    Samples,
     collect_samples,
     load_state,
     save_state,
@@ -41,6 +52,7 @@ from app.engine.analyses.concepts.store import (
     write_dictionary,
 )
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import discover_layers
 
@@ -73,12 +85,14 @@ def learn_concepts(
     *, samples: int = 32768, seed: int = 0, batch_size: int = 16, cache_dir: str = "",
     out: str | Path | None = None, max_pixels: int = 80_000_000, max_side: int = 1280,
     resume: bool = True, iterations: int | None = None, active: int | None = None,
-    tol: float = 1e-5,
+    tol: float = 1e-5, ranks: Ranks | None = None,
 ) -> Job[ConceptProgress, ConceptDictionary]:
     """Learn K directions of `layer` over the images under `dataset` (see the module doc).
 
     `iterations`: NMF's iteration cap or the SAE's optimizer steps; `active`: the SAE's TopK.
-    Results go to the cache (`concepts_root`), or to `out` when given.
+    Results go to the cache (`concepts_root`), or to `out` when given. With `ranks`
+    (torchrun) each rank samples its batches of the folder, rank 0 merges the reservoirs
+    (exactly the one-process reservoir), fits and writes; every rank returns the result.
     """
     started = time.perf_counter()
     if method not in METHODS:
@@ -116,24 +130,101 @@ def learn_concepts(
     base = Path(out) if out is not None else concepts_root(cache_dir, loaded, layer)
     sample_dir = base / f"samples-{sample_key}"
     folder = base / f"{method}{k}-{fit_key}"
+    if ranks is not None:  # before anything is read from or written to the cache
+        ranks.agree({"model weights": mkey, "dataset listing": dataset_doc, "layer": layer,
+                     "method": method, "k": k, "samples": samples, "seed": seed,
+                     "steps": steps, "batch size": batch_size})
+    found = None
     if resume:
         found = load_dictionary(folder)
         meta = read_meta(folder)
-        if found is not None and meta is not None and meta.get("fit_key") == fit_key:
-            return replace(found, cached=True, seconds=time.perf_counter() - started)
+        if found is None or meta is None or meta.get("fit_key") != fit_key:
+            found = None
     else:
         for f, name in ((sample_dir, "samples"), (sample_dir, "partial"), (folder, "fit")):
             for ext in (".npz", ".json"):
                 (f / f"{name}{ext}").unlink(missing_ok=True)
+    if ranks is not None:  # rank 0's cache decides: on other hosts it is not there
+        found = ranks.broadcast(found)
+    if found is not None:
+        return replace(found, cached=True, seconds=time.perf_counter() - started)
 
-    got = yield from collect_samples(
-        loaded, files, layer, layer in clone, channels, sample_dir, budget=samples, seed=seed,
-        batch_size=batch_size, max_pixels=max_pixels, max_side=max_side)
-    a = got.matrix
+    collect = functools.partial(
+        collect_samples, loaded, files, layer, layer in clone, channels, budget=samples,
+        seed=seed, batch_size=batch_size, max_pixels=max_pixels, max_side=max_side)
+    got: Samples | None
+    if ranks is None:
+        got = yield from collect(sample_dir)
+    else:
+        got = yield from _collect_on_ranks(collect, ranks, sample_dir, len(files), batch_size)
+    if got is None:
+        assert ranks is not None  # not rank 0: the result comes from rank 0 when it has one
+        result: ConceptDictionary = ranks.broadcast(None)
+        return replace(result, seconds=time.perf_counter() - started)
+    try:
+        result = yield from _fit_and_write(
+            loaded, got, folder, layer, method, k, active, seed, steps, tol,
+            dataset_doc=dataset_doc, fit_key=fit_key)
+    except Exception as exc:
+        if ranks is None:
+            raise
+        ranks.fail(exc)
+    if ranks is not None:
+        ranks.broadcast(result)
+    return replace(result, seconds=time.perf_counter() - started)
+
+
+def _collect_on_ranks(
+    collect: Callable[..., Job[ConceptProgress, Samples]], ranks: Ranks, sample_dir: Path,
+    n_files: int, batch_size: int,
+) -> Job[ConceptProgress, Samples | None]:
+    """Each rank samples its batches; rank 0 gets the merged samples (None elsewhere).
+
+    Rank 0's finished samples, when it has them, serve every rank: nobody collects again.
+    Each rank checkpoints its part in a folder of its own, kept until the merge is written.
+    """
+    have = ranks.broadcast(load_state(sample_dir, "samples") is not None
+                           if ranks.is_root else None)
+    if have:
+        if not ranks.is_root:
+            return None
+        whole: Samples = yield from collect(sample_dir)
+        return whole
+    own = sample_dir / f"rank{ranks.rank}of{ranks.world}-b{batch_size}"
+    try:
+        part = yield from collect(own, ids=ranks.positions(n_files, batch_size))
+    except Exception as exc:
+        ranks.fail(exc)
+    parts = ranks.gather((part.reservoir.state(), part.images, part.skipped, part.map_shape))
+    if parts is None:
+        ranks.check()  # rank 0 has written the merged samples
+        shutil.rmtree(own, ignore_errors=True)
+        return None
+    reservoir = part.reservoir
+    images, skipped, shape = 0, list[tuple[str, str]](), part.map_shape
+    for state, n, more, map_shape in parts:
+        if state is not parts[0][0]:
+            reservoir.absorb(state)
+        images, skipped = images + n, skipped + list(more)
+        shape = shape if shape != (0, 0) else map_shape  # a rank may have read no image
+    merged = Samples(reservoir, images, tuple(sorted(skipped)), shape)
+    merged.save(sample_dir)
+    ranks.check()
+    shutil.rmtree(own, ignore_errors=True)
+    return merged
+
+
+def _fit_and_write(
+    loaded: LoadedModel, got: Samples, folder: Path, layer: str, method: str, k: int,
+    active: int, seed: int, steps: int, tol: float, *, dataset_doc: dict[str, Any],
+    fit_key: str,
+) -> Job[ConceptProgress, ConceptDictionary]:
+    """Fit the samples, write the dictionary, return it as stored."""
+    a = got.reservoir.matrix()
     if a.shape[0] < k:
         raise ConceptsError(f"{a.shape[0]} samples from {got.images} readable image(s) are "
                             f"too few for K = {k}")
-    signed = bool((a < 0).any())
+    signed, channels = bool((a < 0).any()), int(a.shape[1])
     if method == "nmf":
         directions, encoder, error, dead = yield from _fit_nmf(a.clamp_min(0), k, seed, steps,
                                                                tol, folder)
@@ -146,7 +237,7 @@ def learn_concepts(
         "samples": int(a.shape[0]), "relative_error": error, "signed": signed,
         "dead_concepts": dead,
         "active": active if method == "sae" else 0, "model": loaded.name,
-        "model_key": mkey, "dataset": dataset_doc, "map_shape": list(got.map_shape),
+        "model_key": model_key(loaded), "dataset": dataset_doc, "map_shape": list(got.map_shape),
         "seed": seed, "steps": steps, "fit_key": fit_key, "cache_format": CACHE_FORMAT,
         "skipped": [list(s) for s in got.skipped],
     }
@@ -155,7 +246,7 @@ def learn_concepts(
         (folder / f"fit{ext}").unlink(missing_ok=True)
     found = load_dictionary(folder)
     assert found is not None, folder
-    return replace(found, seconds=time.perf_counter() - started)
+    return found
 
 
 def _restore(folder: Path, method: str) -> dict[str, torch.Tensor] | None:

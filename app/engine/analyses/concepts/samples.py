@@ -114,12 +114,20 @@ class SampleReservoir:
 
 @dataclass(frozen=True)
 class Samples:
-    """What the collection gives the fit: the sample matrix and how it was drawn."""
+    """What the collection gives the fit: the kept samples and how they were drawn."""
 
-    matrix: torch.Tensor  # (n, C) raw activations, signed if the layer is
+    reservoir: SampleReservoir  # its `matrix()`: (n, C) raw activations, signed if the layer is
     images: int  # images read (files less the skipped)
     skipped: tuple[tuple[str, str], ...]  # (path, reason)
     map_shape: tuple[int, int]
+
+    def doc(self) -> dict:
+        return {"images": self.images, "skipped": [list(s) for s in self.skipped],
+                "map_shape": list(self.map_shape)}
+
+    def save(self, folder: Path) -> None:
+        """As a finished collection in `folder` (what `collect_samples` returns at once)."""
+        save_state(folder, "samples", {"done": -1, **self.doc()}, self.reservoir.state())
 
 
 # -- checkpoints: a token ties the npz to its json, so a half-replaced pair is ignored ---------
@@ -158,20 +166,22 @@ def _decode(path: str, max_pixels: int, max_side: int, device: torch.device
 def collect_samples(
     loaded: LoadedModel, files: Sequence[str], layer: str, clone: bool, channels: int,
     folder: Path, *, budget: int, seed: int, batch_size: int, max_pixels: int, max_side: int,
-    checkpoint_every: int = 10,
+    checkpoint_every: int = 10, ids: Sequence[int] | None = None,
 ) -> Job[ConceptProgress, Samples]:
-    """Stream `files` through the model to `layer` and keep `budget` samples (module doc).
+    """Stream `files` (those at `ids`, all when None) through the model to `layer` and keep
+    `budget` samples (module doc). A sample's image index is its index in `files`.
 
     `folder` holds the checkpoint ("partial") while running and the finished samples
     ("samples") after; a finished folder is returned at once, a partial one resumed.
     """
+    todo = list(range(len(files))) if ids is None else list(ids)
     device = loaded.device
     reservoir = SampleReservoir(budget, channels, seed, device)
     done = load_state(folder, "samples")
     if done is not None:
         reservoir.load(done[1])
         doc = done[0]
-        return Samples(reservoir.matrix(), doc["images"], tuple(map(tuple, doc["skipped"])),
+        return Samples(reservoir, doc["images"], tuple(map(tuple, doc["skipped"])),
                        tuple(doc["map_shape"]))
     partial = load_state(folder, "partial")
     start, images, skipped, shape = 0, 0, [], (0, 0)
@@ -185,7 +195,7 @@ def collect_samples(
         save_state(folder, name, {"done": upto, "images": images, "skipped": skipped,
                                   "map_shape": list(shape)}, reservoir.state())
 
-    yield ConceptProgress(done=start, total=len(files), stage="collect")
+    yield ConceptProgress(done=start, total=len(todo), stage="collect")
     model, pos, last_saved = loaded.module, start, start
     with (torch.no_grad(), ActivationRecorder(model, [layer]) as rec,
           ThreadPoolExecutor(2) as pool):
@@ -193,8 +203,8 @@ def collect_samples(
             rec.clone_layers.add(layer)
         forward, unhook = truncated_forward(model, rec, [layer])
         try:
-            while pos < len(files):
-                chunk = list(range(pos, min(pos + batch_size, len(files))))
+            while pos < len(todo):
+                chunk = todo[pos:pos + batch_size]
                 decoded = list(pool.map(
                     lambda i: _decode(files[i], max_pixels, max_side, device), chunk))
                 ok = [(i, t) for i, t in zip(chunk, decoded, strict=True)
@@ -207,12 +217,12 @@ def collect_samples(
                     reservoir.offer(acts, [i for i, _ in ok])
                     shape = (int(acts.shape[2]), int(acts.shape[3]))
                     images += len(ok)
-                pos = chunk[-1] + 1
+                pos += len(chunk)
                 if pos - last_saved >= checkpoint_every * batch_size:
                     checkpoint("partial", pos)
                     last_saved = pos
                 # a cancel closes the generator here: the except below checkpoints
-                yield ConceptProgress(done=pos, total=len(files), stage="collect")
+                yield ConceptProgress(done=pos, total=len(todo), stage="collect")
         except BaseException:
             if pos > last_saved:
                 checkpoint("partial", pos)
@@ -222,4 +232,4 @@ def collect_samples(
     checkpoint("samples", pos)
     (folder / "partial.npz").unlink(missing_ok=True)
     (folder / "partial.json").unlink(missing_ok=True)
-    return Samples(reservoir.matrix(), images, tuple(skipped), shape)
+    return Samples(reservoir, images, tuple(skipped), shape)
