@@ -127,7 +127,12 @@ def scipy_codes(h: np.ndarray, acts: np.ndarray) -> np.ndarray:
     return codes.T.reshape(-1, hh, ww)
 
 
-def test_concept_codes_equal_an_independent_nnls():
+@pytest.mark.parametrize("system_budget", [1 << 24, 700])
+def test_concept_codes_equal_an_independent_nnls(monkeypatch, system_budget):
+    """…in one batch of positions, or (a tiny budget) in blocks of a few positions."""
+    import app.engine.analyses.concepts.nmf as nmf
+
+    monkeypatch.setattr(nmf, "SYSTEM_BUDGET", system_budget)
     rng = np.random.default_rng(1)
     for k, c in ((8, 20), (24, 40), (12, 12)):
         h = random_dictionary(rng, k, c)

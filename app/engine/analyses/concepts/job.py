@@ -58,7 +58,7 @@ from app.engine.runtime.recorder import discover_layers
 
 NMF_ITERATIONS = 400  # HALS usually converges (to tol) in far fewer
 SAE_STEPS = 3000
-STEPS_PER_YIELD = {"nmf": 5, "sae": 50}
+STEPS_PER_YIELD = {"nmf": 5, "sae": 10}  # a cancel waits for at most this many
 SAVE_EVERY = 10  # yields between two checkpoints of the fit
 
 

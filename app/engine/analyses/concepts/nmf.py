@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 ROW_BLOCK = 16384  # rows of A per product: bounds the (block × C) temporaries
+SYSTEM_BUDGET = 1 << 24  # numbers in one batch of NNLS support systems (128 MiB in float64)
 
 
 def wide(t: torch.Tensor) -> torch.Tensor:
@@ -136,12 +137,22 @@ def nnls_codes(x: torch.Tensor, h: torch.Tensor, *, gram: torch.Tensor | None = 
     See the module doc: FISTA to guess each row's support, then the exact least squares on
     it, accepted where it meets the KKT conditions to `rtol` (relative to the row's scale).
     `gram` (H Hᵀ) and `lipschitz` (its largest eigenvalue) may be given by a caller that
-    codes many batches with one dictionary (`gram_of`).
+    codes many batches with one dictionary (`gram_of`). Rows go in blocks whose (rows × K ×
+    K) systems stay under `SYSTEM_BUDGET` numbers: an early layer has 12,544 positions.
     """
-    p, k = x.shape[0], h.shape[0]
-    dtype = x.dtype
     if gram is None or lipschitz is None:
         gram, lipschitz = gram_of(h)
+    rows = max(1, SYSTEM_BUDGET // max(1, h.shape[0] ** 2))
+    if x.shape[0] <= rows:
+        return _nnls_block(x, h, gram, lipschitz, rounds, steps, rtol)
+    return torch.cat([_nnls_block(x[i:i + rows], h, gram, lipschitz, rounds, steps, rtol)
+                      for i in range(0, x.shape[0], rows)])
+
+
+def _nnls_block(x: torch.Tensor, h: torch.Tensor, gram: torch.Tensor, lipschitz: float,
+                rounds: int, steps: int, rtol: float) -> torch.Tensor:
+    p, k = x.shape[0], h.shape[0]
+    dtype = x.dtype
     g = gram.to(x.device, dtype)  # (K, K)
     b = x @ h.T  # (P, K)
     out = torch.zeros(p, k, dtype=dtype, device=x.device)
