@@ -141,7 +141,9 @@ def learn_concepts(
         if found is None or meta is None or meta.get("fit_key") != fit_key:
             found = None
     else:
-        for f, name in ((sample_dir, "samples"), (sample_dir, "partial"), (folder, "fit")):
+        own = [] if ranks is None else [_rank_dir(sample_dir, ranks, batch_size)]
+        for f, name in ((sample_dir, "samples"), (sample_dir, "partial"), (folder, "fit"),
+                        *((d, n) for d in own for n in ("samples", "partial"))):
             for ext in (".npz", ".json"):
                 (f / f"{name}{ext}").unlink(missing_ok=True)
     if ranks is not None:  # rank 0's cache decides: on other hosts it is not there
@@ -174,6 +176,11 @@ def learn_concepts(
     return replace(result, seconds=time.perf_counter() - started)
 
 
+def _rank_dir(sample_dir: Path, ranks: Ranks, batch_size: int) -> Path:
+    """Where a rank checkpoints its part: its batches depend on the world and batch size."""
+    return sample_dir / f"rank{ranks.rank}of{ranks.world}-b{batch_size}"
+
+
 def _collect_on_ranks(
     collect: Callable[..., Job[ConceptProgress, Samples]], ranks: Ranks, sample_dir: Path,
     n_files: int, batch_size: int,
@@ -190,7 +197,7 @@ def _collect_on_ranks(
             return None
         whole: Samples = yield from collect(sample_dir)
         return whole
-    own = sample_dir / f"rank{ranks.rank}of{ranks.world}-b{batch_size}"
+    own = _rank_dir(sample_dir, ranks, batch_size)
     try:
         part = yield from collect(own, ids=ranks.positions(n_files, batch_size))
     except Exception as exc:
