@@ -18,6 +18,7 @@ from app.cli import (
     accentuate,
     bench,
     catalog,
+    concepts,
     dissect,
     explain,
     invert,
@@ -34,7 +35,8 @@ from app.core.logs import route_to_log
 from app.core.malloc_tuning import keep_freed_memory
 
 SUBCOMMANDS: tuple[ModuleType, ...] = (models, layers, predict, bench, scan, render, ablate,
-                                       catalog, explain, dissect, accentuate, invert, spectrum)
+                                       catalog, explain, dissect, accentuate, invert, spectrum,
+                                       concepts)
 COMMANDS: dict[str, ModuleType] = {m.NAME: m for m in SUBCOMMANDS}
 
 
