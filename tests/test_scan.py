@@ -433,3 +433,39 @@ def test_live_top_k_matches_brute_force_and_cuts_patches():
     live.update(torch.zeros(2, 4, 4), 99, np.zeros((40, 48, 3), np.uint8),
                 PRE.crop_box(40, 48), receptive_field(net, "pool", 32))
     assert [e.frame_id for e in live.top(0)] == [99]  # a new layer starts afresh
+
+
+def _unreadable_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "notes.png").write_text("not an image")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "half.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    return folder
+
+
+def test_a_folder_with_no_readable_image_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    import app.cli as cli
+    import app.cli.scan as scan_command
+
+    bad = _unreadable_folder(tmp_path / "bad")
+    for workers in (0, 2):
+        with pytest.raises(ScanError, match=r"none of the 3 image files .* could be read"):
+            run_scan(tiny_loaded(), bad, LAYERS, workers=workers, out=tmp_path / "s")
+    assert not (tmp_path / "s" / "conv2").exists()
+    assert not list((tmp_path / "s").glob(".partial/*"))  # no checkpoint of nothing kept
+
+    monkeypatch.setattr(scan_command, "load_for",
+                        lambda args: (tiny_loaded(), scan_command.settings_for(args)))
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text("no image here")
+    (tmp_path / "void").mkdir()
+    for folder, fragment in ((bad, "could be read"), (texts, "no images"),
+                             (tmp_path / "void", "no images")):
+        argv = ["scan", str(folder), "--layers", "conv2", "--workers", "0",
+                "--out", str(tmp_path / "cli")]
+        assert cli.main(argv) == 2, folder
+        captured = capsys.readouterr()
+        errors = [line for line in captured.err.splitlines() if "error" in line]
+        assert len(errors) == 1 and fragment in errors[0], captured.err
+        assert "Traceback" not in captured.err and captured.out == ""

@@ -119,7 +119,7 @@ def cut_crops(folder: Path, states: dict[str, dict[str, np.ndarray]], files: Seq
     all_box = np.concatenate(slot_box)
     order = np.argsort(all_file, kind="stable")
     uniq, starts = np.unique(all_file[order], return_index=True)
-    bounds = [*list(starts[1:]), len(order)]
+    bounds = [*list(starts[1:]), len(order)][: len(starts)]  # none when no slot is filled
     jobs = [(files[int(f)], all_slot[order[s:e]], all_box[order[s:e]])
             for f, s, e in zip(uniq, starts, bounds, strict=True)]
 

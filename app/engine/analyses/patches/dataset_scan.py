@@ -291,6 +291,9 @@ def scan(
         states = {n: t.state() for n, t in trackers.items()}
     scanned = len(files) - len(skipped)
     try:
+        if scanned == 0:  # nothing to rank: an error, never an empty result over a good one
+            remove_tree(ckpt)
+            raise ScanError(unreadable_message(len(files), root_name, skipped))
         layer_dirs = yield from cut_crops(
             folder, states, files, pre, rfs, shapes, crop_size, workers, max_pixels,
             max_side, mp_context, meta={
@@ -309,6 +312,12 @@ def scan(
     return ScanReport(folder, layer_dirs, root_name, len(files), scanned,
                       tuple(sorted(skipped)), seconds, scanned_now / max(seconds, 1e-9),
                       resumed_from, False, rfs)
+
+
+def unreadable_message(files: int, root: str, skipped: Sequence[tuple[str, str]]) -> str:
+    """The one line for a dataset none of whose image files could be decoded."""
+    example = f" (e.g. {skipped[0][1]})".splitlines()[0] if skipped else ""
+    return f"none of the {files} image files under {root} could be read{example}"
 
 
 def _scan_part(
