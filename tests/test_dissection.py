@@ -413,3 +413,47 @@ def test_bundled_model_names_colour_units_on_real_photos(tmp_path: Path) -> None
         fout = outside[u.unit][0] / max(outside[u.unit][1], 1)
         print(f"unit {u.unit} {u.label}: {fin:.1%} of its mask vs {fout:.1%} outside")
         assert fin > 2 * fout, (u, fin, fout)
+
+
+def test_unreadable_folder_is_an_error_and_keeps_the_good_dissection(
+        tmp_path: Path, monkeypatch, capfd) -> None:
+    """An image folder none of whose files decode: exit 2, one line, no OpenCV chatter, and
+    the layer's earlier dissection (what the unit card and the catalogue show) stays."""
+    import app.cli as cli
+    import app.cli.dissect as dissect_command
+    from app.engine.analyses.dissection import cached_layer
+    from app.engine.runtime.cache import model_key
+
+    colours = tmp_path / "colours"
+    colours.mkdir()
+    for i, img in enumerate(IMAGES):
+        cv2.imwrite(str(colours / f"c{i}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(5):
+        (bad / f"broken{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[cache]\ndir = "{(tmp_path / "cache").as_posix()}"\n')
+    monkeypatch.setattr(dissect_command, "load_for",
+                        lambda args: (colour_net(), dissect_command.settings_for(args)))
+    common = ["--layers", "conv", "--quantile", "0.3", "--workers", "0", "--settings",
+              str(settings), "--json"]
+    assert cli.main(["dissect", str(colours), *common]) == 0
+    capfd.readouterr()
+    model_folder = tmp_path / "cache" / model_key(colour_net())
+    found = cached_layer(model_folder, "conv")
+    assert found is not None and found[1].units[0].label == "red" and found[0].images == 4
+
+    for workers in ("0", "2"):
+        argv = ["dissect", str(bad), *common]
+        argv[argv.index("--workers") + 1] = workers
+        assert cli.main(argv) == 2
+        captured = capfd.readouterr()
+        errors = [line for line in captured.err.splitlines() if "error" in line.lower()]
+        assert len(errors) == 1 and "none of the 5 images" in errors[0], captured.err
+        assert "WARN" not in captured.err and "Traceback" not in captured.err
+        assert captured.out == ""
+    again = cached_layer(model_folder, "conv")
+    assert again is not None and again[0].dataset == found[0].dataset
+    assert again[1] == found[1]
+    assert not list(model_folder.glob("dissect/*/.partial/*"))

@@ -44,7 +44,9 @@ def add_common(p: argparse.ArgumentParser, source: bool = False) -> None:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean 'bad input', imported lazily with their heavy modules."""
-    errors: list[type[BaseException]] = [CliError, SettingsError, UnitSpecError]
+    from app.core.atomic import EmptyResult
+
+    errors: list[type[BaseException]] = [CliError, SettingsError, UnitSpecError, EmptyResult]
     from app.capture.images import ImageError
     from app.capture.sources import SourceError
 

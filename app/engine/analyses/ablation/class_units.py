@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from app.core.atomic import atomic_write_json
+from app.core.atomic import cache_write_json
 from app.core.files import files_fingerprint, safe_filename
 from app.core.jobs import Job, Progress
 from app.engine.analyses.ablation.cut import make_runner
@@ -198,7 +198,8 @@ def class_units(
         model=loaded.name, dataset=folder,
         skipped=tuple(sorted(set(own.skipped) | set(everything.skipped))),
         cache_file=str(path))
-    atomic_write_json(path, result.to_json())
+    cache_write_json(path, result.to_json(), items=result.class_images,
+                     what=f"class units of {name} at {layer}")
     return result
 
 

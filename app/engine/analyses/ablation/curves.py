@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.core.atomic import atomic_write_json
+from app.core.atomic import cache_write_json
 from app.core.files import files_fingerprint, safe_filename
 from app.core.jobs import Job, Progress
 from app.core.selectivity import class_selectivity, deletion_counts, deletion_orders
@@ -384,10 +384,12 @@ def layer_curves(
         class_folders=dict(dataset.folders), skipped=tuple(sorted(skipped)),
         cache_file=str(path))
     if ranks is None:
-        atomic_write_json(path, result.to_json())
+        cache_write_json(path, result.to_json(), items=result.images,
+                         what=f"ablation curves of {layer}")
     elif ranks.is_root:
         try:
-            atomic_write_json(path, result.to_json())
+            cache_write_json(path, result.to_json(), items=result.images,
+                         what=f"ablation curves of {layer}")
         except Exception as exc:
             ranks.fail(exc)
         ranks.check()

@@ -9,7 +9,6 @@ from app.engine.analyses.dissection.concepts import Concepts, DissectionError, f
 from app.engine.analyses.dissection.job import dissect, load_result
 from app.engine.analyses.dissection.result import (
     DissectionResult,
-    DissectProgress,
     LayerDissection,
     cached_layer,
     concept_text,
@@ -20,7 +19,6 @@ from app.engine.analyses.dissection.sketch import QuantileSketch
 __all__ = [
     "COLOUR_NAMES",
     "Concepts",
-    "DissectProgress",
     "DissectionError",
     "DissectionResult",
     "LayerDissection",

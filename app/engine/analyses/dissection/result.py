@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.jobs import Progress, clock
 from app.engine.analyses.dissection.scoring import UnitConcept
 
 DISSECT_FORMAT = 1  # bump when the result document or the stored tallies change layout
-
-
-@dataclass(frozen=True, kw_only=True)
-class DissectProgress(Progress):
-    """One per batch; `stage` is "thresholds" (first pass) or "tally" (second pass)."""
-
-    stage: str
-    skipped: int
-    images_per_s: float
-    eta_s: float
-
-    def line(self) -> str:
-        eta = "--:--" if not math.isfinite(self.eta_s) else clock(self.eta_s)
-        text = (f"{self.stage:10s} {self.done}/{self.total}  {self.images_per_s:.1f} img/s  "
-                f"ETA {eta}")
-        return text + (f"  ({self.skipped} skipped)" if self.skipped else "")
 
 
 @dataclass(frozen=True)
