@@ -469,3 +469,28 @@ def test_a_folder_with_no_readable_image_is_one_clear_error(tmp_path, monkeypatc
         errors = [line for line in captured.err.splitlines() if "error" in line]
         assert len(errors) == 1 and fragment in errors[0], captured.err
         assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_cli_says_that_and_where_a_scan_resumed(dataset, tmp_path, monkeypatch, capsys):
+    import app.cli as cli
+    import app.cli.scan as scan_command
+
+    cancel = threading.Event()
+
+    def stop_after_three(p):
+        if p.done >= 12:  # batches of 4: three of them
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        _scan(tiny_loaded(), dataset, tmp_path / "cut", checkpoint_every=50,
+              progress=stop_after_three, cancel=cancel)
+    monkeypatch.setattr(scan_command, "load_for",
+                        lambda args: (tiny_loaded(), scan_command.settings_for(args)))
+    argv = ["scan", str(dataset), "--layers", *LAYERS, "--top-k", "4", "--batch-size", "4",
+            "--workers", "0", "--out", str(tmp_path / "cut")]
+    assert cli.main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert f"scan: resumed an interrupted scan after 12 of 23 files, from its checkpoint in " \
+           f"{tmp_path / 'cut'}" in captured.err
+    assert "(resumed at 12)" in captured.err  # the progress line says it too
+    assert json.loads(captured.out)["resumed_from"] == 12

@@ -13,14 +13,20 @@ from app.engine.analyses.dissection.result import (
     cached_layer,
     concept_text,
 )
-from app.engine.analyses.dissection.scoring import UnitConcept
+from app.engine.analyses.dissection.scoring import (
+    CategorySummary,
+    DissectionSummary,
+    UnitConcept,
+)
 from app.engine.analyses.dissection.sketch import QuantileSketch
 
 __all__ = [
     "COLOUR_NAMES",
+    "CategorySummary",
     "Concepts",
     "DissectionError",
     "DissectionResult",
+    "DissectionSummary",
     "LayerDissection",
     "QuantileSketch",
     "UnitConcept",

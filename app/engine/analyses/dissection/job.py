@@ -15,10 +15,13 @@ Two passes over the images, as NetDissect, but streamed (NetDissect keeps every 
 of the dataset in memmaps): pass 1 folds every activation into a per-unit `QuantileSketch`
 (threshold = the 1 − `quantile` quantile, within a bound reported per unit) and keeps each
 unit's top-k images; pass 2 tallies masks against labels (`Tally`) and draws the top images'
-masks. Memory is O(units × (bins + labels + k)), independent of the dataset's size. All state
-is integer counts, so shards merge by addition (torchrun) and a resumed run is identical:
-the state is checkpointed atomically every `checkpoint_every` batches and when the job is
-closed (a cancel), and a rerun continues from there with the same batches.
+masks. A unit's |mask| in its IoU with a label is counted in every image that annotates the
+label's category, the 2017 NetDissect's rule, not NetDissect-Lite's (only images where the
+mask touches such a label); see `scoring`. Memory is O(units × (bins + labels + k)),
+independent of the dataset's size. All state is integer counts, so shards merge by
+addition (torchrun) and a resumed run is identical: the state is checkpointed atomically
+every `checkpoint_every` batches and when the job is closed (a cancel), and a rerun
+continues from there with the same batches, and says where (`resumed_at`).
 
 Results live in ``cache_root/model_key/dissect/DIGEST/``: DIGEST names the dataset's files
 (paths, sizes, times), the categories, the quantile, the bins and k, so an identical
@@ -132,9 +135,10 @@ def dissect(
         todo = ranks.broadcast(todo)
     resumed = False
     rate = 0.0
+    resumed_at = (0, 0)
     if todo:
         try:
-            resumed, rate = yield from _compute(
+            resumed, rate, resumed_at = yield from _compute(
                 loaded, concepts, todo, shapes, clone, folder, digest, quantile=quantile,
                 batch_size=batch_size, workers=workers, top_k=top_k, bins=bins,
                 checkpoint_every=checkpoint_every, max_pixels=max_pixels, resume=resume,
@@ -146,12 +150,13 @@ def dissect(
     if ranks is not None and not ranks.is_root:
         return DissectionResult(loaded.name, concepts.root, concepts.kind, concepts.categories,
                                 quantile, min_iou, 0, (), {}, folder.as_posix(),
-                                time.perf_counter() - started, rate, not todo, resumed, bins)
+                                time.perf_counter() - started, rate, not todo, resumed, bins,
+                                resumed_at)
     result = load_result(folder, layers, min_iou)
     result = DissectionResult(
         loaded.name, concepts.root, concepts.kind, concepts.categories, quantile, min_iou,
         result.images, result.skipped, result.layers, folder.as_posix(),
-        time.perf_counter() - started, rate, not todo, resumed, bins)
+        time.perf_counter() - started, rate, not todo, resumed, bins, resumed_at)
     # the document the window and the catalogue read (`cached_layer`: the newest wins)
     cache_write_json(folder / "result.json", result.to_json(), items=result.images,
                      what=f"dissection of {', '.join(layers)}")
@@ -181,9 +186,10 @@ def _compute(
     clone: set[str], folder: Path, digest: str, *, quantile: float, batch_size: int,
     workers: int, top_k: int, bins: int, checkpoint_every: int, max_pixels: int,
     resume: bool, mp_context: str | None, ranks: Ranks | None = None,
-) -> Job[PassProgress, tuple[bool, float]]:
+) -> Job[PassProgress, tuple[bool, float, tuple[int, int]]]:
     """Both passes over the dataset for the layers `todo`; stores their tallies in `folder`.
-    Returns (resumed from a checkpoint, images per second over what ran now)."""
+    Returns (resumed from a checkpoint, images per second over what ran now, where this
+    process resumed: (pass, images of that pass an earlier run had done), or (0, 0))."""
     t0 = time.perf_counter()
     device, pre, model = loaded.device, loaded.preprocess, loaded.module
     n = len(concepts.items)
@@ -220,6 +226,7 @@ def _compute(
         if stage == 2:
             label_px = arrays["label_px"]
     resumed = saved is not None and (stage, done) != (1, 0)
+    resumed_at = (stage, min(done * batch_size, len(mine))) if resumed else (0, 0)
     skipped1 = {s[0] for s in skipped} if stage == 2 else set()
 
     def checkpoint() -> None:
@@ -321,7 +328,7 @@ def _compute(
         if not ranks.is_root:
             ranks.check()  # rank 0 has written the result: this part is no longer needed
             shutil.rmtree(ckpt, ignore_errors=True)
-            return resumed, computed / max(time.perf_counter() - t0, 1e-9)
+            return resumed, computed / max(time.perf_counter() - t0, 1e-9), resumed_at
         try:
             _write_layers(loaded, concepts, todo, folder, digest, staging, skipped, tops,
                           tallies, limits, label_px)
@@ -334,7 +341,7 @@ def _compute(
     shutil.rmtree(ckpt, ignore_errors=True)
     with contextlib.suppress(OSError):
         (folder / ".partial").rmdir()  # only when no other run's checkpoint is in it
-    return resumed, computed / max(time.perf_counter() - t0, 1e-9)
+    return resumed, computed / max(time.perf_counter() - t0, 1e-9), resumed_at
 
 
 def _write_layers(loaded: LoadedModel, concepts: Concepts, todo: list[str], folder: Path,
