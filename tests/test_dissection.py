@@ -494,3 +494,21 @@ def test_the_windows_message_reads_the_typed_summary(broden: Path, tmp_path: Pat
     message = concepts_message(result, result.layers["conv"])
     assert (message.interpretable, message.unique) == (2, 2)
     assert message.by_category == (("object", 1, 1), ("scene", 1, 1))
+
+
+def test_an_unwritable_cache_folder_is_one_line_naming_the_setting(
+        broden: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    import app.cli as cli
+    import app.cli.dissect as dissect_command
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the cache folder should be")
+    settings = tmp_path / "s.toml"
+    settings.write_text(f'[cache]\ndir = "{(blocker / "cache").as_posix()}"\n')
+    monkeypatch.setattr(dissect_command, "load_for",
+                        lambda args: (colour_net(), dissect_command.settings_for(args)))
+    code = cli.main(["dissect", str(broden), "--layers", "conv", "--workers", "0",
+                     "--settings", str(settings)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "cannot write to the cache folder" in err and "[cache].dir" in err

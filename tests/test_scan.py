@@ -494,3 +494,32 @@ def test_cli_says_that_and_where_a_scan_resumed(dataset, tmp_path, monkeypatch, 
            f"{tmp_path / 'cut'}" in captured.err
     assert "(resumed at 12)" in captured.err  # the progress line says it too
     assert json.loads(captured.out)["resumed_from"] == 12
+
+
+def test_an_unwritable_cache_folder_is_one_line_naming_the_setting(tmp_path, monkeypatch,
+                                                                   capsys):
+    import app.cli as cli
+    import app.cli.scan as scan_command
+    from app.core.settings import load_settings
+    from app.engine.runtime.cache import CacheError
+    from app.session.jobs import scan_job
+
+    make_images(tmp_path / "d", 3)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the cache folder should be")  # root can't write it either
+    bad = blocker / "cache"
+    with pytest.raises(CacheError, match=r"cannot write to the cache folder .*\[cache\]\.dir"):
+        run_scan(tiny_loaded(), tmp_path / "d", ["conv2"], workers=0, cache_dir=str(bad))
+    settings = tmp_path / "s.toml"
+    settings.write_text(f'[cache]\ndir = "{bad.as_posix()}"\n')
+    # the window's scan job fails with the same line
+    with pytest.raises(CacheError, match=r"\[cache\]\.dir"):
+        run_job(scan_job(load_settings(settings), tiny_loaded(), str(tmp_path / "d"), "conv2"))
+    monkeypatch.setattr(scan_command, "load_for",
+                        lambda args: (tiny_loaded(), scan_command.settings_for(args)))
+    code = cli.main(["scan", str(tmp_path / "d"), "--layers", "conv2", "--workers", "0",
+                     "--settings", str(settings)])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert "[cache].dir" in errors[0] and str(bad) in errors[0]

@@ -55,11 +55,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     errors += [ImageError, SourceError]
     if "torch" in sys.modules:
+        from app.engine.runtime.cache import CacheError
         from app.engine.runtime.device import DeviceError
         from app.engine.runtime.distributed import RankFailed
         from app.engine.runtime.models import ModelError
 
-        errors += [DeviceError, ModelError, RankFailed]
+        errors += [CacheError, DeviceError, ModelError, RankFailed]
     return tuple(errors)
 
 

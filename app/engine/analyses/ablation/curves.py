@@ -31,7 +31,7 @@ from app.core.selectivity import class_selectivity, deletion_counts, deletion_or
 from app.engine.analyses.ablation.cut import make_runner
 from app.engine.analyses.ablation.datasets import Dataset, ImageBatches
 from app.engine.analyses.ablation.deletion import AblationError
-from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 
@@ -347,6 +347,8 @@ def layer_curves(
     """The curves of `layer` on `dataset` (a job): from the cache when an equal analysis is
     stored there (`cached`: True), else computed and stored atomically. With `ranks`
     (torchrun) each rank runs its batches of images and rank 0 stores the one result."""
+    if ranks is None or ranks.is_root:  # where the result is stored
+        writable_cache(cache_dir)
     path = cache_file(loaded, dataset, layer, seeds, points, cache_dir)
     if ranks is not None:  # before anything is read from or written to the cache
         ranks.agree({"model weights": model_key(loaded), "dataset listing":

@@ -68,7 +68,7 @@ from app.core.scan_results import (
 )
 from app.engine.analyses.patches.crops import cut_crops, remove_tree
 from app.engine.analyses.patches.pipeline import NO_ID, Frames, collate
-from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.cache import CACHE_FORMAT, model_key, writable_cache
 from app.engine.runtime.dataset_pass import (
     Meter,
     PassProgress,
@@ -238,7 +238,8 @@ def scan(
                      "shard": f"{index}/{count}"})
     shapes, clone = _layer_shapes(loaded, layers)
     pre = loaded.preprocess
-    folder = Path(out) if out is not None else scan_dir(cache_root(cache_dir), model_key(loaded))
+    folder = Path(out) if out is not None else scan_dir(writable_cache(cache_dir),
+                                                        model_key(loaded))
     rfs = {layer: receptive_field(loaded.module, layer, pre.size) for layer in layers}
     dataset_doc = {"root": root_name, "digest": digest, "files": len(files),
                    "shard": f"{index}/{count}"}
