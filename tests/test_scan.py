@@ -453,6 +453,13 @@ def test_a_folder_with_no_readable_image_is_one_clear_error(tmp_path, monkeypatc
             run_scan(tiny_loaded(), bad, LAYERS, workers=workers, out=tmp_path / "s")
     assert not (tmp_path / "s" / "conv2").exists()
     assert not list((tmp_path / "s").glob(".partial/*"))  # no checkpoint of nothing kept
+    # the window's scan job fails with the same line (its runner shows the message)
+    from app.core.settings import Settings, with_overrides
+    from app.session.jobs import scan_job
+
+    settings = with_overrides(Settings(), "cache", dir=str(tmp_path / "cache"))
+    with pytest.raises(ScanError, match="none of the 3 image files"):
+        run_job(scan_job(settings, tiny_loaded(), str(bad), "conv2"))
 
     monkeypatch.setattr(scan_command, "load_for",
                         lambda args: (tiny_loaded(), scan_command.settings_for(args)))
