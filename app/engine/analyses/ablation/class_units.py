@@ -29,7 +29,7 @@ from app.core.jobs import Job, Progress
 from app.engine.analyses.ablation.cut import make_runner
 from app.engine.analyses.ablation.datasets import Dataset, ImageBatches
 from app.engine.analyses.ablation.deletion import AblationError
-from app.engine.runtime.cache import CACHE_FORMAT, model_key, writable_cache
+from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
 from app.engine.runtime.models import LoadedModel
 
 CLASS_UNITS_FORMAT = 1
@@ -118,12 +118,13 @@ def class_units(
         raise AblationError(f"no images of class {class_index} in the dataset's class folders")
     digest = files_fingerprint(dataset.paths, labels, layer, class_index, CACHE_FORMAT,
                                CLASS_UNITS_FORMAT)
-    path = (writable_cache(cache_dir) / model_key(loaded) / "ablate"
+    path = (cache_root(cache_dir) / model_key(loaded) / "ablate"
             / f"{safe_filename(layer)}-class{class_index}-{digest}.json")
     if use_cache:
         hit = _load_cached(path)
         if hit is not None and method in ("auto", hit.method):
             return dataclasses.replace(hit, cached=True, cache_file=str(path))
+    writable_cache(cache_dir)  # where the result will be stored, before the work
     subset = Dataset(tuple(dataset.paths[i] for i in mine), tuple(labels[i] for i in mine))
     own = ImageBatches(loaded, subset, batch_size, max_pixels)
     everything = ImageBatches(loaded, dataset, batch_size, max_pixels)

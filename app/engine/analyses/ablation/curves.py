@@ -347,8 +347,6 @@ def layer_curves(
     """The curves of `layer` on `dataset` (a job): from the cache when an equal analysis is
     stored there (`cached`: True), else computed and stored atomically. With `ranks`
     (torchrun) each rank runs its batches of images and rank 0 stores the one result."""
-    if ranks is None or ranks.is_root:  # where the result is stored
-        writable_cache(cache_dir)
     path = cache_file(loaded, dataset, layer, seeds, points, cache_dir)
     if ranks is not None:  # before anything is read from or written to the cache
         ranks.agree({"model weights": model_key(loaded), "dataset listing":
@@ -370,6 +368,8 @@ def layer_curves(
     if ranks is not None:
         order = lambda: [mine[i] for i in batches.yielded]  # noqa: E731
     try:
+        if ranks is None or ranks.is_root:  # where the result will be stored, before the work
+            writable_cache(cache_dir)
         result = yield from ablation_curves(
             loaded.module, batches, layer, total=len(part.paths), seeds=seeds,
             points=points, method=method, ranks=ranks, order=order)

@@ -63,7 +63,7 @@ from app.engine.analyses.dissection.result import (
 from app.engine.analyses.dissection.scoring import label_units, summarize
 from app.engine.analyses.dissection.sketch import QuantileSketch
 from app.engine.analyses.dissection.tally import NO_IMAGE, Tally, TopImages, draw_mask, strip
-from app.engine.runtime.cache import CACHE_FORMAT, model_key, writable_cache
+from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
 from app.engine.runtime.dataset_pass import (
     Meter,
     PassProgress,
@@ -129,7 +129,7 @@ def dissect(
         concepts.kind, concepts.categories, quantile, bins, top_k, max_pixels,
     ]).encode()).hexdigest()[:16]
     folder = Path(out) if out is not None else (
-        writable_cache(cache_dir) / model_key(loaded) / "dissect" / digest)
+        cache_root(cache_dir) / model_key(loaded) / "dissect" / digest)
     todo = [n for n in layers if not resume or not _layer_done(folder, n, digest)]
     if ranks is not None:  # rank 0's cache decides: on other hosts it is not there
         todo = ranks.broadcast(todo)
@@ -138,6 +138,8 @@ def dissect(
     resumed_at = (0, 0)
     if todo:
         try:
+            if out is None:  # before the work whose checkpoints and result it will hold
+                writable_cache(cache_dir)
             resumed, rate, resumed_at = yield from _compute(
                 loaded, concepts, todo, shapes, clone, folder, digest, quantile=quantile,
                 batch_size=batch_size, workers=workers, top_k=top_k, bins=bins,

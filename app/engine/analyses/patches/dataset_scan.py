@@ -68,7 +68,7 @@ from app.core.scan_results import (
 )
 from app.engine.analyses.patches.crops import cut_crops, remove_tree
 from app.engine.analyses.patches.pipeline import NO_ID, Frames, collate
-from app.engine.runtime.cache import CACHE_FORMAT, model_key, writable_cache
+from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
 from app.engine.runtime.dataset_pass import (
     Meter,
     PassProgress,
@@ -238,8 +238,7 @@ def scan(
                      "shard": f"{index}/{count}"})
     shapes, clone = _layer_shapes(loaded, layers)
     pre = loaded.preprocess
-    folder = Path(out) if out is not None else scan_dir(writable_cache(cache_dir),
-                                                        model_key(loaded))
+    folder = Path(out) if out is not None else scan_dir(cache_root(cache_dir), model_key(loaded))
     rfs = {layer: receptive_field(loaded.module, layer, pre.size) for layer in layers}
     dataset_doc = {"root": root_name, "digest": digest, "files": len(files),
                    "shard": f"{index}/{count}"}
@@ -264,6 +263,8 @@ def scan(
     run_key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:16]
     ckpt = _checkpoint_dir(folder, run_key)
     try:
+        if out is None:  # before the work whose checkpoints and result it will hold
+            writable_cache(cache_dir)
         scanned_now, resumed_from, skipped = yield from _scan_part(
             loaded, files, mine, trackers, clone, ckpt, batch_size=batch_size,
             workers=workers, checkpoint_every=checkpoint_every, max_pixels=max_pixels,
