@@ -181,3 +181,28 @@ def test_render_without_out_writes_under_the_cache_and_says_where(capsys, tmp_pa
     assert written.is_file() and (tmp_path / "cache") in written.parents
     assert not (tmp_path / "renders").exists()
     assert f"PNGs in {written.parent}" in err
+
+
+@pytest.mark.slow
+def test_predict_a_folder_skips_and_lists_unreadable_files(capsys, photos, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for p in photos:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    (folder / "empty.png").write_bytes(b"")
+    code, out, err = _run(capsys, "predict", str(folder), "--json", "--device", "cpu")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [Path(r["image"]).name for r in doc["results"]] == ["cat.jpg", "coffee.jpg"]
+    assert doc["results"][1]["top"][0]["label"] == "espresso"
+    assert sorted(Path(s["path"]).name for s in doc["skipped"]) == ["broken.jpg", "empty.png"]
+    assert all(s["reason"] for s in doc["skipped"])
+    code, out, err = _run(capsys, "predict", str(folder), "--device", "cpu")
+    assert code == 0 and "espresso" in out and "cat.jpg" in out
+    assert "skipped 2 unreadable file(s)" in err and "broken.jpg" in err and "empty.png" in err
+    for name in ("cat.jpg", "coffee.jpg"):
+        (folder / name).unlink()
+    code, out, err = _run(capsys, "predict", str(folder), "--device", "cpu")
+    assert code == 2 and out == "" and "none of the 2 images could be read" in err
+    assert err.count("\n") == 1

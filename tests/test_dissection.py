@@ -18,7 +18,9 @@ from torch import nn
 from app.core.jobs import Cancelled, run_job
 from app.engine.analyses.dissection import (
     COLOUR_NAMES,
+    CategorySummary,
     DissectionError,
+    DissectionSummary,
     QuantileSketch,
     colour_index,
     dissect,
@@ -173,10 +175,9 @@ def test_ious_labels_and_summary_by_hand(broden: Path, tmp_path: Path) -> None:
     assert [(units[u].label, units[u].category, units[u].iou) for u in range(3)] == [
         ("red-c", "color", 1.0), ("green-c", "color", 1.0), ("blue-c", "color", 1.0)]
     assert not units[3].interpretable and units[3].iou == 0.0
-    assert layer.summary == {"units": 4, "interpretable": 3, "unique": 3, "by_category": {
-        "color": {"interpretable": 3, "unique": 3},
-        "object": {"interpretable": 0, "unique": 0},
-        "scene": {"interpretable": 0, "unique": 0}}}
+    assert layer.summary == DissectionSummary(4, 3, 3, {
+        "color": CategorySummary(3, 3), "object": CategorySummary(0, 0),
+        "scene": CategorySummary(0, 0)})
     assert result.images == 4 and result.skipped == () and result.kind == "broden"
     # apple's primary category is object (coverage 0.25 > 0.1 in c_color.csv)
     assert find_concepts(broden).primary[4] == 1
@@ -198,11 +199,11 @@ def test_categories_filter_and_min_iou(broden: Path, tmp_path: Path) -> None:
     # img2 and img3 carry no object, img0 and img1 no scene: all four have data
     assert [(u.label, u.iou, u.interpretable) for u in units[:3]] == [
         ("apple", 0.5, False), ("leaf", 0.75, True), ("beach", 1.0, True)]
-    assert result.layers["conv"].summary["by_category"] == {
-        "object": {"interpretable": 1, "unique": 1}, "scene": {"interpretable": 1, "unique": 1}}
+    assert result.layers["conv"].summary.by_category == {
+        "object": CategorySummary(1, 1), "scene": CategorySummary(1, 1)}
     again = run(colour_net(), broden, tmp_path / "o", categories=["object", "scene"],
                 min_iou=0.4, top_k=0)
-    assert again.cached and again.layers["conv"].summary["interpretable"] == 3
+    assert again.cached and again.layers["conv"].summary.interpretable == 3
 
 
 def test_threshold_matches_numpy_quantile_within_the_bound() -> None:
@@ -250,10 +251,12 @@ def test_cancel_and_resume_gives_the_identical_result(broden: Path, tmp_path: Pa
     assert list((tmp_path / "cut" / ".partial").iterdir())
     again = run(colour_net(), broden, tmp_path / "cut", batch_size=1, top_k=2)
     assert again.resumed and not again.cached
+    # batches of one image: the cancel after batch stop_at + 1 of the 4 of pass 1
+    assert again.resumed_at == (1, stop_at + 1) and whole.resumed_at == (0, 0)
     assert not (tmp_path / "cut" / ".partial").exists()
     a, b = whole.to_json(), again.to_json()
     for doc in (a, b):
-        for key in ("folder", "seconds", "images_per_s", "resumed"):
+        for key in ("folder", "seconds", "images_per_s", "resumed", "resumed_at"):
             doc.pop(key)
         for lay in doc["layers"].values():
             lay.pop("folder")
@@ -413,3 +416,99 @@ def test_bundled_model_names_colour_units_on_real_photos(tmp_path: Path) -> None
         fout = outside[u.unit][0] / max(outside[u.unit][1], 1)
         print(f"unit {u.unit} {u.label}: {fin:.1%} of its mask vs {fout:.1%} outside")
         assert fin > 2 * fout, (u, fin, fout)
+
+
+def test_unreadable_folder_is_an_error_and_keeps_the_good_dissection(
+        tmp_path: Path, monkeypatch, capfd) -> None:
+    """An image folder none of whose files decode: exit 2, one line, no OpenCV chatter, and
+    the layer's earlier dissection (what the unit card and the catalogue show) stays."""
+    import app.cli as cli
+    import app.cli.dissect as dissect_command
+    from app.engine.analyses.dissection import cached_layer
+    from app.engine.runtime.cache import model_key
+
+    colours = tmp_path / "colours"
+    colours.mkdir()
+    for i, img in enumerate(IMAGES):
+        cv2.imwrite(str(colours / f"c{i}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(5):
+        (bad / f"broken{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[cache]\ndir = "{(tmp_path / "cache").as_posix()}"\n')
+    monkeypatch.setattr(dissect_command, "load_for",
+                        lambda args: (colour_net(), dissect_command.settings_for(args)))
+    common = ["--layers", "conv", "--quantile", "0.3", "--workers", "0", "--settings",
+              str(settings), "--json"]
+    assert cli.main(["dissect", str(colours), *common]) == 0
+    capfd.readouterr()
+    model_folder = tmp_path / "cache" / model_key(colour_net())
+    found = cached_layer(model_folder, "conv")
+    assert found is not None and found[1].units[0].label == "red" and found[0].images == 4
+
+    for workers in ("0", "2"):
+        argv = ["dissect", str(bad), *common]
+        argv[argv.index("--workers") + 1] = workers
+        assert cli.main(argv) == 2
+        captured = capfd.readouterr()
+        errors = [line for line in captured.err.splitlines() if "error" in line.lower()]
+        assert len(errors) == 1 and "none of the 5 images" in errors[0], captured.err
+        assert "WARN" not in captured.err and "Traceback" not in captured.err
+        assert captured.out == ""
+    again = cached_layer(model_folder, "conv")
+    assert again is not None and again[0].dataset == found[0].dataset
+    assert again[1] == found[1]
+    assert not list(model_folder.glob("dissect/*/.partial/*"))
+
+
+def test_cli_says_that_and_where_a_dissection_resumed(broden: Path, tmp_path: Path,
+                                                       monkeypatch, capsys) -> None:
+    import app.cli as cli
+    import app.cli.dissect as dissect_command
+
+    cancel = threading.Event()
+
+    def stop(p: object) -> None:
+        cancel.set()  # after the first batch of one image
+
+    with pytest.raises(Cancelled):
+        run(colour_net(), broden, tmp_path / "cut", batch_size=1, top_k=2, progress=stop,
+            cancel=cancel, checkpoint_every=100)
+    monkeypatch.setattr(dissect_command, "load_for",
+                        lambda args: (colour_net(), dissect_command.settings_for(args)))
+    argv = ["dissect", str(broden), "--layers", "conv", "--quantile", "0.35", "--workers", "0",
+            "--batch-size", "1", "--top-k", "2", "--out", str(tmp_path / "cut")]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert ("dissect: resumed an interrupted run in pass 1 (thresholds) after 1 image, from "
+            f"its checkpoint in {(tmp_path / 'cut').as_posix()}") in captured.err
+    assert "red-c" in captured.out
+
+
+def test_the_windows_message_reads_the_typed_summary(broden: Path, tmp_path: Path) -> None:
+    from app.session.jobs.datasets import concepts_message
+
+    result = run(colour_net(), broden, tmp_path / "o", categories=["object", "scene"],
+                 min_iou=0.6, top_k=0)
+    message = concepts_message(result, result.layers["conv"])
+    assert (message.interpretable, message.unique) == (2, 2)
+    assert message.by_category == (("object", 1, 1), ("scene", 1, 1))
+
+
+def test_an_unwritable_cache_folder_is_one_line_naming_the_setting(
+        broden: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    import app.cli as cli
+    import app.cli.dissect as dissect_command
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the cache folder should be")
+    settings = tmp_path / "s.toml"
+    settings.write_text(f'[cache]\ndir = "{(blocker / "cache").as_posix()}"\n')
+    monkeypatch.setattr(dissect_command, "load_for",
+                        lambda args: (colour_net(), dissect_command.settings_for(args)))
+    code = cli.main(["dissect", str(broden), "--layers", "conv", "--workers", "0",
+                     "--settings", str(settings)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "cannot write to the cache folder" in err and "[cache].dir" in err

@@ -433,3 +433,108 @@ def test_live_top_k_matches_brute_force_and_cuts_patches():
     live.update(torch.zeros(2, 4, 4), 99, np.zeros((40, 48, 3), np.uint8),
                 PRE.crop_box(40, 48), receptive_field(net, "pool", 32))
     assert [e.frame_id for e in live.top(0)] == [99]  # a new layer starts afresh
+
+
+def _unreadable_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "notes.png").write_text("not an image")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "half.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    return folder
+
+
+def test_a_folder_with_no_readable_image_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    import app.cli as cli
+    import app.cli.scan as scan_command
+
+    bad = _unreadable_folder(tmp_path / "bad")
+    for workers in (0, 2):
+        with pytest.raises(ScanError, match=r"none of the 3 image files .* could be read"):
+            run_scan(tiny_loaded(), bad, LAYERS, workers=workers, out=tmp_path / "s")
+    assert not (tmp_path / "s" / "conv2").exists()
+    assert not list((tmp_path / "s").glob(".partial/*"))  # no checkpoint of nothing kept
+    # the window's scan job fails with the same line (its runner shows the message)
+    from app.core.requests import ScanRequest
+    from app.core.settings import Settings, with_overrides
+    from app.session.jobs import JobContext, drain, make_job
+
+    settings = with_overrides(Settings(), "cache", dir=str(tmp_path / "cache"))
+    job = make_job(JobContext(settings, tiny_loaded(), {"conv2": 8}),
+                   ScanRequest(str(bad), "conv2"))
+    assert job is not None
+    with pytest.raises(ScanError, match="none of the 3 image files"):
+        drain(job)
+
+    monkeypatch.setattr(scan_command, "load_for",
+                        lambda args: (tiny_loaded(), scan_command.settings_for(args)))
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text("no image here")
+    (tmp_path / "void").mkdir()
+    for folder, fragment in ((bad, "could be read"), (texts, "no images"),
+                             (tmp_path / "void", "no images")):
+        argv = ["scan", str(folder), "--layers", "conv2", "--workers", "0",
+                "--out", str(tmp_path / "cli")]
+        assert cli.main(argv) == 2, folder
+        captured = capsys.readouterr()
+        errors = [line for line in captured.err.splitlines() if "error" in line]
+        assert len(errors) == 1 and fragment in errors[0], captured.err
+        assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_cli_says_that_and_where_a_scan_resumed(dataset, tmp_path, monkeypatch, capsys):
+    import app.cli as cli
+    import app.cli.scan as scan_command
+
+    cancel = threading.Event()
+
+    def stop_after_three(p):
+        if p.done >= 12:  # batches of 4: three of them
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        _scan(tiny_loaded(), dataset, tmp_path / "cut", checkpoint_every=50,
+              progress=stop_after_three, cancel=cancel)
+    monkeypatch.setattr(scan_command, "load_for",
+                        lambda args: (tiny_loaded(), scan_command.settings_for(args)))
+    argv = ["scan", str(dataset), "--layers", *LAYERS, "--top-k", "4", "--batch-size", "4",
+            "--workers", "0", "--out", str(tmp_path / "cut")]
+    assert cli.main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert f"scan: resumed an interrupted scan after 12 of 23 files, from its checkpoint in " \
+           f"{tmp_path / 'cut'}" in captured.err
+    assert "(resumed at 12)" in captured.err  # the progress line says it too
+    assert json.loads(captured.out)["resumed_from"] == 12
+
+
+def test_an_unwritable_cache_folder_is_one_line_naming_the_setting(tmp_path, monkeypatch,
+                                                                   capsys):
+    import app.cli as cli
+    import app.cli.scan as scan_command
+    from app.core.requests import ScanRequest
+    from app.core.settings import load_settings
+    from app.engine.runtime.cache import CacheError
+    from app.session.jobs import JobContext, drain, make_job
+
+    make_images(tmp_path / "d", 3)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the cache folder should be")  # root can't write it either
+    bad = blocker / "cache"
+    with pytest.raises(CacheError, match=r"cannot write to the cache folder .*\[cache\]\.dir"):
+        run_scan(tiny_loaded(), tmp_path / "d", ["conv2"], workers=0, cache_dir=str(bad))
+    settings = tmp_path / "s.toml"
+    settings.write_text(f'[cache]\ndir = "{bad.as_posix()}"\n')
+    # the window's scan job fails with the same line
+    job = make_job(JobContext(load_settings(settings), tiny_loaded(), {"conv2": 8}),
+                   ScanRequest(str(tmp_path / "d"), "conv2"))
+    assert job is not None
+    with pytest.raises(CacheError, match=r"\[cache\]\.dir"):
+        drain(job)
+    monkeypatch.setattr(scan_command, "load_for",
+                        lambda args: (tiny_loaded(), scan_command.settings_for(args)))
+    code = cli.main(["scan", str(tmp_path / "d"), "--layers", "conv2", "--workers", "0",
+                     "--settings", str(settings)])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert "[cache].dir" in errors[0] and str(bad) in errors[0]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.cli.common import CliError, add_common, load_for, print_json, settings_for
+from app.cli.common import CliError, add_common, load_for, print_result, settings_for
 from app.cli.progress import TextProgress
 from app.cli.ranks import drive, is_root, join_ranks
+
+if TYPE_CHECKING:  # torch-heavy: imported when the command runs
+    from app.engine.analyses.ablation import ClassUnitsResult, CurveResult
 
 NAME = "ablate"
 HELP = "accuracy vs. units deleted, and class selectivity, on a labeled folder"
@@ -79,29 +83,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"ablate: {result.note}", file=sys.stderr)
     for path in result.skipped:
         print(f"ablate: skipped unreadable {path}", file=sys.stderr)
-    doc = result.to_json()
-    if args.json:
-        print_json(doc)
-        return 0
-    _print_table(doc)
-    return 0
+    return print_result(result, args.json, _curves_table)
 
 
-def _print_table(doc: dict[str, Any]) -> None:
-    curves = doc["curves"]
-    rnd = curves["random"]
-    print(f"{doc['model']}  {doc['layer']}  ({doc['units']} units, {doc['images']} images, "
-          f"{doc['accuracy_means']}; {doc['method']})")
-    print(f"{'deleted':>9s}  {'random (mean ± sd)':>20s}  {'selective first':>15s}  "
-          f"{'selective last':>14s}")
-    for i, frac in enumerate(doc["fractions"]):
-        print(f"{frac * 100:8.1f}%  {rnd['mean'][i] * 100:12.1f} ± {rnd['std'][i] * 100:4.1f}%  "
-              f"{curves['selectivity_high_to_low'][i] * 100:14.1f}%  "
-              f"{curves['selectivity_low_to_high'][i] * 100:13.1f}%")
-    sel = doc["selectivity"]["index"]
+def _curves_table(result: CurveResult) -> Iterator[str]:
+    rnd = result.random_curves()
+    mean, std = rnd.mean(0), rnd.std(0)
+    high = result.curves["selectivity_high_to_low"]
+    low = result.curves["selectivity_low_to_high"]
+    yield (f"{result.model}  {result.layer}  ({result.units} units, {result.images} images, "
+           f"{result.accuracy_means}; {result.method})")
+    yield (f"{'deleted':>9s}  {'random (mean ± sd)':>20s}  {'selective first':>15s}  "
+           f"{'selective last':>14s}")
+    for i, frac in enumerate(result.fractions):
+        yield (f"{frac * 100:8.1f}%  {mean[i] * 100:12.1f} ± {std[i] * 100:4.1f}%  "
+               f"{high[i] * 100:14.1f}%  {low[i] * 100:13.1f}%")
+    sel = result.selectivity
     if sel:
         ranked = sorted(range(len(sel)), key=lambda u: -sel[u])[:5]
-        print("most class-selective units: " + ", ".join(f"{u} ({sel[u]:.2f})" for u in ranked))
+        yield "most class-selective units: " + ", ".join(f"{u} ({sel[u]:.2f})" for u in ranked)
 
 
 def _run_class(args: argparse.Namespace, loaded: Any, settings: Any, dataset: Any,
@@ -127,20 +127,20 @@ def _run_class(args: argparse.Namespace, loaded: Any, settings: Any, dataset: An
         raise CliError(str(exc)) from None
     finally:
         bar.close()
-    doc = result.to_json()
-    if args.json:
-        print_json(doc)
-        return 0
-    print(f"{doc['model']}  {doc['layer']}  class {index} {result.class_name!r}  "
-          f"({result.class_images} images of it, {result.other_images} others; {result.method})")
+    return print_result(result, args.json, _class_table)
+
+
+def _class_table(result: ClassUnitsResult) -> Iterator[str]:
+    yield (f"{result.model}  {result.layer}  class {result.class_index} {result.class_name!r}  "
+           f"({result.class_images} images of it, {result.other_images} others; "
+           f"{result.method})")
     top = result.ranking[:10]
-    print("units it needs most: " + ", ".join(
-        f"{u} (−{result.drop[u] * 100:.0f} %)" for u in top))
-    print(f"{'n':>6s}  {'delete top n: class':>20s} {'other':>7s}  "
-          f"{'keep only top n: class':>23s} {'other':>7s}")
+    yield "units it needs most: " + ", ".join(
+        f"{u} (−{result.drop[u] * 100:.0f} %)" for u in top)
+    yield (f"{'n':>6s}  {'delete top n: class':>20s} {'other':>7s}  "
+           f"{'keep only top n: class':>23s} {'other':>7s}")
     for i, n in enumerate(result.counts):
-        print(f"{n:6d}  {result.delete_top['class'][i] * 100:19.1f}% "
-              f"{result.delete_top['other'][i] * 100:6.1f}%  "
-              f"{result.keep_top['class'][i] * 100:22.1f}% "
-              f"{result.keep_top['other'][i] * 100:6.1f}%")
-    return 0
+        yield (f"{n:6d}  {result.delete_top['class'][i] * 100:19.1f}% "
+               f"{result.delete_top['other'][i] * 100:6.1f}%  "
+               f"{result.keep_top['class'][i] * 100:22.1f}% "
+               f"{result.keep_top['other'][i] * 100:6.1f}%")

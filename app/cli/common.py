@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from app.core.settings import Settings, SettingsError, load_settings, with_overrides
 from app.core.units import UnitSpecError
 
 if TYPE_CHECKING:  # torch-heavy: imported by the commands that load a model, when they run
     from app.engine.runtime.models import LoadedModel
+
+R = TypeVar("R")
 
 EXIT_USAGE = 2
 DEFAULT_SETTINGS = Path(__file__).resolve().parents[2] / "settings.toml"
@@ -44,17 +47,20 @@ def add_common(p: argparse.ArgumentParser, source: bool = False) -> None:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean 'bad input', imported lazily with their heavy modules."""
-    errors: list[type[BaseException]] = [CliError, SettingsError, UnitSpecError]
+    from app.core.atomic import EmptyResult
+
+    errors: list[type[BaseException]] = [CliError, SettingsError, UnitSpecError, EmptyResult]
     from app.capture.images import ImageError
     from app.capture.sources import SourceError
 
     errors += [ImageError, SourceError]
     if "torch" in sys.modules:
+        from app.engine.runtime.cache import CacheError
         from app.engine.runtime.device import DeviceError
         from app.engine.runtime.distributed import RankFailed
         from app.engine.runtime.models import ModelError
 
-        errors += [DeviceError, ModelError, RankFailed]
+        errors += [CacheError, DeviceError, ModelError, RankFailed]
     return tuple(errors)
 
 
@@ -85,6 +91,19 @@ def print_json(doc: Any) -> None:
     """The command's one JSON document on stdout."""
     json.dump(doc, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def print_result(result: R, as_json: bool, table: Callable[[R], Iterable[str]],
+                 doc: Callable[[R], Any] | None = None) -> int:
+    """A command's closing lines, from its typed result: with --json the one JSON document
+    (`doc(result)`, by default `result.to_json()`), else the lines `table(result)` yields.
+    Returns the exit status, 0."""
+    if as_json:
+        print_json(doc(result) if doc is not None else result.to_json())  # type: ignore[attr-defined]
+    else:
+        for line in table(result):
+            print(line)
+    return 0
 
 
 def require_positive(**values: int | None) -> None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from app.cli.common import CliError, add_common, load_for, print_json, settings_for
+from app.cli.common import CliError, add_common, load_for, print_result, settings_for
 from app.cli.ranks import drive, is_root, join_ranks
+
+if TYPE_CHECKING:  # torch-heavy: imported when the command runs
+    from app.engine.analyses.dissection import DissectionResult
 
 NAME = "dissect"
 HELP = "concept labels per unit (network dissection) on a Broden, mask or plain image folder"
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             categories=args.categories, batch_size=batch, workers=workers,
             cache_dir=settings.cache.dir, out=args.out, top_k=top_k,
             max_pixels=settings.source.max_image_pixels, resume=not args.no_cache,
+            checkpoint_every=settings.scan.checkpoint_every,  # one setting for every pass
             ranks=ranks,
         ), "dissect", ranks)
     except DissectionError as exc:
@@ -84,26 +89,29 @@ def run(args: argparse.Namespace) -> int:
         return 0  # rank 0 prints the merged result
     print(f"dissect: {'cached result' if result.cached else 'results'} in {result.folder}",
           file=sys.stderr)
+    if result.resumed:
+        print(f"dissect: {resumed_text(result)}", file=sys.stderr)
     for path, reason in result.skipped:
         print(f"dissect: skipped {path}: {reason}", file=sys.stderr)
-    doc = result.to_json()
-    if args.json:
-        print_json(doc)
-        return 0
-    _print_table(doc)
-    return 0
+    return print_result(result, args.json, _table)
 
 
-def _print_table(doc: dict[str, Any]) -> None:
-    print(f"{doc['model']} on {doc['dataset']} ({doc['kind']}, {doc['images']} images, "
-          f"quantile {doc['quantile']}, IoU > {doc['min_iou']})")
-    for name, layer in doc["layers"].items():
-        s = layer["summary"]
-        print(f"{name}: {s['interpretable']}/{s['units']} interpretable, {s['unique']} unique  "
-              + "  ".join(f"{c} {v['interpretable']}/{v['unique']}"
-                          for c, v in s["by_category"].items()))
-        best = sorted((u for u in layer["units"] if u["interpretable"]),
-                      key=lambda u: -u["iou"])[:10]
+def resumed_text(result: DissectionResult) -> str:
+    """Where an interrupted dissection was taken up, for the user."""
+    stage, images = result.resumed_at
+    name = {1: "pass 1 (thresholds)", 2: "pass 2 (tally)"}.get(stage, "a checkpoint")
+    return (f"resumed an interrupted run in {name} after {images} image"
+            f"{'' if images == 1 else 's'}, from its checkpoint in {result.folder}")
+
+
+def _table(result: DissectionResult) -> Iterator[str]:
+    yield (f"{result.model} on {result.dataset} ({result.kind}, {result.images} images, "
+           f"quantile {result.quantile}, IoU > {result.min_iou})")
+    for name, layer in result.layers.items():
+        s = layer.summary
+        yield (f"{name}: {s.interpretable}/{s.units} interpretable, {s.unique} unique  "
+               + "  ".join(f"{c} {v.interpretable}/{v.unique}"
+                           for c, v in s.by_category.items()))
+        best = sorted((u for u in layer.units if u.interpretable), key=lambda u: -u.iou)[:10]
         for u in best:
-            print(f"  unit {u['unit']:4d}  {u['label']:<20s} {u['category']:<10s} "
-                  f"IoU {u['iou']:.3f}")
+            yield f"  unit {u.unit:4d}  {u.label:<20s} {u.category:<10s} IoU {u.iou:.3f}"

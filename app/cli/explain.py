@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from app.cli.common import CliError, add_common, load_for, print_json, require_positive
+from app.cli.common import CliError, add_common, load_for, print_result, require_positive
 from app.cli.predict import _expand as expand_images
 from app.cli.progress import TextProgress
 
@@ -13,6 +14,9 @@ NAME = "explain"
 HELP = ("channel and spatial attribution of a class at a layer, semantic dictionary, neuron "
         "groups and a deletion test (Building Blocks)")
 SHOWN = 8  # channels listed each way in the table
+
+if TYPE_CHECKING:  # torch-heavy: imported when the command runs
+    from app.engine.analyses.blocks.explain import ExplainReport
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,37 +70,37 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     finally:
         bar.close()
-    doc = report.to_json()
-    if args.json:
-        print_json(doc)
-        return 0
-    _print_table(doc)
-    return 0
+    return print_result(report, args.json, _table)
 
 
-def _print_table(doc: dict[str, Any]) -> None:
-    c, h, w = doc["shape"]
-    print(f"{doc['model']}  {doc['layer']}  ({c} channels, {h}×{w})")
-    for r in doc["results"]:
-        what = f"{r['class']['label']} ({r['class']['index']})"
-        if r["vs"]:
-            what += f" vs {r['vs']['label']} ({r['vs']['index']})"
-        print(f"\n{r['image']}\n  {what}: score {r['score']:.3f}, "
-              f"probability {r['probability'] * 100:.1f}%  [{r['method']} attribution]")
-        if "integrated" in r:
-            i = r["integrated"]
-            print(f"  integrated, {i['steps']} steps: Σ {i['total']:.3f} vs score − baseline "
-                  f"{i['score'] - i['baseline']:.3f} (gap {i['gap']:+.3f})")
-        chans = r["channels"]
-        top = ", ".join(f"{e['unit']} ({e['attribution']:+.3f})" for e in chans[:SHOWN])
-        low = ", ".join(f"{e['unit']} ({e['attribution']:+.3f})" for e in chans[::-1][:SHOWN])
-        print(f"  channels for:     {top}\n  channels against: {low}")
-        groups = ", ".join(f"{g['attribution']:+.3f}" for g in r["groups"])
-        print(f"  {len(r['groups'])} groups, attribution {groups}; NMF error "
-              f"{r['groups_relative_error']:.3f} ({r['groups_note']})")
-        f = r["faithfulness"]
-        print(f"  deletion test ({f['seeds']} random seeds): intact {f['intact'] * 100:.1f}%")
-        for k, top_p, rnd, sd in zip(f["k"], f["top_deleted"], f["random_deleted"],
-                                     f["random_std"], strict=True):
-            print(f"    {k:3d} deleted: top-attributed {top_p * 100:5.1f}%   "
-                  f"random {rnd * 100:5.1f}% ± {sd * 100:.1f}")
+def _table(report: ExplainReport) -> Iterator[str]:
+    import numpy as np
+
+    def name(index: int) -> str:
+        names = report.class_names
+        return f"{names[index] if index < len(names) else index} ({index})"
+
+    c, h, w = report.shape
+    yield f"{report.model}  {report.layer}  ({c} channels, {h}×{w})"
+    for e in report.explanations:
+        lin, integ, g, f = e.linear, e.integrated, e.groups, e.faithfulness
+        what = name(e.target) + (f" vs {name(lin.vs)}" if lin.vs is not None else "")
+        yield (f"\n{e.image}\n  {what}: score {lin.score:.3f}, "
+               f"probability {lin.probability * 100:.1f}%  "
+               f"[{'integrated' if integ else 'linear'} attribution]")
+        if integ is not None:
+            yield (f"  integrated, {integ.steps} steps: Σ {integ.total:.3f} vs score − "
+                   f"baseline {integ.score - integ.baseline:.3f} (gap {integ.gap:+.3f})")
+        order = np.argsort(-e.channels, kind="stable")
+        top = ", ".join(f"{int(u)} ({e.channels[u]:+.3f})" for u in order[:SHOWN])
+        low = ", ".join(f"{int(u)} ({e.channels[u]:+.3f})" for u in order[::-1][:SHOWN])
+        yield f"  channels for:     {top}\n  channels against: {low}"
+        groups = ("no gradient" if g.attribution is None
+                  else ", ".join(f"{a:+.3f}" for a in g.attribution))
+        yield (f"  {g.k} groups, attribution {groups}; NMF error "
+               f"{g.relative_error:.3f} ({g.note})")
+        yield f"  deletion test ({f.seeds} random seeds): intact {f.intact * 100:.1f}%"
+        for k, top_p, rnd, sd in zip(f.ks, f.top_deleted, f.random_deleted, f.random_std,
+                                     strict=True):
+            yield (f"    {k:3d} deleted: top-attributed {top_p * 100:5.1f}%   "
+                   f"random {rnd * 100:5.1f}% ± {sd * 100:.1f}")

@@ -1,8 +1,14 @@
-"""`deepvis predict`: top classes of images, optionally with units deleted."""
+"""`deepvis predict`: top classes of images, optionally with units deleted.
+
+Files that cannot be read are skipped and listed (on stderr, and under "skipped" in the
+JSON), as `scan` does: one bad file in a folder no longer costs the predictions of the
+others. Only when nothing at all can be read is it an error (exit 2, one line).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.capture.images import read_image
-
     args.images = _expand(args.images)
     if args.top_k < 1:
         raise CliError("--top-k must be positive")
     loaded, settings = load_for(args)
-    images = [read_image(p, settings.source.max_image_pixels) for p in args.images]
+    images, args.images, args.skipped = _read_all(args.images,
+                                                  settings.source.max_image_pixels)
     if args.ablate:
         return _predict_ablated(args, loaded, images)
     from app.engine.runtime.predict import predict_images
@@ -43,13 +48,46 @@ def run(args: argparse.Namespace) -> int:
             "model": loaded.name, "device": str(loaded.device),
             "results": [{"image": str(p), "top": _rows(preds)}
                         for p, preds in zip(args.images, results, strict=True)],
+            "skipped": _skipped_doc(args.skipped),
         })
         return 0
     for path, preds in zip(args.images, results, strict=True):
         print(path)
         for pr in preds:
             print(f"  {pr.probability * 100:6.2f}%  {pr.label} ({pr.index})")
+    _print_skipped(args.skipped)
     return 0
+
+
+def _read_all(paths: list[str], max_pixels: int
+              ) -> tuple[list[Any], list[str], list[tuple[str, str]]]:
+    """(images, their paths, skipped (path, reason)); an error only if none can be read."""
+    from app.capture.images import ImageError, read_image
+
+    images, read, skipped = [], [], []
+    for path in paths:
+        try:
+            images.append(read_image(path, max_pixels))
+            read.append(path)
+        except ImageError as exc:
+            if len(paths) == 1:
+                raise
+            skipped.append((path, str(exc).splitlines()[0]))
+    if not images:
+        raise CliError(f"none of the {len(paths)} images could be read "
+                       f"(e.g. {skipped[0][1]})")
+    return images, read, skipped
+
+
+def _skipped_doc(skipped: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"path": p, "reason": r} for p, r in skipped]
+
+
+def _print_skipped(skipped: list[tuple[str, str]]) -> None:
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
+        for path, reason in skipped:
+            print(f"  {path}: {reason}", file=sys.stderr)
 
 
 def _expand(paths: list[str]) -> list[str]:
@@ -94,6 +132,7 @@ def _predict_ablated(args: argparse.Namespace, loaded: Any, images: list[Any]) -
             "results": [{"image": str(p), "top": _rows(r.intact), "ablated_top": _rows(r.ablated),
                          "intact_top1_probability_after": round(r.intact_top1_after, 6)}
                         for p, r in zip(args.images, results, strict=True)],
+            "skipped": _skipped_doc(args.skipped),
         })
         return 0
     spec = "; ".join(f"{layer}: {len(u)} units" for layer, u in units.items())
@@ -103,4 +142,5 @@ def _predict_ablated(args: argparse.Namespace, loaded: Any, images: list[Any]) -
         for a, b in zip(r.intact, r.ablated, strict=True):
             left = f"{a.probability * 100:6.2f}%  {a.label} ({a.index})"
             print(f"  {left:<38s} {b.probability * 100:6.2f}%  {b.label} ({b.index})")
+    _print_skipped(args.skipped)
     return 0

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from app.core.atomic import atomic_write_bytes
     from app.engine.analyses.featurevis import get_preset, render_units
     from app.engine.analyses.featurevis.render_cache import encode_png
-    from app.engine.runtime.cache import cache_root, model_key
+    from app.engine.runtime.cache import cache_root, model_key, writable_cache
     from app.engine.runtime.recorder import discover_layers, split_layer_name
 
     layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     units = parse_units(args.units, channels)
     preset = get_preset(preset_name).with_overrides(
         args.steps or settings.render.steps or None, args.size or settings.render.size or None)
-    root = cache_root(settings.cache.dir)
+    # an unwritable [cache].dir is one line before any step is spent
+    root = (cache_root if args.no_cache else writable_cache)(settings.cache.dir)
     key = model_key(loaded)
 
     started = time.perf_counter()

@@ -16,18 +16,25 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli.common import (
     CliError,
     add_common,
     load_for,
     print_json,
+    print_result,
     require_positive,
     settings_for,
 )
 from app.cli.ranks import drive, is_root, join_ranks
+from app.core.scan_results import ScanResult
+
+if TYPE_CHECKING:  # torch-heavy: imported when the command runs
+    from app.engine.analyses.patches import ScanReport
 
 NAME = "scan"
 HELP = "top-activating dataset patches for every unit of some layers"
@@ -104,25 +111,45 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if not is_root(ranks):
         return 0  # rank 0 prints the merged result
-    results = {layer: load_scan_folder(folder) for layer, folder in report.layers.items()}
-    if args.json:
-        print_json(_report_doc(loaded.name, report, results))
-        return 0
+    results = {}
+    for layer, folder in report.layers.items():
+        res = load_scan_folder(folder)
+        if res is None:  # written a moment ago: only another process could have removed it
+            raise CliError(f"the scan of {layer} in {folder} is gone or torn; run it again")
+        results[layer] = res
+    if report.resumed_from:
+        print(f"scan: resumed an interrupted scan after {report.resumed_from} of "
+              f"{report.files} files, from its checkpoint in {report.folder}", file=sys.stderr)
+    done = ScanOutput(loaded.name, report, results)
+    print_result(done, args.json, _table, _report_doc)
+    if not args.json:
+        _print_skipped(report.skipped)
+    return 0
+
+
+@dataclass(frozen=True)
+class ScanOutput:
+    """What `deepvis scan` prints: the job's report and each layer's stored result."""
+
+    model: str
+    report: ScanReport
+    results: dict[str, ScanResult]
+
+
+def _table(done: ScanOutput) -> Iterator[str]:
+    report = done.report
     how = "already scanned (cached)" if report.cached else (
         f"{report.scanned} images in {report.seconds:.1f} s "
         f"({report.images_per_s:.1f} img/s)"
         + (f", resumed after {report.resumed_from}" if report.resumed_from else ""))
-    print(f"{loaded.name}: {report.dataset}: {how}")
-    for layer, res in results.items():
-        assert res is not None
+    yield f"{done.model}: {report.dataset}: {how}"
+    for layer, res in done.results.items():
         rf = res.meta["rf"]
         best = res.top(0)[:1]
         first = f"; unit 0 best: {Path(best[0].path).name} {best[0].value:.3g}" if best else ""
-        print(f"  {layer}: {res.units} units × top-{res.top_k}, receptive field "
-              f"{rf['size'][0]} px, stride {rf['stride'][0]:g}"
-              f"{' (' + rf['note'] + ')' if rf.get('note') else ''} → {res.folder}{first}")
-    _print_skipped(report.skipped)
-    return 0
+        yield (f"  {layer}: {res.units} units × top-{res.top_k}, receptive field "
+               f"{rf['size'][0]} px, stride {rf['stride'][0]:g}"
+               f"{' (' + rf['note'] + ')' if rf.get('note') else ''} → {res.folder}{first}")
 
 
 def _print_skipped(skipped: Any) -> None:
@@ -144,14 +171,15 @@ def _layer_doc(layer: str, res: Any) -> dict[str, Any]:
             "top": _entries(res)}
 
 
-def _report_doc(model: str, report: Any, results: dict[str, Any]) -> dict[str, Any]:
+def _report_doc(done: ScanOutput) -> dict[str, Any]:
+    report = done.report
     return {
-        "model": model, "dataset": report.dataset, "folder": str(report.folder),
+        "model": done.model, "dataset": report.dataset, "folder": str(report.folder),
         "files": report.files, "scanned": report.scanned,
         "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
         "cached": report.cached, "resumed_from": report.resumed_from,
         "seconds": round(report.seconds, 3), "images_per_s": round(report.images_per_s, 2),
-        "layers": [_layer_doc(layer, res) for layer, res in results.items()],
+        "layers": [_layer_doc(layer, res) for layer, res in done.results.items()],
     }
 
 

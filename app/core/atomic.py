@@ -1,4 +1,12 @@
-"""Writes that never leave a half-written file: write a temp file beside it, then rename."""
+"""Writes that never leave a half-written file: write a temp file beside it, then rename.
+
+The cache's rule, for every analysis (scans, dissections, ablation curves, class units,
+renders …): a result is stored through `cache_write` and its kin, which refuse an empty one
+(`items`, what the result stands on, is 0: no image decoded, nothing tallied, no pixel
+drawn) with `EmptyResult` before anything on disk is touched. So an empty or failed result
+never replaces a good one: a failed run raises before it stores, an empty one is refused
+here, and whatever the cache held before is what the window and the catalogue still show.
+"""
 
 from __future__ import annotations
 
@@ -75,3 +83,32 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_json(path: str | Path, doc: Any) -> Path:
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class EmptyResult(ValueError):
+    """An analysis tried to store a result with nothing in it; the cache keeps what it had."""
+
+
+def refuse_empty(items: int, what: str) -> None:
+    """The cache's rule (see the module doc): EmptyResult unless `items` > 0."""
+    if items <= 0:
+        raise EmptyResult(f"{what}: empty result (nothing was read); not stored, "
+                          "the cache keeps its earlier result")
+
+
+def cache_write(path: str | Path, write: Callable[[IO[bytes]], None], *, items: int,
+                what: str) -> Path:
+    """`atomic_write` for a cached result: refused (nothing written) when it is empty."""
+    refuse_empty(items, what)
+    return atomic_write(path, write)
+
+
+def cache_write_json(path: str | Path, doc: Any, *, items: int, what: str) -> Path:
+    refuse_empty(items, what)
+    return atomic_write_json(path, doc)
+
+
+def cache_write_npz(path: str | Path, arrays: dict[str, np.ndarray], *, items: int,
+                    what: str) -> Path:
+    refuse_empty(items, what)
+    return atomic_write_npz(path, arrays)

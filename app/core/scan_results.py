@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core.atomic import atomic_write_json, atomic_write_npz
+from app.core.atomic import cache_write_json, cache_write_npz, refuse_empty
 from app.core.files import safe_filename
 
 SCAN_FORMAT = 1  # bump when the files below change layout
@@ -150,16 +150,24 @@ def load_scan_folder(folder: str | Path) -> ScanResult | None:
 def save_scan_result(folder: str | Path, meta: dict[str, Any], paths: Sequence[str],
                      arrays: dict[str, np.ndarray],
                      write_crops: Callable[[Path], None]) -> Path:
-    """Write one layer's result atomically: arrays, crops (via `write_crops(path)`), json."""
+    """Write one layer's result atomically: arrays, crops (via `write_crops(path)`), json.
+
+    A result of no image (`meta["files_scanned"]` 0) is refused (`EmptyResult`) before the
+    folder is touched: the layer's earlier scan stays (the cache's rule, `app.core.atomic`).
+    """
+    what = f"scan of {meta.get('layer', Path(folder).name)}"
+    refuse_empty(int(meta.get("files_scanned", 0)), what)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(8)
     # Rank order of the stored arrays must be the canonical one; paths sorted for merges.
     doc = dict(meta, format=SCAN_FORMAT, token=token, paths=list(paths), complete=True)
     (folder / "result.json").unlink(missing_ok=True)  # invalid while the arrays change
-    atomic_write_npz(folder / "topk.npz", {"token": np.array(token), **arrays})
+    items = int(meta["files_scanned"])
+    cache_write_npz(folder / "topk.npz", {"token": np.array(token), **arrays}, items=items,
+                    what=what)
     write_crops(folder / "crops.npy")
-    atomic_write_json(folder / "result.json", doc)
+    cache_write_json(folder / "result.json", doc, items=items, what=what)
     return folder
 
 

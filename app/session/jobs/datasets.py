@@ -141,13 +141,11 @@ def layer_concepts_job(ctx: JobContext, req: LayerConceptsRequest) -> SessionJob
 def concepts_message(result: DissectionResult, layer: LayerDissection) -> LayerConcepts:
     """The message the window shows, from the analysis' result."""
     summary = layer.summary
-    by = tuple((c, int(v["interpretable"]), int(v["unique"]))
-               for c, v in summary.get("by_category", {}).items())
+    by = tuple((c, v.interpretable, v.unique) for c, v in summary.by_category.items())
     units = tuple(ConceptUnit(u.unit, u.label, u.category, u.iou, u.interpretable)
                   for u in layer.units)
     where = f"{result.dataset} ({result.kind}, {result.images} images, min IoU {result.min_iou})"
-    return LayerConcepts(layer.layer, where, units, int(summary.get("interpretable", 0)),
-                         int(summary.get("unique", 0)), by)
+    return LayerConcepts(layer.layer, where, units, summary.interpretable, summary.unique, by)
 
 
 @job_for(DissectRequest)

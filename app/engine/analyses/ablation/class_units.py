@@ -23,13 +23,13 @@ from typing import Any
 
 import torch
 
-from app.core.atomic import atomic_write_json
+from app.core.atomic import cache_write_json
 from app.core.files import files_fingerprint, safe_filename
 from app.core.jobs import Job, Progress
 from app.engine.analyses.ablation.cut import make_runner
 from app.engine.analyses.ablation.datasets import Dataset, ImageBatches
 from app.engine.analyses.ablation.deletion import AblationError
-from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
 from app.engine.runtime.models import LoadedModel
 
 CLASS_UNITS_FORMAT = 1
@@ -124,6 +124,7 @@ def class_units(
         hit = _load_cached(path)
         if hit is not None and method in ("auto", hit.method):
             return dataclasses.replace(hit, cached=True, cache_file=str(path))
+    writable_cache(cache_dir)  # where the result will be stored, before the work
     subset = Dataset(tuple(dataset.paths[i] for i in mine), tuple(labels[i] for i in mine))
     own = ImageBatches(loaded, subset, batch_size, max_pixels)
     everything = ImageBatches(loaded, dataset, batch_size, max_pixels)
@@ -198,7 +199,8 @@ def class_units(
         model=loaded.name, dataset=folder,
         skipped=tuple(sorted(set(own.skipped) | set(everything.skipped))),
         cache_file=str(path))
-    atomic_write_json(path, result.to_json())
+    cache_write_json(path, result.to_json(), items=result.class_images,
+                     what=f"class units of {name} at {layer}")
     return result
 
 

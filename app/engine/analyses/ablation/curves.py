@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.core.atomic import atomic_write_json
+from app.core.atomic import cache_write_json
 from app.core.files import files_fingerprint, safe_filename
 from app.core.jobs import Job, Progress
 from app.core.selectivity import class_selectivity, deletion_counts, deletion_orders
 from app.engine.analyses.ablation.cut import make_runner
 from app.engine.analyses.ablation.datasets import Dataset, ImageBatches
 from app.engine.analyses.ablation.deletion import AblationError
-from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 
@@ -368,6 +368,8 @@ def layer_curves(
     if ranks is not None:
         order = lambda: [mine[i] for i in batches.yielded]  # noqa: E731
     try:
+        if ranks is None or ranks.is_root:  # where the result will be stored, before the work
+            writable_cache(cache_dir)
         result = yield from ablation_curves(
             loaded.module, batches, layer, total=len(part.paths), seeds=seeds,
             points=points, method=method, ranks=ranks, order=order)
@@ -384,10 +386,12 @@ def layer_curves(
         class_folders=dict(dataset.folders), skipped=tuple(sorted(skipped)),
         cache_file=str(path))
     if ranks is None:
-        atomic_write_json(path, result.to_json())
+        cache_write_json(path, result.to_json(), items=result.images,
+                         what=f"ablation curves of {layer}")
     elif ranks.is_root:
         try:
-            atomic_write_json(path, result.to_json())
+            cache_write_json(path, result.to_json(), items=result.images,
+                         what=f"ablation curves of {layer}")
         except Exception as exc:
             ranks.fail(exc)
         ranks.check()

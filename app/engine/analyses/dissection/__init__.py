@@ -9,20 +9,24 @@ from app.engine.analyses.dissection.concepts import Concepts, DissectionError, f
 from app.engine.analyses.dissection.job import dissect, load_result
 from app.engine.analyses.dissection.result import (
     DissectionResult,
-    DissectProgress,
     LayerDissection,
     cached_layer,
     concept_text,
 )
-from app.engine.analyses.dissection.scoring import UnitConcept
+from app.engine.analyses.dissection.scoring import (
+    CategorySummary,
+    DissectionSummary,
+    UnitConcept,
+)
 from app.engine.analyses.dissection.sketch import QuantileSketch
 
 __all__ = [
     "COLOUR_NAMES",
+    "CategorySummary",
     "Concepts",
-    "DissectProgress",
     "DissectionError",
     "DissectionResult",
+    "DissectionSummary",
     "LayerDissection",
     "QuantileSketch",
     "UnitConcept",

@@ -5,7 +5,7 @@ Engine API
 
 ``dissect(loaded, dataset, layers, *, quantile=0.005, min_iou=0.04, categories=None,
 batch_size=32, workers=2, cache_dir="", out=None, top_k=4, bins=4096, ...)
--> Job[DissectProgress, DissectionResult]``
+-> Job[PassProgress, DissectionResult]``
     Drive it with ``run_job(dissect(...), on_progress, cancel)``. The dataset (Broden,
     simple masks, or any image folder for the built-in colour concepts: `concepts`) is read
     in `workers` DataLoader processes; the network runs truncated after the deepest chosen
@@ -15,10 +15,13 @@ Two passes over the images, as NetDissect, but streamed (NetDissect keeps every 
 of the dataset in memmaps): pass 1 folds every activation into a per-unit `QuantileSketch`
 (threshold = the 1 − `quantile` quantile, within a bound reported per unit) and keeps each
 unit's top-k images; pass 2 tallies masks against labels (`Tally`) and draws the top images'
-masks. Memory is O(units × (bins + labels + k)), independent of the dataset's size. All state
-is integer counts, so shards merge by addition (torchrun) and a resumed run is identical:
-the state is checkpointed atomically every `checkpoint_every` batches and when the job is
-closed (a cancel), and a rerun continues from there with the same batches.
+masks. A unit's |mask| in its IoU with a label is counted in every image that annotates the
+label's category, the 2017 NetDissect's rule, not NetDissect-Lite's (only images where the
+mask touches such a label); see `scoring`. Memory is O(units × (bins + labels + k)),
+independent of the dataset's size. All state is integer counts, so shards merge by
+addition (torchrun) and a resumed run is identical: the state is checkpointed atomically
+every `checkpoint_every` batches and when the job is closed (a cancel), and a rerun
+continues from there with the same batches, and says where (`resumed_at`).
 
 Results live in ``cache_root/model_key/dissect/DIGEST/``: DIGEST names the dataset's files
 (paths, sizes, times), the categories, the quantile, the bins and k, so an identical
@@ -33,8 +36,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
-import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -45,38 +46,35 @@ import cv2
 import numpy as np
 import torch
 
-from app.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_npz
+from app.core.atomic import (
+    atomic_write_bytes,
+    cache_write_json,
+    cache_write_npz,
+)
 from app.core.files import files_fingerprint, safe_filename
 from app.core.jobs import Job
 from app.engine.analyses.dissection.concepts import Concepts, DissectionError, find_concepts
-from app.engine.analyses.dissection.loader import ConceptImages, make_loader, normalize
+from app.engine.analyses.dissection.loader import ConceptImages, collate, normalize
 from app.engine.analyses.dissection.result import (
     DISSECT_FORMAT,
     DissectionResult,
-    DissectProgress,
     LayerDissection,
 )
 from app.engine.analyses.dissection.scoring import label_units, summarize
 from app.engine.analyses.dissection.sketch import QuantileSketch
 from app.engine.analyses.dissection.tally import NO_IMAGE, Tally, TopImages, draw_mask, strip
-from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
+from app.engine.runtime.dataset_pass import (
+    Meter,
+    PassProgress,
+    batches,
+    load_checkpoint,
+    make_loader,
+    save_checkpoint,
+)
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import ActivationRecorder, discover_layers, truncated_forward
-
-
-class _Meter:
-    def __init__(self, total: int, done: int) -> None:
-        self.total, self.done, self.start = total, done, done
-        self.t0 = time.perf_counter()
-
-    def step(self, stage: str, n: int, skipped: int) -> DissectProgress:
-        self.done += n
-        dt = time.perf_counter() - self.t0
-        rate = (self.done - self.start) / dt if dt > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else math.inf
-        return DissectProgress(done=self.done, total=self.total, stage=stage, skipped=skipped,
-                               images_per_s=rate, eta_s=eta)
 
 
 def _layer_shapes(loaded: LoadedModel, layers: Sequence[str]
@@ -99,7 +97,7 @@ def dissect(
     top_k: int = 4, bins: int = 4096, checkpoint_every: int = 20,
     max_pixels: int = 80_000_000, resume: bool = True, mp_context: str | None = None,
     ranks: Ranks | None = None,
-) -> Job[DissectProgress, DissectionResult]:
+) -> Job[PassProgress, DissectionResult]:
     """Label every unit of `layers` with a concept of `dataset`; see the module doc.
 
     With `ranks` (torchrun) each rank takes its batches of both passes and rank 0 merges
@@ -137,9 +135,12 @@ def dissect(
         todo = ranks.broadcast(todo)
     resumed = False
     rate = 0.0
+    resumed_at = (0, 0)
     if todo:
         try:
-            resumed, rate = yield from _compute(
+            if out is None:  # before the work whose checkpoints and result it will hold
+                writable_cache(cache_dir)
+            resumed, rate, resumed_at = yield from _compute(
                 loaded, concepts, todo, shapes, clone, folder, digest, quantile=quantile,
                 batch_size=batch_size, workers=workers, top_k=top_k, bins=bins,
                 checkpoint_every=checkpoint_every, max_pixels=max_pixels, resume=resume,
@@ -151,14 +152,23 @@ def dissect(
     if ranks is not None and not ranks.is_root:
         return DissectionResult(loaded.name, concepts.root, concepts.kind, concepts.categories,
                                 quantile, min_iou, 0, (), {}, folder.as_posix(),
-                                time.perf_counter() - started, rate, not todo, resumed, bins)
+                                time.perf_counter() - started, rate, not todo, resumed, bins,
+                                resumed_at)
     result = load_result(folder, layers, min_iou)
     result = DissectionResult(
         loaded.name, concepts.root, concepts.kind, concepts.categories, quantile, min_iou,
         result.images, result.skipped, result.layers, folder.as_posix(),
-        time.perf_counter() - started, rate, not todo, resumed, bins)
-    atomic_write_json(folder / "result.json", result.to_json())
+        time.perf_counter() - started, rate, not todo, resumed, bins, resumed_at)
+    # the document the window and the catalogue read (`cached_layer`: the newest wins)
+    cache_write_json(folder / "result.json", result.to_json(), items=result.images,
+                     what=f"dissection of {', '.join(layers)}")
     return result
+
+
+def unreadable_message(files: int, root: str, skipped: Sequence[tuple[str, str]]) -> str:
+    """The one line for a dataset none of whose images could be decoded."""
+    example = f" (e.g. {skipped[0][1]})".splitlines()[0] if skipped else ""
+    return f"none of the {files} images under {root} could be read{example}"
 
 
 def _layer_done(folder: Path, layer: str, digest: str) -> bool:
@@ -170,26 +180,6 @@ def _layer_done(folder: Path, layer: str, digest: str) -> bool:
         return False
 
 
-# -- checkpoints -------------------------------------------------------------------------------
-
-
-def _save(path: Path, doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    token = os.urandom(8).hex()
-    atomic_write_npz(path / "state.npz", {"token": np.array(token), **arrays})
-    atomic_write_json(path / "state.json", {**doc, "token": token})
-
-
-def _load(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-    try:
-        doc = json.loads((path / "state.json").read_text())
-        with np.load(path / "state.npz") as z:
-            if str(z["token"]) != doc["token"]:
-                return None
-            return doc, {k: z[k] for k in z.files if k != "token"}
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 # -- the two passes ----------------------------------------------------------------------------
 
 
@@ -198,9 +188,10 @@ def _compute(
     clone: set[str], folder: Path, digest: str, *, quantile: float, batch_size: int,
     workers: int, top_k: int, bins: int, checkpoint_every: int, max_pixels: int,
     resume: bool, mp_context: str | None, ranks: Ranks | None = None,
-) -> Job[DissectProgress, tuple[bool, float]]:
+) -> Job[PassProgress, tuple[bool, float, tuple[int, int]]]:
     """Both passes over the dataset for the layers `todo`; stores their tallies in `folder`.
-    Returns (resumed from a checkpoint, images per second over what ran now)."""
+    Returns (resumed from a checkpoint, images per second over what ran now, where this
+    process resumed: (pass, images of that pass an earlier run had done), or (0, 0))."""
     t0 = time.perf_counter()
     device, pre, model = loaded.device, loaded.preprocess, loaded.module
     n = len(concepts.items)
@@ -218,7 +209,7 @@ def _compute(
     stage, done, skipped = 1, 0, []
     label_px = np.zeros(concepts.labels, np.int64)
     limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    saved = _load(ckpt) if resume else None
+    saved = load_checkpoint(ckpt) if resume else None
     if saved is None:
         shutil.rmtree(ckpt, ignore_errors=True)  # tiles of a run whose state was lost
     else:
@@ -237,6 +228,7 @@ def _compute(
         if stage == 2:
             label_px = arrays["label_px"]
     resumed = saved is not None and (stage, done) != (1, 0)
+    resumed_at = (stage, min(done * batch_size, len(mine))) if resumed else (0, 0)
     skipped1 = {s[0] for s in skipped} if stage == 2 else set()
 
     def checkpoint() -> None:
@@ -250,10 +242,10 @@ def _compute(
                 arrays.update({f"{i}.{k}": v for k, v in tallies[name].state().items()})
         if stage == 2:
             arrays["label_px"] = label_px
-        _save(ckpt, {"stage": stage, "done": done, "skipped": skipped}, arrays)
+        save_checkpoint(ckpt, {"stage": stage, "done": done, "skipped": skipped}, arrays)
 
-    meter = _Meter(2 * len(mine), (len(mine) if stage == 2 else 0)
-                   + min(done * batch_size, len(mine)))
+    already = (len(mine) if stage == 2 else 0) + min(done * batch_size, len(mine))
+    meter = Meter(2 * len(mine), already, already if resumed else 0)
     computed = 0
     with torch.no_grad(), ActivationRecorder(model, todo) as rec:
         rec.clone_layers |= clone & set(todo)
@@ -276,7 +268,7 @@ def _compute(
                     if done - last_saved >= checkpoint_every:
                         checkpoint()
                         last_saved = done
-                    yield meter.step("thresholds", len(batch["ids"]) + len(batch["failed"]),
+                    yield meter.update("thresholds", len(batch["ids"]) + len(batch["failed"]),
                                      len(skipped))
                 if ranks is None:
                     for name in todo:
@@ -287,8 +279,14 @@ def _compute(
                 for name in todo:
                     tallies[name] = Tally(shapes[name][0], concepts.labels,
                                           len(concepts.categories), limits[name][0], device)
-                stage, done, last_saved = 2, 0, 0
                 skipped1 = {s[0] for s in skipped}
+                if len(skipped1) >= n:  # nothing to threshold: an error, never a result
+                    last_saved = done  # and no checkpoint of nothing
+                    shutil.rmtree(ckpt, ignore_errors=True)
+                    with contextlib.suppress(OSError):
+                        (folder / ".partial").rmdir()  # unless another run's is in it
+                    raise DissectionError(unreadable_message(n, concepts.root, skipped))
+                stage, done, last_saved = 2, 0, 0
                 sketches.clear()  # the thresholds are all pass 2 needs
                 checkpoint()
             keep = [i for i in range(n) if concepts.items[i].image not in skipped1]
@@ -296,7 +294,8 @@ def _compute(
                 keep = ranks.take(keep, batch_size)
             members = _top_members(todo, tops)
             wanted = frozenset(i for m in members.values() for i in m)
-            meter = _Meter(2 * len(mine), len(mine) + min(done * batch_size, len(keep)))
+            meter = Meter(2 * len(mine), len(mine) + min(done * batch_size, len(keep)),
+                          meter.resumed_from)
             for batch in _batches(concepts, keep, pre, max_pixels, True, wanted, done,
                                   batch_size, workers, mp_context):
                 dirty = True
@@ -317,7 +316,7 @@ def _compute(
                 if done - last_saved >= checkpoint_every:
                     checkpoint()
                     last_saved = done
-                yield meter.step("tally", len(batch["ids"]) + len(batch["failed"]), len(skipped))
+                yield meter.update("tally", len(batch["ids"]) + len(batch["failed"]), len(skipped))
         except BaseException:
             # a cancel closes the job at a yield, between batches: save what is done
             if not dirty and done != last_saved:
@@ -331,7 +330,7 @@ def _compute(
         if not ranks.is_root:
             ranks.check()  # rank 0 has written the result: this part is no longer needed
             shutil.rmtree(ckpt, ignore_errors=True)
-            return resumed, computed / max(time.perf_counter() - t0, 1e-9)
+            return resumed, computed / max(time.perf_counter() - t0, 1e-9), resumed_at
         try:
             _write_layers(loaded, concepts, todo, folder, digest, staging, skipped, tops,
                           tallies, limits, label_px)
@@ -344,7 +343,7 @@ def _compute(
     shutil.rmtree(ckpt, ignore_errors=True)
     with contextlib.suppress(OSError):
         (folder / ".partial").rmdir()  # only when no other run's checkpoint is in it
-    return resumed, computed / max(time.perf_counter() - t0, 1e-9)
+    return resumed, computed / max(time.perf_counter() - t0, 1e-9), resumed_at
 
 
 def _write_layers(loaded: LoadedModel, concepts: Concepts, todo: list[str], folder: Path,
@@ -353,20 +352,21 @@ def _write_layers(loaded: LoadedModel, concepts: Concepts, todo: list[str], fold
                   label_px: np.ndarray) -> None:
     n = len(concepts.items)
     images = n - len(skipped)
-    atomic_write_json(folder / "meta.json", {
+    what = f"dissection of {', '.join(todo)}"
+    cache_write_json(folder / "meta.json", {
         "format": DISSECT_FORMAT, "digest": digest, "kind": concepts.kind,
         "dataset": concepts.root, "names": list(concepts.names),
         "primary": list(concepts.primary), "categories": list(concepts.categories),
         "images": images, "skipped": sorted(skipped), "model": loaded.name,
-        "model_key": model_key(loaded)})
+        "model_key": model_key(loaded)}, items=images, what=what)
     for name in todo:
         out = folder / safe_filename(name)
         _write_strips(out, staging / safe_filename(name), tops[name].state()["ids"])
         thr, err = limits[name]
-        atomic_write_npz(out / "tally.npz", {
+        cache_write_npz(out / "tally.npz", {
             "digest": np.array(digest), "layer": np.array(name),
             **tallies[name].state(), "label_px": label_px, "threshold": thr, "error": err,
-            **{f"top_{k}": v for k, v in tops[name].state().items()}})
+            **{f"top_{k}": v for k, v in tops[name].state().items()}}, items=images, what=what)
 
 
 # -- torchrun: the merges between and after the passes -------------------------------------------
@@ -428,11 +428,7 @@ def _batches(concepts: Concepts, indices: Sequence[int], pre: Any, max_pixels: i
              workers: int, mp_context: str | None) -> Iterator[dict[str, Any]]:
     rest = list(indices)[skip_batches * batch_size:]
     ds = ConceptImages(concepts, rest, pre, max_pixels, labels, thumbs)
-    it = iter(make_loader(ds, batch_size, workers, mp_context))
-    try:
-        yield from it
-    finally:
-        del it  # shuts the worker processes down
+    yield from batches(make_loader(ds, batch_size, workers, collate, mp_context))
 
 
 def _top_members(todo: list[str], tops: dict[str, TopImages]
@@ -471,7 +467,9 @@ def _write_strips(out: Path, tiles: Path, ids: np.ndarray) -> None:
     for unit, row in enumerate(ids):
         found = []
         for rank in range(len(row)):
-            img = cv2.imread(str(tiles / f"u{unit}_r{rank}.png"))
+            tile = tiles / f"u{unit}_r{rank}.png"
+            # a slot no image filled has no tile: asking cv2 would print a warning per slot
+            img = cv2.imread(str(tile)) if tile.is_file() else None
             if img is not None:
                 found.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
         if found:

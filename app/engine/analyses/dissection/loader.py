@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from app.capture.images import ImageError, read_image
 from app.engine.analyses.dissection.concepts import Concepts, DissectionError, label_planes
@@ -92,14 +92,6 @@ def collate(items: list[tuple[int, torch.Tensor | None, Labelled | None, str]]
     return {"ids": [i for i, _, _ in ok], "images": [t for _, t, _ in ok],
             "labels": [lab for _, _, lab in ok],
             "failed": [(i, err) for i, t, _, err in items if t is None]}
-
-
-def make_loader(ds: Dataset, batch_size: int, workers: int,
-                mp_context: str | None = None) -> DataLoader:
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      collate_fn=collate, prefetch_factor=2 if workers else None,
-                      persistent_workers=False,
-                      multiprocessing_context=mp_context if workers else None)
 
 
 def normalize(images: list[torch.Tensor], pre: Preprocess, device: torch.device

@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.jobs import Progress, clock
-from app.engine.analyses.dissection.scoring import UnitConcept
+from app.engine.analyses.dissection.scoring import DissectionSummary, UnitConcept
 
 DISSECT_FORMAT = 1  # bump when the result document or the stored tallies change layout
-
-
-@dataclass(frozen=True, kw_only=True)
-class DissectProgress(Progress):
-    """One per batch; `stage` is "thresholds" (first pass) or "tally" (second pass)."""
-
-    stage: str
-    skipped: int
-    images_per_s: float
-    eta_s: float
-
-    def line(self) -> str:
-        eta = "--:--" if not math.isfinite(self.eta_s) else clock(self.eta_s)
-        text = (f"{self.stage:10s} {self.done}/{self.total}  {self.images_per_s:.1f} img/s  "
-                f"ETA {eta}")
-        return text + (f"  ({self.skipped} skipped)" if self.skipped else "")
 
 
 @dataclass(frozen=True)
@@ -36,17 +18,17 @@ class LayerDissection:
 
     layer: str
     units: tuple[UnitConcept, ...]
-    summary: dict[str, Any]
+    summary: DissectionSummary
     folder: str  # where its tallies and top-image strips are
 
     def to_json(self) -> dict[str, Any]:
-        return {"layer": self.layer, "folder": self.folder, "summary": self.summary,
+        return {"layer": self.layer, "folder": self.folder, "summary": self.summary.to_json(),
                 "units": [u.to_json() for u in self.units]}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> LayerDissection:
         return cls(doc["layer"], tuple(UnitConcept.from_json(u) for u in doc["units"]),
-                   dict(doc["summary"]), doc["folder"])
+                   DissectionSummary.from_json(doc["summary"]), doc["folder"])
 
 
 @dataclass(frozen=True)
@@ -68,6 +50,8 @@ class DissectionResult:
     cached: bool = False  # every layer came from an identical earlier dissection
     resumed: bool = False
     threshold_bins: int = 4096
+    # where a resumed run took up: (pass 1 or 2, images of that pass done before), else (0, 0)
+    resumed_at: tuple[int, int] = (0, 0)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -78,6 +62,7 @@ class DissectionResult:
                "skipped": [list(s) for s in self.skipped], "folder": self.folder,
                "seconds": round(self.seconds, 3), "images_per_s": round(self.images_per_s, 2),
                "cached": self.cached, "resumed": self.resumed,
+               "resumed_at": {"pass": self.resumed_at[0], "images": self.resumed_at[1]},
                "threshold": {"method": "per-unit power-of-two histogram, "
                              f"{self.threshold_bins} bins", "error_bound": "one bin width, "
                              "≤ 2·(max − min)/(bins − 1); per unit as threshold_error"},
@@ -89,14 +74,19 @@ class DissectionResult:
     def from_json(cls, doc: dict[str, Any]) -> DissectionResult:
         known = {"format", "model", "dataset", "kind", "categories", "quantile", "min_iou",
                  "images", "skipped", "folder", "seconds", "images_per_s", "cached",
-                 "resumed", "threshold", "layers"}
+                 "resumed", "resumed_at", "threshold", "layers"}
         return cls(doc["model"], doc["dataset"], doc["kind"], tuple(doc["categories"]),
                    float(doc["quantile"]), float(doc["min_iou"]), int(doc["images"]),
                    tuple((str(p), str(r)) for p, r in doc["skipped"]),
                    {n: LayerDissection.from_json(v) for n, v in doc["layers"].items()},
                    doc["folder"], float(doc["seconds"]), float(doc["images_per_s"]),
                    bool(doc["cached"]), bool(doc["resumed"]),
+                   resumed_at=_resumed_at(doc.get("resumed_at")),
                    extra={k: v for k, v in doc.items() if k not in known})
+
+
+def _resumed_at(doc: Any) -> tuple[int, int]:
+    return (int(doc["pass"]), int(doc["images"])) if isinstance(doc, dict) else (0, 0)
 
 
 def cached_layer(model_folder: str | Path, layer: str

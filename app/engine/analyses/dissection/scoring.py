@@ -10,11 +10,17 @@ IoU(u, l) = both / (unit_cat[u, k(l)] + label_px[l] − both), k(l) the label's 
 category (0 where the denominator is 0). Per category the best label (the lowest label
 number on ties); the unit's label is the best over categories (the first category on ties);
 it is interpretable when that IoU exceeds `min_iou`.
+
+Which NetDissect: |mask| is `unit_cat`, the unit's mask counted in every image where the
+category is annotated, as the 2017 NetDissect (Bau et al.) does. NetDissect-Lite counts it
+only in images where the mask touches a label of that category, a smaller union (its IoUs
+are equal or higher, most for rarely annotated categories). The app follows the 2017 rule.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -87,11 +93,44 @@ def label_units(both: np.ndarray, unit_cat: np.ndarray, label_px: np.ndarray,
     return tuple(out)
 
 
-def summarize(units: tuple[UnitConcept, ...], categories: tuple[str, ...]) -> dict:
-    """The table NetDissect papers report: interpretable units and unique concepts,
-    overall and by category (of each interpretable unit's best label)."""
+@dataclass(frozen=True)
+class CategorySummary:
+    """Of one category: units whose best label is in it (interpretable ones), and how many
+    distinct labels they are."""
+
+    interpretable: int
+    unique: int
+
+
+@dataclass(frozen=True)
+class DissectionSummary:
+    """The table NetDissect papers report for a layer: interpretable units and unique
+    concepts, overall and by category (of each interpretable unit's best label)."""
+
+    units: int
+    interpretable: int
+    unique: int
+    by_category: dict[str, CategorySummary]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"units": self.units, "interpretable": self.interpretable,
+                "unique": self.unique,
+                "by_category": {c: {"interpretable": v.interpretable, "unique": v.unique}
+                                for c, v in self.by_category.items()}}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> DissectionSummary:
+        return cls(int(doc["units"]), int(doc["interpretable"]), int(doc["unique"]),
+                   {c: CategorySummary(int(v["interpretable"]), int(v["unique"]))
+                    for c, v in doc["by_category"].items()})
+
+
+def summarize(units: tuple[UnitConcept, ...], categories: tuple[str, ...]
+              ) -> DissectionSummary:
+    """A layer's `DissectionSummary` from its units' concepts."""
     good = [u for u in units if u.interpretable]
-    by = {c: {"interpretable": sum(u.category == c for u in good),
-              "unique": len({u.label for u in good if u.category == c})} for c in categories}
-    return {"units": len(units), "interpretable": len(good),
-            "unique": len({(u.category, u.label) for u in good}), "by_category": by}
+    by = {c: CategorySummary(sum(u.category == c for u in good),
+                             len({u.label for u in good if u.category == c}))
+          for c in categories}
+    return DissectionSummary(len(units), len(good),
+                             len({(u.category, u.label) for u in good}), by)

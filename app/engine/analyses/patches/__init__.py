@@ -2,11 +2,10 @@
 
 from app.engine.analyses.patches.dataset_scan import (
     ScanError,
-    ScanProgress,
     ScanReport,
     default_layers,
     merge_scans,
     scan,
 )
 
-__all__ = ["ScanError", "ScanProgress", "ScanReport", "default_layers", "merge_scans", "scan"]
+__all__ = ["ScanError", "ScanReport", "default_layers", "merge_scans", "scan"]

@@ -19,15 +19,8 @@ from app.core.scan_results import (
     layer_dirname,
     save_scan_result,
 )
-
-# -- crops ---------------------------------------------------------------------------------------
-from app.engine.analyses.patches.pipeline import (
-    NO_ID,
-    Meter,
-    ScanProgress,
-    downscaled_size,
-    make_loader,
-)
+from app.engine.analyses.patches.pipeline import NO_ID, downscaled_size
+from app.engine.runtime.dataset_pass import Meter, PassProgress, batches, make_loader
 from app.engine.runtime.preprocess import Preprocess
 from app.engine.runtime.receptive_field import ReceptiveField
 
@@ -94,7 +87,7 @@ def cut_crops(folder: Path, states: dict[str, dict[str, np.ndarray]], files: Seq
             pre: Preprocess, rfs: dict[str, ReceptiveField], shapes: dict[str, tuple[int, ...]],
             crop_size: int, workers: int, max_pixels: int, max_side: int,
             mp_context: str | None, meta: dict[str, Any]
-            ) -> Generator[ScanProgress, None, dict[str, Path]]:
+            ) -> Generator[PassProgress, None, dict[str, Path]]:
     """Cut the crops of every top-k slot (one decode per file) and write each layer."""
     layers = list(states)
     per_layer: dict[str, dict[str, np.ndarray]] = {}
@@ -119,7 +112,7 @@ def cut_crops(folder: Path, states: dict[str, dict[str, np.ndarray]], files: Seq
     all_box = np.concatenate(slot_box)
     order = np.argsort(all_file, kind="stable")
     uniq, starts = np.unique(all_file[order], return_index=True)
-    bounds = [*list(starts[1:]), len(order)]
+    bounds = [*list(starts[1:]), len(order)][: len(starts)]  # none when no slot is filled
     jobs = [(files[int(f)], all_slot[order[s:e]], all_box[order[s:e]])
             for f, s, e in zip(uniq, starts, bounds, strict=True)]
 
@@ -128,6 +121,7 @@ def cut_crops(folder: Path, states: dict[str, dict[str, np.ndarray]], files: Seq
     remove_abandoned_staging(folder)
     staging = folder / f"{STAGING}{os.getpid()}-{os.urandom(4).hex()}"  # one per running scan
     staging.mkdir(parents=True, exist_ok=True)
+    loader: Generator[Any, None, None] | None = None
     bases, offset = {}, 0
     for layer in layers:
         bases[layer] = offset
@@ -140,10 +134,10 @@ def cut_crops(folder: Path, states: dict[str, dict[str, np.ndarray]], files: Seq
                 shape=(c, k, crop_size, crop_size, 3))
         meter = Meter(len(jobs), 0)
         # a few files decode faster here than worker processes start
-        loader = make_loader(CropJobs(jobs, pre, crop_size, max_pixels, max_side), None,
-                         workers if len(jobs) > 16 * max(workers, 1) else 0, identity,
-                         mp_context)
-        for slots, got_boxes, crops in loader:
+        loader = cut = batches(make_loader(
+            CropJobs(jobs, pre, crop_size, max_pixels, max_side), None,
+            workers if len(jobs) > 16 * max(workers, 1) else 0, identity, mp_context))
+        for slots, got_boxes, crops in cut:
             boxes[slots] = got_boxes
             for layer in layers:
                 base = bases[layer]
@@ -190,6 +184,8 @@ def cut_crops(folder: Path, states: dict[str, dict[str, np.ndarray]], files: Seq
                                                write_crops)
         return out_dirs
     finally:
+        if loader is not None:
+            loader.close()  # shuts the worker processes down, also when closed by a cancel
         tmp_crops.clear()
         remove_tree(staging)
 

@@ -5,12 +5,12 @@ Engine API (what the GUI and the CLI use)
 
 ``scan(loaded, dataset, layers, top_k=9, batch_size=32, workers=2, cache_dir="", *,
 out=None, shard=(0, 1), crop_size=96, checkpoint_every=20, max_pixels=80_000_000,
-max_side=1280, resume=True, mp_context=None) -> Job[ScanProgress, ScanReport]``
+max_side=1280, resume=True, mp_context=None) -> Job[PassProgress, ScanReport]``
     A job (`app.core.jobs`): drive it with ``run_job(scan(...), on_progress, cancel)``.
     Scans every image under `dataset` (recursively) and stores one result per layer in
     ``scan_dir(cache_root(cache_dir), model_key(loaded)) / layer_dirname(layer)``, or
     under `out` when given. Safe to drive from a worker thread: it yields a
-    `ScanProgress` after every batch, and a cancel between two batches closes it after a
+    `PassProgress` after every batch, and a cancel between two batches closes it after a
     checkpoint (`run_job` then raises `Cancelled`). Running it again resumes from the
     checkpoint and ends with exactly the result of an uninterrupted scan; running it on
     an unchanged dataset that is already scanned returns at once (``report.cached``).
@@ -58,7 +58,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.core.atomic import atomic_write_json, atomic_write_npz
 from app.core.files import files_fingerprint, list_images
 from app.core.jobs import Job
 from app.core.scan_results import (
@@ -68,15 +67,16 @@ from app.core.scan_results import (
     scan_dir,
 )
 from app.engine.analyses.patches.crops import cut_crops, remove_tree
-from app.engine.analyses.patches.pipeline import (
-    NO_ID,
-    Frames,
+from app.engine.analyses.patches.pipeline import NO_ID, Frames, collate
+from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
+from app.engine.runtime.dataset_pass import (
     Meter,
-    ScanProgress,
-    collate,
+    PassProgress,
+    batches,
+    load_checkpoint,
     make_loader,
+    save_checkpoint,
 )
-from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.preprocess import prepare_batch
@@ -84,8 +84,7 @@ from app.engine.runtime.receptive_field import ReceptiveField, receptive_field
 from app.engine.runtime.recorder import ActivationRecorder, discover_layers, truncated_forward
 
 __all__ = [
-    "ScanError", "ScanProgress", "ScanReport", "TopKTracker", "default_layers", "merge_scans",
-    "scan",
+    "ScanError", "ScanReport", "TopKTracker", "default_layers", "merge_scans", "scan",
 ]
 
 
@@ -178,24 +177,25 @@ def _save_checkpoint(path: Path, done_batches: int, trackers: dict[str, TopKTrac
                      skipped: list[tuple[str, str]], elapsed: float) -> None:
     arrays = {f"{i}.{name}": a for i, t in enumerate(trackers.values())
               for name, a in t.state().items()}
-    token = os.urandom(8).hex()
-    atomic_write_npz(path / "state.npz", {"token": np.array(token), **arrays})
-    atomic_write_json(path / "state.json", {
-        "done_batches": done_batches, "layers": list(trackers), "skipped": skipped,
-        "elapsed": elapsed, "token": token})
+    save_checkpoint(path, {"done_batches": done_batches, "layers": list(trackers),
+                           "skipped": skipped, "elapsed": elapsed}, arrays)
 
 
 def _load_checkpoint(path: Path, trackers: dict[str, TopKTracker]) -> tuple[int, list, float]:
-    try:
-        doc = json.loads((path / "state.json").read_text())
-        with np.load(path / "state.npz") as z:
-            if str(z["token"]) != doc["token"] or doc["layers"] != list(trackers):
-                return 0, [], 0.0
-            for i, t in enumerate(trackers.values()):
-                t.load({n: z[f"{i}.{n}"] for n in ("values", "ids", "locs")})
-    except (OSError, ValueError, KeyError):
+    saved = load_checkpoint(path)
+    if saved is None or saved[0].get("layers") != list(trackers):
         return 0, [], 0.0
-    return int(doc["done_batches"]), [tuple(s) for s in doc["skipped"]], float(doc["elapsed"])
+    doc, arrays = saved
+    try:
+        states = [{n: arrays[f"{i}.{n}"] for n in ("values", "ids", "locs")}
+                  for i in range(len(trackers))]
+        result = int(doc["done_batches"]), [tuple(s) for s in doc["skipped"]], \
+            float(doc["elapsed"])
+    except (KeyError, TypeError, ValueError):
+        return 0, [], 0.0
+    for t, state in zip(trackers.values(), states, strict=True):
+        t.load(state)
+    return result
 
 
 # -- the scan ------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def scan(
     out: str | Path | None = None, shard: tuple[int, int] = (0, 1), crop_size: int = 96,
     checkpoint_every: int = 20, max_pixels: int = 80_000_000, max_side: int = 1280,
     resume: bool = True, mp_context: str | None = None, ranks: Ranks | None = None,
-) -> Job[ScanProgress, ScanReport]:
+) -> Job[PassProgress, ScanReport]:
     """Scan `dataset` for the top-k images of every unit of `layers`; see the module doc.
 
     With `ranks` (torchrun) each rank scans its batches and rank 0 merges and writes the
@@ -263,6 +263,8 @@ def scan(
     run_key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:16]
     ckpt = _checkpoint_dir(folder, run_key)
     try:
+        if out is None:  # before the work whose checkpoints and result it will hold
+            writable_cache(cache_dir)
         scanned_now, resumed_from, skipped = yield from _scan_part(
             loaded, files, mine, trackers, clone, ckpt, batch_size=batch_size,
             workers=workers, checkpoint_every=checkpoint_every, max_pixels=max_pixels,
@@ -291,6 +293,9 @@ def scan(
         states = {n: t.state() for n, t in trackers.items()}
     scanned = len(files) - len(skipped)
     try:
+        if scanned == 0:  # nothing to rank: an error, never an empty result over a good one
+            remove_tree(ckpt)
+            raise ScanError(unreadable_message(len(files), root_name, skipped))
         layer_dirs = yield from cut_crops(
             folder, states, files, pre, rfs, shapes, crop_size, workers, max_pixels,
             max_side, mp_context, meta={
@@ -311,11 +316,17 @@ def scan(
                       resumed_from, False, rfs)
 
 
+def unreadable_message(files: int, root: str, skipped: Sequence[tuple[str, str]]) -> str:
+    """The one line for a dataset none of whose image files could be decoded."""
+    example = f" (e.g. {skipped[0][1]})".splitlines()[0] if skipped else ""
+    return f"none of the {files} image files under {root} could be read{example}"
+
+
 def _scan_part(
     loaded: LoadedModel, files: list[str], mine: list[int], trackers: dict[str, TopKTracker],
     clone: set[str], ckpt: Path, *, batch_size: int, workers: int, checkpoint_every: int,
     max_pixels: int, max_side: int, resume: bool, mp_context: str | None, started: float,
-) -> Job[ScanProgress, tuple[int, int, list[tuple[str, str]]]]:
+) -> Job[PassProgress, tuple[int, int, list[tuple[str, str]]]]:
     """The pass over the files `mine` (indices into `files`), checkpointed in `ckpt`.
     Returns (images run now, files done by an earlier run, skipped (path, reason))."""
     layers = list(trackers)
@@ -328,14 +339,14 @@ def _scan_part(
     in_workers = device.type == "cpu"  # on a GPU, resizing belongs on the GPU, as live
     ds = Frames([files[i] for i in mine[start:]], mine[start:], max_pixels, max_side,
                 pre if in_workers else None)
-    meter = Meter(len(mine), resumed_from)
+    meter = Meter(len(mine), resumed_from, resumed_from)
     model = loaded.module
     last_saved = done_batches
     scanned_now = 0
     with torch.no_grad(), ActivationRecorder(model, layers) as rec:
         rec.clone_layers |= clone & set(layers)
         forward, unhook = truncated_forward(model, rec, layers)
-        it = iter(make_loader(ds, batch_size, workers, collate, mp_context))
+        it = batches(make_loader(ds, batch_size, workers, collate, mp_context))
         try:
             for batch in it:
                 if batch["images"]:
@@ -366,7 +377,7 @@ def _scan_part(
                                  elapsed_before + time.perf_counter() - started)
             raise
         finally:
-            del it  # shuts the worker processes down
+            it.close()  # shuts the worker processes down
             unhook()
     return scanned_now, resumed_from, skipped
 

@@ -1,56 +1,22 @@
-"""What feeds a scan: decoding worker processes, their batches, and the progress meter."""
+"""What feeds a scan: the files decoded (in the pass's worker processes) and batched.
+
+The loader, the progress and the checkpoints are the dataset-pass kit of
+`app.engine.runtime.dataset_pass`, shared with dissection."""
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from app.capture.images import ImageError, read_image
-from app.core.jobs import Progress, clock
 from app.engine.runtime.preprocess import Preprocess, prepare_batch
 
 NO_ID = 1 << 62  # id of an empty slot: after every real file in path order
-
-
-@dataclass(frozen=True, kw_only=True)
-class ScanProgress(Progress):
-    """Progress of a running scan, one per batch (`stage`: "scan", then "crops")."""
-
-    stage: str  # "scan" (the pass over the dataset) or "crops" (cutting the winners)
-    skipped: int
-    images_per_s: float
-    eta_s: float
-
-    def line(self) -> str:
-        """`scan  1234/5000  52.1 img/s  ETA 1:12  (3 skipped)` for a text progress bar."""
-        eta = "--:--" if not math.isfinite(self.eta_s) else clock(self.eta_s)
-        text = (f"{self.stage:5s} {self.done}/{self.total}  {self.images_per_s:.1f} img/s  "
-                f"ETA {eta}")
-        return text + (f"  ({self.skipped} skipped)" if self.skipped else "")
-
-
-class Meter:
-    """Counts a stage's items and turns them into `ScanProgress` with a rate and an ETA."""
-
-    def __init__(self, total: int, done: int) -> None:
-        self.total, self.done, self.start_done = total, done, done
-        self.t0 = time.perf_counter()
-
-    def update(self, stage: str, n: int, skipped: int) -> ScanProgress:
-        self.done += n
-        dt = time.perf_counter() - self.t0
-        rate = (self.done - self.start_done) / dt if dt > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else math.inf
-        return ScanProgress(done=self.done, total=self.total, stage=stage, skipped=skipped,
-                            images_per_s=rate, eta_s=eta)
 
 
 # -- the dataset ---------------------------------------------------------------------------------
@@ -99,13 +65,3 @@ def collate(items: list[tuple[int, torch.Tensor | None, str]]) -> dict[str, Any]
         "images": [t for _, t in ok],
         "failed": [(i, err) for i, t, err in items if t is None],
     }
-
-
-def make_loader(ds: Dataset, batch_size: int | None, workers: int, collate: Callable,
-            mp_context: str | None = None) -> DataLoader:
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      collate_fn=collate, prefetch_factor=2 if workers else None,
-                      persistent_workers=False,
-                      multiprocessing_context=mp_context if workers else None)
-
-
