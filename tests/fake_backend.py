@@ -44,6 +44,7 @@ from app.core.messages import (
     PreferredImage,
     PreferredVariant,
     Result,
+    SourceFailed,
     SourceReady,
     UnitFacts,
     UnitIcons,
@@ -418,6 +419,9 @@ class FakeBackend:
         self._dirty = True
         self._folder_position = 0
         self._folder: list[str] = []  # file names of an open folder source
+        # a "broken…" source failed with none showing before it: no frame comes
+        self._source_failed = False
+        self._source_showing = ready
         # a PreferredImageRequest is answered with patches from these photos (None: a "no
         # scan" note), and with preferred-image previews at these steps of 64 (64: the final)
         self.photos = photos
@@ -437,7 +441,7 @@ class FakeBackend:
     # --- LiveBackend
 
     def poll_result(self) -> Result | None:
-        if not self._model_ready:
+        if not self._model_ready or self._source_failed:
             return None
         if (self._view.frozen or not self.live) and not self._dirty:
             return None
@@ -471,6 +475,13 @@ class FakeBackend:
         if spec.startswith("camera:"):
             self._events.append(Notice(f"no camera at index {spec[7:]}", NoticeLevel.ERROR))
             return
+        if path.name.startswith("broken"):  # like the session on a corrupt file
+            reason = f"cannot open {spec}: not an image, video or folder"
+            self._events.append(Notice(reason, NoticeLevel.ERROR))
+            self._events.append(SourceFailed(spec, reason, self._source_showing))
+            self._source_failed = not self._source_showing  # an old one runs on
+            return
+        self._source_failed, self._source_showing = False, True
         if not path.is_dir():
             self._folder = []
             self._events.append(SourceReady(path.name, "image", 1, 0))

@@ -330,6 +330,10 @@ class WindowDriver:
     def input_placeholder(self) -> str:
         return self._panes.input.placeholder_text()
 
+    def unit_placeholder(self) -> str:
+        """What the unit pane says while it has no map."""
+        return self._panes.unit.placeholder_text()
+
     def input_frame(self) -> np.ndarray | None:
         return self._panes.input.frame_image()
 

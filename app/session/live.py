@@ -27,6 +27,7 @@ from app.core.messages import (
     Notice,
     NoticeLevel,
     Result,
+    SourceFailed,
     SourceReady,
     ViewState,
 )
@@ -35,6 +36,7 @@ from app.core.settings import Settings
 from app.core.slot import LatestSlot
 from app.engine.live import FrameProcessor, InferenceWorker
 from app.engine.runtime.models import (
+    BUNDLED,
     LoadedModel,
     ModelError,
     load_model,
@@ -172,6 +174,13 @@ class LiveSession:
         except Exception as exc:  # any file a user points at: say why, keep the old model
             reason = str(exc) if isinstance(exc, ModelError) else (
                 f"{type(exc).__name__}: {exc}".splitlines()[0])
+            if self._loaded is None and spec not in (BUNDLED, "bundled", "default"):
+                # at start there is no old model to keep: without one no frame would ever
+                # show, so show the one that always loads (offline) and say why
+                self._notice(f"cannot load {spec}: {reason} — showing the bundled "
+                             f"{BUNDLED} instead", NoticeLevel.WARNING)
+                self._load_model(BUNDLED)
+                return
             self._error(reason)
             self._events.put(ModelFailed(spec, reason))
             return
@@ -193,17 +202,24 @@ class LiveSession:
             try:
                 source = open_source("camera:0", src)
             except SourceError:
-                video = sample_video()
+                try:
+                    source = open_source(str(sample_video()), src)
+                except (SourceError, FileNotFoundError) as exc:
+                    self._source_failed(spec, str(exc))
+                    return
                 self._notice("no camera found: showing the bundled sample video",
                              NoticeLevel.WARNING)
-                source = open_source(str(video), src)
         else:
             try:
                 source = open_source(spec, src)
             except SourceError as exc:
-                self._error(str(exc))
+                with self._capture_lock:
+                    running = self._capture is not None and self._capture.is_alive()
+                self._source_failed(spec, str(exc), still_showing=running)
                 return
-        capture = CaptureThread(source, self.frames, src, on_notice=self._capture_notice)
+        label = source.label
+        capture = CaptureThread(source, self.frames, src, on_notice=self._capture_notice,
+                                on_failed=lambda reason: self._source_failed(label, reason))
         capture.set_mirror(self._mirror)
         with self._capture_lock:
             capture.set_paused(self._frozen)
@@ -226,6 +242,12 @@ class LiveSession:
 
     def _error(self, text: str) -> None:
         self._events.put(Notice(text, NoticeLevel.ERROR))
+
+    def _source_failed(self, spec: str, reason: str, still_showing: bool = False) -> None:
+        """The error line, then the event that lets the panes say it (a failed open
+        leaves a source that was showing running: the panes keep its frames)."""
+        self._error(reason)
+        self._events.put(SourceFailed(spec, reason, still_showing))
 
     def _capture_notice(self, text: str, level: str) -> None:
         self._events.put(Notice(text, NoticeLevel(level)))

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from app.core.messages import Notice, SourceReady
+from app.core.messages import Notice, SourceFailed, SourceReady
 from app.gui import file_dialogs
 from app.gui.actions import CAMERAS, Action
 from app.gui.features.base import Handler, Window
+
+WAITING = "Waiting for frames…"
+LOADING = "Loading model…"
 
 
 class Sources:
@@ -37,7 +40,23 @@ class Sources:
         )
 
     def handlers(self) -> Mapping[type, Handler]:
-        return {SourceReady: self.w.results.set_source}
+        return {SourceReady: self.on_source_ready, SourceFailed: self.on_source_failed}
+
+    def on_source_ready(self, event: SourceReady) -> None:
+        w = self.w
+        if w.source_problem:
+            w.source_problem = ""
+            w.say_in_panes(WAITING if w.model_name else LOADING)
+        w.results.set_source(event)
+
+    def on_source_failed(self, event: SourceFailed) -> None:
+        """The error notice came just before; the panes say it where a frame would be."""
+        w = self.w
+        if event.still_showing:
+            return
+        w.source_problem = f"Cannot show {event.spec}:\n{event.reason}"
+        w.say_in_panes(w.source_problem)
+        w.gave_up(event.reason)
 
     def open_source(self, spec: str) -> None:
         self.w.notify(Notice(f"opening {spec}…"))
