@@ -192,10 +192,15 @@ def _upsample(a: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def explanation_of(layer: str, view: ViewState) -> Explanation:
     """Building blocks computed the article's way from the fake activations and a fixed
-    fake gradient (+1 on even channels, −0.5 on odd ones): act × grad, exactly."""
+    fake gradient (for the top class +1 on even channels, −0.5 on odd ones; for another
+    class +1 on every third): act × grad, exactly."""
     acts = activations(layer)
     c = acts.shape[0]
-    grad = np.where(np.arange(c) % 2 == 0, 1.0, -0.5).astype(np.float32)[:, None, None]
+    target = view.explained_class if view.explained_class is not None else PREDICTIONS[0].index
+    # another class, another gradient: its bars differ from the top class's
+    ups = (np.arange(c) % 2 == 0) if target == PREDICTIONS[0].index else (
+        np.arange(c) % 3 == target % 3)
+    grad = np.where(ups, 1.0, -0.5).astype(np.float32)[:, None, None]
     contrib = acts * grad
     order = np.argsort(-acts, axis=0, kind="stable")[:4]  # (4, H, W)
     units = order.transpose(1, 2, 0)
@@ -205,7 +210,6 @@ def explanation_of(layer: str, view: ViewState) -> Explanation:
     channels = np.zeros((k, c), np.float32)
     for i in range(k):
         channels[i, i::k] = 1.0
-    target = view.explained_class if view.explained_class is not None else PREDICTIONS[0].index
     return Explanation(layer, target, view.versus_class, 2.5, 0.61,
                        contrib.sum((1, 2)), contrib.sum(0), units, values, spatial, channels,
                        np.linspace(1.0, -0.5, k).astype(np.float32), "", 21.0)

@@ -155,13 +155,17 @@ class ViewModel(QObject):
 
     def pick_class(self, index: int) -> None:
         """A prediction bar clicked: explain that class, and select its class unit."""
+        self.explain_class(index)
+        self.select(LOGITS, index)
+
+    def explain_class(self, index: int) -> None:
+        """Explain that class at the layer shown (the Why tab: the selection stays)."""
         if index != self._explained:
             self._explained = index
             if self._versus == index:
                 self._versus = None
             self.classes_changed.emit()
             self._send_view()
-        self.select(LOGITS, index)
 
     def pick_versus(self, index: int) -> None:
         """A prediction bar Ctrl-clicked: compare with that class (again: with none)."""

@@ -105,6 +105,10 @@ class View:
     def on_class_clicked(self, index: int, versus: bool) -> None:
         if versus:
             self.w.model.pick_versus(index)
+        elif self.w.panes.showing_blocks():
+            # the Why tab explains the class at the layer the user is on: the class unit
+            # (logits) has no positions to explain, and the way back is many PgUps
+            self.w.model.explain_class(index)
         else:
             self.w.model.pick_class(index)
 
