@@ -408,6 +408,12 @@ class WindowDriver:
     def ablation_note(self) -> str:
         return self._panes.ablation.note_text()
 
+    def ablation_note_colour(self) -> str:
+        """The colour the caveat is drawn in ("#rrggbb")."""
+        note = self._panes.ablation.note
+        note.ensurePolished()
+        return note.palette().color(note.foregroundRole()).name()
+
     def pane_rects(self) -> dict[str, tuple[int, int, int, int]]:
         """(x, y, w, h) of each pane's visible part, in window coordinates."""
         out = {}
@@ -636,6 +642,10 @@ class WindowDriver:
 
     def activation_grid_title(self) -> str:
         return self._panes.frame_pane.grid_title.text()
+
+    def show_frame_tab(self) -> None:
+        """Click the centre column's "This frame" tab."""
+        self._panes.show_frame()
 
     def frame_seed_picture(self) -> np.ndarray | None:
         """The frame as the model saw it (where accentuation and inversion start)."""

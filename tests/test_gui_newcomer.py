@@ -15,7 +15,7 @@ from PyQt6.QtWidgets import QFileDialog
 
 from app.core.messages import AttributionMode, Notice, NoticeLevel, ViewState
 from app.core.settings import GuiSettings, Settings
-from app.gui import status_bar
+from app.gui import status_bar, theme
 from app.gui.run import run_window
 from app.gui.unit_pane import UnitTab
 from app.gui.window_layout import MIN_WINDOW, start_size
@@ -253,6 +253,9 @@ def test_ablation_tab_says_when_class_means_were_shifted(qtbot) -> None:
     backend.emit(dataclasses.replace(curves, shifted_units=37))
     ui.wait_until(lambda: "37 of 240 units" in ui.ablation_note())
     assert "shifted" in ui.ablation_note()
+    # information, not an error: not in the warning yellow, and it says so
+    assert ui.ablation_note_colour().lower() != theme.WARNING.lower()
+    assert ui.ablation_note().startswith("ⓘ About")
 
 
 def test_every_pane_saves_as_png_from_the_file_menu_and_its_right_click(
@@ -284,3 +287,45 @@ def test_every_pane_saves_as_png_from_the_file_menu_and_its_right_click(
         assert not image.isNull() and (corner != middle or name == "layers"), name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"{n}.png" for n, _ in EXPORTABLE_PANES)  # written atomically: no temp files left
+
+
+# ---------------------------------------------------------------- issue 22.16: This frame, freezing
+
+
+def test_this_frame_shows_the_frame_as_the_model_saw_it_before_any_job(qtbot) -> None:
+    backend = FakeBackend()
+    ui = _open(qtbot, backend)
+    ui.show_frame_tab()
+    ui.wait_until(lambda: ui.frame_seed_picture() is not None)
+    r = ui.last_result()
+    x, y, w, h = r.crop
+    np.testing.assert_array_equal(ui.frame_seed_picture(), r.frame.image[y : y + h, x : x + w])
+
+
+@pytest.mark.parametrize("key", [Qt.Key.Key_X, Qt.Key.Key_V, Qt.Key.Key_M])
+def test_a_this_frame_job_says_it_froze_the_frame_and_how_to_go_live(qtbot, key) -> None:
+    backend = FakeBackend()
+    ui = _open(qtbot, backend)
+    ui.press(key)
+    assert backend.views[-1].frozen
+    assert "frame frozen" in ui.notice_text() and "press f" in ui.notice_text()
+    ui.press(Qt.Key.Key_F)  # live again, as the notice says
+    assert not backend.views[-1].frozen
+
+
+def test_n_while_frozen_says_so_instead_of_stepping_unseen(qtbot, tmp_path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        (folder / name).write_bytes(b"")
+    backend = FakeBackend()
+    ui = _open(qtbot, backend)
+    ui.open_source(str(folder))
+    ui.wait_until(lambda: ui.input_title() == "Input · a.png  1/2")
+    ui.press(Qt.Key.Key_F)
+    ui.press(Qt.Key.Key_N)
+    assert backend.called("step_source") == []
+    assert "frozen" in ui.notice_text() and "press f" in ui.notice_text()
+    ui.press(Qt.Key.Key_F)
+    ui.press(Qt.Key.Key_N)
+    assert backend.called("step_source") == [1]

@@ -11,14 +11,26 @@ previews, and freeze the frame first.
 
 from __future__ import annotations
 
+import numpy as np
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from app.core.messages import FrameImage
+from app.core.messages import FrameImage, Result
 from app.gui.image_pane import Panel
 from app.gui.patches_view import PictureTile
 
 INVERTED_LAYERS = 3  # reconstructions shown side by side
+
+
+def seen_crop(result: Result) -> np.ndarray:
+    """The region of the result's frame the model saw (its `crop`, clipped to the frame)."""
+    x, y, w, h = result.crop
+    return np.ascontiguousarray(result.frame.image[max(y, 0) : y + h, max(x, 0) : x + w])
+
+
+def frame_name(result: Result) -> str:
+    """Which frame a result is of: "cat.jpg · frame 0"."""
+    return f"{result.frame.source} · frame {result.frame.index}"
 
 
 class FramePane(Panel):
@@ -91,6 +103,10 @@ class FramePane(Panel):
         for tile in self.inverted_tiles:
             tile.set_picture(None)
         self.inverted_title.setText("Inverting " + ", ".join(layers) + " …")
+
+    def show_seed(self, image: np.ndarray) -> None:
+        """The frame as the model saw it (the crop of the newest result), before any job."""
+        self.seed_tile.set_picture(image, "")
 
     def on_frame_image(self, event: FrameImage) -> None:
         if event.seed is not None:
