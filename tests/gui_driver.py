@@ -439,6 +439,10 @@ class WindowDriver:
     def attribution_badge(self) -> str | None:
         return self.window.status.attribution_text()
 
+    def grayscale_input(self) -> bool:
+        """Whether the window asks for the frame to be fed in grayscale."""
+        return self.window.view_model.grayscale
+
     def frozen_badge(self) -> str | None:
         return self.window.status.frozen_text()
 

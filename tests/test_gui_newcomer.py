@@ -329,3 +329,21 @@ def test_n_while_frozen_says_so_instead_of_stepping_unseen(qtbot, tmp_path) -> N
     ui.press(Qt.Key.Key_F)
     ui.press(Qt.Key.Key_N)
     assert backend.called("step_source") == [1]
+
+
+# ---------------------------------------------------------------- issue 22.17: colour or shape?
+
+
+def test_k_feeds_the_network_the_frame_in_grayscale_and_back(qtbot) -> None:
+    backend = FakeBackend()
+    ui = _open(qtbot, backend)
+    assert not ui.grayscale_input()
+    assert ui.menu_path("grayscale") == "&View"
+    assert ("K", "Feed the network the frame in grayscale: which units lose their response "
+            "without colour") in ui.help_rows()
+    ui.press(Qt.Key.Key_K)
+    assert ui.grayscale_input() and ui.action_checked("grayscale")
+    assert "grayscale input" in ui.notice_text()
+    ui.press(Qt.Key.Key_K)
+    assert not ui.grayscale_input() and not ui.action_checked("grayscale")
+    assert ui.notice_text() == "colour input again"

@@ -64,6 +64,9 @@ class ViewModel(QObject):
         self._attention = False
         self._attention_query: tuple[int, int] | None = None
         self._rollout = False
+        # the frame fed in grayscale (colour or shape?); the view carries it once the
+        # engine's stage does (issue 22.17: the lead adds the view part and the stage)
+        self._grayscale = False
         self._attribution_at: tuple[int, int] | None = None
         self._ablated: dict[str, set[int]] = {}  # layer → deleted units
         self._ablation_mode = AblationMode.ZERO
@@ -127,6 +130,16 @@ class ViewModel(QObject):
         """A transformer's attention over the input, or not."""
         if on != self._attention:
             self._attention = on
+            self._send_view()
+
+    @property
+    def grayscale(self) -> bool:
+        return self._grayscale
+
+    def set_grayscale(self, on: bool) -> None:
+        """The network fed the frame in grayscale (its luminance in all three channels)."""
+        if on != self._grayscale:
+            self._grayscale = on
             self._send_view()
 
     def set_attention_rollout(self, on: bool) -> None:
