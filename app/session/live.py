@@ -31,7 +31,7 @@ from app.core.messages import (
     SourceReady,
     ViewState,
 )
-from app.core.requests import FolderRequest, Request
+from app.core.requests import FolderRequest, JobEvent, Request
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
 from app.engine.live import FrameProcessor, InferenceWorker
@@ -44,6 +44,7 @@ from app.engine.runtime.models import (
     torchvision_names,
 )
 from app.session import jobs
+from app.session.jobs.runner import SessionJob
 
 # inside the package, so a wheel install has it too (pyproject package-data)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -133,8 +134,18 @@ class LiveSession:
                 self._error("no model loaded yet")
             return
         context = jobs.JobContext(self.settings, loaded, dict(self._channels))
+
+        def make() -> SessionJob | None:
+            job = jobs.make_job(context, request)
+            if job is not None and not request.quiet and request.progress_bar:
+                # a folder job's first step comes after its first batch (workers start,
+                # the model is copied: many seconds on a small machine): its bar and its
+                # Cancel from the click on, busy until the total is known
+                self._events.put(JobEvent(request, 0, 0, f"{request.label}: starting…"))
+            return job
+
         try:
-            self._jobs.start(request, lambda: jobs.make_job(context, request))
+            self._jobs.start(request, make)
         except jobs.Refused as exc:
             self._error(str(exc))
 
