@@ -571,7 +571,7 @@ def test_a_file_source_whose_reads_fail_ends_in_failure_not_a_wait() -> None:
     thread.start()
     thread.join(STOP_TIMEOUT_S)
     assert not thread.is_alive()
-    assert len(failures) == 1 and "camera 0 lost" in failures[0]  # FakeCamera's wording
+    assert failures == ["no camera at index 0"]  # the reopen's error (FakeCamera's wording)
     assert not any("retrying" in text for text, _ in notices)
     assert not source.is_open
 
@@ -584,3 +584,26 @@ def test_a_failed_first_open_goes_to_the_failure_listener(tmp_path: Path) -> Non
     thread.join(STOP_TIMEOUT_S)
     assert not thread.is_alive()
     assert len(failures) == 1 and "gone.jpg" in failures[0]
+
+
+def test_a_folder_whose_every_file_turns_unreadable_ends_in_failure(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        write(folder / name, np.full((8, 8, 3), 200, np.uint8))
+    failures: list[str] = []
+    slot: LatestSlot[Frame] = LatestSlot()
+    thread = CaptureThread(FolderSource(folder), slot,
+                           SourceSettings(reconnect_interval_s=LONG_WAIT_S),
+                           on_failed=failures.append)
+    thread.start()
+    try:
+        assert wait_until(lambda: slot.take() is not None)
+        for name in ("a.png", "b.png"):
+            (folder / name).write_bytes(b"\x89PNG\r\n\x1a\n no longer a picture")
+        thread.step(1)
+        thread.join(STOP_TIMEOUT_S)
+        assert not thread.is_alive()
+        assert len(failures) == 1 and "none of its 2 images could be read" in failures[0]
+    finally:
+        thread.stop()

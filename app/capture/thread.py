@@ -187,7 +187,7 @@ class CaptureThread(threading.Thread):
             try:
                 self.source.open()
             except SourceError as exc:
-                self._fail(f"{reason} ({exc})" if str(exc) != reason else reason)
+                self._fail(str(exc))  # what is wrong now, not how it was noticed
                 return False
             self.reconnects += 1
             return True
