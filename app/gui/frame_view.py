@@ -15,22 +15,22 @@ import numpy as np
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from app.core.messages import FrameImage, Result
+from app.core.messages import FrameImage
 from app.gui.image_pane import Panel
 from app.gui.patches_view import PictureTile
 
 INVERTED_LAYERS = 3  # reconstructions shown side by side
 
 
-def seen_crop(result: Result) -> np.ndarray:
-    """The region of the result's frame the model saw (its `crop`, clipped to the frame)."""
-    x, y, w, h = result.crop
-    return np.ascontiguousarray(result.frame.image[max(y, 0) : y + h, max(x, 0) : x + w])
+def seen_crop(image: np.ndarray, crop: tuple[int, int, int, int]) -> np.ndarray:
+    """The region of a frame the model saw (a result's `crop`, (x, y, w, h), clipped)."""
+    x, y, w, h = crop
+    return np.ascontiguousarray(image[max(y, 0) : y + h, max(x, 0) : x + w])
 
 
-def frame_name(result: Result) -> str:
-    """Which frame a result is of: "cat.jpg · frame 0"."""
-    return f"{result.frame.source} · frame {result.frame.index}"
+def frame_name(source: str, index: int) -> str:
+    """Which frame it is: "cat.jpg · frame 0"."""
+    return f"{source} · frame {index}"
 
 
 class FramePane(Panel):

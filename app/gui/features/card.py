@@ -57,7 +57,8 @@ class Card:
     def save_report(self, path: str | Path) -> tuple[Path, Path]:
         """The unit card as `path` (PNG) and the same name .html; raises OSError."""
         r = self.w.results.last_result
-        frame = (seen_crop(r), frame_name(r)) if r is not None else None
+        frame = None if r is None else (seen_crop(r.frame.image, r.crop),
+                                        frame_name(r.frame.source, r.frame.index))
         return save_unit_report(self.w.panes.card, self.w.model_name or "model",
                                 self.w.model.channels(), path, frame)
 

@@ -89,7 +89,7 @@ class Explain:
             return
         if self.w.model.frozen and pane.seed_tile.picture() is not None:
             return
-        pane.show_seed(seen_crop(r))
+        pane.show_seed(seen_crop(r.frame.image, r.crop))
 
     def on_integrated(self, event: IntegratedExplanation) -> None:
         self.w.panes.blocks.set_integrated(event)
