@@ -42,6 +42,7 @@ from app.core.messages import (
     PreferredGrid,
     PreferredImage,
     PreferredVariant,
+    SourceFailed,
     SourceReady,
     UnitFacts,
     UnitIcons,
@@ -203,10 +204,16 @@ def _upsample(a: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def explanation_of(layer: str, view: ViewState) -> BuildingBlocks:
     """Building blocks computed the article's way from the fake activations and a fixed
-    fake gradient (+1 on even channels, −0.5 on odd ones): act × grad, exactly."""
+    fake gradient (for the top class +1 on even channels, −0.5 on odd ones; for another
+    class +1 on every third): act × grad, exactly."""
     acts = activations(layer)
     c = acts.shape[0]
-    grad = np.where(np.arange(c) % 2 == 0, 1.0, -0.5).astype(np.float32)[:, None, None]
+    asked = view.part(BlocksView)
+    target = asked.target if asked.target is not None else PREDICTIONS[0].index
+    # another class, another gradient: its bars differ from the top class's
+    ups = (np.arange(c) % 2 == 0) if target == PREDICTIONS[0].index else (
+        np.arange(c) % 3 == target % 3)
+    grad = np.where(ups, 1.0, -0.5).astype(np.float32)[:, None, None]
     contrib = acts * grad
     order = np.argsort(-acts, axis=0, kind="stable")[:4]  # (4, H, W)
     units = order.transpose(1, 2, 0)
@@ -216,11 +223,9 @@ def explanation_of(layer: str, view: ViewState) -> BuildingBlocks:
     channels = np.zeros((k, c), np.float32)
     for i in range(k):
         channels[i, i::k] = 1.0
-    asked = view.part(BlocksView)
-    target = asked.target if asked.target is not None else PREDICTIONS[0].index
     return BuildingBlocks(layer, target, asked.versus, 2.5, 0.61,
-                       contrib.sum((1, 2)), contrib.sum(0), units, values, spatial, channels,
-                       np.linspace(1.0, -0.5, k).astype(np.float32), "", 21.0)
+                          contrib.sum((1, 2)), contrib.sum(0), units, values, spatial, channels,
+                          np.linspace(1.0, -0.5, k).astype(np.float32), "", 21.0)
 
 
 def attention_of(h: int, w: int, query: tuple[int, int] | None) -> np.ndarray:
@@ -434,6 +439,9 @@ class FakeBackend:
         self._dirty = True
         self._folder_position = 0
         self._folder: list[str] = []  # file names of an open folder source
+        # a "broken…" source failed with none showing before it: no frame comes
+        self._source_failed = False
+        self._source_showing = ready
         # a PreferredImageRequest is answered with patches from these photos (None: a "no
         # scan" note), and with preferred-image previews at these steps of 64 (64: the final)
         self.photos = photos
@@ -453,7 +461,7 @@ class FakeBackend:
     # --- LiveBackend
 
     def poll_result(self) -> Result | None:
-        if not self._model_ready:
+        if not self._model_ready or self._source_failed:
             return None
         if (self._view.frozen or not self.live) and not self._dirty:
             return None
@@ -487,6 +495,13 @@ class FakeBackend:
         if spec.startswith("camera:"):
             self._events.append(Notice(f"no camera at index {spec[7:]}", NoticeLevel.ERROR))
             return
+        if path.name.startswith("broken"):  # like the session on a corrupt file
+            reason = f"cannot open {spec}: not an image, video or folder"
+            self._events.append(Notice(reason, NoticeLevel.ERROR))
+            self._events.append(SourceFailed(spec, reason, self._source_showing))
+            self._source_failed = not self._source_showing  # an old one runs on
+            return
+        self._source_failed, self._source_showing = False, True
         if not path.is_dir():
             self._folder = []
             self._events.append(SourceReady(path.name, "image", 1, 0))

@@ -324,6 +324,10 @@ class WindowDriver:
     def input_placeholder(self) -> str:
         return self._panes.input.placeholder_text()
 
+    def unit_placeholder(self) -> str:
+        """What the unit pane says while it has no map."""
+        return self._panes.unit.placeholder_text()
+
     def input_frame(self) -> np.ndarray | None:
         return self._panes.input.frame_image()
 
@@ -398,6 +402,12 @@ class WindowDriver:
     def ablation_note(self) -> str:
         return self._panes.ablation.note_text()
 
+    def ablation_note_colour(self) -> str:
+        """The colour the caveat is drawn in ("#rrggbb")."""
+        note = self._panes.ablation.note
+        note.ensurePolished()
+        return note.palette().color(note.foregroundRole()).name()
+
     def pane_rects(self) -> dict[str, tuple[int, int, int, int]]:
         """(x, y, w, h) of each pane's visible part, in window coordinates."""
         out = {}
@@ -422,6 +432,10 @@ class WindowDriver:
 
     def attribution_badge(self) -> str | None:
         return self.window.status.attribution_text()
+
+    def grayscale_input(self) -> bool:
+        """Whether the window asks for the frame to be fed in grayscale."""
+        return self.window.view_model.grayscale
 
     def frozen_badge(self) -> str | None:
         return self.window.status.frozen_text()
@@ -626,6 +640,10 @@ class WindowDriver:
 
     def activation_grid_title(self) -> str:
         return self._panes.frame_pane.grid_title.text()
+
+    def show_frame_tab(self) -> None:
+        """Click the centre column's "This frame" tab."""
+        self._panes.show_frame()
 
     def frame_seed_picture(self) -> np.ndarray | None:
         """The frame as the model saw it (where accentuation and inversion start)."""

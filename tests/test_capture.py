@@ -551,3 +551,59 @@ def test_failed_first_open_is_reported_and_ends_the_thread(tmp_path: Path) -> No
 def test_no_thread_left_behind() -> None:
     names = [t.name for t in threading.enumerate() if t.name.startswith("capture ")]
     assert names == []
+
+
+class FakeVideoFile(FakeCamera):
+    """A file source (not a camera): once its reads fail, reopening fails too."""
+
+    kind = "video"
+
+
+def test_a_file_source_whose_reads_fail_ends_in_failure_not_a_wait() -> None:
+    source = FakeVideoFile(fail_after=3, failed_opens=10**6)
+    slot: LatestSlot[Frame] = LatestSlot()
+    failures: list[str] = []
+    notices: list[tuple[str, str]] = []
+    # a camera would be retried every hour here: a file must not be waited for
+    thread = CaptureThread(source, slot, SourceSettings(reconnect_interval_s=LONG_WAIT_S),
+                           on_notice=lambda text, level: notices.append((text, level)),
+                           on_failed=failures.append)
+    thread.start()
+    thread.join(STOP_TIMEOUT_S)
+    assert not thread.is_alive()
+    assert failures == ["no camera at index 0"]  # the reopen's error (FakeCamera's wording)
+    assert not any("retrying" in text for text, _ in notices)
+    assert not source.is_open
+
+
+def test_a_failed_first_open_goes_to_the_failure_listener(tmp_path: Path) -> None:
+    failures: list[str] = []
+    thread = CaptureThread(ImageSource(tmp_path / "gone.jpg"), LatestSlot(),
+                           on_failed=failures.append)
+    thread.start()
+    thread.join(STOP_TIMEOUT_S)
+    assert not thread.is_alive()
+    assert len(failures) == 1 and "gone.jpg" in failures[0]
+
+
+def test_a_folder_whose_every_file_turns_unreadable_ends_in_failure(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        write(folder / name, np.full((8, 8, 3), 200, np.uint8))
+    failures: list[str] = []
+    slot: LatestSlot[Frame] = LatestSlot()
+    thread = CaptureThread(FolderSource(folder), slot,
+                           SourceSettings(reconnect_interval_s=LONG_WAIT_S),
+                           on_failed=failures.append)
+    thread.start()
+    try:
+        assert wait_until(lambda: slot.take() is not None)
+        for name in ("a.png", "b.png"):
+            (folder / name).write_bytes(b"\x89PNG\r\n\x1a\n no longer a picture")
+        thread.step(1)
+        thread.join(STOP_TIMEOUT_S)
+        assert not thread.is_alive()
+        assert len(failures) == 1 and "none of its 2 images could be read" in failures[0]
+    finally:
+        thread.stop()

@@ -213,3 +213,24 @@ def test_the_tint_colours_each_tile_by_its_value_and_leaves_gutters_clear(channe
             (255, 150, 60, int(170 * v)) if v >= 0 else (80, 160, 255, int(-170 * v)))
     np.testing.assert_array_equal(shown, expected)
     assert shown[..., 3].max() == 170  # the largest |value| is the most opaque
+
+
+def test_a_click_on_a_prediction_in_the_why_tab_explains_it_at_the_shown_layer(ui, backend):
+    ui.select_layer("_blocks.10._project_conv")
+    ui.press(Qt.Key.Key_W)
+    ui.wait_until(lambda: _shown(ui) and "Why 'Egyptian cat'" in ui.blocks_info())
+    before = ui.blocks_channel_units()
+    ui.click_prediction(1)  # tabby
+    view = backend.views[-1]
+    assert view.layer == "_blocks.10._project_conv"  # not the logits
+    assert ui.current_layer_text().startswith("_blocks.10._project_conv")
+    assert PREDICTIONS[1].index in ui.marked_predictions() and ui.showing_blocks_tab()
+    ui.wait_until(lambda: "Why 'tabby, tabby cat'" in ui.blocks_info())
+    expected = explanation_of(view.layer, view)
+    order = np.argsort(-expected.channels, kind="stable")
+    ui.wait_until(lambda: ui.blocks_channel_units()[:8] == [int(u) for u in order[:8]])
+    assert ui.blocks_channel_units() != before  # the new class's bars
+    # outside the Why tab a click still selects the class unit, as before
+    ui.press(Qt.Key.Key_W)
+    ui.click_prediction(2)
+    assert (backend.views[-1].layer, backend.views[-1].unit) == ("logits", PREDICTIONS[2].index)

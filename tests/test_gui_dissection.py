@@ -94,3 +94,23 @@ def test_analysis_dissect_runs_on_a_folder_with_progress_and_cancel(ui, backend,
                           "dissection of x done", state=JobState.OK))
     ui.wait_refreshes(2)
     assert not ui.dissection_progress_visible()
+
+
+def test_l_without_a_dissection_says_how_to_make_one_and_stays_off(ui, backend):
+    ui.wait_until(ui.dissection_showing_summary)
+    ui.press(Qt.Key.Key_PageDown)  # a layer never dissected
+    ui.wait_until(lambda: "No dissection of" in ui.dissection_info())
+    ui.wait_for_results(ui.results_shown() + 2)
+    ui.press(Qt.Key.Key_L)
+    notice = ui.notice_text()
+    assert "No dissection of _blocks.10._project_conv yet" in notice
+    assert "Dissect a folder" in notice  # how to make one
+    assert not ui.action_checked("concept_labels")
+    assert ui.grid_tile_labels() == {}
+    # back on the dissected layer, one L writes the labels (the switch was left off)
+    ui.press(Qt.Key.Key_PageUp)
+    ui.wait_until(ui.dissection_showing_summary)
+    ui.wait_for_results(ui.results_shown() + 2)
+    ui.press(Qt.Key.Key_L)
+    assert ui.action_checked("concept_labels")
+    assert ui.grid_tile_labels() == layer_concepts(DEFAULT_LAYER).labels()

@@ -16,8 +16,8 @@ from PyQt6.QtWidgets import QFileDialog
 from app.core.messages import AttributionMode, Notice, NoticeLevel
 from app.core.results import AttributionRecord
 from app.core.settings import GuiSettings, Settings
-from app.core.view import AttributionView, ViewState
-from app.gui import status_bar
+from app.core.view import AttributionView, ColourView, ViewState
+from app.gui import status_bar, theme
 from app.gui.run import run_window
 from app.gui.stage_views.attribution import shown_mode
 from app.gui.unit_pane import UnitTab
@@ -257,6 +257,9 @@ def test_ablation_tab_says_when_class_means_were_shifted(qtbot) -> None:
     backend.emit(dataclasses.replace(curves, shifted_units=37))
     ui.wait_until(lambda: "37 of 240 units" in ui.ablation_note())
     assert "shifted" in ui.ablation_note()
+    # information, not an error: not in the warning yellow, and it says so
+    assert ui.ablation_note_colour().lower() != theme.WARNING.lower()
+    assert ui.ablation_note().startswith("ⓘ About")
 
 
 def test_every_pane_saves_as_png_from_the_file_menu_and_its_right_click(
@@ -288,3 +291,65 @@ def test_every_pane_saves_as_png_from_the_file_menu_and_its_right_click(
         assert not image.isNull() and (corner != middle or name == "layers"), name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"{n}.png" for n, _ in EXPORTABLE_PANES)  # written atomically: no temp files left
+
+
+# ---------------------------------------------------------------- issue 22.16: This frame, freezing
+
+
+def test_this_frame_shows_the_frame_as_the_model_saw_it_before_any_job(qtbot) -> None:
+    backend = FakeBackend()
+    ui = _open(qtbot, backend)
+    ui.show_frame_tab()
+    ui.wait_until(lambda: ui.frame_seed_picture() is not None)
+    r = ui.last_result()
+    x, y, w, h = r.crop
+    np.testing.assert_array_equal(ui.frame_seed_picture(), r.frame.image[y : y + h, x : x + w])
+
+
+@pytest.mark.parametrize("key", [Qt.Key.Key_X, Qt.Key.Key_V, Qt.Key.Key_M])
+def test_a_this_frame_job_says_it_froze_the_frame_and_how_to_go_live(qtbot, key) -> None:
+    backend = FakeBackend()
+    ui = _open(qtbot, backend)
+    ui.press(key)
+    assert backend.views[-1].frozen
+    assert "frame frozen" in ui.notice_text() and "press f" in ui.notice_text()
+    ui.press(Qt.Key.Key_F)  # live again, as the notice says
+    assert not backend.views[-1].frozen
+
+
+def test_n_while_frozen_says_so_instead_of_stepping_unseen(qtbot, tmp_path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        (folder / name).write_bytes(b"")
+    backend = FakeBackend()
+    ui = _open(qtbot, backend)
+    ui.open_source(str(folder))
+    ui.wait_until(lambda: ui.input_title() == "Input · a.png  1/2")
+    ui.press(Qt.Key.Key_F)
+    ui.press(Qt.Key.Key_N)
+    assert backend.called("step_source") == []
+    assert "frozen" in ui.notice_text() and "press f" in ui.notice_text()
+    ui.press(Qt.Key.Key_F)
+    ui.press(Qt.Key.Key_N)
+    assert backend.called("step_source") == [1]
+
+
+# ---------------------------------------------------------------- issue 22.17: colour or shape?
+
+
+def test_k_feeds_the_network_the_frame_in_grayscale_and_back(qtbot) -> None:
+    backend = FakeBackend()
+    ui = _open(qtbot, backend)
+    assert not ui.grayscale_input()
+    assert ui.menu_path("grayscale") == "&View"
+    assert ("K", "Feed the network the frame in grayscale: which units lose their response "
+            "without colour") in ui.help_rows()
+    ui.press(Qt.Key.Key_K)
+    assert ui.grayscale_input() and ui.action_checked("grayscale")
+    assert backend.views[-1].part(ColourView).grayscale  # the worker is asked for it
+    assert "grayscale input" in ui.notice_text()
+    ui.press(Qt.Key.Key_K)
+    assert not ui.grayscale_input() and not ui.action_checked("grayscale")
+    assert not backend.views[-1].part(ColourView).grayscale
+    assert ui.notice_text() == "colour input again"

@@ -12,7 +12,7 @@ from app.core.messages import Frame, ModelReady, Normalization, Notice, NoticeLe
 from app.core.results import AttributionRecord, DeletionRecord, LiveTopRecord
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
-from app.core.view import AttributionView, DeletionView, ViewState
+from app.core.view import AttributionView, ColourView, DeletionView, ViewState
 from app.engine.live.stages import DeletionStage
 from app.engine.live.worker import FrameProcessor, InferenceWorker
 from app.engine.runtime.models import load_model
@@ -383,3 +383,22 @@ def test_a_new_live_feature_is_one_more_stage_and_its_own_record(processor):
     assert peak is not None and peak.unit == int(np.argmax(snap.unit_max))
     assert peak.value == pytest.approx(float(snap.unit_max.max()))
     assert processor.process(chelsea(), ViewState(layer="_blocks.4")).record(Peak) is None
+
+
+def test_grayscale_input_feeds_the_network_the_frames_luminance(processor):
+    """Colour or shape? With the frame fed in grayscale the network's answer is the answer to
+    the gray photo (an independent conversion: OpenCV's), and colour units lose response."""
+    import cv2
+
+    photo = chelsea()
+    view = ViewState(layer="_blocks.1", parts=(ColourView(True),))
+    gray = np.repeat(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    fed = processor.process(photo, view)
+    expected = processor.process(gray, ViewState(layer="_blocks.1"))
+    colour = processor.process(photo, ViewState(layer="_blocks.1"))
+    assert [p.index for p in fed.predictions] == [p.index for p in expected.predictions]
+    assert fed.predictions[0].probability == pytest.approx(expected.predictions[0].probability,
+                                                           abs=1e-3)
+    np.testing.assert_allclose(fed.unit_max, expected.unit_max, atol=0.05)
+    # some units of an early layer respond to colour: they drop without it
+    assert float(np.max(colour.unit_max - fed.unit_max)) > 1.0

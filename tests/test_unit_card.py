@@ -120,8 +120,9 @@ def test_the_unit_report_is_the_card_as_png_and_as_one_page(ui: WindowDriver, ph
     assert shot.shape[:2] == (round(card.height() * ratio), round(card.width() * ratio))
     html = page.read_text(encoding="utf-8")
     images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', html)
-    # live map and attribution, 4 preferred images, 9 patches, 9 attributions: all inside
-    assert len(images) == 2 + 4 + 9 + 9
+    # the frame, live map and attribution, 4 preferred images, 9 patches, 9 attributions:
+    # all inside
+    assert len(images) == 3 + 4 + 9 + 9
     assert "src=\"http" not in html and "src=\"file" not in html
 
     def decoded(i: int) -> np.ndarray:
@@ -129,9 +130,14 @@ def test_the_unit_report_is_the_card_as_png_and_as_one_page(ui: WindowDriver, ph
         return cv2.cvtColor(cv2.imdecode(raw, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
     crops = [p.image for p in dataset_patches(photos, DEFAULT_LAYER, 0)]
-    np.testing.assert_array_equal(decoded(6), crops[0])
-    np.testing.assert_array_equal(decoded(15), 255 - crops[0])
-    np.testing.assert_array_equal(decoded(3), np.roll(preferred_image(DEFAULT_LAYER, 0, 64, 64),
+    # the frame the live map came from, as the model saw it, named
+    r = ui.last_result()
+    x, y, w, h = r.crop
+    np.testing.assert_array_equal(decoded(0), r.frame.image[y : y + h, x : x + w])
+    assert f"the frame: {r.frame.source} · frame {r.frame.index}" in html
+    np.testing.assert_array_equal(decoded(7), crops[0])
+    np.testing.assert_array_equal(decoded(16), 255 - crops[0])
+    np.testing.assert_array_equal(decoded(4), np.roll(preferred_image(DEFAULT_LAYER, 0, 64, 64),
                                                       9, 1))
     for text in (f"{DEFAULT_LAYER} · unit 0", "Class selectivity 0.04", "Top dataset patches",
                  "Attributions of the top patches", "#4 · 13.00", "diversity term"):

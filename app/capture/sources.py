@@ -379,7 +379,10 @@ class FolderSource(Source):
     def step(self, delta: int) -> None:
         if self._image is None or not self._files:
             return
-        self._load(self._position + delta, -1 if delta < 0 else +1)
+        if not self._load(self._position + delta, -1 if delta < 0 else +1):
+            # every file has turned unreadable since the folder was opened: the next read
+            # fails and the capture thread's reopen says what is wrong with the folder now
+            self._image, self._pending = None, False
 
     def close(self) -> None:
         self._files, self._position = [], 0

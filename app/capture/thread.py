@@ -24,6 +24,7 @@ from app.core.slot import LatestSlot
 log = logging.getLogger(__name__)
 
 NoticeCallback = Callable[[str, str], None]  # (text, level: "info" | "warning" | "error")
+FailedCallback = Callable[[str], None]  # (the one-line reason)
 
 # How long an idle still source sleeps between checks; `stop()`/`step()` wake it sooner.
 _IDLE_S = 0.5
@@ -40,6 +41,7 @@ class CaptureThread(threading.Thread):
         slot: LatestSlot[Frame],
         settings: SourceSettings | None = None,
         on_notice: NoticeCallback | None = None,
+        on_failed: FailedCallback | None = None,
     ) -> None:
         super().__init__(name=f"capture {source.label}", daemon=True)
         settings = settings or SourceSettings()
@@ -48,6 +50,7 @@ class CaptureThread(threading.Thread):
         self.max_frame_side = settings.max_frame_side
         self.reconnect_interval_s = settings.reconnect_interval_s
         self._on_notice = on_notice
+        self._on_failed = on_failed
         self._mirror = settings.mirror
         self._paused = False
         self._stop_event = threading.Event()
@@ -119,13 +122,13 @@ class CaptureThread(threading.Thread):
                 try:
                     self.source.open()
                 except SourceError as exc:
-                    self._notice(str(exc), "error")
+                    self._fail(str(exc))
                     return
             self._report_source_error()
             self._loop()
         except Exception as exc:  # a bug must not kill the app silently
             log.exception("capture thread failed")
-            self._notice(f"{self.source.label}: capture stopped: {exc}", "error")
+            self._fail(f"{self.source.label}: capture stopped: {exc}")
         finally:
             # Always give the camera back, or the next open (or another app) cannot use it.
             self.source.close()
@@ -145,7 +148,8 @@ class CaptureThread(threading.Thread):
             try:
                 image = self.source.read()
             except SourceError as exc:
-                self._reconnect(str(exc))
+                if not self._reconnect(str(exc)):
+                    return
                 continue
             if image is None:
                 self._wake.wait(_RETRY_READ_S if self.source.is_live else _IDLE_S)
@@ -169,12 +173,25 @@ class CaptureThread(threading.Thread):
         self._seq += 1
         self.slot.put(Frame(image, index, time.perf_counter(), self.source.label))
 
-    def _reconnect(self, reason: str) -> None:
-        """Report the loss once, then reopen every `reconnect_interval_s` until stopped."""
+    def _reconnect(self, reason: str) -> bool:
+        """Report the loss once, then reopen every `reconnect_interval_s` until stopped.
+
+        Only a camera is worth waiting for (it is plugged back in); a file that cannot be
+        reopened at once will not heal, and waiting on it would leave the window on
+        "Waiting for frames…" for ever. False: the source has failed for good.
+        """
         label = self.source.label
         log.warning("%s", reason)
-        self._notice(f"{label} lost — retrying", "warning")
         self.source.close()
+        if self.source.kind != "camera":
+            try:
+                self.source.open()
+            except SourceError as exc:
+                self._fail(str(exc))  # what is wrong now, not how it was noticed
+                return False
+            self.reconnects += 1
+            return True
+        self._notice(f"{label} lost — retrying", "warning")
         while not self._stop_event.wait(self.reconnect_interval_s):
             try:
                 self.source.open()
@@ -183,13 +200,25 @@ class CaptureThread(threading.Thread):
                 continue
             self.reconnects += 1
             self._notice(f"{label} reconnected", "info")
-            return
+            return True
+        return True
 
     def _report_source_error(self) -> None:
         error = self.source.last_error
         if error and error != self._reported_error:
             self._notice(error, "warning")
         self._reported_error = error
+
+    def _fail(self, reason: str) -> None:
+        """No frame will come from this source: say so (an error notice without a
+        listener for failures)."""
+        if self._on_failed is None:
+            self._notice(reason, "error")
+            return
+        try:
+            self._on_failed(reason)
+        except Exception:  # the listener's bug must not hide the failure from the log
+            log.exception("failure callback failed: %s", reason)
 
     def _notice(self, text: str, level: str) -> None:
         if self._on_notice is None:

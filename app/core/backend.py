@@ -16,13 +16,14 @@ from app.core.messages import (
     ModelFailed,
     ModelReady,
     Notice,
+    SourceFailed,
     SourceReady,
 )
 from app.core.requests import JobEvent, Request
 from app.core.results import Result
 from app.core.view import ViewState
 
-Event = Notice | ModelReady | ModelFailed | SourceReady | JobEvent
+Event = Notice | ModelReady | ModelFailed | SourceReady | SourceFailed | JobEvent
 
 
 class LiveBackend(Protocol):
@@ -39,7 +40,8 @@ class LiveBackend(Protocol):
         ...
 
     def open_source(self, spec: str) -> None:
-        """Switch to `camera:N`, a video, an image or a folder of images."""
+        """Switch to `camera:N`, a video, an image or a folder of images; `SourceReady`,
+        or an error `Notice` and `SourceFailed`, follows."""
         ...
 
     def step_source(self, delta: int) -> None:
@@ -50,7 +52,8 @@ class LiveBackend(Protocol):
 
     def load_model(self, spec: str) -> None:
         """Load a model in the background; `ModelReady`, or an error `Notice` and
-        `ModelFailed`, follows."""
+        `ModelFailed`, follows. The first model failing falls back to the bundled one (a
+        warning `Notice` says so, then its `ModelReady`)."""
         ...
 
     def model_choices(self) -> list[ModelChoice]: ...

@@ -310,6 +310,17 @@ class ModelFailed:
 
 
 @dataclass(frozen=True)
+class SourceFailed:
+    """A source could not be opened, or stopped for good (every read failed): no frame
+    from it will come. `still_showing`: the source that was showing before a failed open
+    runs on."""
+
+    spec: str
+    reason: str
+    still_showing: bool = False
+
+
+@dataclass(frozen=True)
 class SourceReady:
     """A source opened; `count` is the number of items for a folder, else 1 (or 0: live)."""
 

@@ -86,3 +86,11 @@ class AttentionView:
     on: bool = False
     query: tuple[int, int] | None = None
     rollout: bool = False
+
+
+@dataclass(frozen=True)
+class ColourView:
+    """Colour or shape? The frame fed to the network in grayscale (its luminance in all three
+    channels), so every view shows which units lose their response without colour."""
+
+    grayscale: bool = False

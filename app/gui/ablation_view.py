@@ -49,9 +49,9 @@ def shifted_note(shifted: int, units: int) -> str:
     if shifted <= 0:
         return ""
     return (
-        f"Not exactly Morcos et al.'s class selectivity: {shifted} of {units} units have "
-        "negative class means (a signed layer), so each of their class means was shifted "
-        "by the smallest before the index (theirs assumes activations ≥ 0)."
+        f"ⓘ About the selectivity: Morcos et al.'s index assumes activations ≥ 0; this layer "
+        f"is signed, so for {shifted} of {units} units the class means were shifted by "
+        "their smallest first. The histogram is right; it is just not their exact index."
     )
 
 
@@ -74,7 +74,7 @@ class AblationPane(Panel):
         self.note = QLabel("")
         self.note.setObjectName("paneInfo")
         self.note.setWordWrap(True)
-        self.note.setStyleSheet(f"color: {theme.WARNING};")
+        # information, not an error: the pane's own dim text, not the warning yellow
         self.note.hide()
         self.layout_.addWidget(self.note)
 

@@ -110,7 +110,7 @@ LAYOUT: tuple[str | Separator | Gesture | ModelList, ...] = (
                                      "invert", "activation_grid")), "cancel:*",
     "normalization:*", "colormap:*", Separator("&View"), "overlay", "preferred_grid",
     "unit_card", "why", "attribution_tint", "attention", "attention_rollout",
-    "concept_labels", "mirror",
+    "grayscale", "concept_labels", "mirror",
     "help", "escape",
     "open_image", "open_folder", "open_video", "camera:*", Separator("&File"),
     "save_screenshot", "export:*", "save_unit_report", Separator("&File"), "quit",

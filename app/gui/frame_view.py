@@ -11,6 +11,7 @@ previews, and freeze the frame first.
 
 from __future__ import annotations
 
+import numpy as np
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QWidget
 
@@ -19,6 +20,17 @@ from app.gui.image_pane import Panel
 from app.gui.patches_view import PictureTile
 
 INVERTED_LAYERS = 3  # reconstructions shown side by side
+
+
+def seen_crop(image: np.ndarray, crop: tuple[int, int, int, int]) -> np.ndarray:
+    """The region of a frame the model saw (a result's `crop`, (x, y, w, h), clipped)."""
+    x, y, w, h = crop
+    return np.ascontiguousarray(image[max(y, 0) : y + h, max(x, 0) : x + w])
+
+
+def frame_name(source: str, index: int) -> str:
+    """Which frame it is: "cat.jpg · frame 0"."""
+    return f"{source} · frame {index}"
 
 
 class FramePane(Panel):
@@ -91,6 +103,10 @@ class FramePane(Panel):
         for tile in self.inverted_tiles:
             tile.set_picture(None)
         self.inverted_title.setText("Inverting " + ", ".join(layers) + " …")
+
+    def show_seed(self, image: np.ndarray) -> None:
+        """The frame as the model saw it (the crop of the newest result), before any job."""
+        self.seed_tile.set_picture(image, "")
 
     def on_frame_image(self, event: FrameImage) -> None:
         if event.seed is not None:

@@ -216,6 +216,10 @@ class InputView(Panel):
         """What the pane says until the first frame arrives."""
         return self.pane.placeholder_text()
 
+    def set_placeholder(self, text: str) -> None:
+        """What it says while it has no frame (why none comes, when none will)."""
+        self.pane.set_placeholder(text)
+
     def chrome_height(self) -> int:
         """Height of everything but the frame: the title row and the margins."""
         return self.title_height() + 18

@@ -103,6 +103,8 @@ class MainWindow(QMainWindow):
     result_shown = pyqtSignal(int)  # how many results have been shown so far
     refreshed = pyqtSignal()  # one poll of the backend was handled (tests wait on it)
     closed = pyqtSignal()  # the window was closed (its backend is stopped by then)
+    # no frame will come: the source failed, or the model did with none to fall back on
+    gave_up = pyqtSignal(str)
 
     def __init__(
         self,
@@ -135,7 +137,8 @@ class MainWindow(QMainWindow):
             self.view_model, self.panes, self.status, self.preferred_grid, self
         )
         self.parts = Window(backend, settings, self.view_model, self.panes, self.status,
-                            self.results, self.preferred_grid, self.show_notice, self)
+                            self.results, self.preferred_grid, self.show_notice, self,
+                            gave_up=self.gave_up.emit)
         self.features = Features(self.parts, initial_layer or settings.view.layer or None,
                                  settings.view.unit if initial_unit is None else initial_unit)
         self.view_model.view_changed.connect(self.backend.set_view)

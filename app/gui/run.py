@@ -37,7 +37,9 @@ def run_window(
     With `screenshot`, grab the window to that PNG once `frames` results have been shown
     (a still image or folder: once its results stop coming, which may be fewer; or after
     `screenshot_timeout_s`, whatever is on screen then) and quit: 0 when it was saved, 1
-    when it could not be. `backend.stop()` is called exactly once on the way out.
+    when it could not be, 2 (the reason on stderr, no file) when the source or the model
+    failed before any frame showed, so none will. `backend.stop()` is called exactly once
+    on the way out.
     """
     app = QApplication.instance()
     owns_app = app is None
@@ -80,6 +82,16 @@ def run_window(
     settle.setInterval(STILL_SETTLE_MS)
     settle.timeout.connect(save_and_quit)
 
+    def give_up(reason: str) -> None:
+        # a grab now would only show the failure; waiting would hang until the timeout
+        if outcome["saved"] or window.results_shown > 0:
+            return
+        outcome["saved"] = True
+        outcome["code"] = 2
+        print(f"deepvis: {reason}", file=sys.stderr)
+        window.close()
+        finish(2)
+
     def on_result_shown(count: int) -> None:
         if count >= frames:
             # let this result's repaint and any pending layout run before grabbing
@@ -89,6 +101,7 @@ def run_window(
 
     if screenshot:
         window.result_shown.connect(on_result_shown)
+        window.gave_up.connect(give_up)
         fallback = QTimer(window)
         fallback.setSingleShot(True)
         fallback.timeout.connect(save_and_quit)

@@ -183,6 +183,9 @@ class UnitPane(Panel):
     def set_placeholder(self, text: str) -> None:
         self.pane.set_placeholder(text)
 
+    def placeholder_text(self) -> str:
+        return self.pane.placeholder_text()
+
     def set_map(self, heat: np.ndarray) -> None:
         """Show an (h, w) uint8 map, re-fitting the view when its size changes."""
         self.image.setImage(heat, autoLevels=False, levels=(0, 255))

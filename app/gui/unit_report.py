@@ -50,9 +50,13 @@ def _array_uri(image: np.ndarray) -> str:
     return data_uri(rgb_to_qimage(image))
 
 
-def report_sections(card: UnitCard) -> list[pages.Section]:
-    """The card's parts as page sections, in the card's order."""
+def report_sections(card: UnitCard,
+                    frame: tuple[np.ndarray, str] | None = None) -> list[pages.Section]:
+    """The card's parts as page sections, in the card's order; `frame`: the picture the
+    live map was computed on (as the model saw it) and its name."""
     live = []
+    if frame is not None and card.shown_map() is not None:
+        live.append(pages.Picture(_array_uri(frame[0]), f"the frame: {frame[1]}"))
     if card.shown_map() is not None:
         live.append(pages.Picture(_widget_uri(card.map_view), card.map_box.heading.text()))
     if card.shown_attribution() is not None:
@@ -60,9 +64,11 @@ def report_sections(card: UnitCard) -> list[pages.Section]:
                                   card.attribution_box.heading.text()))
     sections = [pages.Section("Facts", rows=(("Unit", card.title.text()),
                                              ("Known", card.facts_text())))]
+    on = f" {frame[1]}" if frame is not None and live else ""
     sections.append(pages.Section(
         "Live", tuple(live), PICTURE_PX, note="" if live else "no frame was shown yet",
-        subtitle="the unit's map on the frame, and where in the input it comes from"))
+        subtitle=f"the frame{on} as the model saw it, the unit's map on it, and where in "
+        "the input it comes from"))
     preferred = [pages.Picture(_array_uri(image), caption)
                  for image, caption in zip(card.shown_preferred(), card.preferred_captions(),
                                            strict=True) if image is not None]
@@ -90,14 +96,15 @@ def report_sections(card: UnitCard) -> list[pages.Section]:
     return sections
 
 
-def save_unit_report(card: UnitCard, model: str, channels: int,
-                     png_path: str | Path) -> tuple[Path, Path]:
-    """Write the card as `png_path` and its page as the same name with `.html`."""
+def save_unit_report(card: UnitCard, model: str, channels: int, png_path: str | Path,
+                     frame: tuple[np.ndarray, str] | None = None) -> tuple[Path, Path]:
+    """Write the card as `png_path` and its page as the same name with `.html` (`frame`:
+    see `report_sections`)."""
     png = Path(png_path)
     html_path = png.with_suffix(".html")
     page = pages.report_page(
         model, card.layer, card.unit, channels, f"{model} · unit report",
-        report_sections(card),
+        report_sections(card, frame),
         f"DeepVis Live unit report, {time.strftime('%Y-%m-%d %H:%M')}; the picture of the "
         f"card is {png.name}.")
     save_widget_png(card, png)

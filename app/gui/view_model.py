@@ -16,7 +16,14 @@ from PyQt6.QtCore import QObject, pyqtSignal
 
 from app.core.messages import LOGITS, AblationMode, AttributionMode, LayerInfo, Normalization
 from app.core.tiling import GridGeometry
-from app.core.view import AttentionView, AttributionView, BlocksView, DeletionView, ViewState
+from app.core.view import (
+    AttentionView,
+    AttributionView,
+    BlocksView,
+    ColourView,
+    DeletionView,
+    ViewState,
+)
 
 ATTRIBUTION_CYCLE = (
     AttributionMode.OFF, AttributionMode.GRADIENT, AttributionMode.DECONVNET,
@@ -58,6 +65,7 @@ class ViewModel(QObject):
         self._attention = False
         self._attention_query: tuple[int, int] | None = None
         self._rollout = False
+        self._grayscale = False  # the frame fed in grayscale (colour or shape?)
         self._attribution_at: tuple[int, int] | None = None
         self._ablated: dict[str, set[int]] = {}  # layer → deleted units
         self._ablation_mode = AblationMode.ZERO
@@ -110,6 +118,7 @@ class ViewModel(QObject):
                 DeletionView(self.ablated_state(), self._ablation_mode),
                 BlocksView(self._explain, self._explained, self._versus),
                 AttentionView(self._attention, self._attention_query, self._rollout),
+                ColourView(self._grayscale),
             ),
         )
 
@@ -121,6 +130,16 @@ class ViewModel(QObject):
         """A transformer's attention over the input, or not."""
         if on != self._attention:
             self._attention = on
+            self._send_view()
+
+    @property
+    def grayscale(self) -> bool:
+        return self._grayscale
+
+    def set_grayscale(self, on: bool) -> None:
+        """The network fed the frame in grayscale (its luminance in all three channels)."""
+        if on != self._grayscale:
+            self._grayscale = on
             self._send_view()
 
     def set_attention_rollout(self, on: bool) -> None:
@@ -149,13 +168,17 @@ class ViewModel(QObject):
 
     def pick_class(self, index: int) -> None:
         """A prediction bar clicked: explain that class, and select its class unit."""
+        self.explain_class(index)
+        self.select(LOGITS, index)
+
+    def explain_class(self, index: int) -> None:
+        """Explain that class at the layer shown (the Why tab: the selection stays)."""
         if index != self._explained:
             self._explained = index
             if self._versus == index:
                 self._versus = None
             self.classes_changed.emit()
             self._send_view()
-        self.select(LOGITS, index)
 
     def pick_versus(self, index: int) -> None:
         """A prediction bar Ctrl-clicked: compare with that class (again: with none)."""

@@ -26,15 +26,17 @@ from app.core.messages import (
     ModelReady,
     Notice,
     NoticeLevel,
+    SourceFailed,
     SourceReady,
 )
-from app.core.requests import FolderRequest, Request
+from app.core.requests import FolderRequest, JobEvent, Request
 from app.core.results import Result
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
 from app.core.view import ViewState
 from app.engine.live import FrameProcessor, InferenceWorker
 from app.engine.runtime.models import (
+    BUNDLED,
     LoadedModel,
     ModelError,
     load_model,
@@ -42,6 +44,7 @@ from app.engine.runtime.models import (
     torchvision_names,
 )
 from app.session import jobs
+from app.session.jobs.runner import SessionJob
 
 # inside the package, so a wheel install has it too (pyproject package-data)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -131,8 +134,18 @@ class LiveSession:
                 self._error("no model loaded yet")
             return
         context = jobs.JobContext(self.settings, loaded, dict(self._channels))
+
+        def make() -> SessionJob | None:
+            job = jobs.make_job(context, request)
+            if job is not None and not request.quiet and request.progress_bar:
+                # a folder job's first step comes after its first batch (workers start,
+                # the model is copied: many seconds on a small machine): its bar and its
+                # Cancel from the click on, busy until the total is known
+                self._events.put(JobEvent(request, 0, 0, f"{request.label}: starting…"))
+            return job
+
         try:
-            self._jobs.start(request, lambda: jobs.make_job(context, request))
+            self._jobs.start(request, make)
         except jobs.Refused as exc:
             self._error(str(exc))
 
@@ -172,6 +185,13 @@ class LiveSession:
         except Exception as exc:  # any file a user points at: say why, keep the old model
             reason = str(exc) if isinstance(exc, ModelError) else (
                 f"{type(exc).__name__}: {exc}".splitlines()[0])
+            if self._loaded is None and spec not in (BUNDLED, "bundled", "default"):
+                # at start there is no old model to keep: without one no frame would ever
+                # show, so show the one that always loads (offline) and say why
+                self._notice(f"cannot load {spec}: {reason} — showing the bundled "
+                             f"{BUNDLED} instead", NoticeLevel.WARNING)
+                self._load_model(BUNDLED)
+                return
             self._error(reason)
             self._events.put(ModelFailed(spec, reason))
             return
@@ -193,17 +213,24 @@ class LiveSession:
             try:
                 source = open_source("camera:0", src)
             except SourceError:
-                video = sample_video()
+                try:
+                    source = open_source(str(sample_video()), src)
+                except (SourceError, FileNotFoundError) as exc:
+                    self._source_failed(spec, str(exc))
+                    return
                 self._notice("no camera found: showing the bundled sample video",
                              NoticeLevel.WARNING)
-                source = open_source(str(video), src)
         else:
             try:
                 source = open_source(spec, src)
             except SourceError as exc:
-                self._error(str(exc))
+                with self._capture_lock:
+                    running = self._capture is not None and self._capture.is_alive()
+                self._source_failed(spec, str(exc), still_showing=running)
                 return
-        capture = CaptureThread(source, self.frames, src, on_notice=self._capture_notice)
+        label = source.label
+        capture = CaptureThread(source, self.frames, src, on_notice=self._capture_notice,
+                                on_failed=lambda reason: self._source_failed(label, reason))
         capture.set_mirror(self._mirror)
         with self._capture_lock:
             capture.set_paused(self._frozen)
@@ -226,6 +253,12 @@ class LiveSession:
 
     def _error(self, text: str) -> None:
         self._events.put(Notice(text, NoticeLevel.ERROR))
+
+    def _source_failed(self, spec: str, reason: str, still_showing: bool = False) -> None:
+        """The error line, then the event that lets the panes say it (a failed open
+        leaves a source that was showing running: the panes keep its frames)."""
+        self._error(reason)
+        self._events.put(SourceFailed(spec, reason, still_showing))
 
     def _capture_notice(self, text: str, level: str) -> None:
         self._events.put(Notice(text, NoticeLevel(level)))

@@ -129,6 +129,8 @@ class FrameProcessor:
                 frame_id: int | None = None) -> Snapshot:
         """One frame through the hooked net. `frame_id` None: a re-render of a seen frame."""
         lm = self.loaded
+        for stage in self.stages:
+            image = stage.prepare(image, view)
         x = prepare_batch([frame_to_tensor(image, lm.device)], lm.preprocess)
         layer, unit = self.resolve(view)
         crop = lm.preprocess.crop_box(*image.shape[:2])

@@ -35,6 +35,16 @@ class Window:
     parent: Any  # the QMainWindow: dialogs' parent
     actions: ActionSet | None = field(default=None)
     model_name: str = ""  # the loaded model's (set when it is ready)
+    # why no frame can show (a source that failed), "" while none failed
+    source_problem: str = ""
+    # no frame will come (the source or, with none loaded, the model failed): the reason
+    gave_up: Callable[[str], None] = field(default=lambda _reason: None)
+
+    def say_in_panes(self, text: str) -> None:
+        """What the frame panes say while they have nothing to show."""
+        self.panes.input.set_placeholder(text)
+        self.panes.grid.set_placeholder(text)
+        self.panes.unit.set_placeholder(text)
 
 
 class Feature(Protocol):

@@ -19,6 +19,7 @@ from app.core.requests import UnitCardRequest
 from app.gui import file_dialogs
 from app.gui.actions import Action
 from app.gui.features.base import Handler, Window
+from app.gui.frame_view import frame_name, seen_crop
 from app.gui.unit_report import save_unit_report
 
 
@@ -55,8 +56,11 @@ class Card:
 
     def save_report(self, path: str | Path) -> tuple[Path, Path]:
         """The unit card as `path` (PNG) and the same name .html; raises OSError."""
+        r = self.w.results.last_result
+        frame = None if r is None else (seen_crop(r.frame.image, r.crop),
+                                        frame_name(r.frame.source, r.frame.index))
         return save_unit_report(self.w.panes.card, self.w.model_name or "model",
-                                self.w.model.channels(), path)
+                                self.w.model.channels(), path, frame)
 
     def ask_report_path(self) -> None:
         """Ctrl+R: the card is shown first (it is what is saved), then a name is asked."""

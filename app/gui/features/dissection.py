@@ -44,9 +44,31 @@ class Dissection:
             self.w.backend.submit(LayerConceptsRequest(layer))  # the labels of the layer shown
 
     def show_tile_labels(self, on: bool) -> None:
-        """L: each unit's concept label on its grid tile, or none."""
+        """L: each unit's concept label on its grid tile, or none.
+
+        With nothing to write (the shown layer has no dissection) it says so and stays
+        off: a switch flipped in silence would turn the labels off at the next L."""
+        why_not = self._no_labels_reason() if on else ""
+        if why_not:
+            self.w.notify(Notice(why_not, NoticeLevel.WARNING))
+            on = False
+            if self.w.actions is not None:
+                self.w.actions.set_checked("concept_labels", False)
         self._tile_labels = on
         self._update_tile_labels()
+
+    def _no_labels_reason(self) -> str:
+        """Why L has no label to write on the shown layer's tiles ("" when it has some)."""
+        c, layer = self._concepts, self.w.results.shown_layer() or self.w.model.layer
+        if c is not None and c.layer == layer and c.labels():
+            return ""
+        if c is not None and c.layer == layer and c.units:
+            return (f"no concept labels: no unit of {layer} detects a concept in its "
+                    f"dissection ({c.dataset})")
+        how = "Analysis → Dissect a folder… makes one"
+        if c is not None and c.layer == layer and c.note:
+            return f"no concept labels: {c.note}" + ("" if "Dissect" in c.note else f" {how}")
+        return f"no concept labels: no dissection of {layer} yet. {how}"
 
     def on_layer_concepts(self, event: LayerConcepts) -> None:
         if event.layer != self.w.model.layer:

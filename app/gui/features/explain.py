@@ -5,13 +5,14 @@ frame: accentuation X, inversion V, activation grid M). The tabs' side effects l
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from app.core.messages import FrameImage, GroupIcons, IntegratedExplanation, UnitIcons
+from app.core.messages import FrameImage, GroupIcons, IntegratedExplanation, Notice, UnitIcons
 from app.core.requests import IntegratedRequest, JobEvent
 from app.gui.actions import Action
 from app.gui.centre_tabs import CentreTabs
 from app.gui.features.base import Handler, Window
+from app.gui.frame_view import seen_crop
 
 
 class Explain:
@@ -27,9 +28,11 @@ class Explain:
         p.blocks.unit_clicked.connect(w.model.select_unit)
         p.blocks.overlay_changed.connect(w.results.set_blocks_overlay)
         p.blocks.integrated_requested.connect(tabs.on_integrated_requested)
-        p.frame_pane.accentuate_requested.connect(tabs.accentuate)
-        p.frame_pane.invert_requested.connect(tabs.invert)
-        p.frame_pane.grid_requested.connect(tabs.activation_grid)
+        p.frame_pane.accentuate_requested.connect(self.accentuate)
+        p.frame_pane.invert_requested.connect(self.invert)
+        p.frame_pane.grid_requested.connect(self.activation_grid)
+        p.centre_tab_changed.connect(lambda _index: self.show_seed())
+        w.results.result_shown.connect(lambda _count: self.show_seed())
         w.results.icons_wanted.connect(tabs.on_icons_wanted)
         w.results.group_icons_wanted.connect(tabs.on_group_icons_wanted)
         w.model.frozen_changed.connect(self.on_frozen_changed)
@@ -37,12 +40,12 @@ class Explain:
     def rows(self) -> Sequence[Action]:
         tabs = self.tabs
         return (
-            Action("accentuate", "Accentuate the unit in this frame", tabs.accentuate,
+            Action("accentuate", "Accentuate the unit in this frame", self.accentuate,
                    "&Analysis", ("X",),
                    help="What in this frame the unit responds to, as a picture"),
-            Action("invert", "Invert this frame from 3 layers", tabs.invert, "&Analysis",
+            Action("invert", "Invert this frame from 3 layers", self.invert, "&Analysis",
                    ("V",), help="What a few layers keep of this frame, rebuilt from their codes"),
-            Action("activation_grid", "Activation grid of this frame", tabs.activation_grid,
+            Action("activation_grid", "Activation grid of this frame", self.activation_grid,
                    "&Analysis", ("M",), help="Each position's activation vector as a picture"),
             Action("unit_card", "Unit card", tabs.toggle_unit_card, "&View", ("C",),
                    checkable=True, help="Show / hide the unit card: the selected unit at a glance"),
@@ -62,6 +65,32 @@ class Explain:
                 IntegratedExplanation: self.on_integrated,
                 IntegratedRequest: self.on_integrated_job}
 
+    # -- This frame: each job freezes the frame first, and says so (f goes live again)
+    def accentuate(self) -> None:
+        self._freezing(self.tabs.accentuate, "accentuation")
+
+    def invert(self) -> None:
+        self._freezing(self.tabs.invert, "inversion")
+
+    def activation_grid(self) -> None:
+        self._freezing(self.tabs.activation_grid, "activation grid")
+
+    def _freezing(self, start: Callable[[], None], what: str) -> None:
+        was_frozen = self.w.model.frozen
+        start()
+        if self.w.model.frozen and not was_frozen:
+            self.w.notify(Notice(f"frame frozen for the {what}: press f to go live again"))
+
+    def show_seed(self) -> None:
+        """While This frame is shown, its first picture is the frame as the model saw it
+        (a frozen one keeps what its job started from)."""
+        pane, r = self.w.panes.frame_pane, self.w.results.last_result
+        if r is None or not pane.isVisible():
+            return
+        if self.w.model.frozen and pane.seed_tile.picture() is not None:
+            return
+        pane.show_seed(seen_crop(r.frame.image, r.crop))
+
     def on_integrated(self, event: IntegratedExplanation) -> None:
         self.w.panes.blocks.set_integrated(event)
         self.w.results.update_blocks()
@@ -73,3 +102,4 @@ class Explain:
     def on_frozen_changed(self, frozen: bool) -> None:
         if not frozen:  # a new frame: the integrated values were of the old one
             self.w.panes.blocks.set_integrated(None)
+

@@ -41,8 +41,11 @@ class Model:
         status.set_model_text(f"loading {Path(spec).name or spec}")
         self.w.backend.load_model(spec)
 
-    def on_model_failed(self, _event: ModelFailed) -> None:
-        """The error notice came just before; the status bar names the model still running."""
+    def on_model_failed(self, event: ModelFailed) -> None:
+        """The error notice came just before; the status bar names the model still running.
+
+        With none running (the bundled fallback failed too) no frame will come: the panes
+        say why instead of "Loading model…"."""
         before, self._model_label = self._model_label, None
         status, name = self.w.status, self.w.model_name
         if name and before and not before.startswith("loading"):
@@ -51,6 +54,8 @@ class Model:
             status.set_model_text(name)
         else:
             status.set_model_text("no model (loading failed)")
+            self.w.say_in_panes(f"No model: {event.reason}")
+            self.w.gave_up(event.reason)
 
     def on_model_ready(self, event: ModelReady) -> None:
         w = self.w
@@ -75,8 +80,7 @@ class Model:
                 w.actions.set_checked(name, name == f"model:{event.name}")
         w.status.set_model_text(f"{event.name} · {event.device}")
         w.parent.setWindowTitle(f"DeepVis Live — {event.name}")
-        w.panes.grid.set_placeholder("Waiting for frames…")
-        w.panes.unit.set_placeholder("Waiting for frames…")
+        w.say_in_panes(w.source_problem or "Waiting for frames…")
         w.notify(Notice(f"{event.name} ready on {event.device}: {len(event.layers)} "
                         f"layers, {event.num_classes} classes"))
 

@@ -72,6 +72,10 @@ class View:
                         "class token), at the shown layer's block"),
             Action("attention_rollout", "Attention rollout instead of one block",
                    m.set_attention_rollout, "&View", checkable=True),
+            Action("grayscale", "Grayscale input (colour or shape?)", self.set_grayscale,
+                   "&View", ("K",), checkable=True,
+                   help="Feed the network the frame in grayscale: which units lose their "
+                        "response without colour"),
             Action("help", "Keys", self.w.panes.help.toggle, "&Help", ("H",),
                    help="Show / hide this help"),
             # Esc only closes the card (or drops the attributed position): on the window
@@ -105,6 +109,10 @@ class View:
     def on_class_clicked(self, index: int, versus: bool) -> None:
         if versus:
             self.w.model.pick_versus(index)
+        elif self.w.panes.showing_blocks():
+            # the Why tab explains the class at the layer the user is on: the class unit
+            # (logits) has no positions to explain, and the way back is many PgUps
+            self.w.model.explain_class(index)
         else:
             self.w.model.pick_class(index)
 
@@ -122,6 +130,12 @@ class View:
         if on:
             self.w.notify(Notice("attention: the token under the mouse on the input (else "
                                  "the class token), at the shown layer's block"))
+
+    def set_grayscale(self, on: bool) -> None:
+        self.w.model.set_grayscale(on)
+        self.w.notify(Notice(
+            "grayscale input: the network sees the frame without colour; units that "
+            "respond to colour go quiet (k again: colour)" if on else "colour input again"))
 
     def on_escape(self) -> None:
         if self.w.panes.help.isVisible():

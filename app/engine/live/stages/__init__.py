@@ -12,14 +12,15 @@ from app.engine.live.stages.attention import AttentionStage
 from app.engine.live.stages.attribution import AttributionStage
 from app.engine.live.stages.base import BaseStage, FramePass, Stage, StageContext
 from app.engine.live.stages.blocks import BlocksStage
+from app.engine.live.stages.colour import ColourStage
 from app.engine.live.stages.deletion import DeletionStage
 from app.engine.live.stages.live_top import LiveTopStage
 
 STAGES: tuple[Callable[[StageContext], Stage], ...] = (
-    DeletionStage, BlocksStage, AttentionStage, AttributionStage, LiveTopStage,
+    ColourStage, DeletionStage, BlocksStage, AttentionStage, AttributionStage, LiveTopStage,
 )
 
 __all__ = [
-    "STAGES", "AttentionStage", "AttributionStage", "BaseStage", "BlocksStage",
+    "STAGES", "AttentionStage", "AttributionStage", "BaseStage", "BlocksStage", "ColourStage",
     "DeletionStage", "FramePass", "LiveTopStage", "Stage", "StageContext",
 ]

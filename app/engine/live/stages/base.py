@@ -2,6 +2,7 @@
 
 A stage reads its own part of the view (`frame.view.part(AttentionView)`) and may, per frame:
 
+- `prepare`: change the frame before the network sees it (the grayscale input);
 - `around`: give a context the recorded pass runs in (hooks, probes) — attention's probe
   rides on the pass this way, and deletion syncs its hooks to the view before it;
 - `forward`: own the recorded pass and return the logits, or None to leave it — deletion
@@ -64,6 +65,8 @@ class Stage(Protocol):
 
     error: str | None  # why the stage is off for this model, told to the user once
 
+    def prepare(self, image: np.ndarray, view: ViewState) -> np.ndarray: ...
+
     def around(self, frame: FramePass) -> contextlib.AbstractContextManager[Any]: ...
 
     def forward(self, frame: FramePass) -> torch.Tensor | None: ...
@@ -77,6 +80,9 @@ class BaseStage:
     """No context, no forward, no record, nothing to close: stages override what they use."""
 
     error: str | None = None
+
+    def prepare(self, image: np.ndarray, view: ViewState) -> np.ndarray:
+        return image
 
     def around(self, frame: FramePass) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
