@@ -11,6 +11,7 @@ import torch
 from app.core.messages import (
     AblationCurves,
     ClassUnitCurves,
+    ColourDependence,
     ModelReady,
     PatchAttributions,
     PreferredGrid,
@@ -154,6 +155,9 @@ def test_unit_patches_preferred_image_scan_and_ablation(tmp_path):
         assert len(attributed.images) == 3 and attributed.rule == "guided"
         assert attributed.images[0].shape == patches.patches[0].image.shape
         assert all((image != 128).any() for image in attributed.images)
+        colour = next(e for e in ev if isinstance(e, ColourDependence))
+        assert (colour.layer, colour.unit, colour.images) == (layer, 5, 3)
+        assert 0.0 <= colour.ratio < 5.0
         finals = [e for e in ev if isinstance(e, PreferredVariant) and e.done]
         seed = Settings().render.seed
         assert [(e.index, e.seed) for e in finals] == [(i, seed) for i in range(4)]

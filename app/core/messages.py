@@ -147,6 +147,17 @@ class UnitFacts:
     concept_threshold: float | None = None
 
 
+@dataclass(frozen=True)
+class ColourDependence:
+    """Colour or shape? A unit's mean top activation over the scanned folder with the images
+    in grayscale divided by in colour (1: colour changes nothing; near 0: colour alone)."""
+
+    layer: str
+    unit: int
+    ratio: float
+    images: int  # top entries it was measured on
+
+
 @dataclass(frozen=True, eq=False)
 class GroupIcons:
     """The preferred image of each neuron group's direction, in the groups' order; `keys`

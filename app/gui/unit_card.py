@@ -18,6 +18,7 @@ from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from app.core.messages import (
+    ColourDependence,
     Patch,
     PatchAttributions,
     PreferredVariant,
@@ -128,6 +129,7 @@ class UnitCard(QWidget):
         self.patches_box.body.addWidget(self.patches_note)
         outer.addWidget(self.patches_box, 6)
         self.mask_note = ""
+        self._facts, self._colour = " ", ""
         self._map_shape: tuple[int, ...] | None = None
         self._attribution_shape: tuple[int, ...] | None = None
 
@@ -140,6 +142,7 @@ class UnitCard(QWidget):
         self.layer, self.unit = layer, unit
         self.title.setText(f"{layer} · unit {unit}" + (f" · {name}" if name else ""))
         self.facts.setText("…")
+        self._facts, self._colour = "…", ""
         for tile in self.preferred_tiles:
             tile.set_picture(None)
         self._set_patches(())
@@ -235,7 +238,16 @@ class UnitCard(QWidget):
         selectivity = (f"Class selectivity {event.selectivity}" if event.selectivity
                        else event.selectivity_hint)
         concept = (f"Concept: {event.concept}" if event.concept else event.concept_hint)
-        self.facts.setText(f"{selectivity}  ·  {concept}")
+        self._facts = f"{selectivity}  ·  {concept}"
+        self.facts.setText(self._facts + self._colour)
+
+    def on_colour_dependence(self, event: ColourDependence) -> None:
+        """Colour or shape: the unit's top activation in grayscale over in colour."""
+        if not self._is_current(event.layer, event.unit):
+            return
+        self._colour = (f"  ·  Colour dependence {event.ratio:.2f} (gray / colour over its "
+                        f"top {event.images} images)")
+        self.facts.setText(self._facts + self._colour)
 
     # -- what tests and the report read ---------------------------------------------------
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from app.core.messages import (
+    ColourDependence,
     Notice,
     NoticeLevel,
     Patch,
@@ -38,7 +39,8 @@ class Card:
     def handlers(self) -> Mapping[type, Handler]:
         card = self.w.panes.card
         return {UnitPatches: card.on_patches, PreferredVariant: card.on_preferred,
-                PatchAttributions: card.on_patch_attributions, UnitFacts: self.on_facts}
+                PatchAttributions: card.on_patch_attributions, UnitFacts: self.on_facts,
+                ColourDependence: card.on_colour_dependence}
 
     def on_unit_requested(self, layer: str, unit: int) -> None:
         p = self.w.panes

@@ -44,6 +44,7 @@ from app.engine.analyses.featurevis import (
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
 from app.engine.workflows.activation_grid import direction_icons
+from app.engine.workflows.colour_dependence import colour_dependence
 from app.engine.workflows.patch_attributions import PATCH_RULE, patch_attributions
 from app.engine.workflows.preferred_grid import preferred_mosaic
 from app.session.catalog.cached import cached_curves, unit_ablation
@@ -191,6 +192,10 @@ def _unit_card(ctx: JobContext, layer: str, unit: int, channels: int) -> Session
                                     max_pixels=settings.source.max_image_pixels)
         yield Progress(0, 2, title, preview=PatchAttributions(layer, unit, tuple(images),
                                                               str(PATCH_RULE)))
+        colour = colour_dependence(ctx.private_model(), scan_result, unit,
+                                   settings.source.max_image_pixels)
+        if colour is not None:
+            yield Progress(0, 2, title, preview=colour)
     yield Progress(1, 2, f"{title}: preferred images")
     r = settings.render
     renders = render_units(loaded, layer, [unit], preset=r.preset, steps=r.steps or None,
