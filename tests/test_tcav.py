@@ -346,3 +346,23 @@ def test_cli_on_real_photos_with_the_bundled_model(tmp_path, capsys):
         assert status == 2, bad
         err = capsys.readouterr().err.strip()
         assert fragment in err and "\n" not in err, (bad, err)
+
+
+def test_random_sets_cycle_the_folders_or_split_one_in_two():
+    from app.engine.analyses.tcav.job import _plan
+
+    one = _plan(5, [14], runs=4, seed=0)
+    for first, second in one:
+        # a single folder: two disjoint subsets of it, each as large as the concept folder
+        assert first.folder == second.folder == 1
+        assert len(first.positions) == len(second.positions) == 5
+        assert not set(first.positions) & set(second.positions)
+        assert set(first.positions) | set(second.positions) <= set(range(14))
+    assert len({pair[0].positions for pair in one}) > 1  # other subsets run by run
+    small = _plan(5, [6], runs=2, seed=0)
+    assert all(len(s.positions) == 3 for pair in small for s in pair)  # half of six
+    three = _plan(4, [10, 3, 8], runs=5, seed=0)
+    assert [p[0].folder for p in three] == [1, 2, 3, 1, 2]  # run i: folder i mod 3
+    assert [p[1].folder for p in three] == [2, 3, 1, 2, 3]  # the null: the next folder
+    assert [len(p[0].positions) for p in three] == [4, 3, 4, 4, 3]
+    assert _plan(4, [10, 3, 8], runs=5, seed=0) == three  # seeded
