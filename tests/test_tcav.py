@@ -366,3 +366,28 @@ def test_random_sets_cycle_the_folders_or_split_one_in_two():
     assert [p[1].folder for p in three] == [2, 3, 1, 2, 3]  # the null: the next folder
     assert [len(p[0].positions) for p in three] == [4, 3, 4, 4, 3]
     assert _plan(4, [10, 3, 8], runs=5, seed=0) == three  # seeded
+
+
+def test_a_torch_export_program_gives_the_models_answer(planted, tmp_path):
+    """`.pt2` programs run through the same hooks: the same CAVs and scores as the model."""
+    from dataclasses import replace
+
+    from torch.export import Dim
+
+    from app.core.settings import ModelSettings
+    from app.engine.runtime.models import load_model
+
+    path = tmp_path / "cued.pt2"
+    program = torch.export.export(planted["cued"].module, (torch.zeros(2, 3, SIZE, SIZE),),
+                                  dynamic_shapes=({0: Dim.AUTO},))
+    torch.export.save(program, str(path))
+    exported = replace(load_model(str(path), torch.device("cpu"), ModelSettings()),
+                       preprocess=PRE, class_names=planted["cued"].class_names)
+    results = [run_job(run_tcav(m, planted["concept"], [planted["random"]],
+                                planted["cued_examples"], "patch", ["relu1", "conv2"],
+                                runs=3, method="mean", out=tmp_path / f"cavs{i}"))
+               for i, m in enumerate((planted["cued"], exported))]
+    for a, b in zip(results[0].layers, results[1].layers, strict=True):
+        np.testing.assert_allclose(a.cavs, b.cavs, atol=1e-5)
+        assert a.scores == b.scores and a.random_scores == b.random_scores
+        assert a.cav_accuracies == b.cav_accuracies
