@@ -29,6 +29,7 @@ from app.cli import (
     render,
     scan,
     spectrum,
+    tcav,
 )
 from app.cli.common import EXIT_USAGE, GLOBAL_FLAGS, Parser, user_errors
 from app.core.logs import route_to_log
@@ -36,7 +37,7 @@ from app.core.malloc_tuning import keep_freed_memory
 
 SUBCOMMANDS: tuple[ModuleType, ...] = (models, layers, predict, bench, scan, render, ablate,
                                        catalog, explain, dissect, accentuate, invert, spectrum,
-                                       concepts)
+                                       concepts, tcav)
 COMMANDS: dict[str, ModuleType] = {m.NAME: m for m in SUBCOMMANDS}
 
 
