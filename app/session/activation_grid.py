@@ -30,7 +30,7 @@ from app.engine.analyses.featurevis import Renderer, get_preset
 from app.engine.analyses.featurevis import objectives as obj
 from app.engine.analyses.featurevis.frames import frame_batch
 from app.engine.analyses.featurevis.render import Ascent, image_seed, to_uint8
-from app.engine.analyses.featurevis.render_cache import encode_png
+from app.engine.analyses.featurevis.render_cache import encode_png, read_png
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
 
@@ -107,7 +107,7 @@ def group_icons_job(settings: Settings, loaded: LoadedModel, layer: str,
     keys = [direction_key(layer, d) for d in directions]
     icons: list[np.ndarray | None] = []
     for key in keys:
-        cached = cv2.imread(str(folder / f"{key}.png"))
+        cached = read_png(folder / f"{key}.png")
         icons.append(None if cached is None else cv2.cvtColor(cached, cv2.COLOR_BGR2RGB))
     missing = [i for i, icon in enumerate(icons) if icon is None]
     if missing:
