@@ -399,3 +399,14 @@ def test_the_progress_counts_renders_and_pages_against_their_totals(site, tmp_pa
     pages = [line for line in lines if line.startswith("page ")]
     assert pages == [f"page 1/4: {LAYER} unit 0", f"page 2/4: {LAYER} unit 1",
                      f"page 3/4: {LAYER} unit 2", f"page 4/4: {LAYER} index"]
+
+
+@pytest.mark.slow
+def test_curves_of_an_unlabelled_folder_are_called_agreement_not_accuracy(site):
+    # the sample photos have no class folders: the curves measure how often the network
+    # still gives its intact top-1, which a page that says "accuracy" misreports
+    folder, _, _ = site
+    for page in (folder / LAYER / "1.html", folder / LAYER / "index.html"):
+        text = page.read_text(encoding="utf-8")
+        assert "agreement with the intact" in text, page
+        assert "accuracy" not in text.lower(), page

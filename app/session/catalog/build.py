@@ -337,7 +337,7 @@ class _Site:
              f"{layer} (1 = most class-selective)"),
             ("Preferred class", self.class_name(a.preferred_class)),
             ("Deleted in the curve", f"most-selective-first: in the step from {k_prev} to {k} "
-             f"units deleted ({c.fractions[a.level]:.0%} of the layer), accuracy "
+             f"units deleted ({c.fractions[a.level]:.0%} of the layer), {_measure(c)} "
              f"{a.accuracy_before:.1%} → {a.accuracy_after:.1%} (random order at "
              f"{k} units: {a.random_after:.1%})"),
             ("Alone", "the effect of deleting only this unit is not measured by the curves "
@@ -360,6 +360,12 @@ class _Site:
                 f"dissection of {layer} found no concept this unit detects (best IoU below "
                 "the minimum)"))
         return pages.Section(title, rows=(("Concept", labels[unit]),))
+
+
+def _measure(c: CurveResult) -> str:
+    """What the curves measure, in a sentence: accuracy needs labels (class folders); on
+    any other folder they measure how often the network still gives its intact top-1."""
+    return "accuracy" if c.labeled else "agreement with the intact top-1"
 
 
 def _curves(c: CurveResult, marker: float | None = None) -> pages.Curves:
