@@ -22,12 +22,6 @@ import pytest
 from photos import chelsea
 
 from app.capture.images import read_image
-from app.engine.analyses.featurevis.render_cache import (
-    RenderKey,
-    cached_alpha,
-    cached_render,
-    read_png,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,16 +43,6 @@ def png_with_bad_profile(rgb: np.ndarray) -> bytes:
     return png[:ihdr_end] + iccp + png[ihdr_end:]
 
 
-@pytest.fixture()
-def opencv_warns():
-    """OpenCV's log level at its default (warnings shown), whatever ran before."""
-    logging = cv2.utils.logging
-    before = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_WARNING)
-    yield
-    logging.setLogLevel(before)
-
-
 def test_a_png_with_a_bad_colour_profile_reads_silently_and_unchanged(tmp_path, capfd):
     photo = chelsea()
     path = tmp_path / "profiled.png"
@@ -70,24 +54,42 @@ def test_a_png_with_a_bad_colour_profile_reads_silently_and_unchanged(tmp_path, 
     assert capfd.readouterr().err == ""
 
 
-def test_cache_probes_that_miss_print_nothing(tmp_path, capfd, opencv_warns):
-    key = RenderKey("model", "layer", "fast", 8, 32, 0)
-    assert cached_alpha(tmp_path, key, 3) is None
-    # the entry's JSON without its image (a render interrupted between the two files)
-    folder = key.folder(tmp_path)
-    folder.mkdir(parents=True)
-    (folder / "unit00003.json").write_text('{"format": 1, "unit": 3, "activation": 1.0}')
-    assert cached_render(tmp_path, key, 3) is None
-    assert read_png(tmp_path / "none.png") is None
-    (tmp_path / "empty.png").write_bytes(b"")
-    assert read_png(tmp_path / "empty.png") is None
-    assert capfd.readouterr().err == ""
-    # and one that hits decodes as cv2.imread would
-    _, buf = cv2.imencode(".png", chelsea()[:40, :50])
-    (tmp_path / "hit.png").write_bytes(buf.tobytes())
-    hit = read_png(tmp_path / "hit.png")
-    assert hit is not None
-    np.testing.assert_array_equal(hit, cv2.imread(str(tmp_path / "hit.png")))
+PROBES = """
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from app.engine.analyses.featurevis.render_cache import (
+    RenderKey, cached_alpha, cached_render, read_png)
+
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)  # OpenCV's default
+root = Path(sys.argv[1])
+key = RenderKey("model", "layer", "fast", 8, 32, 0)
+misses = [cached_alpha(root, key, 3)]
+# the entry's JSON without its image (a render interrupted between the two files)
+folder = key.folder(root)
+folder.mkdir(parents=True)
+(folder / "unit00003.json").write_text('{"format": 1, "unit": 3, "activation": 1.0}')
+misses.append(cached_render(root, key, 3))
+misses.append(read_png(root / "none.png"))
+(root / "empty.png").write_bytes(b"")
+misses.append(read_png(root / "empty.png"))
+# and a hit decodes as cv2.imread would
+image = np.arange(40 * 50 * 3, dtype=np.uint8).reshape(40, 50, 3)
+cv2.imwrite(str(root / "hit.png"), image)
+hit = read_png(root / "hit.png")
+print(all(m is None for m in misses), hit is not None and np.array_equal(hit, image))
+"""
+
+
+def test_cache_probes_that_miss_print_nothing(tmp_path):
+    # in a process of its own: OpenCV's log level is process-wide, and stderr is read whole
+    proc = _run_quietly(f"-c\0{PROBES}\0{tmp_path}", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True"]
+    assert proc.stderr == ""
 
 
 def _run_quietly(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
