@@ -372,3 +372,41 @@ def test_chromium_screenshots_of_a_unit_page_and_a_layer_index(site, tmp_path):
         assert image is not None and image.shape[:2] == (size[1], size[0]), shot
         # not a blank or error page: the dark theme's background plus real picture content
         assert image.std() > 10 and len(np.unique(image.reshape(-1, 3), axis=0)) > 500, shot
+
+
+@pytest.mark.slow
+def test_the_progress_counts_renders_and_pages_against_their_totals(site, tmp_path):
+    import torch
+
+    from app.core.jobs import run_job
+    from app.core.settings import load_settings
+    from app.engine.runtime.models import load_model
+    from app.session.catalog import CatalogRequest, LayerRequest, build_catalog
+
+    folder, doc, _ = site
+    settings = load_settings(folder.parent / "settings.toml")
+    loaded = load_model("efficientnet_lite0", torch.device("cpu"), settings.model)
+    layer = next(e for e in doc["layers"] if e["layer"] == LAYER)
+    request = CatalogRequest((LayerRequest(LAYER, (24, 56, 56), tuple(layer["units"])),),
+                             tmp_path / "again", 2)
+    lines: list[str] = []
+    run_job(build_catalog(settings, loaded, request), lambda p: lines.append(p.line()))
+    # 2 renders (one layer, 2 seeds; the site's build cached them) of 3 units each, then 3
+    # unit pages and the layer's index
+    renders = [line for line in lines if line.startswith("render ")]
+    assert renders == [f"render 1/2: {LAYER} seed 0, units 3/3 · step 12/12",
+                       f"render 2/2: {LAYER} seed 1, units 3/3 · step 12/12"]
+    pages = [line for line in lines if line.startswith("page ")]
+    assert pages == [f"page 1/4: {LAYER} unit 0", f"page 2/4: {LAYER} unit 1",
+                     f"page 3/4: {LAYER} unit 2", f"page 4/4: {LAYER} index"]
+
+
+@pytest.mark.slow
+def test_curves_of_an_unlabelled_folder_are_called_agreement_not_accuracy(site):
+    # the sample photos have no class folders: the curves measure how often the network
+    # still gives its intact top-1, which a page that says "accuracy" misreports
+    folder, _, _ = site
+    for page in (folder / LAYER / "1.html", folder / LAYER / "index.html"):
+        text = page.read_text(encoding="utf-8")
+        assert "agreement with the intact" in text, page
+        assert "accuracy" not in text.lower(), page

@@ -52,3 +52,22 @@ def test_qt_messages_reach_the_log_not_the_terminal(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "a plugin grumbles" not in proc.stderr
     assert "WARNING qt: a plugin grumbles" in log.read_text(encoding="utf-8")
+
+
+def test_a_fatal_qt_message_comes_with_the_platform_warning_that_explains_it(tmp_path):
+    # Qt's abort says only "Reinstalling the application may fix this problem"; what is
+    # wrong (a plugin or a library it needs) was a qt.qpa warning just before, in the log
+    log = tmp_path / "qt.log"
+    code = (
+        "import os; os.environ['QT_QPA_PLATFORM'] = 'deepvis-no-such-platform'\n"
+        "from app.core.logs import route_to_log; route_to_log()\n"
+        "from app.gui.qt_messages import route_qt_messages; route_qt_messages()\n"
+        "from PyQt6.QtCore import qWarning; qWarning('an unrelated grumble')\n"
+        "from PyQt6.QtWidgets import QApplication; QApplication([])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={"DEEPVIS_LOG": str(log), "PATH": ""})
+    assert proc.returncode != 0  # Qt aborts
+    assert 'platform plugin "deepvis-no-such-platform"' in proc.stderr
+    assert "Reinstalling" in proc.stderr
+    assert "an unrelated grumble" not in proc.stderr

@@ -191,3 +191,22 @@ def test_non_sequential_torchvision_nets_record_their_layers(arch):
     assert len(layers) > 10
     assert all(len(i.shape) == 3 for i in layers)
     assert default_layer(layers) in {i.name for i in layers}
+
+
+@pytest.mark.parametrize(("saved", "holds"), [
+    (torch.randn(3, 4), "a tensor (3×4)"),
+    (torch.tensor(2.0), "a scalar tensor"),
+    ([1, 2], "a list of 2 items"),
+    ({"epoch": 3}, "a dict of 1 entry, none a tensor"),
+])
+def test_a_file_that_is_no_checkpoint_is_said_to_hold_what_it_holds(tmp_path, saved, holds):
+    path = tmp_path / "x.pt"
+    torch.save(saved, path)
+    # with an architecture, and without: both say the same of the file
+    with pytest.raises(ModelError) as named:
+        load_model(f"resnet18:{path}", CPU, ModelSettings())
+    assert str(named.value) == f"{path} holds {holds}, not a state_dict"
+    with pytest.raises(ModelError) as bare:
+        load_model(str(path), CPU, ModelSettings())
+    assert str(bare.value).startswith(f"{path} holds {holds}, not a model: ")
+    assert "is a state_dict" not in str(bare.value)

@@ -51,6 +51,9 @@ def read_image(path: str | Path, max_pixels: int = 80_000_000) -> np.ndarray:
         # as if it were the whole one misleads, so say what happened instead.
         raise ImageError(f"{name}: truncated JPEG (no end-of-image marker)")
 
+    if head.startswith(_PNG_MAGIC):
+        data = _without_colour_profile(data)
+
     # JPEG has no alpha or deep colour worth keeping, and IMREAD_COLOR applies the EXIF
     # orientation that IMREAD_UNCHANGED ignores (phone photos would appear rotated).
     flags = cv2.IMREAD_COLOR if head.startswith(_JPEG_MAGIC) else cv2.IMREAD_UNCHANGED
@@ -175,6 +178,25 @@ def _jpeg_size(raw: bytes) -> tuple[int, int] | None:
             return w, h
         i += 2 + length
     return None
+
+
+def _without_colour_profile(data: np.ndarray) -> np.ndarray:
+    """The PNG `data` without its iCCP chunk (found before the first IDAT, where it must be).
+
+    OpenCV applies no colour profile, so the pixels are the same without it; but libpng
+    complains of a bad one ("iCCP: known incorrect sRGB profile", common in files saved by
+    old Photoshops) with a write to stderr that no log level or handler of OpenCV's reaches.
+    """
+    i, n = len(_PNG_MAGIC), data.size
+    while i + 8 <= n:
+        length, kind = struct.unpack(">I4s", data[i : i + 8].tobytes())
+        end = i + 12 + length  # length, type, data, CRC
+        if kind == b"iCCP":
+            return np.concatenate([data[:i], data[end:]])
+        if kind in (b"IDAT", b"IEND"):
+            break
+        i = end
+    return data
 
 
 def _too_big(name: str, w: int, h: int, max_pixels: int) -> str:

@@ -26,8 +26,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--frames and --rounds must be positive")
     from app.core.jobs import run_job
     from app.gui.bench_timing import gui_update_ms
+    from app.gui.qt_messages import route_qt_messages
     from app.session.bench import bench
 
+    route_qt_messages()  # the measured window's chatter ("propagateSizeHints") to the log
     progress = TextProgress("bench")
     try:
         report = run_job(bench(settings, source=args.source,

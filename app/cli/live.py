@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from app.cli.common import CliError, add_common, load_for, settings_for
+from app.core.x11_libraries import check_xcb_libraries
 
 NAME = ""  # the default command: what `deepvis [flags]` runs
 HELP = "the live window"
@@ -20,6 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # before anything slow: without them Qt aborts with a line that names nothing useful
+    problem = check_xcb_libraries(os.environ)
+    if problem:
+        raise CliError(problem)
     settings = settings_for(args)
     if args.screenshot and args.frames <= 0:
         raise CliError("--frames must be positive with --screenshot")

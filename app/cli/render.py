@@ -109,6 +109,12 @@ def run(args: argparse.Namespace) -> int:
     root = (cache_root if args.no_cache else writable_cache)(settings.cache.dir)
     key = model_key(loaded)
 
+    if is_root(ranks):  # at once: the first step comes after the model copy is made
+        per_batch = max(1, batch // diversity)
+        batches = -(-len(units) // per_batch)
+        print(f"render: {len(units)} units of {args.layer}, {preset.name} preset, "
+              f"{preset.steps} steps at {preset.size} px, in {batches} "
+              f"batch{'es' if batches > 1 else ''} of up to {per_batch}", file=sys.stderr)
     started = time.perf_counter()
     result = drive(render_units(loaded, args.layer, units, preset, seed=seed,
                                 cache_root=None if args.no_cache else root,

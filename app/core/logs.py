@@ -3,8 +3,12 @@
 torch's deprecation warnings, Qt's platform chatter ("This plugin does not support
 propagateSizeHints()") and our own log records are for whoever debugs, not for someone
 watching a terminal: they go to `deepvis.log` in the user's log folder (or $DEEPVIS_LOG),
-rotated. What the
-user must see (an error, a result) is printed by the commands themselves.
+rotated. What the user must see (an error, a result) is printed by the commands themselves.
+
+OpenCV's C++ logger writes to stderr and has no hook Python could route to the log, so it is
+kept to errors instead ("imread_(...): can't open/read file" is a cache miss, not news); it
+reads OPENCV_LOG_LEVEL once, when cv2 is first imported, which the commands do lazily, after
+this. libpng's warnings bypass it; `capture.images` drops the chunk they come from.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ def default_log_file() -> Path:
 def route_to_log(path: Path | None = None) -> Path | None:
     """Send warnings and log records to `path` (default: the user's log folder).
 
-    Returns the file, or None when it cannot be written (then nothing changes: a read-only
-    home must not stop the app). Calling it again changes nothing.
+    Returns the file, or None when it cannot be written (then only OpenCV is quietened: a
+    read-only home must not stop the app). Calling it again changes nothing.
     """
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # a user's own setting wins
     root = logging.getLogger()
     for existing in root.handlers:
         if isinstance(existing, _LogFile):

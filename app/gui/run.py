@@ -13,6 +13,7 @@ from PyQt6.QtWidgets import QApplication
 from app.core.backend import LiveBackend
 from app.core.settings import Settings
 from app.gui.main_window import MainWindow
+from app.gui.qt_messages import route_qt_messages
 from app.gui.theme import apply_dark_theme
 
 SCREENSHOT_TIMEOUT_S = 120.0
@@ -44,6 +45,7 @@ def run_window(
     app = QApplication.instance()
     owns_app = app is None
     if app is None:
+        route_qt_messages()  # Qt's chatter to the log from the first message on
         app = QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     apply_dark_theme(app)

@@ -188,9 +188,28 @@ def load_torchvision(name: str, device: torch.device, settings: ModelSettings) -
     return _finish(model, name, _preprocess_of(name), classes, device, path)
 
 
+def _what_is(obj: object) -> str:
+    """What a loaded checkpoint holds when it is not a state_dict, e.g. "a tensor (3×4)":
+    said as it is, so that no message calls the file a state_dict and another denies it."""
+    if isinstance(obj, torch.Tensor):
+        shape = "×".join(str(d) for d in obj.shape)
+        return f"a tensor ({shape})" if shape else "a scalar tensor"
+    if isinstance(obj, list | tuple):
+        return f"a {type(obj).__name__} of {len(obj)} item{'' if len(obj) == 1 else 's'}"
+    if isinstance(obj, dict):
+        entries = "1 entry" if len(obj) == 1 else f"{len(obj)} entries"
+        return f"a dict of {entries}, none a tensor"
+    return "nothing" if obj is None else f"a {type(obj).__name__}"
+
+
+def _is_state(obj: object) -> bool:
+    """A dict with at least one tensor: what a state_dict is, whatever its keys."""
+    return isinstance(obj, dict) and any(isinstance(v, torch.Tensor) for v in obj.values())
+
+
 def _load_state(model: nn.Module, state: object, arch: str, path: Path) -> None:
-    if not isinstance(state, dict):
-        raise ModelError(f"{path} holds no state_dict for {arch}")
+    if not isinstance(state, dict) or not _is_state(state):
+        raise ModelError(f"{path} holds {_what_is(state)}, not a state_dict for {arch}")
     mismatch = state_mismatch(model.state_dict(), state)
     if mismatch:
         raise ModelError(f"{path} does not fit {arch}: {mismatch}")
@@ -257,8 +276,8 @@ def load_checkpoint(spec: str, device: torch.device) -> LoadedModel:
         inner = state.get("state_dict") if isinstance(state, dict) else None
         if isinstance(inner, dict):
             state = inner  # the common {"state_dict": ..., "epoch": ...} wrapper
-        if not isinstance(state, dict):
-            raise ModelError(f"{path} holds no state_dict")
+        if not _is_state(state):
+            raise ModelError(f"{path} holds {_what_is(state)}, not a state_dict")
         n = _head_classes(state, arch) or 1000
         model = any_size(get_model(arch, weights=None, num_classes=n))
         _load_state(model, state, arch, path)
@@ -290,11 +309,14 @@ def load_checkpoint(spec: str, device: torch.device) -> LoadedModel:
             f"{path} is neither a torch.export program (.pt2) nor a state_dict (pickled "
             "whole models are refused: they can run arbitrary code)"
         ) from None
-    if isinstance(state, dict):
+    if _is_state(state):
         raise ModelError(
             f"{path} is a state_dict: name its architecture, e.g. --model resnet18:{path}"
         )
-    raise ModelError(f"{path} holds no model")
+    raise ModelError(
+        f"{path} holds {_what_is(state)}, not a model: give a torch.export program (.pt2), "
+        "or a state_dict with its architecture, --model ARCH:PATH"
+    )
 
 
 def _probe_classes(model: nn.Module, device: torch.device, path: Path) -> int:

@@ -31,7 +31,7 @@ from app.engine.analyses.featurevis import Renderer, get_preset
 from app.engine.analyses.featurevis import objectives as obj
 from app.engine.analyses.featurevis.frames import frame_batch
 from app.engine.analyses.featurevis.render import Ascent, image_seed, to_uint8
-from app.engine.analyses.featurevis.render_cache import encode_png
+from app.engine.analyses.featurevis.render_cache import encode_png, read_png
 from app.engine.runtime.models import LoadedModel
 
 MAX_SIDE = 16  # positions per side at most
@@ -113,7 +113,7 @@ def direction_icons(loaded: LoadedModel, layer: str, directions: np.ndarray, pre
     keys = [direction_key(layer, d) for d in directions]
     icons: list[np.ndarray | None] = []
     for key in keys:
-        cached = cv2.imread(str(folder / f"{key}.png"))
+        cached = read_png(folder / f"{key}.png")
         icons.append(None if cached is None else cv2.cvtColor(cached, cv2.COLOR_BGR2RGB))
     missing = [i for i, icon in enumerate(icons) if icon is None]
     if missing:

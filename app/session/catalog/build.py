@@ -112,16 +112,19 @@ def build_catalog(settings: Settings, loaded: LoadedModel,
     seeds = tuple(r.seed + i for i in range(request.seeds))
     root = cache_root(settings.cache.dir)
     key = model_key(loaded)
-    pages_total = sum(len(lr.units) for lr in request.layers) + len(request.layers) + 1
-    total = len(request.layers) * len(seeds) * STEPS_PER_RENDER + pages_total
+    layer_pages = sum(len(lr.units) for lr in request.layers) + len(request.layers)
+    total = len(request.layers) * len(seeds) * STEPS_PER_RENDER + layer_pages + 1  # + index
 
-    site = _Site(request.out, loaded, key, preset.name, preset.steps, preset.size)
+    site = _Site(request.out, loaded, key, preset.name, preset.steps, preset.size, layer_pages)
+    renders_total = len(request.layers) * len(seeds)
     catalogs = []
     rendered = cached = done = 0
     for i, lr in enumerate(request.layers):
-        renders = []  # one layer's images at a time: a whole model need not fit in memory
+        # one layer's images at a time: a whole model need not fit in memory
+        renders: list[RenderResult] = []
         for seed in seeds:
-            text = f"{lr.layer}: preferred images, seed {seed}"
+            text = (f"render {i * len(seeds) + len(renders) + 1}/{renders_total}: "
+                    f"{lr.layer} seed {seed}")
             job = render_units(loaded, lr.layer, lr.units, preset, seed=seed,
                                cache_root=root, batch_size=r.batch_size)
             result = yield from _relay(job, done, total, text)
@@ -155,7 +158,7 @@ def _relay(job: Generator[Progress, None, RenderResult], offset: int, total: int
             except StopIteration as stop:
                 return stop.value
             part = int(STEPS_PER_RENDER * min(p.done, p.total) / max(p.total, 1))
-            yield Progress(offset + part, total, f"{text} ({p.done}/{p.total} steps)")
+            yield Progress(offset + part, total, f"{text}, {p.line()}")
     finally:  # a cancel lands at our yield: the render's own cleanup runs now, not at GC
         job.close()
 
@@ -176,9 +179,11 @@ class _Site:
     """Writes the site's files; counts them."""
 
     def __init__(self, out: Path, loaded: LoadedModel, key: str, preset: str, steps: int,
-                 size: int) -> None:
+                 size: int, pages_total: int) -> None:
         self.out, self.loaded, self.key = out, loaded, key
         self.files = 0
+        self.pages = 0  # unit and layer pages written, of `pages_total`: the progress line
+        self.pages_total = pages_total
         self.footer = (f"DeepVis catalogue of {loaded.name} (cache key {key}); preferred "
                        f"images: preset {preset}, {steps} steps, {size} px. Written "
                        f"{time.strftime('%Y-%m-%d %H:%M')} by deepvis catalog.")
@@ -203,7 +208,9 @@ class _Site:
         shape = "×".join(str(d) for d in lr.shape)
         tiles = []
         for i, unit in enumerate(lr.units):
-            yield Progress(done + i, total, f"{lr.layer}: page of unit {unit}")
+            self.pages += 1
+            yield Progress(done + i, total, f"page {self.pages}/{self.pages_total}: "
+                                            f"{lr.layer} unit {unit}")
             preferred = []
             for s, (seed, res) in enumerate(zip(seeds, renders, strict=True)):
                 name = f"{unit}/preferred-{s}.png"
@@ -231,7 +238,9 @@ class _Site:
                                    f"{self.loaded.name} · output {shape}", prev, nxt,
                                    sections, self.footer)
             self.write(f"{folder}/{unit}.html", page.encode("utf-8"))
-        yield Progress(done + len(lr.units), total, f"{lr.layer}: layer index")
+        self.pages += 1
+        yield Progress(done + len(lr.units), total, f"page {self.pages}/{self.pages_total}: "
+                                                    f"{lr.layer} index")
         extra = []
         if curves is not None:
             extra.append(pages.Section("Ablation curves", rows=self._curve_rows(curves),
@@ -328,7 +337,7 @@ class _Site:
              f"{layer} (1 = most class-selective)"),
             ("Preferred class", self.class_name(a.preferred_class)),
             ("Deleted in the curve", f"most-selective-first: in the step from {k_prev} to {k} "
-             f"units deleted ({c.fractions[a.level]:.0%} of the layer), accuracy "
+             f"units deleted ({c.fractions[a.level]:.0%} of the layer), {_measure(c)} "
              f"{a.accuracy_before:.1%} → {a.accuracy_after:.1%} (random order at "
              f"{k} units: {a.random_after:.1%})"),
             ("Alone", "the effect of deleting only this unit is not measured by the curves "
@@ -351,6 +360,12 @@ class _Site:
                 f"dissection of {layer} found no concept this unit detects (best IoU below "
                 "the minimum)"))
         return pages.Section(title, rows=(("Concept", labels[unit]),))
+
+
+def _measure(c: CurveResult) -> str:
+    """What the curves measure, in a sentence: accuracy needs labels (class folders); on
+    any other folder they measure how often the network still gives its intact top-1."""
+    return "accuracy" if c.labeled else "agreement with the intact top-1"
 
 
 def _curves(c: CurveResult, marker: float | None = None) -> pages.Curves:

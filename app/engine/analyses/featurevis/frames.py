@@ -5,11 +5,13 @@ yield a `FrameProgress` per step (with a preview every `preview_every` steps) an
 frozen result; the GUI runs them on a frozen frame, the CLI on an image file.
 
 - `accentuate` (Hamblin et al. 2024, "Feature Accentuation"): start from the frame's own
-  Fourier coefficients and raise one unit's activation while an L2 term pulls toward the
-  frame. The steps are scaled 1/f^1.5 per frequency (the parametrization multiplies each
-  coefficient by its scale; horama scales only the gradient, which Adam's per-coefficient
-  normalisation undoes), so coarse structure moves first and the picture stays the frame:
-  what in *this* frame the unit responds to, drawn more strongly.
+  Fourier coefficients (black and white pulled just inside (0, 1): at the bounds the
+  sigmoid has no gradient, and a saturated image could not move) and raise one unit's
+  activation while an L2 term pulls toward the frame. The steps are scaled 1/f^1.5 per
+  frequency (the parametrization multiplies each coefficient by its scale; horama scales
+  only the gradient, which Adam's per-coefficient normalisation undoes), so coarse
+  structure moves first and the picture stays the frame: what in *this* frame the unit
+  responds to, drawn more strongly.
 - `invert` (Mahendran & Vedaldi 2015): from noise, find an image whose code at a layer
   matches the frame's, ‖φ(x̂) − φ(x)‖² / ‖φ(x)‖², under the same priors as a render
   (Fourier, decorrelated colour, total variation). It shows what the layer keeps of what
@@ -119,8 +121,9 @@ def accentuate(loaded: LoadedModel, image: np.ndarray, layer: str, unit: int, *,
                          decay_power=p.decay_power)
     with torch.no_grad():
         param.spectrum.copy_(fourier_from_image(start, p.decorrelate, p.decay_power))
-        # the pull's target is the frame as the parametrization renders it (the logit clamps
-        # the darkest and brightest pixels), so the pull is zero at the start
+        # the pull's target is the frame as the parametrization renders it (the warm start
+        # pulls the darkest and brightest pixels inside (0, 1), `WARM_START_INSET`, where
+        # the sigmoid still has a gradient), so the pull is zero at the start
         seed_image = param().detach()
     # the pull is weighed against the layer's typical activation on this frame (the unit's
     # own can be near zero), so one weight fits every layer and unit

@@ -77,10 +77,22 @@ class RenderProgress(Progress):
     final: bool = False
     cached: tuple[bool, ...] = field(default=())  # per unit: served from the cache
     alphas: np.ndarray | None = None  # (N, H, W) float32 transparency, when the preset keeps it
+    # over the whole call (`render_units`; this rank's share under torchrun): units finished
+    # (this step's batch included once it is final), and all of them (0: not counted, as in
+    # a bare `Renderer.render`)
+    units_done: int = 0
+    units_total: int = 0
 
     @property
     def step(self) -> int:
         return self.done
+
+    def line(self) -> str:
+        """`units 16/64 · step 40/512`, for a progress bar."""
+        if self.units_total:
+            return (f"units {self.units_done}/{self.units_total} · "
+                    f"step {self.done}/{self.total}")
+        return super().line()
 
 
 @dataclass(frozen=True)
@@ -450,6 +462,8 @@ def _render_job(renderer: Renderer, loaded: LoadedModel, units: list[int], p: Pr
     # (first unit's index, images, activations, cached, units, alphas) per finished batch
     parts: list[tuple[int, np.ndarray, np.ndarray, tuple[bool, ...], tuple[int, ...],
                       np.ndarray | None]] = []
+    units_total = sum(len(span) for span in spans)
+    units_done = 0
     try:
         for c, span in enumerate(spans):
             chunk = [units[i] for i in span]
@@ -460,7 +474,9 @@ def _render_job(renderer: Renderer, loaded: LoadedModel, units: list[int], p: Pr
                     assert progress.images is not None and progress.activations is not None
                     parts.append((span.start, progress.images, progress.activations,
                                   progress.cached, progress.units, progress.alphas))
-                yield progress
+                    units_done += len(span)
+                yield dataclasses.replace(progress, units_done=units_done,
+                                          units_total=units_total)
     except Exception as exc:
         if ranks is None:
             raise

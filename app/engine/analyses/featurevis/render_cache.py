@@ -77,13 +77,29 @@ def store_alpha(root: Path, key: RenderKey, unit: int, alpha: np.ndarray) -> Pat
     return atomic_write_bytes(png, buf.tobytes())
 
 
+def read_png(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
+    """A cached image as OpenCV decodes it with `flags` ((H, W, 3) BGR by default), or None
+    when there is none or it cannot be decoded.
+
+    A cache is probed for files that are often absent: `cv2.imread` warns on stderr of each
+    one it cannot open, so the file is read here and only its bytes handed to OpenCV.
+    """
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except (OSError, ValueError):
+        return None
+    if data.size == 0:
+        return None
+    try:
+        return cv2.imdecode(data, flags)
+    except cv2.error:
+        return None
+
+
 def cached_alpha(root: Path, key: RenderKey, unit: int) -> np.ndarray | None:
     """(H, W) float32 in [0, 1], the transparency map of a cached render, or None."""
     png = _paths(root, key, unit)[0].with_name(f"unit{unit:05d}-alpha.png")
-    try:
-        gray = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
-    except (OSError, ValueError):
-        return None
+    gray = read_png(png, cv2.IMREAD_GRAYSCALE)
     return None if gray is None else gray.astype(np.float32) / 255.0
 
 
@@ -94,9 +110,9 @@ def cached_render(root: Path, key: RenderKey, unit: int) -> tuple[np.ndarray, fl
         doc = json.loads(meta.read_text(encoding="utf-8"))
         if doc.get("format") != RENDER_CACHE_FORMAT:
             return None
-        bgr = cv2.imread(str(png), cv2.IMREAD_COLOR)
     except (OSError, ValueError):
         return None
+    bgr = read_png(png)
     if bgr is None:
         return None
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), float(doc["activation"])
