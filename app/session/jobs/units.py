@@ -89,8 +89,9 @@ def _renders(settings: Settings, loaded: LoadedModel, layer: str,
 @job_for(PreferredImageRequest)
 def preferred_image_job(ctx: JobContext, req: PreferredImageRequest) -> SessionJob:
     """Patches at once, then the preferred image: from the cache, or rendered with previews
-    after a first look (`first_look`: a short render of the same recipe, shown within a
-    second of the click; the full render does not depend on it)."""
+    after a first look where the preset's own first preview comes late (`first_look`: a
+    short render of the same recipe, shown long before that; the full render does not
+    depend on it)."""
     layer, unit = req.layer, req.unit
     patches, best = unit_patches(ctx.settings, ctx.loaded, layer, unit)
     text = f"rendering {layer} unit {unit}"  # the tab shows the steps
