@@ -117,6 +117,9 @@ class CaptureThread(threading.Thread):
     # -- the thread ----------------------------------------------------------------------
 
     def run(self) -> None:
+        # Decoding and resizing one frame is too small to split: OpenCV's own pool would
+        # add a team of threads that competes with torch's for the same cores.
+        cv2.setNumThreads(1)
         try:
             if not self.source.is_open:
                 try:

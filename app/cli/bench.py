@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, help="frames per measurement round")
     p.add_argument("--size", type=int, help="input size (default: the model's)")
     p.add_argument("--rounds", type=int, default=7, help="alternating bare/pipeline rounds")
+    p.add_argument("--load", type=int, default=0, metavar="N",
+                   help="run N competing CPU-bound processes during the measurement")
     p.add_argument("--no-gui", action="store_true", help="skip the GUI update measurement")
     p.add_argument("--json", action="store_true")
 
@@ -24,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_for(args)
     if args.rounds < 1 or (args.frames is not None and args.frames < 1):
         raise CliError("--frames and --rounds must be positive")
+    if args.load < 0:
+        raise CliError("--load must be 0 or more")
     from app.core.jobs import run_job
     from app.gui.bench_timing import gui_update_ms
     from app.gui.qt_messages import route_qt_messages
@@ -35,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         report = run_job(bench(settings, source=args.source,
                                frames=args.frames or settings.bench.frames,
                                size=args.size or settings.bench.size, rounds=args.rounds,
+                               load=args.load,
                                gui_timer=None if args.no_gui else gui_update_ms), progress)
     finally:
         progress.close()

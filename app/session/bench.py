@@ -1,18 +1,27 @@
 """`deepvis bench`: the live pipeline against bare `model(x)`, side by side in one run.
 
 Rounds alternate bare and pipeline so machine noise hits both alike; medians are
-reported. The pipeline is the real one: frames go through the latest-wins slot to the
-real InferenceWorker thread (every layer hooked, grid tiled, results copied to the CPU)
+reported, with the spread of the per-round ratios (a round's pipeline over the bare round
+just before it) so a noisy run shows as one. `load` starts that many competing CPU-bound
+processes for the whole measurement, so how the pipeline holds up on a busy machine (a
+user's laptop always is one) can be reproduced anywhere.
+
+The pipeline is the real one: frames go through the latest-wins slot to the real
+InferenceWorker thread (every layer hooked, grid tiled, results copied to the CPU)
 and a consumer takes results as the GUI would.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -88,6 +97,26 @@ def bare_fps(loaded: LoadedModel, xs: list[torch.Tensor], n: int) -> float:
     return out[0]
 
 
+class FeedSlot(LatestSlot[Frame]):
+    """The frame slot, telling the bench's feeder when the worker has taken a frame.
+
+    The feeder used to poll the slot every 0.5 ms: 2,000 wake-ups a second that each take
+    the GIL, which a real capture thread (woken at the camera's rate) never does. On a
+    busy machine a poller preempted while it holds the GIL stalls the worker's next torch
+    call for a whole time slice, so the bench charged the pipeline for its own feeder.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken = threading.Event()
+
+    def take(self) -> Frame | None:
+        item = super().take()
+        if item is not None:
+            self.taken.set()
+        return item
+
+
 def pipeline_fps(worker: InferenceWorker, frames_slot: LatestSlot[Frame],
                  results: LatestSlot[Result], images: list[np.ndarray], n: int) -> float:
     """Results per second with a source that always has a fresh frame ready."""
@@ -99,6 +128,9 @@ def pipeline_fps(worker: InferenceWorker, frames_slot: LatestSlot[Frame],
             if frames_slot.peek() is None:  # like a camera: a new frame whenever taken
                 frames_slot.put(Frame(images[i % len(images)], i, time.perf_counter(), "bench"))
                 i += 1
+            elif isinstance(frames_slot, FeedSlot):
+                frames_slot.taken.wait(0.05)
+                frames_slot.taken.clear()
             else:
                 stop.wait(0.0005)
 
@@ -122,7 +154,7 @@ def start_live_worker(processor: FrameProcessor) -> tuple[
         InferenceWorker, LatestSlot[Frame], LatestSlot[Result], list[str]]:
     """The live pipeline as the app wires it, started on the default layer:
     (worker, frame slot to feed, result slot to take from, errors it reported)."""
-    frames_slot: LatestSlot[Frame] = LatestSlot()
+    frames_slot: LatestSlot[Frame] = FeedSlot()
     results: LatestSlot[Result] = LatestSlot()
     errors: list[str] = []
     worker = InferenceWorker(frames_slot, results, on_error=errors.append)
@@ -133,15 +165,57 @@ def start_live_worker(processor: FrameProcessor) -> tuple[
     return worker, frames_slot, results, errors
 
 
+# A plain Python busy loop; it exits by itself once its parent is gone (it is re-parented),
+# so a killed bench never leaves one behind.
+_BUSY_LOOP = (
+    "import os\n"
+    "parent = os.getppid()\n"
+    "while os.getppid() == parent:\n"
+    "    for _ in range(200_000):\n"
+    "        pass\n"
+)
+
+
+@contextmanager
+def competing_load(n: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`n` CPU-bound processes running for the duration of the block, killed after it."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(n):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-c", _BUSY_LOOP], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of `values`, rounded for the report."""
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3)}
+
+
+def _loadavg() -> list[float]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not on every platform
+        return []
+
+
 GuiTimer = Callable[[Settings, Result], float]  # ms the GUI thread takes to show a result
 
 
 def bench(settings: Settings, source: str | None = None, frames: int = 120,
           size: int | None = None, rounds: int = 7,
-          gui_timer: GuiTimer | None = None) -> Job[Progress, dict[str, Any]]:
+          gui_timer: GuiTimer | None = None, load: int = 0) -> Job[Progress, dict[str, Any]]:
     """Bare `model(x)` and the live pipeline in alternating rounds (a job: one step per
-    measurement); `gui_timer` (the GUI's own measurement, passed in: the session never
-    imports Qt) times the window too. Returns the report `deepvis bench` prints."""
+    measurement), beside `load` competing busy processes; `gui_timer` (the GUI's own
+    measurement, passed in: the session never imports Qt) times the window too. Returns
+    the report `deepvis bench` prints."""
     steps = 2 * rounds + 2 + (gui_timer is not None)
     yield Progress(0, steps, "loading the model")
     if settings.bench.threads:
@@ -161,21 +235,27 @@ def bench(settings: Settings, source: str | None = None, frames: int = 120,
     widest = max(processor.layers, key=lambda info: info.shape[0])
     gui_result = _one_result(processor, images[0], ViewState(layer=widest.name))
     worker, frames_slot, results, errors = start_live_worker(processor)
-    bare, pipe = [], []
+    bare: list[float] = []
+    pipe: list[float] = []
+    load_before = _loadavg()
     try:
-        yield Progress(1, steps, "warming up")
-        bare_fps(loaded, xs, settings.bench.warmup)
-        pipeline_fps(worker, frames_slot, results, images, settings.bench.warmup)
-        for i in range(rounds):
-            yield Progress(2 + 2 * i, steps, f"round {i + 1}/{rounds}: bare model(x)")
-            bare.append(bare_fps(loaded, xs, frames))
-            yield Progress(3 + 2 * i, steps, f"round {i + 1}/{rounds}: live pipeline")
-            pipe.append(pipeline_fps(worker, frames_slot, results, images, frames))
+        with competing_load(load):
+            yield Progress(1, steps, "warming up" + (f" beside {load} busy processes"
+                                                       if load else ""))
+            bare_fps(loaded, xs, settings.bench.warmup)
+            pipeline_fps(worker, frames_slot, results, images, settings.bench.warmup)
+            for i in range(rounds):
+                yield Progress(2 + 2 * i, steps, f"round {i + 1}/{rounds}: bare model(x)")
+                bare.append(bare_fps(loaded, xs, frames))
+                yield Progress(3 + 2 * i, steps, f"round {i + 1}/{rounds}: live pipeline")
+                pipe.append(pipeline_fps(worker, frames_slot, results, images, frames))
+            load_after = _loadavg()
     finally:
         worker.stop()
         worker.join()
     if errors:
         raise RuntimeError(errors[0])
+    ratios = [p / b for b, p in zip(bare, pipe, strict=True)]
     report: dict[str, Any] = {
         "model": loaded.name,
         "device": str(device),
@@ -191,8 +271,14 @@ def bench(settings: Settings, source: str | None = None, frames: int = 120,
         "bare_forward_fps": round(statistics.median(bare), 2),
         "pipeline_fps": round(statistics.median(pipe), 2),
         "ratio": round(statistics.median(pipe) / statistics.median(bare), 3),
+        "ratio_spread": spread(ratios),
+        "ratio_rounds": [round(v, 3) for v in ratios],
         "bare_fps_rounds": [round(v, 2) for v in bare],
         "pipeline_fps_rounds": [round(v, 2) for v in pipe],
+        "competing_processes": load,
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
     }
     if gui_timer is not None:
         yield Progress(steps - 1, steps, "GUI update of the widest layer")

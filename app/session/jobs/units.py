@@ -39,8 +39,10 @@ from app.engine.analyses.featurevis import (
     RenderProgress,
     RenderResult,
     cached_unit,
+    get_preset,
     render_units,
 )
+from app.engine.analyses.featurevis.presets import first_look
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
 from app.engine.workflows.activation_grid import direction_icons
@@ -87,11 +89,15 @@ def _renders(settings: Settings, loaded: LoadedModel, layer: str,
 
 @job_for(PreferredImageRequest)
 def preferred_image_job(ctx: JobContext, req: PreferredImageRequest) -> SessionJob:
-    """Patches at once, then the preferred image: from the cache, or rendered with previews."""
+    """Patches at once, then the preferred image: from the cache, or rendered with previews
+    after a first look where the preset's own first preview comes late (`first_look`: a
+    short render of the same recipe, shown long before that; the full render does not
+    depend on it)."""
     layer, unit = req.layer, req.unit
     patches, best = unit_patches(ctx.settings, ctx.loaded, layer, unit)
     text = f"rendering {layer} unit {unit}"  # the tab shows the steps
     yield Progress(0, 1, text, preview=patches)
+    yield from _first_look(ctx, layer, unit, best, text)
     renders = _renders(ctx.settings, ctx.loaded, layer, [unit])
     try:
         for p in renders:
@@ -103,6 +109,31 @@ def preferred_image_job(ctx: JobContext, req: PreferredImageRequest) -> SessionJ
     finally:
         renders.close()
     return Outcome(f"preferred image of {layer} unit {unit} ready")
+
+
+def _first_look(ctx: JobContext, layer: str, unit: int, best: float | None,
+                text: str) -> Job[Progress, None]:
+    """The first-look render's image as a preview at step 0 of the full render, where the
+    preset has a first look and the full render is not cached. Nothing of it is cached:
+    the full render's cache key and result stay what they are without it (the same seed
+    gives it generators of its own)."""
+    r = ctx.settings.render
+    full = get_preset(r.preset).with_overrides(r.steps or None, r.size or None)
+    look = first_look(full)
+    if look is None or cached_unit(ctx.loaded, cache_root(ctx.settings.cache.dir), layer,
+                                   unit, full, seed=r.seed) is not None:
+        return None
+    quick = render_units(ctx.loaded, layer, [unit], preset=look, seed=r.seed)
+    try:
+        for p in quick:
+            image = None
+            if p.final and p.images is not None and p.activations is not None:
+                image = PreferredImage(layer, unit, p.images[0], float(p.activations[0]), 0,
+                                       full.steps, False, best)
+            yield Progress(0, 1, text, preview=image)
+    finally:
+        quick.close()
+    return None
 
 
 @job_for(RenderLayerRequest)

@@ -115,6 +115,26 @@ INVERSION = Preset(
 )
 
 
+# Steps of the first look; the full render's own first preview comes by this step too.
+FIRST_LOOK_STEPS = 8
+
+
+def first_look(p: Preset) -> Preset | None:
+    """The short render shown first while `p` renders, or None where `p`'s own first
+    preview comes as soon (one crop per step and a preview by step `FIRST_LOOK_STEPS`:
+    "fast", "lucid", "yosinski2015", "fooling").
+
+    A preset whose step shows the net several crops (MACO: 4 at 176 px) or that previews
+    late would keep a click waiting for seconds: its first look is `FIRST_LOOK_STEPS` steps
+    of the same recipe at the same size, one crop a step. The size stays, so the private
+    model copy and most of oneDNN's primitives it makes serve the full render after it; the
+    full render, from the same seed with generators of its own, does not depend on it."""
+    if p.crops <= 1 and p.preview_every <= FIRST_LOOK_STEPS:
+        return None
+    return dataclasses.replace(p, steps=FIRST_LOOK_STEPS, crops=min(p.crops, 1),
+                               preview_every=FIRST_LOOK_STEPS)
+
+
 def recipe_digest(p: Preset) -> str:
     """8 hex digits naming everything in `p` that shapes an image besides its name, steps and
     size (which a cached render's folder names already): when a preset's recipe changes,
