@@ -25,8 +25,8 @@ class AttributionStage(BaseStage):
 
     def record(self, frame: FramePass) -> AttributionRecord | None:
         view = frame.view.part(AttributionView)
-        if view.mode == AttributionMode.OFF or self.error:
-            return None
+        if view.mode == AttributionMode.OFF or self.error or self.ctx.is_concepts(frame.layer):
+            return None  # a concept is a direction, not a module's channel: not attributed
         t0 = time.perf_counter()
         try:
             if self._attributor is None:

@@ -65,6 +65,8 @@ class BlocksStage(BaseStage):
         # a 1×1 layer (the logits) has no positions to explain
         if not view.on or self.error or self.ctx.layers[frame.layer].shape[1:] == (1, 1):
             return None
+        if self.ctx.is_concepts(frame.layer):  # explained in concepts by the Why tab's job
+            return None
         return view
 
     def forward(self, frame: FramePass) -> torch.Tensor | None:

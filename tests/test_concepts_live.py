@@ -1,0 +1,107 @@
+"""Concept layers in the live view, on the real bundled model and real photos: listed after
+their source, tiled as codes of the recorded source map, deleted from the source's output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app.core.jobs import run_job
+from app.core.results import DeletionRecord
+from app.core.settings import Settings
+from app.core.view import DeletionView, ViewState
+from app.engine.analyses.concepts import ConceptLayer, learn_concepts, load_dictionary
+from app.engine.live.worker import FrameProcessor
+from app.engine.runtime.models import load_model
+from tests.photos import chelsea, coffee, write_jpeg
+
+pytestmark = pytest.mark.slow
+CPU = torch.device("cpu")
+SOURCE = "_blocks.8"
+K = 8
+CONCEPTS = f"{SOURCE}@nmf{K}"
+
+
+def write_photos(folder: Path) -> Path:
+    from skimage import data as skdata
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("chelsea", "coffee", "astronaut", "rocket"):
+        img = getattr(skdata, name)()
+        write_jpeg(folder / f"{name}.jpg", np.dstack([img] * 3) if img.ndim == 2 else img)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    """A small dictionary of the bundled model's _blocks.8, learned into a fresh cache."""
+    root = tmp_path_factory.mktemp("concepts")
+    loaded = load_model("efficientnet_lite0", CPU, Settings().model)
+    cache = str(root / "cache")
+    d = run_job(learn_concepts(loaded, write_photos(root / "photos"), SOURCE, K, "nmf",
+                               samples=500, iterations=40, cache_dir=cache))
+    proc = FrameProcessor(loaded, cache_dir=cache)
+    yield proc, d
+    proc.close()
+
+
+def test_a_cached_dictionary_is_listed_right_after_its_source(learned):
+    proc, _d = learned
+    names = [info.name for info in proc.layers]
+    assert names[names.index(SOURCE) + 1] == CONCEPTS
+    info = proc.by_name[CONCEPTS]
+    assert info.shape == (K, *proc.by_name[SOURCE].shape[1:]) and info.kind == "concepts"
+    # a processor without the cache has only the model's own layers
+    bare = FrameProcessor(proc.loaded)
+    try:
+        assert CONCEPTS not in [i.name for i in bare.layers]
+    finally:
+        bare.close()
+
+
+def test_a_concept_layer_tiles_the_codes_of_the_recorded_source_map(learned):
+    proc, d = learned
+    snap = proc.process(chelsea(), ViewState(layer=CONCEPTS, unit=3))
+    assert snap.layer == CONCEPTS and snap.geometry.channels == K
+    source = proc.recorder.activations[SOURCE][-1]
+    # the dictionary as stored, on its own ConceptLayer: the codes of the source activation
+    codes = ConceptLayer(load_dictionary(d.folder), CPU).codes(source).numpy()
+    assert codes.shape[0] == K and codes.max() > 0
+    np.testing.assert_allclose(snap.unit_map, codes[3], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(snap.unit_max, codes.reshape(K, -1).max(1), rtol=1e-5, atol=1e-6)
+    h, w = codes.shape[1:]
+    strongest = int(codes.reshape(K, -1).max(1).argmax())
+    y, x = snap.geometry.tile_origin(strongest)
+    tile = snap.mosaic[y : y + h, x : x + w]
+    assert tile.max() == 255
+    assert np.unravel_index(tile.argmax(), tile.shape) == np.unravel_index(
+        codes[strongest].argmax(), (h, w))
+
+
+def test_deleting_a_concept_live_removes_exactly_its_component(learned):
+    proc, d = learned
+    image = coffee()
+    base = proc.process(image, ViewState(layer=SOURCE))
+    intact = proc.recorder.activations[SOURCE][-1].clone()
+    codes = ConceptLayer(load_dictionary(d.folder), CPU).codes(intact)
+    k = int(codes.flatten(1).sum(1).argmax())  # the concept that carries most here
+    view = ViewState(layer=SOURCE, parts=(DeletionView(((CONCEPTS, (k,)),)),))
+    snap = proc.process(image, view)
+    edited = proc.recorder.activations[SOURCE][-1]
+    component = codes[k][None] * torch.from_numpy(d.directions[k])[:, None, None]
+    assert component.abs().max() > 0
+    torch.testing.assert_close(intact - edited, component, rtol=1e-4, atol=1e-5)
+    # the network downstream gets the edited map: the predictions change; the intact
+    # network's are shown beside them
+    rec = snap.record(DeletionRecord)
+    assert rec is not None
+    assert [p.index for p in rec.intact] == [p.index for p in base.predictions]
+    before = {p.index: p.probability for p in base.predictions}
+    after = {p.index: p.probability for p in snap.predictions}
+    assert max(abs(after.get(i, 0.0) - q) for i, q in before.items()) > 1e-3
+    # restoring it gives the intact activation back exactly
+    proc.process(image, ViewState(layer=SOURCE))
+    torch.testing.assert_close(proc.recorder.activations[SOURCE][-1], intact)
