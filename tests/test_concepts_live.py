@@ -105,3 +105,63 @@ def test_deleting_a_concept_live_removes_exactly_its_component(learned):
     # restoring it gives the intact activation back exactly
     proc.process(image, ViewState(layer=SOURCE))
     torch.testing.assert_close(proc.recorder.activations[SOURCE][-1], intact)
+
+
+def test_the_learn_job_through_the_session_adds_a_layer_the_worker_shows(tmp_path):
+    import dataclasses
+
+    from app.core.messages import ConceptNames, LayersChanged, ModelReady
+    from app.core.requests import (
+        ConceptNamesRequest,
+        ConceptsRequest,
+        JobEvent,
+        RenameConceptRequest,
+    )
+    from app.session.live import LiveSession
+    from tests.waiting import collect_events, next_result
+
+    photos = write_photos(tmp_path / "photos")
+    s = Settings()
+    settings = dataclasses.replace(s, cache=dataclasses.replace(s.cache, dir=str(tmp_path / "c")))
+    session = LiveSession(settings, CPU)
+
+    def ended(kind: str):
+        def until(events) -> bool:
+            return any(isinstance(e, JobEvent) and e.finished and e.kind == kind for e in events)
+        return until
+
+    def end(events, kind: str) -> JobEvent:
+        return next(e for e in events if isinstance(e, JobEvent) and e.finished and e.kind == kind)
+
+    try:
+        session.load_model("efficientnet_lite0")
+        ready = collect_events(session, lambda ev: any(isinstance(e, ModelReady) for e in ev),
+                               120.0)
+        model = next(e for e in ready if isinstance(e, ModelReady))
+        assert not any(i.kind == "concepts" for i in model.layers)  # an empty cache
+        session.submit(ConceptsRequest(str(photos), SOURCE, 6, "nmf"))
+        done = end(collect_events(session, ended("concepts_learn"), 300.0), "concepts_learn")
+        assert done.ok, done.text
+        changed = done.result
+        assert isinstance(changed, LayersChanged) and changed.added == f"{SOURCE}@nmf6"
+        names = [i.name for i in changed.layers]
+        assert names[names.index(SOURCE) + 1] == changed.added
+        assert [i.name for i in changed.layers if i.kind != "concepts"] == \
+            [i.name for i in model.layers]
+        # the worker shows it: six concept maps of the photo
+        session.open_source(str(write_jpeg(tmp_path / "cat.jpg", chelsea())))
+        session.set_view(ViewState(layer=changed.added, unit=2))
+        result = next_result(session, lambda r: r.layer == changed.added, timeout=60.0)
+        assert result is not None and result.geometry.channels == 6
+        # names: the defaults, then one renamed and stored with the dictionary
+        session.submit(ConceptNamesRequest(changed.added))
+        got = end(collect_events(session, ended("concept_names"), 30.0), "concept_names")
+        assert got.result == ConceptNames(changed.added, tuple(f"concept {i}" for i in range(6)))
+        session.submit(RenameConceptRequest(changed.added, 2, "  striped   fur "))
+        got = end(collect_events(session, ended("concept_rename"), 30.0), "concept_rename")
+        assert isinstance(got.result, ConceptNames) and got.result.names[2] == "striped fur"
+        session.submit(ConceptNamesRequest(changed.added))
+        got = end(collect_events(session, ended("concept_names"), 30.0), "concept_names")
+        assert isinstance(got.result, ConceptNames) and got.result.names[2] == "striped fur"
+    finally:
+        session.stop()
