@@ -165,3 +165,41 @@ def test_the_learn_job_through_the_session_adds_a_layer_the_worker_shows(tmp_pat
         assert isinstance(got.result, ConceptNames) and got.result.names[2] == "striped fur"
     finally:
         session.stop()
+
+
+def test_the_why_tab_explains_a_concept_layer_in_concepts(learned):
+    """act × grad in concept space: concept k's share is Σ_xy codes_k · (H_k · ∂score/∂a),
+    with the gradient at the source layer computed here by plain autograd."""
+    from app.core.results import BuildingBlocks
+    from app.core.view import BlocksView
+    from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
+
+    proc, d = learned
+    image = chelsea()
+    snap = proc.process(image, ViewState(layer=CONCEPTS, parts=(BlocksView(on=True),)))
+    rec = snap.record(BuildingBlocks)
+    assert rec is not None and rec.layer == CONCEPTS and rec.channels.shape == (K,)
+    assert rec.group_channels.shape[1] == K  # the groups are made of concepts too
+    lm = proc.loaded
+    x = prepare_batch([frame_to_tensor(image, CPU)], lm.preprocess)
+    caught: list[torch.Tensor] = []
+
+    def leaf(_m, _i, out):
+        z = out.detach().requires_grad_(True)
+        caught.append(z)
+        return z
+
+    module = dict(lm.module.named_modules())[SOURCE]
+    handle = module.register_forward_hook(leaf)
+    try:
+        with torch.enable_grad():
+            logits = lm.module(x)
+            (grad,) = torch.autograd.grad(logits[0, rec.target], caught[-1])
+    finally:
+        handle.remove()
+    a = caught[-1].detach()[0]
+    codes = ConceptLayer(load_dictionary(d.folder), CPU).codes(a)
+    along = torch.einsum("chw,kc->khw", grad[0], torch.from_numpy(d.directions))
+    expected = (codes * along).sum((1, 2)).numpy()
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(rec.channels, expected, rtol=1e-3, atol=1e-4)

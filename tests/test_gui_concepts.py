@@ -40,6 +40,7 @@ def learned(ui: WindowDriver, backend: FakeBackend, monkeypatch, folder: str) ->
 def test_analysis_learns_concepts_and_the_layer_list_shows_them_beside_the_source(
         ui, backend, monkeypatch, tmp_path):
     assert (ui.menu_path("learn_concepts") or "").startswith("&Analysis")
+    assert not ui.action_enabled("cancel:concepts_learn")
     rows_before = ui.layer_rows()
     learned(ui, backend, monkeypatch, str(tmp_path))
     assert backend.asked(ConceptsRequest) == [ConceptsRequest(str(tmp_path), DEFAULT_LAYER,
@@ -53,7 +54,7 @@ def test_analysis_learns_concepts_and_the_layer_list_shows_them_beside_the_sourc
     assert backend.views[-1].layer == CONCEPTS
     ui.wait_until(lambda: ui.last_result().layer == CONCEPTS)
     ui.wait_until(lambda: (g := ui.grid_geometry()) is not None and g.channels == 32)
-    assert any("learned" in n.text for n in ui.notices())
+    assert any("concepts: " in n.text and "learned" in n.text for n in ui.notices())
     # learning concepts of a concept layer is refused in the window, with a reason
     ui.window.features.concepts.learn(str(tmp_path))
     assert len(backend.asked(ConceptsRequest)) == 1
