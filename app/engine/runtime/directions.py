@@ -43,7 +43,7 @@ means the folder is complete:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -52,6 +52,8 @@ import numpy as np
 import torch
 
 from app.core.atomic import atomic_write, atomic_write_json, atomic_write_npz
+from app.engine.runtime.cache import cache_root, model_key
+from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.nnls import gram_of, nnls_codes
 
 KINDS = ("nmf", "sae", "linear")
@@ -345,3 +347,21 @@ def resolve(name: str, sets: Mapping[str, DirectionSet]) -> DirectionSet:
     hint = (f"this model has {', '.join(here)}" if here else
             "learn one with `deepvis concepts DATASET --layer " + source + "`")
     raise UnknownDirectionLayer(f"no direction layer {name!r} ({hint})")
+
+
+def model_direction_sets(loaded: LoadedModel, cache_dir: str = "") -> dict[str, DirectionSet]:
+    """`direction_sets` of `loaded` in the configured cache (`[cache].dir`, "" = default)."""
+    return direction_sets(cache_root(cache_dir), model_key(loaded))
+
+
+def direction_layers(loaded: LoadedModel, layers: Iterable[str], cache_dir: str = "",
+                     sets: Mapping[str, DirectionSet] | None = None,
+                     ) -> dict[str, DirectionLayer]:
+    """The `DirectionLayer`s (on the model's device) of the direction layers among `layers`,
+    from `sets` or the cache; `UnknownDirectionLayer` for one that is not there. What a view
+    passes to `ActivationRecorder` (and uses for deletion or objectives)."""
+    wanted = [n for n in dict.fromkeys(layers) if is_direction_layer(n)]
+    if not wanted:
+        return {}
+    found = model_direction_sets(loaded, cache_dir) if sets is None else sets
+    return {n: DirectionLayer(resolve(n, found), loaded.device) for n in wanted}
