@@ -108,7 +108,7 @@ def test_the_store_finds_the_newest_complete_set_per_name(tmp_path):
     assert sets["a.b@cav"].folder == new and sets["a.b@cav"].k == 4
     assert sets["a.b@cav"].names == ("d0", "d1", "d2", "d3")
     assert direction_sets(root, "other-model") == {}
-    with pytest.raises(UnknownDirectionLayer, match="a.b@atlas, a.b@cav"):
+    with pytest.raises(UnknownDirectionLayer, match=r"a\.b@atlas, a\.b@cav"):
         resolve("a.b@nmf8", sets)
     assert load_direction_set(broken) is None
 
@@ -204,6 +204,6 @@ def test_scan_of_a_concept_layer_finds_the_photos_where_each_concept_is_stronges
         best = int(np.argmax(peaks[:, unit]))
         assert Path(top[0].path).name == files[best].name, unit
         assert top[0].value == pytest.approx(float(peaks[best, unit]), rel=1e-3, abs=1e-4)
-    with pytest.raises(ScanError, match="no direction layer '_blocks.8@nmf99'"):
+    with pytest.raises(ScanError, match=r"no direction layer '_blocks\.8@nmf99'"):
         run_job(scan(loaded, photos, [f"{SOURCE}@nmf99"], cache_dir=str(cache),
                      out=tmp_path / "scan2"))
