@@ -51,10 +51,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     errors += [ImageError, SourceError]
     if "torch" in sys.modules:
         from app.engine.runtime.device import DeviceError
+        from app.engine.runtime.directions import UnknownDirectionLayer
         from app.engine.runtime.distributed import RankFailed
         from app.engine.runtime.models import ModelError
 
-        errors += [DeviceError, ModelError, RankFailed]
+        errors += [DeviceError, ModelError, RankFailed, UnknownDirectionLayer]
     return tuple(errors)
 
 

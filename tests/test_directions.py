@@ -1,0 +1,209 @@
+"""Direction layers (`runtime.directions`): a concept layer in every engine view and command.
+
+One small NMF dictionary is learned once per module (8 scikit-image photos, `_blocks.8` of
+the bundled model, K = 8) into a cache folder that the commands are pointed at through
+`[cache].dir`, as a user's would be.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from app.core.jobs import run_job
+from app.engine.runtime.directions import (
+    DirectionLayer,
+    DirectionSet,
+    UnknownDirectionLayer,
+    direction_layers,
+    direction_sets,
+    load_direction_set,
+    resolve,
+    split_direction_layer,
+    write_direction_set,
+)
+
+SOURCE = "_blocks.8"
+K = 8
+LAYER = f"{SOURCE}@nmf{K}"
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera", "cat", "immunohistochemistry",
+          "hubble_deep_field")
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    from app.engine.runtime.models import load_bundled
+
+    return load_bundled(torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, loaded):
+    """(photos folder, cache dir, settings.toml, the dictionary) learned once."""
+    from skimage import data as skdata
+
+    from app.engine.analyses.concepts import learn_concepts
+
+    base = tmp_path_factory.mktemp("directions")
+    photos = base / "photos"
+    photos.mkdir()
+    for name in PHOTOS:
+        img = getattr(skdata, name)()
+        rgb = np.dstack([img] * 3) if img.ndim == 2 else img[..., :3]
+        assert cv2.imwrite(str(photos / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    cache = base / "cache"
+    d = run_job(learn_concepts(loaded, photos, SOURCE, K, samples=1200, iterations=150,
+                               cache_dir=str(cache)))
+    assert d.concept_layer == LAYER
+    settings = base / "settings.toml"
+    settings.write_text(f"[cache]\ndir = \"{cache}\"\n")
+    return photos, cache, settings, d
+
+
+def source_acts(loaded, images: list[np.ndarray]) -> torch.Tensor:
+    from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
+    from app.engine.runtime.recorder import ActivationRecorder
+
+    x = prepare_batch([frame_to_tensor(i, loaded.device) for i in images], loaded.preprocess)
+    with torch.no_grad(), ActivationRecorder(loaded.module, [SOURCE]) as rec:
+        rec.run(x)
+        return rec.activations[SOURCE].clone()
+
+
+# -- the runtime: names, the store, the math --------------------------------------------------
+
+
+def test_names_split_at_the_last_at_sign():
+    assert split_direction_layer("a.b@nmf32") == ("a.b", "nmf32")
+    assert split_direction_layer("a.b:cls@sae512") == ("a.b:cls", "sae512")
+    assert split_direction_layer("_blocks.11") == ("_blocks.11", "")
+    assert split_direction_layer("@x") == ("@x", "") and split_direction_layer("a@") == ("a@", "")
+
+
+def test_the_store_finds_the_newest_complete_set_per_name(tmp_path):
+    root = tmp_path / "cache"
+    rng = np.random.default_rng(0)
+
+    def write(sub: str, name: str, kind: str = "linear", k: int = 3) -> Path:
+        folder = root / "directions" / "model-x" / "a.b" / sub
+        write_direction_set(folder, rng.standard_normal((k, 5)), [f"d{i}" for i in range(k)],
+                            {"kind": kind, "source_layer": "a.b", "direction_layer": name})
+        return folder
+
+    old = write("cav-1", "a.b@cav")
+    new = write("cav-2", "a.b@cav", k=4)
+    import os
+
+    os.utime(old / "meta.json", (1, 1))
+    write("atlas", "a.b@atlas")
+    broken = write("half", "a.b@half")
+    (broken / "meta.json").unlink()  # a writer killed before its last file
+    sets = direction_sets(root, "model-x")
+    assert list(sets) == ["a.b@atlas", "a.b@cav"]
+    assert sets["a.b@cav"].folder == new and sets["a.b@cav"].k == 4
+    assert sets["a.b@cav"].names == ("d0", "d1", "d2", "d3")
+    assert direction_sets(root, "other-model") == {}
+    with pytest.raises(UnknownDirectionLayer, match=r"a\.b@atlas, a\.b@cav"):
+        resolve("a.b@nmf8", sets)
+    assert load_direction_set(broken) is None
+
+
+def test_linear_codes_are_dot_products_and_the_parts_add_up():
+    rng = np.random.default_rng(1)
+    d = rng.standard_normal((3, 6)).astype(np.float32) * 2
+    layer = DirectionLayer(DirectionSet("l@cav", "l", "linear", d, ("a", "b", "c")),
+                           torch.device("cpu"))
+    acts = torch.tensor(rng.standard_normal((2, 6, 4, 5)).astype(np.float32))
+    codes = layer.codes(acts)
+    expected = np.einsum("nchw,kc->nkhw", acts.numpy(), d)
+    assert np.allclose(codes.numpy(), expected, atol=1e-5)
+    parts = layer.decompose(acts)
+    total = layer.component(parts.codes) + parts.residual + parts.rest
+    assert torch.allclose(total, acts, atol=1e-5)
+    # deleting one direction removes the projection on it: the result is orthogonal to it
+    gone = layer.delete(acts, [1])
+    assert np.abs(np.einsum("nchw,c->nhw", gone.numpy(), d[1])).max() < 1e-4
+    assert torch.equal(layer.objective_direction(2), torch.tensor(d[2]))
+    with pytest.raises(ValueError, match="no unit 3"):
+        layer.delete(acts, [3])
+
+
+# -- the bundled model: layers, recorder, scan ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_layers_lists_the_concept_layer_after_its_source(capsys, world):
+    import app.cli as cli
+
+    _, _, settings, _ = world
+    assert cli.main(["layers", "--device", "cpu", "--settings", str(settings), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    names = [entry["name"] for entry in doc["layers"]]
+    at = names.index(SOURCE)
+    assert names[at + 1] == LAYER
+    entry, source = doc["layers"][at + 1], doc["layers"][at]
+    assert entry["kind"] == "concepts" and entry["shape"] == [K, *source["shape"][1:]]
+    assert doc["default_layer"] != LAYER
+    assert cli.main(["layers", "--device", "cpu", "--json"]) == 0  # another cache: none
+    assert LAYER not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_recorder_records_codes_of_the_source(world, loaded):
+    from skimage import data as skdata
+
+    from app.engine.analyses.concepts import ConceptLayer
+    from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
+    from app.engine.runtime.recorder import ActivationRecorder, truncated_forward
+
+    _, cache, _, d = world
+    dirs = direction_layers(loaded, [LAYER, "_blocks.3"], str(cache))
+    assert list(dirs) == [LAYER]
+    acts = source_acts(loaded, [skdata.chelsea()])
+    x = prepare_batch([frame_to_tensor(skdata.chelsea(), loaded.device)], loaded.preprocess)
+    with torch.no_grad(), ActivationRecorder(loaded.module, [LAYER], dirs) as rec:
+        forward, unhook = truncated_forward(loaded.module, rec, [LAYER])
+        rec.run(x, forward)
+        unhook()
+        got = rec.activations[LAYER]
+        assert rec.kinds[LAYER] == "concepts"
+        assert not any(k.startswith("_blocks.9") for k in rec.activations)  # stopped early
+    expected = ConceptLayer(d, torch.device("cpu")).codes(acts)
+    assert got.shape == (1, K, *acts.shape[2:])
+    assert torch.allclose(got, expected, atol=1e-5) and float(got.max()) > 0
+    with pytest.raises(ValueError, match="no direction set given"):
+        ActivationRecorder(loaded.module, [LAYER])
+
+
+@pytest.mark.slow
+def test_scan_of_a_concept_layer_finds_the_photos_where_each_concept_is_strongest(
+        world, loaded, tmp_path):
+    from app.core.scan_results import load_scan_folder
+    from app.engine.analyses.concepts import ConceptLayer
+    from app.engine.analyses.patches import ScanError, scan
+
+    photos, cache, _, d = world
+    report = run_job(scan(loaded, photos, [LAYER], top_k=3, batch_size=4, workers=0,
+                          cache_dir=str(cache), out=tmp_path / "scan"))
+    res = load_scan_folder(report.layers[LAYER])
+    assert res is not None and res.units == K
+    # independent: each photo's maximum code per concept, from the source activation
+    from app.capture.images import downscale_to, read_image
+
+    files = sorted(photos.iterdir())
+    layer = ConceptLayer(d, torch.device("cpu"))
+    peaks = np.stack([layer.codes(source_acts(loaded, [downscale_to(
+        read_image(str(f), 80_000_000), 1280)]))[0].amax((1, 2)).numpy() for f in files])
+    for unit in range(K):
+        top = res.top(unit)
+        best = int(np.argmax(peaks[:, unit]))
+        assert Path(top[0].path).name == files[best].name, unit
+        assert top[0].value == pytest.approx(float(peaks[best, unit]), rel=1e-3, abs=1e-4)
+    with pytest.raises(ScanError, match=r"no direction layer '_blocks\.8@nmf99'"):
+        run_job(scan(loaded, photos, [f"{SOURCE}@nmf99"], cache_dir=str(cache),
+                     out=tmp_path / "scan2"))
