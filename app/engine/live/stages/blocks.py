@@ -96,7 +96,7 @@ class BlocksStage(BaseStage):
         assert self.ctx.concepts is not None
         concept = self.ctx.concepts.layers[layer]
         codes = concept.codes(g.activation)
-        along = torch.einsum("nchw,kc->nkhw", g.gradient.float(), concept.h)
+        along = concept.unit_gradient(g.gradient.float())
         return dataclasses.replace(g, activation=codes, gradient=along)
 
     def _run_edited(self, frame: FramePass, layer: str, edit: Edit,
