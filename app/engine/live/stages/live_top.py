@@ -30,7 +30,7 @@ class LiveTopStage(BaseStage):
             self._changes += 1
         if frame.frame_id is not None and frame.acts is not None:
             loaded = self.ctx.loaded
-            rf = receptive_field(loaded.module, self.ctx.source_of(layer), loaded.preprocess.size)
+            rf = receptive_field(loaded.module, layer, loaded.preprocess.size)
             if self.live_topk.update(frame.acts, frame.frame_id, frame.image, frame.crop, rf):
                 self._changes += 1
         key = (layer, unit, self._changes)
