@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from app.core.jobs import run_job
-from app.core.results import DeletionRecord
+from app.core.results import DeletionRecord, LiveTopRecord
 from app.core.settings import Settings
 from app.core.view import DeletionView, ViewState
 from app.engine.analyses.concepts import ConceptLayer, learn_concepts, load_dictionary
@@ -79,6 +79,11 @@ def test_a_concept_layer_tiles_the_codes_of_the_recorded_source_map(learned):
     assert tile.max() == 255
     assert np.unravel_index(tile.argmax(), tile.shape) == np.unravel_index(
         codes[strongest].argmax(), (h, w))
+    # a fresh frame: the live top-k of a concept keeps its code's maximum, like a unit's
+    fresh = proc.process(chelsea(), ViewState(layer=CONCEPTS, unit=strongest), frame_id=10**6)
+    top = fresh.record(LiveTopRecord)
+    assert top is not None and len(top.patches) == 1
+    assert top.patches[0].value == pytest.approx(float(codes[strongest].max()), rel=1e-5)
 
 
 def test_deleting_a_concept_live_removes_exactly_its_component(learned):
