@@ -88,3 +88,22 @@ def test_d_deletes_the_selected_concept_live(ui, backend, monkeypatch, tmp_path)
     ui.press(Qt.Key.Key_D)
     ui.wait_until(lambda: backend.views[-1].part(DeletionView).ablated == ((CONCEPTS, (5,)),))
     assert activations(CONCEPTS).shape[0] == 32
+
+
+def test_a_dissection_label_names_a_concept_nobody_named(ui, backend, monkeypatch, tmp_path):
+    from app.core.messages import ConceptUnit, LayerConcepts
+
+    learned(ui, backend, monkeypatch, str(tmp_path))
+    ui.select_unit(3)
+    ui.rename_concept("whiskers")
+    ui.wait_until(lambda: "whiskers" in ui.unit_title())
+    units = (ConceptUnit(2, "fur", "texture", 0.12, True),
+             ConceptUnit(3, "grass", "texture", 0.09, True),
+             ConceptUnit(4, "sky", "texture", 0.01, False))  # under the minimum IoU
+    backend.emit(LayerConcepts(CONCEPTS, "photos", units, 2, 2))
+    ui.wait_refreshes(2)
+    assert "whiskers" in ui.unit_title()  # the user's name wins over the label
+    ui.select_unit(2)
+    ui.wait_until(lambda: "fur" in ui.unit_title())
+    ui.select_unit(4)
+    ui.wait_until(lambda: "concept 4" in ui.unit_title())
