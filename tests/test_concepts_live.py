@@ -79,6 +79,14 @@ def test_a_concept_layer_tiles_the_codes_of_the_recorded_source_map(learned):
     assert tile.max() == 255
     assert np.unravel_index(tile.argmax(), tile.shape) == np.unravel_index(
         codes[strongest].argmax(), (h, w))
+    # another photo, then the first again: each frame's own codes (none kept from before)
+    other = proc.process(coffee(), ViewState(layer=CONCEPTS, unit=3))
+    other_codes = ConceptLayer(load_dictionary(d.folder), CPU).codes(
+        proc.recorder.activations[SOURCE][-1]).numpy()
+    assert np.abs(other_codes[3] - codes[3]).max() > 1e-3
+    np.testing.assert_allclose(other.unit_map, other_codes[3], rtol=1e-5, atol=1e-6)
+    again = proc.process(chelsea(), ViewState(layer=CONCEPTS, unit=3))
+    np.testing.assert_allclose(again.unit_map, codes[3], rtol=1e-5, atol=1e-6)
     # a fresh frame: the live top-k of a concept keeps its code's maximum, like a unit's
     fresh = proc.process(chelsea(), ViewState(layer=CONCEPTS, unit=strongest), frame_id=10**6)
     top = fresh.record(LiveTopRecord)

@@ -75,6 +75,9 @@ class ConceptLayers:
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
         self._deleted: dict[str, tuple[int, ...]] = {}
         self._paused = False
+        # the last codes and the source map they came from: a re-render of a still image
+        # (a click, a key) records the same map, and the codes are the frame's dearest part
+        self._last: tuple[str, torch.Tensor, torch.Tensor] | None = None
 
     def add(self, dictionary: ConceptDictionary) -> LayerInfo | None:
         """Make `dictionary` a layer (replacing one of the same name); None when its source
@@ -84,6 +87,7 @@ class ConceptLayers:
             return None
         name = dictionary.concept_layer
         self.layers[name] = ConceptLayer(dictionary, self.loaded.device)
+        self._last = None
         info = LayerInfo(name, (dictionary.k, *source.shape[1:]), CONCEPTS_KIND, source.layout)
         self.infos[name] = info
         return info
@@ -108,7 +112,14 @@ class ConceptLayers:
     def codes(self, layer: str, recorder: ActivationRecorder) -> torch.Tensor:
         """(K, H, W) codes of the source layer's recorded activation (as the net received it)."""
         concept = self.layers[layer]
-        return concept.codes(recorder.activations[concept.dictionary.source_layer][-1])
+        source = recorder.activations[concept.dictionary.source_layer][-1]
+        last = self._last
+        if (last is not None and last[0] == layer and last[1].shape == source.shape
+                and torch.equal(last[1], source)):
+            return last[2]
+        codes = concept.codes(source)
+        self._last = (layer, source.detach().clone(), codes)
+        return codes
 
     # -- deletion ------------------------------------------------------------------------
     def set_deleted(self, deleted: Mapping[str, Sequence[int]]) -> None:
