@@ -216,3 +216,33 @@ def test_the_why_tab_explains_a_concept_layer_in_concepts(learned):
     expected = (codes * along).sum((1, 2)).numpy()
     assert np.abs(expected).max() > 0
     np.testing.assert_allclose(rec.channels, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_a_concept_is_attributed_through_its_direction(learned):
+    """The attributed value is h_k · a(pos) at the source layer: by linearity its input
+    gradient is Σ_c h_kc ∇a_c(pos), here from the attributor, one source channel at a time."""
+    from app.core.messages import AttributionMode
+    from app.core.results import AttributionRecord
+    from app.core.view import AttributionView
+    from app.engine.analyses.attribution.attributor import Attributor, saliency_to_uint8
+
+    proc, d = learned
+    k, pos = 2, (6, 8)
+    snap = proc.process(chelsea(), ViewState(
+        layer=CONCEPTS, unit=k, parts=(AttributionView(AttributionMode.GUIDED, pos),)))
+    rec = snap.record(AttributionRecord)
+    assert rec is not None and rec.mode == AttributionMode.GRADIENT  # what it really is
+    lm = proc.loaded
+    from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
+
+    x = prepare_batch([frame_to_tensor(chelsea(), CPU)], lm.preprocess)
+    attributor = Attributor(lm.module)
+    attributor.mode = AttributionMode.GRADIENT
+    total = torch.zeros(3, *x.shape[-2:])
+    with torch.enable_grad():
+        for c, weight in enumerate(d.directions[k]):
+            if weight != 0:
+                total += float(weight) * attributor.input_signal(x, SOURCE, c, pos)[0]
+    expected = saliency_to_uint8(total.abs().amax(0).numpy())
+    assert expected.max() == 255
+    assert np.abs(rec.saliency.astype(int) - expected.astype(int)).max() <= 1
