@@ -207,3 +207,46 @@ def test_scan_of_a_concept_layer_finds_the_photos_where_each_concept_is_stronges
     with pytest.raises(ScanError, match=r"no direction layer '_blocks\.8@nmf99'"):
         run_job(scan(loaded, photos, [f"{SOURCE}@nmf99"], cache_dir=str(cache),
                      out=tmp_path / "scan2"))
+
+
+# -- render: the direction objective ----------------------------------------------------------
+
+
+def test_the_direction_objective_is_dot_times_cosine_to_the_power():
+    from app.engine.analyses.featurevis import objectives as obj
+
+    acts = torch.zeros(2, 3, 2, 2)
+    acts[0, :, 0, 0] = torch.tensor([3.0, 4.0, 0.0])  # along v·: dot 3, cos 3/5
+    acts[1, :, 1, 1] = torch.tensor([0.0, 0.0, 2.0])  # orthogonal: dot 0
+    v = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    got = obj.direction_cossim(v, 2.0, "max")(acts, torch.zeros(2, 3, 4, 4))
+    assert got.tolist() == pytest.approx([3 * 0.6 ** 2, 0.0])
+    mean = obj.direction_cossim(v, 2.0, "mean")(acts, torch.zeros(2, 3, 4, 4))
+    assert mean.tolist() == pytest.approx([3 * 0.6 ** 2 / 4, 0.0])
+    # the cosine factor prefers the aligned vector to a longer, misaligned one
+    long = torch.zeros(1, 3, 1, 1)
+    long[0, :, 0, 0] = torch.tensor([3.0, 30.0, 0.0])
+    aligned = torch.zeros(1, 3, 1, 1)
+    aligned[0, 0, 0, 0] = 3.0
+    f = obj.direction_cossim(v[:1], 2.0)
+    assert float(f(aligned, aligned)) > float(f(long, long))
+
+
+@pytest.mark.slow
+def test_a_rendered_concept_beats_the_best_photo_at_its_own_code(capsys, world, loaded):
+    """Issue 23's check: the concept's preferred image, measured as the concept's code (the
+    map maximum, as the scan ranks), beats the best real photo of the folder."""
+    import app.cli as cli
+    from app.engine.analyses.patches import scan
+
+    photos, cache, settings, _ = world
+    run_job(scan(loaded, photos, [LAYER], top_k=3, batch_size=4, workers=0,
+                 cache_dir=str(cache)))  # into the cache, where render finds the best photo
+    argv = ["render", "--layer", LAYER, "--units", "0,1", "--steps", "48", "--size", "128",
+            "--device", "cpu", "--settings", str(settings), "--no-cache", "--json"]
+    assert cli.main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["layer"] == LAYER
+    for row in doc["units"]:
+        assert row["best_dataset_activation"] is not None and row["activation_max"] > 0
+        assert row["activation_max"] > row["best_dataset_activation"], row
