@@ -250,3 +250,62 @@ def test_a_rendered_concept_beats_the_best_photo_at_its_own_code(capsys, world, 
     for row in doc["units"]:
         assert row["best_dataset_activation"] is not None and row["activation_max"] > 0
         assert row["activation_max"] > row["best_dataset_activation"], row
+
+
+# -- deletion ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_deleting_a_concept_changes_the_source_by_exactly_its_component(world, loaded):
+    from skimage import data as skdata
+
+    from app.engine.analyses.ablation import Ablation, AblationError
+    from app.engine.analyses.concepts import ConceptLayer
+    from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
+    from app.engine.runtime.recorder import ActivationRecorder
+
+    _, cache, _, d = world
+    dirs = direction_layers(loaded, [LAYER], str(cache))
+    x = prepare_batch([frame_to_tensor(im, loaded.device)
+                       for im in (skdata.chelsea(), skdata.coffee())], loaded.preprocess)
+    intact = source_acts(loaded, [skdata.chelsea(), skdata.coffee()])
+    layer = ConceptLayer(d, torch.device("cpu"))
+    codes = layer.codes(intact)
+    unit = int(codes.amax((0, 2, 3)).argmax())  # a concept present in these photos
+    with (torch.no_grad(), Ablation(loaded.module, {LAYER: [unit]}, directions=dirs),
+          ActivationRecorder(loaded.module, [SOURCE, "_blocks.9"]) as rec):
+        logits = loaded.module(x)
+        rec.run(x)
+        edited = rec.activations[SOURCE].clone()
+    # independent of the hook: the component from the dictionary's own tensors
+    h = torch.tensor(d.directions)
+    expected = torch.einsum("nhw,c->nchw", codes[:, unit], h[unit])
+    assert torch.allclose(intact - edited, expected, atol=1e-5)
+    assert float(expected.abs().max()) > 0.1
+    with torch.no_grad():
+        assert not torch.allclose(loaded.module(x), logits)  # the hook is off again
+    with pytest.raises(AblationError, match="no direction set given"):
+        Ablation(loaded.module, {LAYER: [0]})
+
+
+@pytest.mark.slow
+def test_predict_ablate_takes_a_concept_layer(capsys, world):
+    import app.cli as cli
+
+    photos, _, settings, _ = world
+    base = ["predict", str(photos / "chelsea.png"), "--device", "cpu", "--settings",
+            str(settings), "--json"]
+    assert cli.main([*base, "--ablate", f"{LAYER}:0-{K - 1}"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ablate"] == {LAYER: list(range(K))}
+    r = doc["results"][0]
+    assert r["top"] != r["ablated_top"]  # every concept gone changes the prediction
+    assert r["intact_top1_probability_after"] < r["top"][0]["probability"]
+    assert cli.main([*base, "--ablate", f"{LAYER}:{K}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deepvis") or LAYER in err
+    assert LAYER in err and err.count("\n") == 1
+    assert cli.main([*base, "--ablate", f"{SOURCE}@nmf99:0"]) == 2
+    err = capsys.readouterr().err
+    assert "no direction layer '_blocks.8@nmf99'" in err and err[-1] == "\n"
+    assert err.count("\n") == 1
