@@ -309,3 +309,79 @@ def test_predict_ablate_takes_a_concept_layer(capsys, world):
     err = capsys.readouterr().err
     assert "no direction layer '_blocks.8@nmf99'" in err and err[-1] == "\n"
     assert err.count("\n") == 1
+
+
+# -- explain: act × grad in concept space -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def attributor(world, loaded):
+    from app.engine.analyses.blocks.layer_attribution import LayerAttributor
+
+    _, cache, _, _ = world
+    att = LayerAttributor(loaded)
+    att.directions.update(direction_layers(loaded, [LAYER], str(cache)))
+    return att
+
+
+def photo_batch(loaded, name: str) -> torch.Tensor:
+    from skimage import data as skdata
+
+    from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
+
+    img = getattr(skdata, name)()
+    rgb = np.dstack([img] * 3) if img.ndim == 2 else img[..., :3]
+    return prepare_batch([frame_to_tensor(rgb, loaded.device)], loaded.preprocess)
+
+
+@pytest.mark.slow
+def test_concept_attributions_and_the_residual_add_up_to_the_layer(attributor, loaded):
+    from app.engine.analyses.blocks.score import ClassScore
+
+    for name in ("chelsea", "coffee"):
+        x = photo_batch(loaded, name)
+        concepts = attributor.attribute(x, LAYER, ClassScore())
+        channels = attributor.attribute(x, SOURCE, ClassScore(concepts.target))
+        total = float(channels.channels.sum())
+        got = float(concepts.channels.sum()) + concepts.residual
+        assert got == pytest.approx(total, rel=1e-3, abs=1e-3), name
+        assert concepts.activations.shape == (K, *channels.activations.shape[1:])
+        assert concepts.channels.shape == (K,) and abs(total) > 0.1
+        assert (concepts.activations >= 0).all()  # NMF codes
+
+
+@pytest.mark.slow
+def test_deleting_the_top_attributed_concepts_hurts_more_than_random_ones(attributor, loaded):
+    """Issue 23's known answer: on most photos the class loses more to its 3 most
+    attributed concepts than to 3 random ones (the mean over 5 random draws)."""
+    from app.engine.analyses.blocks.score import ClassScore
+
+    wins = []
+    for name in ("chelsea", "coffee", "astronaut", "rocket", "cat", "camera"):
+        x = photo_batch(loaded, name)
+        lin = attributor.attribute(x, LAYER, ClassScore())
+        assert lin.target is not None
+        top = [int(u) for u in lin.ranked()[:3]]
+        rng = np.random.default_rng(0)
+        randoms = [sorted(rng.choice(K, 3, replace=False).tolist()) for _ in range(5)]
+        p = attributor.deleted_probabilities(x, LAYER, lin.target, [[], top, *randoms])
+        assert p[0] == pytest.approx(lin.probability, abs=1e-3)  # nothing deleted: intact
+        wins.append(p[1] < p[2:].mean())
+    assert sum(wins) >= 4, wins
+
+
+@pytest.mark.slow
+def test_explain_on_a_concept_layer(capsys, world):
+    import app.cli as cli
+
+    photos, _, settings, _ = world
+    argv = ["explain", str(photos / "chelsea.png"), "--layer", LAYER, "--device", "cpu",
+            "--settings", str(settings), "--groups", "2", "--seeds", "2", "--json"]
+    assert cli.main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    r = doc["results"][0]
+    assert doc["layer"] == LAYER and doc["shape"][0] == K
+    assert sorted(e["unit"] for e in r["channels"]) == list(range(K))
+    assert isinstance(r["residual_attribution"], float)
+    assert cli.main([*argv, "--integrated", "4"]) == 2
+    assert "not supported" in capsys.readouterr().err
