@@ -385,3 +385,32 @@ def test_explain_on_a_concept_layer(capsys, world):
     assert isinstance(r["residual_attribution"], float)
     assert cli.main([*argv, "--integrated", "4"]) == 2
     assert "not supported" in capsys.readouterr().err
+
+
+# -- dissection: concept maps as unit maps -----------------------------------------------
+
+
+@pytest.mark.slow
+def test_dissect_labels_the_concepts_of_a_concept_layer(world, loaded, tmp_path):
+    from app.engine.analyses.concepts import ConceptLayer
+    from app.engine.analyses.dissection import dissect
+
+    photos, cache, _, d = world
+    result = run_job(dissect(loaded, photos, [SOURCE, LAYER], workers=0, batch_size=4,
+                             top_k=2, cache_dir=str(cache), out=tmp_path / "dissect"))
+    units = result.layers[LAYER].units
+    assert [u.unit for u in units] == list(range(K))
+    assert len(result.layers[SOURCE].units) == d.channels
+    # the thresholds are quantiles of the concept codes, not of the source's channels
+    layer = ConceptLayer(d, torch.device("cpu"))
+    from skimage import data as skdata
+
+    peaks = np.stack([layer.codes(source_acts(loaded, [
+        np.dstack([i] * 3) if i.ndim == 2 else i[..., :3]]))[0].amax((1, 2)).numpy()
+        for i in (getattr(skdata, n)() for n in PHOTOS)])
+    for u in units:
+        assert 0 < u.threshold <= 1.2 * peaks[:, u.unit].max(), u
+        assert all(0 <= iou <= 1 for _, iou in u.per_category.values())
+    assert result.kind == "colour"
+    print(f"\nunits: {sum(u.interpretable for u in result.layers[SOURCE].units)}"
+          f"/{d.channels} labelled, concepts: {sum(u.interpretable for u in units)}/{K}")
