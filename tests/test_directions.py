@@ -414,3 +414,29 @@ def test_dissect_labels_the_concepts_of_a_concept_layer(world, loaded, tmp_path)
     assert result.kind == "colour"
     print(f"\nunits: {sum(u.interpretable for u in result.layers[SOURCE].units)}"
           f"/{d.channels} labelled, concepts: {sum(u.interpretable for u in units)}/{K}")
+
+
+# -- ablate: curves of a concept layer ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ablate_curves_of_a_concept_layer(capsys, world, loaded):
+    import app.cli as cli
+    from app.capture.images import read_image
+    from app.engine.analyses.ablation import predict_ablated
+
+    photos, cache, settings, _ = world
+    argv = ["ablate", str(photos), "--layer", LAYER, "--seeds", "1", "--points", "3",
+            "--device", "cpu", "--settings", str(settings), "--no-cache", "--json"]
+    assert cli.main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["layer"] == LAYER and doc["units"] == K and doc["deleted"] == [0, K // 2, K]
+    assert doc["labels"] == "intact_top1" and doc["images"] == len(PHOTOS)
+    curves = [doc["curves"]["random"]["mean"], doc["curves"]["selectivity_high_to_low"]]
+    assert all(c[0] == 1.0 for c in curves)  # nothing deleted: the intact top-1 itself
+    # every concept deleted: the share of photos whose top-1 survives, as predict measures it
+    images = [read_image(str(p), 80_000_000) for p in sorted(photos.iterdir())]
+    after = predict_ablated(loaded, images, {LAYER: list(range(K))}, top_k=1,
+                            directions=direction_layers(loaded, [LAYER], str(cache)))
+    kept = np.mean([a.intact[0].index == a.ablated[0].index for a in after])
+    assert all(c[-1] == pytest.approx(kept) for c in curves) and kept < 1
