@@ -185,7 +185,8 @@ class DirectionLayer:
             z = encode_topk(flat, e["w_enc"], e["b_enc"], e["b_dec"], self.active)
         else:
             z = flat @ h_.T
-        out = z.reshape(n, h, w, -1).permute(0, 3, 1, 2).to(acts.dtype)
+        # contiguous like a layer's own map: views flatten and view it
+        out = z.reshape(n, h, w, -1).permute(0, 3, 1, 2).to(acts.dtype).contiguous()
         return out[0] if one else out
 
     def check_units(self, units: Sequence[int]) -> None:

@@ -60,6 +60,11 @@ from app.engine.analyses.dissection.scoring import label_units, summarize
 from app.engine.analyses.dissection.sketch import QuantileSketch
 from app.engine.analyses.dissection.tally import NO_IMAGE, Tally, TopImages, draw_mask, strip
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.directions import (
+    DirectionLayer,
+    UnknownDirectionLayer,
+    direction_layers,
+)
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import ActivationRecorder, discover_layers, truncated_forward
@@ -79,9 +84,11 @@ class _Meter:
                                images_per_s=rate, eta_s=eta)
 
 
-def _layer_shapes(loaded: LoadedModel, layers: Sequence[str]
+def _layer_shapes(loaded: LoadedModel, layers: Sequence[str],
+                  directions: dict[str, DirectionLayer] | None = None,
                   ) -> tuple[dict[str, tuple[int, ...]], set[str]]:
-    infos, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    infos, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device,
+                                   [d.set for d in (directions or {}).values()])
     by_name = {i.name: i.shape for i in infos}
     if not layers:
         raise DissectionError("no layers to dissect")
@@ -125,11 +132,17 @@ def dissect(
             "concepts": f"{concepts.kind} {list(concepts.categories)}", "layers": layers,
             "quantile": quantile, "min IoU": min_iou, "bins": bins, "top_k": top_k,
             "batch size": batch_size, "max pixels": max_pixels})
-    shapes, clone = _layer_shapes(loaded, layers)
-    digest = hashlib.sha256(json.dumps([
+    try:  # a concept layer (`L@nmf32`): its concept maps are dissected as unit maps
+        directions = direction_layers(loaded, layers, cache_dir)
+    except UnknownDirectionLayer as exc:
+        raise DissectionError(str(exc)) from None
+    shapes, clone = _layer_shapes(loaded, layers, directions)
+    digest_doc: list[Any] = [
         model_key(loaded), CACHE_FORMAT, DISSECT_FORMAT, files_fingerprint(concepts.files),
-        concepts.kind, concepts.categories, quantile, bins, top_k, max_pixels,
-    ]).encode()).hexdigest()[:16]
+        concepts.kind, concepts.categories, quantile, bins, top_k, max_pixels]
+    if directions:  # a relearned dictionary is another layer
+        digest_doc.append(sorted(str(d.set.folder) for d in directions.values()))
+    digest = hashlib.sha256(json.dumps(digest_doc).encode()).hexdigest()[:16]
     folder = Path(out) if out is not None else (
         cache_root(cache_dir) / model_key(loaded) / "dissect" / digest)
     todo = [n for n in layers if not resume or not _layer_done(folder, n, digest)]
@@ -143,7 +156,7 @@ def dissect(
                 loaded, concepts, todo, shapes, clone, folder, digest, quantile=quantile,
                 batch_size=batch_size, workers=workers, top_k=top_k, bins=bins,
                 checkpoint_every=checkpoint_every, max_pixels=max_pixels, resume=resume,
-                mp_context=mp_context, ranks=ranks)
+                mp_context=mp_context, ranks=ranks, directions=directions)
         except Exception as exc:
             if ranks is None:
                 raise
@@ -198,6 +211,7 @@ def _compute(
     clone: set[str], folder: Path, digest: str, *, quantile: float, batch_size: int,
     workers: int, top_k: int, bins: int, checkpoint_every: int, max_pixels: int,
     resume: bool, mp_context: str | None, ranks: Ranks | None = None,
+    directions: dict[str, DirectionLayer] | None = None,
 ) -> Job[DissectProgress, tuple[bool, float]]:
     """Both passes over the dataset for the layers `todo`; stores their tallies in `folder`.
     Returns (resumed from a checkpoint, images per second over what ran now)."""
@@ -255,7 +269,7 @@ def _compute(
     meter = _Meter(2 * len(mine), (len(mine) if stage == 2 else 0)
                    + min(done * batch_size, len(mine)))
     computed = 0
-    with torch.no_grad(), ActivationRecorder(model, todo) as rec:
+    with torch.no_grad(), ActivationRecorder(model, todo, directions) as rec:
         rec.clone_layers |= clone & set(todo)
         forward, unhook = truncated_forward(model, rec, todo)
         last_saved, dirty = done, False
