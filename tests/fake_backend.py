@@ -23,6 +23,7 @@ from app.core.backend import Event
 from app.core.messages import (
     AblationCurves,
     AttributionMode,
+    ConceptNames,
     ConceptUnit,
     Frame,
     FrameImage,
@@ -30,6 +31,7 @@ from app.core.messages import (
     IntegratedExplanation,
     LayerConcepts,
     LayerInfo,
+    LayersChanged,
     ModelChoice,
     ModelFailed,
     ModelReady,
@@ -53,6 +55,8 @@ from app.core.requests import (
     AccentuateRequest,
     ActivationGridRequest,
     ClassUnitsRequest,
+    ConceptNamesRequest,
+    ConceptsRequest,
     DissectRequest,
     GroupIconsRequest,
     IntegratedRequest,
@@ -62,6 +66,7 @@ from app.core.requests import (
     LayerConceptsRequest,
     PreferredGridRequest,
     PreferredImageRequest,
+    RenameConceptRequest,
     RenderLayerRequest,
     Request,
     ScanRequest,
@@ -97,6 +102,22 @@ LAYERS: tuple[LayerInfo, ...] = (
     LayerInfo("logits", (1000, 1, 1), "output"),
 )
 DEFAULT_LAYER = "_blocks.5._depthwise_conv"
+
+
+def layer_info(name: str) -> LayerInfo:
+    """A layer of `LAYERS`, or a concept layer of one (`SOURCE@nmfK`: K maps of its size)."""
+    source, at, method_k = name.partition("@")
+    info = next(i for i in LAYERS if i.name == source)
+    if not at:
+        return info
+    k = int(method_k.lstrip("abcdefghijklmnopqrstuvwxyz"))
+    return LayerInfo(name, (k, *info.shape[1:]), "concepts")
+
+
+def with_concept_layer(source: str, k: int, method: str) -> tuple[LayerInfo, ...]:
+    """`LAYERS` with the concept layer of `source` right after it (what the session sends)."""
+    concept = layer_info(f"{source}@{method}{k}")
+    return tuple(x for i in LAYERS for x in ((i, concept) if i.name == source else (i,)))
 PREDICTIONS = (
     Prediction(285, "Egyptian cat", 0.612),
     Prediction(281, "tabby, tabby cat", 0.204),
@@ -243,7 +264,7 @@ def layer_concepts(layer: str) -> LayerConcepts:
     """Every 4th unit of the default layer detects a colour, the better the lower the unit."""
     if layer != DEFAULT_LAYER:
         return LayerConcepts(layer, "", (), note=f"No dissection of {layer} yet.")
-    c = next(i for i in LAYERS if i.name == layer).channels
+    c = layer_info(layer).channels
     units = tuple(ConceptUnit(u, COLOURS[u // 4 % len(COLOURS)], "color",
                               round(0.2 - u / 1000, 3), u % 4 == 0 and u < 40) for u in range(c))
     return LayerConcepts(layer, "photos (colour, 5 images, min IoU 0.04)", units, 10, 5,
@@ -300,7 +321,7 @@ def live_top(layer: str, unit: int, k: int = 9) -> tuple[Patch, ...]:
 
 def ablation_curves(layer: str, points: int = 11) -> AblationCurves:
     """Curves shaped like Morcos et al.'s: selective-first falls slower than random."""
-    c = next(i for i in LAYERS if i.name == layer).channels
+    c = layer_info(layer).channels
     f = np.linspace(0.0, 1.0, points)
     random = 0.74 * (1.0 - f**1.6)
     rng = np.random.default_rng(zlib.crc32(layer.encode()))
@@ -330,7 +351,7 @@ def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
 @cache
 def activations(layer: str, seed: int = 0) -> np.ndarray:
     """(C, H, W) float32 non-negative maps for `layer`, computed from the photo."""
-    info = next(i for i in LAYERS if i.name == layer)
+    info = layer_info(layer)
     c, h, w = info.shape
     x, y, side, _ = centre_crop(photo().shape)
     rgb = _resize(photo()[y : y + side, x : x + side].astype(np.float32) / 255.0, h, w)
@@ -446,6 +467,7 @@ class FakeBackend:
         # scan" note), and with preferred-image previews at these steps of 64 (64: the final)
         self.photos = photos
         self.render_steps = render_steps
+        self.concept_names: dict[str, list[str]] = {}  # what the dictionaries' names.json hold
         if ready:
             self._events.append(self.model_ready())
             self._events.append(SourceReady("chelsea.png", "image", 1, 0))
@@ -572,6 +594,21 @@ class FakeBackend:
             self._preview(r, UnitPatches(layer, unit, dataset_patches(self.photos, layer, unit)))
         self._preview(r, *(self.preferred(layer, unit, step) for step in self.render_steps))
 
+    def _concepts(self, r: ConceptsRequest) -> None:
+        """Learned at once: one step, then the layer list with the concept layer in it."""
+        self._step(r, 0, 4, "collect 0/4 images")
+        layers = with_concept_layer(r.layer, r.k, r.method)
+        added = f"{r.layer}@{r.method}{r.k}"
+        self.concept_names[added] = [f"concept {i}" for i in range(r.k)]
+        self._end(r, f"{added} learned", LayersChanged(layers, added))
+
+    def _concept_names(self, r: ConceptNamesRequest | RenameConceptRequest) -> None:
+        names = self.concept_names.setdefault(
+            r.layer, [f"concept {i}" for i in range(layer_info(r.layer).channels)])
+        if isinstance(r, RenameConceptRequest):
+            names[r.unit] = " ".join(r.name.split()) or f"concept {r.unit}"
+        self._end(r, "names", ConceptNames(r.layer, tuple(names)))
+
     @staticmethod
     def preferred(layer: str, unit: int, step: int, total: int = 64) -> PreferredImage:
         act = 4.0 + 14.0 * step / total
@@ -632,13 +669,13 @@ class FakeBackend:
             if u % 2 == 0)))
 
     def _render_layer(self, r: RenderLayerRequest) -> None:
-        c = next(i for i in LAYERS if i.name == r.layer).channels
+        c = layer_info(r.layer).channels
         self._step(r, 0, c, f"0 / {c} units")
 
     @staticmethod
     def preferred_grid(layer: str, aspect: float = 1.0, tile: int = 16) -> PreferredGrid:
         """Even units have an image (a flat colour from the unit), odd ones not yet."""
-        c = next(i for i in LAYERS if i.name == layer).channels
+        c = layer_info(layer).channels
         g = grid_geometry(c, tile, tile, pad=2, aspect=aspect)
         image = np.zeros((g.height, g.width, 3), np.uint8)
         for u in range(c):
@@ -678,4 +715,7 @@ ANSWERS: dict[type[Request], Callable[[FakeBackend, Any], None]] = {
     RenderLayerRequest: FakeBackend._render_layer,
     PreferredGridRequest: lambda b, r: b._end(r, "grid", b.preferred_grid(r.layer, r.aspect)),
     AblationRequest: lambda b, r: b._step(r, 0, 500, "0 / 500 images"),
+    ConceptsRequest: FakeBackend._concepts,
+    ConceptNamesRequest: FakeBackend._concept_names,
+    RenameConceptRequest: FakeBackend._concept_names,
 }

@@ -115,6 +115,14 @@ class WindowDriver:
     def start_render_layer(self) -> None:
         self.window.features.units.start_render_layer()
 
+    def learn_concepts(self, folder: str, k: int = 32, method: str = "nmf") -> None:
+        """Analysis → Learn concepts of this layer, with `folder` chosen in the dialog."""
+        self.window.features.concepts.learn(folder, k, method)
+
+    def rename_concept(self, name: str) -> None:
+        """Rename concept…, with `name` typed in the dialog."""
+        self.window.features.concepts.rename(name)
+
     def click_unit(self, unit: int) -> None:
         grid = self._panes.grid
         self._click(grid.mouse_area(), grid.tile_position(unit))

@@ -130,7 +130,7 @@ def scipy_codes(h: np.ndarray, acts: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("system_budget", [1 << 24, 700])
 def test_concept_codes_equal_an_independent_nnls(monkeypatch, system_budget):
     """…in one batch of positions, or (a tiny budget) in blocks of a few positions."""
-    import app.engine.analyses.concepts.nmf as nmf
+    import app.engine.runtime.nnls as nmf
 
     monkeypatch.setattr(nmf, "SYSTEM_BUDGET", system_budget)
     rng = np.random.default_rng(1)

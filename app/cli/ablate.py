@@ -53,9 +53,14 @@ def run(args: argparse.Namespace) -> int:
     loaded, settings = load_for(args)
 
     from app.engine.analyses.ablation import AblationError, find_dataset, layer_curves
+    from app.engine.runtime.directions import direction_layers, is_direction_layer
     from app.engine.runtime.recorder import discover_layers
 
-    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    if args.class_ is not None and is_direction_layer(args.layer):
+        raise CliError("ablate --class does not take a concept layer yet: drop --class")
+    directions = direction_layers(loaded, [args.layer], settings.cache.dir)
+    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device,
+                                [d.set for d in directions.values()])
     names = {info.name for info in layers}
     if args.layer not in names:
         raise CliError(f"no recordable layer {args.layer!r} in {loaded.name} "

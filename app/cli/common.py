@@ -57,10 +57,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     if "torch" in sys.modules:
         from app.engine.runtime.cache import CacheError
         from app.engine.runtime.device import DeviceError
+        from app.engine.runtime.directions import UnknownDirectionLayer
         from app.engine.runtime.distributed import RankFailed
         from app.engine.runtime.models import ModelError
 
-        errors += [CacheError, DeviceError, ModelError, RankFailed]
+        errors += [CacheError, DeviceError, ModelError, RankFailed, UnknownDirectionLayer]
     return tuple(errors)
 
 

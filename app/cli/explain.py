@@ -49,13 +49,16 @@ def run(args: argparse.Namespace) -> int:
     from app.core.class_names import ClassNameError
     from app.core.jobs import run_job
     from app.engine.analyses.blocks import BlocksError, ExplainRequest, class_score, explain_job
+    from app.engine.runtime.directions import direction_layers
     from app.engine.runtime.recorder import discover_layers
 
     try:
         score = class_score(args.target, loaded.class_names, args.vs)
     except ClassNameError as exc:
         raise CliError(str(exc)) from None
-    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    directions = direction_layers(loaded, [args.layer], settings.cache.dir)
+    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device,
+                                [d.set for d in directions.values()])
     if args.layer not in {info.name for info in layers}:
         raise CliError(f"no recordable layer {args.layer!r} in {loaded.name} "
                        "(see `deepvis layers`)")
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                              seeds=args.seeds)
     bar = TextProgress("explain")
     try:
-        report = run_job(explain_job(loaded, images, request), bar)
+        report = run_job(explain_job(loaded, images, request, directions=directions), bar)
     except BlocksError as exc:
         raise CliError(str(exc)) from None
     finally:

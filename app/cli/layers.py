@@ -2,7 +2,9 @@
 
 The layout says what the module outputs before it becomes the (C, H, W) map every view uses:
 a conv map, transformer tokens (an h×w grid of patch tokens), the class/register tokens of
-a token layer (`NAME:cls`, C×1×P), or a channels-last map (NHWC, permuted).
+a token layer (`NAME:cls`, C×1×P), or a channels-last map (NHWC, permuted). A direction
+layer (`SOURCE@TAG`: a concept dictionary learned by `deepvis concepts`, later CAVs) stored
+for this model is listed right after its source, (K, H, W), kind "concepts".
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.engine.runtime.directions import model_direction_sets
     from app.engine.runtime.recorder import default_layer, discover_layers
 
-    loaded, _ = load_for(args)
-    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    loaded, settings = load_for(args)
+    sets = model_direction_sets(loaded, settings.cache.dir).values()
+    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device, sets)
     if args.json:
         print_json({"model": loaded.name, "default_layer": default_layer(layers),
                     "layers": [{"name": i.name, "shape": list(i.shape), "kind": i.kind,
@@ -42,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
 def layout_text(info: LayerInfo) -> str:
     """The layout in words: "conv map", "tokens 14×14 ×768", "1 class/register token"…"""
     c, h, w = (*info.shape, 1, 1, 1)[:3]
+    if info.kind == "concepts":
+        return f"{c} directions of the source"
     if info.layout == "tokens":
         return f"tokens {h}×{w}×{c}"
     if info.layout == "cls":

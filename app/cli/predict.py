@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import CliError, add_common, load_for, print_json
+from app.cli.common import CliError, add_common, load_for, print_json, settings_for
 
 NAME = "predict"
 HELP = "top classes for images"
@@ -116,15 +116,29 @@ def _rows(preds: Any) -> list[dict[str, Any]]:
 
 def _predict_ablated(args: argparse.Namespace, loaded: Any, images: list[Any]) -> int:
     """--ablate: intact and ablated top-k side by side."""
-    from app.engine.analyses.ablation import AblationError, parse_ablations, predict_ablated
+    from app.engine.analyses.ablation import (
+        AblationError,
+        parse_ablation,
+        parse_ablations,
+        predict_ablated,
+    )
+    from app.engine.runtime.directions import direction_layers
     from app.engine.runtime.recorder import discover_layers
 
-    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    try:
+        named = [parse_ablation(spec)[0] for spec in args.ablate]
+    except AblationError as exc:
+        raise CliError(str(exc)) from None
+    # a concept layer (`L@nmf32:3`): its units are deleted from its source (see deletion)
+    directions = direction_layers(loaded, named, settings_for(args).cache.dir)
+    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device,
+                                [d.set for d in directions.values()])
     try:
         units = parse_ablations(args.ablate, {i.name: i.channels for i in layers})
     except AblationError as exc:
         raise CliError(str(exc)) from None
-    results = predict_ablated(loaded, images, units, top_k=args.top_k, mode=args.ablate_mode)
+    results = predict_ablated(loaded, images, units, top_k=args.top_k, mode=args.ablate_mode,
+                              directions=directions)
     if args.json:
         print_json({
             "model": loaded.name, "device": str(loaded.device),

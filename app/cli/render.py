@@ -94,9 +94,12 @@ def run(args: argparse.Namespace) -> int:
     from app.engine.analyses.featurevis import get_preset, render_units
     from app.engine.analyses.featurevis.render_cache import encode_png
     from app.engine.runtime.cache import cache_root, model_key, writable_cache
+    from app.engine.runtime.directions import direction_layers
     from app.engine.runtime.recorder import discover_layers, split_layer_name
 
-    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    directions = direction_layers(loaded, [args.layer], settings.cache.dir)
+    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device,
+                                [d.set for d in directions.values()])
     shapes = {info.name: info.shape for info in layers}
     if args.layer not in shapes and split_layer_name(args.layer)[0] not in dict(
             loaded.module.named_modules()):
@@ -119,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     result = drive(render_units(loaded, args.layer, units, preset, seed=seed,
                                 cache_root=None if args.no_cache else root,
                                 objective=args.objective, batch_size=batch, ranks=ranks,
-                                diversity=diversity, spectrum=spectrum),
+                                diversity=diversity, spectrum=spectrum,
+                                directions=directions.get(args.layer)),
                    "render", ranks)
     if not is_root(ranks):
         return 0  # rank 0 writes the PNGs and prints the whole result
@@ -139,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
         from app.engine.analyses.featurevis import Renderer
 
-        renderer = Renderer(loaded, args.layer)
+        renderer = Renderer(loaded, args.layer, directions=directions.get(args.layer))
         values = renderer.measure(np.stack([finals[u][0] for u in units]), units, "max")
         maxima = {u: round(float(v), 6) for u, v in zip(units, values, strict=True)}
     safe_layer = safe_filename(args.layer)

@@ -313,6 +313,23 @@ class ModelReady:
 
 
 @dataclass(frozen=True)
+class LayersChanged:
+    """The live model's layers changed (a concept layer was learned): the whole new list,
+    and the layer that is new."""
+
+    layers: tuple[LayerInfo, ...]
+    added: str
+
+
+@dataclass(frozen=True)
+class ConceptNames:
+    """The names of a concept layer's units, one per concept, in concept order."""
+
+    layer: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ModelFailed:
     """A model could not be loaded (its error `Notice` came just before); the old one runs on."""
 

@@ -142,6 +142,31 @@ class LayerConceptsRequest(Request):
     layer: str
 
 
+@dataclass(frozen=True)
+class ConceptNamesRequest(Request):
+    """The names of a concept layer's concepts, as stored with its dictionary."""
+
+    kind: ClassVar[str] = "concept_names"
+    label: ClassVar[str] = "concept names"
+    quiet: ClassVar[bool] = True
+    cancellable: ClassVar[bool] = False
+    layer: str
+
+
+@dataclass(frozen=True)
+class RenameConceptRequest(Request):
+    """Give concept `unit` of a concept layer a name, stored with the dictionary (an empty
+    name restores the default)."""
+
+    kind: ClassVar[str] = "concept_rename"
+    label: ClassVar[str] = "rename concept"
+    cancellable: ClassVar[bool] = False
+    progress_bar: ClassVar[bool] = False
+    layer: str
+    unit: int
+    name: str
+
+
 # -- a folder of images ----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -151,6 +176,18 @@ class ScanRequest(FolderRequest):
     kind: ClassVar[str] = "scan"
     label: ClassVar[str] = "scan"
     layer: str
+
+
+@dataclass(frozen=True)
+class ConceptsRequest(FolderRequest):
+    """Learn K concepts (directions) of a layer on a folder; the concept layer they make
+    joins the live view's layers when the job ends."""
+
+    kind: ClassVar[str] = "concepts_learn"
+    label: ClassVar[str] = "concepts"
+    layer: str
+    k: int = 32
+    method: str = "nmf"
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ from app.core.messages import LayerInfo
 from app.gui.image_pane import Panel
 
 LAYOUT_MARKS = {"tokens": "  tokens", "cls": "  class token", "nhwc": "  nhwc"}
+KIND_MARKS = {"concepts": "  concepts"}  # a learned dictionary's layer, after its source
 
 
 def layer_row_text(info: LayerInfo) -> str:
     """`_blocks.5._depthwise_conv  240×28×28`: the list row for a layer; a transformer's
     token layer says so (`encoder.layers.encoder_layer_5  768×14×14  tokens`)."""
     return (f"{info.name}  {'×'.join(str(s) for s in info.shape)}"
-            + LAYOUT_MARKS.get(info.layout, ""))
+            + KIND_MARKS.get(info.kind, LAYOUT_MARKS.get(info.layout, "")))
 
 
 class LayerListPane(Panel):

@@ -44,6 +44,7 @@ from app.gui.event_presenter import EventPresenter
 from app.gui.features.ablation import Ablation
 from app.gui.features.base import Feature, Handler, Window
 from app.gui.features.card import Card
+from app.gui.features.concepts import Concepts
 from app.gui.features.dissection import Dissection
 from app.gui.features.explain import Explain
 from app.gui.features.model import Model
@@ -70,12 +71,13 @@ class Features:
         self.card = Card(w)
         self.ablation = Ablation(w)
         self.dissection = Dissection(w)
+        self.concepts = Concepts(w)
         self.explain = Explain(w)
         self.model = Model(w, initial_layer, initial_unit)
 
     def all(self) -> tuple[Feature, ...]:
         return (self.view, self.sources, self.units, self.card, self.ablation,
-                self.dissection, self.explain, self.model)
+                self.dissection, self.concepts, self.explain, self.model)
 
     def handlers(self) -> dict[type, Handler]:
         """Every feature's handlers; several for one type run in the features' order."""

@@ -59,6 +59,7 @@ class ViewModel(QObject):
         self._grid_aspect = 1.0
         self._attribution = AttributionMode.OFF
         self._class_names: tuple[str, ...] = ()
+        self._unit_names: dict[str, tuple[str, ...]] = {}  # a concept layer's names
         self._explained: int | None = None
         self._versus: int | None = None
         self._explain = False
@@ -232,6 +233,7 @@ class ViewModel(QObject):
     ) -> None:
         """A new model: its layers, and the layer (and unit) to start on; None: no layer."""
         self._layers = tuple(layers)
+        self._unit_names.clear()
         if unit is not None:
             self._unit = unit
         self._layer = None  # so selecting `layer` counts as a change and sends the view
@@ -262,11 +264,23 @@ class ViewModel(QObject):
     def set_class_names(self, names: tuple[str, ...]) -> None:
         self._class_names = tuple(names)
 
+    def set_unit_names(self, layer: str, names: tuple[str, ...]) -> None:
+        """Names of a layer's units (a concept layer's concepts); () forgets them."""
+        self._unit_names[layer] = tuple(names)
+
     def unit_name(self, layer: str | None, unit: int) -> str:
-        """What a unit stands for, when it is known: a class unit's class name."""
+        """What a unit stands for, when it is known: a class unit's class name, a named
+        concept's name."""
         if layer == LOGITS and 0 <= unit < len(self._class_names):
             return self._class_names[unit]
-        return ""
+        names = self._unit_names.get(layer or "", ())
+        return names[unit] if 0 <= unit < len(names) else ""
+
+    def update_layers(self, layers: tuple[LayerInfo, ...]) -> None:
+        """The same model's layers, grown (a concept layer learned): the selection and the
+        deleted units stay."""
+        self._layers = tuple(layers)
+        self.layers_changed.emit()
 
     def select_layer(self, name: str) -> bool:
         """Select a layer by name; the unit is kept if the layer has it, else 0. False: unknown."""

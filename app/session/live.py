@@ -7,6 +7,7 @@ thread so every call from the GUI returns at once.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from app.capture.thread import CaptureThread
 from app.core.backend import Event
 from app.core.messages import (
     Frame,
+    LayersChanged,
     ModelChoice,
     ModelFailed,
     ModelReady,
@@ -34,6 +36,7 @@ from app.core.results import Result
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
 from app.core.view import ViewState
+from app.engine.analyses.concepts import ConceptDictionary
 from app.engine.live import FrameProcessor, InferenceWorker
 from app.engine.runtime.models import (
     BUNDLED,
@@ -78,8 +81,9 @@ class LiveSession:
         self._frozen = False
         self._stopped = False
         self._loaded: LoadedModel | None = None
+        self._processor: FrameProcessor | None = None
         self._channels: dict[str, int] = {}
-        self._jobs = jobs.Jobs(self._events.put)
+        self._jobs = jobs.Jobs(self._post_job)
         self.worker.start()
 
     # -- LiveBackend ------------------------------------------------------------------
@@ -152,6 +156,21 @@ class LiveSession:
     def cancel(self, kind: str) -> None:
         self._jobs.cancel(kind)
 
+    def _post_job(self, event: JobEvent) -> None:
+        """A job's event for the window; a learned dictionary becomes a layer of the live
+        view first, and the event says so with the new layer list."""
+        if isinstance(event.result, ConceptDictionary):
+            event = dataclasses.replace(event, result=self._add_concepts(event.result))
+        self._events.put(event)
+
+    def _add_concepts(self, dictionary: ConceptDictionary) -> LayersChanged | None:
+        processor = self._processor
+        layers = None if processor is None else processor.add_concepts(dictionary)
+        if processor is None or layers is None:
+            return None
+        self._channels = {info.name: info.shape[0] for info in layers}
+        return LayersChanged(layers, dictionary.concept_layer)
+
     def stop(self) -> None:
         if self._stopped:
             return
@@ -197,9 +216,10 @@ class LiveSession:
             return
         b = self.settings.blocks
         processor = FrameProcessor(loaded, self.settings.view.top_k,
-                                   dictionary_top=b.dictionary_top, groups=b.groups)
+                                   dictionary_top=b.dictionary_top, groups=b.groups,
+                                   cache_dir=self.settings.cache.dir)
         self._jobs.cancel_all()  # results for the old model would be wrong now
-        self._loaded = loaded
+        self._loaded, self._processor = loaded, processor
         self._channels = {info.name: info.shape[0] for info in processor.layers}
         self.worker.set_model(processor)
         self._events.put(ModelReady(

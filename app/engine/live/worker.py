@@ -14,11 +14,13 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from app.core.messages import Frame, Normalization, Prediction
+from app.core.messages import Frame, LayerInfo, Normalization, Prediction
 from app.core.results import Result, find_record
 from app.core.slot import LatestSlot
 from app.core.tiling import GridGeometry, grid_geometry
 from app.core.view import ViewState
+from app.engine.analyses.concepts import ConceptDictionary
+from app.engine.live.concepts import ConceptLayers
 from app.engine.live.stages import STAGES, FramePass, Stage, StageContext
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.predict import top_predictions
@@ -64,18 +66,23 @@ class FrameProcessor:
     """
 
     def __init__(self, loaded: LoadedModel, top_k: int = 5, top_k_frames: int = 9,
-                 dictionary_top: int = 4, groups: int = 6) -> None:
+                 dictionary_top: int = 4, groups: int = 6, cache_dir: str | None = None) -> None:
         self.loaded = loaded
         self.top_k = top_k
         layers, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
-        self.layers = layers
-        self.by_name = {info.name: info for info in layers}
         self.default_layer = default_layer(layers)
+        self._lock = threading.Lock()  # add_concepts (a job's thread) against process
+        self.concepts = ConceptLayers(loaded, layers)
+        if cache_dir is not None:  # None: no concept layers from the cache (benchmarks)
+            self.concepts.load_cached(cache_dir)
+        self._base = tuple(layers)
+        self.layers = self.concepts.listed(layers)
+        self.by_name = {info.name: info for info in self.layers}  # the stages share it
         self.recorder = ActivationRecorder(loaded.module).__enter__()
         self.recorder.clone_layers |= clone
         self._geometries: dict[tuple[str, float], GridGeometry] = {}
         ctx = StageContext(loaded, self.recorder, self.by_name, self._top, top_k_frames,
-                           dictionary_top, groups)
+                           dictionary_top, groups, self.concepts)
         self.stages: tuple[Stage, ...] = tuple(make(ctx) for make in STAGES)
 
     def stage(self, kind: type[S]) -> S:
@@ -92,7 +99,20 @@ class FrameProcessor:
     def close(self) -> None:
         for s in self.stages:
             s.close()
+        self.concepts.remove_hooks()
         self.recorder.remove()
+
+    def add_concepts(self, dictionary: ConceptDictionary) -> tuple[LayerInfo, ...] | None:
+        """Show a new (or relearned) dictionary as a layer after its source; the new layer
+        list, or None when it does not fit this model. Safe from any thread."""
+        with self._lock:
+            info = self.concepts.add(dictionary)
+            if info is None:
+                return None
+            self.by_name[info.name] = info
+            self._geometries = {k: g for k, g in self._geometries.items() if k[0] != info.name}
+            self.layers = self.concepts.listed(self._base)
+            return self.layers
 
     def geometry(self, layer: str, aspect: float = 1.0) -> GridGeometry:
         key = (layer, round(min(max(aspect, 0.2), 5.0), 1))
@@ -124,10 +144,14 @@ class FrameProcessor:
             out: torch.Tensor = self.recorder.run(frame.x)
             return out
 
-    @torch.no_grad()
     def process(self, image: np.ndarray, view: ViewState,
                 frame_id: int | None = None) -> Snapshot:
         """One frame through the hooked net. `frame_id` None: a re-render of a seen frame."""
+        with self._lock:
+            return self._process(image, view, frame_id)
+
+    @torch.no_grad()
+    def _process(self, image: np.ndarray, view: ViewState, frame_id: int | None) -> Snapshot:
         lm = self.loaded
         for stage in self.stages:
             image = stage.prepare(image, view)
@@ -137,7 +161,10 @@ class FrameProcessor:
         frame = FramePass(x, image, crop, view, layer, unit, frame_id)
         logits = self._pass(frame)
         # layers above a forked deletion hold [intact; ablated]: show what the net receives
-        acts = self.recorder.activations[layer][-1]
+        if layer in self.concepts.layers:  # codes of the source map, on the device
+            acts = self.concepts.codes(layer, self.recorder)
+        else:
+            acts = self.recorder.activations[layer][-1]
         frame.logits, frame.acts = logits, acts
         g = self.geometry(layer, view.grid_aspect)
         per_channel = view.normalization == Normalization.PER_CHANNEL

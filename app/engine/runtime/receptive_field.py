@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from app.engine.runtime.directions import split_direction_layer
 from app.engine.runtime.layout import MAP, NHWC, split_part
 from app.engine.runtime.truncate import (
     LayerNotReached,
@@ -392,8 +393,10 @@ def receptive_field(model: nn.Module, layer: str, input_size: int) -> ReceptiveF
     """The receptive field of every position of `layer` for a square input.
 
     Cached per (model, layer, input size); thread-safe, and never touches `model` itself
-    (it works on a copy, so a live worker can keep using the model meanwhile).
+    (it works on a copy, so a live worker can keep using the model meanwhile). A direction
+    layer's code at a position reads only its source's activation there: the source's field.
     """
+    layer = split_direction_layer(layer)[0]
     key = (layer, int(input_size))
     with _LOCK:
         entry = _CACHE.setdefault(model, {})

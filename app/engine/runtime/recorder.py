@@ -12,6 +12,12 @@ The network's output is a layer too, `logits`: a classifier's (N, classes) score
 unit works on a class unit unchanged (Building Blocks' class units; a rendered class unit
 is a class visualization). Its module is the model itself, named "" by `named_modules()`.
 
+Direction layers (`SOURCE@TAG`, `runtime.directions`: concept dictionaries, CAVs) are
+recorded by the hook on their source: given their `DirectionLayer`s, the recorder computes
+the codes right when the source is recorded (before a later layer could overwrite it in
+place), so every view that records layers — scans, dissection, the live grid — takes them
+with no code of its own, and `truncated_forward` stops right after the source.
+
 Transformer outputs are recorded as maps too (see `layout`): tokens (N, T, C) as the (N, C,
 h, w) grid of patch tokens, with the class/register tokens as the layer `NAME:cls` (N, C,
 1, P); channels-last (N, H, W, C) permuted to (N, C, H, W). Both are views, not copies.
@@ -20,7 +26,7 @@ h, w) grid of patch tokens, with the class/register tokens as the layer `NAME:cl
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -28,6 +34,13 @@ import torch
 from torch import nn
 
 from app.core.messages import LOGITS, LayerInfo
+from app.engine.runtime.directions import (
+    DIRECTION_KIND,
+    DirectionLayer,
+    DirectionSet,
+    is_direction_layer,
+    split_direction_layer,
+)
 from app.engine.runtime.layout import (
     CLS,
     MAP,
@@ -68,9 +81,22 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
     twice in one pass is recorded as `name` and `name:1`.
     """
 
-    def __init__(self, model: nn.Module, layers: Iterable[str] | None = None) -> None:
+    def __init__(self, model: nn.Module, layers: Iterable[str] | None = None,
+                 directions: Mapping[str, DirectionLayer] | None = None) -> None:
         self.model = model
         wanted = set(layers) if layers is not None else None
+        # a direction layer: recorded by its source's hook (all of them when recording all)
+        self.directions = dict(directions or {})
+        if wanted is not None:
+            tagged = {n for n in wanted if is_direction_layer(n)}
+            missing = sorted(tagged - self.directions.keys())
+            if missing:
+                raise ValueError(f"no direction set given for the layer {missing[0]!r}")
+            self.directions = {n: self.directions[n] for n in tagged}
+            wanted = (wanted - tagged) | {d.set.source for d in self.directions.values()}
+        self._by_source: dict[str, list[str]] = {}
+        for n, d in self.directions.items():
+            self._by_source.setdefault(d.set.source, []).append(n)
         # `name:k` and `name:cls` are recorded by the hook on module `name`
         modules = {split_layer_name(n)[0] for n in wanted} if wanted is not None else None
         named = list(model.named_modules())
@@ -147,6 +173,13 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
             self.activations[cls] = as_map(output, layout, CLS)
             self.kinds[cls] = kind
             self.layouts[cls] = CLS
+        for source in (key, f"{key}:{CLS}") if self._by_source else ():
+            for name in self._by_source.get(source, ()):
+                if source in self.activations:
+                    self.activations[name] = self.directions[name].codes(
+                        self.activations[source])
+                    self.kinds[name] = DIRECTION_KIND
+                    self.layouts[name] = self.layouts[source]
 
     def _on_output(self, _module: nn.Module, _inputs: Any, output: Any) -> None:
         """The model's (N, classes) output as the (N, classes, 1, 1) layer `logits`."""
@@ -206,9 +239,10 @@ def truncated_forward(model: nn.Module, rec: ActivationRecorder, layers: Iterabl
         if wanted <= rec.activations.keys():
             raise _StopForward
 
-    # the module of `name`, `name:k` and `name:cls` alike; `logits` is the model itself.
-    # Registered after the recorder's hooks, so they run after them.
-    names = {"" if n == LOGITS else n.partition(":")[0] for n in wanted}
+    # the module of `name`, `name:k`, `name:cls` and `name@tag` alike; `logits` is the model
+    # itself. Registered after the recorder's hooks, so they run after them.
+    sources = {split_direction_layer(n)[0] for n in wanted}
+    names = {"" if n == LOGITS else n.partition(":")[0] for n in sources}
     handles = [modules[n].register_forward_hook(stop) for n in names]
 
     def forward(x: torch.Tensor) -> None:
@@ -223,13 +257,34 @@ def truncated_forward(model: nn.Module, rec: ActivationRecorder, layers: Iterabl
 
 
 def discover_layers(
-    model: nn.Module, size: int, device: torch.device
+    model: nn.Module, size: int, device: torch.device,
+    directions: Iterable[DirectionSet] = (),
 ) -> tuple[tuple[LayerInfo, ...], set[str]]:
-    """Recordable layers of `model` for a size×size input, and those that need cloning."""
+    """Recordable layers of `model` for a size×size input, and those that need cloning.
+
+    Each of `directions` whose source is there and has its channel count is listed right
+    after its source, (K, H, W), kind "concepts"; the others are left out."""
     x = torch.zeros(1, 3, size, size, device=device)
     with torch.no_grad(), ActivationRecorder(model) as rec:
         rec.run(x)
-        return rec.layer_infos(), set(rec.clone_layers)
+        infos, clone = rec.layer_infos(), set(rec.clone_layers)
+    return with_direction_layers(infos, directions), clone
+
+
+def with_direction_layers(infos: Iterable[LayerInfo], directions: Iterable[DirectionSet]
+                          ) -> tuple[LayerInfo, ...]:
+    """`infos` with the direction layers of `directions` after their sources."""
+    by_source: dict[str, list[DirectionSet]] = {}
+    for d in directions:
+        by_source.setdefault(d.source, []).append(d)
+    out: list[LayerInfo] = []
+    for info in infos:
+        out.append(info)
+        for d in sorted(by_source.get(info.name, ()), key=lambda d: d.name):
+            if info.shape and d.channels == info.shape[0]:
+                out.append(LayerInfo(d.name, (d.k, *info.shape[1:]), DIRECTION_KIND,
+                                     info.layout))
+    return tuple(out)
 
 
 def default_layer(layers: tuple[LayerInfo, ...]) -> str:
@@ -238,6 +293,7 @@ def default_layer(layers: tuple[LayerInfo, ...]) -> str:
         raise ValueError("the model has no layer with a (C, H, W) output")
     # a transformer's blocks sit one level deeper (torchvision: encoder.layers.encoder_layer_5)
     depth = 2 if any(info.layout == TOKENS for info in layers) else 1
+    layers = tuple(i for i in layers if i.kind != DIRECTION_KIND) or layers
     grids = [info for info in layers if info.layout != CLS] or list(layers)
     shallow = [info for info in grids if info.name.count(".") <= depth] or grids
     return shallow[int(len(shallow) * 0.45)].name

@@ -1,5 +1,5 @@
-"""Jobs over a folder of images (scan, dissection, ablation curves, class units) and the
-concept labels a dissection left in the cache.
+"""Jobs over a folder of images (scan, dissection, ablation curves, class units, concept
+dictionaries) and what they left in the cache (a dissection's labels, concepts' names).
 
 Each calls its analysis' own job on a private copy of the model (the live worker keeps
 running the original) and turns the analysis' typed result into the message the window
@@ -11,12 +11,21 @@ from __future__ import annotations
 import numpy as np
 
 from app.core.jobs import Outcome, Progress
-from app.core.messages import AblationCurves, ClassUnitCurves, ConceptUnit, LayerConcepts
+from app.core.messages import (
+    AblationCurves,
+    ClassUnitCurves,
+    ConceptNames,
+    ConceptUnit,
+    LayerConcepts,
+)
 from app.core.requests import (
     AblationRequest,
     ClassUnitsRequest,
+    ConceptNamesRequest,
+    ConceptsRequest,
     DissectRequest,
     LayerConceptsRequest,
+    RenameConceptRequest,
     ScanRequest,
 )
 from app.core.settings import Settings
@@ -27,6 +36,7 @@ from app.engine.analyses.ablation import (
     find_dataset,
     layer_curves,
 )
+from app.engine.analyses.concepts import ConceptDictionary, learn_concepts, rename_concept
 from app.engine.analyses.dissection import (
     DissectionResult,
     LayerDissection,
@@ -34,9 +44,10 @@ from app.engine.analyses.dissection import (
     dissect,
 )
 from app.engine.analyses.patches import scan
+from app.engine.live.concepts import cached_dictionaries
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
-from app.session.jobs.runner import JobContext, SessionJob, job_for
+from app.session.jobs.runner import JobContext, Refused, SessionJob, job_for
 
 
 @job_for(ScanRequest)
@@ -166,3 +177,49 @@ def _dissect(ctx: JobContext, req: DissectRequest) -> SessionJob:
     return Outcome(f"dissection of {req.layer} done: {message.interpretable} of "
                    f"{len(message.units)} units detect a concept, {message.unique} distinct",
                    message)
+
+
+# -- concept dictionaries -------------------------------------------------------------------
+
+@job_for(ConceptsRequest)
+def concepts_job(ctx: JobContext, req: ConceptsRequest) -> SessionJob:
+    """K concepts of the layer learned on the folder, into the cache; the result is the
+    dictionary, which the session makes a layer of the live view."""
+    ctx.folder(req.folder)
+    if req.layer not in ctx.channels:
+        raise Refused(f"no layer {req.layer!r} to learn concepts of")
+    return _learn(ctx, req)
+
+
+def _learn(ctx: JobContext, req: ConceptsRequest) -> SessionJob:
+    d = yield from learn_concepts(ctx.private_model(), req.folder, req.layer, req.k, req.method,
+                                  cache_dir=ctx.settings.cache.dir)
+    how = "cached" if d.cached else f"{d.images} images, {d.samples} samples"
+    return Outcome(f"{d.concept_layer} learned ({how}, relative error "
+                   f"{d.relative_error:.3f})", d)
+
+
+def _dictionary(ctx: JobContext, layer: str) -> ConceptDictionary:
+    """The dictionary the live view shows as `layer` (the newest of that name)."""
+    for d in cached_dictionaries(ctx.settings.cache.dir, ctx.loaded):
+        if d.concept_layer == layer:
+            return d
+    raise Refused(f"no concept dictionary {layer!r} in the cache")
+
+
+@job_for(ConceptNamesRequest)
+def concept_names_job(ctx: JobContext, req: ConceptNamesRequest) -> SessionJob:
+    yield Progress(0, 1, f"names of {req.layer}")
+    d = _dictionary(ctx, req.layer)
+    return Outcome(f"{d.k} concept names", ConceptNames(req.layer, d.names))
+
+
+@job_for(RenameConceptRequest)
+def rename_concept_job(ctx: JobContext, req: RenameConceptRequest) -> SessionJob:
+    yield Progress(0, 1, f"renaming concept {req.unit} of {req.layer}")
+    try:
+        d = rename_concept(_dictionary(ctx, req.layer), req.unit, req.name)
+    except (OSError, ValueError) as exc:
+        raise Refused(str(exc).splitlines()[0]) from None
+    return Outcome(f"concept {req.unit} of {req.layer} is {d.names[req.unit]!r}",
+                   ConceptNames(req.layer, d.names))

@@ -9,6 +9,7 @@ from app.engine.analyses.ablation.deletion import (
     ForkError,
     RunningChannelMeans,
     fork_safe,
+    parse_ablation,
     parse_ablations,
 )
 from app.engine.analyses.ablation.predict import AblatedPrediction, predict_ablated
@@ -16,5 +17,5 @@ from app.engine.analyses.ablation.predict import AblatedPrediction, predict_abla
 __all__ = [
     "AblatedPrediction", "Ablation", "AblationError", "ClassUnitsResult", "CurveResult",
     "ForkError", "RunningChannelMeans", "class_units", "find_dataset", "fork_safe",
-    "layer_curves", "parse_ablations", "predict_ablated",
+    "layer_curves", "parse_ablation", "parse_ablations", "predict_ablated",
 ]

@@ -32,6 +32,11 @@ from app.engine.analyses.ablation.cut import make_runner
 from app.engine.analyses.ablation.datasets import Dataset, ImageBatches
 from app.engine.analyses.ablation.deletion import AblationError
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
+from app.engine.runtime.directions import (
+    DirectionLayer,
+    UnknownDirectionLayer,
+    direction_layers,
+)
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 
@@ -161,6 +166,7 @@ def ablation_curves(
     cache_bytes: int = 1 << 30,
     ranks: Ranks | None = None,
     order: Callable[[], list[int]] | None = None,
+    directions: DirectionLayer | None = None,
 ) -> Job[Progress, CurveResult]:
     """Accuracy vs. fraction of `layer`'s units deleted, in random and selectivity orders.
 
@@ -187,7 +193,7 @@ def ablation_curves(
     yield _step("intact pass", 0, total)
     for x, y in batches():
         if runner is None:
-            runner, note = make_runner(model, layer, method, probe=x)
+            runner, note = make_runner(model, layer, method, probe=x, directions=directions)
         state, out_l, logits = runner.intact(x)
         acts.append(_spatial_mean(out_l).cpu().numpy().astype(np.float64))
         intact.append(logits.argmax(1))
@@ -347,7 +353,14 @@ def layer_curves(
     """The curves of `layer` on `dataset` (a job): from the cache when an equal analysis is
     stored there (`cached`: True), else computed and stored atomically. With `ranks`
     (torchrun) each rank runs its batches of images and rank 0 stores the one result."""
+    try:  # a concept layer (`L@nmf32`): its concepts are deleted from the source
+        directions = direction_layers(loaded, [layer], cache_dir).get(layer)
+    except UnknownDirectionLayer as exc:
+        raise AblationError(str(exc)) from None
     path = cache_file(loaded, dataset, layer, seeds, points, cache_dir)
+    if directions is not None and directions.set.folder is not None:
+        # a relearned dictionary is another layer: its curves are not these
+        path = path.with_name(f"{path.stem}-{directions.set.folder.name}{path.suffix}")
     if ranks is not None:  # before anything is read from or written to the cache
         ranks.agree({"model weights": model_key(loaded), "dataset listing":
                      f"{len(dataset.paths)} files ({path.stem})", "layer": layer,
@@ -372,7 +385,7 @@ def layer_curves(
             writable_cache(cache_dir)
         result = yield from ablation_curves(
             loaded.module, batches, layer, total=len(part.paths), seeds=seeds,
-            points=points, method=method, ranks=ranks, order=order)
+            points=points, method=method, ranks=ranks, order=order, directions=directions)
     except Exception as exc:
         if ranks is None:
             raise

@@ -20,6 +20,7 @@ import torch.fx as fx
 from torch import nn
 
 from app.engine.analyses.ablation.deletion import Ablation, AblationError
+from app.engine.runtime.directions import DirectionLayer
 from app.engine.runtime.layout import MAP, as_map, input_size, layout_of, split_part
 from app.engine.runtime.recorder import split_layer_name
 from app.engine.runtime.truncate import LayerNotReached, NotATensor, UnknownLayer, layer_layout
@@ -215,13 +216,37 @@ class NaiveRunner:
         return state.numel() * state.element_size()
 
 
+class DirectionRunner(NaiveRunner):
+    """The naive loop for a direction layer (`L@nmf32`): its units are the codes of the
+    source's map, and deleting them subtracts their components there (`Ablation`)."""
+
+    def __init__(self, model: nn.Module, directions: DirectionLayer) -> None:
+        self.model = model
+        self.layer = directions.set.name
+        self.directions = directions
+        self.ablation = Ablation(model, {self.layer: ()}, directions={self.layer: directions})
+        source = directions.set.source
+        name, call = split_layer_name(source)
+        self._module = model.get_submodule(name)
+        self._call = call
+        self._part = split_part(source)[1]
+
+    def intact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        state, source, out = super().intact(x)
+        return state, self.directions.codes(source), out
+
+
 def make_runner(model: nn.Module, layer: str, method: str = "auto",
-                probe: torch.Tensor | None = None) -> tuple[Any, str]:
+                probe: torch.Tensor | None = None,
+                directions: DirectionLayer | None = None) -> tuple[Any, str]:
     """A level runner for `layer` and a note: `method` is "auto", "cut" or "naive".
 
     "auto" tries the cut and checks on `probe` (a batch) that prefix → suffix gives the
-    intact output; anything else falls back to the naive loop, and the note says why.
+    intact output; anything else falls back to the naive loop, and the note says why. A
+    direction layer (`directions`) always runs the naive loop, deleting on its source.
     """
+    if directions is not None:
+        return DirectionRunner(model, directions), "naive loop: a direction layer"
     if method == "naive":
         return NaiveRunner(model, layer), "naive loop (asked for)"
     if probe is not None and method == "auto":

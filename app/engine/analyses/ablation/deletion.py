@@ -6,6 +6,13 @@ channels to 0; mean ablation sets them to the unit's mean activation, taken from
 `RunningChannelMeans` (Morcos et al. 2018 compare both). A new tensor is returned from the
 hook, so nothing that already holds the intact output is overwritten, and removing the hooks
 gives exactly the intact network back.
+
+A direction layer (`L@nmf32`: a concept dictionary, later CAVs) is deleted on its source:
+deleting its units subtracts their components from the source's activation and leaves the
+rest, residual included (`runtime.directions.DirectionLayer.delete`); in mean mode each
+deleted unit's code is replaced by its mean code instead (the component of the difference
+is subtracted). The hook sits on the source module, like a unit deletion there; both apply
+when both are asked, the source's units first.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from torch import nn
 
 from app.core.messages import AblationMode
 from app.core.units import UnitSpecError, parse_units
+from app.engine.runtime.directions import DirectionLayer, split_direction_layer
 from app.engine.runtime.layout import CLS, Layout, as_map, from_map, input_size, layout_of
 from app.engine.runtime.recorder import split_layer_name
 
@@ -143,6 +151,7 @@ class Ablation(AbstractContextManager["Ablation"]):
         units: Mapping[str, Iterable[int]] | None = None,
         mode: AblationMode | str = AblationMode.ZERO,
         means: RunningChannelMeans | Mapping[str, torch.Tensor] | None = None,
+        directions: Mapping[str, DirectionLayer] | None = None,
     ) -> None:
         if mode not in tuple(AblationMode):
             raise AblationError(f"unknown ablation mode {mode!r}: use zero or mean")
@@ -162,9 +171,21 @@ class Ablation(AbstractContextManager["Ablation"]):
         self._forking = False
         self._fork_n: int | None = None  # this pass's batch size before it was doubled
         self._input_hw: tuple[int, int] | None = None  # this pass's input (H, W)
+        self.directions: dict[str, DirectionLayer] = {}
+        self._by_source: dict[str, list[str]] = {}
+        for d in (directions or {}).values():
+            self.add_direction_layer(d)
         for layer, u in (units or {}).items():
             self._units[layer] = tuple(sorted(set(int(i) for i in u)))
             self._module(layer)  # unknown names fail here, not on the first frame
+
+    def add_direction_layer(self, directions: DirectionLayer) -> None:
+        """Make the direction layer `directions.set.name` deletable (`set` it after)."""
+        name = directions.set.name
+        self.directions[name] = directions
+        self._by_source.setdefault(directions.set.source, [])
+        if name not in self._by_source[directions.set.source]:
+            self._by_source[directions.set.source].append(name)
 
     # -- which units --------------------------------------------------------------------
     @property
@@ -250,7 +271,10 @@ class Ablation(AbstractContextManager["Ablation"]):
         self._entered = False
 
     def _module(self, layer: str) -> nn.Module:
-        name, _ = split_layer_name(layer)
+        source, tag = split_direction_layer(layer)
+        if tag and layer not in self.directions:
+            raise AblationError(f"no direction set given for {layer!r}")
+        name, _ = split_layer_name(source)
         try:
             return self.model.get_submodule(name)
         except AttributeError:
@@ -262,7 +286,7 @@ class Ablation(AbstractContextManager["Ablation"]):
         self._input_hw = input_size(inputs[0]) if inputs else None
 
     def _hook(self, layer: str) -> None:
-        name, _ = split_layer_name(layer)
+        name, _ = split_layer_name(split_direction_layer(layer)[0])
         if name in self._handles:
             return  # one hook per module serves all its calls
         module = self._module(layer)
@@ -281,8 +305,9 @@ class Ablation(AbstractContextManager["Ablation"]):
             call = self._calls.get(name, 0)
             self._calls[name] = call + 1
             key = name if call == 0 else f"{name}:{call}"
-            parts = [(k, p) for k, p in ((key, ""), (f"{key}:{CLS}", CLS))
-                     if k in self._units and (layout.prefix or not p)]
+            parts = [(k, p) for src, p in ((key, ""), (f"{key}:{CLS}", CLS))
+                     if layout.prefix or not p
+                     for k in (src, *self._by_source.get(src, ())) if k in self._units]
             if not parts:
                 return None
             n = self._fork_n
@@ -291,7 +316,9 @@ class Ablation(AbstractContextManager["Ablation"]):
                 # before ablation, from the intact rows only: intact statistics
                 intact = output[:n] if doubled else output
                 for k, p in parts:
-                    self.means.update(k, as_map(intact, layout, p))
+                    m = as_map(intact, layout, p)
+                    self.means.update(k, self.directions[k].codes(m) if k in self.directions
+                                      else m)
             parts = [(k, p) for k, p in parts if self._units[k]]
             if not parts:
                 return None
@@ -315,8 +342,11 @@ class Ablation(AbstractContextManager["Ablation"]):
         return output
 
     def apply(self, layer: str, output: torch.Tensor) -> torch.Tensor:
-        """`output` (N, C, ...) of `layer` with its deleted channels replaced (a new tensor)."""
+        """`output` (N, C, ...) of `layer` with its deleted channels replaced (a new tensor);
+        for a direction layer, `output` is its source's and loses the units' components."""
         units = self._units.get(layer, ())
+        if layer in self.directions:
+            return self._apply_direction(self.directions[layer], layer, units, output)
         if units and units[-1] >= output.shape[1]:
             raise AblationError(f"unit {units[-1]} out of range: {layer} has "
                                 f"{output.shape[1]} units")
@@ -332,6 +362,23 @@ class Ablation(AbstractContextManager["Ablation"]):
                 raise AblationError(f"{layer}: {mean.numel()} means for {output.shape[1]} units")
             fill = mean.to(output.device, output.dtype).view(1, -1, *([1] * (output.dim() - 2)))
         return torch.where(self._mask(layer, output), fill, output)
+
+    def _apply_direction(self, d: DirectionLayer, layer: str, units: tuple[int, ...],
+                         output: torch.Tensor) -> torch.Tensor:
+        try:
+            d.check_units(units)
+        except ValueError as exc:
+            raise AblationError(str(exc)) from None
+        if self.mode == AblationMode.ZERO:
+            return d.delete(output, units)
+        means = self.means
+        mean = means.mean(layer) if isinstance(means, RunningChannelMeans) else (
+            means.get(layer) if means is not None else None)
+        if mean is None or mean.numel() != d.k:
+            raise AblationError(f"no mean codes for {layer!r} to ablate with")
+        codes = d.codes(output)
+        shift = codes - mean.to(codes.device, codes.dtype).view(1, -1, 1, 1)
+        return output - d.component(shift, units)
 
     def _mask(self, layer: str, output: torch.Tensor) -> torch.Tensor:
         key = (layer, output.device, output.shape[1])

@@ -11,7 +11,7 @@ which `deepvis explain --json` prints as it is (`to_json`).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from app.engine.analyses.blocks.layer_attribution import (
     LayerAttributor,
 )
 from app.engine.analyses.blocks.score import BlocksError, ClassScore
+from app.engine.runtime.directions import DirectionLayer, is_direction_layer
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
 
@@ -111,6 +112,8 @@ class Explanation:
             },
             "seconds": round(self.seconds, 3),
         }
+        if is_direction_layer(lin.layer):  # the concepts plus this add up to the layer's
+            doc["residual_attribution"] = _num(lin.residual)
         if integ is not None:
             doc["integrated"] = {"steps": integ.steps, "score": _num(integ.score),
                                  "baseline": _num(integ.baseline), "total": _num(integ.total),
@@ -146,11 +149,19 @@ class ExplainReport:
 
 def explain_job(loaded: LoadedModel, images: Sequence[tuple[str, np.ndarray]],
                 request: ExplainRequest, attributor: LayerAttributor | None = None,
+                directions: Mapping[str, DirectionLayer] | None = None,
                 ) -> Job[Progress, ExplainReport]:
-    """Job: the building blocks of `request.layer` for each (name, (H, W, 3) uint8) image."""
+    """Job: the building blocks of `request.layer` for each (name, (H, W, 3) uint8) image.
+
+    A direction layer (`L@nmf32`, its set in `directions`) is explained in its units: act ×
+    grad in concept space, the residual's share beside (`LayerAttribution.residual`)."""
     if request.groups < 1 or request.dictionary_top < 1 or request.integrated_steps < 0:
         raise BlocksError("groups and dictionary size must be positive, steps not negative")
     att = attributor or LayerAttributor(loaded)
+    att.directions.update(directions or {})
+    if request.integrated_steps and att.direction(request.layer) is not None:
+        raise BlocksError("integrated gradients of a concept layer are not supported: "
+                          "drop --integrated")
     t_all = time.perf_counter()
     per_image = 1 + request.integrated_steps
     total = len(images) * per_image

@@ -23,6 +23,13 @@ network accepts such a batch (a skip connection from below the layer has batch 1
 once per layer against the same batch made by repeating the input; where it differs or
 fails, the input is repeated.
 
+A direction layer (`L@nmf32`, a concept dictionary; `runtime.directions`) is attributed on
+its source: one forward and backward there give a and ∂score/∂a, and with the codes and the
+unit gradients w_k·∂score/∂a the concept attributions are codes_k × (w_k · grad) — act ×
+grad in concept space. Codes, residual and rest add up to a, so the concepts' attributions
+plus the residual's ((residual + rest) · grad, `LayerAttribution.residual`) are exactly the
+source's total act × grad. Deleting concepts subtracts their components from the source.
+
 A batch norm folded into the conv it follows changes that conv's output; where such a conv is
 the layer, the hook maps its output back (`z = (out − shift) / scale`) and forward again, so
 activations, gradients and deletions are those of the user's model.
@@ -39,6 +46,7 @@ from torch import nn
 
 from app.engine.analyses.blocks.act_grad import Edit, LayerGradients, layer_gradients
 from app.engine.analyses.blocks.score import BlocksError, ClassScore, Score, output_logits
+from app.engine.runtime.directions import DirectionLayer, is_direction_layer
 from app.engine.runtime.layout import as_map, from_map, input_size, layout_of, split_part
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import split_layer_name
@@ -65,6 +73,7 @@ class LayerAttribution:
     gradient: np.ndarray  # (C, H, W) float32, ∂score/∂activation
     channels: np.ndarray  # (C,) float32, Σ_xy act·grad
     spatial: np.ndarray  # (H, W) float32, Σ_c act·grad
+    residual: float = 0.0  # a direction layer: what its codes miss, (residual + rest)·grad
 
     @property
     def probability(self) -> float:
@@ -119,6 +128,7 @@ class LayerAttributor:
         self._folded: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
         self._dims: dict[str, int] = {}  # layer → 4 (a feature map) or 2, learned once
         self._expand: dict[str, bool] = {}  # layer → a batch made at the layer is exact
+        self.directions: dict[str, DirectionLayer] = {}  # direction layers it may attribute
 
     @property
     def folded_convs(self) -> int:
@@ -282,10 +292,24 @@ class LayerAttributor:
             raise BlocksError(f"expected a (1, 3, H, W) input, got {tuple(x.shape)}")
         return self.attribute_batch(x, layer, score)[0]
 
+    def direction(self, layer: str) -> DirectionLayer | None:
+        """The direction layer `layer` names (None for a plain layer)."""
+        if not is_direction_layer(layer):
+            return None
+        if layer not in self.directions:
+            raise BlocksError(f"no direction set given for {layer!r}")
+        return self.directions[layer]
+
     def attribute_batch(self, x: torch.Tensor, layer: str, score: Score
                         ) -> tuple[LayerAttribution, ...]:
         """One LayerAttribution per image of a (N, 3, H, W) batch, from one pass."""
-        acts, grad, logits, value = self.gradients(x, layer, score)
+        d = self.direction(layer)
+        acts, grad, logits, value = self.gradients(x, d.set.source if d else layer, score)
+        residual = torch.zeros(x.shape[0])
+        if d is not None:
+            parts = d.decompose(acts)
+            residual = ((parts.residual + parts.rest).float() * grad.float()).sum((1, 2, 3))
+            acts, grad = parts.codes, d.unit_gradient(grad)
         channels, spatial = LayerGradients(acts, grad, logits, value).contributions()
         if acts.dim() == 2:  # a 2-D layer is one position
             acts, grad = acts[:, :, None, None], grad[:, :, None, None]
@@ -295,7 +319,8 @@ class LayerAttributor:
         a, g, c, s = (_numpy(t) for t in (acts, grad, channels, spatial))
         lg, v = _numpy(logits), _numpy(value)
         return tuple(
-            LayerAttribution(layer, targets[i], vs, float(v[i]), lg[i], a[i], g[i], c[i], s[i])
+            LayerAttribution(layer, targets[i], vs, float(v[i]), lg[i], a[i], g[i], c[i], s[i],
+                             float(residual[i]))
             for i in range(x.shape[0]))
 
     def deleted_probabilities(self, x: torch.Tensor, layer: str, target: int,
@@ -306,10 +331,16 @@ class LayerAttributor:
         made at the layer, so the layers below run once per batch.
         """
         out: list[np.ndarray] = []
+        d = self.direction(layer)
         with torch.inference_mode(False), torch.no_grad():
             inp = x.detach().clone()
             for start in range(0, len(unit_sets), batch_size):
                 chunk = unit_sets[start:start + batch_size]
+
+                def remove(z: torch.Tensor, chunk: list[list[int]] = chunk) -> torch.Tensor:
+                    assert d is not None
+                    codes = d.codes(z)
+                    return torch.cat([z - d.component(codes, units) for units in chunk])
 
                 def make(z: torch.Tensor, chunk: list[list[int]] = chunk) -> torch.Tensor:
                     keep = torch.ones(len(chunk), z.shape[1], device=z.device, dtype=z.dtype)
@@ -318,6 +349,9 @@ class LayerAttributor:
                             keep[row, list(units)] = 0.0
                     return z * keep.view(*keep.shape, *([1] * (z.dim() - 2)))
 
-                output, _ = self.run_batched(inp, layer, make)
+                if d is not None:
+                    output, _ = self.run_batched(inp, d.set.source, remove)
+                else:
+                    output, _ = self.run_batched(inp, layer, make)
                 out.append(_numpy(torch.softmax(output_logits(output).float(), 1)[:, target]))
         return np.concatenate(out) if out else np.zeros(0, np.float32)

@@ -240,7 +240,7 @@ def _fit_and_write(
                                                                folder)
     meta = {
         "concept_layer": concept_layer_name(layer, method, k), "source_layer": layer,
-        "method": method, "k": k, "channels": channels, "images": got.images,
+        "method": method, "kind": method, "k": k, "channels": channels, "images": got.images,
         "samples": int(a.shape[0]), "relative_error": error, "signed": signed,
         "dead_concepts": dead,
         "active": active if method == "sae" else 0, "model": loaded.name,

@@ -23,6 +23,9 @@ positive part deleted. The SAE, trained on the raw signed activations (token lay
 transformer are signed residual streams), needs no such choice: there min(a, 0) is folded
 into its codes and residual.
 
+The math (codes, components, deletion) is the runtime's `DirectionLayer`, shared with every
+view and with other direction layers (CAVs, atlas cells); this package learns dictionaries.
+
 Deletion: deleting concepts S subtracts Σ_{k∈S} codes_k H_k from the source activation and
 changes nothing else; the codes are those of the unedited activation (they are what the
 concepts contributed there).
@@ -37,15 +40,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.engine.analyses.concepts.nmf import gram_of, nnls_codes
-from app.engine.analyses.concepts.sae import encode
+from app.engine.runtime.directions import (
+    Decomposition,
+    DirectionLayer,
+    DirectionSet,
+    direction_layer_name,
+)
+
+__all__ = ["METHODS", "ConceptDictionary", "ConceptLayer", "Decomposition",
+           "concept_layer_name"]
 
 METHODS = ("nmf", "sae")
 
 
 def concept_layer_name(source_layer: str, method: str, k: int) -> str:
     """`_blocks.11@nmf32`: the concept layer's name in lists and caches."""
-    return f"{source_layer}@{method}{k}"
+    return direction_layer_name(source_layer, f"{method}{k}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,79 +90,31 @@ class ConceptDictionary:
     def concept_layer(self) -> str:
         return concept_layer_name(self.source_layer, self.method, self.k)
 
+    def direction_set(self) -> DirectionSet:
+        """The concept layer as the runtime's direction set, which every view takes."""
+        return DirectionSet(name=self.concept_layer, source=self.source_layer,
+                            kind=self.method, directions=self.directions, names=self.names,
+                            encoder=self.encoder, active=self.active, folder=self.folder)
+
     @property
     def path(self) -> Path:
         """The `.npy` of the K × C directions."""
         return self.folder / "dictionary.npy"
 
 
-@dataclass(frozen=True)
-class Decomposition:
-    """a = codes · H + residual + rest, all on a's device; see the module doc."""
-
-    codes: torch.Tensor  # (N, K, H, W) ≥ 0
-    residual: torch.Tensor  # (N, C, H, W)
-    rest: torch.Tensor  # (N, C, H, W): min(a, 0) for NMF, zeros for the SAE
-
-
-class ConceptLayer:
-    """A dictionary's tensors on one device, computing codes and edits batched over positions.
-
-    Build one per dictionary and device (the live view keeps it across frames); every method
-    takes (C, H, W) or (N, C, H, W) activations and answers in the same rank.
-    """
+class ConceptLayer(DirectionLayer):
+    """A dictionary's concept layer on one device: the runtime's `DirectionLayer` (codes,
+    components, deletion, objectives), which every view uses, plus the dictionary."""
 
     def __init__(self, dictionary: ConceptDictionary, device: torch.device) -> None:
+        super().__init__(dictionary.direction_set(), device)
         self.dictionary = dictionary
         self.method = dictionary.method
-        self.h = torch.from_numpy(dictionary.directions).float().to(device)
-        enc = dictionary.encoder or {}
-        self.encoder = {n: torch.from_numpy(a).float().to(device) for n, a in enc.items()}
-        self.active = dictionary.active
-        self.gram, self.lipschitz = gram_of(self.h)  # once per dictionary, not per frame
-
-    def factorized(self, acts: torch.Tensor) -> torch.Tensor:
-        """The part of `acts` the codes and the residual add up to (module doc)."""
-        return acts.clamp_min(0) if self.method == "nmf" else acts
-
-    def codes(self, acts: torch.Tensor) -> torch.Tensor:
-        """The concept layer's activation: (N, K, H, W) codes of (N, C, H, W) acts."""
-        one = acts.dim() == 3
-        x = acts.unsqueeze(0) if one else acts
-        n, c, h, w = x.shape
-        if c != self.h.shape[1]:
-            raise ValueError(f"the dictionary has {self.h.shape[1]} channels, the layer {c}")
-        flat = self.factorized(x).detach().float().permute(0, 2, 3, 1).reshape(-1, c)
-        h_ = self.h.to(flat.device)
-        if self.method == "nmf":
-            z = nnls_codes(flat, h_, gram=self.gram, lipschitz=self.lipschitz)
-        else:
-            e = {k: t.to(flat.device) for k, t in self.encoder.items()}
-            z = encode(flat, e["w_enc"], e["b_enc"], e["b_dec"], self.active)
-        out = z.reshape(n, h, w, -1).permute(0, 3, 1, 2).to(acts.dtype)
-        return out[0] if one else out
-
-    def component(self, codes: torch.Tensor, concepts: Sequence[int] | None = None
-                  ) -> torch.Tensor:
-        """Σ_k codes_k H_k over `concepts` (all when None): (N, C, H, W) from (N, K, H, W)."""
-        h = self.h.to(codes.device, codes.dtype)
-        if concepts is not None:
-            idx = torch.as_tensor(list(concepts), dtype=torch.long, device=codes.device)
-            codes, h = codes.index_select(-3, idx), h.index_select(0, idx)
-        return torch.einsum("...khw,kc->...chw", codes, h)
-
-    def decompose(self, acts: torch.Tensor) -> Decomposition:
-        """codes, residual and rest with codes·H + residual + rest = acts exactly."""
-        codes = self.codes(acts)
-        part = self.factorized(acts)
-        return Decomposition(codes, part - self.component(codes), acts - part)
 
     def delete(self, acts: torch.Tensor, concepts: Sequence[int], residual: bool = False
                ) -> torch.Tensor:
         """`acts` with the components of `concepts` removed (and the residual, if asked)."""
         for k in concepts:
-            if not 0 <= k < self.h.shape[0]:
-                raise ValueError(f"no concept {k}: the dictionary has {self.h.shape[0]}")
-        d = self.decompose(acts)
-        out = acts - self.component(d.codes, concepts)
-        return out - d.residual if residual else out
+            if not 0 <= k < self.k:
+                raise ValueError(f"no concept {k}: the dictionary has {self.k}")
+        return super().delete(acts, concepts, residual)

@@ -32,14 +32,9 @@ from dataclasses import dataclass, field
 import torch
 
 from app.engine.analyses.concepts.nmf import wide
+from app.engine.runtime.directions import encode_topk as encode
 
-
-def encode(x: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, b_dec: torch.Tensor,
-           active: int) -> torch.Tensor:
-    """(P, C) → (P, K) codes: ReLU of the `active` largest pre-activations, zero elsewhere."""
-    pre = (x - b_dec) @ w_enc.T + b_enc
-    vals, idx = pre.topk(min(active, pre.shape[1]), dim=1)
-    return torch.zeros_like(pre).scatter_(1, idx, vals.clamp_min(0))
+__all__ = ["SAEFit", "encode", "reconstruction_error"]
 
 
 @dataclass

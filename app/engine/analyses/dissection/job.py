@@ -72,14 +72,21 @@ from app.engine.runtime.dataset_pass import (
     make_loader,
     save_checkpoint,
 )
+from app.engine.runtime.directions import (
+    DirectionLayer,
+    UnknownDirectionLayer,
+    direction_layers,
+)
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import ActivationRecorder, discover_layers, truncated_forward
 
 
-def _layer_shapes(loaded: LoadedModel, layers: Sequence[str]
+def _layer_shapes(loaded: LoadedModel, layers: Sequence[str],
+                  directions: dict[str, DirectionLayer] | None = None,
                   ) -> tuple[dict[str, tuple[int, ...]], set[str]]:
-    infos, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    infos, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device,
+                                   [d.set for d in (directions or {}).values()])
     by_name = {i.name: i.shape for i in infos}
     if not layers:
         raise DissectionError("no layers to dissect")
@@ -123,11 +130,17 @@ def dissect(
             "concepts": f"{concepts.kind} {list(concepts.categories)}", "layers": layers,
             "quantile": quantile, "min IoU": min_iou, "bins": bins, "top_k": top_k,
             "batch size": batch_size, "max pixels": max_pixels})
-    shapes, clone = _layer_shapes(loaded, layers)
-    digest = hashlib.sha256(json.dumps([
+    try:  # a concept layer (`L@nmf32`): its concept maps are dissected as unit maps
+        directions = direction_layers(loaded, layers, cache_dir)
+    except UnknownDirectionLayer as exc:
+        raise DissectionError(str(exc)) from None
+    shapes, clone = _layer_shapes(loaded, layers, directions)
+    digest_doc: list[Any] = [
         model_key(loaded), CACHE_FORMAT, DISSECT_FORMAT, files_fingerprint(concepts.files),
-        concepts.kind, concepts.categories, quantile, bins, top_k, max_pixels,
-    ]).encode()).hexdigest()[:16]
+        concepts.kind, concepts.categories, quantile, bins, top_k, max_pixels]
+    if directions:  # a relearned dictionary is another layer
+        digest_doc.append(sorted(str(d.set.folder) for d in directions.values()))
+    digest = hashlib.sha256(json.dumps(digest_doc).encode()).hexdigest()[:16]
     folder = Path(out) if out is not None else (
         cache_root(cache_dir) / model_key(loaded) / "dissect" / digest)
     todo = [n for n in layers if not resume or not _layer_done(folder, n, digest)]
@@ -144,7 +157,7 @@ def dissect(
                 loaded, concepts, todo, shapes, clone, folder, digest, quantile=quantile,
                 batch_size=batch_size, workers=workers, top_k=top_k, bins=bins,
                 checkpoint_every=checkpoint_every, max_pixels=max_pixels, resume=resume,
-                mp_context=mp_context, ranks=ranks)
+                mp_context=mp_context, ranks=ranks, directions=directions)
         except Exception as exc:
             if ranks is None:
                 raise
@@ -188,6 +201,7 @@ def _compute(
     clone: set[str], folder: Path, digest: str, *, quantile: float, batch_size: int,
     workers: int, top_k: int, bins: int, checkpoint_every: int, max_pixels: int,
     resume: bool, mp_context: str | None, ranks: Ranks | None = None,
+    directions: dict[str, DirectionLayer] | None = None,
 ) -> Job[PassProgress, tuple[bool, float, tuple[int, int]]]:
     """Both passes over the dataset for the layers `todo`; stores their tallies in `folder`.
     Returns (resumed from a checkpoint, images per second over what ran now, where this
@@ -247,7 +261,7 @@ def _compute(
     already = (len(mine) if stage == 2 else 0) + min(done * batch_size, len(mine))
     meter = Meter(2 * len(mine), already, already if resumed else 0)
     computed = 0
-    with torch.no_grad(), ActivationRecorder(model, todo) as rec:
+    with torch.no_grad(), ActivationRecorder(model, todo, directions) as rec:
         rec.clone_layers |= clone & set(todo)
         forward, unhook = truncated_forward(model, rec, todo)
         last_saved, dirty = done, False

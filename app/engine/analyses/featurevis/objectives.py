@@ -128,6 +128,44 @@ def direction(vectors: Sequence[float] | Sequence[Sequence[float]] | torch.Tenso
     return Objective(fn, f"direction({tuple(vec.shape)}, {y}, {x})")
 
 
+def direction_cossim(vectors: torch.Tensor, power: float = 2.0, reduce: str = "mean"
+                     ) -> Objective:
+    """dot × max(cos, 0.1)^power of each position's activation vector with a direction
+    (Lucid's `direction` with `cossim_pow`, horama's), reduced over positions: "mean",
+    "center" (the map's centre position) or "max".
+
+    How a direction layer's unit (a concept, a CAV) is rendered and attributed: an NMF
+    concept's code is a nonnegative least-squares solution, piecewise linear with a zero
+    gradient wherever the concept is off the support, so its gradient cannot lead an
+    ascent from noise; the direction itself can. The cosine factor rewards activation
+    vectors that point along the direction rather than merely long ones (a plain dot
+    product is maximized by making every channel large); the 0.1 floor keeps a gradient
+    where the cosine is still negative. `vectors`: (N, C), one per image.
+    """
+    vec = torch.as_tensor(vectors, dtype=torch.float32)
+    if vec.dim() != 2:
+        raise ValueError(f"directions are (N, C), got {tuple(vec.shape)}")
+    if reduce not in ("mean", "center", "max"):
+        raise ValueError(f"unknown reduction {reduce!r}")
+
+    def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        v = vec.to(acts.device, acts.dtype)
+        if acts.dim() != 4 or v.shape != acts.shape[:2]:
+            raise ValueError(f"directions of shape {tuple(v.shape)} for activations of "
+                             f"shape {tuple(acts.shape)}")
+        dot = torch.einsum("nchw,nc->nhw", acts, v)
+        norms = acts.norm(dim=1) * v.norm(dim=1)[:, None, None]
+        cos = dot / norms.clamp_min(1e-8)
+        score = dot * cos.clamp_min(0.1) ** power
+        if reduce == "center":
+            h, w = score.shape[-2:]
+            return score[:, h // 2, w // 2]
+        flat = score.flatten(1)
+        return flat.amax(1) if reduce == "max" else flat.mean(1)
+
+    return Objective(fn, f"direction_cossim({tuple(vec.shape)}, {power}, {reduce})")
+
+
 def class_logit(classes: int | Sequence[int]) -> Objective:
     """The pre-softmax score of a class; the target layer must output (N, K)."""
 

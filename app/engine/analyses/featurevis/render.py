@@ -18,7 +18,9 @@ hold one per layer and skip the copy on each click).
 One loop serves every recipe: `Ascent` takes a parametrization, an objective and a preset and
 runs gradient ascent as a generator, accumulating the transparency map (MACO's alpha,
 |∂objective/∂pixel| summed over steps and colours) when the preset asks. `render` builds it for
-units from noise (with `diversity` N images per unit), `accentuate` and `invert`
+units from noise (a direction layer's units, `L@nmf32`: the direction objective on the
+source layer, dot × cos^p, measured as the unit's code; see `objectives.direction_cossim`;
+with `diversity` N images per unit), `accentuate` and `invert`
 (`frames.py`) for a given image.
 """
 
@@ -53,6 +55,13 @@ from app.engine.analyses.featurevis.transforms import (
     window,
 )
 from app.engine.runtime.cache import model_key
+from app.engine.runtime.directions import (
+    DirectionLayer,
+    UnknownDirectionLayer,
+    direction_sets,
+    is_direction_layer,
+    resolve,
+)
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import LOGITS
@@ -133,8 +142,20 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def unit_objective(kind: str, units: Sequence[int]) -> obj.Objective:
-    """The named per-unit objective: "channel" (map mean), "neuron" (map center), "max"."""
+COSSIM_POWER = 2.0  # a direction layer's objective: dot × cos^2 (see `obj.direction_cossim`)
+
+
+def unit_objective(kind: str, units: Sequence[int],
+                   directions: DirectionLayer | None = None) -> obj.Objective:
+    """The named per-unit objective: "channel" (map mean), "neuron" (map center), "max".
+
+    On a direction layer (`directions` given, the renderer's net ending at its source) the
+    same three reductions of the unit's direction objective, dot × cos^p."""
+    if directions is not None and kind in OBJECTIVES:
+        vectors = torch.stack([directions.objective_direction(u) for u in units]) if units \
+            else torch.zeros(0, directions.h.shape[1])
+        reduce = {"channel": "mean", "neuron": "center", "max": "max"}[kind]
+        return obj.direction_cossim(vectors, COSSIM_POWER, reduce)
     if kind == "channel":
         return obj.channel(list(units))
     if kind == "neuron":
@@ -148,12 +169,18 @@ class Renderer:
     """Gradient ascent on units of one layer of a private, truncated copy of a model."""
 
     def __init__(self, loaded: LoadedModel, layer: str, device: torch.device | None = None,
-                 cache_root: Path | None = None, spectrum: Spectrum | None = None) -> None:
+                 cache_root: Path | None = None, spectrum: Spectrum | None = None,
+                 directions: DirectionLayer | None = None) -> None:
         self.device = torch.device(device) if device is not None else loaded.device
         self._spectrum = spectrum  # MACO's; the bundled one when None (read on first use)
         self.layer = layer
+        # a direction layer (`L@nmf32`): the net ends at its source, the objective is the
+        # unit's direction there, and what is measured is the unit's code
+        self.directions = directions if directions is not None else _direction_of(
+            loaded, layer, cache_root, self.device)
+        source = self.directions.set.source if self.directions is not None else layer
         # a copy kept from an earlier render of this layer if there is one (`release`)
-        self.truncated = truncated_copies.take(loaded.module, layer, self.device)
+        self.truncated = truncated_copies.take(loaded.module, source, self.device)
         pre = loaded.preprocess
         self._mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1)
@@ -177,7 +204,10 @@ class Renderer:
         else:
             x = images
         x = x.to(self.device)
-        values = unit_objective(objective, units)(self.forward(x), x)
+        acts = self.forward(x)
+        if self.directions is not None:  # the unit's own activation: its code
+            acts = self.directions.codes(acts)
+        values = unit_objective(objective, units)(acts, x)
         return values.float().cpu().numpy()
 
     def class_probabilities(self, images: np.ndarray, units: Sequence[int]) -> np.ndarray:
@@ -196,9 +226,9 @@ class Renderer:
         return self._spectrum
 
     def key(self, preset: Preset, seed: int, objective: str) -> RenderKey:
+        variant = render_variant(preset, self.spectrum if preset.param == "maco" else None)
         return RenderKey(self.model_key, self.layer, preset.name, preset.steps, preset.size,
-                         seed, objective,
-                         render_variant(preset, self.spectrum if preset.param == "maco" else None))
+                         seed, objective, variant + _set_variant(self.directions))
 
     def make_param(self, p: Preset, rngs: Sequence[torch.Generator]) -> Param:
         """The preset's parametrization, one image per generator, at `p.size`."""
@@ -280,7 +310,8 @@ class Renderer:
             rngs.append(torch.Generator().manual_seed(image_seed(seed, u, repeats.get(u, 0))))
             repeats[u] = repeats.get(u, 0) + 1
         k = max(1, p.crops)
-        goal = obj.crop_mean(unit_objective(objective, [u for u in units for _ in range(k)]), k)
+        goal = obj.crop_mean(unit_objective(objective, [u for u in units for _ in range(k)],
+                                            self.directions), k)
         if diversity > 1:
             goal = with_diversity(goal, units, k, p.diversity_weight)
         if p.tv_weight:
@@ -419,7 +450,8 @@ def render_units(loaded: LoadedModel, layer: str, units: Sequence[int],
                  size: int | None = None, seed: int = 0, device: torch.device | None = None,
                  *, cache_root: Path | None = None, objective: str = "channel",
                  batch_size: int = 16, ranks: Ranks | None = None, diversity: int = 1,
-                 spectrum: Spectrum | None = None) -> Job[RenderProgress, RenderResult]:
+                 spectrum: Spectrum | None = None, directions: DirectionLayer | None = None,
+                 ) -> Job[RenderProgress, RenderResult]:
     """Preferred images of `units` of `layer`, `batch_size` units per batch (a job).
 
     Yields a progress per step and one `final` progress per batch (its `units` say which).
@@ -430,7 +462,8 @@ def render_units(loaded: LoadedModel, layer: str, units: Sequence[int],
     finishes; rank 0 returns every unit's result, the others their own.
     `diversity` N > 1: N images per unit with the diversity term (the result's `units` repeat
     each unit N times; a batch holds `batch_size` images, at least one unit's N).
-    `spectrum`: MACO's magnitude spectrum (default: the bundled one).
+    `spectrum`: MACO's magnitude spectrum (default: the bundled one). `directions`: the
+    direction layer `layer` names (default: found in `cache_root`).
     """
     p = (get_preset(preset) if isinstance(preset, str) else preset).with_overrides(steps, size)
     if batch_size <= 0:
@@ -438,7 +471,7 @@ def render_units(loaded: LoadedModel, layer: str, units: Sequence[int],
     if diversity < 1:
         raise ValueError(f"diversity must be at least 1, got {diversity}")
     units = [int(u) for u in units]
-    renderer = Renderer(loaded, layer, device, cache_root, spectrum)
+    renderer = Renderer(loaded, layer, device, cache_root, spectrum, directions)
     try:  # the model copy goes back to the pool however the job ends (a cancel too)
         return (yield from _render_job(renderer, loaded, units, p, seed, objective, batch_size,
                                        ranks, diversity))
@@ -522,5 +555,28 @@ def cached_unit(loaded: LoadedModel, root: Path, layer: str, unit: int,
     if p.param == "maco" and spectrum is None:
         spectrum = bundled_spectrum()
     variant = render_variant(p, spectrum if p.param == "maco" else None)
+    if is_direction_layer(layer):
+        found = direction_sets(root, model_key(loaded)).get(layer)
+        if found is None:
+            return None
+        variant += _set_variant(DirectionLayer(found, torch.device("cpu")))
     key = RenderKey(model_key(loaded), layer, p.name, p.steps, p.size, seed, objective, variant)
     return cached_render(root, key, unit)
+
+
+def _direction_of(loaded: LoadedModel, layer: str, cache_root: Path | None,
+                  device: torch.device) -> DirectionLayer | None:
+    """The direction layer `layer` names, from the cache (None for a plain layer)."""
+    if not is_direction_layer(layer):
+        return None
+    if cache_root is None:
+        raise UnknownDirectionLayer(f"rendering {layer!r} needs the cache its set is in")
+    return DirectionLayer(resolve(layer, direction_sets(cache_root, model_key(loaded))), device)
+
+
+def _set_variant(directions: DirectionLayer | None) -> str:
+    """A relearned set under the same name renders anew: its folder names its fit."""
+    if directions is None:
+        return ""
+    folder = directions.set.folder
+    return f"-{folder.name if folder is not None else 'memory'}"

@@ -36,6 +36,10 @@ layer's per-image maxima into a (units, k) top-k held on the device. Memory is
 O(units × k) whatever the dataset size. The crops are cut at the end, from the files
 that made some top-k, by the same workers.
 
+A direction layer (`L@nmf32`, a concept dictionary) is scanned like any layer: the
+recorder runs the truncated forward to its source and maps it to codes
+(`runtime.directions`); the crops use the source's receptive fields.
+
 Exactness: a resumed scan repeats the same batches, so it is bitwise identical to an
 uninterrupted one. Shards and merges are exact on the values they are given; on a real
 network a different batch grouping can change a float's last bit (BLAS blocking), which
@@ -76,6 +80,11 @@ from app.engine.runtime.dataset_pass import (
     load_checkpoint,
     make_loader,
     save_checkpoint,
+)
+from app.engine.runtime.directions import (
+    DirectionLayer,
+    UnknownDirectionLayer,
+    direction_layers,
 )
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
@@ -236,12 +245,18 @@ def scan(
                      "layers": layers, "top_k": top_k, "batch size": batch_size,
                      "crop size": crop_size, "max side": max_side, "max pixels": max_pixels,
                      "shard": f"{index}/{count}"})
-    shapes, clone = _layer_shapes(loaded, layers)
+    try:
+        directions = direction_layers(loaded, layers, cache_dir)
+    except UnknownDirectionLayer as exc:
+        raise ScanError(str(exc)) from None
+    shapes, clone = _layer_shapes(loaded, layers, directions)
     pre = loaded.preprocess
     folder = Path(out) if out is not None else scan_dir(cache_root(cache_dir), model_key(loaded))
     rfs = {layer: receptive_field(loaded.module, layer, pre.size) for layer in layers}
-    dataset_doc = {"root": root_name, "digest": digest, "files": len(files),
-                   "shard": f"{index}/{count}"}
+    dataset_doc: dict[str, Any] = {"root": root_name, "digest": digest, "files": len(files),
+                                   "shard": f"{index}/{count}"}
+    if directions:  # a relearned dictionary is another layer: its scan is not this one
+        dataset_doc["directions"] = {n: _set_id(d) for n, d in directions.items()}
 
     cached = _cached_report(folder, layers, dataset_doc, top_k, crop_size, loaded) \
         if resume else None
@@ -257,7 +272,7 @@ def scan(
     # runtime.distributed); ids stay indices into the whole listing
     mine = list(range(len(files))) if ranks is None else ranks.positions(len(files), batch_size)
     key_doc: list[Any] = [digest, layers, top_k, batch_size, index, count, model_key(loaded),
-                          max_side]
+                          max_side, *dataset_doc.get("directions", {}).values()]
     if ranks is not None:
         key_doc += ["rank", ranks.rank, ranks.world]
     run_key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:16]
@@ -268,7 +283,8 @@ def scan(
         scanned_now, resumed_from, skipped = yield from _scan_part(
             loaded, files, mine, trackers, clone, ckpt, batch_size=batch_size,
             workers=workers, checkpoint_every=checkpoint_every, max_pixels=max_pixels,
-            max_side=max_side, resume=resume, mp_context=mp_context, started=started)
+            max_side=max_side, resume=resume, mp_context=mp_context, started=started,
+            directions=directions)
     except Exception as exc:
         if ranks is None:
             raise
@@ -326,6 +342,7 @@ def _scan_part(
     loaded: LoadedModel, files: list[str], mine: list[int], trackers: dict[str, TopKTracker],
     clone: set[str], ckpt: Path, *, batch_size: int, workers: int, checkpoint_every: int,
     max_pixels: int, max_side: int, resume: bool, mp_context: str | None, started: float,
+    directions: dict[str, DirectionLayer] | None = None,
 ) -> Job[PassProgress, tuple[int, int, list[tuple[str, str]]]]:
     """The pass over the files `mine` (indices into `files`), checkpointed in `ckpt`.
     Returns (images run now, files done by an earlier run, skipped (path, reason))."""
@@ -343,7 +360,7 @@ def _scan_part(
     model = loaded.module
     last_saved = done_batches
     scanned_now = 0
-    with torch.no_grad(), ActivationRecorder(model, layers) as rec:
+    with torch.no_grad(), ActivationRecorder(model, layers, directions) as rec:
         rec.clone_layers |= clone & set(layers)
         forward, unhook = truncated_forward(model, rec, layers)
         it = batches(make_loader(ds, batch_size, workers, collate, mp_context))
@@ -382,11 +399,18 @@ def _scan_part(
     return scanned_now, resumed_from, skipped
 
 
-def _layer_shapes(loaded: LoadedModel, layers: Sequence[str]
+def _set_id(d: DirectionLayer) -> str:
+    return d.set.folder.name if d.set.folder is not None else d.set.name
+
+
+def _layer_shapes(loaded: LoadedModel, layers: Sequence[str],
+                  directions: dict[str, DirectionLayer] | None = None,
                   ) -> tuple[dict[str, tuple[int, ...]], set[str]]:
     """(C, H, W) of each layer, and the layers whose outputs are overwritten in place later
-    in the pass (ResNet's `+=`), which the recorder must copy."""
-    infos, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    in the pass (ResNet's `+=`), which the recorder must copy. A direction layer (`L@nmf32`)
+    is recorded from its source (`runtime.directions`): its units are the directions."""
+    infos, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device,
+                                   [d.set for d in (directions or {}).values()])
     by_name = {i.name: i.shape for i in infos}
     missing = [layer for layer in layers if layer not in by_name]
     if missing:

@@ -48,6 +48,7 @@ class AttentionStage(BaseStage):
     model without global attention is told once, in the record's text."""
 
     def __init__(self, ctx: StageContext) -> None:
+        self.ctx = ctx
         self.model = ctx.loaded.module
         self._missing: str | None = None  # why this model has no attention to show
 
@@ -73,7 +74,7 @@ class AttentionStage(BaseStage):
             maps = probe.maps()
         except AttentionError as exc:
             return AttentionRecord(None, f"no attention to show: {exc}")
-        block = block_of(frame.layer, maps.blocks)
+        block = block_of(self.ctx.source_of(frame.layer), maps.blocks)
         h, w = maps.grid
         q = view.query
         query: str | tuple[int, int]

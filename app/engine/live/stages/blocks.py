@@ -15,6 +15,7 @@ model, the blocks come from `LiveBlocks`' second pass, which they must equal.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -73,9 +74,10 @@ class BlocksStage(BaseStage):
             return None
         t0 = time.perf_counter()
         outputs: list[Any] = []
+        shown = self.ctx.source_of(frame.layer)  # a concept layer: its source runs
         try:
             with torch.enable_grad():
-                g = layer_gradients(lambda edit: self._run_edited(frame, edit, outputs),
+                g = layer_gradients(lambda edit: self._run_edited(frame, shown, edit, outputs),
                                     ClassScore(view.target, view.versus), 1)
         except NotAMap:  # the layer did not run as a map: the second pass explains it
             return self._detached(outputs[-1])
@@ -83,13 +85,24 @@ class BlocksStage(BaseStage):
             log.info("building blocks in a second pass for %s: %s", frame.layer, exc)
             self.in_pass = False
             return None
+        if shown != frame.layer:
+            g = self._in_concepts(frame.layer, g)
         frame.notes["blocks"] = self._blocks(frame.layer, view, g, t0)
         return self._detached(g.logits)
 
-    def _run_edited(self, frame: FramePass, edit: Edit,
+    def _in_concepts(self, layer: str, g: LayerGradients) -> LayerGradients:
+        """act × grad in concept space: codes_k times the gradient along direction k, so
+        the concepts' shares plus the residual's add up to the source layer's."""
+        assert self.ctx.concepts is not None
+        concept = self.ctx.concepts.layers[layer]
+        codes = concept.codes(g.activation)
+        along = concept.unit_gradient(g.gradient.float())
+        return dataclasses.replace(g, activation=codes, gradient=along)
+
+    def _run_edited(self, frame: FramePass, layer: str, edit: Edit,
                     outputs: list[Any]) -> tuple[Any, torch.Tensor]:
-        """The recorder's pass with the shown layer's map z replaced by `edit(z)`."""
-        name, call = split_layer_name(frame.layer)
+        """The recorder's pass with `layer`'s map z replaced by `edit(z)`."""
+        name, call = split_layer_name(layer)
         caught: list[torch.Tensor] = []
         seen = 0
 
@@ -117,7 +130,7 @@ class BlocksStage(BaseStage):
         finally:
             handle.remove()
         if not caught:
-            raise NotAMap(f"layer {frame.layer!r} did not run as a map")
+            raise NotAMap(f"layer {layer!r} did not run as a map")
         return outputs[-1], caught[-1]
 
     def _detached(self, logits: torch.Tensor) -> torch.Tensor:
@@ -152,7 +165,9 @@ class BlocksStage(BaseStage):
         if isinstance(found, BuildingBlocks):
             return found
         view = self._wanted(frame)
-        return None if view is None else self._second_pass(frame, view)
+        if view is None or self.ctx.is_concepts(frame.layer):
+            return None  # concepts are explained in the pass only (not while units are deleted)
+        return self._second_pass(frame, view)
 
     def _second_pass(self, frame: FramePass, view: BlocksView) -> BuildingBlocks | None:
         """The blocks from one more forward and backward (on the attributor's private

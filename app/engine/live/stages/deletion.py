@@ -59,12 +59,17 @@ class DeletionStage(BaseStage):
             self._ablated = ()
         if view.ablated != self._ablated:
             self.ablation.clear()
+            concepts = self.ctx.concepts
+            if concepts is not None:  # a concept layer's deletions edit its source's output
+                concepts.set_deleted({n: u for n, u in view.ablated if n in concepts.layers})
             for name, units in view.ablated:
+                if self.ctx.is_concepts(name):
+                    continue
                 if name in self.ctx.layers:
                     limit = self.ctx.layers[name].shape[0]
                     self.ablation.set(name, [u for u in units if 0 <= u < limit])
             self._ablated = view.ablated
-        if view.mode == AblationMode.MEAN:
+        if view.mode == AblationMode.MEAN and not self.ctx.is_concepts(frame.layer):
             self.ablation.watch(frame.layer)  # gather its means before a unit of it is deleted
         return contextlib.nullcontext()
 
@@ -74,7 +79,10 @@ class DeletionStage(BaseStage):
         if not ablated:
             return None
         rec, x = self.ctx.recorder, frame.x
-        if self.fork and self._fork_safe and self._fork_refused != ablated:
+        concepts = self.ctx.concepts
+        # the concept hooks edit whole batches: with concepts deleted, two passes
+        two = concepts is not None and bool(concepts.deleted)
+        if self.fork and self._fork_safe and self._fork_refused != ablated and not two:
             means = self.ablation.means
             state = means.snapshot() if isinstance(means, RunningChannelMeans) else None
             try:
@@ -91,7 +99,8 @@ class DeletionStage(BaseStage):
                 # such a branch with it: correct results need two passes for these deletions
                 log.info("live ablation in two passes for %s: %s", ablated, exc)
                 self._fork_refused = ablated
-        with self.ablation.paused():
+        with self.ablation.paused(), (
+                concepts.paused() if concepts is not None else contextlib.nullcontext()):
             frame.notes["intact"] = self.ctx.top(rec.run(x))
         out: torch.Tensor = rec.run(x)
         return out
