@@ -169,3 +169,42 @@ def test_the_report_holds_the_groups_and_gaps(biased, tmp_path):
     assert doc["baseline"]["accuracy_gap"] == pytest.approx(biased.baseline.accuracy_gap)
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["audit.html",
                                                                        "audit.json"]
+
+
+def test_cli_on_real_photos_in_colour_and_gray(tmp_path, capsys):
+    """The bundled model on the same photos in colour and in gray: the CLI runs end to end,
+    and the report's numbers are counts of these few images."""
+    import cv2
+    from skimage import data as skdata
+
+    import app.cli as cli
+
+    photos = {"tabby": ("chelsea", "cat"), "espresso": ("coffee",), "missile": ("rocket",)}
+    for class_name, names in photos.items():
+        for name in names:
+            rgb = getattr(skdata, name)()[..., :3]
+            gray = np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+            for group, img in (("colour", rgb), ("gray", gray)):
+                (tmp_path / "d" / group / class_name).mkdir(parents=True, exist_ok=True)
+                assert cv2.imwrite(str(tmp_path / "d" / group / class_name / f"{name}.png"),
+                                   cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    argv = ["audit", str(tmp_path / "d"), "--groups", "colour", "gray", "--layers",
+            "_blocks.4", "--runs", "3", "--classes", "1", "--device", "cpu", "--out",
+            str(tmp_path / "report"), "--json"]
+    assert cli.main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["groups"] == ["colour", "gray"] and doc["group_images"] == {"colour": 4,
+                                                                         "gray": 4}
+    for g in ("colour", "gray"):
+        assert round(doc["baseline"]["group_accuracy"][g] * 4) == pytest.approx(
+            doc["baseline"]["group_accuracy"][g] * 4)  # a count of 4 images
+    assert len(doc["tcav"]) == 2 and {t["group"] for t in doc["tcav"]} == {"colour", "gray"}
+    assert [e["edit"] for e in doc["edits"]] == ["zero units", "erase direction"] * 2
+    page = (tmp_path / "report" / "audit.html").read_text()
+    assert "<td>colour</td>" in page and "<td>gray</td>" in page
+    assert json.loads((tmp_path / "report" / "audit.json").read_text())["groups"] == [
+        "colour", "gray"]
+    assert cli.main(argv[:-1]) == 0  # the summary for people
+    text = capsys.readouterr().out
+    assert "largest gaps in predicted rate" in text and "erase direction" in text
+    assert text.count("colour → ") == text.count("gray → ") == 1  # one class, one layer

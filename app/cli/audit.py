@@ -105,10 +105,11 @@ def _print_summary(r: AuditResult) -> None:
         for s in t.layers:
             print(f"  {g} → {names[c]} at {s.layer}: {s.score:.3f}  p {s.p_value:.2g}  "
                   f"{'yes' if s.significant else 'no'}")
-    print("edits (accuracy, accuracy gap):")
+    print("units most aligned with each group's direction (CAV component):")
     for d in r.directions:
         units = ", ".join(f"{u} ({w:+.2f})" for u, w in d.units)
-        print(f"  {d.group} at {d.layer}: units {units}")
+        print(f"  {d.group} at {d.layer}: {units}")
+    print("edits (accuracy, accuracy gap):")
     for e in r.edits:
         print(f"  {e.edit:15s} {e.group} at {e.layer}: accuracy {e.accuracy:.3f}, "
               f"gap {e.accuracy_gap:.3f}")
