@@ -129,6 +129,12 @@ def test_malformed_datasets_are_refused(planted, tmp_path):
     root = planted["root"] / "biased"
     with pytest.raises(AuditError, match="group folder not found"):
         run_job(run_audit(model, root, ["a", "nobody"]))
+    with pytest.raises(AuditError, match="two different groups"):
+        run_job(run_audit(model, root, ["a", "a"]))
+    with pytest.raises(AuditError, match="named twice"):
+        run_job(run_audit(model, root, ["a", "b", "a"]))
+    with pytest.raises(AuditError, match="no layer named 'fc9'"):
+        run_job(run_audit(model, root, ["a", "b"], ["fc9"]))
     (tmp_path / "x" / "a").mkdir(parents=True)
     write(tmp_path / "x" / "b" / "vertical", images(np.random.default_rng(0), 2, None, True)[0])
     with pytest.raises(AuditError, match="no class folders"):

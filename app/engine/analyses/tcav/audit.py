@@ -92,6 +92,8 @@ def find_audit_data(root: str | Path, groups: Sequence[str], class_names: Sequen
         raise AuditError(f"dataset folder not found: {base}")
     if len(set(groups)) < 2:
         raise AuditError("an audit compares groups: name two different groups at least")
+    if len(set(groups)) < len(groups):
+        raise AuditError("a group is named twice: name each group once")
     files: list[str] = []
     labels: list[int] = []
     group_of: list[int] = []
