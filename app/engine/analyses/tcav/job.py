@@ -142,7 +142,11 @@ def tcav_root(cache_dir: str, loaded: LoadedModel) -> Path:
     return cache_root(cache_dir) / "tcav" / model_key(loaded)
 
 
-def _listing(folder: str | Path, what: str) -> list[str]:
+def _listing(folder: str | Path | Sequence[str], what: str) -> list[str]:
+    if not isinstance(folder, str | Path):  # the files themselves (the audit's examples)
+        if not folder:
+            raise TcavError(f"no {what} images")
+        return sorted(str(f) for f in folder)
     root = Path(folder).expanduser()
     if not root.exists():
         raise TcavError(f"{what} folder not found: {root}")
@@ -181,13 +185,15 @@ def _plan(n_concept: int, randoms: Sequence[int], runs: int, seed: int
 
 def run_tcav(
     loaded: LoadedModel, concept: str | Path, randoms: Sequence[str | Path],
-    examples: str | Path, target: str | int, layers: Sequence[str], *, runs: int = 10,
+    examples: str | Path | Sequence[str], target: str | int, layers: Sequence[str], *,
+    runs: int = 10,
     method: str = "logistic", seed: int = 0, batch_size: int = 16, cache_dir: str = "",
     out: str | Path | None = None, max_pixels: int = 80_000_000, max_side: int = 1280,
 ) -> Job[TcavProgress, TcavResult]:
     """TCAV of `concept` for class `target` at each of `layers` (see the module doc).
 
-    `randoms`: one folder (random subsets of it) or several (one per run, cycled). CAVs
+    `randoms`: one folder (random subsets of it) or several (one per run, cycled);
+    `examples`: a folder or a list of image files. CAVs
     go to the cache (`tcav_root`) or to `out` when given.
     """
     started = time.perf_counter()
