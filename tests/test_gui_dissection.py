@@ -69,7 +69,7 @@ def test_the_unit_card_names_the_concept_and_masks_it_on_the_input(ui, backend):
                             min(crop[2], 224))
     np.testing.assert_array_equal(ui.concept_mask_image(), expected)
     assert 0 < expected.mean() < 1
-    assert f"mask {100 * expected.mean():.0f} %" in card.map_box.heading.text()
+    assert f"mask {100 * expected.mean():.0f}%" in card.map_box.heading.text()
     assert f"{100 * expected.mean():.1f} % of the input" in card.map_box.heading.toolTip()
     ui.press(Qt.Key.Key_Right)  # unit 1 detects nothing: no mask
     ui.wait_until(lambda: ui.concept_mask_image() is None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 from PyQt6.QtCore import QPoint, QPointF, QSize, Qt
-from PyQt6.QtGui import QPainter, QPaintEvent
+from PyQt6.QtGui import QResizeEvent
 from PyQt6.QtWidgets import QFrame, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from app.gui import theme
@@ -18,21 +18,36 @@ def make_image_item() -> pg.ImageItem:
 class ElidedLabel(QLabel):
     """One line that ends in "…" when the pane is too narrow for it, instead of widening
     the window or being cut mid-letter (a pane's title, a caption); `text()` stays the whole
-    text, and a cut text is shown whole as the tooltip."""
+    text. QLabel draws the shortened text itself, so its background is repainted as usual
+    (a paintEvent of our own left the old title's letters behind the new one)."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setText(text)
 
     def minimumSizeHint(self) -> QSize:
         return QSize(40, super().minimumSizeHint().height())
 
-    def paintEvent(self, event: QPaintEvent | None) -> None:
-        painter = QPainter(self)
-        painter.setPen(self.palette().color(self.foregroundRole()))
-        metrics = self.fontMetrics()
-        shown = metrics.elidedText(self.text(), Qt.TextElideMode.ElideRight, self.width())
-        painter.drawText(self.rect(), int(self.alignment()), shown)
+    def setText(self, text: str | None) -> None:
+        self._full = text or ""
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event: QResizeEvent | None) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = max(self.contentsRect().width(), 1)
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, width)
+        super().setText(shown)
 
     def is_elided(self) -> bool:
         """Whether the text is wider than the label (then it ends in "…")."""
-        return self.fontMetrics().horizontalAdvance(self.text()) > self.width()
+        return super().text() != self._full
 
 
 class Panel(QFrame):

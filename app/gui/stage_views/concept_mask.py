@@ -29,6 +29,6 @@ class ConceptMaskPresenter:
         mask = concept_mask(result.unit_map, c[2], min(side, 224))
         p.input.set_mask(mask, result.crop)
         # an empty mask is news too: the unit does not see its concept in this frame
-        p.card.set_mask_note(f"mask {100 * float(mask.mean()):.0f} %",
+        p.card.set_mask_note(f"mask {100 * float(mask.mean()):.0f}%",
                              f"concept mask: {100 * float(mask.mean()):.1f} % of the input, "
                              f"where the map exceeds the unit's threshold {c[2]:.3f}")
