@@ -591,7 +591,8 @@ class FakeBackend:
         if self.photos is None:
             self._preview(r, UnitPatches(layer, unit, (), NO_SCAN_NOTE.format(layer=layer)))
         else:
-            self._preview(r, UnitPatches(layer, unit, dataset_patches(self.photos, layer, unit)))
+            self._preview(r, UnitPatches(layer, unit, dataset_patches(self.photos, layer, unit),
+                                         dataset=self.photos[0].parent.as_posix()))
         self._preview(r, *(self.preferred(layer, unit, step) for step in self.render_steps))
 
     def _concepts(self, r: ConceptsRequest) -> None:

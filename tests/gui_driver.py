@@ -818,7 +818,7 @@ class WindowDriver:
     def card_heading(self, name: str) -> str:
         card = self._panes.card
         box = {"map": card.map_box, "attribution": card.attribution_box,
-               "preferred": card.preferred_box}[name]
+               "preferred": card.preferred_box, "patches": card.patches_box}[name]
         return str(box.heading.text())
 
     def prediction_label_room(self) -> float:

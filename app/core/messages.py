@@ -91,6 +91,7 @@ class UnitPatches:
     unit: int
     patches: tuple[Patch, ...]
     note: str = ""  # e.g. how to make a scan of this layer
+    dataset: str = ""  # the scanned folder the patches come from (absolute path)
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,7 +8,12 @@ ascending), path compared as a string of the absolute POSIX path. Ties are there
 deterministic, and the top-k of a union of disjoint datasets is exactly the top-k of the
 union of their top-k lists: that is what makes resuming and `--merge` exact.
 
-A scan folder holds one folder per layer (`layer_dirname`), each with:
+A scan folder holds one folder per layer (`layer_dirname`), each with the files below. In
+the cache each scanned dataset has its own scan folder, `dataset_scan_dir` (keyed by a
+digest of the dataset's absolute path), so scanning folder B never replaces folder A's top
+patches; `load_scan` answers with the newest complete scan of the layer, `scans_of` lists
+them all. A layer folder straight under `scan_dir` (the layout before datasets had their
+own) is still read, as one more scan, and never deleted.
 
 - `topk.npz`: `values` (C, k) float32 (−inf for an empty slot), `file_index` (C, k) int32 index
   into `paths` (−1: empty), `y`, `x` (C, k) int32 location of the unit's maximum in its
@@ -21,9 +26,12 @@ A scan folder holds one folder per layer (`layer_dirname`), each with:
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +54,25 @@ def layer_dirname(layer: str) -> str:
 def scan_dir(cache_root: str | Path, model_key: str) -> Path:
     """Where the scans of one model live inside the cache."""
     return Path(cache_root) / model_key / "scan"
+
+
+DATASETS_DIRNAME = "datasets"  # under `scan_dir`: one scan folder per scanned dataset
+
+
+def dataset_scan_dir(cache_root: str | Path, model_key: str, dataset_root: str) -> Path:
+    """The scan folder of one dataset (`dataset_root`: its absolute POSIX path)."""
+    digest = hashlib.sha256(dataset_root.encode("utf-8")).hexdigest()[:16]
+    return scan_dir(cache_root, model_key) / DATASETS_DIRNAME / digest
+
+
+@dataclass(frozen=True)
+class ScanInfo:
+    """One stored scan of a layer: which dataset, how many images, when it was written."""
+
+    folder: Path  # the layer folder (`load_scan_folder` reads it)
+    dataset: str  # the dataset's absolute path (several, comma-separated, for a merge)
+    images: int  # images scanned
+    saved_at: float  # seconds since the epoch
 
 
 @dataclass(frozen=True)
@@ -93,6 +120,11 @@ class ScanResult:
         return int(self.values.shape[1])
 
     @property
+    def dataset(self) -> str:
+        """The scanned dataset's absolute path (a merge's several, comma-separated)."""
+        return _dataset_of(self.meta)
+
+    @property
     def skipped(self) -> list[tuple[str, str]]:
         return [(p, r) for p, r in self.meta.get("skipped", [])]
 
@@ -125,9 +157,41 @@ def _box(row: np.ndarray) -> tuple[int, int, int, int]:
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
+def _dataset_of(meta: dict[str, Any]) -> str:
+    roots = [str(d.get("root", "")) for d in meta.get("datasets", []) if isinstance(d, dict)]
+    return ", ".join(dict.fromkeys(r for r in roots if r))
+
+
+def scans_of(root: str | Path, model_key: str, layer: str) -> list[ScanInfo]:
+    """The complete scans of `layer` under a cache root, one per dataset, newest first."""
+    top = scan_dir(root, model_key)
+    name = layer_dirname(layer)
+    folders = [top / name]
+    with contextlib.suppress(OSError):  # none scanned since datasets got their own folders
+        folders += sorted(d / name for d in (top / DATASETS_DIRNAME).iterdir() if d.is_dir())
+    out = []
+    for folder in folders:
+        try:
+            doc = folder / "result.json"
+            meta = json.loads(doc.read_text(encoding="utf-8"))
+            if meta.get("format") != SCAN_FORMAT or not meta.get("complete"):
+                continue
+            # results written before `saved_at` existed: the file's own time
+            saved = float(meta.get("saved_at") or doc.stat().st_mtime)
+            out.append(ScanInfo(folder, _dataset_of(meta), int(meta.get("files_scanned", 0)),
+                                saved))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return sorted(out, key=lambda i: (-i.saved_at, str(i.folder)))
+
+
 def load_scan(root: str | Path, model_key: str, layer: str) -> ScanResult | None:
-    """The finished scan of `layer` under a cache root, or None (none, stale format, torn)."""
-    return load_scan_folder(scan_dir(root, model_key) / layer_dirname(layer))
+    """The newest finished scan of `layer` under a cache root, or None (none, stale, torn)."""
+    for info in scans_of(root, model_key, layer):
+        result = load_scan_folder(info.folder)
+        if result is not None:  # a torn newest one: the one before it
+            return result
+    return None
 
 
 def load_scan_folder(folder: str | Path) -> ScanResult | None:
@@ -161,7 +225,8 @@ def save_scan_result(folder: str | Path, meta: dict[str, Any], paths: Sequence[s
     folder.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(8)
     # Rank order of the stored arrays must be the canonical one; paths sorted for merges.
-    doc = dict(meta, format=SCAN_FORMAT, token=token, paths=list(paths), complete=True)
+    doc = dict(meta, format=SCAN_FORMAT, token=token, paths=list(paths), complete=True,
+               saved_at=time.time())
     (folder / "result.json").unlink(missing_ok=True)  # invalid while the arrays change
     items = int(meta["files_scanned"])
     cache_write_npz(folder / "topk.npz", {"token": np.array(token), **arrays}, items=items,

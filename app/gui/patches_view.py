@@ -6,6 +6,8 @@ live grid is refreshed only when the patches themselves change.
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 import numpy as np
 from PyQt6.QtCore import QEvent, QRectF, QSize, Qt, pyqtSignal
 from PyQt6.QtGui import (
@@ -41,6 +43,11 @@ _CAPTION_H = 16
 def patches_key(patches: tuple[Patch, ...]) -> tuple[tuple[str, float, tuple[int, ...]], ...]:
     """What identifies a set of patches for display: the same key, the same picture."""
     return tuple((p.source, float(p.value), tuple(p.box)) for p in patches)
+
+
+def folder_name(path: str) -> str:
+    """A scanned folder as a heading names it: its last part (a merge's several, each)."""
+    return ", ".join(PurePath(p.strip()).name or p.strip() for p in path.split(", "))
 
 
 def aspect_fit(size: QSize, w: int, h: int) -> QRectF:
@@ -280,15 +287,20 @@ class TopPatchesPane(QWidget):
         self.dataset.show_note(f"Looking up {layer} · unit {unit}…")
         self.info.setText(" ")
 
-    def set_dataset(self, patches: tuple[Patch, ...], note: str) -> None:
+    def set_dataset(self, patches: tuple[Patch, ...], note: str, dataset: str = "") -> None:
+        """`dataset`: the scanned folder's path; several scans of a layer may exist, so the
+        line says which one these patches come from."""
         if patches:
             self.dataset.show_patches(patches)
             best = max(p.value for p in patches)
-            self.info.setText(f"top {len(patches)} of the scanned dataset · best {best:.2f}"
+            source = f"from {folder_name(dataset)}" if dataset else "of the scanned dataset"
+            self.info.setText(f"top {len(patches)} {source} · best {best:.2f}"
                               " · click a crop for the whole image")
+            self.info.setToolTip(dataset)
         else:
             self.dataset.show_note(note or "No scan of this layer yet.", button=True)
             self.info.setText(" ")
+            self.info.setToolTip("")
 
     def info_text(self) -> str:
         return self.info.text()

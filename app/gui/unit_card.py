@@ -28,7 +28,7 @@ from app.core.messages import (
 from app.gui.attribution_view import ATTRIBUTION_COLORMAP
 from app.gui.colormaps import lookup_table
 from app.gui.image_pane import ElidedLabel, ImageView, make_image_item
-from app.gui.patches_view import GRID_SIDE, PatchTile, PictureTile
+from app.gui.patches_view import GRID_SIDE, PatchTile, PictureTile, folder_name
 
 MONTAGE_SIDE = 2  # 2×2 preferred images pushed apart: the invariances show between them
 PATCH_RULE_TEXT = {"guided": "guided backprop", "deconvnet": "deconvnet",
@@ -122,6 +122,7 @@ class UnitCard(QWidget):
         for col in range(GRID_SIDE - 1):
             pairs.setColumnMinimumWidth(3 * col + 2, 6)
         self.patches_box = _Box("Top 9 dataset patches, each with its attribution", patches)
+        self._patches_from = ""  # " from FOLDER": which scanned folder the patches are of
         self.patches_note = QLabel("")
         self.patches_note.setObjectName("placeholder")
         self.patches_note.setWordWrap(True)
@@ -146,6 +147,7 @@ class UnitCard(QWidget):
         for tile in self.preferred_tiles:
             tile.set_picture(None)
         self._set_patches(())
+        self._patches_from = ""
         self.patches_note.hide()
 
     def _is_current(self, layer: str, unit: int) -> bool:
@@ -197,8 +199,10 @@ class UnitCard(QWidget):
         self.patches_note.setText(event.note)
         self.patches_note.setVisible(not event.patches and bool(event.note))
         n = len(event.patches)
+        self._patches_from = (f" from {folder_name(event.dataset)}"
+                              if n and event.dataset else "")
         self.patches_box.heading.setText(
-            f"Top {n} dataset patches, each with its attribution" if n else
+            f"Top {n} dataset patches{self._patches_from}, each with its attribution" if n else
             "Top dataset patches")
 
     def _set_patches(self, patches: tuple[Patch, ...]) -> None:
@@ -212,7 +216,8 @@ class UnitCard(QWidget):
             return
         rule = PATCH_RULE_TEXT.get(event.rule, event.rule)
         n = sum(t.patch is not None for t in self.patch_tiles)
-        self.patches_box.heading.setText(f"Top {n} dataset patches, each with its {rule}")
+        self.patches_box.heading.setText(
+            f"Top {n} dataset patches{self._patches_from}, each with its {rule}")
         for i, tile in enumerate(self.patch_attribution_tiles):
             image = event.images[i] if i < len(event.images) else None
             # the caption row stays empty: the heading names the rule once for all nine

@@ -92,7 +92,7 @@ class Units:
 
     def on_patches(self, event: UnitPatches) -> None:
         if self._selected(event.layer, event.unit):  # else an answer for a unit left since
-            self.w.panes.patches.set_dataset(event.patches, event.note)
+            self.w.panes.patches.set_dataset(event.patches, event.note, event.dataset)
 
     def on_preferred_image(self, event: PreferredImage) -> None:
         if self._selected(event.layer, event.unit):

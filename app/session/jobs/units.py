@@ -71,7 +71,7 @@ def unit_patches(settings: Settings, loaded: LoadedModel, layer: str,
         for i, e in enumerate(entries)
     )
     best = float(entries[0].value) if entries else None
-    return UnitPatches(layer, unit, patches), best
+    return UnitPatches(layer, unit, patches, dataset=scan.dataset), best
 
 
 def _renders(settings: Settings, loaded: LoadedModel, layer: str,

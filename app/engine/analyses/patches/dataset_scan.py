@@ -8,8 +8,9 @@ out=None, shard=(0, 1), crop_size=96, checkpoint_every=20, max_pixels=80_000_000
 max_side=1280, resume=True, mp_context=None) -> Job[PassProgress, ScanReport]``
     A job (`app.core.jobs`): drive it with ``run_job(scan(...), on_progress, cancel)``.
     Scans every image under `dataset` (recursively) and stores one result per layer in
-    ``scan_dir(cache_root(cache_dir), model_key(loaded)) / layer_dirname(layer)``, or
-    under `out` when given. Safe to drive from a worker thread: it yields a
+    ``dataset_scan_dir(cache_root(cache_dir), model_key(loaded), root) / layer_dirname(layer)``
+    (the dataset's own folder: another dataset's scan of the layer stays), or under `out`
+    when given. Safe to drive from a worker thread: it yields a
     `PassProgress` after every batch, and a cancel between two batches closes it after a
     checkpoint (`run_job` then raises `Cancelled`). Running it again resumes from the
     checkpoint and ends with exactly the result of an uninterrupted scan; running it on
@@ -19,7 +20,9 @@ max_side=1280, resume=True, mp_context=None) -> Job[PassProgress, ScanReport]``
     Raises `ScanError` (one line, for the user) when it cannot start.
 
 ``load_scan(root, model_key, layer) -> ScanResult | None`` (from `app.core.scan_results`, no torch)
-    ``root`` is ``cache_root(settings.cache.dir)``. ``ScanResult.top(unit)`` lists
+    ``root`` is ``cache_root(settings.cache.dir)``. The newest scan of the layer, whichever
+    dataset (``ScanResult.dataset`` names it); ``scans_of`` lists them all.
+    ``ScanResult.top(unit)`` lists
     ``Entry(rank, path, value, y, x, box, model_box)`` best first, ``box`` being
     (y0, x0, y1, x1), half-open, in the image file's own pixels;
     ``ScanResult.unit_crops(unit)`` is the matching (n, S, S, 3) uint8 crops.
@@ -65,10 +68,10 @@ import torch
 from app.core.files import files_fingerprint, list_images
 from app.core.jobs import Job
 from app.core.scan_results import (
+    dataset_scan_dir,
     layer_dirname,
     load_scan_folder,
     merge_results,
-    scan_dir,
 )
 from app.engine.analyses.patches.crops import cut_crops, remove_tree
 from app.engine.analyses.patches.pipeline import NO_ID, Frames, collate
@@ -251,7 +254,8 @@ def scan(
         raise ScanError(str(exc)) from None
     shapes, clone = _layer_shapes(loaded, layers, directions)
     pre = loaded.preprocess
-    folder = Path(out) if out is not None else scan_dir(cache_root(cache_dir), model_key(loaded))
+    folder = Path(out) if out is not None else dataset_scan_dir(
+        cache_root(cache_dir), model_key(loaded), root_name)
     rfs = {layer: receptive_field(loaded.module, layer, pre.size) for layer in layers}
     dataset_doc: dict[str, Any] = {"root": root_name, "digest": digest, "files": len(files),
                                    "shard": f"{index}/{count}"}
