@@ -30,13 +30,13 @@ from app.engine.analyses.featurevis import RenderResult, get_preset, render_unit
 from app.engine.analyses.featurevis.render_cache import encode_png
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
+from app.engine.workflows.patch_attributions import PATCH_RULE, patch_attributions
 from app.session.catalog.cached import (
     cached_curves,
     cached_scan,
     concept_labels,
     unit_ablation,
 )
-from app.session.patch_attributions import PATCH_RULE, patch_attributions
 
 THUMB_PX = 96  # side of a unit's tile in its layer's grid
 PATCH_PX = 112  # side a top patch is shown at on its unit's page
