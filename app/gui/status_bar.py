@@ -31,7 +31,7 @@ HISTORY = 200  # notices kept for `notices()`
 TOOLTIP_NOTICES = 12
 
 
-class ElidedLabel(QLabel):
+class NoticeLabel(QLabel):
     """A one-line label that elides its text ("…") to its width; a click emits `clicked`."""
 
     clicked = pyqtSignal()
@@ -71,7 +71,7 @@ class StatusBar(QStatusBar):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setSizeGripEnabled(False)
-        self._notice = ElidedLabel()
+        self._notice = NoticeLabel()
         self._notice.clicked.connect(self._on_notice_expired)
         self._stats = QLabel("waiting for frames")
         self._model = QLabel("loading model")
