@@ -247,6 +247,7 @@ def test_a_rendered_concept_beats_the_best_photo_at_its_own_code(capsys, world, 
     assert cli.main(argv) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["layer"] == LAYER
+    print({r["unit"]: (r["activation_max"], r["best_dataset_activation"]) for r in doc["units"]})
     for row in doc["units"]:
         assert row["best_dataset_activation"] is not None and row["activation_max"] > 0
         assert row["activation_max"] > row["best_dataset_activation"], row
