@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -449,7 +450,7 @@ def _merge_second_pass(ranks: Ranks, todo: list[str], tallies: dict[str, Tally],
     resumed, computed = False, 0
     for more_tiles, more, was_resumed, n_now in parts:
         for rel, data in more_tiles.items():
-            atomic_write_bytes(staging / rel, data)
+            _scratch_write(staging / rel, data)
         everyone |= {(str(a), str(b)) for a, b in more}
         resumed, computed = resumed or was_resumed, computed + n_now
     return sorted(everyone), label_px, resumed, computed
@@ -491,7 +492,18 @@ def _draw_tiles(folder: Path, thumb: np.ndarray, masks: dict[int, torch.Tensor],
         mask = masks.get(unit)
         empty = np.zeros(thumb.shape[:2], bool)
         tile = draw_mask(thumb, empty if mask is None else mask.cpu().numpy())
-        atomic_write_bytes(folder / f"u{unit}_r{rank}.png", _png(tile))
+        _scratch_write(folder / f"u{unit}_r{rank}.png", _png(tile))
+
+
+def _scratch_write(path: Path, data: bytes) -> None:
+    """A staging tile, atomically (temp file + rename) but without fsync: a killed process
+    leaves its writes in the page cache, so a resume finds them; only a power cut can lose
+    one, which costs its strip a picture (tiles that do not read are left out), never a
+    tally. An fsync per tile (units × k of them) cost more than the network on a busy disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _write_strips(out: Path, tiles: Path, ids: np.ndarray) -> None:
