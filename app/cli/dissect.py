@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=settings.cache.dir, out=args.out, top_k=top_k,
             max_pixels=settings.source.max_image_pixels, resume=not args.no_cache,
             checkpoint_every=settings.scan.checkpoint_every,  # one setting for every pass
-            ranks=ranks,
+            ranks=ranks, spool_gb=settings.dissect.spool_gb,
         ), "dissect", ranks)
     except DissectionError as exc:
         raise CliError(str(exc)) from None

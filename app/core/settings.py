@@ -108,6 +108,8 @@ class DissectSettings:
     min_iou: float = 0.04  # IoU above which a unit counts as a detector of its concept
     batch_size: int = 32
     top_k: int = 4  # top images drawn with the unit's mask, per unit
+    # disk for unit maps kept between the passes so the network runs once (0: run it twice)
+    spool_gb: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,8 @@ def _check_value(where: str, section: str, key: str, value: Any, expected: Any) 
             f"{name} must be 0 (the preset's) or 16 to {MAX_RENDER_SIZE} pixels, got {value!r}")
     if (section, key) == ("dissect", "quantile") and not 0.0 < value < 1.0:
         raise SettingsError(f"{name} must be between 0 and 1 (exclusive), got {value!r}")
+    if (section, key) == ("dissect", "spool_gb") and value < 0:
+        raise SettingsError(f"{name} must not be negative, got {value!r}")
     if (section, key) == ("dissect", "min_iou") and not 0.0 <= value <= 1.0:
         raise SettingsError(f"{name} must be between 0 and 1, got {value!r}")
     if key == "overlay_opacity" and not 0.0 <= value <= 1.0:

@@ -172,7 +172,8 @@ def _dissect(ctx: JobContext, req: DissectRequest) -> SessionJob:
     result = yield from dissect(
         ctx.private_model(), req.folder, [req.layer], quantile=d.quantile, min_iou=d.min_iou,
         batch_size=d.batch_size, workers=settings.scan.workers, cache_dir=settings.cache.dir,
-        top_k=d.top_k, max_pixels=settings.source.max_image_pixels, mp_context="forkserver")
+        top_k=d.top_k, max_pixels=settings.source.max_image_pixels, mp_context="forkserver",
+        spool_gb=d.spool_gb)
     message = concepts_message(result, result.layers[req.layer])
     return Outcome(f"dissection of {req.layer} done: {message.interpretable} of "
                    f"{len(message.units)} units detect a concept, {message.unique} distinct",

@@ -11,11 +11,13 @@ batch_size=32, workers=2, cache_dir="", out=None, top_k=4, bins=4096, ...)
     in `workers` DataLoader processes; the network runs truncated after the deepest chosen
     layer, with hooks on those layers only.
 
-Two passes over the images, as NetDissect, but streamed (NetDissect keeps every activation
-of the dataset in memmaps): pass 1 folds every activation into a per-unit `QuantileSketch`
-(threshold = the 1 − `quantile` quantile, within a bound reported per unit) and keeps each
-unit's top-k images; pass 2 tallies masks against labels (`Tally`) and draws the top images'
-masks. A unit's |mask| in its IoU with a label is counted in every image that annotates the
+Two passes over the images, as NetDissect, but streamed: pass 1 folds every activation
+into a per-unit `QuantileSketch` (threshold = the 1 − `quantile` quantile, within a bound
+reported per unit) and keeps each unit's top-k images; pass 2 tallies masks against labels
+(`Tally`) and draws the top images' masks. The network runs once: pass 1 spools the raw unit
+maps to disk (`spool`, within `spool_gb`) and pass 2 reads them back, bitwise the same maps;
+a dataset whose maps exceed the budget runs the network again in pass 2 (same result).
+A unit's |mask| in its IoU with a label is counted in every image that annotates the
 label's category, the 2017 NetDissect's rule, not NetDissect-Lite's (only images where the
 mask touches such a label); see `scoring`. Memory is O(units × (bins + labels + k)),
 independent of the dataset's size. All state is integer counts, so shards merge by
@@ -36,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -62,6 +65,7 @@ from app.engine.analyses.dissection.result import (
 )
 from app.engine.analyses.dissection.scoring import label_units, summarize
 from app.engine.analyses.dissection.sketch import QuantileSketch
+from app.engine.analyses.dissection.spool import Spool, spool_bytes
 from app.engine.analyses.dissection.tally import NO_IMAGE, Tally, TopImages, draw_mask, strip
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
 from app.engine.runtime.dataset_pass import (
@@ -103,22 +107,26 @@ def dissect(
     batch_size: int = 32, workers: int = 2, cache_dir: str = "", out: str | Path | None = None,
     top_k: int = 4, bins: int = 4096, checkpoint_every: int = 20,
     max_pixels: int = 80_000_000, resume: bool = True, mp_context: str | None = None,
-    ranks: Ranks | None = None,
+    ranks: Ranks | None = None, spool_gb: float = 4.0,
 ) -> Job[PassProgress, DissectionResult]:
     """Label every unit of `layers` with a concept of `dataset`; see the module doc.
 
     With `ranks` (torchrun) each rank takes its batches of both passes and rank 0 merges
     (sketches and top images between the passes, tallies at the end) and writes the one
     result; the other ranks return a result without layers.
+
+    `spool_gb`: the disk pass 1 may fill with unit maps so that the network runs once
+    (`spool`); a dataset that needs more (or 0) runs the network twice. Same result.
     """
     started = time.perf_counter()
     if not 0.0 < quantile < 1.0:
         raise DissectionError(f"quantile must be between 0 and 1, got {quantile}")
     if not 0.0 <= min_iou <= 1.0:
         raise DissectionError(f"min IoU must be between 0 and 1, got {min_iou}")
-    if batch_size <= 0 or workers < 0 or top_k < 0 or bins < 16 or checkpoint_every <= 0:
+    if (batch_size <= 0 or workers < 0 or top_k < 0 or bins < 16 or checkpoint_every <= 0
+            or not spool_gb >= 0):
         raise DissectionError("batch size and checkpoint interval must be positive, "
-                              "workers and top-k not negative, bins at least 16")
+                              "workers, top-k and spool size not negative, bins at least 16")
     pre = loaded.preprocess
     concepts = find_concepts(dataset, tuple(categories) if categories else None,
                              label_side=max(1, pre.size // 2))
@@ -157,7 +165,8 @@ def dissect(
                 loaded, concepts, todo, shapes, clone, folder, digest, quantile=quantile,
                 batch_size=batch_size, workers=workers, top_k=top_k, bins=bins,
                 checkpoint_every=checkpoint_every, max_pixels=max_pixels, resume=resume,
-                mp_context=mp_context, ranks=ranks, directions=directions)
+                mp_context=mp_context, ranks=ranks, directions=directions,
+                spool_gb=spool_gb)
         except Exception as exc:
             if ranks is None:
                 raise
@@ -201,7 +210,7 @@ def _compute(
     clone: set[str], folder: Path, digest: str, *, quantile: float, batch_size: int,
     workers: int, top_k: int, bins: int, checkpoint_every: int, max_pixels: int,
     resume: bool, mp_context: str | None, ranks: Ranks | None = None,
-    directions: dict[str, DirectionLayer] | None = None,
+    directions: dict[str, DirectionLayer] | None = None, spool_gb: float = 0.0,
 ) -> Job[PassProgress, tuple[bool, float, tuple[int, int]]]:
     """Both passes over the dataset for the layers `todo`; stores their tallies in `folder`.
     Returns (resumed from a checkpoint, images per second over what ran now, where this
@@ -217,6 +226,8 @@ def _compute(
     run_key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:16]
     ckpt = folder / ".partial" / run_key
     staging = ckpt / "tiles"
+    spool = Spool(ckpt / "spool", todo, mine, batch_size)
+    fits = spool_gb > 0 and spool_bytes(len(mine), [shapes[m] for m in todo]) <= spool_gb * 1e9
     sketches = {name: QuantileSketch(shapes[name][0], device, bins) for name in todo}
     tops = {name: TopImages(shapes[name][0], top_k, device) for name in todo}
     tallies: dict[str, Tally] = {}
@@ -224,6 +235,9 @@ def _compute(
     label_px = np.zeros(concepts.labels, np.int64)
     limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     saved = load_checkpoint(ckpt) if resume else None
+    if saved and saved[0].get("stage") == 2 and saved[0].get("spool") and not spool.complete(
+            spool.batches):
+        saved = None  # pass 2 would read unit maps that are gone: start again
     if saved is None:
         shutil.rmtree(ckpt, ignore_errors=True)  # tiles of a run whose state was lost
     else:
@@ -241,6 +255,9 @@ def _compute(
                 tallies[name].load({k: arrays[f"{i}.{k}"] for k in ("both", "unit_cat")})
         if stage == 2:
             label_px = arrays["label_px"]
+    # pass 1 spools only if it has from the first batch on; pass 2 reads what pass 1 chose
+    spooling = bool(saved[0].get("spool")) if saved and stage == 2 else (
+        fits and spool.complete(done))
     resumed = saved is not None and (stage, done) != (1, 0)
     resumed_at = (stage, min(done * batch_size, len(mine))) if resumed else (0, 0)
     skipped1 = {s[0] for s in skipped} if stage == 2 else set()
@@ -256,7 +273,8 @@ def _compute(
                 arrays.update({f"{i}.{k}": v for k, v in tallies[name].state().items()})
         if stage == 2:
             arrays["label_px"] = label_px
-        save_checkpoint(ckpt, {"stage": stage, "done": done, "skipped": skipped}, arrays)
+        save_checkpoint(ckpt, {"stage": stage, "done": done, "skipped": skipped,
+                               "spool": spooling}, arrays)
 
     already = (len(mine) if stage == 2 else 0) + min(done * batch_size, len(mine))
     meter = Meter(2 * len(mine), already, already if resumed else 0)
@@ -276,6 +294,10 @@ def _compute(
                         for name in todo:
                             sketches[name].add(rec.activations[name])
                             tops[name].add(rec.activations[name], ids)
+                    if spooling:  # before the checkpoint that counts this batch
+                        spool.write(done, batch["ids"], {
+                            m: rec.activations[m] if batch["images"] else torch.empty(
+                                0, *shapes[m]) for m in todo})
                     skipped += [(concepts.items[i].image, e) for i, e in batch["failed"]]
                     done, dirty = done + 1, False
                     computed += len(batch["images"])
@@ -300,11 +322,19 @@ def _compute(
                     with contextlib.suppress(OSError):
                         (folder / ".partial").rmdir()  # unless another run's is in it
                     raise DissectionError(unreadable_message(n, concepts.root, skipped))
+                spooling = spooling and spool.complete(spool.batches)
+                if ranks is not None:  # one way for all: pass 2 splits the images by it
+                    spooling = int(ranks.sum(torch.tensor([int(not spooling)]))[0]) == 0
+                if not spooling:
+                    shutil.rmtree(spool.folder, ignore_errors=True)
                 stage, done, last_saved = 2, 0, 0
                 sketches.clear()  # the thresholds are all pass 2 needs
                 checkpoint()
-            keep = [i for i in range(n) if concepts.items[i].image not in skipped1]
-            if ranks is not None:  # the batches of the single-process pass 2
+            # spooled: each rank tallies the images it spooled (sums: any split is exact);
+            # else a second forward over the batches of the single-process pass 2
+            keep = [i for i in (mine if spooling else range(n))
+                    if concepts.items[i].image not in skipped1]
+            if ranks is not None and not spooling:
                 keep = ranks.take(keep, batch_size)
             members = _top_members(todo, tops)
             wanted = frozenset(i for m in members.values() for i in m)
@@ -314,11 +344,15 @@ def _compute(
                                   batch_size, workers, mp_context):
                 dirty = True
                 if batch["images"]:
-                    rec.run(normalize(batch["images"], pre, device), forward)
+                    if spooling:
+                        maps = [spool.maps(lab.index, device) for lab in batch["labels"]]
+                    else:
+                        rec.run(normalize(batch["images"], pre, device), forward)
+                        maps = [{m: rec.activations[m][j] for m in todo}
+                                for j in range(len(batch["labels"]))]
                     for name in todo:
-                        acts = rec.activations[name]
                         for j, lab in enumerate(batch["labels"]):
-                            masks = tallies[name].add(acts[j], lab)
+                            masks = tallies[name].add(maps[j][name], lab)
                             if lab.thumb is not None:
                                 _draw_tiles(staging / safe_filename(name), lab.thumb, masks,
                                             members[name].get(lab.index, []))
@@ -431,7 +465,7 @@ def _merge_second_pass(ranks: Ranks, todo: list[str], tallies: dict[str, Tally],
     resumed, computed = False, 0
     for more_tiles, more, was_resumed, n_now in parts:
         for rel, data in more_tiles.items():
-            atomic_write_bytes(staging / rel, data)
+            _scratch_write(staging / rel, data)
         everyone |= {(str(a), str(b)) for a, b in more}
         resumed, computed = resumed or was_resumed, computed + n_now
     return sorted(everyone), label_px, resumed, computed
@@ -473,7 +507,18 @@ def _draw_tiles(folder: Path, thumb: np.ndarray, masks: dict[int, torch.Tensor],
         mask = masks.get(unit)
         empty = np.zeros(thumb.shape[:2], bool)
         tile = draw_mask(thumb, empty if mask is None else mask.cpu().numpy())
-        atomic_write_bytes(folder / f"u{unit}_r{rank}.png", _png(tile))
+        _scratch_write(folder / f"u{unit}_r{rank}.png", _png(tile))
+
+
+def _scratch_write(path: Path, data: bytes) -> None:
+    """A staging tile, atomically (temp file + rename) but without fsync: a killed process
+    leaves its writes in the page cache, so a resume finds them; only a power cut can lose
+    one, which costs its strip a picture (tiles that do not read are left out), never a
+    tally. An fsync per tile (units × k of them) cost more than the network on a busy disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _write_strips(out: Path, tiles: Path, ids: np.ndarray) -> None:

@@ -98,7 +98,9 @@ class Tally:
         ids = torch.from_numpy(lab.ids).to(self.device)
         rows = active[:, None]
         self.both[rows, ids[None, :]] += both  # (unit, label) pairs are distinct
-        count = m.flatten(1).sum(1)
+        # |mask| from the float 0/1 rows: integer partial sums below 2^24 are exact in float32,
+        # and summing a bool tensor to int64 was the slowest step of the tally
+        count = flat.sum(1).round().long()
         cats = torch.from_numpy(np.flatnonzero(lab.annotated)).to(self.device)
         self.unit_cat[rows, cats[None, :]] += count[:, None]
         return {int(u): m[i] for i, u in enumerate(active.tolist())}
