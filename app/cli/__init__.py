@@ -16,6 +16,7 @@ from types import ModuleType
 from app.cli import (
     ablate,
     accentuate,
+    atlas,
     bench,
     catalog,
     concepts,
@@ -37,7 +38,7 @@ from app.core.malloc_tuning import keep_freed_memory
 
 SUBCOMMANDS: tuple[ModuleType, ...] = (models, layers, predict, bench, scan, render, ablate,
                                        catalog, explain, dissect, accentuate, invert, spectrum,
-                                       concepts, tcav)
+                                       concepts, tcav, atlas)
 COMMANDS: dict[str, ModuleType] = {m.NAME: m for m in SUBCOMMANDS}
 
 

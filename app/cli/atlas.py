@@ -1,0 +1,121 @@
+"""`deepvis atlas`: a layer's activation atlas over a folder of images.
+
+    deepvis atlas DATASET --layer L [--grid N] [--per-image P] [--min-count M] [--seed S]
+                  [--gradient-images G] [--batch-size B] [--out DIR] [--restart]
+                  [--locate IMAGE ...] [--json]
+
+P activation vectors per image (random positions, seeded), laid out by UMAP (cosine) and
+binned into an N × N grid; each cell with at least M samples gets their mean as its
+direction and the class that direction most supports (the layer's logit gradients, averaged
+over the first G images, dotted with it) as its label. Writes DIR/atlas.png,
+DIR/cells.json (x, y, count, icon, label, score per cell) and DIR/directions.npy (cells ×
+channels, in cells.json order); DIR is the cache's folder for these inputs unless --out.
+`--locate IMAGE` places every position of each image's map on the atlas (its nearest kept
+sample by cosine, that sample's cell) and lists the cells it falls into.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.cli.common import CliError, add_common, load_for, print_json, settings_for
+from app.cli.ranks import drive
+
+if TYPE_CHECKING:  # torch-heavy: imported when the command runs
+    from app.engine.analyses.atlas import Atlas
+
+NAME = "atlas"
+HELP = "a layer's activation atlas: its activations over a folder, laid out and binned"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common(p)
+    p.add_argument("dataset", metavar="DATASET", help="folder of images (searched recursively)")
+    p.add_argument("--layer", required=True, metavar="L", help="the layer (see `deepvis layers`)")
+    p.add_argument("--grid", type=int, default=20, metavar="N", help="N × N cells (default 20)")
+    p.add_argument("--per-image", type=int, default=16, metavar="P",
+                   help="activation vectors sampled per image (default 16)")
+    p.add_argument("--min-count", type=int, default=3, metavar="M",
+                   help="samples a cell needs to be drawn (default 3)")
+    p.add_argument("--gradient-images", type=int, default=16, metavar="G",
+                   help="images the labels' logit gradients are averaged over (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="sampling and layout seed")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    p.add_argument("--out", type=Path, metavar="DIR", help="result folder instead of the cache")
+    p.add_argument("--restart", action="store_true", help="ignore a cached atlas; build anew")
+    p.add_argument("--locate", nargs="+", type=Path, metavar="IMAGE", default=[],
+                   help="images whose positions are placed on the atlas")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    dataset = Path(args.dataset).expanduser()
+    if not dataset.exists():
+        raise CliError(f"dataset not found: {dataset}")
+    for flag, value in (("--grid", args.grid), ("--per-image", args.per_image),
+                        ("--min-count", args.min_count), ("--batch-size", args.batch_size),
+                        ("--gradient-images", args.gradient_images)):
+        if value <= 0:
+            raise CliError(f"{flag} must be positive, got {value}")
+    for image in args.locate:
+        if not image.is_file():
+            raise CliError(f"image to locate not found: {image}")
+    loaded, settings = load_for(args)
+    from app.engine.analyses.atlas import AtlasError, build_atlas, locate_images, write_picture
+
+    try:
+        atlas = drive(build_atlas(
+            loaded, dataset, args.layer, grid=args.grid, per_image=args.per_image,
+            min_count=args.min_count, seed=args.seed, batch_size=args.batch_size,
+            gradient_images=args.gradient_images, cache_dir=settings.cache.dir, out=args.out,
+            max_pixels=settings.source.max_image_pixels,
+            max_side=settings.source.max_frame_side, resume=not args.restart), "atlas", None)
+        if not atlas.cached or not (atlas.folder / "atlas.png").exists():
+            write_picture(atlas.folder, atlas.cells, atlas.grid)
+        located = locate_images(loaded, atlas, [str(p) for p in args.locate],
+                                max_pixels=settings.source.max_image_pixels,
+                                max_side=settings.source.max_frame_side)
+    except AtlasError as exc:
+        raise CliError(str(exc)) from None
+    doc = _doc(atlas, located if args.locate else None)
+    if args.json:
+        print_json(doc)
+        return 0
+    _print_summary(loaded.name, atlas, doc)
+    return 0
+
+
+def _doc(atlas: Atlas, located: list[dict[str, Any]] | None) -> dict[str, Any]:
+    import json
+
+    cells = json.loads((atlas.folder / "cells.json").read_text())
+    doc: dict[str, Any] = {
+        "layer": atlas.layer, "grid": atlas.grid, "per_image": atlas.per_image,
+        "images": atlas.images, "samples": int(atlas.samples.shape[0]),
+        "folder": str(atlas.folder), "cached": atlas.cached,
+        "seconds": {k: round(v, 3) for k, v in atlas.seconds.items()}, "cells": cells,
+        "skipped": [{"path": p, "reason": r} for p, r in atlas.skipped]}
+    if located is not None:
+        doc["located"] = located
+    return doc
+
+
+def _print_summary(model: str, atlas: Atlas, doc: dict[str, Any]) -> None:
+    how = "cached" if atlas.cached else "built in " + ", ".join(
+        f"{k} {v:.1f} s" for k, v in atlas.seconds.items())
+    print(f"{model}: atlas of {atlas.layer}: {len(atlas.cells)} cells of {atlas.grid}×"
+          f"{atlas.grid} from {doc['samples']} vectors of {atlas.images} images; {how}")
+    for cell in sorted(atlas.cells, key=lambda c: -c.count)[:10]:
+        print(f"  ({cell.x:2d},{cell.y:2d}) {cell.count:5d}  {cell.label} ({cell.score:.3g})")
+    print(f"  {atlas.folder}/atlas.png, cells.json, directions.npy")
+    for entry in doc.get("located", []):
+        where = ", ".join(f"({c['x']},{c['y']})×{c['positions']}" for c in entry["cells"][:8])
+        print(f"  {entry['image']}: {where}")
+    if atlas.skipped:
+        print(f"skipped {len(atlas.skipped)} unreadable file(s):", file=sys.stderr)
+        for path, reason in atlas.skipped:
+            print(f"  {path}: {reason}", file=sys.stderr)
