@@ -93,7 +93,8 @@ def test_cli_writes_the_atlas_files_on_real_photos(tmp_path, capsys, photos):
 
     out = tmp_path / "atlas"
     argv = ["atlas", str(photos), "--layer", "_blocks.5", "--grid", "6", "--per-image", "48",
-            "--gradient-images", "2", "--device", "cpu", "--out", str(out),
+            "--gradient-images", "2", "--icon-steps", "4", "--icon-size", "48",
+            "--device", "cpu", "--out", str(out),
             "--locate", str(photos / "coffee.png"), "--json"]
     assert cli.main(argv) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -113,6 +114,8 @@ def test_cli_writes_the_atlas_files_on_real_photos(tmp_path, capsys, photos):
         assert {"x", "y", "count", "icon", "label", "score"} <= cell.keys()
         assert 0 <= cell["x"] < 6 and 0 <= cell["y"] < 6 and cell["count"] >= 3
         assert cell["label"] in names
+        icon = cv2.imread(str(out / cell["icon"]))
+        assert icon is not None and icon.shape == (48, 48, 3) and icon.std() > 0
     (located,) = doc["located"]
     assert located["image"].endswith("coffee.png")
     # every position of _blocks.5's 14×14 map (a 224 input) lands in some populated cell
@@ -129,6 +132,7 @@ def test_cli_writes_the_atlas_files_on_real_photos(tmp_path, capsys, photos):
     (["--grid", "0"], "--grid must be positive"),
     (["--layer", "nope"], "no layer named 'nope'"),
     (["--locate", "/no/such.png"], "image to locate not found"),
+    (["--icon-steps", "-1"], "--icon-steps must be 0 or more"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, photos, extra, fragment):
     import app.cli as cli
