@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
             gradient_images=args.gradient_images, cache_dir=settings.cache.dir, out=args.out,
             max_pixels=settings.source.max_image_pixels,
             max_side=settings.source.max_frame_side, resume=not args.restart), "atlas", None)
+        began = time.perf_counter()
         icons = (render_icons(loaded, atlas, args.icon_steps, args.icon_size, args.seed)
                  if args.icon_steps else {})
+        atlas.seconds["icons"] = time.perf_counter() - began
         write_picture(atlas.folder, atlas.cells, atlas.grid, icons)
         if icons:
             atomic_write_json(atlas.folder / "icons" / "settings.json",
