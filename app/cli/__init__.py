@@ -16,6 +16,7 @@ from types import ModuleType
 from app.cli import (
     ablate,
     accentuate,
+    atlas,
     audit,
     bench,
     catalog,
@@ -38,7 +39,7 @@ from app.core.malloc_tuning import keep_freed_memory
 
 SUBCOMMANDS: tuple[ModuleType, ...] = (models, layers, predict, bench, scan, render, ablate,
                                        catalog, explain, dissect, accentuate, invert, spectrum,
-                                       concepts, tcav, audit)
+                                       concepts, tcav, audit, atlas)
 COMMANDS: dict[str, ModuleType] = {m.NAME: m for m in SUBCOMMANDS}
 
 

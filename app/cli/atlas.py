@@ -1,0 +1,234 @@
+"""`deepvis atlas`: a layer's activation atlas over a folder of images.
+
+    deepvis atlas DATASET --layer L [--grid N] [--per-image P] [--min-count M] [--seed S]
+                  [--gradient-images G] [--batch-size B] [--out DIR] [--restart]
+                  [--locate IMAGE ...] [--json]
+
+P activation vectors per image (random positions, seeded), laid out by UMAP (cosine) and
+binned into an N × N grid; each cell with at least M samples gets their mean as its
+direction and the class that direction most supports (the layer's logit gradients, averaged
+over the first G images, dotted with it) as its label. Writes DIR/atlas.png,
+DIR/cells.json (x, y, count, icon, label, score per cell) and DIR/directions.npy (cells ×
+channels, in cells.json order); DIR is the cache's folder for these inputs unless --out.
+`--locate IMAGE` places every position of each image's map on the atlas (its nearest kept
+sample by cosine, that sample's cell) and lists the cells it falls into.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.cli.common import CliError, add_common, load_for, print_json, settings_for
+from app.cli.progress import TextProgress
+from app.cli.ranks import drive
+from app.core.atomic import atomic_write_json
+from app.core.jobs import Progress
+
+if TYPE_CHECKING:  # torch-heavy: imported when the command runs
+    import numpy as np
+    import torch
+
+    from app.engine.analyses.atlas import Atlas
+    from app.engine.analyses.featurevis.objectives import Objective
+    from app.engine.runtime.models import LoadedModel
+
+NAME = "atlas"
+HELP = "a layer's activation atlas: its activations over a folder, laid out and binned"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common(p)
+    p.add_argument("dataset", metavar="DATASET", help="folder of images (searched recursively)")
+    p.add_argument("--layer", required=True, metavar="L", help="the layer (see `deepvis layers`)")
+    p.add_argument("--grid", type=int, default=20, metavar="N", help="N × N cells (default 20)")
+    p.add_argument("--per-image", type=int, default=16, metavar="P",
+                   help="activation vectors sampled per image (default 16)")
+    p.add_argument("--min-count", type=int, default=3, metavar="M",
+                   help="samples a cell needs to be drawn (default 3)")
+    p.add_argument("--gradient-images", type=int, default=16, metavar="G",
+                   help="images the labels' logit gradients are averaged over (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="sampling and layout seed")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    p.add_argument("--out", type=Path, metavar="DIR", help="result folder instead of the cache")
+    p.add_argument("--restart", action="store_true", help="ignore a cached atlas; build anew")
+    p.add_argument("--locate", nargs="+", type=Path, metavar="IMAGE", default=[],
+                   help="images whose positions are placed on the atlas")
+    p.add_argument("--icon-steps", type=int, default=128, metavar="S",
+                   help="optimization steps of each cell's icon (default 128; 0: no icons)")
+    p.add_argument("--icon-size", type=int, default=96, metavar="PX",
+                   help="icon side in pixels (default 96)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    dataset = Path(args.dataset).expanduser()
+    if not dataset.exists():
+        raise CliError(f"dataset not found: {dataset}")
+    for flag, value in (("--grid", args.grid), ("--per-image", args.per_image),
+                        ("--min-count", args.min_count), ("--batch-size", args.batch_size),
+                        ("--gradient-images", args.gradient_images),
+                        ("--icon-size", args.icon_size)):
+        if value <= 0:
+            raise CliError(f"{flag} must be positive, got {value}")
+    if args.icon_steps < 0:
+        raise CliError(f"--icon-steps must be 0 or more, got {args.icon_steps}")
+    for image in args.locate:
+        if not image.is_file():
+            raise CliError(f"image to locate not found: {image}")
+    loaded, settings = load_for(args)
+    from app.engine.analyses.atlas import AtlasError, build_atlas, locate_images, write_picture
+
+    try:
+        atlas = drive(build_atlas(
+            loaded, dataset, args.layer, grid=args.grid, per_image=args.per_image,
+            min_count=args.min_count, seed=args.seed, batch_size=args.batch_size,
+            gradient_images=args.gradient_images, cache_dir=settings.cache.dir, out=args.out,
+            max_pixels=settings.source.max_image_pixels,
+            max_side=settings.source.max_frame_side, resume=not args.restart), "atlas", None)
+        began = time.perf_counter()
+        icons = (render_icons(loaded, atlas, args.icon_steps, args.icon_size, args.seed)
+                 if args.icon_steps else {})
+        atlas.seconds["icons"] = time.perf_counter() - began
+        write_picture(atlas.folder, atlas.cells, atlas.grid, icons)
+        if icons:
+            atomic_write_json(atlas.folder / "icons" / "settings.json",
+                              icon_settings(atlas, args.icon_steps, args.icon_size, args.seed))
+        located = locate_images(loaded, atlas, [str(p) for p in args.locate],
+                                max_pixels=settings.source.max_image_pixels,
+                                max_side=settings.source.max_frame_side)
+    except AtlasError as exc:
+        raise CliError(str(exc)) from None
+    doc = _doc(atlas, located if args.locate else None)
+    if args.json:
+        print_json(doc)
+        return 0
+    _print_summary(loaded.name, atlas, doc)
+    return 0
+
+
+ICON_COSINE_POWER = 1.0  # the article's recipe: dot × cosine^p, so the icon turns towards it
+ICON_BATCH = 8
+
+
+def render_icons(loaded: LoadedModel, atlas: Atlas, steps: int, size: int, seed: int
+                 ) -> dict[int, np.ndarray]:
+    """Each cell's icon: the feature visualisation of its direction, with the app's renderer
+    ("fast" preset, `steps` steps at `size` px), `ICON_BATCH` cells per ascent.
+
+    The objective is, at every position of the layer, dot(a, d) · max(cos(a, d), 0)^p,
+    averaged (the article's direction-with-cosine; its whitening of d is not done). Kept in
+    `folder/icons/` with the settings that made them, so an unchanged rerun renders nothing.
+    Rendering lives in the command because analyses do not import one another.
+    """
+    import numpy as np
+    import torch
+
+    from app.engine.analyses.featurevis import get_preset
+    from app.engine.analyses.featurevis import objectives as obj
+    from app.engine.analyses.featurevis.render import Ascent, Renderer
+
+    stored = _stored_icons(atlas, icon_settings(atlas, steps, size, seed))
+    if stored is not None:
+        return stored
+    p = get_preset("fast").with_overrides(steps, size)
+    renderer = Renderer(loaded, atlas.layer)
+    icons: dict[int, np.ndarray] = {}
+    bar = TextProgress("icons")
+    try:
+        for start in range(0, len(atlas.cells), ICON_BATCH):
+            ids = list(range(start, min(start + ICON_BATCH, len(atlas.cells))))
+            k = max(1, p.crops)
+            vecs = torch.from_numpy(np.repeat(atlas.directions[ids], k, axis=0))
+            goal = obj.crop_mean(_cosine_direction(vecs, ICON_COSINE_POWER), k)
+            if p.tv_weight:
+                goal = goal - p.tv_weight * obj.tv()
+            rngs = [torch.Generator().manual_seed(seed * 1_000_003 + i) for i in ids]
+            last = None
+            for _step, images, _values in Ascent(renderer, renderer.make_param(p, rngs), goal,
+                                                 p, rngs).run():
+                if images is not None:
+                    last = images
+            assert last is not None
+            icons.update({i: last[j] for j, i in enumerate(ids)})
+            bar(Progress(done=ids[-1] + 1, total=len(atlas.cells)))
+    finally:
+        renderer.release()
+        bar.close()
+    return icons
+
+
+def icon_settings(atlas: Atlas, steps: int, size: int, seed: int) -> dict[str, Any]:
+    return {"steps": steps, "size": size, "seed": seed, "power": ICON_COSINE_POWER,
+            "cells": len(atlas.cells)}
+
+
+def _stored_icons(atlas: Atlas, settings: dict[str, Any]) -> dict[int, np.ndarray] | None:
+    """The icons a run with the same settings left (its settings.json is written after the
+    icons and cells.json), or None."""
+    import cv2
+
+    try:
+        if json.loads((atlas.folder / "icons" / "settings.json").read_text()) != settings:
+            return None
+        icons = {}
+        for i, cell in enumerate(json.loads((atlas.folder / "cells.json").read_text())):
+            bgr = cv2.imread(str(atlas.folder / str(cell["icon"])))
+            if bgr is None:
+                return None
+            icons[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return icons
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _cosine_direction(vecs: torch.Tensor, power: float) -> Objective:
+    """Per image n: mean over positions of dot(a, d_n) · max(cos(a, d_n), 0)^power."""
+    import torch
+
+    from app.engine.analyses.featurevis.objectives import Objective
+
+    def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        v = vecs.to(acts.device, acts.dtype)
+        if acts.dim() == 2:
+            acts = acts[:, :, None, None]
+        dot = torch.einsum("nchw,nc->nhw", acts, v)
+        cos = dot / (acts.norm(dim=1) * v.norm(dim=1)[:, None, None]).clamp_min(1e-8)
+        return (dot * cos.clamp_min(1e-6) ** power).flatten(1).mean(1)
+
+    return Objective(fn, f"cosine_direction({tuple(vecs.shape)}, {power})")
+
+
+def _doc(atlas: Atlas, located: list[dict[str, Any]] | None) -> dict[str, Any]:
+    cells = json.loads((atlas.folder / "cells.json").read_text())
+    doc: dict[str, Any] = {
+        "layer": atlas.layer, "grid": atlas.grid, "per_image": atlas.per_image,
+        "images": atlas.images, "samples": int(atlas.samples.shape[0]),
+        "folder": str(atlas.folder), "cached": atlas.cached,
+        "seconds": {k: round(v, 3) for k, v in atlas.seconds.items()}, "cells": cells,
+        "skipped": [{"path": p, "reason": r} for p, r in atlas.skipped]}
+    if located is not None:
+        doc["located"] = located
+    return doc
+
+
+def _print_summary(model: str, atlas: Atlas, doc: dict[str, Any]) -> None:
+    how = "cached" if atlas.cached else "built in " + ", ".join(
+        f"{k} {v:.1f} s" for k, v in atlas.seconds.items())
+    print(f"{model}: atlas of {atlas.layer}: {len(atlas.cells)} cells of {atlas.grid}×"
+          f"{atlas.grid} from {doc['samples']} vectors of {atlas.images} images; {how}")
+    for cell in sorted(atlas.cells, key=lambda c: -c.count)[:10]:
+        print(f"  ({cell.x:2d},{cell.y:2d}) {cell.count:5d}  {cell.label} ({cell.score:.3g})")
+    print(f"  {atlas.folder}/atlas.png, cells.json, directions.npy")
+    for entry in doc.get("located", []):
+        where = ", ".join(f"({c['x']},{c['y']})×{c['positions']}" for c in entry["cells"][:8])
+        print(f"  {entry['image']}: {where}")
+    if atlas.skipped:
+        print(f"skipped {len(atlas.skipped)} unreadable file(s):", file=sys.stderr)
+        for path, reason in atlas.skipped:
+            print(f"  {path}: {reason}", file=sys.stderr)

@@ -1,0 +1,37 @@
+"""The activation atlas (Carter et al., Distill 2019): a whole layer on one map.
+
+P activation vectors per image of a folder (`collect`), laid out in 2-D by UMAP and binned
+into an N × N grid (`grid`); each dense enough cell gets the mean of its vectors as its
+direction and the class that direction most supports as its label (`job`). New activation
+vectors are placed on it by their nearest kept sample (`grid.locate`).
+"""
+
+from app.engine.analyses.atlas.collect import AtlasProgress
+from app.engine.analyses.atlas.draw import draw_atlas, write_picture
+from app.engine.analyses.atlas.grid import Grid, bin_layout, locate, umap_layout
+from app.engine.analyses.atlas.job import (
+    Atlas,
+    AtlasError,
+    Cell,
+    build_atlas,
+    label_cells,
+    load_atlas,
+    locate_images,
+)
+
+__all__ = [
+    "Atlas",
+    "AtlasError",
+    "AtlasProgress",
+    "Cell",
+    "Grid",
+    "bin_layout",
+    "build_atlas",
+    "draw_atlas",
+    "label_cells",
+    "load_atlas",
+    "locate",
+    "locate_images",
+    "umap_layout",
+    "write_picture",
+]

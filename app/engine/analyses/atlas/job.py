@@ -1,0 +1,279 @@
+"""`build_atlas`: the job that makes a layer's activation atlas from a folder of images.
+
+Stages, each timed (`Atlas.seconds`): collecting P vectors per image and the logit
+gradients (`collect`), the UMAP layout and the binning (`grid`), the labels. Icons are not
+made here — feature visualisation is another analysis, and analyses do not import each
+other: the command renders them with the app's renderer and writes them beside the atlas.
+
+A finished atlas lives in one folder, keyed by the model key (model, weights,
+preprocessing), the folder's listing fingerprint, the layer, P, N, the minimum density, the
+seed and the frame size; `meta.json` is written last, so its presence means the folder is
+complete, and a second run returns it at once (`cached`). Everything is written atomically
+and read back with `allow_pickle=False`: samples.npz (the kept vectors, their images and
+layout), directions.npy (cells × C, in cells.json order), gradient.npz (the labels' classes
+and their J rows). Not resumable mid-collection: a run is minutes, and the samples of a
+killed one are recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+from app.core.atomic import atomic_write, atomic_write_json, atomic_write_npz
+from app.core.files import files_fingerprint, list_images, safe_filename
+from app.core.jobs import Job
+from app.engine.analyses.atlas.collect import (
+    AtlasProgress,
+    batches,
+    logit_jacobian,
+    private_copy,
+    recorder_for,
+    sample_batch,
+)
+from app.engine.analyses.atlas.grid import Grid, bin_layout, locate, umap_layout
+from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.models import LoadedModel
+from app.engine.runtime.recorder import discover_layers
+
+ATLAS_FORMAT = 1
+
+
+class AtlasError(ValueError):
+    """An atlas that cannot be built (no images, unknown layer, bad sizes); one line."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    x: int
+    y: int
+    count: int
+    label: str  # the class its direction most supports (module `collect`'s J)
+    score: float  # J[label] · direction
+
+    def doc(self) -> dict[str, Any]:
+        return {"x": self.x, "y": self.y, "count": self.count, "label": self.label,
+                "score": round(self.score, 6)}
+
+
+@dataclass(frozen=True)
+class Atlas:
+    layer: str
+    grid: int
+    per_image: int
+    cells: tuple[Cell, ...]
+    directions: np.ndarray  # (M, C), in `cells` order
+    samples: np.ndarray  # (n, C) the collected vectors
+    cell_of: np.ndarray  # (n,) each sample's cell index, -1 if its cell is sparse
+    folder: Path
+    images: int
+    skipped: tuple[tuple[str, str], ...]
+    cached: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def grid_view(self) -> Grid:
+        cells = np.array([[c.x, c.y] for c in self.cells], dtype=np.int64).reshape(-1, 2)
+        counts = np.array([c.count for c in self.cells], dtype=np.int64)
+        return Grid(self.grid, cells, counts, self.directions, self.cell_of,
+                    np.zeros((self.cell_of.shape[0], 2)))
+
+    def locate(self, vectors: np.ndarray) -> list[dict[str, int]]:
+        """Where (q, C) activation vectors fall: [{x, y, positions}], most positions first."""
+        hits = locate(self.grid_view(), self.samples, vectors)
+        ids, counts = np.unique(hits[hits >= 0], return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        return [{"x": self.cells[int(ids[i])].x, "y": self.cells[int(ids[i])].y,
+                 "positions": int(counts[i])} for i in order]
+
+
+def atlas_root(cache_dir: str, loaded: LoadedModel, layer: str) -> Path:
+    return cache_root(cache_dir) / "atlas" / model_key(loaded) / safe_filename(layer)
+
+
+def label_cells(directions: np.ndarray, class_ids: np.ndarray, jacobian: np.ndarray,
+                class_names: Sequence[str]) -> list[tuple[str, float]]:
+    """(label, score) per direction: the candidate class with the largest J · direction."""
+    if directions.shape[0] == 0:
+        return []
+    scores = directions.astype(np.float64) @ jacobian.astype(np.float64).T  # (M, T)
+    best = np.argmax(scores, axis=1)
+    return [(class_names[int(class_ids[b])], float(scores[i, b])) for i, b in enumerate(best)]
+
+
+def build_atlas(
+    loaded: LoadedModel, dataset: str | Path, layer: str, *, grid: int = 20,
+    per_image: int = 16, min_count: int = 3, seed: int = 0, batch_size: int = 16,
+    gradient_images: int = 16, cache_dir: str = "", out: str | Path | None = None,
+    max_pixels: int = 80_000_000, max_side: int = 1280, resume: bool = True,
+) -> Job[AtlasProgress, Atlas]:
+    """The atlas of `layer` over the images under `dataset` (module doc)."""
+    started = time.perf_counter()
+    for what, value in (("the grid size", grid), ("the vectors per image", per_image),
+                        ("the minimum density", min_count), ("the batch size", batch_size)):
+        if value <= 0:
+            raise AtlasError(f"{what} must be positive, got {value}")
+    root = Path(dataset).expanduser()
+    if not root.exists():
+        raise AtlasError(f"dataset not found: {root}")
+    files = list_images(root)
+    if not files:
+        raise AtlasError(f"no images under {root} (looked for "
+                         "jpg, jpeg, png, webp, bmp, tif, tiff)")
+    infos, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    shapes = {i.name: i.shape for i in infos}
+    if layer not in shapes:
+        sample = ", ".join(list(shapes)[:6])
+        raise AtlasError(f"no layer named {layer!r} with a (C, H, W) output in "
+                         f"{loaded.name} (e.g. {sample}; see `deepvis layers`)")
+    channels = int(shapes[layer][0])
+    key = hashlib.sha256(json.dumps([
+        CACHE_FORMAT, ATLAS_FORMAT, model_key(loaded), layer, files_fingerprint(files),
+        per_image, grid, min_count, seed, gradient_images, max_side, max_pixels,
+    ]).encode()).hexdigest()[:16]
+    folder = (Path(out) if out is not None
+              else atlas_root(cache_dir, loaded, layer) / f"atlas-{key}")
+    if resume:
+        found = load_atlas(folder, key)
+        if found is not None:
+            return replace(found, cached=True)
+    else:
+        (folder / "meta.json").unlink(missing_ok=True)
+
+    # -- collect --------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    yield AtlasProgress(done=0, total=len(files), stage="collect")
+    rows: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    skipped: list[tuple[str, str]] = []
+    images, done = 0, 0
+    rec, forward, unhook = recorder_for(loaded, layer, layer in clone)
+    grad_x: list[torch.Tensor] = []
+    try:
+        with torch.no_grad():
+            for ids, x in batches(loaded, files, batch_size, max_pixels, max_side, skipped):
+                done = min(len(files), done + batch_size)
+                if ids:
+                    r, o, _ = sample_batch(rec, forward, layer, x, ids, per_image, seed)
+                    rows.append(r)
+                    owners.append(o)
+                    images += len(ids)
+                    room = gradient_images - sum(int(t.shape[0]) for t in grad_x)
+                    if room > 0:
+                        grad_x.append(x[:room])
+                yield AtlasProgress(done=done, total=len(files), stage="collect")
+    finally:
+        unhook()
+        rec.remove()
+    if not rows:
+        raise AtlasError(f"none of the {len(files)} images under {root} could be read")
+    samples = np.concatenate(rows).astype(np.float32)
+    owner = np.concatenate(owners)
+    t1 = time.perf_counter()
+    model = private_copy(loaded)
+    class_rows: dict[int, np.ndarray] = {}
+    for k, x in enumerate(grad_x):
+        yield AtlasProgress(done=k, total=len(grad_x), stage="gradient")
+        ids_k, jac = logit_jacobian(model, layer, x, channels)
+        for c, row in zip(ids_k, jac, strict=True):
+            class_rows[int(c)] = class_rows.get(int(c), 0) + row
+    del model
+    n_grad = max(1, sum(int(t.shape[0]) for t in grad_x))
+    class_ids = np.array(sorted(class_rows), dtype=np.int64)
+    jacobian = np.stack([class_rows[int(c)] / n_grad for c in class_ids]).astype(np.float32)
+    t2 = time.perf_counter()
+
+    # -- layout and grid ------------------------------------------------------------------
+    if samples.shape[0] < 4:
+        raise AtlasError(f"only {samples.shape[0]} activation vectors: too few for a layout "
+                         "(more images or a larger --per-image)")
+    yield AtlasProgress(done=0, total=1, stage="layout")
+    xy = umap_layout(samples, seed)
+    binned = bin_layout(samples, xy, grid, min_count)
+    yield AtlasProgress(done=1, total=1, stage="layout")
+    t3 = time.perf_counter()
+    labels = label_cells(binned.directions, class_ids, jacobian, loaded.class_names)
+    cells = tuple(Cell(int(c[0]), int(c[1]), int(n), lab, sc) for c, n, (lab, sc)
+                  in zip(binned.cells, binned.counts, labels, strict=True))
+    seconds = {"collect": t1 - t0, "gradient": t2 - t1, "layout": t3 - t2}
+    seconds["total"] = time.perf_counter() - started
+    atlas = Atlas(layer, grid, per_image, cells, binned.directions, samples, binned.cell_of,
+                  folder, images, tuple(skipped), seconds=seconds)
+    write_atlas(atlas, key, owner, xy, class_ids, jacobian, files)
+    return atlas
+
+
+def write_atlas(atlas: Atlas, key: str, owner: np.ndarray, xy: np.ndarray, class_ids: np.ndarray,
+                jacobian: np.ndarray, files: Sequence[str]) -> None:
+    folder = atlas.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "meta.json").unlink(missing_ok=True)  # incomplete until rewritten
+
+    def write_npy(f: IO[bytes]) -> None:
+        np.save(f, np.ascontiguousarray(atlas.directions, dtype=np.float32), allow_pickle=False)
+
+    atomic_write(folder / "directions.npy", write_npy)
+    atomic_write_npz(folder / "samples.npz", {"samples": atlas.samples, "owner": owner,
+                                               "xy": xy, "cell_of": atlas.cell_of})
+    atomic_write_npz(folder / "gradient.npz", {"classes": class_ids, "jacobian": jacobian})
+    atomic_write_json(folder / "cells.json", [{**c.doc(), "icon": None} for c in atlas.cells])
+    atomic_write_json(folder / "meta.json", {
+        "format": ATLAS_FORMAT, "key": key, "layer": atlas.layer, "grid": atlas.grid,
+        "per_image": atlas.per_image, "images": atlas.images,
+        "skipped": [list(s) for s in atlas.skipped], "seconds": atlas.seconds,
+        "files": [Path(os.path.abspath(f)).as_posix() for f in files]})
+
+
+def load_atlas(folder: Path, key: str | None = None) -> Atlas | None:
+    """The complete atlas in `folder` (made with the inputs `key` names, when given), or None."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("format") != ATLAS_FORMAT or (key is not None and meta.get("key") != key):
+            return None
+        docs = json.loads((folder / "cells.json").read_text())
+        directions = np.load(folder / "directions.npy", allow_pickle=False)
+        with np.load(folder / "samples.npz", allow_pickle=False) as z:
+            samples, cell_of = z["samples"], z["cell_of"]
+        cells = tuple(Cell(int(d["x"]), int(d["y"]), int(d["count"]), str(d["label"]),
+                           float(d["score"])) for d in docs)
+        if len(cells) != directions.shape[0]:
+            return None
+        return Atlas(str(meta["layer"]), int(meta["grid"]), int(meta["per_image"]), cells,
+                     directions, samples, cell_of, folder, int(meta["images"]),
+                     tuple((str(p), str(r)) for p, r in meta["skipped"]),
+                     seconds=dict(meta["seconds"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def locate_images(loaded: LoadedModel, atlas: Atlas, paths: Sequence[str], *,
+                  max_pixels: int = 80_000_000, max_side: int = 1280
+                  ) -> list[dict[str, Any]]:
+    """Per image: every position of its map at the atlas's layer, placed on the atlas."""
+    out: list[dict[str, Any]] = []
+    _, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    rec, forward, unhook = recorder_for(loaded, atlas.layer, atlas.layer in clone)
+    try:
+        with torch.no_grad():
+            for path in paths:
+                skipped: list[tuple[str, str]] = []
+                got = list(batches(loaded, [path], 1, max_pixels, max_side, skipped))
+                if skipped or not got or not got[0][0]:
+                    reason = skipped[0][1] if skipped else "unreadable"
+                    raise AtlasError(f"cannot read {path}: {reason}")
+                rec.run(got[0][1], forward)
+                acts = rec.activations[atlas.layer].detach().float()[0]
+                vectors = acts.reshape(acts.shape[0], -1).T.cpu().numpy()
+                out.append({"image": str(path), "cells": atlas.locate(vectors)})
+    finally:
+        unhook()
+        rec.remove()
+    return out

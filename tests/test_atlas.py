@@ -1,0 +1,144 @@
+"""The activation atlas: layout and grid on planted clusters, locate, and the command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.engine.analyses.atlas import bin_layout, label_cells, locate, umap_layout
+
+CHANNELS = 24
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[np.ndarray, np.ndarray]:
+    """Four well-separated clusters of 60 vectors (cosine-separated: distinct directions)."""
+    rng = np.random.default_rng(7)
+    centres = np.eye(CHANNELS)[[0, 6, 12, 18]] * 10.0 + 1.0
+    vectors = np.concatenate([c + rng.normal(scale=0.5, size=(60, CHANNELS)) for c in centres])
+    return vectors.astype(np.float32), np.repeat(np.arange(4), 60)
+
+
+@pytest.fixture(scope="module")
+def layout(planted: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return umap_layout(planted[0], seed=0)
+
+
+def test_layout_keeps_planted_clusters_in_separate_cells(planted, layout):
+    vectors, cluster = planted
+    grid = bin_layout(vectors, layout, size=10, min_count=1)
+    for cell in range(grid.cells.shape[0]):
+        members = cluster[grid.cell_of == cell]
+        assert len(set(members.tolist())) == 1, f"cell {cell} mixes clusters {set(members)}"
+    # and the clusters really are spread over the map, not piled into one cell each by luck
+    assert len({tuple(grid.cells[c]) for c in grid.cell_of}) >= 4
+
+
+def test_each_cell_direction_is_the_mean_of_its_members(planted, layout):
+    vectors, _ = planted
+    grid = bin_layout(vectors, layout, size=10, min_count=3)
+    assert grid.cells.shape[0] > 0
+    for cell in range(grid.cells.shape[0]):
+        members = vectors[grid.cell_of == cell]
+        assert members.shape[0] == grid.counts[cell] >= 3
+        np.testing.assert_allclose(grid.directions[cell], members.mean(axis=0), rtol=1e-5,
+                                   atol=1e-5)
+
+
+def test_cells_below_the_minimum_density_are_empty():
+    # hand-made layout: a 2×2 grid with 5, 2, 3 and 1 samples in its cells
+    xy = np.array([[0.1, 0.1]] * 5 + [[0.9, 0.1]] * 2 + [[0.1, 0.9]] * 3 + [[0.9, 0.9]])
+    vectors = np.arange(11 * 3, dtype=np.float32).reshape(11, 3)
+    grid = bin_layout(vectors, xy, size=2, min_count=3)
+    assert sorted(map(tuple, grid.cells.tolist())) == [(0, 0), (0, 1)]
+    assert sorted(grid.counts.tolist()) == [3, 5]
+    assert (grid.cell_of[5:7] == -1).all() and grid.cell_of[10] == -1
+    np.testing.assert_allclose(grid.directions[0], vectors[:5].mean(axis=0))
+
+
+def test_locate_puts_a_training_sample_in_the_cell_that_holds_it(planted, layout):
+    vectors, _ = planted
+    grid = bin_layout(vectors, layout, size=10, min_count=3)
+    held = np.flatnonzero(grid.cell_of >= 0)
+    np.testing.assert_array_equal(locate(grid, vectors, vectors[held]), grid.cell_of[held])
+
+
+def test_a_cells_label_is_the_class_its_direction_raises_most():
+    jacobian = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+    labels = label_cells(np.array([[3.0, 1.0], [0.1, 1.0]]), np.array([5, 9, 2]), jacobian,
+                         [f"class {i}" for i in range(10)])
+    assert labels == [("class 5", 3.0), ("class 9", 2.0)]
+
+
+# -- the command, on the bundled model and real photos -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from skimage import data as skdata
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("chelsea", "coffee", "astronaut", "rocket"):
+        img = getattr(skdata, name)()
+        assert cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def test_cli_writes_the_atlas_files_on_real_photos(tmp_path, capsys, photos):
+    import app.cli as cli
+
+    out = tmp_path / "atlas"
+    argv = ["atlas", str(photos), "--layer", "_blocks.5", "--grid", "6", "--per-image", "48",
+            "--gradient-images", "2", "--icon-steps", "4", "--icon-size", "48",
+            "--device", "cpu", "--out", str(out),
+            "--locate", str(photos / "coffee.png"), "--json"]
+    assert cli.main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    files = json.loads((out / "cells.json").read_text())
+    directions = np.load(out / "directions.npy", allow_pickle=False)
+    assert (out / "atlas.png").is_file() and cv2.imread(str(out / "atlas.png")).shape[:2] == (
+        6 * 48, 6 * 48)
+    assert doc["cells"] == files and len(files) == directions.shape[0] > 0
+    assert directions.shape[1] == 80  # _blocks.5's channels
+    assert sum(c["count"] for c in files) <= 4 * 48
+    import torch
+
+    from app.engine.runtime.models import load_bundled
+
+    names = set(load_bundled(torch.device("cpu")).class_names)
+    for cell in files:
+        assert {"x", "y", "count", "icon", "label", "score"} <= cell.keys()
+        assert 0 <= cell["x"] < 6 and 0 <= cell["y"] < 6 and cell["count"] >= 3
+        assert cell["label"] in names
+        icon = cv2.imread(str(out / cell["icon"]))
+        assert icon is not None and icon.shape == (48, 48, 3) and icon.std() > 0
+    (located,) = doc["located"]
+    assert located["image"].endswith("coffee.png")
+    # every position of _blocks.5's 14×14 map (a 224 input) lands in some populated cell
+    assert sum(c["positions"] for c in located["cells"]) == 14 * 14
+    on_map = {(c["x"], c["y"]) for c in files}
+    assert all((c["x"], c["y"]) in on_map for c in located["cells"])
+
+    # a second run is served from the folder
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["cached"] is True
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--grid", "0"], "--grid must be positive"),
+    (["--layer", "nope"], "no layer named 'nope'"),
+    (["--locate", "/no/such.png"], "image to locate not found"),
+    (["--icon-steps", "-1"], "--icon-steps must be 0 or more"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, photos, extra, fragment):
+    import app.cli as cli
+
+    argv = ["atlas", str(photos), "--layer", "_blocks.5", "--device", "cpu",
+            "--out", str(tmp_path / "o"), *extra]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and "\n" not in err
