@@ -11,6 +11,7 @@ from app.core.jobs import run_job
 from app.core.messages import ModelReady, Notice, NoticeLevel
 from app.core.scan_results import load_scan_folder
 from app.core.settings import ModelSettings, Settings
+from app.core.view import ViewState
 from app.engine.analyses.attribution import Attributor
 from app.engine.analyses.featurevis import render_units
 from app.engine.analyses.patches import scan
@@ -85,16 +86,20 @@ def test_the_live_session_runs_a_program_and_refuses_torchscript(models, tmp_pat
     photo = write_jpeg(tmp_path / "cat.jpg", chelsea())
     session = LiveSession(Settings(), CPU)
     try:
+        session.load_model(str(models[1].weights_file))
+        session.open_source(str(photo))
+        result = next_result(session)  # (waiting on events would take this result too)
+        assert result.model == "net.pt2" and len(result.predictions) == 5
+        assert result.geometry.channels > 0
+        # a TorchScript file is refused with a clear error, and the program runs on (at
+        # start, with no model yet, the session would fall back to the bundled one instead)
+        session.poll_events()  # the program's own ModelReady and SourceReady
         session.load_model(str(scripted))
         events = collect_events(session, lambda ev: any(
             isinstance(e, Notice) and e.level == NoticeLevel.ERROR for e in ev))
         error = next(e.text for e in events if isinstance(e, Notice) and e.level == "error")
         assert "TorchScript" in error and not any(isinstance(e, ModelReady) for e in events)
-        session.load_model(str(models[1].weights_file))
-        session.open_source(str(photo))
-        collect_events(session, lambda ev: any(isinstance(e, ModelReady) for e in ev))
-        result = next_result(session)
-        assert result.model == "net.pt2" and len(result.predictions) == 5
-        assert result.geometry.channels > 0
+        session.set_view(ViewState(unit=1))  # a still image answers a new view: still net.pt2
+        assert next_result(session).model == "net.pt2"
     finally:
         session.stop()
