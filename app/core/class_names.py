@@ -39,3 +39,18 @@ def find_class(spec: str | int, class_names: Sequence[str]) -> int:
     close = difflib.get_close_matches(text.lower(), [c.lower() for c in class_names], n=3)
     hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
     raise ClassNameError(f"unknown class {text!r}{hint}: give a class name or an index")
+
+
+def class_of_folder(folder: str, class_names: Sequence[str]) -> int | None:
+    """The class a labelled folder's sub-folder names: a plain index (`281`) or a class name
+    compared as `normalized` does (`tiger_cat` = `Tiger Cat`); None if it names none,
+    ClassNameError if it fits several (ImageNet's `crane`)."""
+    if folder.isdigit():
+        i = int(folder)
+        return i if i < len(class_names) else None
+    key = normalized(folder)
+    hits = [i for i, c in enumerate(class_names) if normalized(c) == key]
+    if len(hits) > 1:
+        raise ClassNameError(f"class folder {folder!r} fits several classes {hits}: "
+                             "name it by index instead")
+    return hits[0] if hits else None

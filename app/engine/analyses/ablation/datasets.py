@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from app.core.class_names import ClassNameError, class_of_folder
 from app.core.files import list_images
 from app.engine.analyses.ablation.deletion import AblationError
 from app.engine.runtime.models import LoadedModel
@@ -25,23 +25,13 @@ class Dataset:
     folders: dict[str, int] = field(default_factory=dict)  # class folder → class index
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "", name).lower()
-
-
 def match_class(folder: str, class_names: Sequence[str]) -> int | None:
-    """Class index named by a folder: a plain index (`281`) or a class name, compared without
-    case, spaces, underscores or hyphens (`tiger_cat` = `Tiger Cat`). AblationError if the
-    name fits several classes; None if it fits none."""
-    if folder.isdigit():
-        i = int(folder)
-        return i if i < len(class_names) else None
-    key = _norm(folder)
-    hits = [i for i, c in enumerate(class_names) if _norm(c) == key]
-    if len(hits) > 1:
-        raise AblationError(f"class folder {folder!r} fits several classes {hits}: "
-                            "name it by index instead")
-    return hits[0] if hits else None
+    """Class index named by a folder (`core.class_names.class_of_folder`); AblationError if
+    the name fits several classes, None if it fits none."""
+    try:
+        return class_of_folder(folder, class_names)
+    except ClassNameError as exc:
+        raise AblationError(str(exc)) from None
 
 
 def find_dataset(root: str | Path, class_names: Sequence[str]) -> Dataset:

@@ -2,8 +2,8 @@
 
 The layout is `DATASET/<group>/<class>/*.jpg`: a class folder names a class of the model by
 name (compared as `app.core.class_names` compares them) or by index, exactly as the ablation
-datasets do; the matcher is restated here on the core's normalization rather than imported,
-because analyses stay independent of each other.
+datasets do: both use the core's one matcher (`class_of_folder`), since analyses may not
+import each other.
 
 What it answers, in the order it runs:
 
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.core.class_names import normalized
+from app.core.class_names import ClassNameError, class_of_folder
 from app.core.files import list_images
 from app.core.jobs import Job
 from app.engine.analyses.tcav.job import TcavError, TcavResult, run_tcav
@@ -73,16 +73,11 @@ class AuditData:
 
 
 def match_class(folder: str, class_names: Sequence[str]) -> int | None:
-    """The class a folder names (index, or name without case/spaces/_/-), None if none."""
-    if folder.isdigit():
-        i = int(folder)
-        return i if i < len(class_names) else None
-    key = normalized(folder)
-    hits = [i for i, c in enumerate(class_names) if normalized(c) == key]
-    if len(hits) > 1:
-        raise AuditError(f"class folder {folder!r} fits several classes {hits}: name it by "
-                         "index instead")
-    return hits[0] if hits else None
+    """The class a folder names (`core.class_names.class_of_folder`); AuditError if several."""
+    try:
+        return class_of_folder(folder, class_names)
+    except ClassNameError as exc:
+        raise AuditError(str(exc)) from None
 
 
 def find_audit_data(root: str | Path, groups: Sequence[str], class_names: Sequence[str]
