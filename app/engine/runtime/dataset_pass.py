@@ -47,7 +47,10 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from app.core.atomic import atomic_write_json, atomic_write_npz
+from app.core.files import list_images
 from app.core.jobs import Progress, clock
+from app.engine.runtime.models import LoadedModel
+from app.engine.runtime.recorder import discover_layers
 
 WATCH_INTERVAL_S = 0.5  # how soon an orphaned worker notices
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -192,3 +195,28 @@ def load_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]
             return doc, {k: z[k] for k in z.files if k != "token"}
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def folder_images(dataset: str | Path, error: type[Exception]) -> tuple[Path, list[str]]:
+    """The folder and the images under it (recursively, `list_images`' order); `error` with
+    one line for the user when the folder is missing or holds no image."""
+    root = Path(dataset).expanduser()
+    if not root.exists():
+        raise error(f"dataset not found: {root}")
+    files = list_images(root)
+    if not files:
+        raise error(f"no images under {root} (looked for jpg, jpeg, png, webp, bmp, tif, tiff)")
+    return root, files
+
+
+def layer_map_shape(loaded: LoadedModel, layer: str, error: type[Exception]
+                    ) -> tuple[tuple[int, ...], set[str]]:
+    """`layer`'s (C, H, W) output shape, and the layers the recorder must clone (what
+    `discover_layers` says); `error` with one line naming a few layers when it has none."""
+    infos, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    shapes = {i.name: i.shape for i in infos}
+    if layer not in shapes:
+        sample = ", ".join(list(shapes)[:6])
+        raise error(f"no layer named {layer!r} with a (C, H, W) output in {loaded.name} "
+                    f"(e.g. {sample}; see `deepvis layers`)")
+    return shapes[layer], clone

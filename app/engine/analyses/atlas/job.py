@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from app.core.atomic import atomic_write, atomic_write_json, atomic_write_npz
-from app.core.files import files_fingerprint, list_images, safe_filename
+from app.core.files import files_fingerprint, safe_filename
 from app.core.jobs import Job
 from app.engine.analyses.atlas.collect import (
     AtlasProgress,
@@ -42,6 +42,7 @@ from app.engine.analyses.atlas.collect import (
 )
 from app.engine.analyses.atlas.grid import Grid, bin_layout, locate, umap_layout
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.dataset_pass import folder_images, layer_map_shape
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import discover_layers
 
@@ -121,20 +122,9 @@ def build_atlas(
                         ("the minimum density", min_count), ("the batch size", batch_size)):
         if value <= 0:
             raise AtlasError(f"{what} must be positive, got {value}")
-    root = Path(dataset).expanduser()
-    if not root.exists():
-        raise AtlasError(f"dataset not found: {root}")
-    files = list_images(root)
-    if not files:
-        raise AtlasError(f"no images under {root} (looked for "
-                         "jpg, jpeg, png, webp, bmp, tif, tiff)")
-    infos, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
-    shapes = {i.name: i.shape for i in infos}
-    if layer not in shapes:
-        sample = ", ".join(list(shapes)[:6])
-        raise AtlasError(f"no layer named {layer!r} with a (C, H, W) output in "
-                         f"{loaded.name} (e.g. {sample}; see `deepvis layers`)")
-    channels = int(shapes[layer][0])
+    root, files = folder_images(dataset, AtlasError)
+    shape, clone = layer_map_shape(loaded, layer, AtlasError)
+    channels = int(shape[0])
     key = hashlib.sha256(json.dumps([
         CACHE_FORMAT, ATLAS_FORMAT, model_key(loaded), layer, files_fingerprint(files),
         per_image, grid, min_count, seed, gradient_images, max_side, max_pixels,

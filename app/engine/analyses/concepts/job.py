@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.core.files import files_fingerprint, list_images, safe_filename
+from app.core.files import files_fingerprint, safe_filename
 from app.core.jobs import Job
 from app.engine.analyses.concepts.layer import METHODS, ConceptDictionary, concept_layer_name
 from app.engine.analyses.concepts.nmf import NMFFit, residual_norm, wide
@@ -52,9 +52,9 @@ from app.engine.analyses.concepts.store import (
     write_dictionary,
 )
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.dataset_pass import folder_images, layer_map_shape
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
-from app.engine.runtime.recorder import discover_layers
 
 NMF_ITERATIONS = 400  # HALS usually converges (to tol) in far fewer
 SAE_STEPS = 3000
@@ -104,20 +104,9 @@ def learn_concepts(
     active = active or default_active(k)
     if method == "sae" and not 0 < active <= k:
         raise ConceptsError(f"the SAE's active latents must be between 1 and K = {k}")
-    root = Path(dataset).expanduser()
-    if not root.exists():
-        raise ConceptsError(f"dataset not found: {root}")
-    files = list_images(root)
-    if not files:
-        raise ConceptsError(f"no images under {root} (looked for "
-                            "jpg, jpeg, png, webp, bmp, tif, tiff)")
-    infos, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
-    shapes = {i.name: i.shape for i in infos}
-    if layer not in shapes:
-        sample = ", ".join(list(shapes)[:6])
-        raise ConceptsError(f"no layer named {layer!r} with a (C, H, W) output in "
-                            f"{loaded.name} (e.g. {sample}; see `deepvis layers`)")
-    channels = int(shapes[layer][0])
+    root, files = folder_images(dataset, ConceptsError)
+    shape, clone = layer_map_shape(loaded, layer, ConceptsError)
+    channels = int(shape[0])
 
     mkey = model_key(loaded)
     dataset_doc = {"root": Path(os.path.abspath(root)).as_posix(),
