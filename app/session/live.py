@@ -36,8 +36,8 @@ from app.core.results import Result
 from app.core.settings import Settings
 from app.core.slot import LatestSlot
 from app.core.view import ViewState
-from app.engine.analyses.concepts import ConceptDictionary
 from app.engine.live import FrameProcessor, InferenceWorker
+from app.engine.runtime.directions import DirectionSet
 from app.engine.runtime.models import (
     BUNDLED,
     LoadedModel,
@@ -157,19 +157,31 @@ class LiveSession:
         self._jobs.cancel(kind)
 
     def _post_job(self, event: JobEvent) -> None:
-        """A job's event for the window; a learned dictionary becomes a layer of the live
-        view first, and the event says so with the new layer list."""
-        if isinstance(event.result, ConceptDictionary):
-            event = dataclasses.replace(event, result=self._add_concepts(event.result))
+        """A job's event for the window. A job whose result is a direction set (a concept
+        dictionary, a concept's CAVs, an atlas's cells) makes it a layer of the live view
+        first, and the event says so with the new layer list: whichever analysis wrote the
+        set, this is the one place it joins the view."""
+        result = event.result
+        if isinstance(result, DirectionSet):
+            result = (result,)
+        if (isinstance(result, tuple) and result
+                and all(isinstance(r, DirectionSet) for r in result)):
+            event = dataclasses.replace(event, result=self._add_directions(result))
         self._events.put(event)
 
-    def _add_concepts(self, dictionary: ConceptDictionary) -> LayersChanged | None:
+    def _add_directions(self, sets: tuple[DirectionSet, ...]) -> LayersChanged | None:
         processor = self._processor
-        layers = None if processor is None else processor.add_concepts(dictionary)
-        if processor is None or layers is None:
+        if processor is None:
+            return None
+        layers, added = None, ""
+        for directions in sets:
+            now = processor.add_directions(directions)
+            if now is not None:
+                layers, added = now, directions.name
+        if layers is None:
             return None
         self._channels = {info.name: info.shape[0] for info in layers}
-        return LayersChanged(layers, dictionary.concept_layer)
+        return LayersChanged(layers, added)
 
     def stop(self) -> None:
         if self._stopped:

@@ -19,9 +19,9 @@ from app.core.results import Result, find_record
 from app.core.slot import LatestSlot
 from app.core.tiling import GridGeometry, grid_geometry
 from app.core.view import ViewState
-from app.engine.analyses.concepts import ConceptDictionary
-from app.engine.live.concepts import ConceptLayers
+from app.engine.live.directions import DirectionLayers
 from app.engine.live.stages import STAGES, FramePass, Stage, StageContext
+from app.engine.runtime.directions import DirectionSet
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.predict import top_predictions
 from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
@@ -71,18 +71,18 @@ class FrameProcessor:
         self.top_k = top_k
         layers, clone = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
         self.default_layer = default_layer(layers)
-        self._lock = threading.Lock()  # add_concepts (a job's thread) against process
-        self.concepts = ConceptLayers(loaded, layers)
-        if cache_dir is not None:  # None: no concept layers from the cache (benchmarks)
-            self.concepts.load_cached(cache_dir)
+        self._lock = threading.Lock()  # add_directions (a job's thread) against process
+        self.directions = DirectionLayers(loaded, layers)
+        if cache_dir is not None:  # None: no direction layers from the cache (benchmarks)
+            self.directions.load_cached(cache_dir)
         self._base = tuple(layers)
-        self.layers = self.concepts.listed(layers)
+        self.layers = self.directions.listed(layers)
         self.by_name = {info.name: info for info in self.layers}  # the stages share it
         self.recorder = ActivationRecorder(loaded.module).__enter__()
         self.recorder.clone_layers |= clone
         self._geometries: dict[tuple[str, float], GridGeometry] = {}
         ctx = StageContext(loaded, self.recorder, self.by_name, self._top, top_k_frames,
-                           dictionary_top, groups, self.concepts)
+                           dictionary_top, groups, self.directions)
         self.stages: tuple[Stage, ...] = tuple(make(ctx) for make in STAGES)
 
     def stage(self, kind: type[S]) -> S:
@@ -99,19 +99,19 @@ class FrameProcessor:
     def close(self) -> None:
         for s in self.stages:
             s.close()
-        self.concepts.remove_hooks()
+        self.directions.remove_hooks()
         self.recorder.remove()
 
-    def add_concepts(self, dictionary: ConceptDictionary) -> tuple[LayerInfo, ...] | None:
-        """Show a new (or relearned) dictionary as a layer after its source; the new layer
-        list, or None when it does not fit this model. Safe from any thread."""
+    def add_directions(self, directions: DirectionSet) -> tuple[LayerInfo, ...] | None:
+        """Show a new (or relearned) direction set as a layer after its source; the new
+        layer list, or None when it does not fit this model. Safe from any thread."""
         with self._lock:
-            info = self.concepts.add(dictionary)
+            info = self.directions.add(directions)
             if info is None:
                 return None
             self.by_name[info.name] = info
             self._geometries = {k: g for k, g in self._geometries.items() if k[0] != info.name}
-            self.layers = self.concepts.listed(self._base)
+            self.layers = self.directions.listed(self._base)
             return self.layers
 
     def geometry(self, layer: str, aspect: float = 1.0) -> GridGeometry:
@@ -161,8 +161,8 @@ class FrameProcessor:
         frame = FramePass(x, image, crop, view, layer, unit, frame_id)
         logits = self._pass(frame)
         # layers above a forked deletion hold [intact; ablated]: show what the net receives
-        if layer in self.concepts.layers:  # codes of the source map, on the device
-            acts = self.concepts.codes(layer, self.recorder)
+        if layer in self.directions.layers:  # codes of the source map, on the device
+            acts = self.directions.codes(layer, self.recorder)
         else:
             acts = self.recorder.activations[layer][-1]
         frame.logits, frame.acts = logits, acts

@@ -36,7 +36,7 @@ from app.engine.analyses.ablation import (
     find_dataset,
     layer_curves,
 )
-from app.engine.analyses.concepts import ConceptDictionary, learn_concepts, rename_concept
+from app.engine.analyses.concepts import learn_concepts
 from app.engine.analyses.dissection import (
     DissectionResult,
     LayerDissection,
@@ -44,8 +44,8 @@ from app.engine.analyses.dissection import (
     dissect,
 )
 from app.engine.analyses.patches import scan
-from app.engine.live.concepts import cached_dictionaries
 from app.engine.runtime.cache import cache_root, model_key
+from app.engine.runtime.directions import DirectionSet, model_direction_sets, rename_direction
 from app.engine.runtime.models import LoadedModel
 from app.session.jobs.runner import JobContext, Refused, SessionJob, job_for
 
@@ -196,30 +196,33 @@ def _learn(ctx: JobContext, req: ConceptsRequest) -> SessionJob:
     d = yield from learn_concepts(ctx.private_model(), req.folder, req.layer, req.k, req.method,
                                   cache_dir=ctx.settings.cache.dir)
     how = "cached" if d.cached else f"{d.images} images, {d.samples} samples"
+    # the result is the layer's direction set: the session makes it a layer of the view
     return Outcome(f"{d.concept_layer} learned ({how}, relative error "
-                   f"{d.relative_error:.3f})", d)
+                   f"{d.relative_error:.3f})", d.direction_set())
 
 
-def _dictionary(ctx: JobContext, layer: str) -> ConceptDictionary:
-    """The dictionary the live view shows as `layer` (the newest of that name)."""
-    for d in cached_dictionaries(ctx.settings.cache.dir, ctx.loaded):
-        if d.concept_layer == layer:
-            return d
-    raise Refused(f"no concept dictionary {layer!r} in the cache")
+# -- direction layers' names (concepts, CAVs, atlas cells alike) ----------------------------
+
+def _direction_set(ctx: JobContext, layer: str) -> DirectionSet:
+    """The set the live view shows as `layer` (the newest of that name)."""
+    found = model_direction_sets(ctx.loaded, ctx.settings.cache.dir).get(layer)
+    if found is None:
+        raise Refused(f"no direction layer {layer!r} in the cache")
+    return found
 
 
 @job_for(ConceptNamesRequest)
 def concept_names_job(ctx: JobContext, req: ConceptNamesRequest) -> SessionJob:
     yield Progress(0, 1, f"names of {req.layer}")
-    d = _dictionary(ctx, req.layer)
-    return Outcome(f"{d.k} concept names", ConceptNames(req.layer, d.names))
+    d = _direction_set(ctx, req.layer)
+    return Outcome(f"{d.k} unit names", ConceptNames(req.layer, d.names))
 
 
 @job_for(RenameConceptRequest)
 def rename_concept_job(ctx: JobContext, req: RenameConceptRequest) -> SessionJob:
-    yield Progress(0, 1, f"renaming concept {req.unit} of {req.layer}")
+    yield Progress(0, 1, f"renaming unit {req.unit} of {req.layer}")
     try:
-        d = rename_concept(_dictionary(ctx, req.layer), req.unit, req.name)
+        d = rename_direction(_direction_set(ctx, req.layer), req.unit, req.name)
     except (OSError, ValueError) as exc:
         raise Refused(str(exc).splitlines()[0]) from None
     return Outcome(f"concept {req.unit} of {req.layer} is {d.names[req.unit]!r}",

@@ -27,7 +27,7 @@ import torch
 
 from app.core.messages import LayerInfo, Prediction
 from app.core.view import ViewState
-from app.engine.live.concepts import ConceptLayers
+from app.engine.live.directions import DirectionLayers
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import ActivationRecorder
 
@@ -43,14 +43,14 @@ class StageContext:
     top_k_frames: int = 9
     dictionary_top: int = 4
     groups: int = 6
-    concepts: ConceptLayers | None = None  # the view's concept layers (not modules)
+    directions: DirectionLayers | None = None  # the view's direction layers (not modules)
 
     def source_of(self, layer: str) -> str:
-        """The module layer a shown layer is computed from (a concept layer's source)."""
-        return layer if self.concepts is None else self.concepts.source_of(layer)
+        """The module layer a shown layer is computed from (a direction layer's source)."""
+        return layer if self.directions is None else self.directions.source_of(layer)
 
-    def is_concepts(self, layer: str) -> bool:
-        return self.concepts is not None and layer in self.concepts.layers
+    def is_direction(self, layer: str) -> bool:
+        return self.directions is not None and layer in self.directions.layers
 
 
 @dataclass

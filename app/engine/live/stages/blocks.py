@@ -74,7 +74,7 @@ class BlocksStage(BaseStage):
             return None
         t0 = time.perf_counter()
         outputs: list[Any] = []
-        shown = self.ctx.source_of(frame.layer)  # a concept layer: its source runs
+        shown = self.ctx.source_of(frame.layer)  # a direction layer: its source runs
         try:
             with torch.enable_grad():
                 g = layer_gradients(lambda edit: self._run_edited(frame, shown, edit, outputs),
@@ -86,17 +86,17 @@ class BlocksStage(BaseStage):
             self.in_pass = False
             return None
         if shown != frame.layer:
-            g = self._in_concepts(frame.layer, g)
+            g = self._in_directions(frame.layer, g)
         frame.notes["blocks"] = self._blocks(frame.layer, view, g, t0)
         return self._detached(g.logits)
 
-    def _in_concepts(self, layer: str, g: LayerGradients) -> LayerGradients:
-        """act × grad in concept space: codes_k times the gradient along direction k, so
-        the concepts' shares plus the residual's add up to the source layer's."""
-        assert self.ctx.concepts is not None
-        concept = self.ctx.concepts.layers[layer]
-        codes = concept.codes(g.activation)
-        along = concept.unit_gradient(g.gradient.float())
+    def _in_directions(self, layer: str, g: LayerGradients) -> LayerGradients:
+        """act × grad in unit space: codes_k times the gradient along direction k, so the
+        units' shares plus the residual's add up to the source layer's."""
+        assert self.ctx.directions is not None
+        found = self.ctx.directions.layers[layer]
+        codes = found.codes(g.activation)
+        along = found.unit_gradient(g.gradient.float())
         return dataclasses.replace(g, activation=codes, gradient=along)
 
     def _run_edited(self, frame: FramePass, layer: str, edit: Edit,
@@ -165,8 +165,8 @@ class BlocksStage(BaseStage):
         if isinstance(found, BuildingBlocks):
             return found
         view = self._wanted(frame)
-        if view is None or self.ctx.is_concepts(frame.layer):
-            return None  # concepts are explained in the pass only (not while units are deleted)
+        if view is None or self.ctx.is_direction(frame.layer):
+            return None  # direction units: in the pass only (not while units are deleted)
         return self._second_pass(frame, view)
 
     def _second_pass(self, frame: FramePass, view: BlocksView) -> BuildingBlocks | None:

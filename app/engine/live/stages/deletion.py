@@ -59,17 +59,17 @@ class DeletionStage(BaseStage):
             self._ablated = ()
         if view.ablated != self._ablated:
             self.ablation.clear()
-            concepts = self.ctx.concepts
-            if concepts is not None:  # a concept layer's deletions edit its source's output
-                concepts.set_deleted({n: u for n, u in view.ablated if n in concepts.layers})
+            directions = self.ctx.directions
+            if directions is not None:  # a direction layer's deletions edit its source's output
+                directions.set_deleted({n: u for n, u in view.ablated if n in directions.layers})
             for name, units in view.ablated:
-                if self.ctx.is_concepts(name):
+                if self.ctx.is_direction(name):
                     continue
                 if name in self.ctx.layers:
                     limit = self.ctx.layers[name].shape[0]
                     self.ablation.set(name, [u for u in units if 0 <= u < limit])
             self._ablated = view.ablated
-        if view.mode == AblationMode.MEAN and not self.ctx.is_concepts(frame.layer):
+        if view.mode == AblationMode.MEAN and not self.ctx.is_direction(frame.layer):
             self.ablation.watch(frame.layer)  # gather its means before a unit of it is deleted
         return contextlib.nullcontext()
 
@@ -79,9 +79,9 @@ class DeletionStage(BaseStage):
         if not ablated:
             return None
         rec, x = self.ctx.recorder, frame.x
-        concepts = self.ctx.concepts
-        # the concept hooks edit whole batches: with concepts deleted, two passes
-        two = concepts is not None and bool(concepts.deleted)
+        directions = self.ctx.directions
+        # the direction hooks edit whole batches: with direction units deleted, two passes
+        two = directions is not None and bool(directions.deleted)
         if self.fork and self._fork_safe and self._fork_refused != ablated and not two:
             means = self.ablation.means
             state = means.snapshot() if isinstance(means, RunningChannelMeans) else None
@@ -100,7 +100,7 @@ class DeletionStage(BaseStage):
                 log.info("live ablation in two passes for %s: %s", ablated, exc)
                 self._fork_refused = ablated
         with self.ablation.paused(), (
-                concepts.paused() if concepts is not None else contextlib.nullcontext()):
+                directions.paused() if directions is not None else contextlib.nullcontext()):
             frame.notes["intact"] = self.ctx.top(rec.run(x))
         out: torch.Tensor = rec.run(x)
         return out
