@@ -16,6 +16,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("DEEPVIS_LOG", os.path.join(tempfile.mkdtemp(prefix="deepvis-test-"),
                                                   "deepvis.log"))
 
+# nor is its cache: analyses called without `cache_dir` (and the CLI run in a subprocess)
+# write their caches, direction sets included, under a folder of this run's own
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="deepvis-test-cache-")
+
 try:
     # tqdm (torch.export and timm's hub client use it when installed) starts a
     # process-wide monitor thread on its first bar, which no test could stop

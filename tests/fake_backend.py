@@ -44,6 +44,7 @@ from app.core.messages import (
     PreferredGrid,
     PreferredImage,
     PreferredVariant,
+    ReportWritten,
     SourceFailed,
     SourceReady,
     UnitFacts,
@@ -54,6 +55,7 @@ from app.core.requests import (
     AblationRequest,
     AccentuateRequest,
     ActivationGridRequest,
+    AuditRequest,
     ClassUnitsRequest,
     ConceptNamesRequest,
     ConceptsRequest,
@@ -70,6 +72,7 @@ from app.core.requests import (
     RenderLayerRequest,
     Request,
     ScanRequest,
+    TcavRequest,
     UnitCardRequest,
     UnitIconsRequest,
 )
@@ -110,14 +113,23 @@ def layer_info(name: str) -> LayerInfo:
     info = next(i for i in LAYERS if i.name == source)
     if not at:
         return info
-    k = int(method_k.lstrip("abcdefghijklmnopqrstuvwxyz"))
+    # a tested concept's CAV (`@cav-<folder>`) is one unit; a dictionary has K
+    k = 1 if method_k.startswith("cav-") else int(method_k.lstrip("abcdefghijklmnopqrstuvwxyz"))
     return LayerInfo(name, (k, *info.shape[1:]), "concepts")
 
 
 def with_concept_layer(source: str, k: int, method: str) -> tuple[LayerInfo, ...]:
     """`LAYERS` with the concept layer of `source` right after it (what the session sends)."""
-    concept = layer_info(f"{source}@{method}{k}")
+    return with_direction_layer(f"{source}@{method}{k}")
+
+
+def with_direction_layer(name: str) -> tuple[LayerInfo, ...]:
+    """`LAYERS` with the direction layer `name` right after its source."""
+    source = name.partition("@")[0]
+    concept = layer_info(name)
     return tuple(x for i in LAYERS for x in ((i, concept) if i.name == source else (i,)))
+
+
 PREDICTIONS = (
     Prediction(285, "Egyptian cat", 0.612),
     Prediction(281, "tabby, tabby cat", 0.204),
@@ -603,6 +615,18 @@ class FakeBackend:
         self.concept_names[added] = [f"concept {i}" for i in range(r.k)]
         self._end(r, f"{added} learned", LayersChanged(layers, added))
 
+    def _tcav(self, r: TcavRequest) -> None:
+        """Tested at once: the score as the notice, the CAV's one-unit layer added."""
+        added = f"{r.layers[0]}@cav-{Path(r.folder).name.lower()}"
+        self._end(r, f"{r.target} on the concept: {r.layers[0]} 0.94 (random 0.48, p 1e-05, "
+                     "significant)", LayersChanged(with_direction_layer(added), added))
+
+    def _audit(self, r: AuditRequest) -> None:
+        """The report page as a preview, then the run's end."""
+        page = str(Path(r.folder) / "report" / "audit.html")
+        self._preview(r, ReportWritten(page, "2 groups, accuracy gap 0.25"))
+        self._end(r, "2 groups, accuracy gap 0.25")
+
     def _concept_names(self, r: ConceptNamesRequest | RenameConceptRequest) -> None:
         names = self.concept_names.setdefault(
             r.layer, [f"concept {i}" for i in range(layer_info(r.layer).channels)])
@@ -719,4 +743,6 @@ ANSWERS: dict[type[Request], Callable[[FakeBackend, Any], None]] = {
     ConceptsRequest: FakeBackend._concepts,
     ConceptNamesRequest: FakeBackend._concept_names,
     RenameConceptRequest: FakeBackend._concept_names,
+    TcavRequest: FakeBackend._tcav,
+    AuditRequest: FakeBackend._audit,
 }

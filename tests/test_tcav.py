@@ -391,3 +391,38 @@ def test_a_torch_export_program_gives_the_models_answer(planted, tmp_path):
         np.testing.assert_allclose(a.cavs, b.cavs, atol=1e-5)
         assert a.scores == b.scores and a.random_scores == b.random_scores
         assert a.cav_accuracies == b.cav_accuracies
+
+
+def test_the_tested_concept_becomes_a_unit_whose_map_finds_the_cue(planted, tmp_path):
+    """Each layer's CAV is stored as a one-unit direction layer `<layer>@cav-<folder>`:
+    the runs' unit CAVs averaged and renormalized; its map (CAV · activation per position)
+    peaks where the red patch is, on an image it has never seen."""
+    from app.engine.runtime.cache import model_key
+    from app.engine.runtime.directions import DirectionLayer, direction_sets
+
+    result = run_job(run_tcav(planted["cued"], planted["concept"], [planted["random"]],
+                              planted["cued_examples"], 1, ["conv2"], runs=5,
+                              cache_dir=str(tmp_path)))
+    name = "conv2@cav-concept"
+    assert [d.name for d in result.directions] == [name]
+    stored = direction_sets(tmp_path, model_key(planted["cued"]))
+    assert list(stored) == [name]
+    unit = stored[name]
+    assert (unit.kind, unit.source, unit.k, unit.names) == ("linear", "conv2", 1, ("concept",))
+    mean = result.layers[0].cavs.astype(np.float64).mean(0)
+    np.testing.assert_allclose(unit.directions[0], mean / np.linalg.norm(mean), rtol=1e-5,
+                               atol=1e-6)
+    assert unit.meta["score"] == pytest.approx(result.layers[0].score)
+    # the known answer: a patch at rows 20-26, columns 4-10 of a new image
+    img = stripes(np.random.default_rng(11), vertical=True)
+    img[20:27, 4:11] = (220, 30, 30)
+    net = planted["cued"].module
+    with torch.no_grad():
+        acts = net.conv2(net.relu1(net.conv1(to_input([img]))))  # (1, 16, 16, 16): stride 2
+    codes = DirectionLayer(unit, torch.device("cpu")).codes(acts)[0, 0]
+    y, x = divmod(int(codes.argmax()), codes.shape[1])
+    assert 9 <= y <= 14 and 1 <= x <= 6, (y, x)  # inside the patch (3 × 3 kernel's reach)
+    # asked again: the same folder, rewritten, still one layer of that name
+    run_job(run_tcav(planted["cued"], planted["concept"], [planted["random"]],
+                     planted["cued_examples"], 1, ["conv2"], runs=5, cache_dir=str(tmp_path)))
+    assert list(direction_sets(tmp_path, model_key(planted["cued"]))) == [name]

@@ -99,3 +99,6 @@ def _print_table(result: TcavResult) -> None:
               f"{'yes' if s.significant else 'no'}")
     print(f"significant: p < 0.05 / {len(result.layers)} layers = {result.threshold:.3g} "
           "(two-sided Student's t-test of the concept's scores against random CAVs)")
+    if result.directions:
+        print("the concept as a unit (its live map, render, scan, deletion): "
+              + ", ".join(d.name for d in result.directions))

@@ -331,6 +331,14 @@ class ConceptNames:
 
 
 @dataclass(frozen=True)
+class ReportWritten:
+    """A report page was written (the bias audit's): where, and one line of what it says."""
+
+    path: str
+    summary: str
+
+
+@dataclass(frozen=True)
 class ModelFailed:
     """A model could not be loaded (its error `Notice` came just before); the old one runs on."""
 

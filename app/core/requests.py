@@ -191,6 +191,33 @@ class ConceptsRequest(FolderRequest):
 
 
 @dataclass(frozen=True)
+class TcavRequest(FolderRequest):
+    """Does class `target` (a name or an index) depend on the concept the images of
+    `folder` show? TCAV at `layers` against `random` images, scored on `examples` (images
+    of the class); each layer's CAV joins the live view as a one-unit direction layer."""
+
+    kind: ClassVar[str] = "tcav"
+    label: ClassVar[str] = "concept test (TCAV)"
+    random: str
+    examples: str
+    target: str
+    layers: tuple[str, ...]
+    runs: int = 10
+
+
+@dataclass(frozen=True)
+class AuditRequest(FolderRequest):
+    """A bias audit of a folder sorted into groups of class folders
+    (`folder/<group>/<class>/*.jpg`; every group folder when `groups` is empty): its report
+    page, and each group's direction as a unit of the live view."""
+
+    kind: ClassVar[str] = "audit"
+    label: ClassVar[str] = "bias audit"
+    groups: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DissectRequest(FolderRequest):
     """Concept labels of a layer's units on a folder (its masks, or colour concepts)."""
 

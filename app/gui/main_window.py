@@ -49,6 +49,7 @@ from app.gui.features.dissection import Dissection
 from app.gui.features.explain import Explain
 from app.gui.features.model import Model
 from app.gui.features.sources import Sources
+from app.gui.features.tcav import ConceptTests
 from app.gui.features.units import Units
 from app.gui.features.view import View
 from app.gui.preferred_grid import PreferredGridMode
@@ -72,12 +73,13 @@ class Features:
         self.ablation = Ablation(w)
         self.dissection = Dissection(w)
         self.concepts = Concepts(w)
+        self.concept_tests = ConceptTests(w)
         self.explain = Explain(w)
         self.model = Model(w, initial_layer, initial_unit)
 
     def all(self) -> tuple[Feature, ...]:
         return (self.view, self.sources, self.units, self.card, self.ablation,
-                self.dissection, self.concepts, self.explain, self.model)
+                self.dissection, self.concepts, self.concept_tests, self.explain, self.model)
 
     def handlers(self) -> dict[type, Handler]:
         """Every feature's handlers; several for one type run in the features' order."""

@@ -264,6 +264,11 @@ class ViewModel(QObject):
     def set_class_names(self, names: tuple[str, ...]) -> None:
         self._class_names = tuple(names)
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The model's class names (its `logits` units), () when it has none."""
+        return self._class_names
+
     def set_unit_names(self, layer: str, names: tuple[str, ...]) -> None:
         """Names of a layer's units (a concept layer's concepts); () forgets them."""
         self._unit_names[layer] = tuple(names)

@@ -1,5 +1,6 @@
-"""Jobs over a folder of images (scan, dissection, ablation curves, class units, concept
-dictionaries) and what they left in the cache (a dissection's labels, concepts' names).
+"""Jobs over folders of images (scan, dissection, ablation curves, class units, concept
+dictionaries, concept tests and the bias audit) and what they left in the cache (a
+dissection's labels, direction layers' names).
 
 Each calls its analysis' own job on a private copy of the model (the live worker keeps
 running the original) and turns the analysis' typed result into the message the window
@@ -8,8 +9,11 @@ shows, returned with the one-line outcome.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from app.core.files import safe_filename
 from app.core.jobs import Outcome, Progress
 from app.core.messages import (
     AblationCurves,
@@ -17,9 +21,11 @@ from app.core.messages import (
     ConceptNames,
     ConceptUnit,
     LayerConcepts,
+    ReportWritten,
 )
 from app.core.requests import (
     AblationRequest,
+    AuditRequest,
     ClassUnitsRequest,
     ConceptNamesRequest,
     ConceptsRequest,
@@ -27,6 +33,7 @@ from app.core.requests import (
     LayerConceptsRequest,
     RenameConceptRequest,
     ScanRequest,
+    TcavRequest,
 )
 from app.core.settings import Settings
 from app.engine.analyses.ablation import (
@@ -44,6 +51,9 @@ from app.engine.analyses.dissection import (
     dissect,
 )
 from app.engine.analyses.patches import scan
+from app.engine.analyses.tcav import TcavError, run_tcav
+from app.engine.analyses.tcav.audit import AuditError, run_audit
+from app.engine.analyses.tcav.audit_page import write_report
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.directions import DirectionSet, model_direction_sets, rename_direction
 from app.engine.runtime.models import LoadedModel
@@ -227,3 +237,67 @@ def rename_concept_job(ctx: JobContext, req: RenameConceptRequest) -> SessionJob
         raise Refused(str(exc).splitlines()[0]) from None
     return Outcome(f"concept {req.unit} of {req.layer} is {d.names[req.unit]!r}",
                    ConceptNames(req.layer, d.names))
+
+
+# -- concept tests: TCAV, the bias audit ---------------------------------------------------
+
+@job_for(TcavRequest)
+def tcav_job(ctx: JobContext, req: TcavRequest) -> SessionJob:
+    """TCAV of the concept folder for the class; the result is each layer's CAV as a
+    direction set, which the session makes a layer of the live view."""
+    for folder in (req.folder, req.random, req.examples):
+        ctx.folder(folder)
+    for layer in req.layers:
+        if layer not in ctx.channels:
+            raise Refused(f"no layer {layer!r} to test the concept at")
+    return _tcav(ctx, req)
+
+
+def _tcav(ctx: JobContext, req: TcavRequest) -> SessionJob:
+    s = ctx.settings
+    try:
+        result = yield from run_tcav(
+            ctx.private_model(), req.folder, [req.random], req.examples, req.target,
+            list(req.layers), runs=req.runs, cache_dir=s.cache.dir,
+            max_pixels=s.source.max_image_pixels, max_side=s.source.max_frame_side)
+    except TcavError as exc:
+        raise Refused(str(exc)) from None
+    answers = "; ".join(
+        f"{r.layer} {r.score:.2f} (random {float(np.mean(r.random_scores)):.2f}, "
+        f"p {r.p_value:.2g}{', significant' if r.significant else ''})" for r in result.layers)
+    return Outcome(f"{result.class_name} on the concept {Path(req.folder).name!r}: {answers}",
+                   result.directions)
+
+
+@job_for(AuditRequest)
+def audit_job(ctx: JobContext, req: AuditRequest) -> SessionJob:
+    """The audit's report page into the cache (a preview that opens it), and each group's
+    direction as the result: units of the live view."""
+    root = Path(ctx.folder(req.folder))
+    groups = req.groups or tuple(sorted(
+        d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")))
+    if len(groups) < 2:
+        raise Refused(f"a bias audit needs two group folders in {root} at least "
+                      "(folder/<group>/<class>/images)")
+    return _audit(ctx, req, root, groups)
+
+
+def _audit(ctx: JobContext, req: AuditRequest, root: Path, groups: tuple[str, ...]
+           ) -> SessionJob:
+    s = ctx.settings
+    try:
+        result = yield from run_audit(
+            ctx.private_model(), root, groups, list(req.layers), cache_dir=s.cache.dir,
+            max_pixels=s.source.max_image_pixels, max_side=s.source.max_frame_side)
+    except (AuditError, TcavError) as exc:
+        raise Refused(str(exc)) from None
+    out = cache_root(s.cache.dir) / "audits" / model_key(ctx.loaded) / safe_filename(root.name)
+    try:
+        page, _doc = write_report(result, out)
+    except OSError as exc:
+        raise Refused(f"cannot write the audit report in {out}: {exc}") from None
+    gap = result.baseline.accuracy_gap
+    summary = (f"{len(groups)} groups, accuracy gap {gap:.2f}; report {page}")
+    yield Progress(1, 1, "report written", preview=ReportWritten(str(page), summary))
+    seen = {d.name: d for _g, _c, r in result.tcav for d in r.directions}
+    return Outcome(summary, tuple(seen.values()))

@@ -55,7 +55,9 @@ from app.engine.analyses.tcav.passes import (
     folder_activations,
 )
 from app.engine.analyses.tcav.stats import t_test
+from app.engine.analyses.tcav.units import write_cav_units
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
+from app.engine.runtime.directions import DirectionSet
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import LOGITS, discover_layers
 
@@ -109,6 +111,8 @@ class TcavResult:
     cached_cavs: int  # of 2 × runs × layers
     skipped: tuple[tuple[str, str], ...]
     seconds: float
+    # each layer's concept CAV as a one-unit direction layer (`units`), when it was stored
+    directions: tuple[DirectionSet, ...] = field(default=(), repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "class": self.target, "class_name": self.class_name,
@@ -116,6 +120,7 @@ class TcavResult:
                 "alpha": ALPHA, "threshold": self.threshold, "test": "Student's t, two-sided",
                 "cached_cavs": self.cached_cavs, "seconds": round(self.seconds, 3),
                 "layers": [s.to_json() for s in self.layers],
+                "direction_layers": [d.name for d in self.directions],
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
 
@@ -189,12 +194,14 @@ def run_tcav(
     runs: int = 10,
     method: str = "logistic", seed: int = 0, batch_size: int = 16, cache_dir: str = "",
     out: str | Path | None = None, max_pixels: int = 80_000_000, max_side: int = 1280,
+    units: bool = True,
 ) -> Job[TcavProgress, TcavResult]:
     """TCAV of `concept` for class `target` at each of `layers` (see the module doc).
 
     `randoms`: one folder (random subsets of it) or several (one per run, cycled);
     `examples`: a folder or a list of image files. CAVs
-    go to the cache (`tcav_root`) or to `out` when given.
+    go to the cache (`tcav_root`) or to `out` when given. With `units`, each layer's
+    concept CAV is also stored as a direction layer `<layer>@cav-<concept>` (`units`).
     """
     started = time.perf_counter()
     if method not in METHODS:
@@ -290,11 +297,20 @@ def run_tcav(
             scores=tuple(score["concept"]), random_scores=tuple(score["random"]),
             p_value=test.p_value, significant=test.p_value < ALPHA / len(layers),
             cavs=matrix["concept"], random_cavs=matrix["random"]))
+    stored: list[DirectionSet] = []
+    for r in results if units else ():
+        facts = {"class": index, "class_name": loaded.class_names[index], "method": method,
+                 "score": r.score, "p_value": r.p_value, "significant": r.significant,
+                 "cav_accuracy": r.cav_accuracy}
+        unit_set = write_cav_units(cache_dir, mkey, concept, r.layer, r.cavs,
+                                   [names(r.layer, "concept", i) for i in range(runs)], facts)
+        if unit_set is not None:
+            stored.append(unit_set)
     return TcavResult(
         model=loaded.name, target=index, class_name=loaded.class_names[index], method=method,
         runs=runs, examples=len(kept), layers=tuple(results), threshold=ALPHA / len(layers),
         cached_cavs=cached, skipped=tuple(sorted(set(skipped))),
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started, directions=tuple(stored))
 
 
 def hash_seed(seed: int, kind: str, run: int) -> int:
