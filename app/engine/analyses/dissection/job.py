@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -50,7 +51,6 @@ import numpy as np
 import torch
 
 from app.core.atomic import (
-    atomic_write_bytes,
     cache_write_json,
     cache_write_npz,
 )
@@ -84,6 +84,8 @@ from app.engine.runtime.directions import (
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import ActivationRecorder, discover_layers, truncated_forward
+
+TILE_SUFFIX = ".npy"  # a staged mask tile: raw RGB (`_draw_tiles`)
 
 
 def _layer_shapes(loaded: LoadedModel, layers: Sequence[str],
@@ -408,8 +410,13 @@ def _write_layers(loaded: LoadedModel, concepts: Concepts, todo: list[str], fold
         "images": images, "skipped": sorted(skipped), "model": loaded.name,
         "model_key": model_key(loaded)}, items=images, what=what)
     for name in todo:
+        _write_strips(folder / safe_filename(name), staging / safe_filename(name),
+                      tops[name].state()["ids"])
+    # the strips were renamed into place unsynced; one sync makes them all durable before
+    # any tally.npz (what marks a layer done) is written: one flush, not one per strip
+    os.sync()
+    for name in todo:
         out = folder / safe_filename(name)
-        _write_strips(out, staging / safe_filename(name), tops[name].state()["ids"])
         thr, err = limits[name]
         cache_write_npz(out / "tally.npz", {
             "digest": np.array(digest), "layer": np.array(name),
@@ -457,7 +464,7 @@ def _merge_second_pass(ranks: Ranks, todo: list[str], tallies: dict[str, Tally],
         tallies[name].unit_cat = ranks.sum(tallies[name].unit_cat)
     label_px = ranks.sum(torch.from_numpy(label_px)).numpy()
     tiles = {p.relative_to(staging).as_posix(): p.read_bytes()
-             for p in sorted(staging.glob("*/*.png"))} if staging.is_dir() else {}
+             for p in sorted(staging.glob(f"*/*{TILE_SUFFIX}"))} if staging.is_dir() else {}
     parts = ranks.gather((tiles if not ranks.is_root else {}, skipped, resumed, computed))
     if parts is None:
         return skipped, label_px, resumed, computed
@@ -503,15 +510,41 @@ def _png(rgb: np.ndarray) -> bytes:
 
 def _draw_tiles(folder: Path, thumb: np.ndarray, masks: dict[int, torch.Tensor],
                 slots: list[tuple[int, int]]) -> None:
+    """The image with each slot's unit mask drawn, staged raw (`.npy`): a PNG encode per
+    tile, and a decode per tile when the strips are made, were half of a small dataset's
+    dissection (units × k tiles, whatever the dataset's size); raw tiles cost a copy."""
     for unit, rank in slots:
         mask = masks.get(unit)
         empty = np.zeros(thumb.shape[:2], bool)
         tile = draw_mask(thumb, empty if mask is None else mask.cpu().numpy())
-        _scratch_write(folder / f"u{unit}_r{rank}.png", _png(tile))
+        _scratch_write(folder / f"u{unit}_r{rank}{TILE_SUFFIX}", _npy(tile))
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _read_tile(folder: Path, unit: int, rank: int) -> np.ndarray | None:
+    """A staged tile (RGB), or None for a slot no image filled or a tile that does not read
+    (a PNG staged by an older run being resumed is read too)."""
+    raw = folder / f"u{unit}_r{rank}{TILE_SUFFIX}"
+    try:
+        if raw.is_file():
+            tile = np.load(raw, allow_pickle=False)
+            return tile if tile.ndim == 3 and tile.dtype == np.uint8 else None
+        old = folder / f"u{unit}_r{rank}.png"
+        # a slot no image filled has no tile: asking cv2 would print a warning per slot
+        img = cv2.imread(str(old)) if old.is_file() else None
+        return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    except (OSError, ValueError):
+        return None
 
 
 def _scratch_write(path: Path, data: bytes) -> None:
-    """A staging tile, atomically (temp file + rename) but without fsync: a killed process
+    """A staging tile (or a strip, synced later with the others), atomically (temp file +
+    rename) but without fsync: a killed process
     leaves its writes in the page cache, so a resume finds them; only a power cut can lose
     one, which costs its strip a picture (tiles that do not read are left out), never a
     tally. An fsync per tile (units × k of them) cost more than the network on a busy disk."""
@@ -524,15 +557,10 @@ def _scratch_write(path: Path, data: bytes) -> None:
 def _write_strips(out: Path, tiles: Path, ids: np.ndarray) -> None:
     """Each unit's tiles, best first, as one strip `unit_NNNN.png`."""
     for unit, row in enumerate(ids):
-        found = []
-        for rank in range(len(row)):
-            tile = tiles / f"u{unit}_r{rank}.png"
-            # a slot no image filled has no tile: asking cv2 would print a warning per slot
-            img = cv2.imread(str(tile)) if tile.is_file() else None
-            if img is not None:
-                found.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-        if found:
-            atomic_write_bytes(out / f"unit_{unit:04d}.png", _png(strip(found)))
+        found = [t for rank in range(len(row))
+                 if (t := _read_tile(tiles, unit, rank)) is not None]
+        if found:  # atomic, synced by the caller with every strip at once
+            _scratch_write(out / f"unit_{unit:04d}.png", _png(strip(found)))
 
 
 # -- results -----------------------------------------------------------------------------------
