@@ -112,6 +112,17 @@ def _checkpoint(out: Path) -> tuple[int, int]:
     return 0, 0
 
 
+def _drawn(out: Path) -> bool:
+    """Pass 2 has staged a top image's mask tile (`dissection.tiles`)."""
+    for filled in out.glob(".partial/*/tiles/*/filled.npy"):
+        try:
+            if np.load(filled, allow_pickle=False).any():
+                return True
+        except (OSError, ValueError):
+            pass  # being created
+    return False
+
+
 @pytest.mark.parametrize("stage", ["pass one", "pass two", "writing"])
 def test_killed_dissection_leaves_no_process_and_resumes(photos: Path, tmp_path: Path,
                                                          stage: str) -> None:
@@ -123,7 +134,7 @@ def test_killed_dissection_leaves_no_process_and_resumes(photos: Path, tmp_path:
     ready = {
         "pass one": lambda: _workers(proc) and _checkpoint(out) >= (1, 1),
         "pass two": lambda: _workers(proc) and _checkpoint(out)[0] == 2
-        and any(out.glob(".partial/*/tiles/*/*.png")),  # some top image drawn: a batch in
+        and _drawn(out),  # some top image drawn: a batch in
         "writing": lambda: (out / "meta.json").exists(),
     }[stage]
     proc = _start(argv, tmp_path, "killed")

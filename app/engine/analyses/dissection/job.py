@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -46,7 +45,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -66,7 +64,8 @@ from app.engine.analyses.dissection.result import (
 from app.engine.analyses.dissection.scoring import label_units, summarize
 from app.engine.analyses.dissection.sketch import QuantileSketch
 from app.engine.analyses.dissection.spool import Spool, spool_bytes
-from app.engine.analyses.dissection.tally import NO_IMAGE, Tally, TopImages, draw_mask, strip
+from app.engine.analyses.dissection.tally import NO_IMAGE, Tally, TopImages
+from app.engine.analyses.dissection.tiles import TileStage
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
 from app.engine.runtime.dataset_pass import (
     Meter,
@@ -84,8 +83,6 @@ from app.engine.runtime.directions import (
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import ActivationRecorder, discover_layers, truncated_forward
-
-TILE_SUFFIX = ".npy"  # a staged mask tile: raw RGB (`_draw_tiles`)
 
 
 def _layer_shapes(loaded: LoadedModel, layers: Sequence[str],
@@ -339,6 +336,8 @@ def _compute(
             if ranks is not None and not spooling:
                 keep = ranks.take(keep, batch_size)
             members = _top_members(todo, tops)
+            tiles = {name: TileStage(staging / safe_filename(name), shapes[name][0], top_k)
+                     for name in todo}
             wanted = frozenset(i for m in members.values() for i in m)
             meter = Meter(2 * len(mine), len(mine) + min(done * batch_size, len(keep)),
                           meter.resumed_from)
@@ -356,8 +355,8 @@ def _compute(
                         for j, lab in enumerate(batch["labels"]):
                             masks = tallies[name].add(maps[j][name], lab)
                             if lab.thumb is not None:
-                                _draw_tiles(staging / safe_filename(name), lab.thumb, masks,
-                                            members[name].get(lab.index, []))
+                                tiles[name].draw(lab.thumb, masks,
+                                                 members[name].get(lab.index, []))
                     for lab in batch["labels"]:
                         np.add.at(label_px, lab.ids, lab.counts)
                 skipped += [(concepts.items[i].image, e) for i, e in batch["failed"]]
@@ -376,19 +375,19 @@ def _compute(
             unhook()
     if ranks is not None:
         skipped, label_px, resumed, computed = _merge_second_pass(
-            ranks, todo, tallies, label_px, staging, skipped, resumed, computed)
+            ranks, todo, tallies, label_px, tiles, skipped, resumed, computed)
         if not ranks.is_root:
             ranks.check()  # rank 0 has written the result: this part is no longer needed
             shutil.rmtree(ckpt, ignore_errors=True)
             return resumed, computed / max(time.perf_counter() - t0, 1e-9), resumed_at
         try:
-            _write_layers(loaded, concepts, todo, folder, digest, staging, skipped, tops,
+            _write_layers(loaded, concepts, todo, folder, digest, tiles, skipped, tops,
                           tallies, limits, label_px)
         except Exception as exc:
             ranks.fail(exc)
         ranks.check()
     else:
-        _write_layers(loaded, concepts, todo, folder, digest, staging, skipped, tops, tallies,
+        _write_layers(loaded, concepts, todo, folder, digest, tiles, skipped, tops, tallies,
                       limits, label_px)
     shutil.rmtree(ckpt, ignore_errors=True)
     with contextlib.suppress(OSError):
@@ -397,7 +396,8 @@ def _compute(
 
 
 def _write_layers(loaded: LoadedModel, concepts: Concepts, todo: list[str], folder: Path,
-                  digest: str, staging: Path, skipped: list[Any], tops: dict[str, TopImages],
+                  digest: str, tiles: dict[str, TileStage], skipped: list[Any],
+                  tops: dict[str, TopImages],
                   tallies: dict[str, Tally], limits: dict[str, tuple[np.ndarray, np.ndarray]],
                   label_px: np.ndarray) -> None:
     n = len(concepts.items)
@@ -410,8 +410,7 @@ def _write_layers(loaded: LoadedModel, concepts: Concepts, todo: list[str], fold
         "images": images, "skipped": sorted(skipped), "model": loaded.name,
         "model_key": model_key(loaded)}, items=images, what=what)
     for name in todo:
-        _write_strips(folder / safe_filename(name), staging / safe_filename(name),
-                      tops[name].state()["ids"])
+        tiles[name].write_strips(folder / safe_filename(name), tops[name].state()["ids"])
     # the strips were renamed into place unsynced; one sync makes them all durable before
     # any tally.npz (what marks a layer done) is written: one flush, not one per strip
     os.sync()
@@ -455,7 +454,8 @@ def _merge_first_pass(ranks: Ranks, todo: list[str], sketches: dict[str, Quantil
 
 
 def _merge_second_pass(ranks: Ranks, todo: list[str], tallies: dict[str, Tally],
-                       label_px: np.ndarray, staging: Path, skipped: list[Any], resumed: bool,
+                       label_px: np.ndarray, tiles: dict[str, TileStage], skipped: list[Any],
+                       resumed: bool,
                        computed: int) -> tuple[list[Any], np.ndarray, bool, int]:
     """Tallies summed over the ranks (integers: exact); the mask tiles each rank drew for
     top images, the skipped files and the counts gathered on rank 0."""
@@ -463,16 +463,15 @@ def _merge_second_pass(ranks: Ranks, todo: list[str], tallies: dict[str, Tally],
         tallies[name].both = ranks.sum(tallies[name].both)
         tallies[name].unit_cat = ranks.sum(tallies[name].unit_cat)
     label_px = ranks.sum(torch.from_numpy(label_px)).numpy()
-    tiles = {p.relative_to(staging).as_posix(): p.read_bytes()
-             for p in sorted(staging.glob(f"*/*{TILE_SUFFIX}"))} if staging.is_dir() else {}
-    parts = ranks.gather((tiles if not ranks.is_root else {}, skipped, resumed, computed))
+    mine = {name: t.state() for name, t in tiles.items()} if not ranks.is_root else {}
+    parts = ranks.gather((mine, skipped, resumed, computed))
     if parts is None:
         return skipped, label_px, resumed, computed
     everyone: set[tuple[str, str]] = set()  # pass 1's skipped files are in every part
     resumed, computed = False, 0
     for more_tiles, more, was_resumed, n_now in parts:
-        for rel, data in more_tiles.items():
-            _scratch_write(staging / rel, data)
+        for name, state in more_tiles.items():
+            tiles[name].absorb(state)
         everyone |= {(str(a), str(b)) for a, b in more}
         resumed, computed = resumed or was_resumed, computed + n_now
     return sorted(everyone), label_px, resumed, computed
@@ -499,68 +498,6 @@ def _top_members(todo: list[str], tops: dict[str, TopImages]
                     found.setdefault(int(i), []).append((unit, rank))
         out[name] = found
     return out
-
-
-def _png(rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError("PNG encoding failed")
-    return buf.tobytes()
-
-
-def _draw_tiles(folder: Path, thumb: np.ndarray, masks: dict[int, torch.Tensor],
-                slots: list[tuple[int, int]]) -> None:
-    """The image with each slot's unit mask drawn, staged raw (`.npy`): a PNG encode per
-    tile, and a decode per tile when the strips are made, were half of a small dataset's
-    dissection (units × k tiles, whatever the dataset's size); raw tiles cost a copy."""
-    for unit, rank in slots:
-        mask = masks.get(unit)
-        empty = np.zeros(thumb.shape[:2], bool)
-        tile = draw_mask(thumb, empty if mask is None else mask.cpu().numpy())
-        _scratch_write(folder / f"u{unit}_r{rank}{TILE_SUFFIX}", _npy(tile))
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    return buf.getvalue()
-
-
-def _read_tile(folder: Path, unit: int, rank: int) -> np.ndarray | None:
-    """A staged tile (RGB), or None for a slot no image filled or a tile that does not read
-    (a PNG staged by an older run being resumed is read too)."""
-    raw = folder / f"u{unit}_r{rank}{TILE_SUFFIX}"
-    try:
-        if raw.is_file():
-            tile = np.load(raw, allow_pickle=False)
-            return tile if tile.ndim == 3 and tile.dtype == np.uint8 else None
-        old = folder / f"u{unit}_r{rank}.png"
-        # a slot no image filled has no tile: asking cv2 would print a warning per slot
-        img = cv2.imread(str(old)) if old.is_file() else None
-        return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    except (OSError, ValueError):
-        return None
-
-
-def _scratch_write(path: Path, data: bytes) -> None:
-    """A staging tile (or a strip, synced later with the others), atomically (temp file +
-    rename) but without fsync: a killed process
-    leaves its writes in the page cache, so a resume finds them; only a power cut can lose
-    one, which costs its strip a picture (tiles that do not read are left out), never a
-    tally. An fsync per tile (units × k of them) cost more than the network on a busy disk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _write_strips(out: Path, tiles: Path, ids: np.ndarray) -> None:
-    """Each unit's tiles, best first, as one strip `unit_NNNN.png`."""
-    for unit, row in enumerate(ids):
-        found = [t for rank in range(len(row))
-                 if (t := _read_tile(tiles, unit, rank)) is not None]
-        if found:  # atomic, synced by the caller with every strip at once
-            _scratch_write(out / f"unit_{unit:04d}.png", _png(strip(found)))
 
 
 # -- results -----------------------------------------------------------------------------------
