@@ -14,22 +14,16 @@ about them: every complete set of the model in the cache when the worker starts
 (`direction_sets`), and each set a job hands over while the view runs (`add`). A new kind of
 direction therefore reaches every live view without touching a stage.
 
-Deleting units of a direction layer edits the source layer's output in the pass: a forward
-hook put before the recorder's (`prepend`) returns `DirectionLayer.delete(out, units)`, the
-activation minus the deleted units' components and nothing else, so the grid, the recorded
-maps and the predictions are those of the edited network. The hooks are set from the
-worker's thread only (the deletion stage, from the view).
+Deleting units of a direction layer is the deletion stage's: its `Ablation` takes these
+layers and edits their source's output in the pass (`DirectionLayer.delete`: the activation
+minus the deleted units' components and nothing else), as it deletes channels.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import torch
-from torch import nn
 
 from app.core.messages import LayerInfo
 from app.engine.runtime.directions import (
@@ -40,8 +34,6 @@ from app.engine.runtime.directions import (
 )
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import ActivationRecorder
-
-log = logging.getLogger(__name__)
 
 
 def with_directions(base: Sequence[LayerInfo], added: Sequence[LayerInfo],
@@ -62,10 +54,6 @@ class DirectionLayers:
         self.base = {info.name: info for info in base}
         self.layers: dict[str, DirectionLayer] = {}
         self.infos: dict[str, LayerInfo] = {}
-        self._modules = dict(loaded.module.named_modules())
-        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
-        self._deleted: dict[str, tuple[int, ...]] = {}
-        self._paused = False
         # the last codes and the source map they came from: a re-render of a still image
         # (a click, a key) records the same map, and the codes are the frame's dearest part
         self._last: tuple[str, torch.Tensor, torch.Tensor] | None = None
@@ -112,48 +100,3 @@ class DirectionLayers:
         codes = found.codes(source)
         self._last = (layer, source.detach().clone(), codes)
         return codes
-
-    # -- deletion ------------------------------------------------------------------------
-    def set_deleted(self, deleted: Mapping[str, Sequence[int]]) -> None:
-        """Hook the source layers so that these units are gone from the pass."""
-        wanted = {n: tuple(sorted({u for u in units if 0 <= u < self.layers[n].h.shape[0]}))
-                  for n, units in deleted.items() if n in self.layers}
-        wanted = {n: u for n, u in wanted.items() if u}
-        if wanted == self._deleted:
-            return
-        self.remove_hooks()
-        for name, units in wanted.items():
-            layer = self.layers[name]
-            module = self._modules.get(layer.set.source)
-            if module is None:
-                log.info("no module %s to delete units of %s in", layer.set.source, name)
-                continue
-            self._hooks.append(module.register_forward_hook(
-                self._deleter(layer, units), prepend=True))
-        self._deleted = wanted
-
-    @property
-    def deleted(self) -> dict[str, tuple[int, ...]]:
-        return dict(self._deleted)
-
-    def _deleter(self, layer: DirectionLayer, units: tuple[int, ...]) -> Any:
-        def hook(_m: nn.Module, _inputs: Any, out: Any) -> Any:
-            if self._paused or not isinstance(out, torch.Tensor) or out.dim() != 4:
-                return None
-            return layer.delete(out, units)
-        return hook
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """The intact network: no direction unit deleted inside."""
-        self._paused = True
-        try:
-            yield
-        finally:
-            self._paused = False
-
-    def remove_hooks(self) -> None:
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
-        self._deleted = {}

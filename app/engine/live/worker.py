@@ -99,7 +99,6 @@ class FrameProcessor:
     def close(self) -> None:
         for s in self.stages:
             s.close()
-        self.directions.remove_hooks()
         self.recorder.remove()
 
     def add_directions(self, directions: DirectionSet) -> tuple[LayerInfo, ...] | None:

@@ -1,7 +1,10 @@
 """The deletion stage: units deleted in the live view, and what the intact network says.
 
 Deletion hooks run before the recorder's, so the grid shows what the rest of the network
-receives; with nothing deleted they cost one dictionary lookup. While units are deleted the
+receives; with nothing deleted they cost one dictionary lookup. Units of a direction layer
+(concepts, CAVs, atlas cells) are deleted by the same `Ablation` on their source layer
+(their components taken out, `DirectionLayer.delete`), so they fork, pause and take the
+mean mode like channels do. While units are deleted the
 stage owns the recorded pass: one forked pass (~1.1 forwards; the batch splits into intact
 and ablated halves at the first deleted layer) where the model allows it, else two, and the
 intact network's top-k become the frame's `DeletionRecord`.
@@ -36,7 +39,7 @@ class DeletionStage(BaseStage):
 
     def __init__(self, ctx: StageContext) -> None:
         self.ctx = ctx
-        self.ablation = Ablation(ctx.loaded.module).__enter__()
+        self.ablation = self._ablation(AblationMode.ZERO)
         self._ablated: Deleted = ()
         # the deletions a forked pass failed on (a parallel branch): two passes for those
         self._fork_refused: Deleted | None = None
@@ -51,25 +54,33 @@ class DeletionStage(BaseStage):
     def close(self) -> None:
         self.ablation.remove_hooks()
 
+    def _ablation(self, mode: AblationMode) -> Ablation:
+        directions = self.ctx.directions
+        return Ablation(self.ctx.loaded.module, mode=mode, directions=(
+            None if directions is None else dict(directions.layers))).__enter__()
+
+    def _know_directions(self) -> None:
+        """Direction layers added since (a job's) become deletable too."""
+        if self.ctx.directions is not None:
+            for name, layer in self.ctx.directions.layers.items():
+                if self.ablation.directions.get(name) is not layer:
+                    self.ablation.add_direction_layer(layer)
+
     def around(self, frame: FramePass) -> contextlib.AbstractContextManager[Any]:
         view = frame.view.part(DeletionView)
         if view.mode != self.ablation.mode:
             self.ablation.remove_hooks()
-            self.ablation = Ablation(self.ctx.loaded.module, mode=view.mode).__enter__()
+            self.ablation = self._ablation(view.mode)
             self._ablated = ()
+        self._know_directions()
         if view.ablated != self._ablated:
             self.ablation.clear()
-            directions = self.ctx.directions
-            if directions is not None:  # a direction layer's deletions edit its source's output
-                directions.set_deleted({n: u for n, u in view.ablated if n in directions.layers})
             for name, units in view.ablated:
-                if self.ctx.is_direction(name):
-                    continue
                 if name in self.ctx.layers:
                     limit = self.ctx.layers[name].shape[0]
                     self.ablation.set(name, [u for u in units if 0 <= u < limit])
             self._ablated = view.ablated
-        if view.mode == AblationMode.MEAN and not self.ctx.is_direction(frame.layer):
+        if view.mode == AblationMode.MEAN:
             self.ablation.watch(frame.layer)  # gather its means before a unit of it is deleted
         return contextlib.nullcontext()
 
@@ -79,10 +90,7 @@ class DeletionStage(BaseStage):
         if not ablated:
             return None
         rec, x = self.ctx.recorder, frame.x
-        directions = self.ctx.directions
-        # the direction hooks edit whole batches: with direction units deleted, two passes
-        two = directions is not None and bool(directions.deleted)
-        if self.fork and self._fork_safe and self._fork_refused != ablated and not two:
+        if self.fork and self._fork_safe and self._fork_refused != ablated:
             means = self.ablation.means
             state = means.snapshot() if isinstance(means, RunningChannelMeans) else None
             try:
@@ -99,8 +107,7 @@ class DeletionStage(BaseStage):
                 # such a branch with it: correct results need two passes for these deletions
                 log.info("live ablation in two passes for %s: %s", ablated, exc)
                 self._fork_refused = ablated
-        with self.ablation.paused(), (
-                directions.paused() if directions is not None else contextlib.nullcontext()):
+        with self.ablation.paused():
             frame.notes["intact"] = self.ctx.top(rec.run(x))
         out: torch.Tensor = rec.run(x)
         return out
