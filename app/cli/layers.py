@@ -47,7 +47,7 @@ def layout_text(info: LayerInfo) -> str:
     """The layout in words: "conv map", "tokens 14×14 ×768", "1 class/register token"…"""
     c, h, w = (*info.shape, 1, 1, 1)[:3]
     if info.kind == "concepts":
-        return f"{c} directions of the source"
+        return f"{c} direction{'s' if c != 1 else ''} of the source"
     if info.layout == "tokens":
         return f"tokens {h}×{w}×{c}"
     if info.layout == "cls":
