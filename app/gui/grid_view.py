@@ -268,7 +268,8 @@ class ActivationGrid(Panel):
     ) -> None:
         norm = "per-channel" if normalization == Normalization.PER_CHANNEL else "per-layer"
         self.set_title(
-            f"{layer} · {geometry.channels} channels of {geometry.tile_h}×{geometry.tile_w}"
+            f"{layer} · {geometry.channels} channel{'s' if geometry.channels != 1 else ''} of "
+            f"{geometry.tile_h}×{geometry.tile_w}"
             f" · {norm} scale"
         )
 
