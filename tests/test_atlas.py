@@ -122,6 +122,13 @@ def test_cli_writes_the_atlas_files_on_real_photos(tmp_path, capsys, photos):
     assert sum(c["positions"] for c in located["cells"]) == 14 * 14
     on_map = {(c["x"], c["y"]) for c in files}
     assert all((c["x"], c["y"]) in on_map for c in located["cells"])
+    # the cells are a direction layer too: one linear unit per cell, named by its place and label
+    from app.engine.runtime.directions import load_direction_set
+
+    cells = load_direction_set(out / "cells")
+    assert cells is not None and cells.name == "_blocks.5@atlas6" and cells.kind == "linear"
+    assert cells.source == "_blocks.5" and np.array_equal(cells.directions, directions)
+    assert cells.names == tuple(f"cell ({c['x']},{c['y']}): {c['label']}" for c in files)
 
     # a second run is served from the folder
     assert cli.main(argv) == 0

@@ -13,10 +13,14 @@ from app.engine.analyses.atlas.job import (
     Atlas,
     AtlasError,
     Cell,
+    atlas_tag,
     build_atlas,
+    cell_name,
     label_cells,
+    latest_atlas,
     load_atlas,
     locate_images,
+    write_cell_directions,
 )
 
 __all__ = [
@@ -25,13 +29,17 @@ __all__ = [
     "AtlasProgress",
     "Cell",
     "Grid",
+    "atlas_tag",
     "bin_layout",
     "build_atlas",
+    "cell_name",
     "draw_atlas",
     "label_cells",
+    "latest_atlas",
     "load_atlas",
     "locate",
     "locate_images",
     "umap_layout",
+    "write_cell_directions",
     "write_picture",
 ]
