@@ -21,6 +21,7 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from app.core.messages import AttributionMode, Frame, SourceReady
 from app.core.results import (
+    AtlasRecord,
     AttentionRecord,
     AttributionRecord,
     BuildingBlocks,
@@ -31,6 +32,7 @@ from app.core.results import (
 from app.core.tiling import normalize_channels
 from app.gui.blocks_view import Overlay
 from app.gui.preferred_grid import PreferredGridMode
+from app.gui.stage_views.atlas import AtlasPresenter
 from app.gui.stage_views.attention import AttentionPresenter
 from app.gui.stage_views.attribution import AttributionPresenter, shown_mode
 from app.gui.stage_views.blocks import BlocksPresenter
@@ -98,6 +100,7 @@ class ResultPresenter(QObject):
             AttentionRecord: self._attention.show,
             DeletionRecord: DeletionPresenter(panes).show,
             LiveTopRecord: LiveTopPresenter(panes).show,
+            AtlasRecord: AtlasPresenter(panes).show,
         }
         self._flush = QTimer(self)
         self._flush.setSingleShot(True)
