@@ -103,3 +103,66 @@ def test_the_live_stage_places_the_recorded_map_on_the_cells(tmp_path):
               f"frame at {layer} ({h}×{w} positions, 4 cells)")
     finally:
         proc.close()
+
+
+@pytest.mark.slow
+def test_the_session_job_makes_the_atlas_its_icons_and_its_direction_layer(tmp_path,
+                                                                           monkeypatch):
+    import dataclasses
+    import json
+
+    from skimage import data as skdata
+
+    import app.session.jobs.atlas as atlas_jobs
+    from app.core.messages import AtlasReady
+    from app.core.requests import AtlasRequest, CachedAtlasRequest
+    from app.core.settings import CacheSettings
+    from app.engine.runtime.cache import model_key
+    from app.engine.runtime.directions import direction_sets, load_direction_set
+    from app.session.jobs import JobContext, Refused, drain, make_job
+    from tests.photos import write_jpeg
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("chelsea", "coffee", "astronaut", "rocket"):
+        write_jpeg(photos / f"{name}.jpg", getattr(skdata, name)())
+    loaded = load_model("efficientnet_lite0", CPU, Settings().model)
+    cache = tmp_path / "cache"
+    settings = dataclasses.replace(Settings(), cache=CacheSettings(str(cache)))
+    monkeypatch.setattr(atlas_jobs, "ICON_STEPS", 2)
+    monkeypatch.setattr(atlas_jobs, "ICON_SIZE", 32)
+    ctx = JobContext(settings, loaded, {"_blocks.5": 80, "_blocks.8": 112})
+    previews, outcome = drain(make_job(ctx, AtlasRequest(str(photos), "_blocks.5", 6)))
+    message = outcome.result
+    assert isinstance(message, AtlasReady) and message.icons_done
+    # the first look, before the icons: the same cells, no icons
+    (first,) = [p for p in previews if isinstance(p, AtlasReady)]
+    assert not first.icons_done and all(c.icon is None for c in first.cells)
+    assert [(c.x, c.y, c.count) for c in first.cells] == [(c.x, c.y, c.count)
+                                                          for c in message.cells]
+    # what the message says is what the atlas's files hold
+    folder = next((cache / "atlas").glob("*/_blocks.5/atlas-*"))
+    stored = json.loads((folder / "cells.json").read_text())
+    assert [(c.x, c.y, c.count, c.label) for c in message.cells] == [
+        (d["x"], d["y"], d["count"], d["label"]) for d in stored] and stored
+    assert all(c.icon is not None and c.icon.shape == (32, 32, 3) for c in message.cells)
+    assert all(c.icon_path == str(folder / d["icon"]) for c, d in zip(message.cells, stored,
+                                                                       strict=True))
+    # the cells are the direction layer the message names, found where the live view looks
+    assert message.direction_layer == "_blocks.5@atlas6" == outcome.text.split()[-1]
+    cells = load_direction_set(message.directions_folder)
+    assert cells is not None and cells.kind == "linear"
+    assert np.array_equal(cells.directions, np.load(folder / "directions.npy"))
+    assert cells.names[0] == f"cell ({stored[0]['x']},{stored[0]['y']}): {stored[0]['label']}"
+    assert "_blocks.5@atlas6" in direction_sets(cache, model_key(loaded))
+    # opening the tab later finds it, icons and all; a layer without one has no result
+    _, cached = drain(make_job(ctx, CachedAtlasRequest("_blocks.5")))
+    assert isinstance(cached.result, AtlasReady)
+    assert cached.result.directions_folder == message.directions_folder
+    assert all(np.array_equal(a.icon, b.icon) for a, b in zip(
+        cached.result.cells, message.cells, strict=True))
+    assert drain(make_job(ctx, CachedAtlasRequest("_blocks.8")))[1].result is None
+    with pytest.raises(Refused, match="no layer 'nope'"):
+        make_job(ctx, AtlasRequest(str(photos), "nope", 6))
+    with pytest.raises(Refused, match="folder not found"):
+        make_job(ctx, AtlasRequest(str(tmp_path / "none"), "_blocks.5", 6))

@@ -24,7 +24,13 @@ from app.engine.analyses.atlas import (
     write_cell_directions,
 )
 from app.engine.runtime.directions import direction_layer_name
-from app.engine.workflows.atlas_icons import render_icons, stored_icons, write_icons
+from app.engine.workflows.atlas_icons import (
+    ICON_SIZE,
+    ICON_STEPS,
+    render_icons,
+    stored_icons,
+    write_icons,
+)
 from app.session.jobs.runner import JobContext, Refused, SessionJob, job_for
 
 
@@ -63,8 +69,9 @@ def _build(ctx: JobContext, req: AtlasRequest) -> SessionJob:
     folder = str(cell_directions_folder(s.cache.dir, loaded, atlas.layer, atlas.grid,
                                         atlas.key))
     yield Progress(0, len(atlas.cells), "icons", preview=atlas_message(atlas, folder, None))
-    icons = yield from render_icons(loaded, atlas)
-    write_icons(atlas, icons)
+    steps, size = ICON_STEPS, ICON_SIZE  # read here: a test makes them small
+    icons = yield from render_icons(loaded, atlas, steps, size)
+    write_icons(atlas, icons, steps, size)
     message = atlas_message(atlas, folder, icons)
     how = "cached" if atlas.cached else f"{atlas.images} images"
     return Outcome(f"atlas of {atlas.layer}: {len(atlas.cells)} cells ({how}); its cells are "
