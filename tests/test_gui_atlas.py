@@ -125,10 +125,18 @@ def test_opening_the_tab_asks_for_the_cached_atlas_and_places_frames_on_it_while
     assert pane.shown_cells() == (0, 1, 2, 3, 4)  # shaded squares while there are no icons
     # a frame's placement on this atlas lights the cells it fell into
     weights = np.array([0.0, 2.0, 0.0, 0.5, 0.0], np.float32)
-    record = AtlasRecord(DEFAULT_LAYER, FOLDER, weights, np.zeros((3, 3), np.int16), 0.3)
+    cell_of = np.array([[1, 1, 3], [1, -1, 3], [1, 1, 1]], np.int16)
+    record = AtlasRecord(DEFAULT_LAYER, FOLDER, weights, cell_of, 0.3)
     ui.show_result(ui.last_result().with_record(record))
     assert pane.lit_cells() == (1, 3)
     assert pane._rings[1].opacity() > pane._rings[3].opacity()
+    # the mouse over the input's top right marks the cell that position fell into
+    ui.window.panes.input.crop_hovered.emit(0.9, 0.1)
+    assert pane.marked == 3 and "rocket" in pane.hover_text.text()
+    ui.window.panes.input.crop_hovered.emit(0.1, 0.9)
+    assert pane.marked == 1 and "coffee mug" in pane.hover_text.text()
+    ui.window.panes.input.crop_hovered.emit(0.5, 0.5)  # a position of zero activation
+    assert pane.marked == -1
     # a placement on another atlas's cells lights nothing
     other = AtlasRecord(DEFAULT_LAYER, "/elsewhere", weights, np.zeros((3, 3), np.int16), 0.3)
     ui.show_result(ui.last_result().with_record(other))

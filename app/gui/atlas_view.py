@@ -11,7 +11,8 @@ Hover shows the cell large in the side panel: its icon, label, count and score. 
 emits `cell_clicked(index)`: the feature selects that unit of the atlas's direction layer.
 The class filter (the article's class atlases) dims every cell whose label is not the
 chosen class. The live frame's placement (`set_lit`) outlines the cells its positions fell
-into, the outline's opacity by the cell's share of the frame's activation.
+into, the outline's opacity by the cell's share of the frame's activation; the mouse over
+the input marks the cell of the position under it (`mark`, dashed blue).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ CELL_PX = 48
 ALL_CLASSES = "all classes"
 DIMMED = 0.12  # opacity of a cell the class filter leaves out
 LIT = QColor(255, 140, 0)
+MARKED = QColor(0, 120, 255)
 HOVER_ICON_PX = 192
 
 
@@ -128,6 +130,8 @@ class AtlasPane(QWidget):
         self.atlas: AtlasReady | None = None
         self._items: list[QGraphicsRectItem | QGraphicsPixmapItem] = []
         self._rings: list[QGraphicsRectItem] = []
+        self._marker: QGraphicsRectItem | None = None
+        self.marked = -1  # the cell the hovered input position fell into
         self._filter: str | None = None
         self._lit: np.ndarray | None = None
 
@@ -177,6 +181,7 @@ class AtlasPane(QWidget):
         assert scene is not None
         scene.clear()
         self._items, self._rings, self._lit = [], [], None
+        self._marker, self.marked = None, -1
         self.canvas.index = {(c.x, c.y): i for i, c in enumerate(atlas.cells)}
         densest = max((c.count for c in atlas.cells), default=1)
         for cell in atlas.cells:
@@ -278,6 +283,25 @@ class AtlasPane(QWidget):
             ring.setVisible(bool(on))
             if on and self._lit is not None:
                 ring.setOpacity(0.25 + 0.75 * float(self._lit[i]) / top)
+
+    def mark(self, index: int) -> None:
+        """Mark cell `index` (where the hovered input position fell) and show it; -1: none."""
+        if self.atlas is None or not -1 <= index < len(self.atlas.cells):
+            return
+        self.marked = index
+        scene = self.canvas.scene()
+        if self._marker is None and scene is not None:
+            self._marker = scene.addRect(QRectF(0, 0, CELL_PX, CELL_PX),
+                                         QPen(MARKED, 3, Qt.PenStyle.DashLine))
+            if self._marker is not None:
+                self._marker.setZValue(2)
+        if self._marker is not None:
+            self._marker.setVisible(index >= 0)
+            if index >= 0:
+                c = self.atlas.cells[index]
+                self._marker.setPos(c.x * CELL_PX, c.y * CELL_PX)
+        if index >= 0:
+            self.show_cell(index)
 
     def lit_cells(self) -> tuple[int, ...]:
         return tuple(i for i, ring in enumerate(self._rings) if ring.isVisible())
