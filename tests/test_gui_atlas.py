@@ -110,7 +110,10 @@ def test_a_click_before_the_layer_is_listed_says_so(ui, backend):
 
 
 def test_opening_the_tab_asks_for_the_cached_atlas_and_places_frames_on_it_while_shown(
-        ui, backend):
+        qtbot):
+    backend = FakeBackend(live=False)  # a still image: a frame only after a view change
+    ui = WindowDriver.open(qtbot, backend)
+    ui.wait_for_results()
     assert backend.asked(CachedAtlasRequest) == []
     ui.window.panes.show_atlas()
     ui.wait_until(lambda: backend.asked(CachedAtlasRequest) == [
@@ -137,6 +140,12 @@ def test_opening_the_tab_asks_for_the_cached_atlas_and_places_frames_on_it_while
     assert pane.marked == 1 and "coffee mug" in pane.hover_text.text()
     ui.window.panes.input.crop_hovered.emit(0.5, 0.5)  # a position of zero activation
     assert pane.marked == -1
+    # the same atlas again, its icons rendered: a still frame sends no new placement, so
+    # the cells stay lit
+    backend.emit(JobEvent(CachedAtlasRequest(DEFAULT_LAYER), 1, 1, "icons", result=atlas(),
+                          state=JobState.OK))
+    ui.wait_until(lambda: pane.atlas is not None and pane.atlas.cells[0].icon is not None)
+    assert pane.lit_cells() == (1, 3)
     # a placement on another atlas's cells lights nothing
     other = AtlasRecord(DEFAULT_LAYER, "/elsewhere", weights, np.zeros((3, 3), np.int16), 0.3)
     ui.show_result(ui.last_result().with_record(other))
@@ -148,3 +157,8 @@ def test_opening_the_tab_asks_for_the_cached_atlas_and_places_frames_on_it_while
     ui.wait_until(lambda: backend.views[-1].part(AtlasView) == AtlasView(DEFAULT_LAYER,
                                                                           FOLDER))
     assert len(backend.asked(CachedAtlasRequest)) == 1
+    # another model: its atlas is gone from the tab and from the view, and asked for anew
+    backend.emit(FakeBackend.model_ready("resnet18"))
+    ui.wait_until(lambda: pane.atlas is None)
+    assert pane.shown_cells() == () and backend.views[-1].part(AtlasView) == AtlasView()
+    ui.wait_until(lambda: len(backend.asked(CachedAtlasRequest)) == 2)

@@ -42,6 +42,8 @@ DIMMED = 0.12  # opacity of a cell the class filter leaves out
 LIT = QColor(255, 140, 0)
 MARKED = QColor(0, 120, 255)
 HOVER_ICON_PX = 192
+NO_ATLAS = ("No atlas yet. Analysis → Activation atlas of this layer on a folder… makes one "
+            "(or `deepvis atlas FOLDER --layer L`).")
 
 
 def rgb_pixmap(rgb: np.ndarray) -> QPixmap:
@@ -135,8 +137,7 @@ class AtlasPane(QWidget):
         self._filter: str | None = None
         self._lit: np.ndarray | None = None
 
-        self.title = QLabel("No atlas yet. Analysis → Activation atlas of this layer on a "
-                            "folder… makes one (or `deepvis atlas FOLDER --layer L`).")
+        self.title = QLabel(NO_ATLAS)
         self.title.setWordWrap(True)
         self.filter = QComboBox()
         self.filter.addItem(ALL_CLASSES)
@@ -176,6 +177,10 @@ class AtlasPane(QWidget):
         """Draw `atlas`; the class filter keeps its class when the new atlas has it."""
         first = self.atlas is None or (self.atlas.layer, self.atlas.grid) != (atlas.layer,
                                                                               atlas.grid)
+        # the same cells again (their icons now): a still frame sends no new placement
+        same = (self.atlas is not None and self.atlas.directions_folder
+                == atlas.directions_folder and len(self.atlas.cells) == len(atlas.cells))
+        lit, marked = (self._lit, self.marked) if same else (None, -1)
         self.atlas = atlas
         scene = self.canvas.scene()
         assert scene is not None
@@ -224,8 +229,26 @@ class AtlasPane(QWidget):
         self.filter.addItems([ALL_CLASSES, *atlas.labels()])
         self.filter.blockSignals(False)
         self.set_filter(keep if keep in atlas.labels() else None)
+        self.set_lit(lit)
+        if marked >= 0:
+            self.mark(marked)
         if first:
             self.canvas.fit()
+
+    def clear(self) -> None:
+        """No atlas (another model was loaded: its cells mean nothing here)."""
+        self.atlas = None
+        scene = self.canvas.scene()
+        if scene is not None:
+            scene.clear()
+        self._items, self._rings, self._lit, self._marker, self.marked = [], [], None, None, -1
+        self.canvas.index = {}
+        self.title.setText(NO_ATLAS)
+        self.filter.blockSignals(True)
+        self.filter.clear()
+        self.filter.addItem(ALL_CLASSES)
+        self.filter.blockSignals(False)
+        self._filter = None
 
     def cell_centre(self, index: int) -> QPointF:
         """Where cell `index` sits in the scene (tests click it through the view)."""

@@ -77,6 +77,7 @@ class Atlas:
     def on_model_ready(self, _event: ModelReady) -> None:
         self.atlas = None  # another model's atlas means nothing here
         self._asked.clear()
+        self.w.panes.atlas.clear()
         self.w.model.set_part(AtlasView())
 
     # -- showing one -------------------------------------------------------------------------
