@@ -34,13 +34,14 @@ from PyQt6.QtWidgets import (
 )
 
 from app.core.messages import AtlasCell, AtlasReady
+from app.gui import theme
 from app.gui.qimages import rgb_to_qimage
 
 CELL_PX = 48
 ALL_CLASSES = "all classes"
 DIMMED = 0.12  # opacity of a cell the class filter leaves out
-LIT = QColor(255, 140, 0)
-MARKED = QColor(0, 120, 255)
+LIT = QColor(theme.ACCENT)
+MARKED = QColor(theme.FROZEN)
 HOVER_ICON_PX = 192
 NO_ATLAS = ("No atlas yet. Analysis → Activation atlas of this layer on a folder… makes one "
             "(or `deepvis atlas FOLDER --layer L`).")
@@ -71,7 +72,7 @@ class AtlasCanvas(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setMouseTracking(True)
-        self.setBackgroundBrush(QBrush(QColor(250, 250, 250)))
+        self.setBackgroundBrush(QBrush(QColor(theme.BACKGROUND)))
         self.index: dict[tuple[int, int], int] = {}
         self._hover = -1
 
@@ -216,7 +217,8 @@ class AtlasPane(QWidget):
             self._rings.append(ring)
         side = atlas.grid * CELL_PX
         scene.setSceneRect(QRectF(0, 0, side, side))
-        border = scene.addRect(QRectF(0, 0, side, side), QPen(QColor(200, 200, 200)))
+        border = scene.addRect(QRectF(0, 0, side, side), QPen(QColor(theme.BORDER)),
+                               QBrush(QColor(theme.PANEL)))
         if border is not None:
             border.setZValue(-1)
         icons = "" if atlas.icons_done else "; rendering the icons…"
