@@ -146,6 +146,8 @@ def test_the_session_job_makes_the_atlas_its_icons_and_its_direction_layer(tmp_p
     assert [(c.x, c.y, c.count, c.label) for c in message.cells] == [
         (d["x"], d["y"], d["count"], d["label"]) for d in stored] and stored
     assert all(c.icon is not None and c.icon.shape == (32, 32, 3) for c in message.cells)
+    assert all(1 <= len(c.examples) <= 3 and c.examples[0].shape == (64, 64, 3)
+               for c in message.cells)  # its top samples, cut from the photos
     assert all(c.icon_path == str(folder / d["icon"]) for c, d in zip(message.cells, stored,
                                                                        strict=True))
     # the cells are the direction layer the message names, found where the live view looks

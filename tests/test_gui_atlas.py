@@ -26,7 +26,8 @@ LABELS = ("tabby cat", "coffee mug", "tabby cat", "rocket", "coffee mug")
 def atlas(icons: bool = True) -> AtlasReady:
     cells = tuple(
         AtlasCell(x, y, count, label, 0.5 + i,
-                  np.full((24, 24, 3), 40 * i, np.uint8) if icons else None)
+                  np.full((24, 24, 3), 40 * i, np.uint8) if icons else None,
+                  examples=tuple(np.full((16, 16, 3), 9 * k, np.uint8) for k in range(i)))
         for i, ((x, y, count), label) in enumerate(zip(
             ((0, 0, 9), (3, 1, 4), (5, 2, 12), (1, 4, 3), (4, 5, 6)), LABELS, strict=True)))
     return AtlasReady(DEFAULT_LAYER, 6, cells, CELLS_LAYER, FOLDER, "/cache/atlas.png", 4)
@@ -86,6 +87,9 @@ def test_an_atlas_shows_its_cells_the_filter_dims_the_others_and_a_click_selects
     pane.show_cell(2)
     assert "tabby cat" in pane.hover_text.text() and "12 samples" in pane.hover_text.text()
     assert pane.hover_icon.pixmap() is not None and not pane.hover_icon.pixmap().isNull()
+    assert pane.shown_examples() == 2  # cell 2's two top samples
+    pane.show_cell(0)
+    assert pane.shown_examples() == 0 and "top samples" not in pane.hover_text.text()
     # a click on cell 3 (the rocket) through the view selects unit 3 of the direction layer;
     # one on an empty place of the grid selects nothing
     ui.window.view_model.update_layers(with_cells_layer())

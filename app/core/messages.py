@@ -300,6 +300,8 @@ class AtlasCell:
     score: float
     icon: np.ndarray | None = None  # (h, w, 3) uint8
     icon_path: str = ""
+    # its most typical samples' image regions, (s, s, 3) uint8 each, best first
+    examples: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)

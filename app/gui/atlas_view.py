@@ -7,7 +7,8 @@ densest cell (square root, so sparse cells stay visible), its icon in it or a de
 while it has none. The wheel zooms about the mouse, a drag pans. Cells are found from the
 mouse by their grid place (one dict lookup), not by per-item hover handlers.
 
-Hover shows the cell large in the side panel: its icon, label, count and score. A click
+Hover shows the cell large in the side panel: its icon, label, count and score, and the
+image regions of its top dataset samples. A click
 emits `cell_clicked(index)`: the feature selects that unit of the atlas's direction layer.
 The class filter (the article's class atlases) dims every cell whose label is not the
 chosen class. The live frame's placement (`set_lit`) outlines the cells its positions fell
@@ -43,6 +44,8 @@ DIMMED = 0.12  # opacity of a cell the class filter leaves out
 LIT = QColor(theme.ACCENT)
 MARKED = QColor(theme.FROZEN)
 HOVER_ICON_PX = 192
+EXAMPLES = 3  # top dataset samples shown under the hovered cell
+EXAMPLE_PX = (HOVER_ICON_PX - 8) // EXAMPLES
 NO_ATLAS = ("No atlas yet. Analysis → Activation atlas of this layer on a folder… makes one "
             "(or `deepvis atlas FOLDER --layer L`).")
 
@@ -161,9 +164,17 @@ class AtlasPane(QWidget):
                                  "as a unit.")
         self.hover_text.setWordWrap(True)
         self.hover_text.setFixedWidth(HOVER_ICON_PX)
+        self.examples = [QLabel() for _ in range(EXAMPLES)]
+        strip = QHBoxLayout()
+        strip.setSpacing(4)
+        for label in self.examples:
+            label.setFixedSize(EXAMPLE_PX, EXAMPLE_PX)
+            strip.addWidget(label)
+        strip.addStretch(1)
         side = QVBoxLayout()
         side.addWidget(self.hover_icon)
         side.addWidget(self.hover_text)
+        side.addLayout(strip)
         side.addStretch(1)
         body = QHBoxLayout()
         body.addWidget(self.canvas, 1)
@@ -296,7 +307,20 @@ class AtlasPane(QWidget):
             lit = f"\nthis frame: {100 * self._lit[index] / self._lit.sum():.0f} %"
         self.hover_text.setText(f"{c.label}\ncell ({c.x},{c.y}), {c.count} samples\n"
                                 f"score {c.score:.3g}{lit}\nclick: unit {index} of "
-                                f"{self.atlas.direction_layer}")
+                                f"{self.atlas.direction_layer}"
+                                + ("\ntop samples:" if c.examples else ""))
+        for label, k in zip(self.examples, range(EXAMPLES), strict=True):
+            if k < len(c.examples):
+                label.setPixmap(rgb_pixmap(c.examples[k]).scaled(
+                    EXAMPLE_PX, EXAMPLE_PX, Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation))
+            else:
+                label.clear()
+
+    def shown_examples(self) -> int:
+        """How many top samples the side panel shows."""
+        return sum(1 for label in self.examples
+                   if label.pixmap() is not None and not label.pixmap().isNull())
 
     # -- the live frame ----------------------------------------------------------------------
     def set_lit(self, weights: np.ndarray | None) -> None:

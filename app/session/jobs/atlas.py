@@ -1,8 +1,9 @@
 """The activation atlas for the window: built on a folder (Analysis menu), or the newest one
 the cache holds of a layer (the Atlas tab opened; `deepvis atlas` made it, say).
 
-The build runs the analysis' job on a private copy of the model, then renders the cells'
-icons (the command's settings, so either reuses what the other rendered). Its first look,
+The build runs the analysis' job on a private copy of the model, cuts each cell's top
+samples from their images, then renders the cells' icons (the command's settings, so
+either reuses what the other rendered). Its first look,
 with the cells shaded by density, rides on a step's preview while the icons render; the
 result is the same message with the icons. The atlas job also writes the cells as the
 direction layer `LAYER@atlasN` (`write_cell_directions`), named in the message.
@@ -20,6 +21,7 @@ from app.engine.analyses.atlas import (
     atlas_tag,
     build_atlas,
     cell_directions_folder,
+    cell_examples,
     latest_atlas,
     write_cell_directions,
 )
@@ -35,13 +37,15 @@ from app.session.jobs.runner import JobContext, Refused, SessionJob, job_for
 
 
 def atlas_message(atlas: Atlas, directions_folder: str,
-                  icons: dict[int, np.ndarray] | None) -> AtlasReady:
+                  icons: dict[int, np.ndarray] | None,
+                  examples: dict[int, list[np.ndarray]] | None = None) -> AtlasReady:
     """The message the Atlas tab shows; `icons` None: not rendered yet."""
     cells = tuple(
         AtlasCell(c.x, c.y, c.count, c.label, c.score,
                   None if icons is None else icons.get(i),
                   "" if icons is None or i not in icons
-                  else str(atlas.folder / "icons" / f"cell-{i:04d}.png"))
+                  else str(atlas.folder / "icons" / f"cell-{i:04d}.png"),
+                  tuple((examples or {}).get(i, ())))
         for i, c in enumerate(atlas.cells))
     return AtlasReady(atlas.layer, atlas.grid, cells,
                       direction_layer_name(atlas.layer, atlas_tag(atlas.grid)),
@@ -68,11 +72,14 @@ def _build(ctx: JobContext, req: AtlasRequest) -> SessionJob:
         max_pixels=s.source.max_image_pixels, max_side=s.source.max_frame_side)
     folder = str(cell_directions_folder(s.cache.dir, loaded, atlas.layer, atlas.grid,
                                         atlas.key))
-    yield Progress(0, len(atlas.cells), "icons", preview=atlas_message(atlas, folder, None))
+    examples = yield from cell_examples(loaded, atlas, max_pixels=s.source.max_image_pixels,
+                                        max_side=s.source.max_frame_side)
+    yield Progress(0, len(atlas.cells), "icons",
+                   preview=atlas_message(atlas, folder, None, examples))
     steps, size = ICON_STEPS, ICON_SIZE  # read here: a test makes them small
     icons = yield from render_icons(loaded, atlas, steps, size)
     write_icons(atlas, icons, steps, size)
-    message = atlas_message(atlas, folder, icons)
+    message = atlas_message(atlas, folder, icons, examples)
     how = "cached" if atlas.cached else f"{atlas.images} images"
     return Outcome(f"atlas of {atlas.layer}: {len(atlas.cells)} cells ({how}); its cells are "
                    f"the layer {message.direction_layer}", message)
@@ -89,5 +96,12 @@ def cached_atlas_job(ctx: JobContext, req: CachedAtlasRequest) -> SessionJob:
         atlas, cell_directions_folder(ctx.settings.cache.dir, ctx.loaded, atlas.layer,
                                       atlas.grid, atlas.key))
     icons = stored_icons(atlas)
+    s = ctx.settings
+    try:
+        examples = yield from cell_examples(ctx.loaded, atlas,
+                                            max_pixels=s.source.max_image_pixels,
+                                            max_side=s.source.max_frame_side)
+    except (OSError, ValueError, KeyError):  # an atlas from before its files were kept
+        examples = {}
     return Outcome(f"cached atlas of {req.layer}: {len(atlas.cells)} cells",
-                   atlas_message(atlas, str(folder), icons or {}))
+                   atlas_message(atlas, str(folder), icons or {}, examples))

@@ -89,6 +89,7 @@ class Atlas:
     cached: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
     key: str = ""  # what its inputs hash to: names its folder and its direction set's
+    seed: int = 0  # of the sampled positions (`collect.positions_of`) and the layout
 
     def grid_view(self) -> Grid:
         cells = np.array([[c.x, c.y] for c in self.cells], dtype=np.int64).reshape(-1, 2)
@@ -209,7 +210,7 @@ def build_atlas(
     seconds = {"collect": t1 - t0, "gradient": t2 - t1, "layout": t3 - t2}
     seconds["total"] = time.perf_counter() - started
     atlas = Atlas(layer, grid, per_image, cells, binned.directions, samples, binned.cell_of,
-                  folder, images, tuple(skipped), seconds=seconds, key=key)
+                  folder, images, tuple(skipped), seconds=seconds, key=key, seed=seed)
     write_atlas(atlas, key, owner, xy, class_ids, jacobian, files)
     write_cell_directions(atlas, cells_dir)
     return atlas
@@ -261,7 +262,7 @@ def write_atlas(atlas: Atlas, key: str, owner: np.ndarray, xy: np.ndarray, class
     atomic_write_json(folder / "cells.json", [{**c.doc(), "icon": None} for c in atlas.cells])
     atomic_write_json(folder / "meta.json", {
         "format": ATLAS_FORMAT, "key": key, "layer": atlas.layer, "grid": atlas.grid,
-        "per_image": atlas.per_image, "images": atlas.images,
+        "per_image": atlas.per_image, "seed": atlas.seed, "images": atlas.images,
         "skipped": [list(s) for s in atlas.skipped], "seconds": atlas.seconds,
         "files": [Path(os.path.abspath(f)).as_posix() for f in files]})
 
@@ -297,7 +298,8 @@ def load_atlas(folder: Path, key: str | None = None) -> Atlas | None:
         return Atlas(str(meta["layer"]), int(meta["grid"]), int(meta["per_image"]), cells,
                      directions, samples, cell_of, folder, int(meta["images"]),
                      tuple((str(p), str(r)) for p, r in meta["skipped"]),
-                     seconds=dict(meta["seconds"]), key=str(meta["key"]))
+                     seconds=dict(meta["seconds"]), key=str(meta["key"]),
+                     seed=int(meta.get("seed", 0)))  # older atlases: the default seed
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
