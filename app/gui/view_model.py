@@ -128,7 +128,8 @@ class ViewModel(QObject):
 
     def set_part(self, part: object) -> None:
         """Put a live stage's view part (a frozen dataclass, `app/core/view.py`) in the view,
-        in place of the one of its kind; its default turns the stage off."""
+        in place of the one of its kind; its default turns the stage off. For the parts of
+        features that keep their own state (the Atlas tab): not the kinds built above."""
         if self._parts.get(type(part)) != part:
             self._parts[type(part)] = part
             self._send_view()
