@@ -125,6 +125,8 @@ def test_cli_writes_the_atlas_files_on_real_photos(tmp_path, capsys, photos):
     # the cells are a direction layer too: one linear unit per cell, named by its place and label
     from app.engine.runtime.directions import load_direction_set
 
+    assert doc["direction_layer"] == "_blocks.5@atlas6" and doc["directions"] == str(
+        out / "cells")
     cells = load_direction_set(out / "cells")
     assert cells is not None and cells.name == "_blocks.5@atlas6" and cells.kind == "linear"
     assert cells.source == "_blocks.5" and np.array_equal(cells.directions, directions)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fake_backend import DEFAULT_LAYER, LAYERS, FakeBackend
 from gui_driver import WindowDriver
-from PyQt6.QtCore import QPointF, Qt
+from PyQt6.QtCore import QPoint, QPointF, Qt
 
 from app.core.messages import AtlasCell, AtlasReady, LayerInfo
 from app.core.requests import AtlasRequest, CachedAtlasRequest, JobEvent, JobState
@@ -98,6 +98,10 @@ def test_an_atlas_shows_its_cells_the_filter_dims_the_others_and_a_click_selects
     qtbot.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, pos=empty)
     assert ui.window.view_model.layer == DEFAULT_LAYER
     at = canvas.mapFromScene(pane.cell_centre(3))
+    # a drag that ends on the cell is a pan, not a click
+    qtbot.mousePress(canvas.viewport(), Qt.MouseButton.LeftButton, pos=at + QPoint(30, 30))
+    qtbot.mouseRelease(canvas.viewport(), Qt.MouseButton.LeftButton, pos=at)
+    assert ui.window.view_model.layer == DEFAULT_LAYER
     qtbot.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, pos=at)
     ui.wait_until(lambda: ui.window.view_model.layer == CELLS_LAYER)
     assert ui.window.view_model.unit == 3

@@ -11,7 +11,9 @@ over the first G images, dotted with it) as its label. Writes DIR/atlas.png,
 DIR/cells.json (x, y, count, icon, label, score per cell) and DIR/directions.npy (cells ×
 channels, in cells.json order); DIR is the cache's folder for these inputs unless --out.
 `--locate IMAGE` places every position of each image's map on the atlas (its nearest kept
-sample by cosine, that sample's cell) and lists the cells it falls into.
+sample by cosine, that sample's cell) and lists the cells it falls into. The cells are also
+written as the direction layer L@atlasN (one linear unit per cell, in the cache's
+directions/, or DIR/cells/ with --out), which the live view lists.
 """
 
 from __future__ import annotations
@@ -104,8 +106,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _doc(atlas: Atlas, located: list[dict[str, Any]] | None) -> dict[str, Any]:
     cells = json.loads((atlas.folder / "cells.json").read_text())
+    from app.engine.analyses.atlas import atlas_tag
+
     doc: dict[str, Any] = {
         "layer": atlas.layer, "grid": atlas.grid, "per_image": atlas.per_image,
+        "direction_layer": f"{atlas.layer}@{atlas_tag(atlas.grid)}",
+        "directions": str(atlas.cells_folder),
         "images": atlas.images, "samples": int(atlas.samples.shape[0]),
         "folder": str(atlas.folder), "cached": atlas.cached,
         "seconds": {k: round(v, 3) for k, v in atlas.seconds.items()}, "cells": cells,
@@ -123,6 +129,8 @@ def _print_summary(model: str, atlas: Atlas, doc: dict[str, Any]) -> None:
     for cell in sorted(atlas.cells, key=lambda c: -c.count)[:10]:
         print(f"  ({cell.x:2d},{cell.y:2d}) {cell.count:5d}  {cell.label} ({cell.score:.3g})")
     print(f"  {atlas.folder}/atlas.png, cells.json, directions.npy")
+    print(f"  its cells are the units of the direction layer {doc['direction_layer']} "
+          f"({atlas.cells_folder})")
     for entry in doc.get("located", []):
         where = ", ".join(f"({c['x']},{c['y']})×{c['positions']}" for c in entry["cells"][:8])
         print(f"  {entry['image']}: {where}")

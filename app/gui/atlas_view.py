@@ -78,6 +78,7 @@ class AtlasCanvas(QGraphicsView):
         self.setBackgroundBrush(QBrush(QColor(theme.BACKGROUND)))
         self.index: dict[tuple[int, int], int] = {}
         self._hover = -1
+        self._pressed_at = QPointF()
 
     def cell_at(self, scene: QPointF) -> int:
         if scene.x() < 0 or scene.y() < 0:
@@ -112,9 +113,7 @@ class AtlasCanvas(QGraphicsView):
         super().mouseReleaseEvent(event)
         if event is None or event.button() != Qt.MouseButton.LeftButton:
             return
-        moved = (event.position() - self._pressed_at).manhattanLength() if hasattr(
-            self, "_pressed_at") else 0.0
-        if moved <= 4:  # a click, not the end of a pan
+        if (event.position() - self._pressed_at).manhattanLength() <= 4:  # not a pan's end
             i = self.cell_at(self.mapToScene(event.position().toPoint()))
             if i >= 0:
                 self.clicked.emit(i)

@@ -70,8 +70,7 @@ def _build(ctx: JobContext, req: AtlasRequest) -> SessionJob:
     atlas = yield from build_atlas(
         loaded, req.folder, req.layer, grid=req.grid, cache_dir=s.cache.dir,
         max_pixels=s.source.max_image_pixels, max_side=s.source.max_frame_side)
-    folder = str(cell_directions_folder(s.cache.dir, loaded, atlas.layer, atlas.grid,
-                                        atlas.key))
+    folder = str(atlas.cells_folder)
     examples = yield from cell_examples(loaded, atlas, max_pixels=s.source.max_image_pixels,
                                         max_side=s.source.max_frame_side)
     yield Progress(0, len(atlas.cells), "icons",

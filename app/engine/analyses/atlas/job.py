@@ -90,6 +90,7 @@ class Atlas:
     seconds: dict[str, float] = field(default_factory=dict)
     key: str = ""  # what its inputs hash to: names its folder and its direction set's
     seed: int = 0  # of the sampled positions (`collect.positions_of`) and the layout
+    cells_folder: Path | None = None  # its cells' direction set (`build_atlas` sets it)
 
     def grid_view(self) -> Grid:
         cells = np.array([[c.x, c.y] for c in self.cells], dtype=np.int64).reshape(-1, 2)
@@ -148,7 +149,7 @@ def build_atlas(
         found = load_atlas(folder, key)
         if found is not None:
             write_cell_directions(found, cells_dir)  # one made before the sets were
-            return replace(found, cached=True)
+            return replace(found, cached=True, cells_folder=cells_dir)
     else:
         (folder / "meta.json").unlink(missing_ok=True)
 
@@ -210,7 +211,8 @@ def build_atlas(
     seconds = {"collect": t1 - t0, "gradient": t2 - t1, "layout": t3 - t2}
     seconds["total"] = time.perf_counter() - started
     atlas = Atlas(layer, grid, per_image, cells, binned.directions, samples, binned.cell_of,
-                  folder, images, tuple(skipped), seconds=seconds, key=key, seed=seed)
+                  folder, images, tuple(skipped), seconds=seconds, key=key, seed=seed,
+                  cells_folder=cells_dir)
     write_atlas(atlas, key, owner, xy, class_ids, jacobian, files)
     write_cell_directions(atlas, cells_dir)
     return atlas
