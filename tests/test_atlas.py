@@ -122,6 +122,15 @@ def test_cli_writes_the_atlas_files_on_real_photos(tmp_path, capsys, photos):
     assert sum(c["positions"] for c in located["cells"]) == 14 * 14
     on_map = {(c["x"], c["y"]) for c in files}
     assert all((c["x"], c["y"]) in on_map for c in located["cells"])
+    # the cells are a direction layer too: one linear unit per cell, named by its place and label
+    from app.engine.runtime.directions import load_direction_set
+
+    assert doc["direction_layer"] == "_blocks.5@atlas6" and doc["directions"] == str(
+        out / "cells")
+    cells = load_direction_set(out / "cells")
+    assert cells is not None and cells.name == "_blocks.5@atlas6" and cells.kind == "linear"
+    assert cells.source == "_blocks.5" and np.array_equal(cells.directions, directions)
+    assert cells.names == tuple(f"cell ({c['x']},{c['y']}): {c['label']}" for c in files)
 
     # a second run is served from the folder
     assert cli.main(argv) == 0
@@ -142,3 +151,52 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, photos, extra, f
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and "\n" not in err
+
+
+def test_a_samples_position_is_recovered_and_its_cells_examples_are_cut_and_kept(
+        tmp_path, photos, monkeypatch):
+    import torch
+
+    from app.core.jobs import run_job
+    from app.engine.analyses.atlas import build_atlas, cell_examples, sample_positions
+    from app.engine.analyses.atlas import examples as examples_module
+    from app.engine.analyses.atlas.collect import batches, recorder_for
+    from app.engine.runtime.models import load_bundled
+
+    loaded = load_bundled(torch.device("cpu"))
+    atlas = run_job(build_atlas(loaded, photos, "_blocks.5", grid=4, per_image=24, min_count=2,
+                                gradient_images=1, seed=3, out=tmp_path / "a"))
+    with np.load(atlas.folder / "samples.npz") as z:
+        owner = z["owner"]
+    pos = sample_positions(owner, atlas.seed, 14 * 14, atlas.per_image)
+    # independently: each image's map, recorded again, holds each sample at its position
+    files = json.loads((atlas.folder / "meta.json").read_text())["files"]
+    rec, forward, unhook = recorder_for(loaded, "_blocks.5", False)
+    try:
+        with torch.no_grad():
+            for ids, x in batches(loaded, files, 4, 80_000_000, 1280, []):
+                rec.run(x, forward)
+                acts = rec.activations["_blocks.5"].float().numpy()
+                for k, image in enumerate(ids):
+                    mine = np.flatnonzero(owner == image)
+                    assert mine.size == 24
+                    np.testing.assert_allclose(
+                        atlas.samples[mine], acts[k].reshape(80, -1)[:, pos[mine]].T,
+                        rtol=1e-4, atol=1e-5)
+    finally:
+        unhook()
+        rec.remove()
+    crops = run_job(cell_examples(loaded, atlas, k=2, size=32))
+    assert set(crops) == set(range(len(atlas.cells)))
+    for i, cell in enumerate(atlas.cells):
+        assert 1 <= len(crops[i]) <= min(2, cell.count)
+        assert all(c.shape == (32, 32, 3) and c.dtype == np.uint8 and c.std() > 0
+                   for c in crops[i])
+    # a second look reads them from beside the atlas: no image is opened
+    def no_reading(*_a, **_k):
+        raise AssertionError("an image was read again")
+
+    monkeypatch.setattr(examples_module, "read_image", no_reading)
+    again = run_job(cell_examples(loaded, atlas, k=2, size=32))
+    assert all(np.array_equal(a, b) for i in crops for a, b in zip(crops[i], again[i],
+                                                                   strict=True))

@@ -119,6 +119,18 @@ def test_tcav_and_the_audit_through_the_session_add_units_the_worker_shows(tmp_p
         result = next_result(session, lambda r: r.layer == changed.added, timeout=60.0)
         assert result.geometry.channels == 1
 
+        # a direction set sent as a preview (an atlas's cells, on the way to its answer)
+        # joins the layers without being shown
+        channels = next(i.shape[0] for i in changed.layers if i.name == SOURCE)
+        cells = DirectionSet(name=f"{SOURCE}@atlas2", source=SOURCE, kind="linear",
+                             directions=np.eye(2, channels, dtype=np.float32),
+                             names=("a", "b"))
+        session.poll_events()
+        session._post_job(JobEvent(AuditRequest("x"), 0, 1, "", preview=cells))
+        (news,) = [e for e in session.poll_events() if isinstance(e, JobEvent)]
+        assert isinstance(news.preview, LayersChanged) and news.preview.added == ""
+        assert f"{SOURCE}@atlas2" in {i.name for i in news.preview.layers}
+
         # the audit: two groups of two class folders each
         root = tmp_path / "audit"
         for g, (seed, img) in enumerate(((3, chelsea()), (4, others()[0]))):

@@ -152,7 +152,8 @@ def test_each_request_type_declares_its_kind_label_and_classes():
     assert len({t.kind for t in types}) == len(types) >= 15  # one kind each
     assert all(isinstance(t.label, str) and t.label for t in types)
     assert {t.kind for t in types if t.quiet} == {"preferred_grid", "concepts", "icons",
-                                                  "group_icons", "concept_names"}
+                                                  "group_icons", "concept_names",
+                                                  "atlas_cached"}
     assert not any(t.cancellable for t in types if t.quiet)
 
 

@@ -11,7 +11,9 @@ over the first G images, dotted with it) as its label. Writes DIR/atlas.png,
 DIR/cells.json (x, y, count, icon, label, score per cell) and DIR/directions.npy (cells ×
 channels, in cells.json order); DIR is the cache's folder for these inputs unless --out.
 `--locate IMAGE` places every position of each image's map on the atlas (its nearest kept
-sample by cosine, that sample's cell) and lists the cells it falls into.
+sample by cosine, that sample's cell) and lists the cells it falls into. The cells are also
+written as the direction layer L@atlasN (one linear unit per cell, in the cache's
+directions/, or DIR/cells/ with --out), which the live view lists.
 """
 
 from __future__ import annotations
@@ -24,18 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.cli.common import CliError, add_common, load_for, print_json, settings_for
-from app.cli.progress import TextProgress
 from app.cli.ranks import drive
-from app.core.atomic import atomic_write_json
-from app.core.jobs import Progress
 
 if TYPE_CHECKING:  # torch-heavy: imported when the command runs
-    import numpy as np
-    import torch
-
     from app.engine.analyses.atlas import Atlas
-    from app.engine.analyses.featurevis.objectives import Objective
-    from app.engine.runtime.models import LoadedModel
 
 NAME = "atlas"
 HELP = "a layer's activation atlas: its activations over a folder, laid out and binned"
@@ -82,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         if not image.is_file():
             raise CliError(f"image to locate not found: {image}")
     loaded, settings = load_for(args)
-    from app.engine.analyses.atlas import AtlasError, build_atlas, locate_images, write_picture
+    from app.engine.analyses.atlas import AtlasError, build_atlas, locate_images
+    from app.engine.workflows.atlas_icons import render_icons, write_icons
 
     try:
         atlas = drive(build_atlas(
@@ -92,13 +87,10 @@ def run(args: argparse.Namespace) -> int:
             max_pixels=settings.source.max_image_pixels,
             max_side=settings.source.max_frame_side, resume=not args.restart), "atlas", None)
         began = time.perf_counter()
-        icons = (render_icons(loaded, atlas, args.icon_steps, args.icon_size, args.seed)
-                 if args.icon_steps else {})
+        icons = (drive(render_icons(loaded, atlas, args.icon_steps, args.icon_size, args.seed),
+                       "icons", None) if args.icon_steps else {})
         atlas.seconds["icons"] = time.perf_counter() - began
-        write_picture(atlas.folder, atlas.cells, atlas.grid, icons)
-        if icons:
-            atomic_write_json(atlas.folder / "icons" / "settings.json",
-                              icon_settings(atlas, args.icon_steps, args.icon_size, args.seed))
+        write_icons(atlas, icons, args.icon_steps, args.icon_size, args.seed)
         located = locate_images(loaded, atlas, [str(p) for p in args.locate],
                                 max_pixels=settings.source.max_image_pixels,
                                 max_side=settings.source.max_frame_side)
@@ -112,102 +104,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-ICON_COSINE_POWER = 1.0  # the article's recipe: dot × cosine^p, so the icon turns towards it
-ICON_BATCH = 8
-
-
-def render_icons(loaded: LoadedModel, atlas: Atlas, steps: int, size: int, seed: int
-                 ) -> dict[int, np.ndarray]:
-    """Each cell's icon: the feature visualisation of its direction, with the app's renderer
-    ("fast" preset, `steps` steps at `size` px), `ICON_BATCH` cells per ascent.
-
-    The objective is, at every position of the layer, dot(a, d) · max(cos(a, d), 0)^p,
-    averaged (the article's direction-with-cosine; its whitening of d is not done). Kept in
-    `folder/icons/` with the settings that made them, so an unchanged rerun renders nothing.
-    Rendering lives in the command because analyses do not import one another.
-    """
-    import numpy as np
-    import torch
-
-    from app.engine.analyses.featurevis import get_preset
-    from app.engine.analyses.featurevis import objectives as obj
-    from app.engine.analyses.featurevis.render import Ascent, Renderer
-
-    stored = _stored_icons(atlas, icon_settings(atlas, steps, size, seed))
-    if stored is not None:
-        return stored
-    p = get_preset("fast").with_overrides(steps, size)
-    renderer = Renderer(loaded, atlas.layer)
-    icons: dict[int, np.ndarray] = {}
-    bar = TextProgress("icons")
-    try:
-        for start in range(0, len(atlas.cells), ICON_BATCH):
-            ids = list(range(start, min(start + ICON_BATCH, len(atlas.cells))))
-            k = max(1, p.crops)
-            vecs = torch.from_numpy(np.repeat(atlas.directions[ids], k, axis=0))
-            goal = obj.crop_mean(_cosine_direction(vecs, ICON_COSINE_POWER), k)
-            if p.tv_weight:
-                goal = goal - p.tv_weight * obj.tv()
-            rngs = [torch.Generator().manual_seed(seed * 1_000_003 + i) for i in ids]
-            last = None
-            for _step, images, _values in Ascent(renderer, renderer.make_param(p, rngs), goal,
-                                                 p, rngs).run():
-                if images is not None:
-                    last = images
-            assert last is not None
-            icons.update({i: last[j] for j, i in enumerate(ids)})
-            bar(Progress(done=ids[-1] + 1, total=len(atlas.cells)))
-    finally:
-        renderer.release()
-        bar.close()
-    return icons
-
-
-def icon_settings(atlas: Atlas, steps: int, size: int, seed: int) -> dict[str, Any]:
-    return {"steps": steps, "size": size, "seed": seed, "power": ICON_COSINE_POWER,
-            "cells": len(atlas.cells)}
-
-
-def _stored_icons(atlas: Atlas, settings: dict[str, Any]) -> dict[int, np.ndarray] | None:
-    """The icons a run with the same settings left (its settings.json is written after the
-    icons and cells.json), or None."""
-    import cv2
-
-    try:
-        if json.loads((atlas.folder / "icons" / "settings.json").read_text()) != settings:
-            return None
-        icons = {}
-        for i, cell in enumerate(json.loads((atlas.folder / "cells.json").read_text())):
-            bgr = cv2.imread(str(atlas.folder / str(cell["icon"])))
-            if bgr is None:
-                return None
-            icons[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        return icons
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _cosine_direction(vecs: torch.Tensor, power: float) -> Objective:
-    """Per image n: mean over positions of dot(a, d_n) · max(cos(a, d_n), 0)^power."""
-    import torch
-
-    from app.engine.analyses.featurevis.objectives import Objective
-
-    def fn(acts: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        v = vecs.to(acts.device, acts.dtype)
-        if acts.dim() == 2:
-            acts = acts[:, :, None, None]
-        dot = torch.einsum("nchw,nc->nhw", acts, v)
-        cos = dot / (acts.norm(dim=1) * v.norm(dim=1)[:, None, None]).clamp_min(1e-8)
-        return (dot * cos.clamp_min(1e-6) ** power).flatten(1).mean(1)
-
-    return Objective(fn, f"cosine_direction({tuple(vecs.shape)}, {power})")
-
-
 def _doc(atlas: Atlas, located: list[dict[str, Any]] | None) -> dict[str, Any]:
     cells = json.loads((atlas.folder / "cells.json").read_text())
+    from app.engine.analyses.atlas import atlas_tag
+
     doc: dict[str, Any] = {
         "layer": atlas.layer, "grid": atlas.grid, "per_image": atlas.per_image,
+        "direction_layer": f"{atlas.layer}@{atlas_tag(atlas.grid)}",
+        "directions": str(atlas.cells_folder),
         "images": atlas.images, "samples": int(atlas.samples.shape[0]),
         "folder": str(atlas.folder), "cached": atlas.cached,
         "seconds": {k: round(v, 3) for k, v in atlas.seconds.items()}, "cells": cells,
@@ -225,6 +129,8 @@ def _print_summary(model: str, atlas: Atlas, doc: dict[str, Any]) -> None:
     for cell in sorted(atlas.cells, key=lambda c: -c.count)[:10]:
         print(f"  ({cell.x:2d},{cell.y:2d}) {cell.count:5d}  {cell.label} ({cell.score:.3g})")
     print(f"  {atlas.folder}/atlas.png, cells.json, directions.npy")
+    print(f"  its cells are the units of the direction layer {doc['direction_layer']} "
+          f"({atlas.cells_folder})")
     for entry in doc.get("located", []):
         where = ", ".join(f"({c['x']},{c['y']})×{c['positions']}" for c in entry["cells"][:8])
         print(f"  {entry['image']}: {where}")

@@ -245,6 +245,29 @@ class ClassUnitsRequest(FolderRequest):
     class_index: int
 
 
+@dataclass(frozen=True)
+class AtlasRequest(FolderRequest):
+    """A layer's activation atlas on a folder (cached when built before): its cells, icons
+    and the direction layer they make (`LAYER@atlasN`)."""
+
+    kind: ClassVar[str] = "atlas"
+    label: ClassVar[str] = "atlas"
+    layer: str
+    grid: int = 20
+
+
+@dataclass(frozen=True)
+class CachedAtlasRequest(Request):
+    """The newest atlas of a layer the cache holds (`deepvis atlas` or an earlier run), if
+    any; nothing is built (files: not read on the GUI thread)."""
+
+    kind: ClassVar[str] = "atlas_cached"
+    label: ClassVar[str] = "cached atlas"
+    quiet: ClassVar[bool] = True
+    cancellable: ClassVar[bool] = False
+    layer: str
+
+
 # -- the frozen frame ------------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)

@@ -116,3 +116,15 @@ class BuildingBlocks:
     group_attribution: np.ndarray  # (g,) float32: each group's attribution to the score
     groups_note: str  # what was factorized (the positive part of a signed layer, say)
     ms: float  # its cost on the worker this frame
+
+
+@dataclass(frozen=True, eq=False)
+class AtlasRecord:
+    """This frame on an activation atlas: each position of `layer` placed in its nearest
+    cell (cosine to the cells' directions), weighted by its activation's norm."""
+
+    layer: str
+    folder: str  # the direction set whose cells these are (`AtlasView.folder`)
+    weights: np.ndarray  # (cells,) float32: Σ of the norms of the positions in each cell
+    cell_of: np.ndarray  # (H, W) int16: each position's cell, -1 where its activation is 0
+    ms: float  # its cost on the worker this frame

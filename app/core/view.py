@@ -94,3 +94,13 @@ class ColourView:
     channels), so every view shows which units lose their response without colour."""
 
     grayscale: bool = False
+
+
+@dataclass(frozen=True)
+class AtlasView:
+    """Where this frame falls on an activation atlas: `layer`'s positions placed on the
+    cells of the direction set stored in `folder` (the atlas's `LAYER@atlasN`); off while
+    `folder` is ""."""
+
+    layer: str = ""
+    folder: str = ""

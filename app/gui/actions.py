@@ -104,7 +104,7 @@ LAYOUT: tuple[str | Separator | Gesture | ModelList, ...] = (
     "cycle_attribution", "attribution:*", Separator("&Analysis"),
     "toggle_ablation", "restore_all", "ablation_mode:*", Separator("&Analysis"),
     "scan", "render_layer", "ablation", "class_units", "accentuate", "invert",
-    "activation_grid", "dissect", Separator("&Analysis"),
+    "activation_grid", "dissect", "atlas", Separator("&Analysis"),
     *(f"cancel:{kind}" for kind in ("scan", "render_layer", "ablate", "render", "unit_card",
                                      "dissect", "class_units", "integrated", "accentuate",
                                      "invert", "activation_grid")), "cancel:*",

@@ -42,6 +42,7 @@ from app.gui.actions import (
 )
 from app.gui.event_presenter import EventPresenter
 from app.gui.features.ablation import Ablation
+from app.gui.features.atlas import Atlas
 from app.gui.features.base import Feature, Handler, Window
 from app.gui.features.card import Card
 from app.gui.features.concepts import Concepts
@@ -74,12 +75,14 @@ class Features:
         self.dissection = Dissection(w)
         self.concepts = Concepts(w)
         self.concept_tests = ConceptTests(w)
+        self.atlas = Atlas(w)
         self.explain = Explain(w)
         self.model = Model(w, initial_layer, initial_unit)
 
     def all(self) -> tuple[Feature, ...]:
         return (self.view, self.sources, self.units, self.card, self.ablation,
-                self.dissection, self.concepts, self.concept_tests, self.explain, self.model)
+                self.dissection, self.concepts, self.concept_tests, self.atlas, self.explain,
+                self.model)
 
     def handlers(self) -> dict[type, Handler]:
         """Every feature's handlers; several for one type run in the features' order."""

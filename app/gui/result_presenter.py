@@ -21,6 +21,7 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from app.core.messages import AttributionMode, Frame, SourceReady
 from app.core.results import (
+    AtlasRecord,
     AttentionRecord,
     AttributionRecord,
     BuildingBlocks,
@@ -31,6 +32,7 @@ from app.core.results import (
 from app.core.tiling import normalize_channels
 from app.gui.blocks_view import Overlay
 from app.gui.preferred_grid import PreferredGridMode
+from app.gui.stage_views.atlas import AtlasPresenter
 from app.gui.stage_views.attention import AttentionPresenter
 from app.gui.stage_views.attribution import AttributionPresenter, shown_mode
 from app.gui.stage_views.blocks import BlocksPresenter
@@ -91,6 +93,7 @@ class ResultPresenter(QObject):
                                        self.group_icons_wanted.emit)
         self._attention = AttentionPresenter(model, panes)
         self._mask = ConceptMaskPresenter(panes)
+        self._atlas = AtlasPresenter(panes)
         # each live stage's record to its presenter; called with None when a frame has none
         self._handlers: dict[type, Handler] = {
             AttributionRecord: self._attribution.show,
@@ -98,6 +101,7 @@ class ResultPresenter(QObject):
             AttentionRecord: self._attention.show,
             DeletionRecord: DeletionPresenter(panes).show,
             LiveTopRecord: LiveTopPresenter(panes).show,
+            AtlasRecord: self._atlas.show,
         }
         self._flush = QTimer(self)
         self._flush.setSingleShot(True)
@@ -187,13 +191,14 @@ class ResultPresenter(QObject):
             self._blocks.show(r, r.record(BuildingBlocks))
 
     def hover_input(self, fx: float, fy: float) -> None:
-        """The mouse over the input's crop: the attention's query and the dictionary of the
-        layer cell under it follow."""
+        """The mouse over the input's crop: the attention's query, the dictionary of the
+        layer cell under it and the atlas cell its position fell into follow."""
         self._hover = (fx, fy) if fx >= 0 else None
         r = self.last_result
         if r is not None:
             self._attention.hover(r, self._hover)
             self._blocks.hover(r, self._hover)
+            self._atlas.hover(r, self._hover)
 
     def set_concept_threshold(self, layer: str, unit: int, threshold: float | None) -> None:
         """The unit's dissection threshold (None: not dissected): its mask goes on the input

@@ -70,6 +70,8 @@ class ViewModel(QObject):
         self._attribution_at: tuple[int, int] | None = None
         self._ablated: dict[str, set[int]] = {}  # layer → deleted units
         self._ablation_mode = AblationMode.ZERO
+        # the parts of features that keep their own state (the Atlas tab's), by kind
+        self._parts: dict[type, object] = {}
         self._requested: tuple[str, int] | None = None  # the last unit_requested
         # the layout on screen, for arrow keys and for a unit count before a model is known
         self._shown: tuple[str, GridGeometry] | None = None
@@ -120,8 +122,17 @@ class ViewModel(QObject):
                 BlocksView(self._explain, self._explained, self._versus),
                 AttentionView(self._attention, self._attention_query, self._rollout),
                 ColourView(self._grayscale),
+                *self._parts.values(),
             ),
         )
+
+    def set_part(self, part: object) -> None:
+        """Put a live stage's view part (a frozen dataclass, `app/core/view.py`) in the view,
+        in place of the one of its kind; its default turns the stage off. For the parts of
+        features that keep their own state (the Atlas tab): not the kinds built above."""
+        if self._parts.get(type(part)) != part:
+            self._parts[type(part)] = part
+            self._send_view()
 
     @property
     def attention(self) -> bool:

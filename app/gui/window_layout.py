@@ -3,7 +3,7 @@
 Left: input, predictions, messages. Middle, as tabs: the activation grid, the unit card
 (the selected unit at a glance), why the prediction (the building blocks), this frame
 (accentuated, inverted), the ablation
-plots and the layer's dissection. Right:
+plots, the layer's dissection and its activation atlas. Right:
 layers, and the selected unit's tabs (Unit, Top patches, Preferred, Attribution). The help
 card lies over all of them. Nothing here reacts to data: the window wires the panes, the
 presenters feed them.
@@ -20,6 +20,7 @@ from PyQt6.QtWidgets import QMainWindow, QSplitter, QTabWidget, QVBoxLayout, QWi
 
 from app.core.settings import Settings
 from app.gui.ablation_view import AblationPane
+from app.gui.atlas_view import AtlasPane
 from app.gui.attribution_view import AttributionPane
 from app.gui.blocks_view import BlocksPane
 from app.gui.dissection_view import DissectionPane
@@ -102,6 +103,8 @@ class WindowLayout:
         self._center.addTab(self.ablation, "Ablation")
         self.dissection = DissectionPane()
         self._center.addTab(self.dissection, "Dissection")
+        self.atlas = AtlasPane()
+        self._center.addTab(self.atlas, "Atlas")
         self.centre_tab_changed = self._center.currentChanged  # the window reacts to it
 
         self.layers = LayerListPane()
@@ -212,3 +215,9 @@ class WindowLayout:
 
     def showing_ablation(self) -> bool:
         return self._center.currentWidget() is self.ablation
+
+    def show_atlas(self) -> None:
+        self._center.setCurrentWidget(self.atlas)
+
+    def showing_atlas(self) -> bool:
+        return self._center.currentWidget() is self.atlas

@@ -157,16 +157,18 @@ class LiveSession:
         self._jobs.cancel(kind)
 
     def _post_job(self, event: JobEvent) -> None:
-        """A job's event for the window. A job whose result is a direction set (a concept
-        dictionary, a concept's CAVs, an atlas's cells) makes it a layer of the live view
-        first, and the event says so with the new layer list: whichever analysis wrote the
-        set, this is the one place it joins the view."""
-        result = event.result
-        if isinstance(result, DirectionSet):
-            result = (result,)
-        if (isinstance(result, tuple) and result
-                and all(isinstance(r, DirectionSet) for r in result)):
+        """A job's event for the window. A job whose result or preview is a direction set (a
+        concept dictionary, a concept's CAVs, an atlas's cells) makes it a layer of the live
+        view first, and the event says so with the new layer list (a result's is shown, a
+        preview's only listed): whichever analysis wrote the set, this is the one place it
+        joins the view."""
+        result, preview = _direction_sets(event.result), _direction_sets(event.preview)
+        if result is not None:  # the answer: shown (`added`)
             event = dataclasses.replace(event, result=self._add_directions(result))
+        if preview is not None:  # news on the way: listed, the shown layer stays
+            changed = self._add_directions(preview)
+            event = dataclasses.replace(event, preview=None if changed is None else
+                                        dataclasses.replace(changed, added=""))
         self._events.put(event)
 
     def _add_directions(self, sets: tuple[DirectionSet, ...]) -> LayersChanged | None:
@@ -294,3 +296,12 @@ class LiveSession:
 
     def _capture_notice(self, text: str, level: str) -> None:
         self._events.put(Notice(text, NoticeLevel(level)))
+
+
+def _direction_sets(value: object) -> tuple[DirectionSet, ...] | None:
+    """`value` as direction sets when it is one or a tuple of them, else None."""
+    if isinstance(value, DirectionSet):
+        return (value,)
+    if isinstance(value, tuple) and value and all(isinstance(v, DirectionSet) for v in value):
+        return value
+    return None

@@ -5,12 +5,13 @@ that run them.
 niced thread of its own, posting its steps and end as `JobEvent`s; the modules below
 register their jobs on import, grouped by what they work on: `units` (a unit's preferred
 image and card, icons, a layer's renders), `datasets` (a folder: scan, dissection,
-ablation, class units; cached concept labels), `frames` (the frozen frame).
+ablation, class units; cached concept labels), `frames` (the frozen frame), `atlas` (a
+layer's activation atlas, built or cached).
 A new job is a new request type in core and a `@job_for` function in one of these (or a
 new) module; nothing else in the session changes.
 """
 
-from app.session.jobs import datasets, frames, units
+from app.session.jobs import atlas, datasets, frames, units
 from app.session.jobs.runner import (
            JOB_NICENESS,
            JobContext,
@@ -21,5 +22,5 @@ from app.session.jobs.runner import (
            registered,
 )
 
-__all__ = ["JOB_NICENESS", "JobContext", "Jobs", "Refused", "datasets", "drain", "frames",
-           "make_job", "registered", "units"]
+__all__ = ["JOB_NICENESS", "JobContext", "Jobs", "Refused", "atlas", "datasets", "drain",
+           "frames", "make_job", "registered", "units"]

@@ -8,7 +8,10 @@ other: the command renders them with the app's renderer and writes them beside t
 A finished atlas lives in one folder, keyed by the model key (model, weights,
 preprocessing), the folder's listing fingerprint, the layer, P, N, the minimum density, the
 seed and the frame size; `meta.json` is written last, so its presence means the folder is
-complete, and a second run returns it at once (`cached`). Everything is written atomically
+complete, and a second run returns it at once (`cached`). The cells are also written as a
+linear direction set (`write_cell_directions`: the layer `LAYER@atlasN`, one unit per cell,
+under the cache's `directions/`), so the live view, the unit card, rendering and deletion
+take a cell as they take any unit. Everything is written atomically
 and read back with `allow_pickle=False`: samples.npz (the kept vectors, their images and
 layout), directions.npy (cells × C, in cells.json order), gradient.npz (the labels' classes
 and their J rows). Not resumable mid-collection: a run is minutes, and the samples of a
@@ -43,6 +46,11 @@ from app.engine.analyses.atlas.collect import (
 from app.engine.analyses.atlas.grid import Grid, bin_layout, locate, umap_layout
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
 from app.engine.runtime.dataset_pass import folder_images, layer_map_shape
+from app.engine.runtime.directions import (
+    direction_layer_name,
+    load_direction_set,
+    write_direction_set,
+)
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import discover_layers
 
@@ -80,6 +88,9 @@ class Atlas:
     skipped: tuple[tuple[str, str], ...]
     cached: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
+    key: str = ""  # what its inputs hash to: names its folder and its direction set's
+    seed: int = 0  # of the sampled positions (`collect.positions_of`) and the layout
+    cells_folder: Path | None = None  # its cells' direction set (`build_atlas` sets it)
 
     def grid_view(self) -> Grid:
         cells = np.array([[c.x, c.y] for c in self.cells], dtype=np.int64).reshape(-1, 2)
@@ -131,10 +142,14 @@ def build_atlas(
     ]).encode()).hexdigest()[:16]
     folder = (Path(out) if out is not None
               else atlas_root(cache_dir, loaded, layer) / f"atlas-{key}")
+    # with --out nothing goes in the cache: the set sits beside the atlas, out of the live view
+    cells_dir = (folder / "cells" if out is not None
+                 else cell_directions_folder(cache_dir, loaded, layer, grid, key))
     if resume:
         found = load_atlas(folder, key)
         if found is not None:
-            return replace(found, cached=True)
+            write_cell_directions(found, cells_dir)  # one made before the sets were
+            return replace(found, cached=True, cells_folder=cells_dir)
     else:
         (folder / "meta.json").unlink(missing_ok=True)
 
@@ -196,9 +211,41 @@ def build_atlas(
     seconds = {"collect": t1 - t0, "gradient": t2 - t1, "layout": t3 - t2}
     seconds["total"] = time.perf_counter() - started
     atlas = Atlas(layer, grid, per_image, cells, binned.directions, samples, binned.cell_of,
-                  folder, images, tuple(skipped), seconds=seconds)
+                  folder, images, tuple(skipped), seconds=seconds, key=key, seed=seed,
+                  cells_folder=cells_dir)
     write_atlas(atlas, key, owner, xy, class_ids, jacobian, files)
+    write_cell_directions(atlas, cells_dir)
     return atlas
+
+
+def atlas_tag(grid: int) -> str:
+    return f"atlas{grid}"
+
+
+def cell_name(cell: Cell) -> str:
+    """A cell's unit name in its direction layer: where it sits and what it supports."""
+    return f"cell ({cell.x},{cell.y}): {cell.label}"
+
+
+def cell_directions_folder(cache_dir: str, loaded: LoadedModel, layer: str, grid: int,
+                           key: str) -> Path:
+    return (cache_root(cache_dir) / "directions" / model_key(loaded) / safe_filename(layer)
+            / f"{atlas_tag(grid)}-{key}")
+
+
+def write_cell_directions(atlas: Atlas, folder: Path) -> Path:
+    """The cells as a linear direction set in `folder`, the layer `LAYER@atlasN` (unit i:
+    cell i, named by `cell_name`), so every view takes a cell as a unit. Written once: a set
+    already there (whose units the user may have renamed) is left as it is."""
+    found = load_direction_set(folder)
+    if found is not None and found.k == len(atlas.cells):
+        return folder
+    name = direction_layer_name(atlas.layer, atlas_tag(atlas.grid))
+    write_direction_set(folder, atlas.directions, [cell_name(c) for c in atlas.cells], {
+        "kind": "linear", "source_layer": atlas.layer, "direction_layer": name,
+        "atlas": str(atlas.folder), "atlas_key": atlas.key, "grid": atlas.grid,
+        "cells": [[c.x, c.y] for c in atlas.cells]})
+    return folder
 
 
 def write_atlas(atlas: Atlas, key: str, owner: np.ndarray, xy: np.ndarray, class_ids: np.ndarray,
@@ -217,9 +264,23 @@ def write_atlas(atlas: Atlas, key: str, owner: np.ndarray, xy: np.ndarray, class
     atomic_write_json(folder / "cells.json", [{**c.doc(), "icon": None} for c in atlas.cells])
     atomic_write_json(folder / "meta.json", {
         "format": ATLAS_FORMAT, "key": key, "layer": atlas.layer, "grid": atlas.grid,
-        "per_image": atlas.per_image, "images": atlas.images,
+        "per_image": atlas.per_image, "seed": atlas.seed, "images": atlas.images,
         "skipped": [list(s) for s in atlas.skipped], "seconds": atlas.seconds,
         "files": [Path(os.path.abspath(f)).as_posix() for f in files]})
+
+
+def latest_atlas(cache_dir: str, loaded: LoadedModel, layer: str) -> Atlas | None:
+    """The newest complete atlas of `layer` in the cache (any inputs), or None."""
+    metas = sorted(atlas_root(cache_dir, loaded, layer).glob("atlas-*/meta.json"),
+                   key=_mtime, reverse=True)
+    return next((a for a in (load_atlas(m.parent) for m in metas) if a is not None), None)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def load_atlas(folder: Path, key: str | None = None) -> Atlas | None:
@@ -239,7 +300,8 @@ def load_atlas(folder: Path, key: str | None = None) -> Atlas | None:
         return Atlas(str(meta["layer"]), int(meta["grid"]), int(meta["per_image"]), cells,
                      directions, samples, cell_of, folder, int(meta["images"]),
                      tuple((str(p), str(r)) for p, r in meta["skipped"]),
-                     seconds=dict(meta["seconds"]))
+                     seconds=dict(meta["seconds"]), key=str(meta["key"]),
+                     seed=int(meta.get("seed", 0)))  # older atlases: the default seed
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -8,6 +8,7 @@ one more entry here, with its view part (`app/core/view.py`) and its record
 
 from collections.abc import Callable
 
+from app.engine.live.stages.atlas import AtlasStage
 from app.engine.live.stages.attention import AttentionStage
 from app.engine.live.stages.attribution import AttributionStage
 from app.engine.live.stages.base import BaseStage, FramePass, Stage, StageContext
@@ -18,9 +19,10 @@ from app.engine.live.stages.live_top import LiveTopStage
 
 STAGES: tuple[Callable[[StageContext], Stage], ...] = (
     ColourStage, DeletionStage, BlocksStage, AttentionStage, AttributionStage, LiveTopStage,
+    AtlasStage,
 )
 
 __all__ = [
-    "STAGES", "AttentionStage", "AttributionStage", "BaseStage", "BlocksStage", "ColourStage",
-    "DeletionStage", "FramePass", "LiveTopStage", "Stage", "StageContext",
+    "STAGES", "AtlasStage", "AttentionStage", "AttributionStage", "BaseStage", "BlocksStage",
+    "ColourStage", "DeletionStage", "FramePass", "LiveTopStage", "Stage", "StageContext",
 ]
