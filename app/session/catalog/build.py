@@ -236,7 +236,7 @@ class _Site:
                 "Preferred images", tuple(preferred), _shown_px(renders[0].preset.size),
                 subtitle=f"{renders[0].preset.name} preset, {renders[0].preset.steps} steps, "
                 f"{renders[0].preset.size} px; activation: the {what}'s mean"
-                + (f" code (optimized: its direction in {source}, dot × cos²)"
+                + (f" code (optimized: its direction in {source}, dot × max(cos, 0.1)²)"
                    if what == "concept" else ""),
                 note="" if len(preferred) > 1 else "one seed only (--seeds 1)")]
             sections.append(self._patches(folder, lr.layer, unit, scan))
