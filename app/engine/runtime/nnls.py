@@ -215,10 +215,13 @@ def _support_solve(c: torch.Tensor, b: torch.Tensor, gram: torch.Tensor, tol: to
     eye = torch.eye(idx.shape[1], dtype=exact, device=c.device)
     sub = gram.to(exact)[idx[:, :, None], idx[:, None, :]]
     system = torch.where(both, sub, eye.expand_as(both))
-    factor, info = torch.linalg.cholesky_ex(system)
-    rhs = (b.gather(1, idx) * on).to(exact)[..., None]
-    half = torch.linalg.solve_triangular(factor, rhs, upper=False)
-    sol_sub = torch.linalg.solve_triangular(factor.mT, half, upper=True)[..., 0]
+    rhs = (b.gather(1, idx) * on).to(exact)
+    if c.device.type == "mps":  # batched LU, as before the Cholesky: what MPS surely has
+        sol_sub, info = torch.linalg.solve_ex(system, rhs)
+    else:
+        factor, info = torch.linalg.cholesky_ex(system)
+        half = torch.linalg.solve_triangular(factor, rhs[..., None], upper=False)
+        sol_sub = torch.linalg.solve_triangular(factor.mT, half, upper=True)[..., 0]
     sol = torch.zeros(c.shape, dtype=dtype, device=c.device).scatter_(
         1, idx, sol_sub.to(dtype) * on)
     grad = sol @ gram - b
