@@ -107,11 +107,11 @@ def test_codes_of_a_real_map_equal_scipys(photo_map):
 
 
 def test_fixed_steps_are_the_cheap_approximation(photo_map):
-    """`steps`: no certificate, no solve — close after enough steps, and really fewer."""
+    """`fixed_steps`: no certificate, no solve — close after enough steps, and really fewer."""
     x, h = (torch.tensor(a) for a in photo_map)
     exact = nnls_codes(x, h)
     scale = float(exact.abs().max())
-    few = float((nnls_codes(x, h, steps=2) - exact).abs().max())
-    many = float((nnls_codes(x, h, steps=60) - exact).abs().max())
+    few = float((nnls_codes(x, h, fixed_steps=2) - exact).abs().max())
+    many = float((nnls_codes(x, h, fixed_steps=60) - exact).abs().max())
     assert few > 1e-4 * scale  # two steps are not the exact answer …
     assert many < 1e-3 * scale and many < few  # … and more steps get close to it

@@ -37,8 +37,8 @@ every solver of the normal equations does) moves the exact answer by up to about
 (ε = 1.2e-7) relative, below `rtol` for a learned dictionary (κ in the tens) and 1e-4 only
 for a dictionary of nearly parallel directions (κ ≈ 3,700, tested).
 
-`steps` (a fixed number of steps from the start of 1., no certificate, no solve) is the
-cheap variant for a display that can take an approximation; its error on real maps is in
+`fixed_steps` (that many steps from the start of 1., no certificate, no solve) is the cheap
+variant for a display that can take an approximation; its error on real maps is in
 `docs/benchmarks.md`. The analyses use the exact codes.
 
 It lives in the runtime, not in the concepts analysis that learns the dictionaries, because
@@ -105,22 +105,22 @@ class NNLSDictionary:
 
 def nnls_codes(x: torch.Tensor, h: torch.Tensor, *, gram: torch.Tensor | None = None,
                lipschitz: float | None = None, prepared: NNLSDictionary | None = None,
-               rtol: float = RTOL, steps: int | None = None) -> torch.Tensor:
+               rtol: float = RTOL, fixed_steps: int | None = None) -> torch.Tensor:
     """argmin over c ≥ 0 of ‖x − c H‖ for every row of `x` (P × C) given H (K × C): (P × K).
 
     See the module doc: each row's codes are within `rtol` (relative) of the exact solution,
     by a certificate or by an exact solve on its support. `prepared` (`NNLSDictionary.of`)
     spares a caller that codes many batches with one dictionary the K × K work per call
-    (`gram`, with `lipschitz` ignored, is the older way to give part of it). `steps`: a fixed
-    number of gradient steps instead, no guarantee (the cheap display variant). Rows go in
-    blocks whose (rows × K × K) systems stay under `SYSTEM_BUDGET` numbers.
+    (`gram`, with `lipschitz` ignored, is the older way to give part of it).
+    `fixed_steps`: that many gradient steps instead, no guarantee (the cheap display
+    variant). Rows go in blocks whose (rows × K × K) systems stay under `SYSTEM_BUDGET`.
     """
     del lipschitz  # recomputed with the rest of `NNLSDictionary`
     d = (prepared if prepared is not None else NNLSDictionary.of(h, gram)).to(x.device, x.dtype)
     rows = max(1, SYSTEM_BUDGET // max(1, d.h.shape[0] ** 2))
     if x.shape[0] <= rows:
-        return _nnls_block(x, d, rtol, steps)
-    return torch.cat([_nnls_block(x[i:i + rows], d, rtol, steps)
+        return _nnls_block(x, d, rtol, fixed_steps)
+    return torch.cat([_nnls_block(x[i:i + rows], d, rtol, fixed_steps)
                       for i in range(0, x.shape[0], rows)])
 
 
