@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--load", type=int, default=0, metavar="N",
                    help="run N competing CPU-bound processes during the measurement")
     p.add_argument("--no-gui", action="store_true", help="skip the GUI update measurement")
+    p.add_argument("--layer", help="layer the pipeline shows (default: the default layer; a "
+                                   "concept layer such as _blocks.8@nmf32 adds its codes)")
     p.add_argument("--json", action="store_true")
 
 
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from app.core.jobs import run_job
     from app.gui.bench_timing import gui_update_ms
     from app.gui.qt_messages import route_qt_messages
-    from app.session.bench import bench
+    from app.session.bench import UnknownBenchLayer, bench
 
     route_qt_messages()  # the measured window's chatter ("propagateSizeHints") to the log
     progress = TextProgress("bench")
@@ -39,8 +41,10 @@ def run(args: argparse.Namespace) -> int:
         report = run_job(bench(settings, source=args.source,
                                frames=args.frames or settings.bench.frames,
                                size=args.size or settings.bench.size, rounds=args.rounds,
-                               load=args.load,
+                               load=args.load, layer=args.layer,
                                gui_timer=None if args.no_gui else gui_update_ms), progress)
+    except UnknownBenchLayer as e:
+        raise CliError(str(e)) from None
     finally:
         progress.close()
     if args.json:

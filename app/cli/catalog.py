@@ -26,7 +26,8 @@ MAX_SEEDS = 16
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common(p)
     p.add_argument("--layers", nargs="+", required=True, metavar="L",
-                   help="layers to catalogue (dotted module names, see `deepvis layers`)")
+                   help="layers to catalogue (dotted module names or concept layers such as "
+                        "_blocks.11@nmf32, see `deepvis layers`)")
     p.add_argument("--units", metavar="SPEC",
                    help="units of every layer: 3, 0-15 or 1,4,9 (default: all)")
     p.add_argument("--out", type=Path, required=True, help="folder for the site")
@@ -53,19 +54,26 @@ def run(args: argparse.Namespace) -> int:
 
     loaded, settings = load_for(args)
     from app.core.jobs import run_job
+    from app.engine.runtime.directions import is_direction_layer, model_direction_sets, resolve
     from app.engine.runtime.recorder import discover_layers
     from app.session.catalog import CatalogRequest, LayerRequest, build_catalog
 
-    infos, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    # concept layers (`_blocks.11@nmf32`, any direction set in the cache) are layers too
+    sets = model_direction_sets(loaded, settings.cache.dir)
+    infos, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device,
+                               sets.values())
     shapes = {info.name: info.shape for info in infos}
     requests = []
     for layer in dict.fromkeys(args.layers):
         if layer not in shapes:
+            if is_direction_layer(layer):
+                resolve(layer, sets)  # one line naming the sets there are
             raise CliError(f"no layer {layer!r} in {loaded.name} (see `deepvis layers`)")
         channels = shapes[layer][0]
         units = (parse_units(args.units, channels) if args.units is not None
                  else list(range(channels)))
-        requests.append(LayerRequest(layer, tuple(shapes[layer]), tuple(units)))
+        names = sets[layer].names if layer in sets else ()
+        requests.append(LayerRequest(layer, tuple(shapes[layer]), tuple(units), names))
     out = args.out.expanduser().resolve()
     bar = TextProgress("catalog")
     try:

@@ -15,7 +15,8 @@ HELP = "the live window"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common(p, source=True)
-    p.add_argument("--layer", help="layer to show first (dotted module name)")
+    p.add_argument("--layer", help="layer to show first (dotted module name, or a concept "
+                   "layer such as _blocks.11@nmf32 learned by `deepvis concepts`)")
     p.add_argument("--unit", type=int, help="unit to select first")
     p.add_argument("--screenshot", type=Path, help="run for --frames results, save a PNG, exit")
     p.add_argument("--frames", type=int, default=30, help="results to show before --screenshot")
@@ -50,13 +51,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_layer_and_unit(args: argparse.Namespace, layer: str | None, unit: int | None) -> None:
-    """--layer and --unit against the model, before any window opens (a second or two)."""
+    """--layer and --unit against the model, before any window opens (a second or two).
+
+    A concept layer (`_blocks.11@nmf32`) is a layer here when the window will have it: a
+    complete dictionary of this model in the cache, which the live view loads at start
+    (`engine.live.concepts.cached_dictionaries`, the same reader)."""
+    from app.engine.live.concepts import cached_dictionaries
+    from app.engine.runtime.directions import is_direction_layer
     from app.engine.runtime.recorder import default_layer, discover_layers
 
-    loaded, _ = load_for(args)
-    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device)
+    loaded, settings = load_for(args)
+    sets = [d.direction_set() for d in cached_dictionaries(settings.cache.dir, loaded)]
+    layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device, sets)
     channels = {info.name: info.channels for info in layers}
     if layer is not None and layer not in channels:
+        if is_direction_layer(layer):
+            known = sorted(n for n in channels if is_direction_layer(n))
+            there = (f"the cache has {', '.join(known)}" if known else
+                     "none is learned yet: `deepvis concepts DATASET --layer LAYER`")
+            raise CliError(f"--layer {layer}: no such concept layer of {loaded.name} ({there})")
         raise CliError(f"--layer {layer}: no such layer in {loaded.name} (see `deepvis layers`)")
     name = layer or default_layer(layers)
     if unit is not None and unit >= channels[name]:

@@ -8,7 +8,9 @@ user's laptop always is one) can be reproduced anywhere.
 
 The pipeline is the real one: frames go through the latest-wins slot to the real
 InferenceWorker thread (every layer hooked, grid tiled, results copied to the CPU)
-and a consumer takes results as the GUI would.
+and a consumer takes results as the GUI would. It shows the default layer, or `layer`: a
+concept layer (`_blocks.8@nmf32`, from the cache, as the window has it) costs its codes on
+top, so two runs, one on the source and one on the concept layer, give that cost.
 """
 
 from __future__ import annotations
@@ -150,17 +152,21 @@ def pipeline_fps(worker: InferenceWorker, frames_slot: LatestSlot[Frame],
         feeder.join()
 
 
-def start_live_worker(processor: FrameProcessor) -> tuple[
+class UnknownBenchLayer(ValueError):
+    """`layer` is not one the live view has (one line, naming where to look)."""
+
+
+def start_live_worker(processor: FrameProcessor, layer: str | None = None) -> tuple[
         InferenceWorker, LatestSlot[Frame], LatestSlot[Result], list[str]]:
-    """The live pipeline as the app wires it, started on the default layer:
-    (worker, frame slot to feed, result slot to take from, errors it reported)."""
+    """The live pipeline as the app wires it, started on `layer` (default: the default
+    layer): (worker, frame slot to feed, result slot to take from, errors it reported)."""
     frames_slot: LatestSlot[Frame] = FeedSlot()
     results: LatestSlot[Result] = LatestSlot()
     errors: list[str] = []
     worker = InferenceWorker(frames_slot, results, on_error=errors.append)
     frames_slot.listener = worker.poke
     worker.set_model(processor)
-    worker.set_view(ViewState(layer=processor.default_layer))
+    worker.set_view(ViewState(layer=layer or processor.default_layer))
     worker.start()
     return worker, frames_slot, results, errors
 
@@ -211,11 +217,13 @@ GuiTimer = Callable[[Settings, Result], float]  # ms the GUI thread takes to sho
 
 def bench(settings: Settings, source: str | None = None, frames: int = 120,
           size: int | None = None, rounds: int = 7,
-          gui_timer: GuiTimer | None = None, load: int = 0) -> Job[Progress, dict[str, Any]]:
+          gui_timer: GuiTimer | None = None, load: int = 0, layer: str | None = None,
+          ) -> Job[Progress, dict[str, Any]]:
     """Bare `model(x)` and the live pipeline in alternating rounds (a job: one step per
     measurement), beside `load` competing busy processes; `gui_timer` (the GUI's own
-    measurement, passed in: the session never imports Qt) times the window too. Returns
-    the report `deepvis bench` prints."""
+    measurement, passed in: the session never imports Qt) times the window too. The
+    pipeline shows `layer` (default: the default layer; `UnknownBenchLayer` for one the
+    live view lacks). Returns the report `deepvis bench` prints."""
     steps = 2 * rounds + 2 + (gui_timer is not None)
     yield Progress(0, steps, "loading the model")
     if settings.bench.threads:
@@ -229,12 +237,21 @@ def bench(settings: Settings, source: str | None = None, frames: int = 120,
     # bare sees the same frames as the pipeline, already preprocessed: model(x) alone
     xs = [prepare_batch([frame_to_tensor(im, device)], loaded.preprocess) for im in images]
 
-    processor = FrameProcessor(loaded, settings.view.top_k)
+    # concept layers only when one is asked for: the default run measures what it always did
+    processor = FrameProcessor(loaded, settings.view.top_k,
+                               cache_dir=settings.cache.dir if layer else None)
+    if layer is not None and layer not in processor.by_name:
+        concepts = [i.name for i in processor.layers if i.kind == "concepts"]
+        hint = (f"concept layers in the cache: {', '.join(concepts)}" if concepts else
+                "see `deepvis layers`")
+        processor.close()  # its hooks off the model
+        raise UnknownBenchLayer(f"--layer {layer}: not a layer of {loaded.name} ({hint})")
+    shown = layer or processor.default_layer
     # the GUI measurement shows the widest layer; build its result now, because the
     # worker owns (and unhooks) the processor once it has run
     widest = max(processor.layers, key=lambda info: info.shape[0])
     gui_result = _one_result(processor, images[0], ViewState(layer=widest.name))
-    worker, frames_slot, results, errors = start_live_worker(processor)
+    worker, frames_slot, results, errors = start_live_worker(processor, shown)
     bare: list[float] = []
     pipe: list[float] = []
     load_before = _loadavg()
@@ -265,7 +282,8 @@ def bench(settings: Settings, source: str | None = None, frames: int = 120,
         "frame_shape": list(images[0].shape),
         "hooked_layers": len(processor.layers),
         "cloned_layers": len(processor.recorder.clone_layers),
-        "layer": processor.default_layer,
+        "layer": shown,
+        "layer_shape": list(processor.by_name[shown].shape),
         "frames_per_round": frames,
         "rounds": rounds,
         "bare_forward_fps": round(statistics.median(bare), 2),

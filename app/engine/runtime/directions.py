@@ -54,7 +54,7 @@ import torch
 from app.core.atomic import atomic_write, atomic_write_json, atomic_write_npz
 from app.engine.runtime.cache import cache_root, model_key
 from app.engine.runtime.models import LoadedModel
-from app.engine.runtime.nnls import gram_of, nnls_codes
+from app.engine.runtime.nnls import NNLSDictionary, nnls_codes
 
 KINDS = ("nmf", "sae", "linear")
 SEPARATOR = "@"
@@ -136,8 +136,8 @@ class Decomposition:
 class DirectionLayer:
     """A direction set's tensors on one device: codes, components, deletion, objectives.
 
-    Build one per set and device and keep it (an NMF set's Gram matrix and its largest
-    eigenvalue are computed once here, not per frame). Every method takes (C, H, W) or
+    Build one per set and device and keep it (an NMF set's Gram matrix, its eigenvalues
+    and inverse are computed once here, not per frame). Every method takes (C, H, W) or
     (N, C, H, W) and answers in the same rank.
     """
 
@@ -155,8 +155,10 @@ class DirectionLayer:
             self.writes = self.h / norms2.clamp_min(torch.finfo(torch.float32).tiny)
         else:
             self.writes = self.h
-        self.gram, self.lipschitz = (gram_of(self.h) if self.kind == "nmf"
-                                     else (self.h @ self.h.T, 1.0))
+        # an NMF set's K × K work (Gram matrix, eigenvalues, inverse) once, not per frame
+        self.nnls = NNLSDictionary.of(self.h) if self.kind == "nmf" else None
+        self.gram = self.nnls.gram if self.nnls is not None else self.h @ self.h.T
+        self.lipschitz = self.nnls.lipschitz if self.nnls is not None else 1.0
 
     @property
     def k(self) -> int:
@@ -179,7 +181,7 @@ class DirectionLayer:
         flat = self.factorized(x).detach().float().permute(0, 2, 3, 1).reshape(-1, c)
         h_ = self.h.to(flat.device)
         if self.kind == "nmf":
-            z = nnls_codes(flat, h_, gram=self.gram.to(flat.device), lipschitz=self.lipschitz)
+            z = nnls_codes(flat, h_, prepared=self.nnls)
         elif self.kind == "sae":
             e = {k: t.to(flat.device) for k, t in self.encoder.items()}
             z = encode_topk(flat, e["w_enc"], e["b_enc"], e["b_dec"], self.active)

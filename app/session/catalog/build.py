@@ -29,6 +29,7 @@ from app.engine.analyses.ablation import CurveResult
 from app.engine.analyses.featurevis import RenderResult, get_preset, render_units
 from app.engine.analyses.featurevis.render_cache import encode_png
 from app.engine.runtime.cache import cache_root, model_key
+from app.engine.runtime.directions import is_direction_layer, split_direction_layer
 from app.engine.runtime.models import LoadedModel
 from app.engine.workflows.patch_attributions import PATCH_RULE, patch_attributions
 from app.session.catalog.cached import (
@@ -50,6 +51,7 @@ class LayerRequest:
     layer: str
     shape: tuple[int, ...]
     units: tuple[int, ...]
+    names: tuple[str, ...] = ()  # a concept layer's: one per unit (its concepts' names)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class LayerCatalog:
     scan: bool  # top patches shown (a scan was cached)
     ablation: bool  # selectivity and curves shown (an ablation result was cached)
     concepts: bool  # concept labels shown (always False until dissection exists)
+    names: tuple[str, ...] = ()  # a concept layer's unit names, in `units` order
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,8 @@ class CatalogResult:
             "layers": [{"layer": c.layer, "index": f"{c.folder}/index.html",
                         "channels": c.channels, "units": list(c.units),
                         "pages": [f"{c.folder}/{u}.html" for u in c.units],
-                        "scan": c.scan, "ablation": c.ablation, "concepts": c.concepts}
+                        "scan": c.scan, "ablation": c.ablation, "concepts": c.concepts,
+                        **({"names": list(c.names)} if c.names else {})}
                        for c in self.layers],
         }
 
@@ -206,6 +210,10 @@ class _Site:
         curves = cached_curves(self.loaded, lr.layer, channels, cache_dir)
         concepts = concept_labels(root, self.key, lr.layer)
         shape = "×".join(str(d) for d in lr.shape)
+        names = [lr.names[u] if u < len(lr.names) else "" for u in lr.units]
+        # a concept layer's units are directions of its source layer, each with a name
+        source = split_direction_layer(lr.layer)[0]
+        what = "concept" if is_direction_layer(lr.layer) else "channel"
         tiles = []
         for i, unit in enumerate(lr.units):
             self.pages += 1
@@ -217,15 +225,19 @@ class _Site:
                 self.write(f"{folder}/{name}", _png(res.images[i]))
                 preferred.append(pages.Picture(
                     name, f"seed {seed}\nactivation {float(res.activations[i]):.3g}",
-                    f"preferred image, seed {seed}, channel mean "
+                    f"preferred image, seed {seed}, {what} mean "
                     f"{float(res.activations[i]):.4g}"))
             self.write(f"{folder}/{unit}/thumb.png", _png(renders[0].images[i], THUMB_PX))
-            tiles.append(pages.Picture(f"{unit}/thumb.png", str(unit),
-                                       f"unit {unit}", href=f"{unit}.html"))
+            tiles.append(pages.Picture(
+                f"{unit}/thumb.png", f"{unit} {names[i]}" if names[i] else str(unit),
+                f"unit {unit}: {names[i]}" if names[i] else f"unit {unit}",
+                href=f"{unit}.html"))
             sections = [pages.Section(
                 "Preferred images", tuple(preferred), _shown_px(renders[0].preset.size),
                 subtitle=f"{renders[0].preset.name} preset, {renders[0].preset.steps} steps, "
-                f"{renders[0].preset.size} px; activation: the channel's mean",
+                f"{renders[0].preset.size} px; activation: the {what}'s mean"
+                + (f" code (optimized: its direction in {source}, dot × max(cos, 0.1)²)"
+                   if what == "concept" else ""),
                 note="" if len(preferred) > 1 else "one seed only (--seeds 1)")]
             sections.append(self._patches(folder, lr.layer, unit, scan))
             if scan is not None and scan.top(unit):
@@ -234,9 +246,12 @@ class _Site:
             sections.append(self._concept(lr.layer, unit, concepts))
             prev = lr.units[i - 1] if i > 0 else None
             nxt = lr.units[i + 1] if i + 1 < len(lr.units) else None
-            page = pages.unit_page(self.loaded.name, lr.layer, unit, channels,
-                                   f"{self.loaded.name} · output {shape}", prev, nxt,
-                                   sections, self.footer)
+            subtitle = f"{self.loaded.name} · output {shape}"
+            if what == "concept":
+                subtitle += (f" · {names[i] or f'concept {unit}'}: one of {channels} "
+                             f"directions of {source}")
+            page = pages.unit_page(self.loaded.name, lr.layer, unit, channels, subtitle,
+                                   prev, nxt, sections, self.footer)
             self.write(f"{folder}/{unit}.html", page.encode("utf-8"))
         self.pages += 1
         yield Progress(done + len(lr.units), total, f"page {self.pages}/{self.pages_total}: "
@@ -254,7 +269,8 @@ class _Site:
                                 _layer_link(next_layer, " →"), extra, self.footer)
         self.write(f"{folder}/index.html", page.encode("utf-8"))
         return LayerCatalog(lr.layer, folder, channels, lr.units, scan is not None,
-                            curves is not None, bool(concepts))
+                            curves is not None, bool(concepts),
+                            tuple(names) if any(names) else ())
 
     def write_index(self, requests: Sequence[LayerRequest],
                     catalogs: Sequence[LayerCatalog]) -> Path:
