@@ -51,7 +51,7 @@ def test_an_unknown_concept_layer_names_the_ones_in_the_cache(capsys, tmp_path, 
     code, err = run(capsys, "--layer", f"{SOURCE}@nmf32", "--settings", settings,
                     "--device", "cpu")
     assert code == 2 and err.count("\n") == 1, err
-    assert f"--layer {SOURCE}@nmf32: no such concept layer" in err and "none is learned" in err
+    assert f"--layer {SOURCE}@nmf32: no such direction layer" in err and "none is learned" in err
     plant_dictionary(tmp_path / "cache", key, 4)
     plant_dictionary(tmp_path / "cache", key, 6)
     code, err = run(capsys, "--layer", f"{SOURCE}@nmf32", "--settings", settings,

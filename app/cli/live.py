@@ -53,15 +53,14 @@ def run(args: argparse.Namespace) -> int:
 def _check_layer_and_unit(args: argparse.Namespace, layer: str | None, unit: int | None) -> None:
     """--layer and --unit against the model, before any window opens (a second or two).
 
-    A concept layer (`_blocks.11@nmf32`) is a layer here when the window will have it: a
-    complete dictionary of this model in the cache, which the live view loads at start
-    (`engine.live.concepts.cached_dictionaries`, the same reader)."""
-    from app.engine.live.concepts import cached_dictionaries
-    from app.engine.runtime.directions import is_direction_layer
+    A direction layer (`_blocks.11@nmf32`, `_blocks.8@cav-stripes`, `_blocks.11@atlas20`) is
+    a layer here when the window will have it: a complete set of this model in the cache,
+    which the live view loads at start (`model_direction_sets`, the same reader)."""
+    from app.engine.runtime.directions import is_direction_layer, model_direction_sets
     from app.engine.runtime.recorder import default_layer, discover_layers
 
     loaded, settings = load_for(args)
-    sets = [d.direction_set() for d in cached_dictionaries(settings.cache.dir, loaded)]
+    sets = list(model_direction_sets(loaded, settings.cache.dir).values())
     layers, _ = discover_layers(loaded.module, loaded.preprocess.size, loaded.device, sets)
     channels = {info.name: info.channels for info in layers}
     if layer is not None and layer not in channels:
@@ -69,7 +68,8 @@ def _check_layer_and_unit(args: argparse.Namespace, layer: str | None, unit: int
             known = sorted(n for n in channels if is_direction_layer(n))
             there = (f"the cache has {', '.join(known)}" if known else
                      "none is learned yet: `deepvis concepts DATASET --layer LAYER`")
-            raise CliError(f"--layer {layer}: no such concept layer of {loaded.name} ({there})")
+            raise CliError(f"--layer {layer}: no such direction layer of {loaded.name} "
+                           f"({there})")
         raise CliError(f"--layer {layer}: no such layer in {loaded.name} (see `deepvis layers`)")
     name = layer or default_layer(layers)
     if unit is not None and unit >= channels[name]:
