@@ -200,3 +200,23 @@ def test_a_samples_position_is_recovered_and_its_cells_examples_are_cut_and_kept
     again = run_job(cell_examples(loaded, atlas, k=2, size=32))
     assert all(np.array_equal(a, b) for i in crops for a, b in zip(crops[i], again[i],
                                                                    strict=True))
+
+
+def test_whitening_turns_a_direction_away_from_the_layers_shared_variance():
+    """S d with S the inverse second moments: on samples spread 10× more along x than y,
+    the whitened (1, 1) points mostly along y (0.01 : 1, by the formula), with d's norm."""
+    from app.engine.workflows.atlas_icons import whitened
+
+    rng = np.random.default_rng(0)
+    samples = rng.normal(size=(20000, 2)) * np.array([10.0, 1.0])
+    d = np.array([[1.0, 1.0]], np.float32) / np.sqrt(2)
+    w = whitened(d, samples, ridge=0.0)[0]
+    moments = samples.T @ samples / len(samples)
+    expected = np.linalg.inv(moments) @ d[0]
+    assert np.dot(w, expected) / (np.linalg.norm(w) * np.linalg.norm(expected)) > 0.9999
+    assert abs(w[0] / w[1] - 0.01) < 0.002
+    assert np.linalg.norm(w) == pytest.approx(1.0, rel=1e-5)
+    # with the ridge, a layer whose samples span fewer dimensions than its channels
+    flat = np.zeros((100, 3))
+    flat[:, 0] = rng.normal(size=100)
+    assert np.isfinite(whitened(np.eye(3, dtype=np.float32), flat)).all()

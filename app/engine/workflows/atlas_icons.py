@@ -3,12 +3,17 @@
 Rendering is the featurevis analysis and the atlas another, and analyses do not import each
 other, so the two meet here, for the command and the window's job alike.
 
-The objective is, at every position of the layer, dot(a, d) · max(cos(a, d), 0)^p,
-averaged (the article's direction-with-cosine; its whitening of d is not done), with the
-"fast" preset at `steps` steps and `size` px, `ICON_BATCH` cells per ascent. The icons are
-kept in the atlas's `icons/` with the settings that made them (`write_icons`; its
-settings.json is written after the icons and cells.json), so an unchanged rerun renders
-nothing.
+The objective is, at every position of the layer, dot(a, w) · max(cos(a, w), 0)^p,
+averaged: the article's direction-with-cosine, on the whitened direction w = S d with
+S = (AᵀA/n + εI)⁻¹ the inverse of the collected samples' second moments (Lucid's atlas
+notebooks, `direction_neuron_cossim_S`). Whitening turns the icon away from what every
+activation of the layer has in common (the large shared components that the raw mean of a
+cell is mostly made of) towards what sets the cell apart; ε, a thousandth of the mean
+second moment, keeps the inverse of a layer with more channels than its samples span
+finite. With the "fast" preset at `steps` steps and `size` px, `ICON_BATCH` cells per
+ascent. The icons are kept in the atlas's `icons/` with the settings that made them
+(`write_icons`; its settings.json is written after the icons and cells.json), so an
+unchanged rerun renders nothing.
 """
 
 from __future__ import annotations
@@ -34,9 +39,25 @@ ICON_STEPS = 128  # the command's defaults, so the window reuses what it rendere
 ICON_SIZE = 96
 
 
+WHITENING_RIDGE = 1e-3  # ε as a fraction of the mean second moment (module doc)
+
+
 def icon_settings(atlas: Atlas, steps: int, size: int, seed: int) -> dict[str, Any]:
     return {"steps": steps, "size": size, "seed": seed, "power": ICON_COSINE_POWER,
-            "cells": len(atlas.cells)}
+            "cells": len(atlas.cells), "whitened": WHITENING_RIDGE}
+
+
+def whitened(directions: np.ndarray, samples: np.ndarray,
+             ridge: float = WHITENING_RIDGE) -> np.ndarray:
+    """(M, C) directions S d with S the regularized inverse second-moment matrix of the
+    (n, C) samples (module doc), each scaled to the norm of its d."""
+    a = samples.astype(np.float64)
+    moments = a.T @ a / max(len(a), 1)
+    eps = ridge * float(np.trace(moments)) / max(moments.shape[0], 1) or ridge
+    w = np.linalg.solve(moments + eps * np.eye(moments.shape[0]), directions.T.astype(
+        np.float64)).T
+    scale = np.linalg.norm(directions, axis=1) / np.maximum(np.linalg.norm(w, axis=1), 1e-30)
+    return (w * scale[:, None]).astype(np.float32)
 
 
 def stored_icons(atlas: Atlas, settings: dict[str, Any] | None = None
@@ -67,6 +88,7 @@ def render_icons(loaded: LoadedModel, atlas: Atlas, steps: int = ICON_STEPS,
     if stored is not None:
         return stored
     p = get_preset("fast").with_overrides(steps, size)
+    goals = whitened(atlas.directions, atlas.samples)
     renderer = Renderer(loaded, atlas.layer)
     icons: dict[int, np.ndarray] = {}
     try:
@@ -74,7 +96,7 @@ def render_icons(loaded: LoadedModel, atlas: Atlas, steps: int = ICON_STEPS,
         for start in range(0, len(atlas.cells), ICON_BATCH):
             ids = list(range(start, min(start + ICON_BATCH, len(atlas.cells))))
             k = max(1, p.crops)
-            vecs = torch.from_numpy(np.repeat(atlas.directions[ids], k, axis=0))
+            vecs = torch.from_numpy(np.repeat(goals[ids], k, axis=0))
             goal = obj.crop_mean(cosine_direction(vecs, ICON_COSINE_POWER), k)
             if p.tv_weight:
                 goal = goal - p.tv_weight * obj.tv()
