@@ -580,7 +580,7 @@ def test_what_a_request_type_declares_decides_its_bar_cancel_and_notice(ui: Wind
 
     cancels = {n for n in ui.window.action_set.names() if n.startswith("cancel:")}
     assert cancels == {f"cancel:{t.kind}" for t in request_types() if t.cancellable}
-    assert len(cancels) == 15 and "cancel:concepts" not in cancels  # + tcav, audit, atlas
+    assert len(cancels) == 16 and "cancel:concepts" not in cancels  # + tcav, audit, 2 atlases
     assert "cancel:concepts_learn" in cancels  # learning a dictionary, not the quiet labels
     # a quiet job: no bar and no notice at its end (its answer is the news)
     concepts = LayerConceptsRequest("_conv_head")

@@ -11,7 +11,13 @@ from gui_driver import WindowDriver
 from PyQt6.QtCore import QPoint, QPointF, Qt
 
 from app.core.messages import AtlasCell, AtlasReady, LayerInfo
-from app.core.requests import AtlasRequest, CachedAtlasRequest, JobEvent, JobState
+from app.core.requests import (
+    AtlasRequest,
+    CachedAtlasRequest,
+    JobEvent,
+    JobState,
+    SessionAtlasRequest,
+)
 from app.core.results import AtlasRecord
 from app.core.view import AtlasView
 from app.gui.atlas_view import CELL_PX, DIMMED
@@ -64,6 +70,11 @@ def test_the_menu_asks_for_an_atlas_of_the_shown_layer(ui, backend, monkeypatch,
     ui.trigger("atlas")
     assert backend.asked(AtlasRequest) == [AtlasRequest(str(tmp_path), DEFAULT_LAYER, 20)]
     assert ui.window.panes.showing_atlas()
+    # the atlas of this session: the frames seen, of the shown layer (a direction layer's
+    # source)
+    assert (ui.menu_path("session_atlas") or "").startswith("&Analysis")
+    ui.trigger("session_atlas")
+    assert backend.asked(SessionAtlasRequest) == [SessionAtlasRequest(DEFAULT_LAYER, 20)]
 
 
 def test_an_atlas_shows_its_cells_the_filter_dims_the_others_and_a_click_selects_the_unit(

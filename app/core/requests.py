@@ -257,6 +257,17 @@ class AtlasRequest(FolderRequest):
 
 
 @dataclass(frozen=True)
+class SessionAtlasRequest(Request):
+    """The atlas of a layer made from the frames this session has seen (one a second,
+    kept by the session): what the network saw while the user walked around."""
+
+    kind: ClassVar[str] = "session_atlas"
+    label: ClassVar[str] = "atlas of this session"
+    layer: str
+    grid: int = 20
+
+
+@dataclass(frozen=True)
 class CachedAtlasRequest(Request):
     """The newest atlas of a layer the cache holds (`deepvis atlas` or an earlier run), if
     any; nothing is built (files: not read on the GUI thread)."""

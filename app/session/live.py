@@ -37,6 +37,7 @@ from app.core.settings import Settings
 from app.core.slot import LatestSlot
 from app.core.view import ViewState
 from app.engine.live import FrameProcessor, InferenceWorker
+from app.engine.runtime.cache import cache_root
 from app.engine.runtime.directions import DirectionSet
 from app.engine.runtime.models import (
     BUNDLED,
@@ -48,6 +49,7 @@ from app.engine.runtime.models import (
 )
 from app.session import jobs
 from app.session.jobs.runner import SessionJob
+from app.session.seen_frames import SeenFrames
 
 # inside the package, so a wheel install has it too (pyproject package-data)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -73,7 +75,8 @@ class LiveSession:
         self.worker = InferenceWorker(
             self.frames, self.results, on_error=self._error, top_k=settings.view.top_k
         )
-        self.frames.listener = self.worker.poke
+        self.frames.listener = self._on_frame
+        self.seen = SeenFrames(cache_root(settings.cache.dir) / "session-frames")
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepvis-loader")
         self._capture: CaptureThread | None = None
         self._capture_lock = threading.Lock()
@@ -137,7 +140,8 @@ class LiveSession:
             if isinstance(request, FolderRequest):  # the user picked a folder: say why not
                 self._error("no model loaded yet")
             return
-        context = jobs.JobContext(self.settings, loaded, dict(self._channels))
+        context = jobs.JobContext(self.settings, loaded, dict(self._channels),
+                                  self.seen.snapshot)
 
         def make() -> SessionJob | None:
             job = jobs.make_job(context, request)
@@ -199,6 +203,15 @@ class LiveSession:
         self.worker.stop()
         self.worker.join()
         self.frames.close()
+        self.seen.remove()
+
+    def _on_frame(self) -> None:
+        """A frame from the capture (its thread): the worker wakes, the session keeps one a
+        second for an atlas of the session (`SeenFrames`)."""
+        self.worker.poke()
+        frame = self.frames.peek()
+        if frame is not None:
+            self.seen.offer(frame)
 
     # -- loader thread ----------------------------------------------------------------
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:

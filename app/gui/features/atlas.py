@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from PyQt6.QtWidgets import QFileDialog
 
 from app.core.messages import AtlasReady, ModelReady, Notice, NoticeLevel
-from app.core.requests import AtlasRequest, CachedAtlasRequest, JobEvent
+from app.core.requests import AtlasRequest, CachedAtlasRequest, JobEvent, SessionAtlasRequest
 from app.core.view import AtlasView
 from app.gui.actions import Action
 from app.gui.features.base import Handler, Window
@@ -47,11 +47,14 @@ class Atlas:
             Action("atlas", "Activation atlas of this layer on a folder…", self.ask_folder,
                    "&Analysis", help="The layer's activations over a folder, laid out on a "
                    "map of cells; each cell a unit of a direction layer"),
+            Action("session_atlas", "Atlas of this session", self.make_of_session,
+                   "&Analysis", help="The layer's atlas of the frames seen so far (one a "
+                   "second): where the camera has been, as the network saw it"),
         )
 
     def handlers(self) -> Mapping[type, Handler]:
         return {AtlasReady: self.on_atlas, AtlasRequest: self.on_job,
-                ModelReady: self.on_model_ready}
+                SessionAtlasRequest: self.on_job, ModelReady: self.on_model_ready}
 
     # -- making one ------------------------------------------------------------------------
     def ask_folder(self) -> None:
@@ -70,6 +73,17 @@ class Atlas:
         self.w.backend.submit(AtlasRequest(folder, layer, grid))
         self.w.panes.show_atlas()
         self.w.notify(Notice(f"making the atlas of {layer} on {folder}…"))
+
+    def make_of_session(self, grid: int = DEFAULT_GRID) -> None:
+        """The atlas of the shown layer (a direction layer's source) of the frames seen."""
+        layer = self.w.model.layer
+        if layer is None:
+            self.w.notify(Notice("no model loaded yet", NoticeLevel.WARNING))
+            return
+        layer = source_layer(layer)
+        self.w.backend.submit(SessionAtlasRequest(layer, grid))
+        self.w.panes.show_atlas()
+        self.w.notify(Notice(f"making the atlas of {layer} of the frames seen so far…"))
 
     def on_job(self, event: JobEvent) -> None:
         return None  # the bar, Cancel and the notice come from the request's declarations

@@ -1,5 +1,6 @@
-"""The activation atlas for the window: built on a folder (Analysis menu), or the newest one
-the cache holds of a layer (the Atlas tab opened; `deepvis atlas` made it, say).
+"""The activation atlas for the window: built on a folder (Analysis menu) or on the frames
+the session has seen (Analysis → Atlas of this session: `session.seen_frames`), or the
+newest one the cache holds of a layer (the Atlas tab opened; `deepvis atlas` made it, say).
 
 The build runs the analysis' job on a private copy of the model, cuts each cell's top
 samples from their images, then renders the cells' icons (the command's settings, so
@@ -11,11 +12,14 @@ direction layer `LAYER@atlasN` (`write_cell_directions`), named in the message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 
 from app.core.jobs import Job, Outcome, Progress
 from app.core.messages import AtlasCell, AtlasReady
-from app.core.requests import AtlasRequest, CachedAtlasRequest
+from app.core.requests import AtlasRequest, CachedAtlasRequest, SessionAtlasRequest
 from app.engine.analyses.atlas import (
     Atlas,
     atlas_tag,
@@ -34,6 +38,8 @@ from app.engine.workflows.atlas_icons import (
     write_icons,
 )
 from app.session.jobs.runner import JobContext, Refused, SessionJob, job_for
+
+MIN_SESSION_FRAMES = 4  # fewer make no map: UMAP needs neighbours
 
 
 def atlas_message(atlas: Atlas, directions_folder: str,
@@ -62,6 +68,29 @@ def atlas_job(ctx: JobContext, req: AtlasRequest) -> SessionJob:
     if req.grid <= 0:
         raise Refused(f"the atlas grid must be positive, got {req.grid}")
     return _build(ctx, req)
+
+
+@job_for(SessionAtlasRequest)
+def session_atlas_job(ctx: JobContext, req: SessionAtlasRequest) -> SessionJob:
+    """The layer's atlas of the frames the session has seen (`seen_frames`), as a folder's."""
+    if req.layer not in ctx.channels:
+        raise Refused(f"no layer {req.layer!r} to make an atlas of")
+    if req.grid <= 0:
+        raise Refused(f"the atlas grid must be positive, got {req.grid}")
+    if ctx.seen_frames is None:
+        raise Refused("this session keeps no frames")
+    return _session(ctx, req, ctx.seen_frames)
+
+
+def _session(ctx: JobContext, req: SessionAtlasRequest, seen: Callable[[], Path]
+             ) -> SessionJob:
+    yield Progress(0, 1, "the frames seen so far")
+    folder = seen()
+    kept = sum(1 for _ in folder.glob("*.jpg"))
+    if kept < MIN_SESSION_FRAMES:
+        raise Refused(f"this session has kept {kept} frame{'s' if kept != 1 else ''} (one a "
+                      f"second of what the source shows): show it more, then ask again")
+    return (yield from _build(ctx, AtlasRequest(str(folder), req.layer, req.grid)))
 
 
 def _build(ctx: JobContext, req: AtlasRequest) -> SessionJob:

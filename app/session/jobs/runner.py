@@ -50,11 +50,13 @@ class Refused(Exception):
 @dataclass(frozen=True)
 class JobContext:
     """What a job works with: the settings, the loaded model (the live one: a job that
-    changes it works on `private_model()`), and each layer's channel count."""
+    changes it works on `private_model()`), each layer's channel count, and the frames
+    the session has seen (`seen_frames()`: a folder of them, `session.seen_frames`)."""
 
     settings: Settings
     loaded: LoadedModel
     channels: Mapping[str, int]
+    seen_frames: Callable[[], Path] | None = None
 
     def private_model(self) -> LoadedModel:
         """The same model for a job: a copy without the live recorder's or ablation's hooks."""
@@ -157,6 +159,8 @@ class Jobs:
                            state=JobState.OK)
         except Cancelled:
             end = JobEvent(request, text=f"{kind} cancelled", state=JobState.CANCELLED)
+        except Refused as exc:  # found out once running: the user's error line as it is
+            end = JobEvent(request, text=str(exc).splitlines()[0], state=JobState.FAILED)
         except Exception as exc:  # a job's failure is the user's news, not a crash
             if cancel.is_set():
                 end = JobEvent(request, text=f"{kind} cancelled", state=JobState.CANCELLED)
