@@ -130,9 +130,13 @@ class ViewModel(QObject):
         """Put a live stage's view part (a frozen dataclass, `app/core/view.py`) in the view,
         in place of the one of its kind; its default turns the stage off. For the parts of
         features that keep their own state (the Atlas tab): not the kinds built above."""
-        if self._parts.get(type(part)) != part:
+        # absent is its default: setting the default then sends nothing (a new model's
+        # reset would otherwise send a view before the model's layer is chosen)
+        if self._parts.get(type(part), type(part)()) != part:
             self._parts[type(part)] = part
             self._send_view()
+        else:
+            self._parts[type(part)] = part
 
     @property
     def attention(self) -> bool:
