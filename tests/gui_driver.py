@@ -371,6 +371,24 @@ class WindowDriver:
         """The unit's concept mask drawn on the input; None while none is shown."""
         return self._panes.input.mask_image()
 
+    # ------------------------------------------------------------------ the Atlas tab
+    def atlas_pane(self) -> Any:
+        """The Atlas tab's pane (`gui/atlas_view.AtlasPane`: its cells, filter, side panel)."""
+        return self._panes.atlas
+
+    def show_atlas_tab(self) -> None:
+        self._panes.show_atlas()
+
+    def showing_atlas_tab(self) -> bool:
+        return bool(self._panes.showing_atlas())
+
+    def show_activations_tab(self) -> None:
+        self._panes.show_activations()
+
+    def hover_crop(self, fx: float, fy: float) -> None:
+        """The input view's hover signal at (fx, fy) of the crop, as a mouse move sends it."""
+        self._panes.input.crop_hovered.emit(fx, fy)
+
     def hover_input(self, fx: float, fy: float) -> None:
         """Move the mouse to (fx, fy), fractions of the crop's width and height."""
         inp = self._panes.input

@@ -69,7 +69,7 @@ def test_the_menu_asks_for_an_atlas_of_the_shown_layer(ui, backend, monkeypatch,
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
     ui.trigger("atlas")
     assert backend.asked(AtlasRequest) == [AtlasRequest(str(tmp_path), DEFAULT_LAYER, 20)]
-    assert ui.window.panes.showing_atlas()
+    assert ui.showing_atlas_tab()
     # the atlas of this session: the frames seen, of the shown layer (a direction layer's
     # source)
     assert (ui.menu_path("session_atlas") or "").startswith("&Analysis")
@@ -79,8 +79,8 @@ def test_the_menu_asks_for_an_atlas_of_the_shown_layer(ui, backend, monkeypatch,
 
 def test_an_atlas_shows_its_cells_the_filter_dims_the_others_and_a_click_selects_the_unit(
         ui, backend, qtbot):
-    pane = ui.window.panes.atlas
-    ui.window.panes.show_atlas()
+    pane = ui.atlas_pane()
+    ui.show_atlas_tab()
     finish(backend, atlas())
     ui.wait_until(lambda: pane.atlas is not None)
     assert pane.shown_cells() == (0, 1, 2, 3, 4)
@@ -120,9 +120,9 @@ def test_an_atlas_shows_its_cells_the_filter_dims_the_others_and_a_click_selects
 
 
 def test_a_click_before_the_layer_is_listed_says_so(ui, backend):
-    ui.window.panes.show_atlas()
+    ui.show_atlas_tab()
     finish(backend, atlas())
-    ui.wait_until(lambda: ui.window.panes.atlas.atlas is not None)
+    ui.wait_until(lambda: ui.atlas_pane().atlas is not None)
     ui.window.features.atlas.select_cell(1)
     assert ui.window.view_model.layer != CELLS_LAYER
     assert "not among the layers" in ui.notices()[-1].text
@@ -134,7 +134,7 @@ def test_opening_the_tab_asks_for_the_cached_atlas_and_places_frames_on_it_while
     ui = WindowDriver.open(qtbot, backend)
     ui.wait_for_results()
     assert backend.asked(CachedAtlasRequest) == []
-    ui.window.panes.show_atlas()
+    ui.show_atlas_tab()
     ui.wait_until(lambda: backend.asked(CachedAtlasRequest) == [
         CachedAtlasRequest(DEFAULT_LAYER)])
     # no atlas yet: the worker places nothing
@@ -143,7 +143,7 @@ def test_opening_the_tab_asks_for_the_cached_atlas_and_places_frames_on_it_while
         icons=False), state=JobState.OK))
     ui.wait_until(lambda: backend.views[-1].part(AtlasView) == AtlasView(DEFAULT_LAYER,
                                                                           FOLDER))
-    pane = ui.window.panes.atlas
+    pane = ui.atlas_pane()
     assert pane.shown_cells() == (0, 1, 2, 3, 4)  # shaded squares while there are no icons
     # a frame's placement on this atlas lights the cells it fell into
     weights = np.array([0.0, 2.0, 0.0, 0.5, 0.0], np.float32)
@@ -153,11 +153,11 @@ def test_opening_the_tab_asks_for_the_cached_atlas_and_places_frames_on_it_while
     assert pane.lit_cells() == (1, 3)
     assert pane._rings[1].opacity() > pane._rings[3].opacity()
     # the mouse over the input's top right marks the cell that position fell into
-    ui.window.panes.input.crop_hovered.emit(0.9, 0.1)
+    ui.hover_crop(0.9, 0.1)
     assert pane.marked == 3 and "rocket" in pane.hover_text.text()
-    ui.window.panes.input.crop_hovered.emit(0.1, 0.9)
+    ui.hover_crop(0.1, 0.9)
     assert pane.marked == 1 and "coffee mug" in pane.hover_text.text()
-    ui.window.panes.input.crop_hovered.emit(0.5, 0.5)  # a position of zero activation
+    ui.hover_crop(0.5, 0.5)  # a position of zero activation
     assert pane.marked == -1
     # the same atlas again, its icons rendered: a still frame sends no new placement, so
     # the cells stay lit
@@ -170,9 +170,9 @@ def test_opening_the_tab_asks_for_the_cached_atlas_and_places_frames_on_it_while
     ui.show_result(ui.last_result().with_record(other))
     assert pane.lit_cells() == ()
     # another tab: the worker stops placing, and the tab is not asked again on return
-    ui.window.panes.show_activations()
+    ui.show_activations_tab()
     ui.wait_until(lambda: backend.views[-1].part(AtlasView) == AtlasView())
-    ui.window.panes.show_atlas()
+    ui.show_atlas_tab()
     ui.wait_until(lambda: backend.views[-1].part(AtlasView) == AtlasView(DEFAULT_LAYER,
                                                                           FOLDER))
     assert len(backend.asked(CachedAtlasRequest)) == 1
