@@ -202,6 +202,10 @@ def test_torchrun_atlas_is_one_process_atlas(photos, tmp_path, capsys):
                 assert np.array_equal(za[key], zb[key]), (name, key)
     assert all((b / c["icon"]).is_file() for c in two["cells"])
     assert not (b / ".partial").exists()  # every rank's checkpoint is cleaned up
+    # rank 0's folder serves the whole job the second time
+    again = torchrun(["atlas", *flags, "--out", str(b),
+                      "--settings", str(tmp_path / "b" / "settings.toml")])
+    assert again["cached"] and again["cells"] == two["cells"]
 
 
 WORKER = textwrap.dedent("""

@@ -29,8 +29,8 @@ Under torchrun (`ranks`) each rank collects the single-process run's batches ran
 rank + N, … (`Ranks.positions`: every batch holds the images it holds in one process) and
 checkpoints them in its own folder; rank 0 gathers the parts, orders the rows by image
 (exactly the one-process order), takes the logit gradients, lays out, bins, labels and
-writes, then sends the atlas to the others, which only then drop their checkpoints. A
-rank that fails stops them all with its message (`Ranks.fail`).
+writes, then sends the atlas (less its samples) to the others, which only then drop their
+checkpoints. A rank that fails stops them all with its message (`Ranks.fail`).
 """
 
 from __future__ import annotations
@@ -150,8 +150,8 @@ def build_atlas(
     """The atlas of `layer` over the images under `dataset` (module doc).
 
     `checkpoint_every`: batches between two checkpoints of the collection. With `ranks`
-    (torchrun) each rank collects its batches, rank 0 lays out, labels and writes; every
-    rank returns the atlas."""
+    (torchrun) each rank collects its batches, rank 0 lays out, labels and writes; the other
+    ranks return the atlas without its samples."""
     started = time.perf_counter()
     for what, value in (("the grid size", grid), ("the vectors per image", per_image),
                         ("the minimum density", min_count), ("the batch size", batch_size),
@@ -179,7 +179,8 @@ def build_atlas(
                      "batch size": batch_size, "max pixels": max_pixels, "max side": max_side})
     found = load_atlas(folder, key) if resume and root_here else None
     if ranks is not None:  # rank 0's folder decides: on other hosts it is not there
-        found = ranks.broadcast(found)
+        sent = ranks.broadcast(None if found is None else _without_samples(found))
+        found = found if ranks.is_root else sent
     if found is not None:
         if root_here:
             write_cell_directions(found, cells_dir)  # one made before the sets were
@@ -220,9 +221,17 @@ def build_atlas(
         ranks.fail(exc)
     if ranks is not None:
         ranks.check()
-        ranks.broadcast(atlas)
+        ranks.broadcast(_without_samples(atlas))
     _drop_checkpoint(folder, ckpt)
     return atlas
+
+
+def _without_samples(atlas: Atlas) -> Atlas:
+    """What rank 0 sends the other ranks: the atlas less its samples (P × C per image of the
+    folder, which only rank 0, placing, drawing and cutting examples, needs)."""
+    channels = int(atlas.samples.shape[1]) if atlas.samples.ndim == 2 else 0
+    return replace(atlas, samples=np.zeros((0, channels), np.float32),
+                   cell_of=np.zeros(0, np.int64))
 
 
 def _run_key(key: str, batch_size: int, ranks: Ranks | None) -> str:
