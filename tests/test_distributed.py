@@ -1,4 +1,4 @@
-"""torchrun: scan, dissect, render and ablate on two gloo ranks give one process's result.
+"""torchrun: scan, dissect, render, ablate and atlas on two gloo ranks give one process's result.
 
 The end-to-end tests launch the real command under `python -m torch.distributed.run
 --standalone --nproc-per-node 2` (a free port of its own) on real photos with the bundled
@@ -180,6 +180,33 @@ def test_torchrun_ablate_is_one_process_ablate(labeled, tmp_path, capsys):
 
 
 # -- faults: ranks started here, on the exact integer net -----------------------------------------
+
+@pytest.mark.slow
+def test_torchrun_atlas_is_one_process_atlas(photos, tmp_path, capsys):
+    """The ranks collect alternate batches; rank 0 lays out the one-process samples (same
+    rows, same order), so the cells, labels and directions are those of one process."""
+    flags = [str(photos), "--layer", "_blocks.1", "--grid", "4", "--per-image", "8",
+             "--min-count", "2", "--gradient-images", "3", "--batch-size", "2", "--seed", "1",
+             "--icon-steps", "2", "--icon-size", "32", "--device", "cpu"]
+    one = one_process(["atlas", *flags, "--out", str(tmp_path / "a" / "atlas"),
+                       "--settings", str(_settings(tmp_path / "a"))], capsys)
+    two = torchrun(["atlas", *flags, "--out", str(tmp_path / "b" / "atlas"),
+                    "--settings", str(_settings(tmp_path / "b"))])
+    assert one["images"] == two["images"] == 8 and one["samples"] == two["samples"] == 64
+    assert one["cells"] == two["cells"] and one["cells"]  # places, counts, labels, icon files
+    a, b = Path(one["folder"]), Path(two["folder"])
+    assert np.array_equal(np.load(a / "directions.npy"), np.load(b / "directions.npy"))
+    for name in ("samples.npz", "gradient.npz"):
+        with np.load(a / name) as za, np.load(b / name) as zb:
+            for key in za.files:  # rows in image order, their layout, their cells, J
+                assert np.array_equal(za[key], zb[key]), (name, key)
+    assert all((b / c["icon"]).is_file() for c in two["cells"])
+    assert not (b / ".partial").exists()  # every rank's checkpoint is cleaned up
+    # rank 0's folder serves the whole job the second time
+    again = torchrun(["atlas", *flags, "--out", str(b),
+                      "--settings", str(tmp_path / "b" / "settings.toml")])
+    assert again["cached"] and again["cells"] == two["cells"]
+
 
 WORKER = textwrap.dedent("""
     import json, os, sys

@@ -1,7 +1,8 @@
 """Fault injection: `deepvis dissect` and `deepvis scan` killed with SIGKILL at each stage
-(during the first pass, the second, while writing) leave no process behind, and a rerun
-resumes. The decoding workers used to outlive a killed job for good (reparented to init,
-~850 MB each): nothing in a killed process cleans up, so the workers must notice alone.
+(during the first pass, the second, while writing), and `deepvis atlas` killed while
+collecting, leave no process behind, and a rerun resumes. The decoding workers used to
+outlive a killed job for good (reparented to init, ~850 MB each): nothing in a killed
+process cleans up, so the workers must notice alone.
 
 Each run is its own session (process group); a process counts as left when it is in that
 group and not a zombie. The start methods the window uses (forkserver, spawn) are driven
@@ -177,6 +178,28 @@ def test_killed_scan_leaves_no_process_and_resumes(photos: Path, tmp_path: Path,
         assert "scan: resumed an interrupted scan after " in text, text
     assert not _members(again.pid)
     assert any((p / "result.json").is_file() for p in out.glob("*"))
+
+
+def test_killed_atlas_leaves_no_process_and_resumes_its_collection(photos: Path,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "atlas"
+    argv = ["-m", "app", "atlas", str(photos), "--layer", LAYER, "--grid", "6",
+            "--per-image", "4", "--batch-size", "1", "--icon-steps", "0", "--settings",
+            str(_settings(tmp_path)), "--out", str(out), "--json"]
+    proc = _start(argv, tmp_path, "killed")  # killed once its first checkpoint is written
+    _kill_when(proc, lambda: any(out.glob(".partial/*/state.json")), "atlas while collecting")
+    assert not (out / "meta.json").exists()
+
+    again = _start(argv, tmp_path, "rerun")
+    assert again.wait(timeout=600) == 0, (tmp_path / "rerun.err").read_text()
+    err = (tmp_path / "rerun.err").read_text()
+    assert "(resumed at " in err, err
+    assert "deepvis: error" not in err and "Traceback" not in err, err
+    assert not _members(again.pid)
+    doc = json.loads((tmp_path / "rerun.out").read_text())
+    assert doc["images"] == len(list(photos.iterdir())) and doc["cells"]
+    assert doc["samples"] == 4 * doc["images"]  # every image's rows once, none twice
+    assert not (out / ".partial").exists()
 
 
 DRIVER = """

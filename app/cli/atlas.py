@@ -13,7 +13,10 @@ channels, in cells.json order); DIR is the cache's folder for these inputs unles
 `--locate IMAGE` places every position of each image's map on the atlas (its nearest kept
 sample by cosine, that sample's cell) and lists the cells it falls into. The cells are also
 written as the direction layer L@atlasN (one linear unit per cell, in the cache's
-directions/, or DIR/cells/ with --out), which the live view lists.
+directions/, or DIR/cells/ with --out), which the live view lists. A killed or interrupted
+run resumes its collection where it stopped (--restart starts over). Under torchrun
+(`torchrun --nproc-per-node N -m app atlas …`) the ranks split the images; rank 0 lays out,
+labels, renders the icons and writes the one-process atlas.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.cli.common import CliError, add_common, load_for, print_json, settings_for
-from app.cli.ranks import drive
+from app.cli.ranks import drive, is_root, join_ranks
 
 if TYPE_CHECKING:  # torch-heavy: imported when the command runs
     from app.engine.analyses.atlas import Atlas
@@ -49,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling and layout seed")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--out", type=Path, metavar="DIR", help="result folder instead of the cache")
-    p.add_argument("--restart", action="store_true", help="ignore a cached atlas; build anew")
+    p.add_argument("--restart", action="store_true",
+                   help="ignore a cached atlas and any checkpoint; build anew")
     p.add_argument("--locate", nargs="+", type=Path, metavar="IMAGE", default=[],
                    help="images whose positions are placed on the atlas")
     p.add_argument("--icon-steps", type=int, default=128, metavar="S",
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     for image in args.locate:
         if not image.is_file():
             raise CliError(f"image to locate not found: {image}")
+    ranks = join_ranks(args)  # torchrun: every rank collects its batches, rank 0 the rest
     loaded, settings = load_for(args)
     from app.engine.analyses.atlas import AtlasError, build_atlas, locate_images
     from app.engine.workflows.atlas_icons import render_icons, write_icons
@@ -85,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
             min_count=args.min_count, seed=args.seed, batch_size=args.batch_size,
             gradient_images=args.gradient_images, cache_dir=settings.cache.dir, out=args.out,
             max_pixels=settings.source.max_image_pixels,
-            max_side=settings.source.max_frame_side, resume=not args.restart), "atlas", None)
+            max_side=settings.source.max_frame_side, resume=not args.restart, ranks=ranks),
+            "atlas", ranks)
+        if not is_root(ranks):
+            return 0  # rank 0 renders the icons, writes and prints
         began = time.perf_counter()
         icons = (drive(render_icons(loaded, atlas, args.icon_steps, args.icon_size, args.seed),
                        "icons", None) if args.icon_steps else {})

@@ -16,15 +16,27 @@ images the gradient is taken on — a label is a class the model does predict on
 (Forward-mode over the C channels gives all 1000 rows but cost 190 s for two images at
 _blocks.5 on a loaded CPU; T backwards of one graph cost seconds.) It runs on a private copy
 of the model, so no hook or graph is left on the shared one, and on the first
-`gradient_images` images only.
+`gradient_images` images only, decoded again after the collection (a batch's images are
+preprocessed one by one, so they are the tensors the collection saw).
+
+The collection (`collect_rows`) checkpoints every few batches, and when cancelled, in a
+folder of its own: each checkpoint adds one file of the rows gathered since the last
+(`rows-<start>.npz`, so the writes grow with the folder, not with its square) and then
+rewrites the small state that lists those files (`save_checkpoint`: its json and npz tied by
+a token). A kill between the two leaves an unlisted file the next checkpoint overwrites. A
+resumed run reads the listed files back (`allow_pickle=False`) and goes on from the first
+image not done: the rows of an image depend only on (seed, image), so the rows equal an
+uninterrupted run's.
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +44,9 @@ import torch
 from torch import nn
 
 from app.capture.images import ImageError, downscale_to, read_image
-from app.core.jobs import Progress
+from app.core.atomic import atomic_write_npz
+from app.core.jobs import Job, Progress
+from app.engine.runtime.dataset_pass import load_checkpoint, save_checkpoint
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.preprocess import frame_to_tensor, prepare_batch
 from app.engine.runtime.recorder import ActivationRecorder, truncated_forward
@@ -40,12 +54,15 @@ from app.engine.runtime.recorder import ActivationRecorder, truncated_forward
 
 @dataclass(frozen=True, kw_only=True)
 class AtlasProgress(Progress):
-    """`stage`: "collect" (images), "gradient" (images), "layout", "icons" (cells)."""
+    """`stage`: "collect" (images), "gradient" (images), "layout", "icons" (cells);
+    `resumed_from`: the images of the collection an interrupted run had done."""
 
     stage: str
+    resumed_from: int = 0
 
     def line(self) -> str:
-        return f"{self.stage:8s} {self.done}/{self.total}"
+        text = f"{self.stage:8s} {self.done}/{self.total}"
+        return text + (f"  (resumed at {self.resumed_from})" if self.resumed_from else "")
 
 
 def positions_of(seed: int, image: int, hw: int, per_image: int) -> np.ndarray:
@@ -146,3 +163,95 @@ def private_copy(loaded: LoadedModel) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+@dataclass(frozen=True)
+class Collected:
+    """One process's (or rank's) part of the collection."""
+
+    rows: np.ndarray  # (n, C) float32, by image index, then position
+    owner: np.ndarray  # (n,) int64: each row's image index in the folder's listing
+    images: int  # images read
+    skipped: tuple[tuple[str, str], ...]  # (path, reason)
+
+
+def collect_rows(
+    loaded: LoadedModel, files: Sequence[str], todo: Sequence[int], layer: str, clone: bool,
+    channels: int, ckpt: Path, *, per_image: int, seed: int, batch_size: int,
+    max_pixels: int, max_side: int, checkpoint_every: int = 10, resume: bool = True,
+) -> Job[AtlasProgress, Collected]:
+    """P rows of each image of `files` at `todo` (whole batches of the single-process run),
+    checkpointed in `ckpt` (module doc); `resume=False` throws a checkpoint away."""
+    rows: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    chunks: list[str] = []
+    pos, images, skipped = 0, 0, list[tuple[str, str]]()
+    saved = load_checkpoint(ckpt) if resume else None
+    if saved is not None:
+        try:
+            for name in saved[0]["chunks"]:
+                with np.load(ckpt / str(name), allow_pickle=False) as z:
+                    rows.append(z["rows"])
+                    owners.append(z["owner"])
+            chunks = [str(n) for n in saved[0]["chunks"]]
+            pos, images = int(saved[0]["done"]), int(saved[0]["images"])
+            skipped = [(str(p), str(r)) for p, r in saved[0]["skipped"]]
+        except (OSError, ValueError, KeyError, TypeError, EOFError):
+            saved = None  # a listed file is gone or torn: start over
+            rows, owners, chunks, pos, images, skipped = [], [], [], 0, 0, []
+    if saved is None:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    resumed_from, last_saved, fresh = pos, pos, len(rows)
+
+    def checkpoint() -> None:
+        nonlocal last_saved, fresh
+        if pos == last_saved:
+            return
+        name = f"rows-{last_saved:09d}.npz"
+        atomic_write_npz(ckpt / name, {"rows": _stack(rows[fresh:], channels),
+                                       "owner": _owners(owners[fresh:])})
+        chunks.append(name)
+        save_checkpoint(ckpt, {"done": pos, "images": images, "skipped": skipped,
+                               "chunks": chunks}, {})
+        last_saved, fresh = pos, len(rows)
+
+    rest = list(todo[pos:])
+    rec, forward, unhook = recorder_for(loaded, layer, clone)
+    dirty = False  # a batch read but not yet counted: a checkpoint now would be torn
+    try:
+        yield AtlasProgress(done=pos, total=len(todo), stage="collect",
+                            resumed_from=resumed_from)
+        with torch.no_grad():
+            for local, x in batches(loaded, [files[i] for i in rest], batch_size, max_pixels,
+                                    max_side, skipped):
+                dirty = True
+                ids = [rest[k] for k in local]
+                if ids:
+                    r, o, _ = sample_batch(rec, forward, layer, x, ids, per_image, seed)
+                    rows.append(r.astype(np.float32))
+                    owners.append(o)
+                    images += len(ids)
+                pos, dirty = min(len(todo), pos + batch_size), False
+                if pos - last_saved >= checkpoint_every * batch_size:
+                    checkpoint()
+                # a cancel closes the job here: the except below checkpoints
+                yield AtlasProgress(done=pos, total=len(todo), stage="collect",
+                                    resumed_from=resumed_from)
+        checkpoint()  # all of it: a run killed while laying out does not collect again
+    except BaseException:
+        if not dirty:
+            checkpoint()
+        raise
+    finally:
+        unhook()
+        rec.remove()
+    return Collected(_stack(rows, channels), _owners(owners), images, tuple(skipped))
+
+
+def _stack(rows: list[np.ndarray], channels: int) -> np.ndarray:
+    return (np.concatenate(rows).astype(np.float32) if rows
+            else np.zeros((0, channels), np.float32))
+
+
+def _owners(owners: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(owners).astype(np.int64) if owners else np.zeros(0, np.int64)

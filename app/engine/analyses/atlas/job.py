@@ -14,15 +14,32 @@ under the cache's `directions/`), so the live view, the unit card, rendering and
 take a cell as they take any unit. Everything is written atomically
 and read back with `allow_pickle=False`: samples.npz (the kept vectors, their images and
 layout), directions.npy (cells × C, in cells.json order), gradient.npz (the labels' classes
-and their J rows). Not resumable mid-collection: a run is minutes, and the samples of a
-killed one are recomputed.
+and their J rows).
+
+Resumable: the collection checkpoints its rows every `checkpoint_every` batches, when
+cancelled and when done (`collect.collect_rows`), under `.partial/<run key>/` in the atlas's
+folder — the run key hashes the atlas's key, the batch size and (under torchrun) the rank
+and world, so a checkpoint of another run is never read. A killed or cancelled run goes on
+after its last checkpoint, one killed while laying out does not collect again, and either
+ends with the atlas an uninterrupted run makes (a row depends on its image and the seed
+only); the checkpoint is removed once the atlas is written. `resume=False` throws this
+run's checkpoint and the finished atlas away.
+
+Under torchrun (`ranks`) each rank collects the single-process run's batches rank,
+rank + N, … (`Ranks.positions`: every batch holds the images it holds in one process) and
+checkpoints them in its own folder; rank 0 gathers the parts, orders the rows by image
+(exactly the one-process order), takes the logit gradients, lays out, bins, labels and
+writes, then sends the atlas (less its samples) to the others, which only then drop their
+checkpoints. A rank that fails stops them all with its message (`Ranks.fail`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -37,11 +54,12 @@ from app.core.files import files_fingerprint, safe_filename
 from app.core.jobs import Job
 from app.engine.analyses.atlas.collect import (
     AtlasProgress,
+    Collected,
     batches,
+    collect_rows,
     logit_jacobian,
     private_copy,
     recorder_for,
-    sample_batch,
 )
 from app.engine.analyses.atlas.grid import Grid, bin_layout, locate, umap_layout
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
@@ -51,6 +69,7 @@ from app.engine.runtime.directions import (
     load_direction_set,
     write_direction_set,
 )
+from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import discover_layers
 
@@ -126,11 +145,17 @@ def build_atlas(
     per_image: int = 16, min_count: int = 3, seed: int = 0, batch_size: int = 16,
     gradient_images: int = 16, cache_dir: str = "", out: str | Path | None = None,
     max_pixels: int = 80_000_000, max_side: int = 1280, resume: bool = True,
+    checkpoint_every: int = 10, ranks: Ranks | None = None,
 ) -> Job[AtlasProgress, Atlas]:
-    """The atlas of `layer` over the images under `dataset` (module doc)."""
+    """The atlas of `layer` over the images under `dataset` (module doc).
+
+    `checkpoint_every`: batches between two checkpoints of the collection. With `ranks`
+    (torchrun) each rank collects its batches, rank 0 lays out, labels and writes; the other
+    ranks return the atlas without its samples."""
     started = time.perf_counter()
     for what, value in (("the grid size", grid), ("the vectors per image", per_image),
-                        ("the minimum density", min_count), ("the batch size", batch_size)):
+                        ("the minimum density", min_count), ("the batch size", batch_size),
+                        ("the checkpoint interval", checkpoint_every)):
         if value <= 0:
             raise AtlasError(f"{what} must be positive, got {value}")
     root, files = folder_images(dataset, AtlasError)
@@ -145,55 +170,129 @@ def build_atlas(
     # with --out nothing goes in the cache: the set sits beside the atlas, out of the live view
     cells_dir = (folder / "cells" if out is not None
                  else cell_directions_folder(cache_dir, loaded, layer, grid, key))
-    if resume:
-        found = load_atlas(folder, key)
-        if found is not None:
+    root_here = ranks is None or ranks.is_root
+    if ranks is not None:  # before anything is read from or written to the cache
+        ranks.agree({"model weights": model_key(loaded), "dataset listing":
+                     f"{len(files)} files under {root} ({files_fingerprint(files)})",
+                     "layer": layer, "grid": grid, "per image": per_image,
+                     "min count": min_count, "seed": seed, "gradient images": gradient_images,
+                     "batch size": batch_size, "max pixels": max_pixels, "max side": max_side})
+    found = load_atlas(folder, key) if resume and root_here else None
+    if ranks is not None:  # rank 0's folder decides: on other hosts it is not there
+        sent = ranks.broadcast(None if found is None else _without_samples(found))
+        found = found if ranks.is_root else sent
+    if found is not None:
+        if root_here:
             write_cell_directions(found, cells_dir)  # one made before the sets were
-            return replace(found, cached=True, cells_folder=cells_dir)
-    else:
+        return replace(found, cached=True, cells_folder=cells_dir)
+    if not resume and root_here:
         (folder / "meta.json").unlink(missing_ok=True)
 
-    # -- collect --------------------------------------------------------------------------
+    # -- collect: each rank its batches of the single-process run, checkpointed -------------
     t0 = time.perf_counter()
-    yield AtlasProgress(done=0, total=len(files), stage="collect")
-    rows: list[np.ndarray] = []
-    owners: list[np.ndarray] = []
-    skipped: list[tuple[str, str]] = []
-    images, done = 0, 0
-    rec, forward, unhook = recorder_for(loaded, layer, layer in clone)
-    grad_x: list[torch.Tensor] = []
+    todo = list(range(len(files))) if ranks is None else ranks.positions(len(files), batch_size)
+    ckpt = folder / ".partial" / _run_key(key, batch_size, ranks)
     try:
-        with torch.no_grad():
-            for ids, x in batches(loaded, files, batch_size, max_pixels, max_side, skipped):
-                done = min(len(files), done + batch_size)
-                if ids:
-                    r, o, _ = sample_batch(rec, forward, layer, x, ids, per_image, seed)
-                    rows.append(r)
-                    owners.append(o)
-                    images += len(ids)
-                    room = gradient_images - sum(int(t.shape[0]) for t in grad_x)
-                    if room > 0:
-                        grad_x.append(x[:room])
-                yield AtlasProgress(done=done, total=len(files), stage="collect")
-    finally:
-        unhook()
-        rec.remove()
-    if not rows:
+        got = yield from collect_rows(
+            loaded, files, todo, layer, layer in clone, channels, ckpt, per_image=per_image,
+            seed=seed, batch_size=batch_size, max_pixels=max_pixels, max_side=max_side,
+            checkpoint_every=checkpoint_every, resume=resume)
+    except Exception as exc:
+        if ranks is None:
+            raise
+        ranks.fail(exc)  # the other ranks stop at their next sync point with this message
+    if ranks is not None:
+        parts = ranks.gather(got)
+        if parts is None:  # rank 0 lays out and writes; this part is kept until it has
+            ranks.check()
+            _drop_checkpoint(folder, ckpt)
+            atlas: Atlas = ranks.broadcast(None)
+            return atlas
+        got = _merge(parts, files)
+    try:
+        atlas = yield from _finish(
+            loaded, files, root, got, layer, key, folder, cells_dir, t0, started, grid=grid,
+            per_image=per_image, min_count=min_count, seed=seed, batch_size=batch_size,
+            gradient_images=gradient_images, channels=channels, max_pixels=max_pixels,
+            max_side=max_side)
+    except Exception as exc:
+        if ranks is None:
+            raise
+        ranks.fail(exc)
+    if ranks is not None:
+        ranks.check()
+        ranks.broadcast(_without_samples(atlas))
+    _drop_checkpoint(folder, ckpt)
+    return atlas
+
+
+def _without_samples(atlas: Atlas) -> Atlas:
+    """What rank 0 sends the other ranks: the atlas less its samples (P × C per image of the
+    folder, which only rank 0, placing, drawing and cutting examples, needs)."""
+    channels = int(atlas.samples.shape[1]) if atlas.samples.ndim == 2 else 0
+    return replace(atlas, samples=np.zeros((0, channels), np.float32),
+                   cell_of=np.zeros(0, np.int64))
+
+
+def _run_key(key: str, batch_size: int, ranks: Ranks | None) -> str:
+    """A checkpoint's folder: the atlas's inputs, and which batches this process takes."""
+    doc: list[Any] = [key, batch_size]
+    if ranks is not None:
+        doc += ["rank", ranks.rank, ranks.world]
+    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
+
+
+def _drop_checkpoint(folder: Path, ckpt: Path) -> None:
+    shutil.rmtree(ckpt, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (folder / ".partial").rmdir()  # only when no other run's checkpoint is in it
+
+
+def _merge(parts: Sequence[Collected], files: Sequence[str]) -> Collected:
+    """The ranks' parts as one process collects them: rows by image (an image is one
+    rank's, its rows in position order, so a stable sort by image is exact), skipped files
+    in listing order."""
+    owner = np.concatenate([p.owner for p in parts])
+    order = np.argsort(owner, kind="stable")
+    rows = np.concatenate([p.rows for p in parts])[order]
+    index = {f: i for i, f in enumerate(files)}
+    skipped = sorted((s for p in parts for s in p.skipped), key=lambda s: index.get(s[0], -1))
+    return Collected(rows, owner[order], sum(p.images for p in parts), tuple(skipped))
+
+
+def _finish(
+    loaded: LoadedModel, files: Sequence[str], root: Path, got: Collected, layer: str,
+    key: str, folder: Path, cells_dir: Path, t0: float, started: float, *, grid: int,
+    per_image: int, min_count: int, seed: int, batch_size: int, gradient_images: int,
+    channels: int, max_pixels: int, max_side: int,
+) -> Job[AtlasProgress, Atlas]:
+    """The gradient, layout, bins and labels of the collected rows; writes the atlas."""
+    if got.images == 0:
         raise AtlasError(f"none of the {len(files)} images under {root} could be read")
-    samples = np.concatenate(rows).astype(np.float32)
-    owner = np.concatenate(owners)
+    samples, owner = got.rows, got.owner
     t1 = time.perf_counter()
+    # the first G images read, grouped by the batch each was read in (the sums of J are
+    # per batch, as they always were)
+    first = np.unique(owner)[:gradient_images]
+    groups = [[int(i) for i in first if int(i) // batch_size == b]
+              for b in dict.fromkeys(int(i) // batch_size for i in first)]
     model = private_copy(loaded)
     class_rows: dict[int, np.ndarray] = {}
-    for k, x in enumerate(grad_x):
-        yield AtlasProgress(done=k, total=len(grad_x), stage="gradient")
-        ids_k, jac = logit_jacobian(model, layer, x, channels)
-        for c, row in zip(ids_k, jac, strict=True):
-            class_rows[int(c)] = class_rows.get(int(c), 0) + row
+    n_grad = 0
+    for k, group in enumerate(groups):
+        yield AtlasProgress(done=k, total=len(groups), stage="gradient")
+        unread: list[tuple[str, str]] = []
+        for _, x in batches(loaded, [files[i] for i in group], len(group), max_pixels,
+                            max_side, unread):
+            if x.numel():
+                ids_k, jac = logit_jacobian(model, layer, x, channels)
+                n_grad += int(x.shape[0])
+                for c, row in zip(ids_k, jac, strict=True):
+                    class_rows[int(c)] = class_rows.get(int(c), 0) + row
     del model
-    n_grad = max(1, sum(int(t.shape[0]) for t in grad_x))
     class_ids = np.array(sorted(class_rows), dtype=np.int64)
-    jacobian = np.stack([class_rows[int(c)] / n_grad for c in class_ids]).astype(np.float32)
+    jacobian = (np.stack([class_rows[int(c)] / max(1, n_grad) for c in class_ids])
+                .astype(np.float32) if class_rows else np.zeros((0, channels), np.float32))
     t2 = time.perf_counter()
 
     # -- layout and grid ------------------------------------------------------------------
@@ -211,7 +310,7 @@ def build_atlas(
     seconds = {"collect": t1 - t0, "gradient": t2 - t1, "layout": t3 - t2}
     seconds["total"] = time.perf_counter() - started
     atlas = Atlas(layer, grid, per_image, cells, binned.directions, samples, binned.cell_of,
-                  folder, images, tuple(skipped), seconds=seconds, key=key, seed=seed,
+                  folder, got.images, got.skipped, seconds=seconds, key=key, seed=seed,
                   cells_folder=cells_dir)
     write_atlas(atlas, key, owner, xy, class_ids, jacobian, files)
     write_cell_directions(atlas, cells_dir)
