@@ -158,6 +158,9 @@ class FrameProcessor:
         layer, unit = self.resolve(view)
         crop = lm.preprocess.crop_box(*image.shape[:2])
         frame = FramePass(x, image, crop, view, layer, unit, frame_id)
+        # keep what this frame shows and what the stages read, not every layer
+        self.recorder.keep = {self.directions.source_of(layer), *(
+            name for stage in self.stages for name in stage.needs(view))}
         logits = self._pass(frame)
         # layers above a forked deletion hold [intact; ablated]: show what the net receives
         if layer in self.directions.layers:  # codes of the source map, on the device

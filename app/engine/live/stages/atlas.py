@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from app.core.results import AtlasRecord
-from app.core.view import AtlasView
+from app.core.view import AtlasView, ViewState
 from app.engine.live.stages.base import BaseStage, FramePass, StageContext
 from app.engine.runtime.directions import load_direction_set
 
@@ -69,6 +69,10 @@ class AtlasStage(BaseStage):
                 d = torch.from_numpy(np.asarray(found.directions, dtype=np.float32))
                 self._units = unit_directions(d.to(self.ctx.loaded.device))
         return self._units
+
+    def needs(self, view: ViewState) -> tuple[str, ...]:
+        part = view.part(AtlasView)
+        return (part.layer,) if part.folder else ()
 
     def record(self, frame: FramePass) -> AtlasRecord | None:
         part = frame.view.part(AtlasView)

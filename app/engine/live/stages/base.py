@@ -8,7 +8,9 @@ A stage reads its own part of the view (`frame.view.part(AttentionView)`) and ma
 - `forward`: own the recorded pass and return the logits, or None to leave it — deletion
   forks the batch into intact and ablated halves, the in-pass building blocks make the
   shown layer differentiable; the first stage that takes it runs it;
-- `record`: add its sub-record to the result (`app/core/results.py`), or None.
+- `record`: add its sub-record to the result (`app/core/results.py`), or None;
+- `needs`: the recorded layers it reads besides the shown one (the recorder keeps only
+  those a frame needs).
 
 Stages run on the worker's thread only, in the registered order (`stages/__init__.py`). A
 stage that cannot work on this model says why once in `error` (reported to the user) and
@@ -82,6 +84,8 @@ class Stage(Protocol):
 
     def record(self, frame: FramePass) -> object | None: ...
 
+    def needs(self, view: ViewState) -> tuple[str, ...]: ...
+
     def close(self) -> None: ...
 
 
@@ -101,6 +105,9 @@ class BaseStage:
 
     def record(self, frame: FramePass) -> object | None:
         return None
+
+    def needs(self, view: ViewState) -> tuple[str, ...]:
+        return ()
 
     def close(self) -> None:
         return None
