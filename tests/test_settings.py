@@ -78,3 +78,23 @@ def test_render_preset_choices_are_the_engines_presets():
     from app.engine.analyses.featurevis.presets import PRESETS
 
     assert sorted(PRESETS) == sorted(RENDER_PRESETS)
+
+
+def test_model_threads_sets_torchs_cpu_threads_for_the_command(tmp_path):
+    import argparse
+
+    import torch
+
+    from app.cli.common import settings_for
+
+    path = tmp_path / "settings.toml"
+    path.write_text("[model]\nthreads = 1\n")
+    before = torch.get_num_threads()
+    try:
+        s = settings_for(argparse.Namespace(settings=path))
+        assert s.model.threads == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    path.write_text("[model]\nthreads = -2\n")
+    with pytest.raises(SettingsError, match=r"\[model\]\.threads must not be negative"):
+        settings_for(argparse.Namespace(settings=path))

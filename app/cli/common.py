@@ -75,6 +75,10 @@ def settings_for(args: argparse.Namespace) -> Settings:
         settings = with_overrides(settings, "model", device=args.device)
     if getattr(args, "model", None):
         settings = with_overrides(settings, "model", default=args.model)
+    if settings.model.threads:  # process-wide: torch has one CPU thread count
+        import torch
+
+        torch.set_num_threads(settings.model.threads)
     return settings
 
 

@@ -36,6 +36,10 @@ class ModelSettings:
     device: str = "auto"  # auto | cpu | cuda | mps
     allow_download: bool = True  # torchvision weights on first use, where a network exists
     download_timeout_s: float = 20.0
+    # torch's CPU threads for the whole app (live loop and jobs); 0 = torch's default (the
+    # cores). On a 2-vCPU virtual machine 1 thread ran the live frame 2.2x faster than 2
+    # (docs/benchmarks.md): waking a sleeping OpenMP thread there costs more than it gives
+    threads: int = 0
 
 
 @dataclass(frozen=True)
