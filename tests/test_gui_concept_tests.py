@@ -31,7 +31,10 @@ def ui(qtbot, backend: FakeBackend) -> WindowDriver:
 def test_a_tested_concept_becomes_a_unit_the_window_shows(ui, backend, monkeypatch, tmp_path):
     folders = {n: str(tmp_path / n) for n in ("Stripes", "random", "tabby")}
 
+    seen: list[str] = []
+
     def fill(form: TcavForm) -> QDialog.DialogCode:
+        seen.append(form.target.currentText())  # the frame's top class, offered first
         form.concept.edit.setText(folders["Stripes"])
         form.random.edit.setText(folders["random"])
         form.examples.edit.setText(folders["tabby"])
@@ -45,6 +48,7 @@ def test_a_tested_concept_becomes_a_unit_the_window_shows(ui, backend, monkeypat
     assert backend.asked(TcavRequest) == [TcavRequest(
         folders["Stripes"], folders["random"], folders["tabby"], "tabby, tabby cat",
         (DEFAULT_LAYER,), 12)]
+    assert seen == ["Egyptian cat"]
     cav = f"{DEFAULT_LAYER}@cav-stripes"
     ui.wait_until(lambda: ui.window.view_model.layer == cav)
     assert backend.views[-1].layer == cav

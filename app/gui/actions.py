@@ -90,8 +90,9 @@ def radio(group: str, menu: str, slot: Slot, items: Iterable[tuple[Any, str]]) -
 
 def cancel_rows(request_types: Iterable[type[Request]], cancel: Callable[[str], None]
                 ) -> list[Action]:
-    """Analysis → Cancel …: one row per cancellable request type, off until its job runs."""
-    return [Action(f"cancel:{t.kind}", f"Cancel {t.label}", cancel, "&Analysis",
+    """Analysis → Cancel → …: one row per cancellable request type, off until its job runs
+    (a submenu: sixteen greyed rows made the Analysis menu taller than a 768-px screen)."""
+    return [Action(f"cancel:{t.kind}", f"Cancel {t.label}", cancel, "&Analysis/&Cancel",
                    args=(t.kind,), enabled=False)
             for t in request_types if t.cancellable]
 
@@ -104,7 +105,9 @@ LAYOUT: tuple[str | Separator | Gesture | ModelList, ...] = (
     "cycle_attribution", "attribution:*", Separator("&Analysis"),
     "toggle_ablation", "restore_all", "ablation_mode:*", Separator("&Analysis"),
     "scan", "render_layer", "ablation", "class_units", "accentuate", "invert",
-    "activation_grid", "dissect", "atlas", Separator("&Analysis"),
+    "activation_grid", "dissect", Separator("&Analysis"),
+    "learn_concepts", "rename_concept", "tcav", "audit", "open_report", Separator("&Analysis"),
+    "atlas", "session_atlas", Separator("&Analysis"),
     *(f"cancel:{kind}" for kind in ("scan", "render_layer", "ablate", "render", "unit_card",
                                      "dissect", "class_units", "integrated", "accentuate",
                                      "invert", "activation_grid")), "cancel:*",

@@ -71,7 +71,8 @@ class FolderField(QWidget):
 class TcavForm(QDialog):
     """The test's four questions, and how many CAVs to train."""
 
-    def __init__(self, parent: QWidget | None, layer: str, classes: Sequence[str]) -> None:
+    def __init__(self, parent: QWidget | None, layer: str, classes: Sequence[str],
+                 guess: str = "") -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Test a concept at {layer} (TCAV)")
         form = QFormLayout(self)
@@ -81,6 +82,8 @@ class TcavForm(QDialog):
         self.target = QComboBox(self)
         self.target.setEditable(True)  # a name or an index; the long list is searchable
         self.target.addItems(list(classes))
+        if guess:  # what the network calls this frame: the class a user most likely asks about
+            self.target.setCurrentText(guess)
         self.runs = QSpinBox(self)
         self.runs.setRange(2, 100)
         self.runs.setValue(DEFAULT_RUNS)
@@ -125,7 +128,9 @@ class ConceptTests:
         if layer is None:
             self.w.notify(Notice("no model loaded yet", NoticeLevel.WARNING))
             return
-        form = TcavForm(self.w.parent, source_layer(layer), self.w.model.class_names)
+        shown = self.w.results.last_result
+        guess = shown.predictions[0].label if shown is not None and shown.predictions else ""
+        form = TcavForm(self.w.parent, source_layer(layer), self.w.model.class_names, guess)
         if form.exec() == QDialog.DialogCode.Accepted:
             self.test(form.concept.text(), form.random.text(), form.examples.text(),
                       form.target.currentText(), form.runs.value())
