@@ -114,3 +114,26 @@ def test_the_session_atlas_job_maps_the_frames_seen(tmp_path, monkeypatch):
     assert isinstance(message, AtlasReady) and message.layer == "_blocks.5"
     assert message.images == 6  # every frame kept, each one image of the atlas
     assert sum(c.count for c in message.cells) > 0
+
+
+@pytest.mark.slow
+def test_an_atlas_of_a_folder_without_images_says_so_in_one_line(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from app.core.requests import AtlasRequest
+    from app.core.settings import CacheSettings, Settings
+    from app.engine.runtime.models import load_model
+    from app.session.jobs import JobContext, Refused, drain, make_job
+
+    loaded = load_model("efficientnet_lite0", torch.device("cpu"), Settings().model)
+    settings = dataclasses.replace(Settings(), cache=CacheSettings(str(tmp_path / "cache")))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    ctx = JobContext(settings, loaded, {"_blocks.5": 80})
+    with pytest.raises(Refused) as err:
+        drain(make_job(ctx, AtlasRequest(str(empty), "_blocks.5", 4)))
+    text = str(err.value)
+    assert "no images" in text and "Error" not in text and "\n" not in text

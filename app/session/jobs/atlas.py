@@ -22,6 +22,7 @@ from app.core.messages import AtlasCell, AtlasReady
 from app.core.requests import AtlasRequest, CachedAtlasRequest, SessionAtlasRequest
 from app.engine.analyses.atlas import (
     Atlas,
+    AtlasError,
     atlas_tag,
     build_atlas,
     cell_directions_folder,
@@ -96,9 +97,12 @@ def _session(ctx: JobContext, req: SessionAtlasRequest, seen: Callable[[], Path]
 def _build(ctx: JobContext, req: AtlasRequest) -> SessionJob:
     s = ctx.settings
     loaded = ctx.private_model()
-    atlas = yield from build_atlas(
-        loaded, req.folder, req.layer, grid=req.grid, cache_dir=s.cache.dir,
-        max_pixels=s.source.max_image_pixels, max_side=s.source.max_frame_side)
+    try:
+        atlas = yield from build_atlas(
+            loaded, req.folder, req.layer, grid=req.grid, cache_dir=s.cache.dir,
+            max_pixels=s.source.max_image_pixels, max_side=s.source.max_frame_side)
+    except AtlasError as exc:  # the folder's fault (no images, too few): the user's line
+        raise Refused(str(exc)) from None
     folder = str(atlas.cells_folder)
     yield from _cells_join_the_view(folder)
     examples = yield from cell_examples(loaded, atlas, max_pixels=s.source.max_image_pixels,
