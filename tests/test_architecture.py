@@ -66,3 +66,14 @@ def test_no_file_in_app_over_600_lines():
     long = {str(p.relative_to(APP)): n for p in APP.rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert long == {}
+
+
+HUB_MAX_LINES = 400  # issue 21: the hubs every job used to edit stay small
+
+
+def test_the_hubs_and_the_session_stay_under_400_lines():
+    hubs = [APP / "gui" / "main_window.py", APP / "gui" / "result_presenter.py",
+            APP / "core" / "messages.py", *sorted((APP / "session").rglob("*.py"))]
+    long = {str(p.relative_to(APP)): n for p in hubs
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > HUB_MAX_LINES}
+    assert long == {}

@@ -114,7 +114,7 @@ def test_the_session_job_makes_the_atlas_its_icons_and_its_direction_layer(tmp_p
     from skimage import data as skdata
 
     import app.session.jobs.atlas as atlas_jobs
-    from app.core.messages import AtlasReady
+    from app.core.atlas_messages import AtlasReady
     from app.core.requests import AtlasRequest, CachedAtlasRequest
     from app.core.settings import CacheSettings
     from app.engine.runtime.cache import model_key

@@ -10,7 +10,8 @@ from fake_backend import DEFAULT_LAYER, LAYERS, FakeBackend
 from gui_driver import WindowDriver
 from PyQt6.QtCore import QPoint, QPointF, Qt
 
-from app.core.messages import AtlasCell, AtlasReady, LayerInfo
+from app.core.atlas_messages import AtlasCell, AtlasReady
+from app.core.messages import LayerInfo
 from app.core.requests import (
     AtlasRequest,
     CachedAtlasRequest,

@@ -90,7 +90,7 @@ def test_the_session_atlas_job_maps_the_frames_seen(tmp_path, monkeypatch):
     from skimage import data as skdata
 
     import app.session.jobs.atlas as atlas_jobs
-    from app.core.messages import AtlasReady
+    from app.core.atlas_messages import AtlasReady
     from app.core.requests import SessionAtlasRequest
     from app.core.settings import CacheSettings, Settings
     from app.engine.runtime.models import load_model

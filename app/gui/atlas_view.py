@@ -34,7 +34,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from app.core.messages import AtlasCell, AtlasReady
+from app.core.atlas_messages import AtlasCell, AtlasReady
 from app.gui import theme
 from app.gui.qimages import rgb_to_qimage
 

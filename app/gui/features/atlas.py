@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 
 from PyQt6.QtWidgets import QFileDialog
 
-from app.core.messages import AtlasReady, ModelReady, Notice, NoticeLevel
+from app.core.atlas_messages import AtlasReady
+from app.core.messages import ModelReady, Notice, NoticeLevel
 from app.core.requests import AtlasRequest, CachedAtlasRequest, JobEvent, SessionAtlasRequest
 from app.core.view import AtlasView
 from app.gui.actions import Action

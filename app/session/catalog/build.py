@@ -211,8 +211,7 @@ class _Site:
         concepts = concept_labels(root, self.key, lr.layer)
         shape = "×".join(str(d) for d in lr.shape)
         names = [lr.names[u] if u < len(lr.names) else "" for u in lr.units]
-        # a concept layer's units are directions of its source layer, each with a name
-        source = split_direction_layer(lr.layer)[0]
+        source = split_direction_layer(lr.layer)[0]  # a concept layer's units: named directions
         what = "concept" if is_direction_layer(lr.layer) else "channel"
         tiles = []
         for i, unit in enumerate(lr.units):

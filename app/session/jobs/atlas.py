@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.core.atlas_messages import AtlasCell, AtlasReady
 from app.core.jobs import Job, Outcome, Progress
-from app.core.messages import AtlasCell, AtlasReady
 from app.core.requests import AtlasRequest, CachedAtlasRequest, SessionAtlasRequest
 from app.engine.analyses.atlas import (
     Atlas,
