@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.cli.common import CliError, add_common, load_for, print_json, settings_for
+from app.cli.common import CliError, add_common, load_for, print_json, print_skipped, settings_for
 from app.cli.ranks import drive, is_root, join_ranks
 
 if TYPE_CHECKING:  # torch-heavy: imported when the command runs
@@ -142,7 +141,4 @@ def _print_summary(model: str, atlas: Atlas, doc: dict[str, Any]) -> None:
     for entry in doc.get("located", []):
         where = ", ".join(f"({c['x']},{c['y']})×{c['positions']}" for c in entry["cells"][:8])
         print(f"  {entry['image']}: {where}")
-    if atlas.skipped:
-        print(f"skipped {len(atlas.skipped)} unreadable file(s):", file=sys.stderr)
-        for path, reason in atlas.skipped:
-            print(f"  {path}: {reason}", file=sys.stderr)
+    print_skipped(atlas.skipped)

@@ -20,7 +20,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.cli.common import CliError, add_common, load_for, print_json, require_positive
+from app.cli.common import (
+    CliError,
+    add_common,
+    load_for,
+    print_json,
+    print_skipped,
+    require_positive,
+)
 from app.cli.ranks import drive
 
 if TYPE_CHECKING:  # torch-heavy: imported when the command runs
@@ -80,10 +87,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(result.to_json())
     else:
         _print_summary(result)
-    if result.skipped:
-        print(f"skipped {len(result.skipped)} unreadable file(s):", file=sys.stderr)
-        for path, reason in result.skipped:
-            print(f"  {path}: {reason}", file=sys.stderr)
+    print_skipped(result.skipped)
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -116,3 +116,11 @@ def require_positive(**values: int | None) -> None:
     for name, value in values.items():
         if value is not None and value <= 0:
             raise CliError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def print_skipped(skipped: Sequence[tuple[str, str]]) -> None:
+    """The files a command could not read, with why, on stderr (nothing when none)."""
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
+        for path, reason in skipped:
+            print(f"  {path}: {reason}", file=sys.stderr)

@@ -16,11 +16,10 @@ the ranks split the images and rank 0 fits and writes the one-process dictionary
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.cli.common import CliError, add_common, load_for, print_json, settings_for
+from app.cli.common import CliError, add_common, load_for, print_json, print_skipped, settings_for
 from app.cli.ranks import drive, is_root, join_ranks
 
 if TYPE_CHECKING:  # torch-heavy: imported when the command runs
@@ -110,7 +109,4 @@ def _print_summary(model: str, result: ConceptDictionary) -> None:
     if result.dead:
         print(f"  {result.dead} concept(s) unused by every sample (dead)")
     print(f"  dictionary: {result.path}")
-    if result.skipped:
-        print(f"skipped {len(result.skipped)} unreadable file(s):", file=sys.stderr)
-        for path, reason in result.skipped:
-            print(f"  {path}: {reason}", file=sys.stderr)
+    print_skipped(result.skipped)

@@ -8,11 +8,10 @@ others. Only when nothing at all can be read is it an error (exit 2, one line).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import CliError, add_common, load_for, print_json, settings_for
+from app.cli.common import CliError, add_common, load_for, print_json, print_skipped, settings_for
 
 NAME = "predict"
 HELP = "top classes for images"
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print(path)
         for pr in preds:
             print(f"  {pr.probability * 100:6.2f}%  {pr.label} ({pr.index})")
-    _print_skipped(args.skipped)
+    print_skipped(args.skipped)
     return 0
 
 
@@ -81,13 +80,6 @@ def _read_all(paths: list[str], max_pixels: int
 
 def _skipped_doc(skipped: list[tuple[str, str]]) -> list[dict[str, str]]:
     return [{"path": p, "reason": r} for p, r in skipped]
-
-
-def _print_skipped(skipped: list[tuple[str, str]]) -> None:
-    if skipped:
-        print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
-        for path, reason in skipped:
-            print(f"  {path}: {reason}", file=sys.stderr)
 
 
 def _expand(paths: list[str]) -> list[str]:
@@ -156,5 +148,5 @@ def _predict_ablated(args: argparse.Namespace, loaded: Any, images: list[Any]) -
         for a, b in zip(r.intact, r.ablated, strict=True):
             left = f"{a.probability * 100:6.2f}%  {a.label} ({a.index})"
             print(f"  {left:<38s} {b.probability * 100:6.2f}%  {b.label} ({b.index})")
-    _print_skipped(args.skipped)
+    print_skipped(args.skipped)
     return 0

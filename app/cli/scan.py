@@ -27,6 +27,7 @@ from app.cli.common import (
     load_for,
     print_json,
     print_result,
+    print_skipped,
     require_positive,
     settings_for,
 )
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     done = ScanOutput(loaded.name, report, results)
     print_result(done, args.json, _table, _report_doc)
     if not args.json:
-        _print_skipped(report.skipped)
+        print_skipped(report.skipped)
     return 0
 
 
@@ -150,14 +151,6 @@ def _table(done: ScanOutput) -> Iterator[str]:
         yield (f"  {layer}: {res.units} units × top-{res.top_k}, receptive field "
                f"{rf['size'][0]} px, stride {rf['stride'][0]:g}"
                f"{' (' + rf['note'] + ')' if rf.get('note') else ''} → {res.folder}{first}")
-
-
-def _print_skipped(skipped: Any) -> None:
-    if not skipped:
-        return
-    print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
-    for path, reason in skipped:
-        print(f"  {path}: {reason}", file=sys.stderr)
 
 
 def _entries(res: Any) -> list[list[dict[str, Any]]]:
