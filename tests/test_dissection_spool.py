@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -50,11 +49,14 @@ def assert_same(a: Path, b: Path, layers: list[str], units: int) -> None:
         with np.load(a / layer / "tally.npz") as x, np.load(b / layer / "tally.npz") as y:
             for key in TALLY_KEYS:
                 assert np.array_equal(x[key], y[key]), (layer, key)
+        strips = 0
         for unit in range(units):
-            pa, pb = a / layer / f"unit_{unit:04d}.png", b / layer / f"unit_{unit:04d}.png"
+            pa, pb = a / layer / f"unit_{unit:04d}.jpg", b / layer / f"unit_{unit:04d}.jpg"
             assert pa.is_file() == pb.is_file(), (layer, unit)
             if pa.is_file():
-                assert np.array_equal(cv2.imread(str(pa)), cv2.imread(str(pb))), (layer, unit)
+                strips += 1
+                assert pa.read_bytes() == pb.read_bytes(), (layer, unit)
+        assert strips, layer  # a layer without strips would compare nothing
 
 
 def test_one_pass_equals_two_passes_on_broden(broden: Path, tmp_path: Path) -> None:  # noqa: F811

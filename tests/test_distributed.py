@@ -146,8 +146,8 @@ def test_torchrun_dissect_is_one_process_dissect(photos, tmp_path, capsys):
             np.load(Path(lb["folder"]) / "tally.npz") as zb:
         for key in ("both", "unit_cat", "label_px", "threshold", "error", "top_ids"):
             assert np.array_equal(za[key], zb[key]), key  # tallies bitwise, thresholds too
-    strips = sorted(p.name for p in Path(la["folder"]).glob("unit_*.png"))
-    assert strips and strips == sorted(p.name for p in Path(lb["folder"]).glob("unit_*.png"))
+    strips = sorted(p.name for p in Path(la["folder"]).glob("unit_*.jpg"))
+    assert strips and strips == sorted(p.name for p in Path(lb["folder"]).glob("unit_*.jpg"))
     for name in strips:
         assert (Path(la["folder"]) / name).read_bytes() == (Path(lb["folder"]) / name).read_bytes()
 

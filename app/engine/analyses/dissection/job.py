@@ -28,7 +28,7 @@ continues from there with the same batches, and says where (`resumed_at`).
 Results live in ``cache_root/model_key/dissect/DIGEST/``: DIGEST names the dataset's files
 (paths, sizes, times), the categories, the quantile, the bins and k, so an identical
 dissection returns at once (``cached``); per layer a folder with ``tally.npz`` and the
-strips ``unit_NNNN.png``, and ``result.json`` for the last min-IoU asked (labels are scored
+strips ``unit_NNNN.jpg``, and ``result.json`` for the last min-IoU asked (labels are scored
 from the tallies at load, so a new min-IoU costs nothing). Raises `DissectionError`
 (one line) on a malformed dataset or bad settings.
 """
@@ -64,8 +64,8 @@ from app.engine.analyses.dissection.result import (
 from app.engine.analyses.dissection.scoring import label_units, summarize
 from app.engine.analyses.dissection.sketch import QuantileSketch
 from app.engine.analyses.dissection.spool import Spool, spool_bytes
-from app.engine.analyses.dissection.tally import NO_IMAGE, Tally, TopImages
-from app.engine.analyses.dissection.tiles import TileStage
+from app.engine.analyses.dissection.tally import NO_IMAGE, Tally, TopImages, image_labels
+from app.engine.analyses.dissection.tiles import TileStage, strip_path
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
 from app.engine.runtime.dataset_pass import (
     Meter,
@@ -351,11 +351,12 @@ def _compute(
                         rec.run(normalize(batch["images"], pre, device), forward)
                         maps = [{m: rec.activations[m][j] for m in todo}
                                 for j in range(len(batch["labels"]))]
-                    for name in todo:
-                        for j, lab in enumerate(batch["labels"]):
-                            masks = tallies[name].add(maps[j][name], lab)
+                    for j, lab in enumerate(batch["labels"]):
+                        labels = image_labels(lab, device)  # once for all the layers
+                        for name in todo:
+                            fired = tallies[name].add(maps[j][name], labels, lab.shape)
                             if lab.thumb is not None:
-                                tiles[name].draw(lab.thumb, masks,
+                                tiles[name].draw(lab.thumb, fired,
                                                  members[name].get(lab.index, []))
                     for lab in batch["labels"]:
                         np.add.at(label_px, lab.ids, lab.counts)
@@ -529,5 +530,5 @@ def load_result(folder: str | Path, layers: Sequence[str], min_iou: float) -> Di
 def _with_strip(u: Any, folder: Path) -> Any:
     from dataclasses import replace
 
-    path = folder / f"unit_{u.unit:04d}.png"
-    return replace(u, top_images=path.as_posix()) if path.is_file() else u
+    path = strip_path(folder, u.unit)
+    return replace(u, top_images=path.as_posix()) if path is not None else u

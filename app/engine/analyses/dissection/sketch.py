@@ -44,13 +44,22 @@ def _needed_exp(lo: np.ndarray, hi: np.ndarray, bins: int, start: np.ndarray) ->
 
 
 class QuantileSketch:
-    """Histograms of (units,) streams of values on the device; see the module doc."""
+    """Histograms of (units,) streams of values on the device; see the module doc.
+
+    Where each unit's window starts (`offset`) is free as long as its filled bins lie in it:
+    a window moves (and the histogram with it) only when a batch's values fall outside it or
+    the grid grows, and only for those units; `state()` gives the canonical form (window at
+    the first filled bin). The absolute numbers of each unit's first and last filled bins
+    are kept as numbers, so no batch scans the histograms to find them."""
 
     def __init__(self, units: int, device: torch.device, bins: int = 4096) -> None:
         self.units, self.bins, self.device = units, bins, device
         self.exp = np.full(units, MIN_EXP, np.int64)
         self.offset = np.zeros(units, np.int64)  # bin index of counts[:, 0]
         self.counts = torch.zeros(units, bins, dtype=torch.int64, device=device)
+        self.first = np.zeros(units, np.int64)  # absolute bin numbers at `exp` …
+        self.last = np.zeros(units, np.int64)
+        self.held = np.zeros(units, bool)  # … of units that hold values
 
     def add(self, acts: torch.Tensor) -> None:
         """Fold every value of (N, units, ...) `acts` into each unit's histogram."""
@@ -62,21 +71,24 @@ class QuantileSketch:
         if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
             raise ValueError("activations are not finite (NaN or infinity)")
         self._cover(lo, hi, self.exp)
-        scale = torch.from_numpy(np.ldexp(1.0, -self.exp)).to(self.device, torch.float32)
-        idx = torch.floor(v * scale[:, None]).long()
+        scale = np.ldexp(1.0, -self.exp)
+        idx = torch.floor(v * torch.from_numpy(scale).to(self.device, torch.float32)[:, None]
+                          ).long()
         idx -= torch.from_numpy(self.offset).to(self.device)[:, None]
         idx += torch.arange(self.units, device=self.device)[:, None] * self.bins
         self.counts += torch.bincount(idx.view(-1), minlength=self.units * self.bins
                                       ).view(self.units, self.bins)
+        # power-of-two scaling is exact: these are the bins the extremes just landed in
+        self.first = np.where(self.held, np.minimum(self.first, np.floor(lo * scale)),
+                              np.floor(lo * scale)).astype(np.int64)
+        self.last = np.where(self.held, np.maximum(self.last, np.floor(hi * scale)),
+                             np.floor(hi * scale)).astype(np.int64)
+        self.held[:] = True
 
     def _stored_range(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(lower edge of the first filled bin, of the last, which units hold values)."""
-        filled = self.counts.ne(0).cpu().numpy()
-        held = np.asarray(filled.any(1))
-        first = filled.argmax(1)
-        last = self.bins - 1 - filled[:, ::-1].argmax(1)
         w = np.ldexp(1.0, self.exp)
-        return (self.offset + first) * w, (self.offset + last) * w, held
+        return self.first * w, self.last * w, self.held.copy()
 
     def _cover(self, lo: np.ndarray, hi: np.ndarray, start: np.ndarray) -> None:
         """Grow grids (from `start`) and move windows so that [lo, hi] fits beside what is
@@ -90,36 +102,54 @@ class QuantileSketch:
         exp = np.where(touched, _needed_exp(np.where(touched, lo, 0.0),
                                             np.where(touched, hi, 0.0), self.bins, start),
                        self.exp)
-        offset = np.where(touched, np.floor(np.where(touched, lo, 0.0) / np.ldexp(1.0, exp)),
-                          self.offset).astype(np.int64)
+        w = np.ldexp(1.0, exp)
+        low_bin = np.floor(np.where(touched, lo, 0.0) / w).astype(np.int64)
+        high_bin = np.floor(np.where(touched, hi, 0.0) / w).astype(np.int64)
+        fits = ((exp == self.exp) & (low_bin >= self.offset)
+                & (high_bin < self.offset + self.bins))
+        offset = np.where(touched & ~fits, low_bin, self.offset)
         self._rebin(exp, offset)
 
     def _rebin(self, exp: np.ndarray, offset: np.ndarray) -> None:
-        if np.array_equal(exp, self.exp) and np.array_equal(offset, self.offset):
+        """Move the units whose grid or window changes to `exp` and `offset` (those only)."""
+        rows = np.flatnonzero((exp != self.exp) | (offset != self.offset))
+        if rows.size == 0:
             return
-        shift = torch.from_numpy(exp - self.exp).to(self.device)[:, None]
+        shift_np = exp[rows] - self.exp[rows]
+        r = torch.from_numpy(rows).to(self.device)
+        shift = torch.from_numpy(shift_np).to(self.device)[:, None]
         j = torch.arange(self.bins, device=self.device)[None, :]
-        old = torch.from_numpy(self.offset).to(self.device)[:, None] + j
+        old = torch.from_numpy(self.offset[rows]).to(self.device)[:, None] + j
         # floor division by 2^shift of possibly negative bin numbers: an arithmetic shift
-        new = (old >> shift) - torch.from_numpy(offset).to(self.device)[:, None]
-        keep = self.counts.ne(0)
+        new = (old >> shift) - torch.from_numpy(offset[rows]).to(self.device)[:, None]
+        part = self.counts[r]
+        keep = part.ne(0)
         if keep.any() and (new[keep].min() < 0 or new[keep].max() >= self.bins):
             raise AssertionError("sketch rebin out of range")  # a bug, never the data
         flat = new.clamp(0, self.bins - 1) + torch.arange(
-            self.units, device=self.device)[:, None] * self.bins
-        counts = torch.zeros(self.units * self.bins, dtype=torch.int64, device=self.device)
-        counts.index_add_(0, flat.reshape(-1), self.counts.reshape(-1))
-        self.counts = counts.view(self.units, self.bins)
+            len(rows), device=self.device)[:, None] * self.bins
+        moved = torch.zeros(len(rows) * self.bins, dtype=torch.int64, device=self.device)
+        moved.index_add_(0, flat.reshape(-1), part.reshape(-1))
+        self.counts[r] = moved.view(len(rows), self.bins)
+        step = np.minimum(shift_np, 63)  # a shift of 63 leaves 0 or -1: the floor already
+        self.first[rows] >>= step
+        self.last[rows] >>= step
         self.exp, self.offset = exp.astype(np.int64), offset.astype(np.int64)
 
     # -- state: checkpoints and merges --------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
+        """The canonical state: each held unit's window starts at its first filled bin."""
+        self._rebin(self.exp, np.where(self.held, self.first, self.offset))
         return {"exp": self.exp.copy(), "offset": self.offset.copy(),
                 "counts": self.counts.cpu().numpy()}
 
     def load(self, state: dict[str, np.ndarray]) -> None:
         self.exp, self.offset = state["exp"].astype(np.int64), state["offset"].astype(np.int64)
         self.counts = torch.from_numpy(state["counts"].astype(np.int64)).to(self.device)
+        filled = self.counts.ne(0).cpu().numpy()
+        self.held = np.asarray(filled.any(1))
+        self.first = self.offset + filled.argmax(1)
+        self.last = self.offset + self.bins - 1 - filled[:, ::-1].argmax(1)
 
     def merge(self, other: QuantileSketch) -> None:
         """Add `other`'s values (same units and bins): exactly as if they were seen here."""
@@ -132,6 +162,15 @@ class QuantileSketch:
                       np.where(o_held, self.offset, theirs.offset))
         self.counts += torch.where(torch.from_numpy(o_held).to(self.device)[:, None],
                                    theirs.counts, 0)
+        # the merged range, at this grid: the union of both ranges' bins
+        w = np.ldexp(1.0, self.exp)
+        o_first = np.floor(o_lo / w).astype(np.int64)
+        o_last = np.floor(o_hi / w).astype(np.int64)
+        self.first = np.where(o_held, np.where(self.held, np.minimum(self.first, o_first),
+                                               o_first), self.first)
+        self.last = np.where(o_held, np.where(self.held, np.maximum(self.last, o_last),
+                                              o_last), self.last)
+        self.held |= o_held
 
     # -- readout -------------------------------------------------------------------------
     def quantile(self, q: float) -> tuple[np.ndarray, np.ndarray]:

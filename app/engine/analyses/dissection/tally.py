@@ -8,15 +8,14 @@ label are one product masks @ A. Products of 0/1 masks and small counts are exac
 float32 up to 2^24 per entry, far above one image's pixels; the sums go into int64, so
 tallies are exact and mergeable by addition.
 
-Also here: the per-unit top-k images by maximum activation (from the first pass), and the
-drawing of a unit's mask on an image for its top-image strip.
+Also here: the per-unit top-k images by maximum activation (from the first pass).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -61,6 +60,52 @@ class TopImages:
         self.ids = torch.from_numpy(state["ids"]).to(dev)
 
 
+@dataclass(frozen=True)
+class ImageLabels:
+    """One image's labels as the tally multiplies them, made once for all its layers:
+    `matrix` (pixels, L_i + 1) float32, column l the count of label ids[l] at each pixel
+    (once per plane holding it), the last column all ones (so the same product gives |mask|);
+    `ids` the label numbers, `cats` the categories the image annotates."""
+
+    matrix: torch.Tensor
+    ids: torch.Tensor
+    cats: torch.Tensor
+
+
+def image_labels(lab: Labelled, device: torch.device) -> ImageLabels:
+    inv = torch.from_numpy(lab.inverse.astype(np.int64)).to(device)
+    n_ids = len(lab.ids)
+    a = torch.zeros(inv.shape[1], n_ids + 1, device=device)
+    ones = torch.ones(inv.shape[1], 1, device=device)
+    for plane in inv:  # label 0 (none) lands in the last column, which is then overwritten
+        a.scatter_add_(1, plane[:, None], ones)
+    a[:, n_ids] = 1.0
+    return ImageLabels(a, torch.from_numpy(lab.ids).to(device),
+                       torch.from_numpy(np.flatnonzero(lab.annotated)).to(device))
+
+
+@dataclass(frozen=True)
+class FiredMasks:
+    """The masks of one image's units that fired: `units` (n,) and `masks` (n, sh, sw)."""
+
+    units: torch.Tensor
+    masks: torch.Tensor
+
+    def of(self, units: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """(len(units), sh, sw) bool: each asked unit's mask, empty where it did not fire."""
+        out = np.zeros((len(units), *shape), bool)
+        fired = self.units.cpu().numpy()  # ascending: torch.nonzero's order
+        row = np.minimum(np.searchsorted(fired, units), max(len(fired) - 1, 0))
+        hit = fired[row] == units if len(fired) else np.zeros(len(units), bool)
+        if hit.any():
+            out[hit] = self.masks[torch.from_numpy(row[hit])].cpu().numpy()
+        return out
+
+
+NOTHING_FIRED = FiredMasks(torch.zeros(0, dtype=torch.int64),
+                           torch.zeros(0, 1, 1, dtype=torch.bool))
+
+
 class Tally:
     """Integer tallies of one layer: `both` (units, labels), `unit_cat` (units, categories)."""
 
@@ -71,39 +116,28 @@ class Tally:
         self.unit_cat = torch.zeros(units, categories, dtype=torch.int64, device=device)
         self.threshold = torch.from_numpy(thresholds).to(device, torch.float32)
 
-    def masks(self, acts: torch.Tensor, shape: tuple[int, int],
-              units: torch.Tensor | None = None) -> torch.Tensor:
-        """(units, h, w) maps of one image → (units, sh, sw) bool masks (of `units` only)."""
-        thr = self.threshold if units is None else self.threshold[units]
-        up = F.interpolate(acts[None].float(), size=shape, mode="bilinear",
-                           align_corners=False)[0]
-        return up > thr[:, None, None]
-
-    def add(self, acts: torch.Tensor, lab: Labelled) -> dict[int, torch.Tensor]:
-        """Tally one image (maps (units, h, w), its labels); returns the non-empty masks."""
+    def add(self, acts: torch.Tensor, labels: ImageLabels, shape: tuple[int, int]
+            ) -> FiredMasks:
+        """Tally one image (maps (units, h, w), its labels at mask size `shape`); returns
+        the masks of the units that fired."""
         # bilinear values are convex combinations of the map's: a unit whose maximum is not
         # above its threshold has an empty mask, and costs nothing (as in NetDissect)
         active = torch.nonzero(acts.flatten(1).amax(1) > self.threshold).flatten()
         if active.numel() == 0:
-            return {}
-        m = self.masks(acts[active], lab.shape, active)
-        flat = m.flatten(1).float()
-        inv = torch.from_numpy(lab.inverse.astype(np.int64)).to(self.device)
-        n_ids = len(lab.ids)
-        a = torch.zeros(flat.shape[1], n_ids + 1, device=self.device)
-        ones = torch.ones(flat.shape[1], 1, device=self.device)
-        for plane in inv:
-            a.scatter_add_(1, plane[:, None], ones)
-        both = (flat @ a[:, :n_ids]).round().long()
-        ids = torch.from_numpy(lab.ids).to(self.device)
+            return NOTHING_FIRED
+        up = F.interpolate(acts[active][None].float(), size=shape, mode="bilinear",
+                           align_corners=False)[0]
+        masks = up > self.threshold[active][:, None, None]
+        # one product gives every intersection and, in the last column, |mask|: products of
+        # 0/1 rows and small counts stay integers below 2^24, exact in float32
+        counts = (masks.flatten(1).float() @ labels.matrix).round_().long()
+        n_ids = len(labels.ids)
         rows = active[:, None]
-        self.both[rows, ids[None, :]] += both  # (unit, label) pairs are distinct
-        # |mask| from the float 0/1 rows: integer partial sums below 2^24 are exact in float32,
-        # and summing a bool tensor to int64 was the slowest step of the tally
-        count = flat.sum(1).round().long()
-        cats = torch.from_numpy(np.flatnonzero(lab.annotated)).to(self.device)
-        self.unit_cat[rows, cats[None, :]] += count[:, None]
-        return {int(u): m[i] for i, u in enumerate(active.tolist())}
+        self.both.index_put_((rows, labels.ids[None, :]), counts[:, :n_ids], accumulate=True)
+        self.unit_cat.index_put_((rows, labels.cats[None, :]),
+                                 counts[:, n_ids:].expand(-1, len(labels.cats)),
+                                 accumulate=True)
+        return FiredMasks(active, masks)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"both": self.both.cpu().numpy(), "unit_cat": self.unit_cat.cpu().numpy()}
@@ -111,28 +145,3 @@ class Tally:
     def load(self, state: dict[str, np.ndarray]) -> None:
         self.both = torch.from_numpy(state["both"]).to(self.device)
         self.unit_cat = torch.from_numpy(state["unit_cat"]).to(self.device)
-
-
-# -- drawing -----------------------------------------------------------------------------------
-
-TILE = 112  # px per side of one image in a unit's strip
-EDGE_RGB = (255, 230, 0)
-
-
-def draw_mask(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(h, w, 3) uint8 image with the (h, w) bool mask drawn: outside dimmed, edge yellow."""
-    out = (rgb.astype(np.float32) * np.where(mask, 1.0, 0.3)[..., None]).astype(np.uint8)
-    p = np.pad(mask, 1, mode="edge")
-    inner = p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
-    out[mask & ~inner] = EDGE_RGB
-    return out
-
-
-def strip(tiles: list[np.ndarray], gap: int = 4) -> np.ndarray:
-    """Tiles side by side, each resized to TILE × TILE, on a dark background."""
-    out = np.full((TILE, len(tiles) * (TILE + gap) - gap, 3), 24, np.uint8)
-    for i, t in enumerate(tiles):
-        interp = cv2.INTER_AREA if max(t.shape[:2]) > TILE else cv2.INTER_NEAREST
-        out[:, i * (TILE + gap): i * (TILE + gap) + TILE] = cv2.resize(t, (TILE, TILE),
-                                                                       interpolation=interp)
-    return out
