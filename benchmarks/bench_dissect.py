@@ -14,6 +14,9 @@ comparison, in two (`spool_gb=0`). Figures are images of the dataset per second,
 the rounds; `vs_scan` and `vs_bare` are ratios of those bests. Bar (issue 26): the four
 default layers ≥ 0.8 × the one-pass scan of the deepest layer.
 
+All three run as `deepvis` runs them: idle OpenMP threads sleep (`OMP_WAIT_POLICY=PASSIVE`)
+and freed memory is kept for reuse (`keep_freed_memory`).
+
 Memory: the dissection of M and of 10×M images, each in a fresh child process, peak RSS
 sampled during the job (bench_scan's method). Bar: the job's own increment changes by
 < 10 % of the peak (`dissect_peak_growth`).
@@ -32,6 +35,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from app.cli import quiet_openmp_waits  # noqa: E402
+from app.core.malloc_tuning import keep_freed_memory  # noqa: E402
+
+quiet_openmp_waits()  # as `deepvis` starts: before torch loads, for bare, scan and dissect
+keep_freed_memory()
 
 from bench_scan import _load, _rss_mb, _RssSampler, make_dataset, scan_once  # noqa: E402
 from report import print_report  # noqa: E402

@@ -17,7 +17,7 @@ from test_dissection import broden, colour_net, run  # noqa: F401  (broden: a fi
 from app.core.jobs import Cancelled, run_job
 from app.core.settings import SettingsError, settings_from_dict
 from app.engine.analyses.dissection import dissect
-from app.engine.analyses.dissection.spool import spool_bytes
+from app.engine.analyses.dissection.spool import label_bytes, spool_bytes
 from app.engine.runtime.models import LoadedModel
 
 PROBE = 1  # the image of the layer discovery (`discover_layers`), before any pass
@@ -59,11 +59,32 @@ def assert_same(a: Path, b: Path, layers: list[str], units: int) -> None:
         assert strips, layer  # a layer without strips would compare nothing
 
 
-def test_one_pass_equals_two_passes_on_broden(broden: Path, tmp_path: Path) -> None:  # noqa: F811
+def counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every image file the dissection's loader decodes (in this process: workers=0)."""
+    import app.engine.analyses.dissection.loader as loader
+
+    reads: list[str] = []
+    real = loader.read_image
+
+    def read(path: str, *args: object) -> np.ndarray:
+        reads.append(Path(path).name)
+        return real(path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader, "read_image", read)
+    return reads
+
+
+def test_one_pass_equals_two_passes_on_broden(broden: Path, tmp_path: Path,  # noqa: F811
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     one_net, two_net = colour_net(), colour_net()
     once, twice = counting(one_net, "conv"), counting(two_net, "conv")
+    reads = counting_reads(monkeypatch)
     one = run(one_net, broden, tmp_path / "one", top_k=2)
+    # one pass decodes each image once: pass 2 reads labels and thumbnails from the spool
+    assert sorted(reads) == [f"img{i}.png" for i in range(4)]
+    reads.clear()
     two = run(two_net, broden, tmp_path / "two", top_k=2, spool_gb=0)
+    assert sorted(reads) == sorted(2 * [f"img{i}.png" for i in range(4)])
     assert comparable(one) == comparable(two)
     assert [u.label for u in one.layers["conv"].units][:3] == ["red-c", "green-c", "blue-c"]
     assert_same(tmp_path / "one", tmp_path / "two", ["conv"], 4)
@@ -72,14 +93,37 @@ def test_one_pass_equals_two_passes_on_broden(broden: Path, tmp_path: Path) -> N
     assert not (tmp_path / "one" / ".partial").exists()  # the spool went with the checkpoint
 
 
+def test_an_unreadable_label_file_is_skipped_alike_in_one_pass_and_two(
+        tmp_path: Path) -> None:
+    """img2's colour mask is not a PNG: its activations count towards the thresholds (the
+    image itself reads) and the tally skips it, whether pass 2 reads the spool or the
+    files again."""
+    from test_dissection import make_broden
+
+    data = make_broden(tmp_path / "data")
+    (data / "images" / "img2_color.png").write_bytes(b"not a PNG at all")
+    one = run(colour_net(), data, tmp_path / "one", top_k=2)
+    two = run(colour_net(), data, tmp_path / "two", top_k=2, spool_gb=0)
+    assert [Path(p).name for p, _ in one.skipped] == ["img2.png"]
+    assert "img2_color.png" in one.skipped[0][1]
+    assert one.skipped == two.skipped
+    assert comparable(one) == comparable(two) and one.images == 3
+    assert_same(tmp_path / "one", tmp_path / "two", ["conv"], 4)
+
+
 def test_over_budget_runs_the_network_twice(broden: Path, tmp_path: Path) -> None:  # noqa: F811
     net = colour_net()
     seen = counting(net, "conv")
     # 4 images × 4 units × 8 × 8 float32 = 4 KiB: 1 KB of spool is too little
     assert spool_bytes(4, [(4, 8, 8)]) == 4096
+    # with labels: 4 × (4 KiB / 4 + 64 label pixels × (3 thumbnail + 2 × 3 planes)) bytes
+    assert spool_bytes(4, [(4, 8, 8)], label_bytes=label_bytes(64, 3)) == 4 * (1024 + 576)
     small = run(net, broden, tmp_path / "small", top_k=2, spool_gb=1e-6)
     assert seen[0] == PROBE + 8
-    big = run(colour_net(), broden, tmp_path / "big", top_k=2, spool_gb=5e-6)
+    big_net = colour_net()
+    seen_big = counting(big_net, "conv")
+    big = run(big_net, broden, tmp_path / "big", top_k=2, spool_gb=6.4e-6)
+    assert seen_big[0] == PROBE + 4  # 6,400 bytes: spooled
     assert comparable(small) == comparable(big)
 
 

@@ -53,12 +53,12 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _settings(tmp: Path) -> Path:
+def _settings(tmp: Path, dissect: str = "") -> Path:
     path = tmp / "settings.toml"
     path.write_text(f'[cache]\ndir = "{(tmp / "cache").as_posix()}"\n'
                     "[model]\ndevice = \"cpu\"\n"
                     "[scan]\nworkers = 2\nbatch_size = 4\ncheckpoint_every = 1\ntop_k = 9\n"
-                    "[dissect]\nbatch_size = 8\ntop_k = 2\n")
+                    f"[dissect]\nbatch_size = 8\ntop_k = 2\n{dissect}")
     return path
 
 
@@ -124,18 +124,24 @@ def _drawn(out: Path) -> bool:
     return False
 
 
-@pytest.mark.parametrize("stage", ["pass one", "pass two", "writing"])
+@pytest.mark.parametrize("stage", ["pass one", "pass two", "pass two, network twice",
+                                   "writing"])
 def test_killed_dissection_leaves_no_process_and_resumes(photos: Path, tmp_path: Path,
                                                          stage: str) -> None:
     out = tmp_path / "dissect"
+    # over the spool budget (0): pass 2 decodes the images again, in worker processes
+    twice = "spool_gb = 0\n" if stage.endswith("twice") else ""
     argv = ["-m", "app", "dissect", str(photos), "--layers", LAYER, "--settings",
-            str(_settings(tmp_path)), "--out", str(out)]
+            str(_settings(tmp_path, twice)), "--out", str(out)]
     # a batch in: the workers have decoded the next ones, whose labels fill the pipe to
-    # the dead reader (a worker that then waits to flush it at exit is the leak)
+    # the dead reader (a worker that then waits to flush it at exit is the leak); a pass 2
+    # that reads the spool has no workers
     ready = {
         "pass one": lambda: _workers(proc) and _checkpoint(out) >= (1, 1),
-        "pass two": lambda: _workers(proc) and _checkpoint(out)[0] == 2
+        "pass two": lambda: _checkpoint(out)[0] == 2
         and _drawn(out),  # some top image drawn: a batch in
+        "pass two, network twice": lambda: _workers(proc) and _checkpoint(out)[0] == 2
+        and _drawn(out),
         "writing": lambda: (out / "meta.json").exists(),
     }[stage]
     proc = _start(argv, tmp_path, "killed")

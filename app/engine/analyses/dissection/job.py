@@ -14,9 +14,10 @@ batch_size=32, workers=2, cache_dir="", out=None, top_k=4, bins=4096, ...)
 Two passes over the images, as NetDissect, but streamed: pass 1 folds every activation
 into a per-unit `QuantileSketch` (threshold = the 1 − `quantile` quantile, within a bound
 reported per unit) and keeps each unit's top-k images; pass 2 tallies masks against labels
-(`Tally`) and draws the top images' masks. The network runs once: pass 1 spools the raw unit
-maps to disk (`spool`, within `spool_gb`) and pass 2 reads them back, bitwise the same maps;
-a dataset whose maps exceed the budget runs the network again in pass 2 (same result).
+(`Tally`) and draws the top images' masks. The images are decoded and run through the
+network once: pass 1 spools the raw unit maps, the labels and thumbnails to disk (`spool`,
+within `spool_gb`) and pass 2 reads them back, bitwise the same; a dataset whose spool would
+exceed the budget decodes and runs the network again in pass 2 (same result).
 A unit's |mask| in its IoU with a label is counted in every image that annotates the
 label's category, the 2017 NetDissect's rule, not NetDissect-Lite's (only images where the
 mask touches such a label); see `scoring`. Memory is O(units × (bins + labels + k)),
@@ -42,6 +43,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +56,19 @@ from app.core.atomic import (
 )
 from app.core.files import files_fingerprint, safe_filename
 from app.core.jobs import Job
-from app.engine.analyses.dissection.concepts import Concepts, DissectionError, find_concepts
-from app.engine.analyses.dissection.loader import ConceptImages, collate, normalize
+from app.engine.analyses.dissection.concepts import (
+    MAX_MASK_SIDE,
+    Concepts,
+    DissectionError,
+    find_concepts,
+)
+from app.engine.analyses.dissection.loader import (
+    SPOOL,
+    ConceptImages,
+    Labelled,
+    collate,
+    normalize,
+)
 from app.engine.analyses.dissection.result import (
     DISSECT_FORMAT,
     DissectionResult,
@@ -63,7 +76,7 @@ from app.engine.analyses.dissection.result import (
 )
 from app.engine.analyses.dissection.scoring import label_units, summarize
 from app.engine.analyses.dissection.sketch import QuantileSketch
-from app.engine.analyses.dissection.spool import Spool, spool_bytes
+from app.engine.analyses.dissection.spool import Chunk, Spool, label_bytes, spool_bytes
 from app.engine.analyses.dissection.tally import NO_IMAGE, Tally, TopImages, image_labels
 from app.engine.analyses.dissection.tiles import TileStage, strip_path
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key, writable_cache
@@ -83,6 +96,8 @@ from app.engine.runtime.directions import (
 from app.engine.runtime.distributed import Ranks
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import ActivationRecorder, discover_layers, truncated_forward
+
+TALLY_THREADS = 2  # threads tallying the images of a batch (the dev box's two cores)
 
 
 def _layer_shapes(loaded: LoadedModel, layers: Sequence[str],
@@ -219,14 +234,18 @@ def _compute(
     n = len(concepts.items)
     # a rank takes whole batches of the single-process run: rank, rank + N, …
     mine = list(range(n)) if ranks is None else ranks.positions(n, batch_size)
-    key_doc: list[Any] = [digest, todo, batch_size]
+    # "labels spooled": checkpoints of runs whose chunks held maps only are not resumed
+    key_doc: list[Any] = [digest, todo, batch_size, "labels spooled"]
     if ranks is not None:
         key_doc += ["rank", ranks.rank, ranks.world]
     run_key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:16]
     ckpt = folder / ".partial" / run_key
     staging = ckpt / "tiles"
     spool = Spool(ckpt / "spool", todo, mine, batch_size)
-    fits = spool_gb > 0 and spool_bytes(len(mine), [shapes[m] for m in todo]) <= spool_gb * 1e9
+    pixels = max((it.sh * it.sw or MAX_MASK_SIDE**2 for it in concepts.items), default=0)
+    fits = spool_gb > 0 and spool_bytes(
+        len(mine), [shapes[m] for m in todo],
+        label_bytes=label_bytes(pixels, len(concepts.categories))) <= spool_gb * 1e9
     sketches = {name: QuantileSketch(shapes[name][0], device, bins) for name in todo}
     tops = {name: TopImages(shapes[name][0], top_k, device) for name in todo}
     tallies: dict[str, Tally] = {}
@@ -278,14 +297,16 @@ def _compute(
     already = (len(mine) if stage == 2 else 0) + min(done * batch_size, len(mine))
     meter = Meter(2 * len(mine), already, already if resumed else 0)
     computed = 0
-    with torch.no_grad(), ActivationRecorder(model, todo, directions) as rec:
+    with (torch.no_grad(), ActivationRecorder(model, todo, directions) as rec,
+          ThreadPoolExecutor(TALLY_THREADS, thread_name_prefix="tally") as pool):
         rec.clone_layers |= clone & set(todo)
         forward, unhook = truncated_forward(model, rec, todo)
         last_saved, dirty = done, False
         try:
             if stage == 1:
-                for batch in _batches(concepts, mine, pre, max_pixels, False, frozenset(),
-                                      done, batch_size, workers, mp_context):
+                for batch in _batches(concepts, mine, pre, max_pixels, SPOOL if spooling
+                                      else False, frozenset(), done, batch_size, workers,
+                                      mp_context):
                     dirty = True
                     if batch["images"]:
                         rec.run(normalize(batch["images"], pre, device), forward)
@@ -296,7 +317,8 @@ def _compute(
                     if spooling:  # before the checkpoint that counts this batch
                         spool.write(done, batch["ids"], {
                             m: rec.activations[m] if batch["images"] else torch.empty(
-                                0, *shapes[m]) for m in todo})
+                                0, *shapes[m]) for m in todo}, batch["labels"],
+                            batch["label_errors"])
                     skipped += [(concepts.items[i].image, e) for i, e in batch["failed"]]
                     done, dirty = done + 1, False
                     computed += len(batch["images"])
@@ -341,26 +363,41 @@ def _compute(
             wanted = frozenset(i for m in members.values() for i in m)
             meter = Meter(2 * len(mine), len(mine) + min(done * batch_size, len(keep)),
                           meter.resumed_from)
-            for batch in _batches(concepts, keep, pre, max_pixels, True, wanted, done,
-                                  batch_size, workers, mp_context):
+            source = (_chunks(spool, done, device) if spooling else
+                      _batches(concepts, keep, pre, max_pixels, True, wanted, done,
+                               batch_size, workers, mp_context))
+            for item in source:
                 dirty = True
-                if batch["images"]:
-                    if spooling:
-                        maps = [spool.maps(lab.index, device) for lab in batch["labels"]]
-                    else:
+                if isinstance(item, Chunk):  # what pass 1 read and computed, read back
+                    labels, maps = item.labels, item.maps
+                    pairs = list(zip(item.ids, item.errors, strict=True))
+                    ok = [i for i, e in pairs if not e]
+                    failed = [(i, e) for i, e in pairs if e]  # as a second read would fail
+                    batch = {"ids": ok, "images": ok, "failed": failed}
+                else:
+                    batch = item
+                    labels, maps, failed = batch["labels"], {}, batch["failed"]
+                    if batch["images"]:
                         rec.run(normalize(batch["images"], pre, device), forward)
-                        maps = [{m: rec.activations[m][j] for m in todo}
-                                for j in range(len(batch["labels"]))]
-                    for j, lab in enumerate(batch["labels"]):
-                        labels = image_labels(lab, device)  # once for all the layers
+                        maps = {m: rec.activations[m] for m in todo}
+                def tally_image(job: tuple[int, Labelled],
+                                maps: dict[str, torch.Tensor] = maps) -> None:
+                    j, lab = job
+                    matrix = image_labels(lab, device)  # once for all the layers
+                    with torch.no_grad():  # grad mode is per thread
                         for name in todo:
-                            fired = tallies[name].add(maps[j][name], labels, lab.shape)
-                            if lab.thumb is not None:
-                                tiles[name].draw(lab.thumb, fired,
-                                                 members[name].get(lab.index, []))
-                    for lab in batch["labels"]:
-                        np.add.at(label_px, lab.ids, lab.counts)
-                skipped += [(concepts.items[i].image, e) for i, e in batch["failed"]]
+                            fired = tallies[name].add(maps[name][j], matrix, lab.shape)
+                            slots = members[name].get(lab.index, [])
+                            if lab.thumb is not None and slots:  # disjoint slots per image
+                                tiles[name].draw(lab.thumb, fired, slots)
+
+                # the images of a batch on TALLY_THREADS threads: torch and numpy let go of
+                # the GIL, and one thread left a core idle (no network runs in this pass)
+                found = [(j, lab) for j, lab in enumerate(labels) if lab is not None]
+                list(pool.map(tally_image, found))
+                for _, lab in found:
+                    np.add.at(label_px, lab.ids, lab.counts)
+                skipped += [(concepts.items[i].image, e) for i, e in failed]
                 done, dirty = done + 1, False
                 computed += len(batch["images"])
                 if done - last_saved >= checkpoint_every:
@@ -479,11 +516,16 @@ def _merge_second_pass(ranks: Ranks, todo: list[str], tallies: dict[str, Tally],
 
 
 def _batches(concepts: Concepts, indices: Sequence[int], pre: Any, max_pixels: int,
-             labels: bool, thumbs: frozenset[int], skip_batches: int, batch_size: int,
+             labels: bool | str, thumbs: frozenset[int], skip_batches: int, batch_size: int,
              workers: int, mp_context: str | None) -> Iterator[dict[str, Any]]:
     rest = list(indices)[skip_batches * batch_size:]
     ds = ConceptImages(concepts, rest, pre, max_pixels, labels, thumbs)
     yield from batches(make_loader(ds, batch_size, workers, collate, mp_context))
+
+
+def _chunks(spool: Spool, start: int, device: torch.device) -> Iterator[Chunk]:
+    for b in range(start, spool.batches):
+        yield spool.read(b, device)
 
 
 def _top_members(todo: list[str], tops: dict[str, TopImages]

@@ -107,13 +107,19 @@ class QuantileSketch:
         high_bin = np.floor(np.where(touched, hi, 0.0) / w).astype(np.int64)
         fits = ((exp == self.exp) & (low_bin >= self.offset)
                 & (high_bin < self.offset + self.bins))
-        offset = np.where(touched & ~fits, low_bin, self.offset)
+        # a window that moves is centred on the range: room to grow both ways (a range
+        # takes at least half the bins of its grid, so a window at its low end moved again
+        # at most batches while the minimum kept falling)
+        slack = self.bins - 1 - (high_bin - low_bin)
+        offset = np.where(touched & ~fits, low_bin - slack // 2, self.offset)
         self._rebin(exp, offset)
 
     def _rebin(self, exp: np.ndarray, offset: np.ndarray) -> None:
         """Move the units whose grid or window changes to `exp` and `offset` (those only)."""
-        rows = np.flatnonzero((exp != self.exp) | (offset != self.offset))
+        moved = (exp != self.exp) | (offset != self.offset)
+        rows = np.flatnonzero(moved & self.held)  # an empty histogram has nothing to move
         if rows.size == 0:
+            self.exp, self.offset = exp.astype(np.int64), offset.astype(np.int64)
             return
         shift_np = exp[rows] - self.exp[rows]
         r = torch.from_numpy(rows).to(self.device)

@@ -14,6 +14,7 @@ Also here: the per-unit top-k images by maximum activation (from the first pass)
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,6 +116,7 @@ class Tally:
         self.both = torch.zeros(units, labels, dtype=torch.int64, device=device)
         self.unit_cat = torch.zeros(units, categories, dtype=torch.int64, device=device)
         self.threshold = torch.from_numpy(thresholds).to(device, torch.float32)
+        self._adding = threading.Lock()  # images tally on several threads; sums are exact
 
     def add(self, acts: torch.Tensor, labels: ImageLabels, shape: tuple[int, int]
             ) -> FiredMasks:
@@ -133,10 +135,12 @@ class Tally:
         counts = (masks.flatten(1).float() @ labels.matrix).round_().long()
         n_ids = len(labels.ids)
         rows = active[:, None]
-        self.both.index_put_((rows, labels.ids[None, :]), counts[:, :n_ids], accumulate=True)
-        self.unit_cat.index_put_((rows, labels.cats[None, :]),
-                                 counts[:, n_ids:].expand(-1, len(labels.cats)),
+        with self._adding:
+            self.both.index_put_((rows, labels.ids[None, :]), counts[:, :n_ids],
                                  accumulate=True)
+            self.unit_cat.index_put_((rows, labels.cats[None, :]),
+                                     counts[:, n_ids:].expand(-1, len(labels.cats)),
+                                     accumulate=True)
         return FiredMasks(active, masks)
 
     def state(self) -> dict[str, np.ndarray]:
