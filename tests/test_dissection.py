@@ -340,6 +340,21 @@ def test_colour_terms_of_focal_colours() -> None:
     assert [COLOUR_NAMES[i] for i in named[0]] == ["red", "green", "blue", "white", "black"]
 
 
+def test_colour_terms_are_the_nearest_focal_colour_for_a_quarter_of_all_colours() -> None:
+    """The plane-by-plane `colour_index` against the plain formula (nearest focal colour in
+    L*a*b*, the first of equals) on every fourth of the 2^24 sRGB colours."""
+    from app.engine.analyses.dissection.colours import _FOCAL_LAB, rgb_to_lab
+
+    every = np.arange(0, 1 << 24, 4, dtype=np.uint32)
+    rgb = np.stack([(every >> 16) & 255, (every >> 8) & 255, every & 255], -1).astype(
+        np.uint8).reshape(1024, 4096, 3)
+    for rows in range(0, 1024, 128):
+        part = rgb[rows:rows + 128]
+        lab = rgb_to_lab(part)
+        nearest = ((lab[..., None, :] - _FOCAL_LAB) ** 2).sum(-1).argmin(-1)
+        assert np.array_equal(colour_index(part), nearest), rows
+
+
 def test_cli_exit_codes_and_json(broden: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     import app.cli as cli
     import app.cli.dissect as dissect_command

@@ -53,10 +53,27 @@ _FOCAL_LAB = rgb_to_lab(_FOCAL_RGB)
 
 
 def colour_index(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB → (H, W) int: index into `COLOUR_NAMES` of each pixel's colour."""
+    """(H, W, 3) uint8 RGB → (H, W) int: index into `COLOUR_NAMES` of each pixel's colour
+    (the nearest focal colour; the first of equals).
+
+    One focal colour at a time over whole planes: the squared distance summed in the order
+    numpy sums a length-3 axis, ((ΔL² + Δa²) + Δb²) in float32, so the same numbers as
+    `((lab[..., None, :] - focal) ** 2).sum(-1).argmin(-1)` (every one of the 2^24 colours
+    checked) at a fifth of the time: summing 3-long rows was most of a dissection loader's
+    work."""
     lab = rgb_to_lab(rgb)
-    d = ((lab[..., None, :] - _FOCAL_LAB) ** 2).sum(-1)
-    return d.argmin(-1)
+    planes = [np.ascontiguousarray(lab[..., i]) for i in range(3)]
+    best = np.full(lab.shape[:-1], np.inf, np.float32)
+    index = np.zeros(lab.shape[:-1], np.int64)
+    for k, focal in enumerate(_FOCAL_LAB):
+        d = np.zeros_like(best)
+        for plane, value in zip(planes, focal, strict=True):
+            delta = plane - value
+            d += delta * delta
+        closer = d < best
+        best = np.where(closer, d, best)
+        index[closer] = k
+    return index
 
 
 def focal_rgb(name: str) -> tuple[int, int, int]:
