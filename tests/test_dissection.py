@@ -556,3 +556,20 @@ def test_a_tile_dims_outside_the_mask_and_draws_its_edge_yellow(tmp_path: Path) 
     assert strip_path(tmp_path, 3) == tmp_path / "unit_0003.png"
     assert strip_path(tmp_path, 4) == tmp_path / "unit_0004.jpg"
     assert strip_path(tmp_path, 5) is None
+
+
+def test_the_tally_threads_leave_torchs_thread_count_as_it_was(broden: Path,
+                                                               tmp_path: Path) -> None:
+    """Pass 2's threads run their ops on one OpenMP thread each; torch's default for the
+    threads the process starts later (the window's, a next job's) is given back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run(colour_net(), broden, tmp_path / "o", top_k=2)
+        seen: list[int] = []
+        later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        later.start()
+        later.join()
+        assert seen == [2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -100,6 +100,13 @@ from app.engine.runtime.recorder import ActivationRecorder, discover_layers, tru
 TALLY_THREADS = 2  # threads tallying the images of a batch (the dev box's two cores)
 
 
+def _single_threaded_ops() -> None:
+    """A tally thread's torch ops run on it alone: the images of a batch are spread over
+    TALLY_THREADS threads already, and an OpenMP team per op on top of them (two threads
+    each, on two cores) cost 15 % of the pass in wake-ups."""
+    torch.set_num_threads(1)
+
+
 def _layer_shapes(loaded: LoadedModel, layers: Sequence[str],
                   directions: dict[str, DirectionLayer] | None = None,
                   ) -> tuple[dict[str, tuple[int, ...]], set[str]]:
@@ -297,8 +304,10 @@ def _compute(
     already = (len(mine) if stage == 2 else 0) + min(done * batch_size, len(mine))
     meter = Meter(2 * len(mine), already, already if resumed else 0)
     computed = 0
+    threads = torch.get_num_threads()
     with (torch.no_grad(), ActivationRecorder(model, todo, directions) as rec,
-          ThreadPoolExecutor(TALLY_THREADS, thread_name_prefix="tally") as pool):
+          ThreadPoolExecutor(TALLY_THREADS, thread_name_prefix="tally",
+                             initializer=_single_threaded_ops) as pool):
         rec.clone_layers |= clone & set(todo)
         forward, unhook = truncated_forward(model, rec, todo)
         last_saved, dirty = done, False
@@ -395,6 +404,9 @@ def _compute(
                 # the GIL, and one thread left a core idle (no network runs in this pass)
                 found = [(j, lab) for j, lab in enumerate(labels) if lab is not None]
                 list(pool.map(tally_image, found))
+                # a tally thread's set_num_threads(1) is also the default of threads started
+                # after it (the window's, say): give that back
+                torch.set_num_threads(threads)
                 for _, lab in found:
                     np.add.at(label_px, lab.ids, lab.counts)
                 skipped += [(concepts.items[i].image, e) for i, e in failed]
