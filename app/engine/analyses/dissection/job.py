@@ -43,7 +43,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -287,7 +287,36 @@ def _compute(
     resumed_at = (stage, min(done * batch_size, len(mine))) if resumed else (0, 0)
     skipped1 = {s[0] for s in skipped} if stage == 2 else set()
 
+    threads = torch.get_num_threads()
+    # pass 1 folds a batch into the sketches, top images and spool on a tally thread while
+    # the network runs the next batch; `settle` waits for it (and re-raises its error)
+    pending: list[Future[None]] = []
+    fold_failed = False
+
+    def settle() -> None:
+        nonlocal fold_failed
+        while pending:
+            try:
+                pending.pop().result()
+            except BaseException:
+                fold_failed = True  # that batch is half folded: nothing to checkpoint
+                raise
+            finally:
+                torch.set_num_threads(threads)  # see the tally below
+
+    def fold(b: int, batch: dict[str, Any], maps: dict[str, torch.Tensor]) -> None:
+        if maps:
+            ids = torch.tensor(batch["ids"], dtype=torch.int64)
+            for name in todo:
+                sketches[name].add(maps[name])
+                tops[name].add(maps[name], ids)
+        if spooling:  # before the checkpoint that counts this batch (it settles first)
+            spool.write(b, batch["ids"], {
+                m: maps[m] if maps else torch.empty(0, *shapes[m]) for m in todo},
+                batch["labels"], batch["label_errors"])
+
     def checkpoint() -> None:
+        settle()
         arrays: dict[str, np.ndarray] = {}
         for i, name in enumerate(todo):
             arrays.update({f"{i}.top.{k}": v for k, v in tops[name].state().items()})
@@ -304,7 +333,6 @@ def _compute(
     already = (len(mine) if stage == 2 else 0) + min(done * batch_size, len(mine))
     meter = Meter(2 * len(mine), already, already if resumed else 0)
     computed = 0
-    threads = torch.get_num_threads()
     with (torch.no_grad(), ActivationRecorder(model, todo, directions) as rec,
           ThreadPoolExecutor(TALLY_THREADS, thread_name_prefix="tally",
                              initializer=_single_threaded_ops) as pool):
@@ -317,17 +345,12 @@ def _compute(
                                       else False, frozenset(), done, batch_size, workers,
                                       mp_context):
                     dirty = True
+                    maps: dict[str, torch.Tensor] = {}
                     if batch["images"]:
                         rec.run(normalize(batch["images"], pre, device), forward)
-                        ids = torch.tensor(batch["ids"], dtype=torch.int64)
-                        for name in todo:
-                            sketches[name].add(rec.activations[name])
-                            tops[name].add(rec.activations[name], ids)
-                    if spooling:  # before the checkpoint that counts this batch
-                        spool.write(done, batch["ids"], {
-                            m: rec.activations[m] if batch["images"] else torch.empty(
-                                0, *shapes[m]) for m in todo}, batch["labels"],
-                            batch["label_errors"])
+                        maps = {m: rec.activations[m] for m in todo}
+                    settle()  # the last batch's fold, which ran beside this forward
+                    pending.append(pool.submit(fold, done, batch, maps))
                     skipped += [(concepts.items[i].image, e) for i, e in batch["failed"]]
                     done, dirty = done + 1, False
                     computed += len(batch["images"])
@@ -336,6 +359,7 @@ def _compute(
                         last_saved = done
                     yield meter.update("thresholds", len(batch["ids"]) + len(batch["failed"]),
                                      len(skipped))
+                settle()
                 if ranks is None:
                     for name in todo:
                         limits[name] = sketches[name].quantile(1.0 - quantile)
@@ -418,7 +442,9 @@ def _compute(
                 yield meter.update("tally", len(batch["ids"]) + len(batch["failed"]), len(skipped))
         except BaseException:
             # a cancel closes the job at a yield, between batches: save what is done
-            if not dirty and done != last_saved:
+            with contextlib.suppress(Exception):
+                settle()  # a failed fold sets fold_failed
+            if not dirty and not fold_failed and done != last_saved:
                 checkpoint()
             raise
         finally:
