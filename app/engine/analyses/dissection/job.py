@@ -69,6 +69,7 @@ from app.engine.analyses.dissection.loader import (
     collate,
     normalize,
 )
+from app.engine.analyses.dissection.merge import merge_first_pass, merge_second_pass
 from app.engine.analyses.dissection.result import (
     DISSECT_FORMAT,
     DissectionResult,
@@ -364,7 +365,7 @@ def _compute(
                     for name in todo:
                         limits[name] = sketches[name].quantile(1.0 - quantile)
                 else:
-                    skipped = _merge_first_pass(ranks, todo, sketches, tops, skipped, limits,
+                    skipped = merge_first_pass(ranks, todo, sketches, tops, skipped, limits,
                                                 quantile)
                 for name in todo:
                     tallies[name] = Tally(shapes[name][0], concepts.labels,
@@ -413,6 +414,7 @@ def _compute(
                     if batch["images"]:
                         rec.run(normalize(batch["images"], pre, device), forward)
                         maps = {m: rec.activations[m] for m in todo}
+
                 def tally_image(job: tuple[int, Labelled],
                                 maps: dict[str, torch.Tensor] = maps) -> None:
                     j, lab = job
@@ -450,7 +452,7 @@ def _compute(
         finally:
             unhook()
     if ranks is not None:
-        skipped, label_px, resumed, computed = _merge_second_pass(
+        skipped, label_px, resumed, computed = merge_second_pass(
             ranks, todo, tallies, label_px, tiles, skipped, resumed, computed)
         if not ranks.is_root:
             ranks.check()  # rank 0 has written the result: this part is no longer needed
@@ -497,60 +499,6 @@ def _write_layers(loaded: LoadedModel, concepts: Concepts, todo: list[str], fold
             "digest": np.array(digest), "layer": np.array(name),
             **tallies[name].state(), "label_px": label_px, "threshold": thr, "error": err,
             **{f"top_{k}": v for k, v in tops[name].state().items()}}, items=images, what=what)
-
-
-# -- torchrun: the merges between and after the passes -------------------------------------------
-
-
-def _merge_first_pass(ranks: Ranks, todo: list[str], sketches: dict[str, QuantileSketch],
-                      tops: dict[str, TopImages], skipped: list[Any],
-                      limits: dict[str, tuple[np.ndarray, np.ndarray]], quantile: float
-                      ) -> list[Any]:
-    """Rank 0 merges the sketches (exactly: the state is a function of the values alone) and
-    the top images; every rank gets the thresholds, the top images and the skipped files."""
-    parts = ranks.gather(({n: sketches[n].state() for n in todo},
-                          {n: tops[n].state() for n in todo}, skipped))
-    shared = None
-    if parts is not None:
-        for sketch_states, top_states, more in parts[1:]:
-            for name in todo:
-                other = QuantileSketch(sketches[name].units, sketches[name].device,
-                                       sketches[name].bins)
-                other.load(sketch_states[name])
-                sketches[name].merge(other)
-                tops[name].absorb(top_states[name])
-            skipped = skipped + more
-        shared = ({n: sketches[n].quantile(1.0 - quantile) for n in todo},
-                  {n: tops[n].state() for n in todo}, sorted(skipped))
-    thresholds, top_states, everyone_skipped = ranks.broadcast(shared)
-    limits.update(thresholds)
-    for name in todo:
-        tops[name].load(top_states[name])
-    return [tuple(s) for s in everyone_skipped]
-
-
-def _merge_second_pass(ranks: Ranks, todo: list[str], tallies: dict[str, Tally],
-                       label_px: np.ndarray, tiles: dict[str, TileStage], skipped: list[Any],
-                       resumed: bool,
-                       computed: int) -> tuple[list[Any], np.ndarray, bool, int]:
-    """Tallies summed over the ranks (integers: exact); the mask tiles each rank drew for
-    top images, the skipped files and the counts gathered on rank 0."""
-    for name in todo:
-        tallies[name].both = ranks.sum(tallies[name].both)
-        tallies[name].unit_cat = ranks.sum(tallies[name].unit_cat)
-    label_px = ranks.sum(torch.from_numpy(label_px)).numpy()
-    mine = {name: t.state() for name, t in tiles.items()} if not ranks.is_root else {}
-    parts = ranks.gather((mine, skipped, resumed, computed))
-    if parts is None:
-        return skipped, label_px, resumed, computed
-    everyone: set[tuple[str, str]] = set()  # pass 1's skipped files are in every part
-    resumed, computed = False, 0
-    for more_tiles, more, was_resumed, n_now in parts:
-        for name, state in more_tiles.items():
-            tiles[name].absorb(state)
-        everyone |= {(str(a), str(b)) for a, b in more}
-        resumed, computed = resumed or was_resumed, computed + n_now
-    return sorted(everyone), label_px, resumed, computed
 
 
 def _batches(concepts: Concepts, indices: Sequence[int], pre: Any, max_pixels: int,
