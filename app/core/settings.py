@@ -112,7 +112,7 @@ class DissectSettings:
     min_iou: float = 0.04  # IoU above which a unit counts as a detector of its concept
     batch_size: int = 32
     top_k: int = 4  # top images drawn with the unit's mask, per unit
-    # disk for unit maps kept between the passes so the network runs once (0: run it twice)
+    # disk for unit maps and labels kept between the passes: one decode and forward (0: two)
     spool_gb: float = 4.0
 
 
