@@ -109,3 +109,18 @@ def test_restart_ignores_a_checkpoint(tmp_path, photos):
     assert not any(s.resumed_from for s in steps)
     assert float(np.abs(fresh.samples).max()) < 100.0
     assert not (out / ".partial").exists()
+
+
+def test_a_cancelled_atlas_that_keeps_no_partial_leaves_nothing_behind(tmp_path, photos):
+    """The session's atlas (its frames are a snapshot no later run can resume on) passes
+    keep_partial=False: cancelled in the collection, no checkpoint and no folder stay."""
+    from app.core.jobs import Cancelled
+
+    out = tmp_path / "session-atlas"
+    with pytest.raises(Cancelled):
+        _build(photos, out, cancel_after=3, keep_partial=False)
+    assert not out.exists()
+    with pytest.raises(Cancelled):  # as every other atlas: its checkpoint kept to resume
+        _build(photos, out, cancel_after=3)
+    assert len(list((out / ".partial").iterdir())) == 1
+

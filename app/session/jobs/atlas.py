@@ -91,16 +91,19 @@ def _session(ctx: JobContext, req: SessionAtlasRequest, seen: Callable[[], Path]
     if kept < MIN_SESSION_FRAMES:
         raise Refused(f"this session has kept {kept} frame{'s' if kept != 1 else ''} (one a "
                       f"second of what the source shows): show it more, then ask again")
-    return (yield from _build(ctx, AtlasRequest(str(folder), req.layer, req.grid)))
+    # a cancelled one leaves no checkpoint: its snapshot of the frames is not kept to resume
+    return (yield from _build(ctx, AtlasRequest(str(folder), req.layer, req.grid),
+                              keep_partial=False))
 
 
-def _build(ctx: JobContext, req: AtlasRequest) -> SessionJob:
+def _build(ctx: JobContext, req: AtlasRequest, keep_partial: bool = True) -> SessionJob:
     s = ctx.settings
     loaded = ctx.private_model()
     try:
         atlas = yield from build_atlas(
             loaded, req.folder, req.layer, grid=req.grid, cache_dir=s.cache.dir,
-            max_pixels=s.source.max_image_pixels, max_side=s.source.max_frame_side)
+            max_pixels=s.source.max_image_pixels, max_side=s.source.max_frame_side,
+            keep_partial=keep_partial)
     except AtlasError as exc:  # the folder's fault (no images, too few): the user's line
         raise Refused(str(exc)) from None
     folder = str(atlas.cells_folder)

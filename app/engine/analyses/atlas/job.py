@@ -145,13 +145,15 @@ def build_atlas(
     per_image: int = 16, min_count: int = 3, seed: int = 0, batch_size: int = 16,
     gradient_images: int = 16, cache_dir: str = "", out: str | Path | None = None,
     max_pixels: int = 80_000_000, max_side: int = 1280, resume: bool = True,
-    checkpoint_every: int = 10, ranks: Ranks | None = None,
+    checkpoint_every: int = 10, ranks: Ranks | None = None, keep_partial: bool = True,
 ) -> Job[AtlasProgress, Atlas]:
     """The atlas of `layer` over the images under `dataset` (module doc).
 
     `checkpoint_every`: batches between two checkpoints of the collection. With `ranks`
     (torchrun) each rank collects its batches, rank 0 lays out, labels and writes; the other
-    ranks return the atlas without its samples."""
+    ranks return the atlas without its samples. `keep_partial=False`: a cancelled or failed
+    run leaves no checkpoint (for a folder that will not be there to resume on: the frames
+    a session kept)."""
     started = time.perf_counter()
     for what, value in (("the grid size", grid), ("the vectors per image", per_image),
                         ("the minimum density", min_count), ("the batch size", batch_size),
@@ -192,6 +194,30 @@ def build_atlas(
     t0 = time.perf_counter()
     todo = list(range(len(files))) if ranks is None else ranks.positions(len(files), batch_size)
     ckpt = folder / ".partial" / _run_key(key, batch_size, ranks)
+    try:
+        atlas = yield from _collect_and_finish(
+            loaded, files, root, todo, layer, clone, channels, ckpt, key, folder, cells_dir,
+            t0, started, ranks, grid=grid, per_image=per_image, min_count=min_count,
+            seed=seed, batch_size=batch_size, gradient_images=gradient_images,
+            max_pixels=max_pixels, max_side=max_side, checkpoint_every=checkpoint_every,
+            resume=resume)
+    except BaseException:
+        if not keep_partial:
+            _drop_checkpoint(folder, ckpt)
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # nothing else was written for this run
+        raise
+    return atlas
+
+
+def _collect_and_finish(
+    loaded: LoadedModel, files: list[str], root: Path, todo: list[int], layer: str,
+    clone: set[str], channels: int, ckpt: Path, key: str, folder: Path, cells_dir: Path,
+    t0: float, started: float, ranks: Ranks | None, *, grid: int, per_image: int,
+    min_count: int, seed: int, batch_size: int, gradient_images: int, max_pixels: int,
+    max_side: int, checkpoint_every: int, resume: bool,
+) -> Job[AtlasProgress, Atlas]:
+    """`build_atlas` from the collection on: its rows (checkpointed), then the atlas."""
     try:
         got = yield from collect_rows(
             loaded, files, todo, layer, layer in clone, channels, ckpt, per_image=per_image,
