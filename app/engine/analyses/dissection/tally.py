@@ -3,10 +3,12 @@
 Per image: the unit maps are upsampled bilinearly to the mask resolution (sh, sw); a unit's
 mask is where the upsampled map exceeds its threshold. With the image's labels as a
 (pixels, labels present) count matrix A (a pixel counts once per plane holding the label,
-as NetDissect's bincount over stacked planes), the intersections of every unit with every
-label are one product masks @ A. Products of 0/1 masks and small counts are exact in
-float32 up to 2^24 per entry, far above one image's pixels; the sums go into int64, so
-tallies are exact and mergeable by addition.
+as NetDissect's bincount over stacked planes; built once per image for all its layers, with
+a last column of ones), the intersections of every unit with every label, and its |mask|,
+are one product masks @ A. Products of 0/1 masks and small counts are exact in float32 up
+to 2^24 per entry, far above one image's pixels; the sums go into int64 (under a lock: a
+batch's images tally on several threads), so tallies are exact, the same in any order, and
+mergeable by addition.
 
 Also here: the per-unit top-k images by maximum activation (from the first pass).
 """
