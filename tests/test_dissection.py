@@ -573,3 +573,22 @@ def test_the_tally_threads_leave_torchs_thread_count_as_it_was(broden: Path,
         assert seen == [2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_tally_pool_runs_one_openmp_thread_per_thread_and_no_fewer_elsewhere() -> None:
+    from app.engine.analyses.dissection.job import TALLY_THREADS, _tally_pool
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with _tally_pool() as pool:
+            inside = list(pool.map(lambda _: torch.get_num_threads(), range(8)))
+            seen: list[int] = []  # a thread started meanwhile (the window's, a next job's)
+            other = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+            other.start()
+            other.join()
+            names = {t.name for t in threading.enumerate() if t.name.startswith("tally")}
+        assert inside == [1] * 8 and seen == [2] and torch.get_num_threads() == 2
+        assert len(names) == TALLY_THREADS
+    finally:
+        torch.set_num_threads(before)

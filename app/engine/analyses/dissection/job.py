@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -101,11 +102,29 @@ from app.engine.runtime.recorder import ActivationRecorder, discover_layers, tru
 TALLY_THREADS = 2  # threads tallying the images of a batch (the dev box's two cores)
 
 
-def _single_threaded_ops() -> None:
-    """A tally thread's torch ops run on it alone: the images of a batch are spread over
-    TALLY_THREADS threads already, and an OpenMP team per op on top of them (two threads
-    each, on two cores) cost 15 % of the pass in wake-ups."""
-    torch.set_num_threads(1)
+@contextlib.contextmanager
+def _tally_pool() -> Iterator[ThreadPoolExecutor]:
+    """TALLY_THREADS threads whose torch ops each run on one OpenMP thread: the images of a
+    batch are spread over them already, and an OpenMP team per op on top (two threads each,
+    on two cores) cost 15 % of pass 2 in wake-ups. A thread's `set_num_threads` is also the
+    default of threads started after it (the window's, a next job's): the threads are all
+    started here, and that default given back before any work."""
+    threads = torch.get_num_threads()
+    started = threading.Barrier(TALLY_THREADS + 1)
+
+    def start() -> None:
+        # torch sets a thread's team from the default at its first call: that call first,
+        # or it would undo ours once the default is given back
+        torch.get_num_threads()
+        torch.set_num_threads(1)
+        started.wait()
+
+    with ThreadPoolExecutor(TALLY_THREADS, thread_name_prefix="tally") as pool:
+        for _ in range(TALLY_THREADS):  # each blocks a thread: the next submit makes one
+            pool.submit(start)
+        started.wait()
+        torch.set_num_threads(threads)
+        yield pool
 
 
 def _layer_shapes(loaded: LoadedModel, layers: Sequence[str],
@@ -288,7 +307,6 @@ def _compute(
     resumed_at = (stage, min(done * batch_size, len(mine))) if resumed else (0, 0)
     skipped1 = {s[0] for s in skipped} if stage == 2 else set()
 
-    threads = torch.get_num_threads()
     # pass 1 folds a batch into the sketches, top images and spool on a tally thread while
     # the network runs the next batch; `settle` waits for it (and re-raises its error)
     pending: list[Future[None]] = []
@@ -302,8 +320,6 @@ def _compute(
             except BaseException:
                 fold_failed = True  # that batch is half folded: nothing to checkpoint
                 raise
-            finally:
-                torch.set_num_threads(threads)  # see the tally below
 
     def fold(b: int, batch: dict[str, Any], maps: dict[str, torch.Tensor]) -> None:
         if maps:
@@ -335,8 +351,7 @@ def _compute(
     meter = Meter(2 * len(mine), already, already if resumed else 0)
     computed = 0
     with (torch.no_grad(), ActivationRecorder(model, todo, directions) as rec,
-          ThreadPoolExecutor(TALLY_THREADS, thread_name_prefix="tally",
-                             initializer=_single_threaded_ops) as pool):
+          _tally_pool() as pool):
         rec.clone_layers |= clone & set(todo)
         forward, unhook = truncated_forward(model, rec, todo)
         last_saved, dirty = done, False
@@ -430,9 +445,6 @@ def _compute(
                 # the GIL, and one thread left a core idle (no network runs in this pass)
                 found = [(j, lab) for j, lab in enumerate(labels) if lab is not None]
                 list(pool.map(tally_image, found))
-                # a tally thread's set_num_threads(1) is also the default of threads started
-                # after it (the window's, say): give that back
-                torch.set_num_threads(threads)
                 for _, lab in found:
                     np.add.at(label_px, lab.ids, lab.counts)
                 skipped += [(concepts.items[i].image, e) for i, e in failed]
