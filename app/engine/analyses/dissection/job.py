@@ -113,11 +113,13 @@ def _tally_pool() -> Iterator[ThreadPoolExecutor]:
     started = threading.Barrier(TALLY_THREADS + 1)
 
     def start() -> None:
-        # torch sets a thread's team from the default at its first call: that call first,
-        # or it would undo ours once the default is given back
-        torch.get_num_threads()
-        torch.set_num_threads(1)
-        started.wait()
+        try:
+            # torch sets a thread's team from the default at its first call: that call
+            # first, or it would undo ours once the default is given back
+            torch.get_num_threads()
+            torch.set_num_threads(1)
+        finally:
+            started.wait()  # whatever happened: the job thread waits for every thread
 
     with ThreadPoolExecutor(TALLY_THREADS, thread_name_prefix="tally") as pool:
         for _ in range(TALLY_THREADS):  # each blocks a thread: the next submit makes one
