@@ -30,6 +30,24 @@ except ImportError:
     pass
 
 
+@pytest.fixture
+def backend():
+    """The fake backend a GUI test's window talks to (a module may define its own)."""
+    from fake_backend import FakeBackend  # here: tests without a window load no Qt
+
+    return FakeBackend()
+
+
+@pytest.fixture
+def ui(qtbot, backend):
+    """The real window on `backend`, its first results shown."""
+    from gui_driver import WindowDriver
+
+    driver = WindowDriver.open(qtbot, backend)
+    driver.wait_for_results()
+    return driver
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_threads():
     """Fail any test that leaves a thread (capture, worker, loader, QThread) running."""

@@ -23,18 +23,6 @@ pytest.importorskip("pytestqt")
 DEFAULT_ROW = [i.name for i in LAYERS].index(DEFAULT_LAYER)
 
 
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-def ui(qtbot, backend: FakeBackend) -> WindowDriver:
-    driver = WindowDriver.open(qtbot, backend)
-    driver.wait_for_results()
-    return driver
-
-
 def test_shows_mosaic_frame_and_predictions(ui: WindowDriver) -> None:
     r = ui.last_result()
     assert r.layer == DEFAULT_LAYER

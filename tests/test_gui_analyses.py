@@ -62,11 +62,6 @@ def open_window(qtbot, backend: FakeBackend) -> WindowDriver:
 
 
 @pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
 def ui(qtbot, backend: FakeBackend) -> WindowDriver:
     return open_window(qtbot, backend)
 

@@ -40,18 +40,6 @@ def atlas(icons: bool = True) -> AtlasReady:
     return AtlasReady(DEFAULT_LAYER, 6, cells, CELLS_LAYER, FOLDER, "/cache/atlas.png", 4)
 
 
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-def ui(qtbot, backend: FakeBackend) -> WindowDriver:
-    ui = WindowDriver.open(qtbot, backend)
-    ui.wait_for_results()
-    return ui
-
-
 def finish(backend: FakeBackend, message: AtlasReady) -> None:
     request = AtlasRequest("/photos", DEFAULT_LAYER, 6)
     backend.emit(JobEvent(request, 1, 1, "atlas done", result=message, state=JobState.OK))

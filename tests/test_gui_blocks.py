@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fake_backend import DEFAULT_LAYER, PREDICTIONS, FakeBackend, explanation_of
+from fake_backend import DEFAULT_LAYER, PREDICTIONS, explanation_of
 from gui_driver import WindowDriver
 from PyQt6.QtCore import Qt
 
@@ -26,18 +26,6 @@ pytest.importorskip("pytestqt")
 
 
 EXPLAINED = ViewState(layer=DEFAULT_LAYER, parts=(BlocksView(True),))
-
-
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-def ui(qtbot, backend: FakeBackend) -> WindowDriver:
-    ui = WindowDriver.open(qtbot, backend)
-    ui.wait_for_results()
-    return ui
 
 
 def _shown(ui: WindowDriver) -> bool:

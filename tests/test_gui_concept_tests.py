@@ -6,26 +6,13 @@ the report page the job wrote, and again from the menu."""
 from __future__ import annotations
 
 import pytest
-from fake_backend import DEFAULT_LAYER, FakeBackend
-from gui_driver import WindowDriver
+from fake_backend import DEFAULT_LAYER
 from PyQt6.QtWidgets import QDialog, QFileDialog
 
 from app.core.requests import AuditRequest, TcavRequest
 from app.gui.features.tcav import ConceptTests, TcavForm
 
 pytest.importorskip("pytestqt")
-
-
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-def ui(qtbot, backend: FakeBackend) -> WindowDriver:
-    ui = WindowDriver.open(qtbot, backend)
-    ui.wait_for_results()
-    return ui
 
 
 def test_a_tested_concept_becomes_a_unit_the_window_shows(ui, backend, monkeypatch, tmp_path):

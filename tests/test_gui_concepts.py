@@ -19,18 +19,6 @@ pytest.importorskip("pytestqt")
 CONCEPTS = f"{DEFAULT_LAYER}@nmf32"
 
 
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-def ui(qtbot, backend: FakeBackend) -> WindowDriver:
-    ui = WindowDriver.open(qtbot, backend)
-    ui.wait_for_results()
-    return ui
-
-
 def learned(ui: WindowDriver, backend: FakeBackend, monkeypatch, folder: str) -> None:
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: folder)
     ui.trigger("learn_concepts")

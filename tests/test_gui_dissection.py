@@ -7,12 +7,10 @@ import numpy as np
 import pytest
 from fake_backend import (
     DEFAULT_LAYER,
-    FakeBackend,
     activations,
     concept_threshold,
     layer_concepts,
 )
-from gui_driver import WindowDriver
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QFileDialog
 
@@ -20,18 +18,6 @@ from app.core.masks import concept_mask
 from app.core.requests import DissectRequest, JobEvent, JobState, LayerConceptsRequest
 
 pytest.importorskip("pytestqt")
-
-
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-def ui(qtbot, backend: FakeBackend) -> WindowDriver:
-    ui = WindowDriver.open(qtbot, backend)
-    ui.wait_for_results()
-    return ui
 
 
 def test_the_dissection_tab_summarizes_the_layer_and_lists_its_detectors(ui, backend):

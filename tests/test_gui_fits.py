@@ -20,11 +20,6 @@ SMALL = Settings(gui=GuiSettings(width=1350, height=720))
 
 
 @pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
 def ui(qtbot, backend: FakeBackend) -> WindowDriver:
     ui = WindowDriver.open(qtbot, backend, SMALL)
     ui.wait_for_results()

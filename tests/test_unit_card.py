@@ -37,13 +37,6 @@ def backend(photos) -> FakeBackend:
     return FakeBackend(photos=photos, render_steps=(64,))
 
 
-@pytest.fixture
-def ui(qtbot, backend: FakeBackend) -> WindowDriver:
-    ui = WindowDriver.open(qtbot, backend)
-    ui.wait_for_results()
-    return ui
-
-
 def _card_filled(ui: WindowDriver) -> bool:
     card = ui.card()
     return (len(card.shown_patch_attributions()) == 9 and card.shown_map() is not None
