@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from photos import write_photo_folder
 
 from app.engine.analyses.atlas import bin_layout, label_cells, locate, umap_layout
 
@@ -79,13 +80,7 @@ def test_a_cells_label_is_the_class_its_direction_raises_most():
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from skimage import data as skdata
-
-    folder = tmp_path_factory.mktemp("photos")
-    for name in ("chelsea", "coffee", "astronaut", "rocket"):
-        img = getattr(skdata, name)()
-        assert cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    return folder
+    return write_photo_folder(tmp_path_factory.mktemp("photos"))
 
 
 def test_cli_writes_the_atlas_files_on_real_photos(tmp_path, capsys, photos):

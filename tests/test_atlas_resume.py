@@ -7,22 +7,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from photos import write_photo_folder
 
 pytestmark = pytest.mark.slow  # the bundled model
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from skimage import data as skdata
-
-    folder = tmp_path_factory.mktemp("photos")
-    for name in ("chelsea", "coffee", "astronaut", "rocket"):
-        img = getattr(skdata, name)()
-        assert cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    return folder
+    return write_photo_folder(tmp_path_factory.mktemp("photos"))
 
 
 def _build(photos: Path, out: Path, cancel_after: int | None = None, **kw: object

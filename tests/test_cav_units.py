@@ -87,7 +87,7 @@ def test_deleting_a_cav_unit_projects_it_out_of_the_source_layer(tmp_path):
 
 def test_tcav_and_the_audit_through_the_session_add_units_the_worker_shows(tmp_path):
     from app.session.live import LiveSession
-    from tests.waiting import collect_events, next_result
+    from tests.waiting import collect_events, job_finished, next_result
 
     cat = write_all(tmp_path / "cat fur", crops(chelsea(), 6, 0))
     random = write_all(tmp_path / "random", [c for img in others() for c in crops(img, 1, 1)])
@@ -96,18 +96,12 @@ def test_tcav_and_the_audit_through_the_session_add_units_the_worker_shows(tmp_p
     settings = dataclasses.replace(s, cache=dataclasses.replace(s.cache, dir=str(tmp_path / "c")))
     session = LiveSession(settings, CPU)
 
-    def ended(kind: str):
-        def until(events) -> bool:
-            return any(isinstance(e, JobEvent) and e.finished and e.kind == kind for e in events)
-        return until
-
     try:
         session.load_model("efficientnet_lite0")
         collect_events(session, lambda ev: any(isinstance(e, ModelReady) for e in ev), 120.0)
         session.submit(TcavRequest(str(cat), str(random), str(examples), "tabby", (SOURCE,),
                                    runs=2))
-        events = collect_events(session, ended("tcav"), 300.0)
-        done = next(e for e in events if isinstance(e, JobEvent) and e.finished)
+        _, done = job_finished(session, "tcav", 300.0)
         assert done.ok, done.text
         assert "tabby" in done.text and SOURCE in done.text and "p " in done.text
         changed = done.result
@@ -137,8 +131,7 @@ def test_tcav_and_the_audit_through_the_session_add_units_the_worker_shows(tmp_p
             write_all(root / f"group{g}" / "tabby", crops(img, 3, seed))
             write_all(root / f"group{g}" / "espresso", crops(others()[0], 3, seed + 10))
         session.submit(AuditRequest(str(root), (), (SOURCE,)))
-        events = collect_events(session, ended("audit"), 600.0)
-        done = next(e for e in events if isinstance(e, JobEvent) and e.finished)
+        events, done = job_finished(session, "audit", 600.0)
         assert done.ok, done.text
         page = next(e.preview for e in events
                     if isinstance(e, JobEvent) and isinstance(e.preview, ReportWritten))

@@ -3,8 +3,6 @@ their source, tiled as codes of the recorded source map, deleted from the source
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -16,7 +14,7 @@ from app.core.view import DeletionView, ViewState
 from app.engine.analyses.concepts import ConceptLayer, learn_concepts, load_dictionary
 from app.engine.live.worker import FrameProcessor
 from app.engine.runtime.models import load_model
-from tests.photos import chelsea, coffee, write_jpeg
+from tests.photos import chelsea, coffee, write_jpeg, write_photo_folder
 
 pytestmark = pytest.mark.slow
 CPU = torch.device("cpu")
@@ -25,24 +23,15 @@ K = 8
 CONCEPTS = f"{SOURCE}@nmf{K}"
 
 
-def write_photos(folder: Path) -> Path:
-    from skimage import data as skdata
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("chelsea", "coffee", "astronaut", "rocket"):
-        img = getattr(skdata, name)()
-        write_jpeg(folder / f"{name}.jpg", np.dstack([img] * 3) if img.ndim == 2 else img)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
     """A small dictionary of the bundled model's _blocks.8, learned into a fresh cache."""
     root = tmp_path_factory.mktemp("concepts")
     loaded = load_model("efficientnet_lite0", CPU, Settings().model)
     cache = str(root / "cache")
-    d = run_job(learn_concepts(loaded, write_photos(root / "photos"), SOURCE, K, "nmf",
-                               samples=500, iterations=40, cache_dir=cache))
+    photos = write_photo_folder(root / "photos", ".jpg")
+    d = run_job(learn_concepts(loaded, photos, SOURCE, K, "nmf", samples=500, iterations=40,
+                               cache_dir=cache))
     proc = FrameProcessor(loaded, cache_dir=cache)
     yield proc, d
     proc.close()
@@ -127,24 +116,15 @@ def test_the_learn_job_through_the_session_adds_a_layer_the_worker_shows(tmp_pat
     from app.core.requests import (
         ConceptNamesRequest,
         ConceptsRequest,
-        JobEvent,
         RenameConceptRequest,
     )
     from app.session.live import LiveSession
-    from tests.waiting import collect_events, next_result
+    from tests.waiting import collect_events, job_finished, next_result
 
-    photos = write_photos(tmp_path / "photos")
+    photos = write_photo_folder(tmp_path / "photos", ".jpg")
     s = Settings()
     settings = dataclasses.replace(s, cache=dataclasses.replace(s.cache, dir=str(tmp_path / "c")))
     session = LiveSession(settings, CPU)
-
-    def ended(kind: str):
-        def until(events) -> bool:
-            return any(isinstance(e, JobEvent) and e.finished and e.kind == kind for e in events)
-        return until
-
-    def end(events, kind: str) -> JobEvent:
-        return next(e for e in events if isinstance(e, JobEvent) and e.finished and e.kind == kind)
 
     try:
         session.load_model("efficientnet_lite0")
@@ -153,7 +133,7 @@ def test_the_learn_job_through_the_session_adds_a_layer_the_worker_shows(tmp_pat
         model = next(e for e in ready if isinstance(e, ModelReady))
         assert not any(i.kind == "concepts" for i in model.layers)  # an empty cache
         session.submit(ConceptsRequest(str(photos), SOURCE, 6, "nmf"))
-        done = end(collect_events(session, ended("concepts_learn"), 300.0), "concepts_learn")
+        done = job_finished(session, "concepts_learn", 300.0)[1]
         assert done.ok, done.text
         changed = done.result
         assert isinstance(changed, LayersChanged) and changed.added == f"{SOURCE}@nmf6"
@@ -168,13 +148,13 @@ def test_the_learn_job_through_the_session_adds_a_layer_the_worker_shows(tmp_pat
         assert result is not None and result.geometry.channels == 6
         # names: the defaults, then one renamed and stored with the dictionary
         session.submit(ConceptNamesRequest(changed.added))
-        got = end(collect_events(session, ended("concept_names"), 30.0), "concept_names")
+        got = job_finished(session, "concept_names", 30.0)[1]
         assert got.result == ConceptNames(changed.added, tuple(f"concept {i}" for i in range(6)))
         session.submit(RenameConceptRequest(changed.added, 2, "  striped   fur "))
-        got = end(collect_events(session, ended("concept_rename"), 30.0), "concept_rename")
+        got = job_finished(session, "concept_rename", 30.0)[1]
         assert isinstance(got.result, ConceptNames) and got.result.names[2] == "striped fur"
         session.submit(ConceptNamesRequest(changed.added))
-        got = end(collect_events(session, ended("concept_names"), 30.0), "concept_names")
+        got = job_finished(session, "concept_names", 30.0)[1]
         assert isinstance(got.result, ConceptNames) and got.result.names[2] == "striped fur"
     finally:
         session.stop()

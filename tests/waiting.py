@@ -51,3 +51,15 @@ def next_result(backend: Any, accept: Callable[[Any], bool] = lambda r: True,
     if not wait_until(arrived, timeout):
         raise AssertionError("timed out waiting for a result")
     return found[0]
+
+
+def job_finished(backend: Any, kind: str, timeout: float = 60.0) -> tuple[list[Any], Any]:
+    """A backend's events until its job of `kind` ends: (those events, the job's last
+    JobEvent)."""
+    from app.core.requests import JobEvent
+
+    def ended(e: Any) -> bool:
+        return isinstance(e, JobEvent) and e.finished and e.kind == kind
+
+    events = collect_events(backend, lambda ev: any(ended(e) for e in ev), timeout)
+    return events, next(e for e in events if ended(e))
