@@ -38,7 +38,7 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
@@ -232,6 +232,19 @@ class _WholeJob:
             changes["images_per_s"] = rate
             changes["eta_s"] = (total - done) / rate if rate > 0 else float("inf")
         return dataclasses.replace(p, **changes)
+
+
+@contextlib.contextmanager
+def failing_together(ranks: Ranks | None) -> Iterator[None]:
+    """Run a step of a job: under torchrun an error in it stops every rank with its
+    message (`Ranks.fail`: the others at their next sync point); alone it is raised as
+    it is. A cancel (GeneratorExit) is no error and passes through."""
+    try:
+        yield
+    except Exception as exc:
+        if ranks is None:
+            raise
+        ranks.fail(exc)
 
 
 def _stage(p: Progress) -> str:

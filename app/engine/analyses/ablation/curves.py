@@ -37,7 +37,7 @@ from app.engine.runtime.directions import (
     UnknownDirectionLayer,
     direction_layers,
 )
-from app.engine.runtime.distributed import Ranks
+from app.engine.runtime.distributed import Ranks, failing_together
 from app.engine.runtime.models import LoadedModel
 
 ABLATE_FORMAT = 1  # bump when the cached document's layout changes
@@ -380,16 +380,12 @@ def layer_curves(
     batches = ImageBatches(loaded, part, batch_size, max_pixels)
     if ranks is not None:
         order = lambda: [mine[i] for i in batches.yielded]  # noqa: E731
-    try:
+    with failing_together(ranks):
         if ranks is None or ranks.is_root:  # where the result will be stored, before the work
             writable_cache(cache_dir)
         result = yield from ablation_curves(
             loaded.module, batches, layer, total=len(part.paths), seeds=seeds,
             points=points, method=method, ranks=ranks, order=order, directions=directions)
-    except Exception as exc:
-        if ranks is None:
-            raise
-        ranks.fail(exc)  # the other ranks stop at their next sync point with this message
     skipped = dict(batches.skipped)
     if ranks is not None:
         for more in ranks.gather(skipped) or []:
@@ -402,11 +398,9 @@ def layer_curves(
         cache_write_json(path, result.to_json(), items=result.images,
                          what=f"ablation curves of {layer}")
     elif ranks.is_root:
-        try:
+        with failing_together(ranks):
             cache_write_json(path, result.to_json(), items=result.images,
                          what=f"ablation curves of {layer}")
-        except Exception as exc:
-            ranks.fail(exc)
         ranks.check()
     else:
         ranks.check()  # returns once rank 0 has stored the result

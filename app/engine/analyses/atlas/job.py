@@ -69,7 +69,7 @@ from app.engine.runtime.directions import (
     load_direction_set,
     write_direction_set,
 )
-from app.engine.runtime.distributed import Ranks
+from app.engine.runtime.distributed import Ranks, failing_together
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import discover_layers
 
@@ -218,15 +218,11 @@ def _collect_and_finish(
     max_side: int, checkpoint_every: int, resume: bool,
 ) -> Job[AtlasProgress, Atlas]:
     """`build_atlas` from the collection on: its rows (checkpointed), then the atlas."""
-    try:
+    with failing_together(ranks):
         got = yield from collect_rows(
             loaded, files, todo, layer, layer in clone, channels, ckpt, per_image=per_image,
             seed=seed, batch_size=batch_size, max_pixels=max_pixels, max_side=max_side,
             checkpoint_every=checkpoint_every, resume=resume)
-    except Exception as exc:
-        if ranks is None:
-            raise
-        ranks.fail(exc)  # the other ranks stop at their next sync point with this message
     if ranks is not None:
         parts = ranks.gather(got)
         if parts is None:  # rank 0 lays out and writes; this part is kept until it has
@@ -235,16 +231,12 @@ def _collect_and_finish(
             atlas: Atlas = ranks.broadcast(None)
             return atlas
         got = _merge(parts, files)
-    try:
+    with failing_together(ranks):
         atlas = yield from _finish(
             loaded, files, root, got, layer, key, folder, cells_dir, t0, started, grid=grid,
             per_image=per_image, min_count=min_count, seed=seed, batch_size=batch_size,
             gradient_images=gradient_images, channels=channels, max_pixels=max_pixels,
             max_side=max_side)
-    except Exception as exc:
-        if ranks is None:
-            raise
-        ranks.fail(exc)
     if ranks is not None:
         ranks.check()
         ranks.broadcast(_without_samples(atlas))

@@ -53,7 +53,7 @@ from app.engine.analyses.concepts.store import (
 )
 from app.engine.runtime.cache import CACHE_FORMAT, cache_root, model_key
 from app.engine.runtime.dataset_pass import folder_images, layer_map_shape
-from app.engine.runtime.distributed import Ranks
+from app.engine.runtime.distributed import Ranks, failing_together
 from app.engine.runtime.models import LoadedModel
 
 NMF_ITERATIONS = 400  # HALS usually converges (to tol) in far fewer
@@ -152,14 +152,10 @@ def learn_concepts(
         assert ranks is not None  # not rank 0: the result comes from rank 0 when it has one
         result: ConceptDictionary = ranks.broadcast(None)
         return replace(result, seconds=time.perf_counter() - started)
-    try:
+    with failing_together(ranks):
         result = yield from _fit_and_write(
             loaded, got, folder, layer, method, k, active, seed, steps, tol,
             dataset_doc=dataset_doc, fit_key=fit_key)
-    except Exception as exc:
-        if ranks is None:
-            raise
-        ranks.fail(exc)
     if ranks is not None:
         ranks.broadcast(result)
     return replace(result, seconds=time.perf_counter() - started)
@@ -187,10 +183,8 @@ def _collect_on_ranks(
         whole: Samples = yield from collect(sample_dir)
         return whole
     own = _rank_dir(sample_dir, ranks, batch_size)
-    try:
+    with failing_together(ranks):
         part = yield from collect(own, ids=ranks.positions(n_files, batch_size))
-    except Exception as exc:
-        ranks.fail(exc)
     parts = ranks.gather((part.reservoir.state(), part.images, part.skipped, part.map_shape))
     if parts is None:
         ranks.check()  # rank 0 has written the merged samples

@@ -95,7 +95,7 @@ from app.engine.runtime.directions import (
     UnknownDirectionLayer,
     direction_layers,
 )
-from app.engine.runtime.distributed import Ranks
+from app.engine.runtime.distributed import Ranks, failing_together
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import ActivationRecorder, discover_layers, truncated_forward
 
@@ -201,7 +201,7 @@ def dissect(
     rate = 0.0
     resumed_at = (0, 0)
     if todo:
-        try:
+        with failing_together(ranks):
             if out is None:  # before the work whose checkpoints and result it will hold
                 writable_cache(cache_dir)
             resumed, rate, resumed_at = yield from _compute(
@@ -210,10 +210,6 @@ def dissect(
                 checkpoint_every=checkpoint_every, max_pixels=max_pixels, resume=resume,
                 mp_context=mp_context, ranks=ranks, directions=directions,
                 spool_gb=spool_gb)
-        except Exception as exc:
-            if ranks is None:
-                raise
-            ranks.fail(exc)  # the other ranks stop at their next sync point with this message
     if ranks is not None and not ranks.is_root:
         return DissectionResult(loaded.name, concepts.root, concepts.kind, concepts.categories,
                                 quantile, min_iou, 0, (), {}, folder.as_posix(),
@@ -472,11 +468,9 @@ def _compute(
             ranks.check()  # rank 0 has written the result: this part is no longer needed
             shutil.rmtree(ckpt, ignore_errors=True)
             return resumed, computed / max(time.perf_counter() - t0, 1e-9), resumed_at
-        try:
+        with failing_together(ranks):
             _write_layers(loaded, concepts, todo, folder, digest, tiles, skipped, tops,
                           tallies, limits, label_px)
-        except Exception as exc:
-            ranks.fail(exc)
         ranks.check()
     else:
         _write_layers(loaded, concepts, todo, folder, digest, tiles, skipped, tops, tallies,

@@ -62,7 +62,7 @@ from app.engine.runtime.directions import (
     is_direction_layer,
     resolve,
 )
-from app.engine.runtime.distributed import Ranks
+from app.engine.runtime.distributed import Ranks, failing_together
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.recorder import LOGITS
 from app.engine.runtime.truncate import truncated_copies
@@ -497,7 +497,7 @@ def _render_job(renderer: Renderer, loaded: LoadedModel, units: list[int], p: Pr
                       np.ndarray | None]] = []
     units_total = sum(len(span) for span in spans)
     units_done = 0
-    try:
+    with failing_together(ranks):
         for c, span in enumerate(spans):
             chunk = [units[i] for i in span]
             for progress in renderer.render(chunk, p, seed=seed, objective=objective,
@@ -510,10 +510,6 @@ def _render_job(renderer: Renderer, loaded: LoadedModel, units: list[int], p: Pr
                     units_done += len(span)
                 yield dataclasses.replace(progress, units_done=units_done,
                                           units_total=units_total)
-    except Exception as exc:
-        if ranks is None:
-            raise
-        ranks.fail(exc)  # the other ranks stop at their next sync point with this message
     if ranks is not None:
         everyone = ranks.gather(parts)
         if everyone is not None:

@@ -89,7 +89,7 @@ from app.engine.runtime.directions import (
     UnknownDirectionLayer,
     direction_layers,
 )
-from app.engine.runtime.distributed import Ranks
+from app.engine.runtime.distributed import Ranks, failing_together
 from app.engine.runtime.models import LoadedModel
 from app.engine.runtime.preprocess import prepare_batch
 from app.engine.runtime.receptive_field import ReceptiveField, receptive_field
@@ -281,7 +281,7 @@ def scan(
         key_doc += ["rank", ranks.rank, ranks.world]
     run_key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:16]
     ckpt = _checkpoint_dir(folder, run_key)
-    try:
+    with failing_together(ranks):
         if out is None:  # before the work whose checkpoints and result it will hold
             writable_cache(cache_dir)
         scanned_now, resumed_from, skipped = yield from _scan_part(
@@ -289,10 +289,6 @@ def scan(
             workers=workers, checkpoint_every=checkpoint_every, max_pixels=max_pixels,
             max_side=max_side, resume=resume, mp_context=mp_context, started=started,
             directions=directions)
-    except Exception as exc:
-        if ranks is None:
-            raise
-        ranks.fail(exc)  # the other ranks stop at their next sync point with this message
 
     states = {n: t.state() for n, t in trackers.items()}
     if ranks is not None:
@@ -312,7 +308,7 @@ def scan(
             resumed_from += n_resumed
         states = {n: t.state() for n, t in trackers.items()}
     scanned = len(files) - len(skipped)
-    try:
+    with failing_together(ranks):
         if scanned == 0:  # nothing to rank: an error, never an empty result over a good one
             remove_tree(ckpt)
             raise ScanError(unreadable_message(len(files), root_name, skipped))
@@ -323,10 +319,6 @@ def scan(
                 "cache_format": CACHE_FORMAT, "top_k": top_k, "input_size": pre.size,
                 "crop_size": crop_size, "max_side": max_side, "datasets": [dataset_doc],
                 "files_scanned": scanned, "skipped": sorted(skipped)})
-    except Exception as exc:
-        if ranks is None:
-            raise
-        ranks.fail(exc)
     if ranks is not None:
         ranks.check()  # the result is written: the other ranks may drop their checkpoints
     remove_tree(ckpt)
