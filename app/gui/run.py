@@ -12,6 +12,7 @@ from PyQt6.QtWidgets import QApplication
 
 from app.core.backend import LiveBackend
 from app.core.settings import Settings
+from app.gui.gui_thread_gc import collect_garbage_on_gui_thread
 from app.gui.main_window import MainWindow
 from app.gui.qt_messages import route_qt_messages
 from app.gui.theme import apply_dark_theme
@@ -116,11 +117,12 @@ def run_window(
     # quit() from elsewhere (Ctrl+C handlers, the OS) skips closeEvent: stop the backend anyway
     app.aboutToQuit.connect(window.shutdown)
     try:
-        code = app.exec()
+        with collect_garbage_on_gui_thread():
+            code = app.exec()
+            window.shutdown()  # the backend's threads end before collection is automatic again
     finally:
         if previous_sigint is not None:
             signal.signal(signal.SIGINT, previous_sigint)
-    window.shutdown()
     app.aboutToQuit.disconnect(window.shutdown)
     window.deleteLater()
     return int(outcome["code"]) if screenshot else code

@@ -1,0 +1,52 @@
+"""Python's cycle collector, run on the GUI thread only while the window is up.
+
+The collector runs in whichever thread happens to allocate past its threshold: the capture
+thread, the inference worker or a job. A cycle that holds Qt objects (a closed dialog, the
+panes a model change rebuilt, a slot's lambda) would then be destroyed off the GUI thread,
+while the GUI thread uses Qt: a crash far from its cause. So the window turns automatic
+collection off and collects on a timer of the GUI thread instead, with the thresholds
+Python would have used (the scheme pyqtgraph's `GarbageCollector` describes).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from PyQt6.QtCore import QTimer
+
+CHECK_INTERVAL_MS = 500
+
+
+def collect_due_generations(thresholds: tuple[int, int, int]) -> int:
+    """Collect the generations Python's automatic collector would have by now; the count found."""
+    young, middle, old = gc.get_count()
+    if young <= thresholds[0]:
+        return 0
+    generation = 0
+    if middle > thresholds[1]:
+        generation = 2 if old > thresholds[2] else 1
+    return gc.collect(generation)
+
+
+@contextmanager
+def collect_garbage_on_gui_thread(interval_ms: int = CHECK_INTERVAL_MS) -> Iterator[QTimer]:
+    """Inside, cycles are collected only by a timer of the calling (GUI) thread.
+
+    Automatic collection is given back as it was on the way out, after one full collection
+    here, so nothing the window left is collected later by another thread.
+    """
+    was_enabled = gc.isenabled()
+    thresholds = gc.get_threshold()
+    timer = QTimer()
+    timer.timeout.connect(lambda: collect_due_generations(thresholds))
+    gc.disable()
+    timer.start(interval_ms)
+    try:
+        yield timer
+    finally:
+        timer.stop()
+        gc.collect()
+        if was_enabled:
+            gc.enable()
