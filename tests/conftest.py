@@ -60,22 +60,70 @@ def no_leftover_threads():
     assert not extra, f"threads left running: {[t.name for t in extra]}"
 
 
+def _free_closed_windows() -> None:
+    """Delete what closed windows left and collect it, here on the GUI thread.
+
+    A deleted window's Python side lives on until PyQt's slot proxies drop its lambdas and
+    the collector breaks its cycles. The proxies go in events of their own after the
+    deferred deletes, so one flush of deferred deletes is not enough (the window measured
+    alive after two): flush every posted event until a collection finds nothing.
+    """
+    from PyQt6.QtCore import QEvent
+    from PyQt6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        return
+    for _ in range(8):
+        app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+        app.processEvents()
+        app.sendPostedEvents(None, 0)
+        if gc.collect() == 0:
+            return
+
+
+def _windows_alive() -> list:
+    """The main windows any Python object still holds (a closed one must hold none)."""
+    main_window = sys.modules.get("app.gui.main_window")
+    if main_window is None:
+        return []
+    # type(), not isinstance(): isinstance asks some lazy module proxies for __class__
+    return [obj for obj in gc.get_objects() if issubclass(type(obj), main_window.MainWindow)]
+
+
+_collection_paused = False
+
+
 @pytest.fixture(autouse=True)
 def no_dead_windows_left(request: pytest.FixtureRequest):
-    """Free what earlier tests' windows left before this test builds its own.
+    """Each window test starts with no earlier window alive and collects only on this thread.
 
-    A deleted window's Python side lives on until PyQt's slot proxies (deleted later, by the
-    event loop) drop its lambdas and the collector breaks its cycles. Until then its
-    wrappers of Qt-created objects stay registered, and a new object at a freed address is
-    handed one of them: a new window built in that gap crashes inside pyqtgraph.
+    While an earlier window's Python side is alive its wrappers of Qt-created objects stay
+    registered, and a new object at a freed address is handed one of them: a new window
+    built in that gap crashed inside pyqtgraph (CI, 1 run in ~5). And a collection run by a
+    backend's thread would destroy Qt objects off the GUI thread. So from a window test's
+    start until pytest has dropped its fixtures the collector runs here only (as the app's
+    window does: `gui_thread_gc`), and what the test's windows left is freed after it.
     """
+    global _collection_paused
     if "qtbot" in request.fixturenames and "PyQt6.QtWidgets" in sys.modules:
-        from PyQt6.QtCore import QEvent
-        from PyQt6.QtWidgets import QApplication
-
-        app = QApplication.instance()
-        if app is not None:
-            for _ in range(3):  # a deletion can post the next one (the proxies)
-                app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
-            gc.collect()
+        _free_closed_windows()
+        left = _windows_alive()
+        assert not left, f"{len(left)} window(s) of an earlier test still held by Python"
+        if gc.isenabled():
+            gc.disable()
+            _collection_paused = True
     yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """After a window test (its fixture values dropped): free its windows, collect as before."""
+    global _collection_paused
+    try:
+        return (yield)
+    finally:
+        if _collection_paused:
+            _free_closed_windows()
+            gc.enable()
+            _collection_paused = False
