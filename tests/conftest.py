@@ -61,25 +61,14 @@ def no_leftover_threads():
 
 
 def _free_closed_windows() -> None:
-    """Delete what closed windows left and collect it, here on the GUI thread.
-
-    A deleted window's Python side lives on until PyQt's slot proxies drop its lambdas and
-    the collector breaks its cycles. The proxies go in events of their own after the
-    deferred deletes, so one flush of deferred deletes is not enough (the window measured
-    alive after two): flush every posted event until a collection finds nothing.
-    """
-    from PyQt6.QtCore import QEvent
+    """What closed windows left, deleted and collected here (`free_closed_widgets`)."""
     from PyQt6.QtWidgets import QApplication
 
+    from app.gui.gui_thread_gc import free_closed_widgets
+
     app = QApplication.instance()
-    if app is None:
-        return
-    for _ in range(8):
-        app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
-        app.processEvents()
-        app.sendPostedEvents(None, 0)
-        if gc.collect() == 0:
-            return
+    if app is not None:
+        free_closed_widgets(app)
 
 
 def _windows_alive() -> list:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import statistics
 import time
@@ -11,13 +10,15 @@ from typing import Any
 from app.core.results import Result
 from app.core.settings import Settings
 
+_app: Any = None  # the QApplication this module made, if it had to
+
 
 def gui_update_ms(settings: Settings, result: Result, calls: int = 200) -> float:
     """Median GUI-thread cost of showing one result, painting included (offscreen)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PyQt6.QtCore import QEvent
     from PyQt6.QtWidgets import QApplication
 
+    from app.gui.gui_thread_gc import free_closed_widgets
     from app.gui.main_window import MainWindow
 
     class _Idle:
@@ -28,7 +29,12 @@ def gui_update_ms(settings: Settings, result: Result, calls: int = 200) -> float
                 return lambda: []
             return lambda *a, **k: None
 
-    app = QApplication.instance() or QApplication([])
+    global _app
+    app = QApplication.instance()
+    if app is None:
+        # kept for the process: an application destroyed with a window's remains about
+        # would leave them (and its slot proxies) for good, and a second one is Qt's error
+        app = _app = QApplication([])
     # _Idle satisfies LiveBackend for mypy: its __getattr__ answers every method
     window = MainWindow(_Idle(), settings)
     window.resize(settings.gui.width, settings.gui.height)
@@ -41,11 +47,9 @@ def gui_update_ms(settings: Settings, result: Result, calls: int = 200) -> float
         app.processEvents()
         times.append((time.perf_counter() - t0) * 1e3)
     window.close()
-    # deleted here, not whenever the garbage collector reaches the window's reference
-    # cycles: a window torn down in the middle of another widget's construction crashes Qt
+    # deleted here, wholly, not whenever the collector reaches the window's cycles: a window
+    # torn down in the middle of another widget's construction crashes Qt
     window.deleteLater()
-    for _ in range(3):  # the window, then PyQt's slot proxies that hold its lambdas
-        app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
     del window
-    gc.collect()
+    free_closed_widgets(app)
     return statistics.median(times)
