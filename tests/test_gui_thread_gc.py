@@ -12,7 +12,7 @@ pytest.importorskip("pytestqt")
 
 from PyQt6.QtWidgets import QApplication
 
-from app.gui.gui_thread_gc import collect_due_generations, collect_garbage_on_gui_thread
+from app.gui.gui_thread_gc import DueCollections, collect_garbage_on_gui_thread
 
 
 class _Cycle:
@@ -82,15 +82,49 @@ def test_on_the_way_out_everything_left_is_collected_and_a_disabled_collector_st
         gc.enable()
 
 
-def test_only_due_generations_are_collected() -> None:
+@pytest.fixture
+def manual_collection():
+    """Automatic collection off for the test (it would move the counts and stats)."""
+    was_enabled = gc.isenabled()
     gc.collect()
-    young = gc.get_count()[0]
-    assert collect_due_generations((young + 10_000, 10, 10)) == 0
-    destroyed_on: list[str] = []
     gc.disable()
-    try:
-        _drop_a_cycle(destroyed_on)
-        assert collect_due_generations((0, 10**9, 10**9)) >= 1  # gen 0 only: the new cycle
-    finally:
+    yield
+    if was_enabled:
         gc.enable()
+
+
+def _collections() -> list[int]:
+    return [generation["collections"] for generation in gc.get_stats()]
+
+
+def test_nothing_is_collected_before_it_is_due(manual_collection) -> None:
+    collect = DueCollections((gc.get_count()[0] + 10_000, 10, 10))
+    before = _collections()
+    assert collect() == 0
+    assert _collections() == before
+
+
+def test_the_young_generation_alone_when_only_it_is_due(manual_collection) -> None:
+    destroyed_on: list[str] = []
+    _drop_a_cycle(destroyed_on)
+    collect = DueCollections((0, 10**9, 10**9))
+    before = _collections()
+    assert collect() >= 1
     assert destroyed_on == [threading.main_thread().name]
+    assert _collections() == [before[0] + 1, before[1], before[2]]
+
+
+def test_a_full_collection_waits_for_a_quarter_more_long_lived_objects(
+        manual_collection) -> None:
+    collect = DueCollections((-1, -1, -1))  # every generation past its threshold
+    assert collect.long_lived_total > 10_000  # the modules, already in the oldest generation
+    survivors = [[i] for i in range(5000)]  # young now, long-lived after the next collection
+    before = _collections()
+    collect()
+    assert _collections() == [before[0], before[1] + 1, before[2]]  # CPython's rule: not yet
+    assert collect.long_lived_pending >= len(survivors)
+    collect.long_lived_pending = collect.long_lived_total // 4 + 1  # as after many of those
+    collect()
+    assert _collections()[2] == before[2] + 1
+    assert collect.long_lived_pending == 0
+    assert collect.long_lived_total == len(gc.get_objects(generation=2))

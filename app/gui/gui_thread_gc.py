@@ -4,7 +4,7 @@ The collector runs in whichever thread happens to allocate past its threshold: t
 thread, the inference worker or a job. A cycle that holds Qt objects (a closed dialog, the
 panes a model change rebuilt, a slot's lambda) would then be destroyed off the GUI thread,
 while the GUI thread uses Qt: a crash far from its cause. So the window turns automatic
-collection off and collects on a timer of the GUI thread instead, with the thresholds
+collection off and collects on a timer of the GUI thread instead, on the schedule
 Python would have used (the scheme pyqtgraph's `GarbageCollector` describes).
 """
 
@@ -19,15 +19,38 @@ from PyQt6.QtCore import QCoreApplication, QEvent, QTimer
 CHECK_INTERVAL_MS = 500
 
 
-def collect_due_generations(thresholds: tuple[int, int, int]) -> int:
-    """Collect the generations Python's automatic collector would have by now; the count found."""
-    young, middle, old = gc.get_count()
-    if young <= thresholds[0]:
-        return 0
-    generation = 0
-    if middle > thresholds[1]:
-        generation = 2 if old > thresholds[2] else 1
-    return gc.collect(generation)
+class DueCollections:
+    """Python's own schedule of collections, run when asked (by the GUI thread's timer).
+
+    Generation 0 when more than `thresholds[0]` objects were allocated since its last
+    collection, 1 every `thresholds[1]` collections of 0, and a full collection every
+    `thresholds[2]` of 1 only if the objects that survived into the oldest generation
+    since the last full one are a quarter of those it held then: CPython's own rule,
+    which keeps full collections (~0.2 s with torch loaded, a hitch on the GUI thread)
+    rare in a process whose old objects are mostly its modules.
+    """
+
+    def __init__(self, thresholds: tuple[int, int, int]) -> None:
+        self.thresholds = thresholds
+        self.long_lived_total = len(gc.get_objects(generation=2))
+        self.long_lived_pending = 0
+
+    def __call__(self) -> int:
+        """Collect what is due now; the number of unreachable objects found."""
+        young, middle, old = gc.get_count()
+        if young <= self.thresholds[0]:
+            return 0
+        if middle <= self.thresholds[1]:
+            return gc.collect(0)
+        if old > self.thresholds[2] and self.long_lived_pending > self.long_lived_total // 4:
+            found = gc.collect(2)
+            self.long_lived_total = len(gc.get_objects(generation=2))
+            self.long_lived_pending = 0
+            return found
+        younger = len(gc.get_objects(generation=0)) + len(gc.get_objects(generation=1))
+        found = gc.collect(1)
+        self.long_lived_pending += max(younger - found, 0)  # the survivors move up to 2
+        return found
 
 
 def free_closed_widgets(app: QCoreApplication, rounds: int = 8) -> None:
@@ -60,7 +83,7 @@ def collect_garbage_on_gui_thread(interval_ms: int = CHECK_INTERVAL_MS) -> Itera
     was_enabled = gc.isenabled()
     thresholds = gc.get_threshold()
     timer = QTimer()
-    timer.timeout.connect(lambda: collect_due_generations(thresholds))
+    timer.timeout.connect(DueCollections(thresholds))
     gc.disable()
     timer.start(interval_ms)
     try:
