@@ -33,6 +33,7 @@ from app.core.tiling import GridGeometry
 from app.gui.blocks_view import OVERLAY_TEXT, Overlay
 from app.gui.main_window import MainWindow
 from app.gui.patches_view import PatchPage
+from app.gui.qimages import qimage_to_rgb
 from app.gui.unit_pane import UnitTab
 
 WINDOW_SETTINGS = Settings(gui=GuiSettings(width=1400, height=900))
@@ -696,6 +697,15 @@ class WindowDriver:
 
     def dissection_info(self) -> str:
         return self._panes.dissection.info.text()
+
+    def dissection_strip_text(self) -> str:
+        """The line over the selected unit's strip (its concept, or why no strip shows)."""
+        return self._panes.dissection.strip_text()
+
+    def dissection_strip(self) -> np.ndarray | None:
+        """The selected unit's strip as shown (RGB), once decoded; None while there is none."""
+        image = self._panes.dissection.strip_image
+        return None if image is None else qimage_to_rgb(image)
 
     def dissection_progress_visible(self) -> bool:
         return self._panes.dissection.progress.isVisible()

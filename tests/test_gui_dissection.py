@@ -100,3 +100,54 @@ def test_l_without_a_dissection_says_how_to_make_one_and_stays_off(ui, backend):
     ui.press(Qt.Key.Key_L)
     assert ui.action_checked("concept_labels")
     assert ui.grid_tile_labels() == layer_concepts(DEFAULT_LAYER).labels()
+
+
+def _strip_of(photo: np.ndarray, tiles: int = 4, side: int = 112) -> np.ndarray:
+    """A strip as the dissection writes one: `tiles` squares of a real photo side by side."""
+    import cv2
+
+    square = cv2.resize(photo[:min(photo.shape[:2]), :min(photo.shape[:2])], (side, side),
+                        interpolation=cv2.INTER_AREA)
+    return np.concatenate([np.roll(square, 17 * i, axis=1) for i in range(tiles)], axis=1)
+
+
+def test_a_units_strip_shows_under_the_list_decoded_as_written(ui, backend, monkeypatch,
+                                                               tmp_path):
+    """NetDissect's picture of a unit: its top images with where it fires, from the file the
+    dissection wrote; a unit without one, or with an unreadable one, says so."""
+    import dataclasses
+
+    import cv2
+    import fake_backend
+    from photos import chelsea, coffee
+
+    strips = {0: _strip_of(chelsea()), 4: _strip_of(coffee())}
+    for unit, strip in strips.items():
+        assert cv2.imwrite(str(tmp_path / f"unit_{unit:04d}.png"), strip[:, :, ::-1])
+    (tmp_path / "unit_0008.jpg").write_bytes(b"not a jpeg")
+    plain = fake_backend.layer_concepts
+
+    def with_strips(layer: str):
+        concepts = plain(layer)
+        paths = {u: str(tmp_path / f"unit_{u:04d}.png") for u in strips}
+        paths[8] = str(tmp_path / "unit_0008.jpg")
+        return dataclasses.replace(concepts, units=tuple(
+            dataclasses.replace(u, strip=paths.get(u.unit, "")) for u in concepts.units))
+
+    monkeypatch.setattr(fake_backend, "layer_concepts", with_strips)
+    ui.press(Qt.Key.Key_PageDown)  # another layer and back: the labels are asked again
+    ui.wait_until(lambda: "No dissection of" in ui.dissection_info())
+    ui.press(Qt.Key.Key_PageUp)
+    ui.wait_until(ui.dissection_showing_summary)
+    for row, unit in ((0, 0), (1, 4)):  # the best detectors first: units 0 and 4
+        ui.click_dissection_row(row)
+        ui.wait_until(lambda: ui.dissection_strip() is not None)
+        assert ui.dissection_strip_text().startswith(f"Unit {unit} · ")
+        assert "its top images, where it fires outlined" in ui.dissection_strip_text()
+        np.testing.assert_array_equal(ui.dissection_strip(), strips[unit])
+    ui.click_dissection_row(2)  # unit 8: its file is no image
+    ui.wait_until(lambda: "could not be read" in ui.dissection_strip_text())
+    assert ui.dissection_strip() is None
+    ui.click_dissection_row(3)  # unit 12: no strip saved
+    assert ui.dissection_strip_text().endswith("no top images saved")
+    assert ui.dissection_strip() is None

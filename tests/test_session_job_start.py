@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import pytest
 import torch
 
@@ -99,6 +100,9 @@ def test_a_dissection_in_the_window_runs_beside_the_live_view_and_leaves_its_thr
     concepts = finished[-1].result
     assert isinstance(concepts, LayerConcepts)
     assert concepts.layer == "_blocks.4" and len(concepts.units) == 40
+    for unit in concepts.units:  # each unit's strip (the window shows it): top_k tiles of 112
+        strip = cv2.imread(unit.strip)
+        assert strip is not None and strip.shape[0] == 112 and strip.shape[1] >= 2 * 112
     assert len(results) >= 3  # the live view went on while the job ran
     seen: list[int] = []
     later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))

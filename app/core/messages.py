@@ -240,6 +240,7 @@ class ConceptUnit:
     category: str
     iou: float
     interpretable: bool
+    strip: str = ""  # its top images, the concept's mask drawn (an image file); "" if none
 
 
 @dataclass(frozen=True)

@@ -251,6 +251,7 @@ class MainWindow(QMainWindow):
         self.status.stop()
         self.backend.stop()
         self.panes.patch_dialog.wait_idle()  # a source image being decoded: at most one
+        self.panes.dissection.wait_idle()  # and a unit's strip
 
     # ------------------------------------------------------------------ backend traffic
 

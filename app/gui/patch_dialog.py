@@ -16,7 +16,6 @@ from PyQt6.QtGui import (
     QImageIOHandler,
     QImageReader,
     QPainter,
-    QPaintEvent,
     QPen,
     QPixmap,
 )
@@ -24,27 +23,8 @@ from PyQt6.QtWidgets import QDialog, QLabel, QVBoxLayout, QWidget
 
 from app.core.messages import Patch
 from app.gui import theme
-from app.gui.patches_view import aspect_fit
+from app.gui.image_files import ImageCanvas
 from app.gui.qimages import rgb_to_qimage
-
-
-class _ImageCanvas(QWidget):
-    """Paints one pixmap aspect-fit (smooth): the full image with its box drawn on it."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.pixmap: QPixmap | None = None
-        self.setMinimumSize(320, 240)
-
-    def paintEvent(self, event: QPaintEvent | None) -> None:
-        painter = QPainter(self)
-        painter.fillRect(self.rect(), QColor(theme.BACKGROUND))
-        if self.pixmap is None:
-            return
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        target = aspect_fit(self.size(), self.pixmap.width(), self.pixmap.height())
-        painter.drawPixmap(target, self.pixmap, QRectF(self.pixmap.rect()))
-
 
 MAX_SOURCE_SIDE = 4096  # larger sources are decoded scaled down, the box scaled with them
 
@@ -108,7 +88,7 @@ class PatchDialog(QDialog):
         self.setModal(False)
         self.resize(760, 600)
         layout = QVBoxLayout(self)
-        self.canvas = _ImageCanvas()
+        self.canvas = ImageCanvas()
         self.caption = QLabel("")
         self.caption.setWordWrap(True)
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

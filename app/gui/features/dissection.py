@@ -42,6 +42,8 @@ class Dissection:
         known = self._concepts.layer if self._concepts is not None else None
         if layer is not None and layer != known:
             self.w.backend.submit(LayerConceptsRequest(layer))  # the labels of the layer shown
+        elif layer is not None:
+            self.w.panes.dissection.show_unit(self.w.model.unit)
 
     def show_tile_labels(self, on: bool) -> None:
         """L: each unit's concept label on its grid tile, or none.
@@ -75,6 +77,7 @@ class Dissection:
             return  # asked for a layer the user has left since
         self._concepts = event
         self.w.panes.dissection.set_concepts(event)
+        self.w.panes.dissection.show_unit(self.w.model.unit)
         self._update_tile_labels()
 
     def _update_tile_labels(self) -> None:

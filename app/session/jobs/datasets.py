@@ -163,7 +163,8 @@ def concepts_message(result: DissectionResult, layer: LayerDissection) -> LayerC
     """The message the window shows, from the analysis' result."""
     summary = layer.summary
     by = tuple((c, v.interpretable, v.unique) for c, v in summary.by_category.items())
-    units = tuple(ConceptUnit(u.unit, u.label, u.category, u.iou, u.interpretable)
+    units = tuple(ConceptUnit(u.unit, u.label, u.category, u.iou, u.interpretable,
+                              u.top_images)
                   for u in layer.units)
     where = f"{result.dataset} ({result.kind}, {result.images} images, min IoU {result.min_iou})"
     return LayerConcepts(layer.layer, where, units, summary.interpretable, summary.unique, by)
