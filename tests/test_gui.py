@@ -313,3 +313,34 @@ def test_a_token_layer_says_so_in_the_layer_list() -> None:
     assert vit.describe().endswith("(EncoderBlock, tokens)")
     conv = LayerInfo("_blocks.5", (80, 14, 14), "MBConvBlock")
     assert layer_row_text(conv) == "_blocks.5  80×14×14"
+
+
+def test_run_window_inside_a_running_application_returns_when_its_window_closes(
+        qtbot, tmp_path) -> None:
+    """Embedded (the host has a window of its own): closing the window ends run_window, the
+    backend is stopped once, and Qt's loops still run afterwards."""
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication, QWidget
+
+    from app.gui.main_window import MainWindow
+
+    host = QWidget()
+    qtbot.addWidget(host)
+    host.show()
+    backend = FakeBackend()
+
+    def close_the_window() -> None:
+        windows = [w for w in QApplication.topLevelWidgets()
+                   if isinstance(w, MainWindow) and w.isVisible()]
+        if windows and windows[0].results_shown > 0:
+            windows[0].close()
+        else:
+            QTimer.singleShot(50, close_the_window)
+
+    QTimer.singleShot(50, close_the_window)
+    code = run_window(backend, Settings(gui=GuiSettings(refresh_ms=10)))
+    assert code == 0 and backend.stop_calls == 1
+    assert host.isVisible()
+    ticks: list[int] = []
+    QTimer.singleShot(20, lambda: ticks.append(1))
+    qtbot.waitUntil(lambda: ticks == [1], timeout=2000)  # a later loop is not poisoned

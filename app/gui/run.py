@@ -59,8 +59,11 @@ def run_window(
     outcome = {"code": 0, "saved": False}
     # Inside an application that is already running (embedding, tests) the window gets an
     # event loop of its own: app.exit() would set Qt's per-thread quit flag, and every
-    # QEventLoop started afterwards in this process would return at once.
+    # QEventLoop started afterwards in this process would return at once. That loop ends
+    # when the window closes (app.exec() would wait for the host's last window).
     loop = None if owns_app else QEventLoop()
+    if loop is not None:
+        window.closed.connect(lambda: loop.exit(int(outcome["code"])))
 
     def finish(code: int) -> None:
         if loop is not None:
@@ -118,7 +121,7 @@ def run_window(
     app.aboutToQuit.connect(window.shutdown)
     try:
         with collect_garbage_on_gui_thread():
-            code = app.exec()
+            code = app.exec() if loop is None else loop.exec()
             window.shutdown()  # the backend's threads end before collection is automatic again
     finally:
         if previous_sigint is not None:
