@@ -140,11 +140,11 @@ class DissectionPane(Panel):
         self.strip_canvas.pixmap = None
         self.strip_canvas.update()
         if found is None:
-            self._files.request += 1  # a strip still decoding is for another unit now
+            self._files.forget()  # a strip still decoding is for another unit now
             self.strip_caption.setText(f"Unit {unit} is not in this dissection.")
             return
         if not found.strip:
-            self._files.request += 1
+            self._files.forget()
             self.strip_caption.setText(f"{_unit_text(found)} · no top images saved")
             return
         self.strip_caption.setText(f"{_unit_text(found)} · loading its top images…")

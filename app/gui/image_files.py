@@ -31,6 +31,10 @@ class ImageFiles(QObject):
         self._pool.start(_Decode(self.request, path, self))
         return self.request
 
+    def forget(self) -> None:
+        """Make every request so far stale: nothing loading now is wanted any more."""
+        self.request += 1
+
     def wait_idle(self, msecs: int = 5000) -> bool:
         """Wait for a decode in flight (shutdown and tests; never from a paint or click)."""
         return self._pool.waitForDone(msecs)
